@@ -1,0 +1,113 @@
+"""Error messages: path formatting and bounded descriptions of nodes.
+
+Every mismatch message names the path of the first difference, what was
+expected there and what was found, and stays short whatever the input size.
+"""
+
+from __future__ import annotations
+
+import reprlib
+from typing import Any, Iterable
+
+from . import _nodes as N
+
+MAX_REPR = 60        # characters of any one value shown in a message
+MAX_KEYS = 8         # mapping keys listed in a message
+MAX_MESSAGE = 1500   # hard cap on a message's length
+
+STRUCTURES_DIFFER = "structures differ at {path}: {first} vs {second}"
+NOT_A_SEQUENCE = ("flat_sequence must be a sequence (list or tuple), "
+                  "not {type}: {value}")
+LEAF_COUNT = ("{what}: the structure has {expected} leaves but flat_sequence "
+              "has {found} elements{detail}")
+TOO_DEEP = ("structure is nested more than {limit} levels deep at {path}; "
+            "nestlib supports at most {limit} levels")
+CYCLE = ("structure contains itself at {path} (a reference cycle back to "
+         "{target}); nests must be trees")
+
+_repr = reprlib.Repr()
+_repr.maxstring = MAX_REPR
+_repr.maxother = MAX_REPR
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 6
+_repr.maxlevel = 2
+
+
+def short_repr(x: Any) -> str:
+    """A repr of ``x`` of at most about MAX_REPR characters, never raising."""
+    try:
+        r = _repr.repr(x)
+    except Exception as e:  # a hostile __repr__
+        r = f"<{type(x).__name__} whose repr raised {type(e).__name__}>"
+    if len(r) > MAX_REPR:
+        r = r[:MAX_REPR - 3] + "..."
+    return r
+
+
+def format_key(kind: int, key: Any) -> str:
+    if kind == N.NAMEDTUPLE or kind == N.ATTRS:
+        return f".{key}"
+    if kind == N.MAPPING:
+        return f"[{short_repr(key)}]"
+    return f"[{key}]"
+
+
+def format_path(steps: Iterable[tuple[int, Any]]) -> str:
+    """Renders ``(kind, key)`` steps as ``['a'].b[1]``; the root is ``the top level``."""
+    text = "".join(format_key(k, key) for k, key in steps)
+    if not text:
+        return "the top level"
+    if len(text) > 300:
+        text = text[:140] + "..." + text[-140:]
+    return text
+
+
+def format_tuple_path(path: tuple) -> str:
+    """Renders a plain path tuple (as in ``flatten_with_path``)."""
+    if not path:
+        return "the top level"
+    return "".join(f"[{short_repr(p)}]" for p in path)
+
+
+def describe(x: Any, kind: int | None = None) -> str:
+    """``tuple of length 2``, ``dict with keys ['a', 'b']``, ``leaf int 3``."""
+    if kind is None:
+        try:
+            kind = N.classify(x)
+        except Exception:
+            kind = N.LEAF
+    name = N.type_name(x)
+    if kind == N.LEAF:
+        return f"leaf {name} {short_repr(x)}"
+    try:
+        if kind == N.MAPPING or (kind == N.PROXY and N.unwrap(x, kind)[1] == N.MAPPING):
+            ks = N.keys(x, kind)
+            shown = ", ".join(short_repr(k) for k in ks[:MAX_KEYS])
+            more = f", ... ({len(ks)} keys)" if len(ks) > MAX_KEYS else ""
+            return f"{name} with keys [{shown}{more}]"
+        n = N.length(x, kind)
+    except Exception as e:
+        return f"{name} (unreadable: {type(e).__name__})"
+    if kind == N.NAMEDTUPLE:
+        return f"namedtuple {name} of length {n}"
+    if kind == N.ATTRS:
+        return f"attrs {name} with {n} fields"
+    return f"{name} of length {n}"
+
+
+def bounded(message: str) -> str:
+    if len(message) > MAX_MESSAGE:
+        return message[:MAX_MESSAGE - 20] + " ... (truncated)"
+    return message
+
+
+def differ(steps, first: str, second: str) -> str:
+    return bounded(STRUCTURES_DIFFER.format(
+        path=format_path(steps), first=first, second=second))
+
+
+def add_path_note(exc: BaseException, steps) -> BaseException:
+    """Adds a note naming where in the structure a user exception arose."""
+    if hasattr(exc, "add_note"):
+        exc.add_note(f"(nestlib: raised while reading the structure at "
+                     f"{format_path(steps)})")
+    return exc

@@ -1,0 +1,365 @@
+"""Spec: a structure compiled once, flat code afterwards.
+
+``spec_of(structure)`` walks the structure once and generates two small
+Python functions for it, the way ``collections.namedtuple`` generates its
+class: ``unflatten(leaves)`` is a single expression such as
+``_t0(L[0], {_k1: L[1], _k2: L[2]})``, and ``flatten(x)`` is a run of exact
+type checks and unpackings that collects the leaves. Any input that the
+generated code does not recognise at once (a subclass, a missing key, a node
+where a leaf belongs, an unusual container) goes to the general functions,
+which either accept it (as ``assert_same_structure`` would) or raise their
+path-bearing error. So the generated code only ever decides the easy cases.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from typing import Any, Callable
+
+from . import _errors as E
+from . import _nodes as N
+from . import _walk as W
+from ._nodes import ATTRS, LEAF, LIST, MAPPING, NAMEDTUPLE, TUPLE
+
+_DICT_TYPES = (dict, collections.OrderedDict, collections.defaultdict)
+_HOIST_EVERY = 24  # expression depth at which subexpressions become statements
+
+
+class _Gen:
+    """Collects generated source and the constants it refers to."""
+
+    def __init__(self) -> None:
+        self.consts: dict[str, Any] = {}
+        self.stmts: list[str] = []
+        self.n = 0
+
+    def const(self, value: Any, prefix: str = "_c") -> str:
+        name = f"{prefix}{len(self.consts)}"
+        self.consts[name] = value
+        return name
+
+    def temp(self) -> str:
+        self.n += 1
+        return f"v{self.n}"
+
+
+def _namedtuple_fast_new(t: type) -> bool:
+    """True when ``t(*args)`` is exactly ``tuple.__new__(t, args)``."""
+    new = t.__dict__.get("__new__")
+    new_fn = getattr(new, "__func__", new)
+    return (getattr(new_fn, "__module__", "") or "").startswith("namedtuple_") and \
+        t.__init__ is tuple.__init__
+
+
+class Spec:
+    """An immutable, hashable, picklable description of a nested structure.
+
+    Build one with :func:`nestlib.spec_of`. Reusing it makes repeated
+    flatten/unflatten/map on the same structure cheap.
+
+    >>> import collections, nestlib
+    >>> State = collections.namedtuple("State", "hidden cell")
+    >>> spec = nestlib.spec_of(State(hidden=1, cell={"a": 2, "b": 3}))
+    >>> spec
+    Spec(State(hidden=*, cell={'a': *, 'b': *}))
+    >>> spec.num_leaves, spec.paths
+    (3, (('hidden',), ('cell', 'a'), ('cell', 'b')))
+    >>> spec.unflatten([10, 20, 30])
+    State(hidden=10, cell={'a': 20, 'b': 30})
+    >>> spec.flatten(State(hidden=4, cell={"b": 6, "a": 5}))
+    [4, 5, 6]
+    >>> spec.map(lambda x, y: x + y, State(1, {"a": 2, "b": 3}), State(1, {"a": 1, "b": 1}))
+    State(hidden=2, cell={'a': 3, 'b': 4})
+    """
+
+    __slots__ = ("num_leaves", "paths", "_def", "_skeleton", "flatten", "unflatten",
+                 "_unflatten_trusted", "_hash")
+
+    num_leaves: int
+    paths: tuple
+    flatten: Callable[[Any], list]
+    unflatten: Callable[[Any], Any]
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("use nestlib.spec_of(structure) to make a Spec")
+
+    def map(self, func: Callable, *structures: Any) -> Any:
+        """Maps ``func`` over leaves of ``structures`` (each must match this spec).
+
+        The result is built with this spec's node types.
+        """
+        if not callable(func):
+            raise TypeError(f"func must be callable, got {E.short_repr(func)}")
+        if len(structures) == 1:
+            return self._unflatten_trusted([func(x) for x in self.flatten(structures[0])])
+        if not structures:
+            raise ValueError("Spec.map needs at least one structure")
+        flat = self.flatten
+        return self._unflatten_trusted([func(*xs) for xs in zip(*map(flat, structures))])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Spec) and self._def == other._def
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self):
+        return (spec_of, (self._skeleton,))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Spec is immutable")
+
+    def __repr__(self) -> str:
+        star = _Star()
+        try:
+            text = repr(W.pack_trusted(self._skeleton, [star] * self.num_leaves))
+        except Exception:
+            text = f"<{self.num_leaves} leaves>"
+        return E.bounded(f"Spec({text})")
+
+
+class _Star:
+    def __repr__(self) -> str:
+        return "*"
+
+
+def _treedef(x: Any) -> Any:
+    """A hashable canonical description of the structure of ``x``."""
+    k = N.classify(x)
+    if k == LEAF:
+        return None
+    t = type(x)
+    aux: Any = None
+    if k == MAPPING:
+        aux = (tuple(x), getattr(x, "default_factory", None))
+    elif k == N.PROXY:
+        aux = N.node_type(x, k)
+    kids = tuple(_treedef(c) for c in N.children(x, k))
+    return (k, t, aux, kids)
+
+
+def _emit_unflatten(g: _Gen, node: Any, k: int, counter: list, depth: int) -> str:
+    """Returns an expression building ``node`` from ``L[i]`` leaves."""
+    kids = N.children(node, k)
+    start = counter[0]
+    parts = []
+    all_leaves = True
+    for c in kids:
+        ck = N.classify(c)
+        if ck == LEAF:
+            parts.append(f"L[{counter[0]}]")
+            counter[0] += 1
+        else:
+            all_leaves = False
+            parts.append(_emit_unflatten(g, c, ck, counter, depth + 1))
+    stop = counter[0]
+    t = type(node)
+    if k == LIST and t is list:
+        expr = f"L[{start}:{stop}]" if all_leaves else f"[{', '.join(parts)}]"
+        if all_leaves:
+            expr = f"_list({expr})"
+    elif k == TUPLE and t is tuple:
+        expr = f"_tuple(L[{start}:{stop}])" if all_leaves else \
+            f"({', '.join(parts)}{',' if len(parts) == 1 else ''})"
+    elif k == NAMEDTUPLE and _namedtuple_fast_new(t):
+        tn = g.const(t, "_t")
+        expr = f"_tnew({tn}, ({', '.join(parts)}{',' if len(parts) == 1 else ''}))"
+    elif k == MAPPING and t in _DICT_TYPES:
+        skeys = N.sorted_keys(node)
+        by_key = dict(zip(skeys, parts))
+        order = list(node)
+        if all_leaves and order == skeys:
+            body = f"_dict(_zip({g.const(tuple(skeys), '_k')}, L[{start}:{stop}]))"
+        else:
+            body = "{" + ", ".join(f"{g.const(key, '_k')}: {by_key[key]}" for key in order) + "}"
+        if t is dict:
+            expr = body
+        elif t is collections.defaultdict:
+            expr = f"{g.const(t, '_t')}({g.const(node.default_factory, '_f')}, {body})"
+        else:
+            expr = f"{g.const(t, '_t')}({body})"
+    else:
+        tmpl = g.const(node, "_n")
+        expr = f"_rebuild({tmpl}, {k}, [{', '.join(parts)}])"
+    if depth and depth % _HOIST_EVERY == 0:
+        name = g.temp()
+        g.stmts.append(f"    {name} = {expr}")
+        return name
+    return expr
+
+
+def _emit_flatten(g: _Gen, var: str, node: Any, k: int, pieces: list, ok: list) -> bool:
+    """Emits checks/unpacking of ``var`` like ``node``; False if not codegen-able."""
+    t = type(node)
+    tn = g.const(t, "_t")
+    kids = N.children(node, k)
+    if k in (LIST, TUPLE, NAMEDTUPLE):
+        g.stmts.append(f"    if type({var}) is not {tn}: return _slow(x)")
+        if k != NAMEDTUPLE:
+            g.stmts.append(f"    if len({var}) != {len(kids)}: return _slow(x)")
+        if all(N.classify(c) == LEAF for c in kids):
+            pieces.append(f"*{var}")
+            return True
+        names = [g.temp() for _ in kids]
+        if names:
+            g.stmts.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = {var}")
+    elif k == MAPPING and t in _DICT_TYPES:
+        skeys = N.sorted_keys(node)
+        ks = g.const(frozenset(skeys), "_s")
+        g.stmts.append(f"    if type({var}) is not {tn} or {var}.keys() != {ks}: return _slow(x)")
+        if kids and all(N.classify(c) == LEAF for c in kids):
+            pieces.append(f"*_map({var}.__getitem__, {g.const(tuple(skeys), '_k')})")
+            return True
+        names = [g.temp() for _ in kids]
+        for name, key in zip(names, skeys):
+            g.stmts.append(f"    {name} = {var}[{g.const(key, '_k')}]")
+    elif k == ATTRS:
+        g.stmts.append(f"    if type({var}) is not {tn}: return _slow(x)")
+        names = [g.temp() for _ in kids]
+        for name, field in zip(names, N.attrs_names(t)):
+            g.stmts.append(f"    {name} = _getattr({var}, {field!r})")
+    else:
+        return False
+    for name, c in zip(names, kids):
+        ck = N.classify(c)
+        if ck == LEAF:
+            pieces.append(name)
+            ok.append(name)
+        elif not _emit_flatten(g, name, c, ck, pieces, ok):
+            return False
+    return True
+
+
+def _compile(source: str, consts: dict, fn_name: str) -> Callable:
+    namespace = dict(consts)
+    exec(compile(source, f"<nestlib.Spec {fn_name}>", "exec"), namespace)  # noqa: S102
+    return namespace[fn_name]
+
+
+def _build(structure: Any, treedef: Any) -> Spec:
+    spec = object.__new__(Spec)
+    put = object.__setattr__
+    paths_and_leaves = W.flatten_with_path(structure)
+    n = len(paths_and_leaves)
+    put(spec, "num_leaves", n)
+    put(spec, "paths", tuple(p for p, _ in paths_and_leaves))
+    put(spec, "_def", treedef)
+    try:
+        skeleton = W.pack_trusted(structure, [None] * n)
+    except Exception:  # a node type that refuses None leaves: keep the original
+        skeleton = structure
+    put(spec, "_skeleton", skeleton)
+    try:
+        h = hash(treedef)
+    except TypeError:
+        h = hash((n, spec.paths.__len__()))
+    put(spec, "_hash", h)
+
+    k = N.classify(skeleton)
+    helpers = {"_list": list, "_tuple": tuple, "_dict": dict, "_zip": zip, "_map": map,
+               "_tnew": tuple.__new__, "_rebuild": N.rebuild, "_getattr": getattr,
+               "_kg": N.kind_get}
+
+    def count_error(found: int) -> ValueError:
+        return W._count_error("Spec.unflatten", skeleton, found)
+
+    if k == LEAF:
+        def unflatten(leaves):
+            leaves = W.check_flat_sequence(leaves)
+            if len(leaves) != 1:
+                raise count_error(len(leaves))
+            return leaves[0]
+
+        def trusted(leaves):
+            return leaves[0]
+    else:
+        g = _Gen()
+        expr = _emit_unflatten(g, skeleton, k, [0], 0)
+        body = "\n".join(g.stmts)
+        src = (f"def unflatten(L):\n"
+               f"    if _type(L) is not _listT and _type(L) is not _tupleT: L = _check(L)\n"
+               f"    if _len(L) != {n}: raise _count(_len(L))\n"
+               f"{body}\n    return {expr}\n"
+               f"def trusted(L):\n{body}\n    return {expr}\n")
+        consts = dict(g.consts, **helpers, _type=type, _len=len, _listT=list, _tupleT=tuple,
+                      _check=W.check_flat_sequence, _count=count_error)
+        unflatten = _compile(src, consts, "unflatten")
+        trusted = _compile(src, consts, "trusted")
+    put(spec, "unflatten", unflatten)
+    put(spec, "_unflatten_trusted", trusted)
+
+    def slow(x):
+        W.assert_same_structure(skeleton, x, check_types=True)
+        return W.flatten(x)
+
+    flatten = slow
+    if k == LEAF:
+        def flatten(x):
+            if N.kind_get(type(x), -1):
+                return slow(x)
+            return [x]
+    else:
+        g = _Gen()
+        pieces: list = []
+        ok: list = []
+        if _emit_flatten(g, "x", skeleton, k, pieces, ok):
+            lines = "\n".join(g.stmts)
+            if n <= 16:
+                check = " or ".join(f"_kg(_type({p}), -1)"
+                                    for p in ok)
+                leaf_check = f"    if {check}: return _slow(x)\n" if ok else ""
+                splat_check = any(p.startswith("*") for p in pieces)
+            else:
+                leaf_check = ""
+                splat_check = True
+            tail = ("    for v in out:\n        if _kg(_type(v), -1): return _slow(x)\n"
+                    if splat_check else "")
+            src = (f"def flatten(x):\n    try:\n"
+                   + "\n".join("    " + line for line in lines.split("\n")) +
+                   f"\n        out = [{', '.join(pieces)}]\n"
+                   f"    except (KeyError, ValueError, TypeError):\n        return _slow(x)\n"
+                   f"{leaf_check}{tail}    return out\n")
+            flatten = _compile(src, dict(g.consts, **helpers, _type=type, _len=len, _slow=slow),
+                               "flatten")
+    put(spec, "flatten", flatten)
+    return spec
+
+
+_cache: "collections.OrderedDict[Any, Spec]" = collections.OrderedDict()
+_cache_lock = threading.Lock()
+_CACHE_SIZE = 256
+
+
+def spec_of(structure: Any) -> Spec:
+    """Compiles the structure of ``structure`` into a reusable :class:`Spec`.
+
+    >>> import nestlib
+    >>> spec = nestlib.spec_of({"b": [1, 2], "a": None})
+    >>> spec.num_leaves
+    3
+    >>> spec.unflatten(["x", "y", "z"])
+    {'b': ['y', 'z'], 'a': 'x'}
+    """
+    try:
+        treedef = _treedef(structure)
+    except RecursionError:
+        W._diagnose(structure)
+        raise
+    try:
+        with _cache_lock:
+            cached = _cache.get(treedef)
+            if cached is not None:
+                _cache.move_to_end(treedef)
+                return cached
+    except TypeError:  # unhashable aux data: do not cache
+        return _build(structure, treedef)
+    spec = _build(structure, treedef)
+    with _cache_lock:
+        _cache[treedef] = spec
+        if len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return spec

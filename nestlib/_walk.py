@@ -1,0 +1,613 @@
+"""The pure-Python engine: every structure operation, written once.
+
+Two layers:
+
+* fast recursive functions (``_flatten_into``, ``_pack``, ``_paths_into``,
+  ``_same``) that do only the work a correct input needs, dispatching on a
+  per-type kind cache (see ``_nodes``);
+* one generic, iterative, path-tracking walk (``_diagnose``, ``_compare``)
+  that runs only when something is wrong, to say *where* it is wrong: the
+  first differing path, a reference cycle, a structure nested too deep, or
+  the place where a user object's method raised.
+
+The compiled backend replaces a few fast functions (see ``_backend``); the
+error layer is shared, so both backends raise identical exceptions.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any, Callable, Iterator
+
+from . import _errors as E
+from . import _nodes as N
+from ._nodes import (ATTRS, LEAF, LIST, MAPPING, NAMEDTUPLE, PROXY, TUPLE,
+                     classify, kind_get, sorted_keys)
+
+#: Deepest nesting nestlib accepts; deeper input raises ValueError.
+MAX_DEPTH = 1000
+
+_END = object()
+
+
+class _Missing:
+    """Marker for a position that ran out of flat values."""
+
+
+# --------------------------------------------------------------------------
+# Diagnosis: where is the problem? (iterative: safe on any input)
+# --------------------------------------------------------------------------
+
+def _diagnose(structure: Any, kind_fn: Callable[[Any], int] = classify) -> int:
+    """Walks ``structure`` without recursion; returns its depth.
+
+    Raises ValueError for a reference cycle or nesting deeper than
+    MAX_DEPTH, and re-raises any exception from a user object's methods with
+    a note naming the path where it arose.
+    """
+    deepest = 0
+    on_path: set[int] = set()
+    # entries: (node, steps) to enter, or (None, id) to leave
+    stack: list[tuple[Any, Any]] = [(structure, ())]
+    while stack:
+        x, steps = stack.pop()
+        if x is None and isinstance(steps, int):
+            on_path.discard(steps)
+            continue
+        try:
+            k = kind_fn(x)
+        except Exception as e:
+            raise E.add_path_note(e, steps)
+        if k == LEAF:
+            continue
+        depth = len(steps)
+        if depth >= MAX_DEPTH:
+            raise ValueError(E.TOO_DEEP.format(limit=MAX_DEPTH, path=E.format_path(steps)))
+        if id(x) in on_path:
+            raise ValueError(E.CYCLE.format(path=E.format_path(steps),
+                                            target=E.describe(x, k)))
+        deepest = max(deepest, depth + 1)
+        on_path.add(id(x))
+        stack.append((None, id(x)))
+        try:
+            pairs = N.items(x, k)
+        except Exception as e:
+            raise E.add_path_note(e, steps)
+        kk = N.unwrap(x, k)[1] if k == PROXY else k
+        for key, child in reversed(pairs):
+            stack.append((child, steps + ((kk, key),)))
+    return deepest
+
+
+_limit_lock = threading.Lock()
+_limit_users = 0
+_limit_saved = 0
+
+
+class _RaisedRecursionLimit:
+    """Temporarily lifts the interpreter's recursion limit for a deep (but
+    acyclic, at most MAX_DEPTH levels) structure."""
+
+    def __init__(self, depth: int):
+        self.need = sys.getrecursionlimit() + 4 * depth + 200
+
+    def __enter__(self):
+        global _limit_users, _limit_saved
+        with _limit_lock:
+            if _limit_users == 0:
+                _limit_saved = sys.getrecursionlimit()
+            _limit_users += 1
+            if sys.getrecursionlimit() < self.need:
+                sys.setrecursionlimit(self.need)
+
+    def __exit__(self, *exc):
+        global _limit_users
+        with _limit_lock:
+            _limit_users -= 1
+            if _limit_users == 0:
+                sys.setrecursionlimit(_limit_saved)
+        return False
+
+
+def retry_deep(fn: Callable, args: tuple, structures: tuple, error: BaseException):
+    """Called when ``fn(*args)`` failed; says why, or retries it.
+
+    A RecursionError on an acyclic structure within MAX_DEPTH is retried
+    with a raised recursion limit (``fn`` must be free of user callbacks).
+    A user exception is re-raised with a note naming its path.
+    """
+    depth = 0
+    for s in structures:
+        depth = max(depth, _diagnose(s))  # raises for cycles / too deep / user errors
+    if isinstance(error, RecursionError):
+        with _RaisedRecursionLimit(depth):
+            return fn(*args)
+    raise error
+
+
+# --------------------------------------------------------------------------
+# is_nested / flatten
+# --------------------------------------------------------------------------
+
+def is_nested(structure: Any) -> bool:
+    k = kind_get(type(structure))
+    if k is None:
+        k = classify(structure)
+    return k != LEAF
+
+
+def _flatten_into(s: Any, k: int, out: list) -> None:
+    if k == MAPPING:
+        s_items = [s[key] for key in sorted_keys(s)]
+    elif k <= NAMEDTUPLE:  # LIST, TUPLE, NAMEDTUPLE iterate directly
+        s_items = s
+    else:
+        s_items = N.children(s, k)
+    append = out.append
+    for c in s_items:
+        ck = kind_get(type(c))
+        if ck == LEAF:
+            append(c)
+        else:
+            if ck is None:
+                ck = classify(c)
+                if ck == LEAF:
+                    append(c)
+                    continue
+            _flatten_into(c, ck, out)
+
+
+def _flatten(structure: Any) -> list:
+    k = kind_get(type(structure))
+    if k is None:
+        k = classify(structure)
+    if k == LEAF:
+        return [structure]
+    out: list = []
+    _flatten_into(structure, k, out)
+    return out
+
+
+def flatten(structure: Any) -> list:
+    try:
+        return _flatten(structure)
+    except Exception as e:
+        return retry_deep(_flatten, (structure,), (structure,), e)
+
+
+# --------------------------------------------------------------------------
+# unflatten / pack
+# --------------------------------------------------------------------------
+
+def _pack_child(c: Any, nxt: Callable[[], Any]) -> Any:
+    ck = classify(c)
+    if ck == LEAF:
+        return nxt()
+    return _pack(c, ck, nxt)
+
+
+def _pack(s: Any, k: int, nxt: Callable[[], Any]) -> Any:
+    if k == LIST:
+        return [nxt() if kind_get(type(c)) == LEAF else _pack_child(c, nxt) for c in s]
+    if k == TUPLE:
+        return tuple([nxt() if kind_get(type(c)) == LEAF else _pack_child(c, nxt)
+                      for c in s])
+    if k == MAPPING:
+        skeys = sorted_keys(s)
+        values = [nxt() if kind_get(type(c)) == LEAF else _pack_child(c, nxt)
+                  for c in [s[key] for key in skeys]]
+        return N.rebuild_mapping(s, values, skeys)
+    src = s if k == NAMEDTUPLE else N.children(s, k)
+    values = [nxt() if kind_get(type(c)) == LEAF else _pack_child(c, nxt) for c in src]
+    return N.rebuild(s, k, values)
+
+
+def check_flat_sequence(flat_sequence: Any) -> list | tuple:
+    t = type(flat_sequence)
+    if t is list or t is tuple:
+        return flat_sequence
+    k = classify(flat_sequence)
+    if k == LEAF or k == MAPPING or k == ATTRS or (
+            k == PROXY and N.unwrap(flat_sequence, k)[1] in (MAPPING, ATTRS)):
+        raise TypeError(E.NOT_A_SEQUENCE.format(
+            type=type(flat_sequence).__name__, value=E.short_repr(flat_sequence)))
+    return list(flat_sequence)
+
+
+def _count_error(what: str, structure: Any, found: int) -> ValueError:
+    paths = flatten_with_path(structure)
+    detail = ""
+    if found < len(paths):
+        detail = f"; the first leaf without a value is at {E.format_tuple_path(paths[found][0])}"
+    return ValueError(E.bounded(E.LEAF_COUNT.format(
+        what=what, expected=len(paths), found=found, detail=detail)))
+
+
+def _unflatten(structure: Any, flat: list | tuple) -> Any:
+    k = kind_get(type(structure))
+    if k is None:
+        k = classify(structure)
+    if k == LEAF:
+        if len(flat) != 1:
+            raise _count_error("unflatten_as", structure, len(flat))
+        return flat[0]
+    it = iter(flat)
+    try:
+        result = _pack(structure, k, it.__next__)
+    except StopIteration:
+        raise _count_error("unflatten_as", structure, len(flat)) from None
+    if next(it, _END) is not _END:
+        raise _count_error("unflatten_as", structure, len(flat))
+    return result
+
+
+def unflatten_as(structure: Any, flat_sequence: Any) -> Any:
+    flat = check_flat_sequence(flat_sequence)
+    try:
+        return _unflatten(structure, flat)
+    except ValueError as e:
+        if str(e).startswith("unflatten_as:"):
+            raise
+        return retry_deep(_unflatten, (structure, flat), (structure,), e)
+    except Exception as e:
+        return retry_deep(_unflatten, (structure, flat), (structure,), e)
+
+
+# --------------------------------------------------------------------------
+# same structure
+# --------------------------------------------------------------------------
+
+def types_compatible(a: Any, ka: int, b: Any, kb: int) -> bool:
+    """dm-tree's check_types rule for two nodes."""
+    ta, tb = N.node_type(a, ka), N.node_type(b, kb)
+    if ta is tb:
+        return True
+    ka2 = N.unwrap(a, ka)[1] if ka == PROXY else ka
+    kb2 = N.unwrap(b, kb)[1] if kb == PROXY else kb
+    if ka2 == NAMEDTUPLE and kb2 == NAMEDTUPLE:
+        return N.same_namedtuple_types(ta, tb)
+    if ka2 == MAPPING and kb2 == MAPPING:
+        return True
+    return issubclass(ta, list) and issubclass(tb, list)
+
+
+def _same(a: Any, b: Any, check_types: bool) -> bool:
+    """True iff a and b have the same structure (fast; no message)."""
+    ka = kind_get(type(a))
+    if ka is None:
+        ka = classify(a)
+    kb = kind_get(type(b))
+    if kb is None:
+        kb = classify(b)
+    if ka == LEAF or kb == LEAF:
+        return ka == kb
+    if ka == PROXY:
+        a, ka = N.unwrap(a, ka)
+    if kb == PROXY:
+        b, kb = N.unwrap(b, kb)
+    if check_types and type(a) is not type(b) and not types_compatible(a, ka, b, kb):
+        return False
+    if ka == MAPPING:
+        ska = sorted_keys(a)
+        if kb == MAPPING:
+            skb = sorted_keys(b)
+            if len(ska) != len(skb) or (check_types and ska != skb):
+                return False
+            cb = [b[key] for key in skb]
+        else:
+            cb = b if kb <= NAMEDTUPLE else N.children(b, kb)
+        ca = [a[key] for key in ska]
+    else:
+        ca = a if ka <= NAMEDTUPLE else N.children(a, ka)
+        cb = b if kb <= NAMEDTUPLE else (
+            [b[key] for key in sorted_keys(b)] if kb == MAPPING else N.children(b, kb))
+    if len(ca) != len(cb):
+        return False
+    for x, y in zip(ca, cb):
+        if not _same(x, y, check_types):
+            return False
+    return True
+
+
+def _compare(a: Any, b: Any, check_types: bool,
+             kind_fn: Callable[[Any], int] = classify) -> None:
+    """Raises the error for the first difference between a and b (iterative)."""
+    stack: list[tuple[Any, Any, tuple]] = [(a, b, ())]
+    while stack:
+        x, y, steps = stack.pop()
+        try:
+            kx, ky = kind_fn(x), kind_fn(y)
+        except Exception as e:
+            raise E.add_path_note(e, steps)
+        if kx == LEAF and ky == LEAF:
+            continue
+        if kx == LEAF or ky == LEAF:
+            raise ValueError(E.differ(steps, E.describe(x, kx), E.describe(y, ky)))
+        if len(steps) >= MAX_DEPTH:
+            raise ValueError(E.TOO_DEEP.format(limit=MAX_DEPTH, path=E.format_path(steps)))
+        if check_types and not (kx == N.COMPOSITE or ky == N.COMPOSITE) and \
+                not types_compatible(x, kx, y, ky):
+            raise TypeError(E.differ(steps, E.describe(x, kx), E.describe(y, ky)))
+        if kx == N.COMPOSITE or ky == N.COMPOSITE:
+            from . import _composites
+            _composites.compare(x, kx, y, ky, check_types, steps)
+            continue
+        try:
+            ix, iy = N.items(x, kx), N.items(y, ky)
+        except Exception as e:
+            raise E.add_path_note(e, steps)
+        if len(ix) != len(iy):
+            raise ValueError(E.differ(steps, E.describe(x, kx), E.describe(y, ky)))
+        ux = N.unwrap(x, kx)[1] if kx == PROXY else kx
+        uy = N.unwrap(y, ky)[1] if ky == PROXY else ky
+        if check_types and ux == MAPPING and uy == MAPPING and \
+                [p[0] for p in ix] != [p[0] for p in iy]:
+            raise ValueError(E.differ(steps, E.describe(x, kx), E.describe(y, ky)))
+        for (key, cx), (_, cy) in reversed(list(zip(ix, iy))):
+            stack.append((cx, cy, steps + ((ux, key),)))
+
+
+def assert_same_structure(a: Any, b: Any, check_types: bool = True) -> None:
+    try:
+        if _same(a, b, check_types):
+            return
+    except RecursionError:
+        for s in (a, b):
+            _diagnose(s)
+    except Exception:
+        pass  # _compare below raises the same error with its path
+    _compare(a, b, check_types)
+    # _compare found nothing: the fast walk failed for a reason it cannot see
+    # (e.g. an object whose methods behave differently on a second call).
+    raise ValueError("structures differ (nestlib could not locate where: an "
+                     "object in them changed while it was being compared)")
+
+
+# --------------------------------------------------------------------------
+# paths
+# --------------------------------------------------------------------------
+
+def _paths_into(s: Any, k: int, path: tuple, out: list) -> None:
+    if k == LIST or k == TUPLE or k == N.SEQUENCE or k == N.VIEW:
+        pairs = enumerate(s if k <= TUPLE else N.children(s, k))
+    elif k == MAPPING:
+        pairs = [(key, s[key]) for key in sorted_keys(s)]
+    elif k == NAMEDTUPLE:
+        pairs = zip(type(s)._fields, s)
+    else:
+        pairs = N.items(s, k)
+    append = out.append
+    for key, c in pairs:
+        ck = kind_get(type(c))
+        if ck == LEAF:
+            append((path + (key,), c))
+        else:
+            if ck is None:
+                ck = classify(c)
+                if ck == LEAF:
+                    append((path + (key,), c))
+                    continue
+            _paths_into(c, ck, path + (key,), out)
+
+
+def _flatten_with_path(structure: Any) -> list:
+    k = classify(structure)
+    if k == LEAF:
+        return [((), structure)]
+    out: list = []
+    _paths_into(structure, k, (), out)
+    return out
+
+
+def flatten_with_path(structure: Any) -> list:
+    try:
+        return _flatten_with_path(structure)
+    except Exception as e:
+        return retry_deep(_flatten_with_path, (structure,), (structure,), e)
+
+
+def yield_flat_paths(structure: Any) -> Iterator[tuple]:
+    for path, _ in flatten_with_path(structure):
+        yield path
+
+
+# --------------------------------------------------------------------------
+# map
+# --------------------------------------------------------------------------
+
+def _check_func(func: Any, structures: tuple) -> None:
+    if not callable(func):
+        raise TypeError(f"func must be callable, got {E.short_repr(func)}")
+    if not structures:
+        raise ValueError("map_structure needs at least one structure")
+
+
+def pack_trusted(structure: Any, values: list) -> Any:
+    """unflatten_as for values known to match the structure's leaf count."""
+    k = kind_get(type(structure))
+    if k is None:
+        k = classify(structure)
+    if k == LEAF:
+        return values[0]
+    try:
+        return _pack(structure, k, iter(values).__next__)
+    except Exception as e:
+        return retry_deep(lambda s, v: _pack(s, classify(s), iter(v).__next__),
+                          (structure, values), (structure,), e)
+
+
+def make_map_structure(flatten_fn: Callable, same_fn: Callable) -> Callable:
+    """Builds map_structure over a backend's flatten and structure check."""
+
+    def map_structure(func, *structures, check_types=True):
+        _check_func(func, structures)
+        s0 = structures[0]
+        if len(structures) == 1:
+            return pack_trusted(s0, [func(x) for x in flatten_fn(s0)])
+        for other in structures[1:]:
+            same_fn(s0, other, check_types)
+        return pack_trusted(s0, [func(*xs) for xs in zip(*map(flatten_fn, structures))])
+
+    return map_structure
+
+
+map_structure = make_map_structure(flatten, assert_same_structure)
+
+
+def make_map_structure_with_path(same_fn: Callable) -> Callable:
+    def map_structure_with_path(func, *structures, check_types=True):
+        _check_func(func, structures)
+        s0 = structures[0]
+        for other in structures[1:]:
+            same_fn(s0, other, check_types)
+        pairs = flatten_with_path(s0)
+        if len(structures) == 1:
+            return pack_trusted(s0, [func(p, x) for p, x in pairs])
+        flats = [flatten(s) for s in structures[1:]]
+        return pack_trusted(s0, [func(p, x, *rest) for (p, x), *rest
+                                 in zip(pairs, *flats)])
+
+    return map_structure_with_path
+
+
+map_structure_with_path = make_map_structure_with_path(assert_same_structure)
+
+
+# --------------------------------------------------------------------------
+# shallow structures (the *_up_to family)
+# --------------------------------------------------------------------------
+
+def assert_shallow_structure(shallow: Any, deep: Any, check_types: bool = True) -> None:
+    """dm-tree's rule: every node of ``shallow`` must be matched in ``deep``."""
+    stack: list[tuple[Any, Any, tuple]] = [(shallow, deep, ())]
+    while stack:
+        s, d, steps = stack.pop()
+        ks = classify(s)
+        if ks == LEAF:
+            continue
+        if len(steps) >= MAX_DEPTH:
+            raise ValueError(E.TOO_DEEP.format(limit=MAX_DEPTH, path=E.format_path(steps)))
+        kd = classify(d)
+        if kd == LEAF:
+            raise TypeError(E.bounded(
+                f"shallow structure is not a prefix of the input at {E.format_path(steps)}: "
+                f"expected a node like {E.describe(s, ks)}, found {E.describe(d, kd)}"))
+        if check_types:
+            st = N.node_type(s, ks)
+            if not isinstance(N.unwrap(d, kd)[0], st) and not types_compatible(s, ks, d, kd):
+                raise TypeError(E.differ(steps, E.describe(s, ks), E.describe(d, kd)))
+        si, di = N.items(s, ks), N.items(d, kd)
+        if len(si) != len(di):
+            raise ValueError(E.differ(steps, E.describe(s, ks), E.describe(d, kd)))
+        dmap = _items_by_key(di)
+        us = N.unwrap(s, ks)[1] if ks == PROXY else ks
+        for key, sc in reversed(si):
+            if key not in dmap:
+                raise ValueError(E.bounded(
+                    f"shallow structure has key {E.short_repr(key)} at "
+                    f"{E.format_path(steps)} which the input lacks: "
+                    f"{E.describe(s, ks)} vs {E.describe(d, kd)}"))
+            stack.append((sc, dmap[key], steps + ((us, key),)))
+
+
+def _items_by_key(pairs: list) -> dict:
+    try:
+        return dict(pairs)
+    except TypeError:  # unhashable keys cannot come from a node's items
+        raise
+
+
+def _up_to_pairs(shallow: Any, deep: Any, path: tuple, out: list) -> None:
+    ks = classify(shallow)
+    if ks == LEAF:
+        out.append((path, deep))
+        return
+    dmap = dict(N.items(deep, classify(deep)))
+    for key, sc in N.items(shallow, ks):
+        _up_to_pairs(sc, dmap[key], path + (key,), out)
+
+
+def flatten_with_path_up_to(shallow: Any, structure: Any, check_types: bool = True) -> list:
+    assert_shallow_structure(shallow, structure, check_types)
+    out: list = []
+    _up_to_pairs(shallow, structure, (), out)
+    return out
+
+
+def flatten_up_to(shallow: Any, structure: Any, check_types: bool = True) -> list:
+    return [v for _, v in flatten_with_path_up_to(shallow, structure, check_types)]
+
+
+def map_structure_with_path_up_to(shallow: Any, func: Callable, *structures: Any,
+                                  check_types: bool = False) -> Any:
+    _check_func(func, structures)
+    columns = [flatten_with_path_up_to(shallow, s, check_types) for s in structures]
+    paths = [p for p, _ in columns[0]]
+    values = [func(p, *vs) for p, *vs in
+              zip(paths, *([v for _, v in col] for col in columns))]
+    return unflatten_as(shallow, values)
+
+
+def map_structure_up_to(shallow: Any, func: Callable, *structures: Any,
+                        check_types: bool = False) -> Any:
+    _check_func(func, structures)
+    return map_structure_with_path_up_to(shallow, lambda _, *xs: func(*xs),
+                                         *structures, check_types=check_types)
+
+
+# --------------------------------------------------------------------------
+# traverse
+# --------------------------------------------------------------------------
+
+MAP_TO_NONE = object()
+
+
+def _traverse(fn: Callable, path: tuple, s: Any, top_down: bool) -> Any:
+    def subtrees(node):
+        k = classify(node)
+        if k == LEAF:
+            return node
+        pairs = N.items(node, k)
+        return N.rebuild(node, k, [_traverse(fn, path + (key,), c, top_down)
+                                   for key, c in pairs])
+
+    if top_down:
+        ret = fn(path, s)
+        if ret is None:
+            return subtrees(s)
+        return None if ret is MAP_TO_NONE else ret
+    done = subtrees(s)
+    ret = fn(path, done)
+    if ret is None:
+        return done
+    return None if ret is MAP_TO_NONE else ret
+
+
+def traverse_with_path(fn: Callable, structure: Any, top_down: bool = True) -> Any:
+    try:
+        return _traverse(fn, (), structure, top_down)
+    except RecursionError:
+        _diagnose(structure)
+        raise
+
+
+def traverse(fn: Callable, structure: Any, top_down: bool = True) -> Any:
+    return traverse_with_path(lambda _, x: fn(x), structure, top_down)
+
+
+def list_to_tuple(structure: Any) -> Any:
+    def convert(x):
+        k = classify(x)
+        if k == LEAF:
+            return x
+        vals = [convert(c) for c in N.children(x, k)]
+        if k == LIST or (k == N.SEQUENCE and isinstance(x, list)):
+            return tuple(vals)
+        return N.rebuild(x, k, vals)
+
+    try:
+        return convert(structure)
+    except RecursionError:
+        _diagnose(structure)
+        raise
