@@ -75,6 +75,8 @@ def describe(x: Any, kind: int | None = None) -> str:
             kind = N.classify(x)
         except Exception:
             kind = N.LEAF
+    if kind == N.LEAF and getattr(type(x), "_nestlib_leaf_slot", False):
+        return "a leaf"
     name = N.type_name(x)
     if kind == N.LEAF:
         return f"leaf {name} {short_repr(x)}"

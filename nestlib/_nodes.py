@@ -182,18 +182,18 @@ def rebuild(x: Any, k: int, values: list) -> Any:
         return tuple(values) if type(x) is tuple else type(x)(values)
     if k == MAPPING:
         return rebuild_mapping(x, values)
-    if k == NAMEDTUPLE or k == ATTRS:
+    if k == NAMEDTUPLE or k == ATTRS or k == SEQUENCE:
         t = type(x)
         try:
             if k == NAMEDTUPLE:
                 return t(*values)
+            if k == SEQUENCE:
+                return t(values)
             return t(**dict(zip(attrs_names(t), values)))
         except Exception as e:
             raise TypeError(
                 f"could not rebuild a {t.__name__} from {len(values)} values: {e}"
             ) from e
-    if k == SEQUENCE:
-        return type(x)(values)
     if k == VIEW:
         return list(values)
     if k == PROXY:

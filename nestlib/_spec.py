@@ -122,6 +122,29 @@ class Spec:
         return E.bounded(f"Spec({text})")
 
 
+class _Fail(Exception):
+    """Raised inside generated flatten code to take the general path."""
+
+
+class _LeafSlot:
+    """Stands for "any leaf" in a Spec's skeleton (and in its messages)."""
+
+    _nestlib_leaf_slot = True
+
+    def __repr__(self) -> str:
+        return "*"
+
+    def __reduce__(self):
+        return (_leaf_slot, ())
+
+
+def _leaf_slot() -> "_LeafSlot":
+    return LEAF_SLOT
+
+
+LEAF_SLOT = _LeafSlot()
+
+
 class _Star:
     def __repr__(self) -> str:
         return "*"
@@ -249,7 +272,9 @@ def _build(structure: Any, treedef: Any) -> Spec:
     put(spec, "paths", tuple(p for p, _ in paths_and_leaves))
     put(spec, "_def", treedef)
     try:
-        skeleton = W.pack_trusted(structure, [None] * n)
+        skeleton = W.pack_trusted(structure, [LEAF_SLOT] * n)
+        if _treedef(skeleton) != treedef:  # e.g. mapping views rebuild as lists
+            skeleton = structure
     except Exception:  # a node type that refuses None leaves: keep the original
         skeleton = structure
     put(spec, "_skeleton", skeleton)
@@ -318,12 +343,14 @@ def _build(structure: Any, treedef: Any) -> Spec:
                 splat_check = True
             tail = ("    for v in out:\n        if _kg(_type(v), -1): return _slow(x)\n"
                     if splat_check else "")
+            lines = lines.replace("return _slow(x)", "raise _Fail")
             src = (f"def flatten(x):\n    try:\n"
                    + "\n".join("    " + line for line in lines.split("\n")) +
                    f"\n        out = [{', '.join(pieces)}]\n"
-                   f"    except (KeyError, ValueError, TypeError):\n        return _slow(x)\n"
+                   f"    except (KeyError, ValueError, TypeError, _Fail):\n        return _slow(x)\n"
                    f"{leaf_check}{tail}    return out\n")
-            flatten = _compile(src, dict(g.consts, **helpers, _type=type, _len=len, _slow=slow),
+            flatten = _compile(src, dict(g.consts, **helpers, _type=type, _len=len, _slow=slow,
+                                         _Fail=_Fail),
                                "flatten")
     put(spec, "flatten", flatten)
     return spec

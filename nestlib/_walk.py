@@ -246,11 +246,7 @@ def unflatten_as(structure: Any, flat_sequence: Any) -> Any:
     flat = check_flat_sequence(flat_sequence)
     try:
         return _unflatten(structure, flat)
-    except ValueError as e:
-        if str(e).startswith("unflatten_as:"):
-            raise
-        return retry_deep(_unflatten, (structure, flat), (structure,), e)
-    except Exception as e:
+    except Exception as e:  # count errors are re-raised as they are
         return retry_deep(_unflatten, (structure, flat), (structure,), e)
 
 
