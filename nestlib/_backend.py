@@ -3,8 +3,9 @@
 Two backends share every line of semantics and error reporting in
 ``_walk``; they differ only in who does the fast, error-free case:
 
-* ``"dm-tree"``: dm-tree's compiled ``flatten``, ``is_sequence`` and
-  ``assert_same_structure``. Whenever one of them raises (a mismatch, a
+* ``"dm-tree"``: dm-tree's compiled ``flatten`` and ``is_sequence``
+  (not its ``assert_same_structure``, which can crash on hostile mappings
+  and is slower than nestlib's). Whenever one of them raises (a mismatch, a
   structure too deep, an object dm-tree cannot handle), the call is redone by
   the Python code, which raises nestlib's own path-bearing error; so results
   and exceptions are the same as with the Python backend.
@@ -40,7 +41,6 @@ def _dm_tree_core() -> dict[str, Callable]:
 
     tree_flatten = _tree.flatten
     tree_is_sequence = _tree.is_sequence
-    tree_same = _tree.assert_same_structure
     py_flatten = W.flatten
     py_is_nested = W.is_nested
     py_same = W.assert_same_structure
@@ -57,16 +57,11 @@ def _dm_tree_core() -> dict[str, Callable]:
         except Exception:
             return py_is_nested(structure)
 
-    def assert_same_structure(a, b, check_types=True):
-        try:
-            tree_same(a, b, check_types)
-            return
-        except Exception:
-            pass
-        py_same(a, b, check_types)
-
+    # dm-tree's compiled assert_same_structure is not used: it crashes the
+    # interpreter (SIGSEGV) on a Mapping whose __iter__ or __len__ raises, and
+    # it is slower than nestlib's own check anyway.
     return {"flatten": flatten, "is_nested": is_nested,
-            "assert_same_structure": assert_same_structure}
+            "assert_same_structure": py_same}
 
 
 def _build(name: str) -> types.SimpleNamespace:

@@ -191,12 +191,18 @@ _doc("flatten_with_path_up_to", """Like :func:`flatten_up_to`, returning ``(path
 _doc("map_structure_up_to", """Maps ``func`` over ``structures`` down to the leaves of ``shallow_structure``.
 
     Deeper parts of ``structures`` are passed to ``func`` whole. As in
-    dm-tree, node types are not compared (``check_types=False``); lengths,
-    keys and nesting are.
+    dm-tree, each node of ``shallow_structure`` *selects* the children of the
+    inputs with the same keys (mapping keys, field names, indices): inputs
+    may have more keys or items, which are left out, and node types are not
+    compared. A key the shallow structure names but an input lacks raises
+    ``ValueError`` naming the path. With ``check_types=True`` the inputs
+    must match exactly, as in tf.nest (see :func:`assert_shallow_structure`).
 
     >>> import nestlib
     >>> nestlib.map_structure_up_to([None, None], len, [[1, 1], [2, 2, 2]])
     [2, 3]
+    >>> nestlib.map_structure_up_to({"a": None}, lambda x, y: x + y, {"a": 1, "b": 2}, {"a": 10})
+    {'a': 11}
     """)
 
 _doc("map_structure_with_path_up_to", """Like :func:`map_structure_up_to`, calling ``func(path, *values)``.

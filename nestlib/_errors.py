@@ -102,9 +102,26 @@ def bounded(message: str) -> str:
     return message
 
 
-def differ(steps, first: str, second: str) -> str:
+def differ(steps, first: str, second: str, detail: str = "") -> str:
     return bounded(STRUCTURES_DIFFER.format(
-        path=format_path(steps), first=first, second=second))
+        path=format_path(steps), first=first, second=second) + detail)
+
+
+def key_difference(first: list, second: list) -> str:
+    """``" (key 'b' is only in the first)"``: the first key, in sorted order,
+    that one mapping has and the other lacks; "" when the key sets agree."""
+    in_first, in_second = set(first), set(second)
+    candidates = [(k, "first") for k in first if k not in in_second][:1] + \
+        [(k, "second") for k in second if k not in in_first][:1]
+    if not candidates:
+        return ""
+    if len(candidates) == 2:
+        try:
+            candidates.sort(key=lambda c: c[0])
+        except TypeError:  # keys of unrelated types: report the first mapping's
+            pass
+    key, side = candidates[0]
+    return f" (key {short_repr(key)} is only in the {side})"
 
 
 def add_path_note(exc: BaseException, steps) -> BaseException:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import collections.abc as cabc
+import sys
 import types
 from typing import Any, Callable
 
@@ -54,12 +55,17 @@ KINDS: dict[type, int] = {
 }
 kind_get = KINDS.get
 
-try:  # wrapt is optional: without it no object can be a proxy.
-    import wrapt as _wrapt
 
-    _PROXY_TYPES: tuple[type, ...] = (_wrapt.ObjectProxy,)
-except ImportError:  # pragma: no cover - exercised by the no-wrapt CI job
-    _PROXY_TYPES = ()
+def _proxy_types() -> tuple[type, ...]:
+    """``(wrapt.ObjectProxy,)`` once wrapt is imported, else ``()``.
+
+    wrapt is optional and costs tens of milliseconds to import, so nestlib
+    does not import it: until someone else has, no object can be a proxy.
+    Only types missing from KINDS get here, and proxy types never enter it.
+    """
+    proxy = getattr(sys.modules.get("wrapt"), "ObjectProxy", None)
+    return (proxy,) if isinstance(proxy, type) else ()
+
 
 _STRINGS = (str, bytes, bytearray)
 
@@ -94,7 +100,8 @@ def classify(x: Any) -> int:
     k = kind_get(t)
     if k is not None:
         return k
-    if _PROXY_TYPES and isinstance(x, _PROXY_TYPES):
+    proxies = _proxy_types()
+    if proxies and isinstance(x, proxies):
         return PROXY if classify(x.__wrapped__) != LEAF else LEAF
     k = _type_kind(t)
     KINDS[t] = k
@@ -116,6 +123,24 @@ def sorted_keys(mapping: Any) -> list:
     except TypeError as e:
         raise TypeError(
             f"nestlib only supports mappings with sortable keys; {e}") from None
+
+
+# namedtuple type -> its number of fields when ``t(*values)`` is exactly
+# ``tuple.__new__(t, values)`` (the __new__ that collections.namedtuple
+# generates, tuple's __init__), else -1. Filled by plain_namedtuple_size().
+PLAIN_NAMEDTUPLES: dict[type, int] = {}
+
+
+def plain_namedtuple_size(t: type) -> int:
+    """``len(t._fields)`` if ``t`` builds like a tuple (see PLAIN_NAMEDTUPLES), else -1."""
+    n = PLAIN_NAMEDTUPLES.get(t)
+    if n is None:
+        new = t.__dict__.get("__new__")
+        new_fn = getattr(new, "__func__", new)
+        plain = (getattr(new_fn, "__module__", None) or "").startswith("namedtuple_") \
+            and t.__init__ is tuple.__init__
+        n = PLAIN_NAMEDTUPLES[t] = len(t._fields) if plain else -1
+    return n
 
 
 def attrs_names(t: type) -> list[str]:
@@ -227,7 +252,8 @@ def rebuild_mapping(x: Any, values: list, skeys: list | None = None) -> Any:
 
 def type_name(x: Any) -> str:
     t = type(x)
-    if _PROXY_TYPES and isinstance(x, _PROXY_TYPES):
+    proxies = _proxy_types()
+    if proxies and isinstance(x, proxies):
         return f"{type_name(x.__wrapped__)} (proxied)"
     return t.__qualname__ if t.__module__ == "builtins" else t.__name__
 

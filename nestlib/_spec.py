@@ -113,6 +113,9 @@ class Spec:
     def __setattr__(self, name, value):
         raise AttributeError("Spec is immutable")
 
+    def __delattr__(self, name):
+        raise AttributeError("Spec is immutable")
+
     def __repr__(self) -> str:
         star = _Star()
         try:
@@ -373,9 +376,8 @@ def spec_of(structure: Any) -> Spec:
     """
     try:
         treedef = _treedef(structure)
-    except RecursionError:
-        W._diagnose(structure)
-        raise
+    except RecursionError as e:  # deep but legal: again with room for MAX_DEPTH levels
+        return W.retry_deep(spec_of, (structure,), (structure,), e)
     try:
         with _cache_lock:
             cached = _cache.get(treedef)

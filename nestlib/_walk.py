@@ -29,6 +29,7 @@ from ._nodes import (ATTRS, LEAF, LIST, MAPPING, NAMEDTUPLE, PROXY, TUPLE,
 MAX_DEPTH = 1000
 
 _END = object()
+_tuple_new = tuple.__new__
 
 
 class _Missing:
@@ -200,6 +201,8 @@ def _pack(s: Any, k: int, nxt: Callable[[], Any]) -> Any:
         return N.rebuild_mapping(s, values, skeys)
     src = s if k == NAMEDTUPLE else N.children(s, k)
     values = [nxt() if kind_get(type(c)) == LEAF else _pack_child(c, nxt) for c in src]
+    if k == NAMEDTUPLE and N.plain_namedtuple_size(type(s)) == len(values):
+        return _tuple_new(type(s), values)  # what the generated __new__ does
     return N.rebuild(s, k, values)
 
 
@@ -300,7 +303,22 @@ def _same(a: Any, b: Any, check_types: bool) -> bool:
             [b[key] for key in sorted_keys(b)] if kb == MAPPING else N.children(b, kb))
     if len(ca) != len(cb):
         return False
+    return _same_items(ca, cb, check_types)
+
+
+def _same_items(ca: Any, cb: Any, check_types: bool) -> bool:
+    """``_same`` over the children of two nodes (equally many)."""
     for x, y in zip(ca, cb):
+        kx = kind_get(type(x))
+        if kx == LEAF:
+            # two leaves of cached leaf types are the same structure: skip the call
+            if kind_get(type(y)) == LEAF:
+                continue
+        elif kx is not None and kx <= NAMEDTUPLE and type(y) is type(x):
+            # two lists, tuples or namedtuples of one type: what _same would do
+            if len(x) != len(y) or not _same_items(x, y, check_types):
+                return False
+            continue
         if not _same(x, y, check_types):
             return False
     return True
@@ -333,13 +351,14 @@ def _compare(a: Any, b: Any, check_types: bool,
             ix, iy = N.items(x, kx), N.items(y, ky)
         except Exception as e:
             raise E.add_path_note(e, steps)
-        if len(ix) != len(iy):
-            raise ValueError(E.differ(steps, E.describe(x, kx), E.describe(y, ky)))
         ux = N.unwrap(x, kx)[1] if kx == PROXY else kx
         uy = N.unwrap(y, ky)[1] if ky == PROXY else ky
-        if check_types and ux == MAPPING and uy == MAPPING and \
-                [p[0] for p in ix] != [p[0] for p in iy]:
-            raise ValueError(E.differ(steps, E.describe(x, kx), E.describe(y, ky)))
+        both_mappings = ux == MAPPING and uy == MAPPING
+        if len(ix) != len(iy) or (check_types and both_mappings and
+                                  [p[0] for p in ix] != [p[0] for p in iy]):
+            detail = E.key_difference([p[0] for p in ix], [p[0] for p in iy]) \
+                if both_mappings else ""
+            raise ValueError(E.differ(steps, E.describe(x, kx), E.describe(y, ky), detail))
         for (key, cx), (_, cy) in reversed(list(zip(ix, iy))):
             stack.append((cx, cy, steps + ((ux, key),)))
 
@@ -349,8 +368,11 @@ def assert_same_structure(a: Any, b: Any, check_types: bool = True) -> None:
         if _same(a, b, check_types):
             return
     except RecursionError:
-        for s in (a, b):
-            _diagnose(s)
+        # deep but legal (at most MAX_DEPTH, acyclic: _diagnose raises otherwise)
+        depth = max(_diagnose(a), _diagnose(b))
+        with _RaisedRecursionLimit(depth):
+            if _same(a, b, check_types):
+                return
     except Exception:
         pass  # _compare below raises the same error with its path
     _compare(a, b, check_types)
@@ -433,6 +455,61 @@ def pack_trusted(structure: Any, values: list) -> Any:
                           (structure, values), (structure,), e)
 
 
+class _NotPlain(Exception):
+    """The one-pass walk of two structures met a case it leaves to the general path."""
+
+
+def _zip2_into(a: Any, b: Any, k: int, out_a: list, out_b: list) -> None:
+    """Appends the leaves of two nodes of one exact type to ``out_a`` and ``out_b``."""
+    if k == MAPPING:
+        if a.keys() != b.keys():
+            raise _NotPlain
+        skeys = sorted_keys(a)
+        ca = [a[key] for key in skeys]
+        cb = [b[key] for key in skeys]
+    elif k <= NAMEDTUPLE:  # LIST, TUPLE, NAMEDTUPLE
+        if len(a) != len(b):
+            raise _NotPlain
+        ca, cb = a, b
+    else:
+        raise _NotPlain
+    if len(ca) > 8:  # a wide node of nothing but leaves: check each type once
+        types = set(map(type, ca))
+        types.update(map(type, cb))
+        if all(kind_get(t) == LEAF for t in types):
+            out_a.extend(ca)
+            out_b.extend(cb)
+            return
+    append_a, append_b = out_a.append, out_b.append
+    for x, y in zip(ca, cb):
+        kx = kind_get(type(x))
+        if kx == LEAF and kind_get(type(y)) == LEAF:
+            append_a(x)
+            append_b(y)
+        elif kx and type(y) is type(x):
+            _zip2_into(x, y, kx, out_a, out_b)
+        else:
+            raise _NotPlain
+
+
+def _zip2(a: Any, b: Any) -> tuple[list, list] | None:
+    """The leaves of ``a`` and of ``b`` in flatten order, in one pass, when the
+    two are plainly the same structure (identical node types, lengths and
+    keys); None for anything else, which the caller hands to the general path."""
+    k = kind_get(type(a))
+    if k == LEAF and kind_get(type(b)) == LEAF:
+        return [a], [b]
+    if not k or type(b) is not type(a):
+        return None
+    out_a: list = []
+    out_b: list = []
+    try:
+        _zip2_into(a, b, k, out_a, out_b)
+    except Exception:  # _NotPlain, too deep, or an odd object's method raised
+        return None
+    return out_a, out_b
+
+
 def make_map_structure(flatten_fn: Callable, same_fn: Callable) -> Callable:
     """Builds map_structure over a backend's flatten and structure check."""
 
@@ -440,7 +517,11 @@ def make_map_structure(flatten_fn: Callable, same_fn: Callable) -> Callable:
         _check_func(func, structures)
         s0 = structures[0]
         if len(structures) == 1:
-            return pack_trusted(s0, [func(x) for x in flatten_fn(s0)])
+            return pack_trusted(s0, list(map(func, flatten_fn(s0))))
+        if len(structures) == 2:
+            flats = _zip2(s0, structures[1])
+            if flats is not None:  # same structure whatever check_types says
+                return pack_trusted(s0, list(map(func, *flats)))
         for other in structures[1:]:
             same_fn(s0, other, check_types)
         return pack_trusted(s0, [func(*xs) for xs in zip(*map(flatten_fn, structures))])
@@ -474,9 +555,10 @@ map_structure_with_path = make_map_structure_with_path(assert_same_structure)
 # shallow structures (the *_up_to family)
 # --------------------------------------------------------------------------
 
-def assert_shallow_structure(shallow: Any, deep: Any, check_types: bool = True) -> None:
-    """dm-tree's rule: every node of ``shallow`` must be matched in ``deep``."""
-    stack: list[tuple[Any, Any, tuple]] = [(shallow, deep, ())]
+def assert_shallow_structure(shallow_tree: Any, input_tree: Any,
+                             check_types: bool = True) -> None:
+    """dm-tree's rule: every node of ``shallow_tree`` must be matched in ``input_tree``."""
+    stack: list[tuple[Any, Any, tuple]] = [(shallow_tree, input_tree, ())]
     while stack:
         s, d, steps = stack.pop()
         ks = classify(s)
@@ -524,31 +606,79 @@ def _up_to_pairs(shallow: Any, deep: Any, path: tuple, out: list) -> None:
         _up_to_pairs(sc, dmap[key], path + (key,), out)
 
 
-def flatten_with_path_up_to(shallow: Any, structure: Any, check_types: bool = True) -> list:
-    assert_shallow_structure(shallow, structure, check_types)
+def _up_to_list(shallow: Any, deep: Any) -> list:
     out: list = []
-    _up_to_pairs(shallow, structure, (), out)
+    _up_to_pairs(shallow, deep, (), out)
     return out
 
 
-def flatten_up_to(shallow: Any, structure: Any, check_types: bool = True) -> list:
-    return [v for _, v in flatten_with_path_up_to(shallow, structure, check_types)]
+def flatten_with_path_up_to(shallow_structure: Any, input_structure: Any,
+                            check_types: bool = True) -> list:
+    assert_shallow_structure(shallow_structure, input_structure, check_types)
+    try:
+        return _up_to_list(shallow_structure, input_structure)
+    except RecursionError as e:
+        return retry_deep(_up_to_list, (shallow_structure, input_structure),
+                          (shallow_structure,), e)
 
 
-def map_structure_with_path_up_to(shallow: Any, func: Callable, *structures: Any,
+def flatten_up_to(shallow_structure: Any, input_structure: Any,
+                  check_types: bool = True) -> list:
+    return [v for _, v in flatten_with_path_up_to(shallow_structure, input_structure,
+                                                  check_types)]
+
+
+def _select_into(shallow: Any, deep: Any, steps: tuple, out: list) -> None:
+    """dm-tree's selection rule: each node of ``shallow`` picks, by key (mapping
+    key, field name or index), the matching child of ``deep``; children of
+    ``deep`` that ``shallow`` does not name are left out."""
+    ks = classify(shallow)
+    if ks == LEAF:
+        out.append((tuple(key for _, key in steps), deep))
+        return
+    kd = classify(deep)
+    if kd == LEAF:
+        raise TypeError(E.bounded(
+            f"shallow structure is not a prefix of the input at {E.format_path(steps)}: "
+            f"expected a node like {E.describe(shallow, ks)}, found {E.describe(deep, kd)}"))
+    dmap = dict(N.items(deep, kd))
+    us = N.unwrap(shallow, ks)[1] if ks == PROXY else ks
+    for key, sc in N.items(shallow, ks):
+        if key not in dmap:
+            raise ValueError(E.bounded(
+                f"shallow structure has key {E.short_repr(key)} at "
+                f"{E.format_path(steps)} which the input lacks: "
+                f"{E.describe(shallow, ks)} vs {E.describe(deep, kd)}"))
+        _select_into(sc, dmap[key], steps + ((us, key),), out)
+
+
+def _select(shallow: Any, deep: Any) -> list:
+    out: list = []
+    _select_into(shallow, deep, (), out)
+    return out
+
+
+def map_structure_with_path_up_to(shallow_structure: Any, func: Callable, *structures: Any,
                                   check_types: bool = False) -> Any:
     _check_func(func, structures)
-    columns = [flatten_with_path_up_to(shallow, s, check_types) for s in structures]
+    columns = []
+    for s in structures:
+        if check_types:  # tf.nest's strict rule, on request
+            assert_shallow_structure(shallow_structure, s, check_types=True)
+        try:
+            columns.append(_select(shallow_structure, s))
+        except RecursionError as e:
+            columns.append(retry_deep(_select, (shallow_structure, s), (shallow_structure, s), e))
     paths = [p for p, _ in columns[0]]
     values = [func(p, *vs) for p, *vs in
               zip(paths, *([v for _, v in col] for col in columns))]
-    return unflatten_as(shallow, values)
+    return unflatten_as(shallow_structure, values)
 
 
-def map_structure_up_to(shallow: Any, func: Callable, *structures: Any,
+def map_structure_up_to(shallow_structure: Any, func: Callable, *structures: Any,
                         check_types: bool = False) -> Any:
     _check_func(func, structures)
-    return map_structure_with_path_up_to(shallow, lambda _, *xs: func(*xs),
+    return map_structure_with_path_up_to(shallow_structure, lambda _, *xs: func(*xs),
                                          *structures, check_types=check_types)
 
 
@@ -564,6 +694,8 @@ def _traverse(fn: Callable, path: tuple, s: Any, top_down: bool) -> Any:
         k = classify(node)
         if k == LEAF:
             return node
+        if len(path) >= MAX_DEPTH:  # traverse_with_path turns this into its ValueError
+            raise RecursionError("nested more than MAX_DEPTH levels")
         pairs = N.items(node, k)
         return N.rebuild(node, k, [_traverse(fn, path + (key,), c, top_down)
                                    for key, c in pairs])
@@ -581,8 +713,11 @@ def _traverse(fn: Callable, path: tuple, s: Any, top_down: bool) -> Any:
 
 
 def traverse_with_path(fn: Callable, structure: Any, top_down: bool = True) -> Any:
+    # Room for MAX_DEPTH levels from the start: a retry after a RecursionError
+    # would call ``fn`` twice on the subtrees visited before it.
     try:
-        return _traverse(fn, (), structure, top_down)
+        with _RaisedRecursionLimit(MAX_DEPTH):
+            return _traverse(fn, (), structure, top_down)
     except RecursionError:
         _diagnose(structure)
         raise
@@ -604,6 +739,5 @@ def list_to_tuple(structure: Any) -> Any:
 
     try:
         return convert(structure)
-    except RecursionError:
-        _diagnose(structure)
-        raise
+    except RecursionError as e:
+        return retry_deep(convert, (structure,), (structure,), e)
