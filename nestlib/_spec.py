@@ -14,6 +14,7 @@ path-bearing error. So the generated code only ever decides the easy cases.
 from __future__ import annotations
 
 import collections
+import operator
 import threading
 from typing import Any, Callable
 
@@ -24,6 +25,7 @@ from ._nodes import ATTRS, LEAF, LIST, MAPPING, NAMEDTUPLE, TUPLE
 
 _DICT_TYPES = (dict, collections.OrderedDict, collections.defaultdict)
 _HOIST_EVERY = 24  # expression depth at which subexpressions become statements
+MAX_GENERATED_NODES = 500  # bigger structures use the general functions
 
 
 class _Gen:
@@ -92,11 +94,10 @@ class Spec:
         if not callable(func):
             raise TypeError(f"func must be callable, got {E.short_repr(func)}")
         if len(structures) == 1:
-            return self._unflatten_trusted([func(x) for x in self.flatten(structures[0])])
+            return self._unflatten_trusted(list(map(func, self.flatten(structures[0]))))
         if not structures:
             raise ValueError("Spec.map needs at least one structure")
-        flat = self.flatten
-        return self._unflatten_trusted([func(*xs) for xs in zip(*map(flat, structures))])
+        return self._unflatten_trusted(list(map(func, *map(self.flatten, structures))))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Spec) and self._def == other._def
@@ -198,8 +199,19 @@ def _emit_unflatten(g: _Gen, node: Any, k: int, counter: list, depth: int) -> st
         skeys = N.sorted_keys(node)
         by_key = dict(zip(skeys, parts))
         order = list(node)
-        if all_leaves and order == skeys:
+        if all_leaves and t is dict and len(skeys) > 8:
+            # copy a template in the original key order, then fill it by sorted key
+            tmpl = g.const(dict.fromkeys(order), "_d")
+            body = g.temp()
+            g.stmts.append(f"    {body} = {tmpl}.copy()")
+            g.stmts.append(f"    {body}.update(_zip({g.const(tuple(skeys), '_k')}, "
+                           f"L[{start}:{stop}]))")
+        elif all_leaves and order == skeys:
             body = f"_dict(_zip({g.const(tuple(skeys), '_k')}, L[{start}:{stop}]))"
+        elif all_leaves and len(order) > 1:  # one C-level gather in key order
+            where = {key: start + i for i, key in enumerate(skeys)}
+            gather = g.const(operator.itemgetter(*[where[key] for key in order]), "_g")
+            body = f"_dict(_zip({g.const(tuple(order), '_k')}, {gather}(L)))"
         else:
             body = "{" + ", ".join(f"{g.const(key, '_k')}: {by_key[key]}" for key in order) + "}"
         if t is dict:
@@ -225,9 +237,11 @@ def _emit_flatten(g: _Gen, var: str, node: Any, k: int, pieces: list, ok: list) 
     kids = N.children(node, k)
     if k in (LIST, TUPLE, NAMEDTUPLE):
         g.stmts.append(f"    if type({var}) is not {tn}: return _slow(x)")
-        if k != NAMEDTUPLE:
-            g.stmts.append(f"    if len({var}) != {len(kids)}: return _slow(x)")
+        # a node unpacked into names below gets its length checked by the
+        # unpacking (ValueError); a splat takes any length, so check it here
         if all(N.classify(c) == LEAF for c in kids):
+            if k != NAMEDTUPLE:
+                g.stmts.append(f"    if len({var}) != {len(kids)}: return _slow(x)")
             pieces.append(f"*{var}")
             return True
         names = [g.temp() for _ in kids]
@@ -260,10 +274,22 @@ def _emit_flatten(g: _Gen, var: str, node: Any, k: int, pieces: list, ok: list) 
     return True
 
 
-def _compile(source: str, consts: dict, fn_name: str) -> Callable:
+def _compile(source: str, consts: dict, fn_name: str | tuple) -> Any:
     namespace = dict(consts)
     exec(compile(source, f"<nestlib.Spec {fn_name}>", "exec"), namespace)  # noqa: S102
+    if isinstance(fn_name, tuple):
+        return tuple(namespace[name] for name in fn_name)
     return namespace[fn_name]
+
+
+def _node_count(treedef: Any) -> int:
+    count, stack = 0, [treedef]
+    while stack:
+        d = stack.pop()
+        if d is not None:
+            count += 1
+            stack.extend(d[3])
+    return count
 
 
 def _build(structure: Any, treedef: Any) -> Spec:
@@ -288,14 +314,24 @@ def _build(structure: Any, treedef: Any) -> Spec:
     put(spec, "_hash", h)
 
     k = N.classify(skeleton)
-    helpers = {"_list": list, "_tuple": tuple, "_dict": dict, "_zip": zip, "_map": map,
+    helpers = {"_set": set, "_list": list, "_tuple": tuple, "_dict": dict, "_zip": zip, "_map": map,
                "_tnew": tuple.__new__, "_rebuild": N.rebuild, "_getattr": getattr,
                "_kg": N.kind_get}
 
     def count_error(found: int) -> ValueError:
         return W._count_error("Spec.unflatten", skeleton, found)
 
-    if k == LEAF:
+    generic = _node_count(treedef) > MAX_GENERATED_NODES
+    if generic and k != LEAF:  # compiling code for so many nodes costs more than it saves
+        def unflatten(leaves):
+            leaves = W.check_flat_sequence(leaves)
+            if len(leaves) != n:
+                raise count_error(len(leaves))
+            return W.pack_trusted(skeleton, leaves)
+
+        def trusted(leaves):
+            return W.pack_trusted(skeleton, leaves)
+    elif k == LEAF:
         def unflatten(leaves):
             leaves = W.check_flat_sequence(leaves)
             if len(leaves) != 1:
@@ -315,8 +351,7 @@ def _build(structure: Any, treedef: Any) -> Spec:
                f"def trusted(L):\n{body}\n    return {expr}\n")
         consts = dict(g.consts, **helpers, _type=type, _len=len, _listT=list, _tupleT=tuple,
                       _check=W.check_flat_sequence, _count=count_error)
-        unflatten = _compile(src, consts, "unflatten")
-        trusted = _compile(src, consts, "trusted")
+        unflatten, trusted = _compile(src, consts, ("unflatten", "trusted"))
     put(spec, "unflatten", unflatten)
     put(spec, "_unflatten_trusted", trusted)
 
@@ -325,7 +360,9 @@ def _build(structure: Any, treedef: Any) -> Spec:
         return W.flatten(x)
 
     flatten = slow
-    if k == LEAF:
+    if generic and k != LEAF:
+        pass
+    elif k == LEAF:
         def flatten(x):
             if N.kind_get(type(x), -1):
                 return slow(x)
@@ -344,8 +381,10 @@ def _build(structure: Any, treedef: Any) -> Spec:
             else:
                 leaf_check = ""
                 splat_check = True
-            tail = ("    for v in out:\n        if _kg(_type(v), -1): return _slow(x)\n"
-                    if splat_check else "")
+            tail = ("" if not splat_check else
+                    "    for v in out:\n        if _kg(_type(v), -1): return _slow(x)\n"
+                    if n <= 16 else  # many leaves: check each distinct type once
+                    "    for t in _set(_map(_type, out)):\n        if _kg(t, -1): return _slow(x)\n")
             lines = lines.replace("return _slow(x)", "raise _Fail")
             src = (f"def flatten(x):\n    try:\n"
                    + "\n".join("    " + line for line in lines.split("\n")) +

@@ -1,0 +1,337 @@
+"""LSTM unrolling benchmark: rnn vs Sonnet 2 vs Keras 3, one process, interleaved.
+
+Batch 32, input 64, hidden 256, float32, on CPU. For every sequence length T
+it times, forward and forward+backward (gradients of ``sum(outputs)`` with
+respect to every trainable variable):
+
+* ``rnn.dynamic_unroll(rnn.LSTM)`` (the whole-sequence fast path,
+  :func:`rnn.fused_lstm.lstm_sequence`), and that function called directly;
+* ``snt.dynamic_unroll(snt.LSTM)`` and ``snt.UnrolledLSTM`` (Sonnet 2);
+* ``keras.layers.LSTM`` (Keras 3, TensorFlow backend, batch-major input as
+  it expects; the transpose is done once, outside the timing);
+* the same with a 3-layer stack (``rnn.DeepRNN``, ``snt.DeepRNN``, three
+  ``snt.UnrolledLSTM``, a ``keras.Sequential`` of three LSTMs);
+
+inside ``tf.function`` ("graph"), eagerly, and the first call of a fresh
+``tf.function`` (tracing + graph optimisation + one run; our traced-once
+programs are cleared first so they are included). Samples of all contenders
+are interleaved (the order rotates every round) and the table gives the
+median in ms and the ratio to the best peer (Sonnet or Keras) in the same
+column: below 1.00 is faster than every peer.
+
+Usage::
+
+    python bench/rnn_bench.py              # T = 20, 100, 500 (~10 min, 2 cores)
+    python bench/rnn_bench.py --quick      # T = 20, 100, few samples (~2 min)
+    python bench/rnn_bench.py --T 100 --reps 15 --modes graph --no-deep
+
+Times on a shared machine are noisy: read ratios within about +-15% as ties
+and re-run the rows you care about when the machine is quiet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+BATCH, INPUT, HIDDEN = 32, 64, 256
+DEFAULT_T = (20, 100, 500)
+
+
+class Contender:
+    """One implementation: builds fresh modules and a forward function."""
+
+    def __init__(self, name: str, peer: bool, deep: bool,
+                 make: Callable[[tf.Tensor], Tuple[Callable[[], tf.Tensor],
+                                                   Callable[[], list]]]):
+        self.name, self.peer, self.deep, self._make = name, peer, deep, make
+
+    def make(self, x_time_major: tf.Tensor):
+        """Returns ``(forward, variables)``: ``forward()`` gives outputs."""
+        return self._make(x_time_major)
+
+
+def _clear_our_caches() -> None:
+    from rnn import fused_lstm  # pylint: disable=import-outside-toplevel
+    fused_lstm._PROGRAMS.clear()  # pylint: disable=protected-access
+
+
+def _contenders(layers_list: Sequence[int]) -> List[Contender]:
+    import keras  # pylint: disable=import-outside-toplevel
+    import sonnet as snt  # pylint: disable=import-outside-toplevel
+
+    import rnn  # pylint: disable=import-outside-toplevel
+    from rnn.fused_lstm import lstm_sequence  # pylint: disable=import-outside-toplevel
+
+    def ours(layers):
+        def make(x):
+            cores = [rnn.LSTM(HIDDEN) for _ in range(layers)]
+            core = cores[0] if layers == 1 else rnn.DeepRNN(cores)
+            rnn.dynamic_unroll(core, x[:1], core.initial_state(BATCH))  # build
+
+            def forward():
+                return rnn.dynamic_unroll(core, x, core.initial_state(BATCH))[0]
+            return forward, core.trainable_variables
+        return make
+
+    def fused(x):
+        k = tf.Variable(tf.random.uniform([INPUT, 4 * HIDDEN], -0.1, 0.1))
+        rk = tf.Variable(tf.random.uniform([HIDDEN, 4 * HIDDEN], -0.06, 0.06))
+        b = tf.Variable(tf.zeros([4 * HIDDEN]))
+        zeros = tf.zeros([BATCH, HIDDEN])
+
+        def forward():
+            return lstm_sequence(x, zeros, zeros, k, rk, b)[0]
+        return forward, [k, rk, b]
+
+    def snt_dynamic(layers):
+        def make(x):
+            cores = [snt.LSTM(HIDDEN) for _ in range(layers)]
+            core = cores[0] if layers == 1 else snt.DeepRNN(cores)
+            snt.dynamic_unroll(core, x[:1], core.initial_state(BATCH))
+
+            def forward():
+                return snt.dynamic_unroll(core, x, core.initial_state(BATCH))[0]
+            return forward, core.trainable_variables
+        return make
+
+    def snt_unrolled(layers):
+        def make(x):
+            cores = [snt.UnrolledLSTM(HIDDEN) for _ in range(layers)]
+
+            def forward(inp=None):
+                h = x if inp is None else inp
+                for c in cores:
+                    h = c(h, c.initial_state(BATCH))[0]
+                return h
+            forward(x[:1])
+            variables = [v for c in cores for v in c.trainable_variables]
+            return (lambda: forward()), variables
+        return make
+
+    def keras_lstm(layers):
+        def make(x):
+            x_bm = tf.transpose(x, [1, 0, 2])
+            model = keras.Sequential(
+                [keras.Input((None, INPUT))]
+                + [keras.layers.LSTM(HIDDEN, return_sequences=True)
+                   for _ in range(layers)])
+
+            def forward():
+                return model(x_bm)
+            return forward, model.trainable_variables
+        return make
+
+    out = []
+    for layers in layers_list:
+        deep = layers > 1
+        tag = f"{layers}x " if deep else ""
+        out += [
+            Contender(f"{tag}rnn.dynamic_unroll(rnn.{'DeepRNN' if deep else 'LSTM'})",
+                      False, deep, ours(layers)),
+        ]
+        if not deep:
+            out.append(Contender("rnn.fused_lstm.lstm_sequence", False, deep,
+                                 fused))
+        out += [
+            Contender(f"{tag}snt.dynamic_unroll(snt.{'DeepRNN' if deep else 'LSTM'})",
+                      True, deep, snt_dynamic(layers)),
+            Contender(f"{tag}snt.UnrolledLSTM", True, deep, snt_unrolled(layers)),
+            Contender(f"{tag}keras.layers.LSTM", True, deep, keras_lstm(layers)),
+        ]
+    return out
+
+
+def _materialise(result) -> None:
+    for t in tf.nest.flatten(result):
+        if t is not None:
+            t.numpy()
+
+
+def _fns(contender: Contender, x: tf.Tensor, graph: bool):
+    forward, variables = contender.make(x)
+
+    def fwd():
+        return forward()
+
+    def fwd_bwd():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(forward())
+        return tape.gradient(loss, variables)
+
+    if graph:
+        return tf.function(fwd), tf.function(fwd_bwd)
+    return fwd, fwd_bwd
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    _materialise(fn())
+    return (time.perf_counter() - start) * 1000.0
+
+
+def run_mode(contenders: List[Contender], x: tf.Tensor, graph: bool,
+             reps: int, first_call: bool) -> Dict[str, Dict[str, object]]:
+    """Times every contender's fwd and fwd+bwd, interleaved; returns a dict."""
+    fns = {}
+    results: Dict[str, Dict[str, object]] = {}
+    for c in contenders:
+        fwd, fb = _fns(c, x, graph)
+        res = results[c.name] = {"fwd": [], "fwd+bwd": []}
+        # First calls: trace + optimise + run (our traced-once programs cleared).
+        _clear_our_caches()
+        res["first fwd"] = _timed(fwd)
+        _clear_our_caches()
+        res["first fwd+bwd"] = _timed(fb)
+        fns[c.name] = (fwd, fb)
+    for _, fb in fns.values():   # one more warm-up call each
+        _materialise(fb())
+    names = list(fns)
+    for r in range(reps):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            fwd, fb = fns[name]
+            results[name]["fwd"].append(_timed(fwd))
+            results[name]["fwd+bwd"].append(_timed(fb))
+    if not first_call:
+        for res in results.values():
+            res.pop("first fwd")
+            res.pop("first fwd+bwd")
+    return results
+
+
+def _ratio_table(rows: List[Tuple[str, str, str]], contenders: List[Contender],
+                 results: Dict[str, Dict[str, object]], keys: Sequence[str],
+                 label: str, t: int) -> None:
+    groups = [[c for c in contenders if not c.deep],
+              [c for c in contenders if c.deep]]
+    for group in groups:
+        if not group:
+            continue
+        best = {}
+        for key in keys:
+            peers = [_value(results[c.name][key]) for c in group if c.peer]
+            best[key] = min(peers) if peers else None
+        for c in group:
+            cells = []
+            for key in keys:
+                v = _value(results[c.name][key])
+                ratio = v / best[key] if best[key] else float("nan")
+                cells += [f"{v:9.1f}", f"{ratio:5.2f}"]
+            rows.append((str(t), label, c.name, *cells))
+
+
+def _value(v) -> float:
+    return statistics.median(v) if isinstance(v, list) else float(v)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--T", default=None,
+                   help="comma-separated sequence lengths (default 20,100,500)")
+    p.add_argument("--reps", type=int, default=None,
+                   help="samples per contender and mode (default: 15/9/5 for "
+                        "T <= 20 / <= 100 / larger; eager uses half)")
+    p.add_argument("--modes", default="graph,eager",
+                   help="comma-separated subset of graph,eager")
+    p.add_argument("--eager-max-T", type=int, default=100,
+                   help="skip eager timing above this T (default 100: the "
+                        "step-by-step peers take seconds per eager call)")
+    p.add_argument("--no-deep", action="store_true",
+                   help="skip the 3-layer stacks")
+    p.add_argument("--deep-max-T", type=int, default=100,
+                   help="skip the 3-layer stacks above this T (default 100)")
+    p.add_argument("--only", default=None,
+                   help="only contenders whose name contains one of these "
+                        "comma-separated strings")
+    p.add_argument("--quick", action="store_true",
+                   help="T=20,100, 3 samples, no 3-layer stacks")
+    p.add_argument("--json", default=None, help="also write results here")
+    args = p.parse_args(argv)
+
+    ts = [int(v) for v in args.T.split(",")] if args.T else list(DEFAULT_T)
+    if args.quick:
+        ts = [t for t in ts if t <= 100] or ts[:1]
+        args.no_deep = True
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for m in modes:
+        if m not in ("graph", "eager"):
+            p.error(f"unknown mode {m!r}")
+
+    import keras  # pylint: disable=import-outside-toplevel
+    import sonnet as snt  # pylint: disable=import-outside-toplevel
+    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__} "
+          f"({keras.backend.backend()}), Sonnet {snt.__version__}, "
+          f"Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    print(f"B={BATCH} I={INPUT} H={HIDDEN} float32; median ms of interleaved "
+          f"samples; x best = ratio to the best Sonnet/Keras row in that "
+          f"column (< 1 is faster)")
+    started = time.perf_counter()
+    rows: List[Tuple[str, ...]] = []
+    dump = {}
+    for t in ts:
+        layers = [1] if (args.no_deep or t > args.deep_max_T) else [1, 3]
+        contenders = _contenders(layers)
+        if args.only:
+            wanted = [w.strip() for w in args.only.split(",")]
+            contenders = [c for c in contenders
+                          if any(w in c.name for w in wanted)]
+        x = tf.random.stateless_normal([t, BATCH, INPUT], seed=[1, t])
+        if args.reps:
+            reps = args.reps
+        else:
+            reps = 15 if t <= 20 else 9 if t <= 100 else 5
+            if args.quick:
+                reps = 3
+        for mode in modes:
+            graph = mode == "graph"
+            if not graph and t > args.eager_max_T:
+                print(f"T={t}: eager skipped (--eager-max-T {args.eager_max_T})",
+                      flush=True)
+                continue
+            mode_reps = reps if graph else max(2, reps // 2)
+            t0 = time.perf_counter()
+            res = run_mode(contenders, x, graph, mode_reps, first_call=graph)
+            print(f"T={t} {mode}: {mode_reps} samples in "
+                  f"{time.perf_counter() - t0:.0f} s", flush=True)
+            dump[f"T={t} {mode}"] = res
+            _ratio_table(rows, contenders, res, ["fwd", "fwd+bwd"], mode, t)
+            if graph:
+                _ratio_table(rows, contenders, res,
+                             ["first fwd", "first fwd+bwd"], "first call", t)
+    header = ("T", "mode", "contender", "fwd ms", "x best", "fwd+bwd ms",
+              "x best")
+    widths = [max(len(str(r[i])) for r in rows + [header])
+              for i in range(len(header))]
+    print()
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print("| " + " | ".join(str(v).rjust(w) if i >= 3 else str(v).ljust(w)
+                                for i, (v, w) in enumerate(zip(r, widths)))
+              + " |")
+    print(f"\n(first call rows: time of the first call of a fresh tf.function "
+          f"- tracing, graph optimisation and one run)\ntotal "
+          f"{time.perf_counter() - started:.0f} s, load average now "
+          f"{os.getloadavg()[0]:.2f}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(dump, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
