@@ -32,7 +32,14 @@ ENV_VAR = "NESTLIB_BACKEND"
 
 
 def _python_core() -> dict[str, Callable]:
-    return {"flatten": W.flatten, "is_nested": W.is_nested,
+    py_flatten = W.flatten
+
+    def flatten(structure: Any, expand_composites: bool = False) -> list:
+        if expand_composites:
+            return C.flatten(structure)
+        return py_flatten(structure)
+
+    return {"flatten": flatten, "is_nested": W.is_nested,
             "assert_same_structure": W.assert_same_structure}
 
 
@@ -45,13 +52,15 @@ def _dm_tree_core() -> dict[str, Callable]:
     py_is_nested = W.is_nested
     py_same = W.assert_same_structure
 
-    def flatten(structure):
+    def flatten(structure: Any, expand_composites: bool = False) -> list:
+        if expand_composites:
+            return C.flatten(structure)
         try:
             return tree_flatten(structure)
         except Exception:  # redo in Python: our semantics and our error
             return py_flatten(structure)
 
-    def is_nested(structure):
+    def is_nested(structure: Any) -> bool:
         try:
             return tree_is_sequence(structure)
         except Exception:
@@ -76,45 +85,51 @@ def _build(name: str) -> types.SimpleNamespace:
     mapper = W.make_map_structure(core_flatten, core_same)
     path_mapper = W.make_map_structure_with_path(core_same)
 
-    def flatten(structure, expand_composites=False):
-        if expand_composites:
-            return C.flatten(structure)
-        return core_flatten(structure)
+    flatten = core_flatten  # takes expand_composites itself: one frame per call
 
-    def assert_same_structure(a, b, check_types=True, expand_composites=False):
+    def assert_same_structure(a: Any, b: Any, check_types: bool = True,
+                              expand_composites: bool = False) -> None:
         if expand_composites:
             return C.assert_same(a, b, check_types)
         return core_same(a, b, check_types)
 
-    def map_structure(func, *structures, check_types=True, expand_composites=False):
+    def map_structure(func: Callable, *structures: Any, check_types: bool = True,
+                      expand_composites: bool = False) -> Any:
         if expand_composites:
             W._check_func(func, structures)
             return C.map_structure(func, *structures, check_types=check_types)
         return mapper(func, *structures, check_types=check_types)
 
-    def pack_sequence_as(structure, flat_sequence, expand_composites=False):
+    def pack_sequence_as(structure: Any, flat_sequence: Any,
+                         expand_composites: bool = False) -> Any:
         if expand_composites:
             return C.pack(structure, flat_sequence)
         return W.unflatten_as(structure, flat_sequence)
 
-    def map_structure_with_path(func, *structures, check_types=True):
+    def map_structure_with_path(func: Callable, *structures: Any,
+                                check_types: bool = True) -> Any:
         return path_mapper(func, *structures, check_types=check_types)
 
-    def map_structure_with_paths(func, *structures, check_types=True):
+    def map_structure_with_paths(func: Callable, *structures: Any,
+                                 check_types: bool = True) -> Any:
         return path_mapper(lambda p, *xs: func("/".join(map(str, p)), *xs),
                            *structures, check_types=check_types)
 
-    def flatten_with_joined_string_paths(structure, separator="/"):
+    def flatten_with_joined_string_paths(structure: Any, separator: str = "/") -> list:
         return [(separator.join(map(str, p)), v) for p, v in W.flatten_with_path(structure)]
 
-    def unflatten_as(structure, flat_sequence):
+    def unflatten_as(structure: Any, flat_sequence: Any) -> Any:
         return W.unflatten_as(structure, flat_sequence)
 
-    def map_structure_with_tuple_paths(func, *structures, check_types=True):
+    def map_structure_with_tuple_paths(func: Callable, *structures: Any,
+                                       check_types: bool = True) -> Any:
         return path_mapper(func, *structures, check_types=check_types)
 
-    def flatten_with_tuple_paths(structure):
+    def flatten_with_tuple_paths(structure: Any) -> list:
         return W.flatten_with_path(structure)
+
+    def backend() -> str:
+        return name
 
     fns: dict[str, Any] = {
         "is_nested": core["is_nested"],
@@ -142,7 +157,7 @@ def _build(name: str) -> types.SimpleNamespace:
         "Spec": S.Spec,
         "MAP_TO_NONE": W.MAP_TO_NONE,
         "MAX_DEPTH": W.MAX_DEPTH,
-        "backend": (lambda: name),
+        "backend": backend,
     }
     for fname, fn in fns.items():
         if isinstance(fn, types.FunctionType) and fn.__module__ == __name__:

@@ -131,8 +131,6 @@ def _missing_hints():
     return missing
 
 
-@pytest.mark.xfail(bool(_missing_hints()), strict=True,
-                   reason="the wrappers built in nestlib/_backend.py have no type hints yet")
 def test_public_functions_have_type_hints():
     assert not _missing_hints()
 
