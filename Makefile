@@ -22,5 +22,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/nest_bench.py
 
+# The documentation site (Sphinx + MyST) into docs/_build/html; warnings are errors.
+docs: $(STAMP)
+	$(PY) -m sphinx -b html -W --keep-going -q docs docs/_build/html
+	@echo "open docs/_build/html/index.html"
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

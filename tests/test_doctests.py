@@ -3,12 +3,18 @@
 A stale example fails the test run. Public functions get their docstrings
 attached at import (see nestlib/_docs.py), so they are collected from the
 objects themselves rather than from the modules that define them.
+
+The ``rnn`` packages (``rnn``, ``rnn.dnc``, ``rnn.keras``, ``rnn.examples``)
+define their public objects in ordinary modules, so every module of the
+package is searched for docstring examples, run with that module's globals
+(as ``pytest --doctest-modules`` would).
 """
 
 import doctest
 import importlib
 import importlib.util
 import pathlib
+import pkgutil
 
 import pytest
 
@@ -71,5 +77,65 @@ def test_doc_file_examples(path):
         pytest.skip(f"{path.name} not written yet")
     text = path.read_text()
     parser = doctest.DocTestParser()
-    test = parser.get_doctest(text, {}, str(path.relative_to(ROOT)), str(path), 0)
+    # A module name in the globals: tf.function/AutoGraph looks up the module of
+    # functions defined in an example and fails on a namespace without one.
+    globs = {"__name__": "__main__"}
+    test = parser.get_doctest(text, globs, str(path.relative_to(ROOT)), str(path), 0)
     _run(test)
+
+
+# --------------------------------------------------------------------------
+# rnn: docstrings of every module of the package, with the module's globals.
+# --------------------------------------------------------------------------
+
+HAVE_TF = importlib.util.find_spec("tensorflow") is not None
+RNN_PUBLIC_MODULES = ("rnn", "rnn.dnc", "rnn.keras")
+
+
+def _rnn_module_names():
+    if not HAVE_TF:
+        return []
+    rnn = importlib.import_module("rnn")
+    names = ["rnn"]
+    for info in pkgutil.walk_packages(rnn.__path__, "rnn."):
+        names.append(info.name)
+    return names
+
+
+def _module_tests(module_name: str):
+    module = importlib.import_module(module_name)
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    return [t for t in finder.find(module, module_name) if t.examples]
+
+
+RNN_DOCSTRING_TESTS = [t for m in _rnn_module_names() for t in _module_tests(m)]
+
+
+@pytest.mark.skipif(not HAVE_TF, reason="rnn needs TensorFlow, which is not installed")
+@pytest.mark.parametrize("test", RNN_DOCSTRING_TESTS, ids=lambda t: t.name)
+def test_rnn_docstrings(test):
+    _run(test)
+
+
+@pytest.mark.skipif(not HAVE_TF, reason="rnn needs TensorFlow, which is not installed")
+def test_rnn_docstring_examples_were_collected():
+    names = {t.name for t in RNN_DOCSTRING_TESTS}
+    for expected in ("rnn", "rnn.dnc", "rnn.keras", "rnn.unroll.dynamic_unroll",
+                     "rnn.cores.LSTM"):
+        assert expected in names, f"no docstring examples collected for {expected}"
+
+
+@pytest.mark.parametrize("module_name", RNN_PUBLIC_MODULES + ("nestlib.testing",))
+def test_every_public_name_has_an_example(module_name):
+    if module_name.startswith("rnn") and not HAVE_TF:
+        pytest.skip("rnn needs TensorFlow, which is not installed")
+    module = importlib.import_module(module_name)
+    finder = doctest.DocTestFinder()
+    missing = []
+    for name in module.__all__:
+        obj = getattr(module, name)
+        if not callable(obj):
+            continue  # constants and submodules
+        if not any(t.examples for t in finder.find(obj, name, globs={})):
+            missing.append(name)
+    assert not missing, f"public names of {module_name} without a doctest example: {missing}"
