@@ -277,9 +277,30 @@ def _emit_flatten(g: _Gen, var: str, node: Any, k: int, pieces: list, ok: list) 
 def _compile(source: str, consts: dict, fn_name: str | tuple) -> Any:
     namespace = dict(consts)
     exec(compile(source, f"<nestlib.Spec {fn_name}>", "exec"), namespace)  # noqa: S102
+    names = fn_name if isinstance(fn_name, tuple) else (fn_name,)
+    for name in names:
+        mark_not_for_autograph(namespace[name])
     if isinstance(fn_name, tuple):
         return tuple(namespace[name] for name in fn_name)
     return namespace[fn_name]
+
+
+def mark_not_for_autograph(fn: Callable) -> Callable:
+    """Tells TensorFlow's AutoGraph to call ``fn`` as it is, not to convert it.
+
+    nestlib only rearranges containers, which needs no conversion; converting
+    it would be slow and, for generated code without source, fails with a
+    warning. AutoGraph skips callables carrying ``autograph_info__`` (what its
+    own ``do_not_convert`` sets), so no TensorFlow import is needed here.
+    """
+    try:
+        fn.autograph_info__ = {}
+    except (AttributeError, TypeError):
+        pass
+    return fn
+
+
+Spec.map = mark_not_for_autograph(Spec.map)
 
 
 def _node_count(treedef: Any) -> int:

@@ -1,0 +1,28 @@
+"""Recurrent cores, stacks and unrollers for TensorFlow 2, built on nestlib.
+
+Cores take ``(inputs, prev_state)`` and return ``(output, next_state)``; a
+state may be any nest, and the unrollers and stacks handle every structure,
+so one core can replace another with no other change.
+
+>>> import tensorflow as tf, rnn
+>>> core = rnn.LSTM(8)
+>>> outputs, final = rnn.dynamic_unroll(core, tf.zeros([5, 2, 3]),
+...                                     core.initial_state(2))
+>>> outputs.shape.as_list()
+[5, 2, 8]
+"""
+
+from rnn.base import RNNCore, TrainableState
+from rnn.cores import (GRU, LSTM, LSTMState, VanillaRNN,
+                       lstm_with_recurrent_dropout)
+from rnn.deep import (DeepRNN, ResidualCore, deep_rnn_with_residual_connections,
+                      deep_rnn_with_skip_connections)
+from rnn.unroll import bidirectional_unroll, dynamic_unroll, static_unroll
+from rnn.dnc import DNC, DNCState  # noqa: E402  (the DNC core of rnn.dnc)
+
+__all__ = [
+    "RNNCore", "TrainableState", "VanillaRNN", "LSTM", "LSTMState", "GRU",
+    "lstm_with_recurrent_dropout", "DeepRNN", "deep_rnn_with_skip_connections",
+    "deep_rnn_with_residual_connections", "ResidualCore", "static_unroll",
+    "dynamic_unroll", "bidirectional_unroll", "DNC", "DNCState",
+]

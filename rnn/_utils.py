@@ -1,0 +1,92 @@
+"""Private helpers shared by the rnn modules: paths, dtype checks, initialisers."""
+
+from __future__ import annotations
+
+import collections.abc
+import math
+from typing import Any, Sequence
+
+import tensorflow as tf
+
+
+def format_path(structure: Any, path: Sequence[Any]) -> str:
+    """Renders a dm-tree style path as ``.cell[0]['key']`` by walking ``structure``.
+
+    Namedtuple and attrs fields show as ``.name``, mapping keys as ``['key']``
+    and sequence indices as ``[i]``. The empty path is ``the top level``.
+    """
+    if not path:
+        return "the top level"
+    parts = []
+    node = structure
+    for key in path:
+        is_attrs = hasattr(type(node), "__attrs_attrs__")
+        if (isinstance(node, tuple) and hasattr(node, "_fields")) or is_attrs:
+            parts.append(f".{key}")
+            node = getattr(node, key, None)
+        elif isinstance(node, collections.abc.Mapping):
+            parts.append(f"[{key!r}]")
+            node = node.get(key) if hasattr(node, "get") else None
+        else:
+            parts.append(f"[{key!r}]" if not isinstance(key, int) else f"[{key}]")
+            try:
+                node = node[key]
+            except Exception:  # pragma: no cover - defensive, display only
+                node = None
+    return "".join(parts)
+
+
+def check_rank2(core_name: str, inputs: Any) -> tf.Tensor:
+    """Converts ``inputs`` to a tensor and checks it is ``[batch, features]``."""
+    if inputs is None or (isinstance(inputs, (tuple, list, dict))):
+        raise TypeError(
+            f"{core_name} expects inputs to be a single [batch, features] "
+            f"tensor, got {type(inputs).__name__}")
+    inputs = tf.convert_to_tensor(inputs)
+    if inputs.shape.rank != 2:
+        raise ValueError(
+            f"{core_name} expects inputs of rank 2 [batch, features], got "
+            f"shape {inputs.shape}")
+    if inputs.shape[-1] is None:
+        raise ValueError(
+            f"{core_name} needs a statically known feature size, got inputs "
+            f"of shape {inputs.shape}")
+    if not inputs.dtype.is_floating:
+        raise TypeError(
+            f"{core_name} expects floating point inputs, got {inputs.dtype.name}")
+    return inputs
+
+
+def check_same_dtype(core_name: str, expected: tf.DType, what: str,
+                     value: tf.Tensor, reference: str) -> None:
+    """Raises TypeError when ``value.dtype`` differs from ``expected``."""
+    if value.dtype != expected:
+        raise TypeError(
+            f"{core_name}: {what} has dtype {value.dtype.name} but {reference} "
+            f"has dtype {expected.name}; cast them to one dtype")
+
+
+def glorot_uniform(shape: Sequence[int], dtype: tf.DType) -> tf.Tensor:
+    """Glorot/Xavier uniform initial values (computed in float32, then cast)."""
+    fan_in, fan_out = shape[0], shape[-1]
+    limit = math.sqrt(6.0 / max(1, fan_in + fan_out))
+    return tf.cast(tf.random.uniform(shape, -limit, limit, tf.float32), dtype)
+
+
+def orthogonal(shape: Sequence[int], dtype: tf.DType) -> tf.Tensor:
+    """An orthogonal matrix of ``shape`` (as Keras' Orthogonal initialiser)."""
+    rows, cols = shape
+    flat = tf.random.normal([max(rows, cols), min(rows, cols)], dtype=tf.float32)
+    q, r = tf.linalg.qr(flat)
+    q = q * tf.sign(tf.linalg.diag_part(r))[tf.newaxis, :]
+    if rows < cols:
+        q = tf.transpose(q)
+    return tf.cast(q, dtype)
+
+
+# Library internals that never call user code are excluded from AutoGraph:
+# converting them would only add to the first trace of every tf.function
+# (AutoGraph re-parses and recompiles each function it meets), and they
+# contain no tensor-dependent Python control flow. Code paths that call a
+# user's core (the unroll loops, DeepRNN.__call__) stay convertible.
+no_autograph = tf.autograph.experimental.do_not_convert

@@ -1,0 +1,570 @@
+"""Recurrent cores: VanillaRNN, LSTM (with LSTMState), GRU, recurrent dropout.
+
+The maths of each step lives in a pure function (``_vanilla_fn``,
+``_lstm_fn``, ``_gru_fn``) that takes its weights as arguments; the modules
+own the variables, create them on the first call (sized from the inputs and
+in the inputs' dtype) and call the pure functions.
+
+Weights use Keras' layout so that values copied from ``keras.layers.LSTM`` /
+``keras.layers.GRU`` give identical outputs:
+
+* LSTM: ``kernel [I, 4H]``, ``recurrent_kernel [H, 4H]``, ``bias [4H]``,
+  gates in the order (input, forget, cell candidate, output).
+* GRU: ``kernel [I, 3H]``, ``recurrent_kernel [H, 3H]``, gates in the order
+  (update, reset, candidate); ``bias [3H]``, or ``[2, 3H]`` (input bias,
+  recurrent bias) with ``reset_after=True``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, NamedTuple, Optional, Tuple
+
+import tensorflow as tf
+
+import nestlib
+
+from rnn import _utils
+from rnn.base import RNNCore
+
+__all__ = [
+    "VanillaRNN", "LSTM", "LSTMState", "GRU", "lstm_with_recurrent_dropout",
+]
+
+_LN_EPSILON = 1e-5
+
+
+# --------------------------------------------------------------------------
+# Pure step functions.
+# --------------------------------------------------------------------------
+
+@_utils.no_autograph
+def _vanilla_fn(inputs: tf.Tensor, prev_state: tf.Tensor, kernel: tf.Tensor,
+                recurrent_kernel: tf.Tensor, bias: tf.Tensor,
+                activation: Callable[[tf.Tensor], tf.Tensor]
+                ) -> Tuple[tf.Tensor, tf.Tensor]:
+    """``h = activation(x @ kernel + h_prev @ recurrent_kernel + bias)``."""
+    h = activation(tf.matmul(inputs, kernel)
+                   + tf.matmul(prev_state, recurrent_kernel) + bias)
+    return h, h
+
+
+@_utils.no_autograph
+def _layer_norm(x: tf.Tensor, scale: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
+    mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+    eps = tf.cast(_LN_EPSILON, x.dtype)
+    return (x - mean) * tf.math.rsqrt(variance + eps) * scale + offset
+
+
+class LSTMState(NamedTuple):
+    """State of an :class:`LSTM`: ``hidden`` ``[B, P or H]`` and ``cell`` ``[B, H]``.
+
+    >>> LSTMState(hidden=tf.zeros([1, 2]), cell=tf.zeros([1, 2])).cell.shape.as_list()
+    [1, 2]
+    """
+
+    hidden: Any
+    cell: Any
+
+
+@_utils.no_autograph
+def _lstm_fn(inputs: tf.Tensor, prev_state: LSTMState, kernel: tf.Tensor,
+             recurrent_kernel: tf.Tensor, bias: tf.Tensor,
+             projection: Optional[tf.Tensor] = None,
+             layer_norm: Optional[Tuple[tf.Tensor, ...]] = None,
+             cell_clip: Optional[float] = None) -> Tuple[tf.Tensor, LSTMState]:
+    """One LSTM step with Keras' gate layout (i, f, c, o).
+
+    ``layer_norm`` is ``None`` or the six tensors (kernel scale, kernel offset,
+    recurrent scale, recurrent offset, cell scale, cell offset): the input and
+    recurrent pre-activations are normalised separately before the bias is
+    added, and the cell is normalised before its ``tanh`` (as in Ba et al.
+    2016 and TF Addons' LayerNormLSTMCell). ``cell_clip`` clips the new cell
+    to ``[-cell_clip, cell_clip]``; ``projection`` maps the output to the
+    projection size (Sak et al. 2014).
+    """
+    x_part = tf.matmul(inputs, kernel)
+    h_part = tf.matmul(prev_state.hidden, recurrent_kernel)
+    if layer_norm is not None:
+        k_scale, k_offset, r_scale, r_offset, c_scale, c_offset = layer_norm
+        x_part = _layer_norm(x_part, k_scale, k_offset)
+        h_part = _layer_norm(h_part, r_scale, r_offset)
+    gates = x_part + h_part + bias
+    i, f, g, o = tf.split(gates, 4, axis=-1)
+    cell = tf.sigmoid(f) * prev_state.cell + tf.sigmoid(i) * tf.tanh(g)
+    if cell_clip is not None:
+        cell = tf.clip_by_value(cell, -cell_clip, cell_clip)
+    shown_cell = cell
+    if layer_norm is not None:
+        shown_cell = _layer_norm(cell, c_scale, c_offset)
+    hidden = tf.sigmoid(o) * tf.tanh(shown_cell)
+    if projection is not None:
+        hidden = tf.matmul(hidden, projection)
+    return hidden, LSTMState(hidden=hidden, cell=cell)
+
+
+@_utils.no_autograph
+def _gru_fn(inputs: tf.Tensor, prev_state: tf.Tensor, kernel: tf.Tensor,
+            recurrent_kernel: tf.Tensor, bias: tf.Tensor, reset_after: bool
+            ) -> Tuple[tf.Tensor, tf.Tensor]:
+    """One GRU step with Keras' layout (update z, reset r, candidate).
+
+    ``reset_after=False`` (Cho et al. 2014): the reset gate multiplies the
+    previous state before the recurrent matmul; ``bias`` is ``[3H]``.
+    ``reset_after=True`` (Keras' and cuDNN's default): it multiplies the
+    recurrent matmul's result; ``bias`` is ``[2, 3H]`` (input, recurrent).
+    The new state is ``z * h_prev + (1 - z) * candidate``.
+    """
+    h = prev_state
+    units = recurrent_kernel.shape[0]
+    if reset_after:
+        x_all = tf.matmul(inputs, kernel) + bias[0]
+        h_all = tf.matmul(h, recurrent_kernel) + bias[1]
+        x_z, x_r, x_h = tf.split(x_all, 3, axis=-1)
+        h_z, h_r, h_h = tf.split(h_all, 3, axis=-1)
+        z = tf.sigmoid(x_z + h_z)
+        r = tf.sigmoid(x_r + h_r)
+        candidate = tf.tanh(x_h + r * h_h)
+    else:
+        x_all = tf.matmul(inputs, kernel) + bias
+        x_z, x_r, x_h = tf.split(x_all, 3, axis=-1)
+        h_zr = tf.matmul(h, recurrent_kernel[:, :2 * units])
+        h_z, h_r = tf.split(h_zr, 2, axis=-1)
+        z = tf.sigmoid(x_z + h_z)
+        r = tf.sigmoid(x_r + h_r)
+        candidate = tf.tanh(
+            x_h + tf.matmul(r * h, recurrent_kernel[:, 2 * units:]))
+    new_h = z * h + (1 - z) * candidate
+    return new_h, new_h
+
+
+# --------------------------------------------------------------------------
+# Modules.
+# --------------------------------------------------------------------------
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+@_utils.no_autograph
+def _check_state_tensor(core: str, path: str, value: Any, dtype: tf.DType,
+                        width: int) -> tf.Tensor:
+    if value is None:
+        raise TypeError(f"{core}: prev_state{path} is None; expected a tensor")
+    value = tf.convert_to_tensor(value)
+    _utils.check_same_dtype(core, dtype, f"prev_state{path}", value,
+                            "the inputs")
+    if value.shape.rank != 2 or (value.shape[-1] is not None
+                                 and value.shape[-1] != width):
+        raise ValueError(
+            f"{core}: prev_state{path} must have shape [batch, {width}], got "
+            f"{value.shape}")
+    return value
+
+
+class _LazyCore(RNNCore):
+    """Shared logic: variables are made on the first call, from the inputs."""
+
+    def __init__(self, name: Optional[str]):
+        super().__init__(name=name)
+        self._input_size: Optional[int] = None
+        self._dtype: Optional[tf.DType] = None
+
+    def _create_variables(self, input_size: int, dtype: tf.DType) -> None:
+        raise NotImplementedError
+
+    @_utils.no_autograph
+    def _build(self, inputs: tf.Tensor) -> None:
+        """Creates the variables on first use; later checks size and dtype.
+
+        Only ``inputs.shape[-1]`` and ``inputs.dtype`` are read, so a whole
+        ``[T, B, I]`` sequence works as well as one ``[B, I]`` step.
+        """
+        name = type(self).__name__
+        input_size = inputs.shape[-1]
+        if self._input_size is None:
+            self._input_size = input_size
+            self._dtype = inputs.dtype
+            with self.name_scope:
+                self._create_variables(input_size, inputs.dtype)
+            return
+        if input_size != self._input_size:
+            raise ValueError(
+                f"{name} was built for inputs with {self._input_size} "
+                f"features, got {input_size}")
+        _utils.check_same_dtype(name, self._dtype, "inputs", inputs,
+                                "its variables")
+
+    @_utils.no_autograph
+    def _check_initial_dtype(self, dtype: Any) -> tf.DType:
+        dtype = tf.as_dtype(dtype)
+        if not dtype.is_floating:
+            raise TypeError(
+                f"{type(self).__name__}.initial_state needs a floating point "
+                f"dtype, got {dtype.name}")
+        return dtype
+
+
+class VanillaRNN(_LazyCore):
+    """A fully connected recurrent layer: ``h = activation(x W + h U + b)``.
+
+    Same layout as ``keras.layers.SimpleRNN`` (``kernel [I, H]``,
+    ``recurrent_kernel [H, H]``, ``bias [H]``); the output is the new state.
+
+    >>> core = VanillaRNN(3)
+    >>> out, state = core(tf.ones([2, 4]), core.initial_state(2))
+    >>> out.shape.as_list(), state.shape.as_list()
+    ([2, 3], [2, 3])
+    """
+
+    def __init__(self, hidden_size: int,
+                 activation: Callable[[tf.Tensor], tf.Tensor] = tf.tanh,
+                 name: Optional[str] = None):
+        super().__init__(name=name)
+        self._hidden_size = _positive_int("hidden_size", hidden_size)
+        if not callable(activation):
+            raise TypeError(f"activation must be callable, got {activation!r}")
+        self._activation = activation
+
+    @property
+    def hidden_size(self) -> int:
+        return self._hidden_size
+
+    def _create_variables(self, input_size: int, dtype: tf.DType) -> None:
+        h = self._hidden_size
+        self.kernel = tf.Variable(_utils.glorot_uniform([input_size, h], dtype),
+                                  name="kernel")
+        self.recurrent_kernel = tf.Variable(_utils.orthogonal([h, h], dtype),
+                                            name="recurrent_kernel")
+        self.bias = tf.Variable(tf.zeros([h], dtype), name="bias")
+
+    @_utils.no_autograph
+    def __call__(self, inputs: tf.Tensor, prev_state: tf.Tensor
+                 ) -> Tuple[tf.Tensor, tf.Tensor]:
+        """One step; ``prev_state`` is a ``[B, H]`` tensor."""
+        inputs = _utils.check_rank2("VanillaRNN", inputs)
+        self._build(inputs)
+        prev_state = _check_state_tensor("VanillaRNN", "", prev_state,
+                                         inputs.dtype, self._hidden_size)
+        return _vanilla_fn(inputs, prev_state, self.kernel,
+                           self.recurrent_kernel, self.bias, self._activation)
+
+    @_utils.no_autograph
+    def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32
+                      ) -> tf.Tensor:
+        """Zeros of shape ``[batch_size, hidden_size]``."""
+        dtype = self._check_initial_dtype(dtype)
+        return tf.zeros([batch_size, self._hidden_size], dtype)
+
+
+def _fused_lstm_sequence() -> Optional[Callable[..., Any]]:
+    """``rnn.fused_lstm.lstm_sequence`` when that module exists, else None."""
+    try:
+        from rnn import fused_lstm  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return None
+    return getattr(fused_lstm, "lstm_sequence", None)
+
+
+class LSTM(_LazyCore):
+    """Long short-term memory core with Keras' weight layout.
+
+    ``forget_bias`` is the initial value of the forget-gate slice of the bias
+    (like Keras' ``unit_forget_bias``); nothing is added at run time, so
+    weights copied from ``keras.layers.LSTM`` give identical outputs.
+    Optional extras: ``projection_size`` (the output and ``hidden`` state are
+    projected to that size), ``use_layer_norm`` and ``cell_clip``.
+
+    The state is :class:`LSTMState` ``(hidden, cell)``; the output is
+    ``hidden``. A plain LSTM (no extras) processes whole sequences through
+    ``rnn.fused_lstm.lstm_sequence`` when the unrollers ask for it.
+
+    >>> core = LSTM(3)
+    >>> out, state = core(tf.ones([2, 5]), core.initial_state(2))
+    >>> out.shape.as_list(), state.cell.shape.as_list()
+    ([2, 3], [2, 3])
+    """
+
+    def __init__(self, hidden_size: int, forget_bias: float = 1.0,
+                 projection_size: Optional[int] = None,
+                 use_layer_norm: bool = False,
+                 cell_clip: Optional[float] = None,
+                 name: Optional[str] = None):
+        super().__init__(name=name)
+        self._hidden_size = _positive_int("hidden_size", hidden_size)
+        self._forget_bias = float(forget_bias)
+        if projection_size is not None:
+            projection_size = _positive_int("projection_size", projection_size)
+        self._projection_size = projection_size
+        self._use_layer_norm = bool(use_layer_norm)
+        if cell_clip is not None:
+            cell_clip = float(cell_clip)
+            if not cell_clip > 0:
+                raise ValueError(f"cell_clip must be > 0, got {cell_clip}")
+        self._cell_clip = cell_clip
+
+    @property
+    def hidden_size(self) -> int:
+        return self._hidden_size
+
+    @property
+    def output_size(self) -> int:
+        return self._projection_size or self._hidden_size
+
+    def _create_variables(self, input_size: int, dtype: tf.DType) -> None:
+        h, p = self._hidden_size, self.output_size
+        self.kernel = tf.Variable(
+            _utils.glorot_uniform([input_size, 4 * h], dtype), name="kernel")
+        self.recurrent_kernel = tf.Variable(
+            _utils.orthogonal([p, 4 * h], dtype), name="recurrent_kernel")
+        bias = tf.concat([tf.zeros([h]), tf.fill([h], self._forget_bias),
+                          tf.zeros([2 * h])], axis=0)
+        self.bias = tf.Variable(tf.cast(bias, dtype), name="bias")
+        self.projection = None
+        if self._projection_size is not None:
+            self.projection = tf.Variable(
+                _utils.glorot_uniform([h, p], dtype), name="projection")
+        self.layer_norm = None
+        if self._use_layer_norm:
+            self.layer_norm = (
+                tf.Variable(tf.ones([4 * h], dtype), name="ln_kernel_scale"),
+                tf.Variable(tf.zeros([4 * h], dtype), name="ln_kernel_offset"),
+                tf.Variable(tf.ones([4 * h], dtype), name="ln_recurrent_scale"),
+                tf.Variable(tf.zeros([4 * h], dtype),
+                            name="ln_recurrent_offset"),
+                tf.Variable(tf.ones([h], dtype), name="ln_cell_scale"),
+                tf.Variable(tf.zeros([h], dtype), name="ln_cell_offset"),
+            )
+
+    @_utils.no_autograph
+    def _check_state(self, prev_state: Any, dtype: tf.DType) -> LSTMState:
+        if not isinstance(prev_state, LSTMState):
+            raise TypeError(
+                f"LSTM expects prev_state to be an LSTMState(hidden, cell), "
+                f"got {type(prev_state).__name__}")
+        hidden = _check_state_tensor("LSTM", ".hidden", prev_state.hidden,
+                                     dtype, self.output_size)
+        cell = _check_state_tensor("LSTM", ".cell", prev_state.cell, dtype,
+                                   self._hidden_size)
+        return LSTMState(hidden, cell)
+
+    @_utils.no_autograph
+    def __call__(self, inputs: tf.Tensor, prev_state: LSTMState
+                 ) -> Tuple[tf.Tensor, LSTMState]:
+        """One step; returns ``(hidden, LSTMState(hidden, cell))``."""
+        inputs = _utils.check_rank2("LSTM", inputs)
+        self._build(inputs)
+        prev_state = self._check_state(prev_state, inputs.dtype)
+        return _lstm_fn(inputs, prev_state, self.kernel,
+                        self.recurrent_kernel, self.bias,
+                        projection=self.projection,
+                        layer_norm=self.layer_norm,
+                        cell_clip=self._cell_clip)
+
+    @_utils.no_autograph
+    def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32
+                      ) -> LSTMState:
+        """Zeros: ``LSTMState([B, P or H], [B, H])``."""
+        dtype = self._check_initial_dtype(dtype)
+        return LSTMState(
+            hidden=tf.zeros([batch_size, self.output_size], dtype),
+            cell=tf.zeros([batch_size, self._hidden_size], dtype))
+
+    @_utils.no_autograph
+    def unroll_fast_path(self, input_sequence: Any, initial_state: Any,
+                         sequence_length: Optional[tf.Tensor], reverse: bool
+                         ) -> Optional[Tuple[tf.Tensor, LSTMState]]:
+        """Runs a plain LSTM over a whole ``[T, B, I]`` sequence at once.
+
+        Applies when ``rnn.fused_lstm`` is available, the LSTM has no
+        projection, layer norm or cell clip, the inputs are one tensor and
+        either ``sequence_length`` is None or the fused function accepts one.
+        Returns None otherwise (the unroller then steps the core).
+
+        >>> core = LSTM(2, use_layer_norm=True)
+        >>> core.unroll_fast_path(tf.ones([3, 1, 2]), core.initial_state(1),
+        ...                       None, False) is None
+        True
+        """
+        if (self._projection_size is not None or self._use_layer_norm
+                or self._cell_clip is not None):
+            return None
+        fused = _fused_lstm_sequence()
+        if fused is None:
+            return None
+        if not isinstance(input_sequence, tf.Tensor) or not isinstance(
+                initial_state, LSTMState):
+            return None
+        params = _parameters(fused)
+        if sequence_length is not None and "sequence_length" not in params:
+            return None
+        if input_sequence.shape.rank != 3 or input_sequence.shape[-1] is None:
+            return None
+        if not input_sequence.dtype.is_floating:
+            return None
+        self._build(input_sequence)  # uses only the feature size and dtype
+        state = self._check_state(initial_state, input_sequence.dtype)
+        inputs = input_sequence
+        kwargs = {}
+        if sequence_length is not None:
+            kwargs["sequence_length"] = sequence_length
+        native_reverse = reverse and "reverse" in params
+        if native_reverse:
+            kwargs["reverse"] = True
+        elif reverse:
+            inputs = _reverse_time(inputs, sequence_length)
+        outputs, h_t, c_t = fused(inputs, state.hidden, state.cell,
+                                  self.kernel, self.recurrent_kernel,
+                                  self.bias, **kwargs)
+        if reverse and not native_reverse:
+            outputs = _reverse_time(outputs, sequence_length)
+        return outputs, LSTMState(hidden=h_t, cell=c_t)
+
+
+@_utils.no_autograph
+def _parameters(fn: Callable[..., Any]) -> Tuple[str, ...]:
+    """The parameter names of ``fn`` (empty when they cannot be read)."""
+    try:
+        return tuple(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return ()
+
+
+@_utils.no_autograph
+def _reverse_time(x: tf.Tensor, sequence_length: Optional[tf.Tensor]
+                  ) -> tf.Tensor:
+    if sequence_length is None:
+        return tf.reverse(x, axis=[0])
+    return tf.reverse_sequence(x, sequence_length, seq_axis=0, batch_axis=1)
+
+
+class GRU(_LazyCore):
+    """Gated recurrent unit with Keras' weight layout.
+
+    ``reset_after=False`` is the original formulation (reset gate applied to
+    the previous state before the recurrent matmul); ``reset_after=True``
+    matches ``keras.layers.GRU``'s default (and cuDNN), with separate input
+    and recurrent biases. The state and the output are ``[B, H]`` tensors.
+
+    >>> core = GRU(3, reset_after=True)
+    >>> out, state = core(tf.ones([2, 4]), core.initial_state(2))
+    >>> core.bias.shape.as_list()
+    [2, 9]
+    """
+
+    def __init__(self, hidden_size: int, reset_after: bool = False,
+                 name: Optional[str] = None):
+        super().__init__(name=name)
+        self._hidden_size = _positive_int("hidden_size", hidden_size)
+        self._reset_after = bool(reset_after)
+
+    @property
+    def hidden_size(self) -> int:
+        return self._hidden_size
+
+    def _create_variables(self, input_size: int, dtype: tf.DType) -> None:
+        h = self._hidden_size
+        self.kernel = tf.Variable(
+            _utils.glorot_uniform([input_size, 3 * h], dtype), name="kernel")
+        self.recurrent_kernel = tf.Variable(
+            _utils.orthogonal([h, 3 * h], dtype), name="recurrent_kernel")
+        bias_shape = [2, 3 * h] if self._reset_after else [3 * h]
+        self.bias = tf.Variable(tf.zeros(bias_shape, dtype), name="bias")
+
+    @_utils.no_autograph
+    def __call__(self, inputs: tf.Tensor, prev_state: tf.Tensor
+                 ) -> Tuple[tf.Tensor, tf.Tensor]:
+        """One step; ``prev_state`` is a ``[B, H]`` tensor."""
+        inputs = _utils.check_rank2("GRU", inputs)
+        self._build(inputs)
+        prev_state = _check_state_tensor("GRU", "", prev_state, inputs.dtype,
+                                         self._hidden_size)
+        return _gru_fn(inputs, prev_state, self.kernel, self.recurrent_kernel,
+                       self.bias, self._reset_after)
+
+    @_utils.no_autograph
+    def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32
+                      ) -> tf.Tensor:
+        """Zeros of shape ``[batch_size, hidden_size]``."""
+        dtype = self._check_initial_dtype(dtype)
+        return tf.zeros([batch_size, self._hidden_size], dtype)
+
+
+class _RecurrentDropoutWrapper(RNNCore):
+    """Applies a fixed-per-sequence dropout mask to part of a core's state.
+
+    The state is ``(core_state, masks)``; ``masks`` mirrors ``core_state`` with
+    a mask tensor where a rate is given and ``None`` elsewhere. The masks are
+    drawn in :meth:`initial_state` and then carried unchanged, so every step
+    of a sequence drops the same units (Gal & Ghahramani 2016).
+    """
+
+    def __init__(self, core: RNNCore, rates: Any, seed: Optional[int],
+                 name: Optional[str] = None):
+        super().__init__(name=name)
+        self._core = core
+        self._rates = rates
+        self._seed = seed
+
+    @_utils.no_autograph
+    def __call__(self, inputs: Any, prev_state: Tuple[Any, Any]
+                 ) -> Tuple[Any, Tuple[Any, Any]]:
+        if not isinstance(prev_state, tuple) or len(prev_state) != 2:
+            raise TypeError(
+                "recurrent dropout core expects prev_state = (core_state, "
+                f"masks), got {type(prev_state).__name__}")
+        core_state, masks = prev_state
+        nestlib.assert_same_structure(core_state, masks)
+
+        def apply(x, mask):
+            return x if mask is None else x * mask
+
+        dropped = nestlib.map_structure(apply, core_state, masks)
+        output, next_state = self._core(inputs, dropped)
+        return output, (next_state, masks)
+
+    @_utils.no_autograph
+    def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32
+                      ) -> Tuple[Any, Any]:
+        """``(core.initial_state(...), masks)`` with freshly drawn masks."""
+        core_state = self._core.initial_state(batch_size, dtype=dtype)
+
+        def mask(rate, x):
+            if rate is None:
+                return None
+            keep = tf.random.uniform(tf.shape(x), dtype=tf.float32,
+                                     seed=self._seed) >= rate
+            return tf.cast(keep, x.dtype) * tf.constant(1.0 / (1.0 - rate), x.dtype)
+
+        masks = nestlib.map_structure(mask, self._rates, core_state)
+        return core_state, masks
+
+
+def lstm_with_recurrent_dropout(hidden_size: int, dropout: float = 0.5,
+                                seed: Optional[int] = None, **lstm_kwargs: Any
+                                ) -> Tuple[RNNCore, LSTM]:
+    """Returns ``(train_core, test_core)`` sharing one :class:`LSTM`.
+
+    The train core drops units of the previous ``hidden`` state with rate
+    ``dropout``, using one mask per sequence (drawn by its
+    ``initial_state``). Its state is ``(LSTMState, LSTMState(hidden=mask,
+    cell=None))``: the ``None`` leaf passes through the unrollers unchanged.
+    The test core is the LSTM itself (no dropout). Extra keyword arguments go
+    to :class:`LSTM`.
+
+    >>> train, test = lstm_with_recurrent_dropout(4, dropout=0.25)
+    >>> state = train.initial_state(2)
+    >>> out, state = train(tf.ones([2, 3]), state)
+    >>> state[1].cell is None, out.shape.as_list()
+    (True, [2, 4])
+    """
+    dropout = float(dropout)
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    lstm = LSTM(hidden_size, **lstm_kwargs)
+    rates = LSTMState(hidden=dropout, cell=None)
+    train = _RecurrentDropoutWrapper(lstm, rates, seed,
+                                     name="lstm_with_recurrent_dropout")
+    return train, lstm

@@ -1,0 +1,549 @@
+"""Unrolling cores over sequences: static, dynamic and bidirectional.
+
+Inputs and outputs are nests of ``[T, B, ...]`` tensors (``[B, T, ...]`` with
+``time_major=False``); the state is any nest. Every structure operation goes
+through :mod:`nestlib`: the state's :class:`nestlib.Spec` is built once and
+each step flattens, masks and unflattens with it, so ``None`` leaves and empty
+tuples in a state pass through untouched (they are kept out of the
+``tf.while_loop`` variables and put back afterwards).
+
+``sequence_length`` (an integer ``[B]`` vector) semantics:
+
+* outputs at ``t >= sequence_length[b]`` are zeros;
+* the final state of example ``b`` is its state after its last valid step
+  (later steps leave it unchanged); a length of 0 returns the initial state;
+* with ``reverse=True`` each example's valid prefix ``[0, length)`` is
+  processed from its own last valid step backwards; outputs stay in input
+  time order (the output at ``t`` is the one produced when reading input
+  ``t``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Sequence, Tuple
+
+import tensorflow as tf
+
+import nestlib
+
+from rnn import _utils
+
+__all__ = ["static_unroll", "dynamic_unroll", "bidirectional_unroll"]
+
+
+@_utils.no_autograph
+def _core_name(core: Any) -> str:
+    name = getattr(core, "name", None)
+    kind = type(core).__name__
+    return f"{kind} {name!r}" if name and name != kind.lower() else kind
+
+
+class _Prepared:
+    """Validated, time-major inputs and the flattened initial state."""
+
+    def __init__(self, core: Any, input_sequence: Any, initial_state: Any,
+                 sequence_length: Any, time_major: bool, fn_name: str,
+                 need_static_t: bool):
+        self.core = core
+        self.fn_name = fn_name
+        self.input_structure = input_sequence
+        try:
+            self.in_spec = nestlib.spec_of(input_sequence)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{fn_name}: bad input_sequence: {e}") from e
+        leaves = self.in_spec.flatten(input_sequence)
+        if not leaves:
+            raise ValueError(
+                f"{fn_name}: input_sequence has no tensors; it needs at least "
+                "one [T, B, ...] tensor")
+        time_axis = 0 if time_major else 1
+        layout = "[T, B, ...]" if time_major else "[B, T, ...]"
+        tensors = []
+        for path, leaf in zip(self.in_spec.paths, leaves):
+            where = "input_sequence" + self.in_path(path)
+            if leaf is None:
+                raise TypeError(f"{fn_name}: {where} is None; expected a tensor")
+            try:
+                leaf = tf.convert_to_tensor(leaf)
+            except (TypeError, ValueError) as e:
+                raise TypeError(
+                    f"{fn_name}: {where} is not convertible to a tensor: {e}"
+                ) from e
+            if leaf.shape.rank is not None and leaf.shape.rank < 2:
+                raise ValueError(
+                    f"{fn_name}: {where} has shape {leaf.shape}; expected "
+                    f"{layout} (rank >= 2)")
+            if not time_major:
+                leaf = _swap_time_batch(leaf)
+            tensors.append(leaf)
+        self.inputs = tensors
+        self.time_major = time_major
+
+        # Number of time steps: static agreement, then a run-time check.
+        static_ts = [(p, t.shape[0]) for p, t in zip(self.in_spec.paths, tensors)
+                     if t.shape.rank is not None]
+        known = [(p, n) for p, n in static_ts if n is not None]
+        for p, n in known[1:]:
+            if n != known[0][1]:
+                raise ValueError(
+                    f"{fn_name}: inconsistent number of time steps (dim "
+                    f"{time_axis}): input_sequence{self.in_path(known[0][0])} "
+                    f"has {known[0][1]} but input_sequence{self.in_path(p)} "
+                    f"has {n}")
+        self.static_t: Optional[int] = known[0][1] if known else None
+        if self.static_t == 0:
+            raise ValueError(
+                f"{fn_name}: input_sequence has zero time steps (dim "
+                f"{time_axis} is 0); at least one step is needed")
+        if need_static_t and self.static_t is None:
+            raise ValueError(
+                f"{fn_name} needs a statically known number of time steps "
+                f"(dim {time_axis} of input_sequence); use dynamic_unroll")
+        if self.static_t is not None:
+            self.num_steps = tf.constant(self.static_t, tf.int32)
+        else:
+            ts = [tf.shape(t, out_type=tf.int32)[0] for t in tensors]
+            checks = [tf.debugging.assert_positive(
+                ts[0], message=f"{fn_name}: input_sequence has zero time steps")]
+            for t in ts[1:]:
+                checks.append(tf.debugging.assert_equal(
+                    t, ts[0], message=f"{fn_name}: inconsistent number of "
+                    "time steps across input_sequence"))
+            with tf.control_dependencies(checks):
+                self.num_steps = tf.identity(ts[0])
+
+        # Batch size of the inputs.
+        batch_axis = 1 if time_major else 0
+        batches = [(p, t.shape[1]) for p, t in zip(self.in_spec.paths, tensors)
+                   if t.shape.rank is not None and t.shape[1] is not None]
+        for p, b in batches[1:]:
+            if b != batches[0][1]:
+                raise ValueError(
+                    f"{fn_name}: inconsistent batch size (dim {batch_axis}): "
+                    f"input_sequence{self.in_path(batches[0][0])} has "
+                    f"{batches[0][1]} but input_sequence{self.in_path(p)} has {b}")
+        self.static_batch: Optional[int] = batches[0][1] if batches else None
+
+        # The initial state.
+        self.state_structure = initial_state
+        self.st_spec = nestlib.spec_of(initial_state)
+        flat_state = self.st_spec.flatten(initial_state)
+        self.state_leaves: List[Optional[tf.Tensor]] = []
+        for path, leaf in zip(self.st_spec.paths, flat_state):
+            if leaf is None:
+                self.state_leaves.append(None)
+                continue
+            try:
+                leaf = tf.convert_to_tensor(leaf)
+            except (TypeError, ValueError) as e:
+                raise TypeError(
+                    f"{fn_name}: initial_state{self.st_path(path)} is not "
+                    f"convertible to a tensor: {e}") from e
+            self.state_leaves.append(leaf)
+            if (self.static_batch is not None and leaf.shape.rank
+                    and leaf.shape[0] is not None
+                    and leaf.shape[0] != self.static_batch):
+                hint = (" If input_sequence is batch-major [B, T, ...], pass "
+                        "time_major=False." if time_major else
+                        " If input_sequence is time-major [T, B, ...], pass "
+                        "time_major=True.")
+                raise ValueError(
+                    f"{fn_name}: the batch size of input_sequence (dim "
+                    f"{batch_axis}) is {self.static_batch} but "
+                    f"initial_state{self.st_path(path)} has batch size "
+                    f"{leaf.shape[0]} (shape {leaf.shape}).{hint}")
+        self.batch_size = (self.static_batch if self.static_batch is not None
+                           else tf.shape(tensors[0])[1])
+
+        # sequence_length.
+        self.sequence_length: Optional[tf.Tensor] = None
+        if sequence_length is not None:
+            self.sequence_length = self._check_lengths(sequence_length)
+
+    @_utils.no_autograph
+    def in_path(self, path: Sequence[Any]) -> str:
+        return "" if not path else _utils.format_path(self.input_structure, path)
+
+    @_utils.no_autograph
+    def st_path(self, path: Sequence[Any]) -> str:
+        return "" if not path else _utils.format_path(self.state_structure, path)
+
+    @_utils.no_autograph
+    def _check_lengths(self, sequence_length: Any) -> tf.Tensor:
+        fn_name = self.fn_name
+        lengths = tf.convert_to_tensor(sequence_length)
+        if not lengths.dtype.is_integer:
+            raise TypeError(
+                f"{fn_name}: sequence_length must be an integer tensor, got "
+                f"dtype {lengths.dtype.name}")
+        if lengths.shape.rank is not None and lengths.shape.rank != 1:
+            raise ValueError(
+                f"{fn_name}: sequence_length must be a [batch] vector, got "
+                f"shape {lengths.shape}")
+        if (lengths.shape.rank == 1 and lengths.shape[0] is not None
+                and self.static_batch is not None
+                and lengths.shape[0] != self.static_batch):
+            raise ValueError(
+                f"{fn_name}: sequence_length has {lengths.shape[0]} entries "
+                f"but the batch size is {self.static_batch}")
+        lengths = tf.cast(lengths, tf.int32)
+        value = tf.get_static_value(lengths)
+        if value is not None:
+            if (value < 0).any() or (self.static_t is not None
+                                     and (value > self.static_t).any()):
+                raise ValueError(
+                    f"{fn_name}: sequence_length values must be in [0, T="
+                    f"{self.static_t}], got {value.tolist()}")
+            return lengths
+        checks = [
+            tf.debugging.assert_non_negative(
+                lengths, message=f"{fn_name}: negative sequence_length"),
+            tf.debugging.assert_less_equal(
+                lengths, self.num_steps,
+                message=f"{fn_name}: sequence_length exceeds the number of "
+                "time steps"),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.identity(lengths)
+
+    @_utils.no_autograph
+    def inputs_structure(self, leaves: Sequence[tf.Tensor]) -> Any:
+        return self.in_spec.unflatten(list(leaves))
+
+
+@_utils.no_autograph
+def _swap_time_batch(x: tf.Tensor) -> tf.Tensor:
+    rank = x.shape.rank
+    if rank is None:
+        rank = tf.rank(x)
+        perm = tf.concat([[1, 0], tf.range(2, rank)], axis=0)
+    else:
+        perm = [1, 0] + list(range(2, rank))
+    return tf.transpose(x, perm)
+
+
+@_utils.no_autograph
+def _reverse_time(x: tf.Tensor, lengths: Optional[tf.Tensor]) -> tf.Tensor:
+    if lengths is None:
+        return tf.reverse(x, axis=[0])
+    return tf.reverse_sequence(x, lengths, seq_axis=0, batch_axis=1)
+
+
+@_utils.no_autograph
+def _batch_mask(valid: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
+    """Reshapes a ``[B]`` bool vector to broadcast against ``like``."""
+    rank = like.shape.rank
+    return tf.reshape(valid, [-1] + [1] * (rank - 1))
+
+
+class _Stepper:
+    """Runs one checked, masked step of a core on flat state leaves."""
+
+    def __init__(self, prep: _Prepared):
+        self.prep = prep
+        self.core = prep.core
+        self.none_at = [leaf is None for leaf in prep.state_leaves]
+        self.out_spec: Optional[nestlib.Spec] = None
+        self.out_none_at: List[bool] = []
+
+    @_utils.no_autograph
+    def dense(self, leaves: Sequence[Optional[tf.Tensor]]) -> List[tf.Tensor]:
+        return [x for x, none in zip(leaves, self.none_at) if not none]
+
+    @_utils.no_autograph
+    def full(self, dense: Sequence[tf.Tensor]) -> List[Optional[tf.Tensor]]:
+        it = iter(dense)
+        return [None if none else next(it) for none in self.none_at]
+
+    def step(self, t: Any, inputs_t: Any, state_dense: Sequence[tf.Tensor]
+             ) -> Tuple[List[tf.Tensor], List[tf.Tensor]]:
+        """Returns (dense output leaves, dense next-state leaves).
+
+        Only the core call is left to AutoGraph (so a user's core written
+        with Python control flow is converted as usual); the structure work
+        around it is not converted.
+        """
+        state = self.state_in(state_dense)
+        output, next_state = self.core(inputs_t, state)
+        return self.state_out(t, output, next_state, state_dense)
+
+    @_utils.no_autograph
+    def state_in(self, state_dense: Sequence[tf.Tensor]) -> Any:
+        return self.prep.st_spec.unflatten(self.full(state_dense))
+
+    @_utils.no_autograph
+    def state_out(self, t: Any, output: Any, next_state: Any,
+                  state_dense: Sequence[tf.Tensor]
+                  ) -> Tuple[List[tf.Tensor], List[tf.Tensor]]:
+        prep = self.prep
+        flat_next = self._check_next_state(next_state, state_dense)
+        if self.out_spec is None:
+            self.out_spec = nestlib.spec_of(output)
+            flat_out = self.out_spec.flatten(output)
+            self.out_none_at = [x is None for x in flat_out]
+        else:
+            try:
+                flat_out = self.out_spec.flatten(output)
+            except (TypeError, ValueError) as e:
+                raise type(e)(
+                    f"{prep.fn_name}: {_core_name(self.core)} returned outputs "
+                    f"whose structure changed between steps: {e}") from e
+        out_dense = [tf.convert_to_tensor(x) for x, none in
+                     zip(flat_out, self.out_none_at) if not none]
+        next_dense = self.dense(flat_next)
+        if prep.sequence_length is not None:
+            valid = t < prep.sequence_length
+            out_dense = [tf.where(_batch_mask(valid, o), o, tf.zeros_like(o))
+                         for o in out_dense]
+            next_dense = [tf.where(_batch_mask(valid, n), n, p)
+                          for n, p in zip(next_dense, state_dense)]
+        return out_dense, next_dense
+
+    @_utils.no_autograph
+    def _check_next_state(self, next_state: Any, state_dense: Sequence[tf.Tensor]
+                          ) -> List[Optional[tf.Tensor]]:
+        prep = self.prep
+        who = f"{prep.fn_name}: {_core_name(self.core)}"
+        try:
+            flat_next = prep.st_spec.flatten(next_state)
+        except (TypeError, ValueError) as e:
+            raise type(e)(
+                f"{who} returned a next_state whose structure differs from "
+                f"prev_state: {e}") from e
+        prev_full = self.full(state_dense)
+        result = []
+        for path, prev, new in zip(prep.st_spec.paths, prev_full, flat_next):
+            where = prep.st_path(path)
+            if prev is None or new is None:
+                if prev is not new:
+                    raise TypeError(
+                        f"{who}: next_state{where} is "
+                        f"{'None' if new is None else 'a tensor'} but "
+                        f"prev_state{where} is "
+                        f"{'None' if prev is None else 'a tensor'}; None "
+                        "state leaves must stay None")
+                result.append(None)
+                continue
+            new = tf.convert_to_tensor(new)
+            if new.dtype != prev.dtype:
+                raise TypeError(
+                    f"{who}: next_state{where} has dtype {new.dtype.name} but "
+                    f"prev_state{where} has dtype {prev.dtype.name}")
+            if not new.shape.is_compatible_with(prev.shape):
+                raise ValueError(
+                    f"{who}: next_state{where} has shape {new.shape} but "
+                    f"prev_state{where} has shape {prev.shape}")
+            if prep.sequence_length is not None and not new.shape.rank:
+                raise ValueError(
+                    f"{who}: state leaf {where or 'the state'} has no batch "
+                    "dimension, so it cannot be masked by sequence_length")
+            result.append(new)
+        return result
+
+
+@_utils.no_autograph
+def _relaxed(a: tf.TensorShape, b: tf.TensorShape) -> tf.TensorShape:
+    if a.rank is None or b.rank is None or a.rank != b.rank:
+        return tf.TensorShape(None)
+    return tf.TensorShape([x if x == y else None
+                           for x, y in zip(a.as_list(), b.as_list())])
+
+
+def _try_fast_path(prep: _Prepared, inputs: Sequence[tf.Tensor],
+                   reverse: bool) -> Optional[Tuple[Any, Any]]:
+    fast = getattr(prep.core, "unroll_fast_path", None)
+    if not callable(fast):
+        return None
+    result = fast(prep.inputs_structure(inputs), prep.state_structure,
+                  prep.sequence_length, reverse)
+    if result is None:
+        return None
+    return _check_fast_result(prep, result)
+
+
+@_utils.no_autograph
+def _check_fast_result(prep: _Prepared, result: Any) -> Tuple[Any, Any]:
+    outputs, final_state = result
+    try:
+        prep.st_spec.flatten(final_state)
+    except (TypeError, ValueError) as e:
+        raise type(e)(
+            f"{prep.fn_name}: {_core_name(prep.core)}.unroll_fast_path "
+            f"returned a final state whose structure differs from "
+            f"initial_state: {e}") from e
+    return outputs, final_state
+
+
+@_utils.no_autograph
+def _finish(prep: _Prepared, outputs: Any, final_state: Any) -> Tuple[Any, Any]:
+    if not prep.time_major:
+        outputs = nestlib.map_structure(
+            lambda x: None if x is None else _swap_time_batch(x), outputs)
+    return outputs, final_state
+
+
+@_utils.no_autograph
+def _prepare_inputs(prep: _Prepared, reverse: bool) -> List[tf.Tensor]:
+    if not reverse:
+        return list(prep.inputs)
+    return [_reverse_time(x, prep.sequence_length) for x in prep.inputs]
+
+
+@_utils.no_autograph
+def _unreverse(prep: _Prepared, stepper: _Stepper, dense_outputs: List[tf.Tensor],
+               reverse: bool) -> Any:
+    if reverse:
+        dense_outputs = [_reverse_time(x, prep.sequence_length)
+                         for x in dense_outputs]
+    it = iter(dense_outputs)
+    flat = [None if none else next(it) for none in stepper.out_none_at]
+    return stepper.out_spec.unflatten(flat)
+
+
+def dynamic_unroll(core: Any, input_sequence: Any, initial_state: Any,
+                   sequence_length: Any = None, reverse: bool = False,
+                   time_major: bool = True, parallel_iterations: int = 1,
+                   swap_memory: bool = False) -> Tuple[Any, Any]:
+    """Unrolls ``core`` over ``input_sequence`` with a ``tf.while_loop``.
+
+    The number of time steps may be unknown until run time. Returns
+    ``(output_sequence, final_state)``; outputs are stacked on the time axis
+    in the same layout as the inputs. See the module docstring for the
+    ``sequence_length`` and ``reverse`` semantics. When the core has an
+    ``unroll_fast_path`` that applies, it is used instead of the loop.
+
+    >>> import rnn
+    >>> core = rnn.VanillaRNN(2)
+    >>> out, state = dynamic_unroll(core, tf.ones([3, 4, 5]),
+    ...                             core.initial_state(4),
+    ...                             sequence_length=[3, 2, 1, 0])
+    >>> out.shape.as_list()
+    [3, 4, 2]
+    >>> float(tf.reduce_sum(tf.abs(out[2, 1:])))
+    0.0
+    """
+    prep = _Prepared(core, input_sequence, initial_state, sequence_length,
+                     time_major, "dynamic_unroll", need_static_t=False)
+    fast = _try_fast_path(prep, prep.inputs, reverse)
+    if fast is not None:
+        return _finish(prep, *fast)
+    inputs = _prepare_inputs(prep, reverse)
+    stepper = _Stepper(prep)
+    state0 = stepper.dense(prep.state_leaves)
+    first_inputs = prep.inputs_structure([x[0] for x in inputs])
+    out0, state1 = stepper.step(tf.constant(0, tf.int32), first_inputs, state0)
+
+    num_steps = prep.num_steps
+    input_tas = [
+        tf.TensorArray(x.dtype, size=num_steps, element_shape=x.shape[1:],
+                       clear_after_read=True).unstack(x)
+        for x in inputs]
+    output_tas = [
+        tf.TensorArray(o.dtype, size=num_steps, element_shape=o.shape,
+                       clear_after_read=True).write(0, o)
+        for o in out0]
+    invariants = [_relaxed(a.shape, b.shape) for a, b in zip(state0, state1)]
+
+    def cond(t, unused_tas, unused_state):
+        return t < num_steps
+
+    def body(t, tas, state):
+        x_t = prep.inputs_structure([ta.read(t) for ta in input_tas])
+        out_t, next_state = stepper.step(t, x_t, state)
+        tas = [ta.write(t, o) for ta, o in zip(tas, out_t)]
+        return t + 1, tas, next_state
+
+    if prep.static_t == 1:
+        final_dense, tas = state1, output_tas
+    else:
+        _, tas, final_dense = tf.while_loop(
+            cond, body, (tf.constant(1, tf.int32), output_tas, state1),
+            shape_invariants=(tf.TensorShape([]),
+                              [tf.TensorShape(None)] * len(output_tas),
+                              invariants),
+            parallel_iterations=parallel_iterations, swap_memory=swap_memory,
+            maximum_iterations=num_steps)
+    dense_outputs = []
+    for ta, o in zip(tas, out0):
+        stacked = ta.stack()
+        stacked.set_shape(tf.TensorShape([prep.static_t]).concatenate(o.shape))
+        dense_outputs.append(stacked)
+    outputs = _unreverse(prep, stepper, dense_outputs, reverse)
+    final_state = stepper.state_in(final_dense)
+    return _finish(prep, outputs, final_state)
+
+
+def static_unroll(core: Any, input_sequence: Any, initial_state: Any,
+                  sequence_length: Any = None, reverse: bool = False,
+                  time_major: bool = True, parallel_iterations: int = 1,
+                  swap_memory: bool = False) -> Tuple[Any, Any]:
+    """Unrolls ``core`` with a Python loop; the number of steps must be static.
+
+    Same arguments, results and semantics as :func:`dynamic_unroll`
+    (``parallel_iterations`` and ``swap_memory`` are accepted for a uniform
+    signature and have no effect). A core's ``unroll_fast_path`` is used here
+    too when it applies; such a fast path may itself contain a loop (the
+    fused LSTM and the layer-by-layer DeepRNN path do).
+
+    >>> import rnn
+    >>> core = rnn.GRU(2)
+    >>> out, state = static_unroll(core, tf.ones([4, 3, 2]), core.initial_state(4),
+    ...                            time_major=False)
+    >>> out.shape.as_list(), state.shape.as_list()
+    ([4, 3, 2], [4, 2])
+    """
+    del parallel_iterations, swap_memory
+    prep = _Prepared(core, input_sequence, initial_state, sequence_length,
+                     time_major, "static_unroll", need_static_t=True)
+    fast = _try_fast_path(prep, prep.inputs, reverse)
+    if fast is not None:
+        return _finish(prep, *fast)
+    inputs = _prepare_inputs(prep, reverse)
+    per_step = [tf.unstack(x, num=prep.static_t, axis=0) for x in inputs]
+    stepper = _Stepper(prep)
+    state = stepper.dense(prep.state_leaves)
+    outputs_per_step = []
+    for t in range(prep.static_t):
+        x_t = prep.inputs_structure([steps[t] for steps in per_step])
+        out_t, state = stepper.step(tf.constant(t, tf.int32), x_t, state)
+        outputs_per_step.append(out_t)
+    dense_outputs = [tf.stack(list(column), axis=0)
+                     for column in zip(*outputs_per_step)]
+    outputs = _unreverse(prep, stepper, dense_outputs, reverse)
+    final_state = stepper.state_in(state)
+    return _finish(prep, outputs, final_state)
+
+
+def bidirectional_unroll(forward_core: Any, backward_core: Any,
+                         input_sequence: Any, forward_initial_state: Any,
+                         backward_initial_state: Any,
+                         sequence_length: Any = None, time_major: bool = True,
+                         parallel_iterations: int = 1,
+                         swap_memory: bool = False
+                         ) -> Tuple[Tuple[Any, Any], Tuple[Any, Any]]:
+    """Runs ``forward_core`` forwards and ``backward_core`` backwards in time.
+
+    Returns ``((forward_outputs, backward_outputs), (forward_final_state,
+    backward_final_state))``. Both output sequences are in input time order,
+    so at each ``t`` the forward output has read inputs ``0..t`` and the
+    backward output has read ``t..length-1``; with ``sequence_length`` both
+    are zero for ``t >= length``. Concatenate them on the last axis for the
+    usual bidirectional features.
+
+    >>> import rnn
+    >>> fw, bw = rnn.LSTM(2), rnn.GRU(3)
+    >>> (out_f, out_b), (s_f, s_b) = bidirectional_unroll(
+    ...     fw, bw, tf.ones([5, 2, 4]), fw.initial_state(2), bw.initial_state(2))
+    >>> out_f.shape.as_list(), out_b.shape.as_list()
+    ([5, 2, 2], [5, 2, 3])
+    """
+    kwargs = dict(sequence_length=sequence_length, time_major=time_major,
+                  parallel_iterations=parallel_iterations,
+                  swap_memory=swap_memory)
+    out_f, final_f = dynamic_unroll(forward_core, input_sequence,
+                                    forward_initial_state, reverse=False,
+                                    **kwargs)
+    out_b, final_b = dynamic_unroll(backward_core, input_sequence,
+                                    backward_initial_state, reverse=True,
+                                    **kwargs)
+    return (out_f, out_b), (final_f, final_b)
