@@ -25,7 +25,9 @@ Implementations (columns):
   ``optree.tree_map``; note ``flatten_up_to`` does not check that the leaves
   are leaves, ``Spec.flatten`` does);
 * ``nestlib``: the default (dm-tree) backend; ``nestlib py``: the pure-Python
-  backend; ``nestlib Spec``: ``nestlib.spec_of(s)`` built beforehand.
+  backend; ``nestlib Spec``: ``nestlib.spec_of(s)`` built beforehand;
+  ``nestlib native`` and ``native Spec``: the same with the native backend
+  (nestlib's compiled core), when it is built.
 
 Every implementation's result is checked once (same leaves, same structure)
 before it is timed. The mapped function is the identity (``lambda x, y: x``
@@ -204,6 +206,8 @@ TIE_MARGIN = 0.05
 IMPLS = ["dm-tree", "tf.nest", "optree", "optree spec", "nestlib", "nestlib py",
          "nestlib Spec"]
 
+IMPLS += ["nestlib native", "native Spec"]
+
 STMTS: dict[str, dict[str, str]] = {
     "flatten": {
         "dm-tree": "dm_flatten(s)",
@@ -266,6 +270,12 @@ def _first(x, y):
     return x
 
 
+for _stmts in STMTS.values():  # the native backend: the same calls on its API
+    _stmts["nestlib native"] = _stmts["nestlib"].replace("nl_", "na_")
+    if "nestlib Spec" in _stmts:
+        _stmts["native Spec"] = _stmts["nestlib Spec"].replace("spec.", "na_spec.")
+
+
 def implementation_namespace(with_tf: bool) -> tuple[dict, list[str]]:
     """Names the statements use, and the implementations available."""
     ns: dict[str, Any] = {"f1": _identity, "f2": _first}
@@ -303,11 +313,23 @@ def implementation_namespace(with_tf: bool) -> tuple[dict, list[str]]:
         available.append("nestlib" if prefix == "nl" else "nestlib py")
     ns["spec_of"] = _backend.api("python").spec_of
     available.append("nestlib Spec")
+    if "native" in _backend.BACKENDS:
+        try:
+            na = _backend.api("native")
+        except ImportError:  # the extension is not built here
+            na = None
+        if na is not None:
+            ns.update(na_flatten=na.flatten, na_unflatten=na.unflatten_as,
+                      na_map=na.map_structure, na_same=na.assert_same_structure,
+                      na_paths=na.flatten_with_path, na_spec_of=na.spec_of)
+            available += ["nestlib native", "native Spec"]
     return ns, [i for i in IMPLS if i in available]
 
 
 def cell_namespace(base: dict, st: Structure) -> dict:
     ns = dict(base, s=st.s, s2=st.s2, L=list(st.leaves), spec=base["spec_of"](st.s))
+    if "na_spec_of" in base:
+        ns["na_spec"] = base["na_spec_of"](st.s)
     if optree is not None:
         ns["T"] = optree.tree_structure(st.s, none_is_leaf=True)
     return ns
@@ -522,7 +544,7 @@ def _fmt_cell(cell: Cell, impl: str) -> str:
     t = cell.median(impl)
     if t is None:
         return "–"
-    ref = "optree spec" if impl == "nestlib Spec" else "dm-tree"
+    ref = "optree spec" if impl in ("nestlib Spec", "native Spec") else "dm-tree"
     r = cell.ratio(impl, ref) if impl != ref else None
     return _fmt_us(t) if r is None else f"{_fmt_us(t)} ({r:.2f}x)"
 

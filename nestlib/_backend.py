@@ -1,8 +1,12 @@
 """Picks the implementation of the public API, once, at import.
 
-Two backends share every line of semantics and error reporting in
+The backends share every line of semantics and error reporting in
 ``_walk``; they differ only in who does the fast, error-free case:
 
+* ``"native"``: nestlib's own compiled core (``_cnest.c``, see ``_native``)
+  for flatten, pack, map, paths, flatten_up_to, assert_same_structure and
+  Specs; any call it cannot finish is redone by the Python code, so results
+  and exceptions are the Python backend's. It never imports dm-tree.
 * ``"dm-tree"``: dm-tree's compiled ``flatten`` and ``is_sequence``
   (not its ``assert_same_structure``, which can crash on hostile mappings
   and is slower than nestlib's). Whenever one of them raises (a mismatch, a
@@ -11,15 +15,17 @@ Two backends share every line of semantics and error reporting in
   and exceptions are the same as with the Python backend.
 * ``"python"``: pure Python, no compiled dependency.
 
-``NESTLIB_BACKEND=dm-tree|python`` chooses; the default is dm-tree when it
-imports. ``api(name)`` builds the namespace for either (tests use it to run
-the whole suite against both).
+``NESTLIB_BACKEND=native|dm-tree|python`` chooses; the default is native when
+the extension imports, else dm-tree (with one warning saying why), else
+python. ``api(name)`` builds the namespace for any of them (tests use it to
+run the whole suite against each).
 """
 
 from __future__ import annotations
 
 import os
 import types
+import warnings
 from typing import Any, Callable
 
 from . import _composites as C
@@ -27,7 +33,7 @@ from . import _docs
 from . import _spec as S
 from . import _walk as W
 
-BACKENDS = ("dm-tree", "python")
+BACKENDS = ("native", "dm-tree", "python")
 ENV_VAR = "NESTLIB_BACKEND"
 
 
@@ -73,8 +79,22 @@ def _dm_tree_core() -> dict[str, Callable]:
             "assert_same_structure": py_same}
 
 
+def _native_core() -> dict[str, Callable]:
+    from . import _native  # ImportError when the extension was not built
+
+    return _native.core()
+
+
+# Public functions a backend's core may replace as they are (the others are
+# wrapped above, for expand_composites).
+_CORE_OVERRIDABLE = ("flatten_with_path", "flatten_up_to", "flatten_with_path_up_to",
+                     "map_structure_up_to", "map_structure_with_path_up_to", "spec_of")
+
+
 def _build(name: str) -> types.SimpleNamespace:
-    if name == "dm-tree":
+    if name == "native":
+        core = _native_core()
+    elif name == "dm-tree":
         core = _dm_tree_core()
     elif name == "python":
         core = _python_core()
@@ -82,8 +102,11 @@ def _build(name: str) -> types.SimpleNamespace:
         raise ValueError(f"unknown nestlib backend {name!r}; expected one of {BACKENDS}")
     core_flatten = core["flatten"]
     core_same = core["assert_same_structure"]
-    mapper = W.make_map_structure(core_flatten, core_same)
-    path_mapper = W.make_map_structure_with_path(core_same)
+    mapper = core.get("map_structure") or W.make_map_structure(core_flatten, core_same)
+    path_mapper = (core.get("map_structure_with_path")
+                   or W.make_map_structure_with_path(core_same))
+    core_unflatten = core.get("unflatten_as", W.unflatten_as)
+    core_paths = core.get("flatten_with_path", W.flatten_with_path)
 
     flatten = core_flatten  # takes expand_composites itself: one frame per call
 
@@ -104,7 +127,7 @@ def _build(name: str) -> types.SimpleNamespace:
                          expand_composites: bool = False) -> Any:
         if expand_composites:
             return C.pack(structure, flat_sequence)
-        return W.unflatten_as(structure, flat_sequence)
+        return core_unflatten(structure, flat_sequence)
 
     def map_structure_with_path(func: Callable, *structures: Any,
                                 check_types: bool = True) -> Any:
@@ -116,17 +139,17 @@ def _build(name: str) -> types.SimpleNamespace:
                            *structures, check_types=check_types)
 
     def flatten_with_joined_string_paths(structure: Any, separator: str = "/") -> list:
-        return [(separator.join(map(str, p)), v) for p, v in W.flatten_with_path(structure)]
+        return [(separator.join(map(str, p)), v) for p, v in core_paths(structure)]
 
     def unflatten_as(structure: Any, flat_sequence: Any) -> Any:
-        return W.unflatten_as(structure, flat_sequence)
+        return core_unflatten(structure, flat_sequence)
 
     def map_structure_with_tuple_paths(func: Callable, *structures: Any,
                                        check_types: bool = True) -> Any:
         return path_mapper(func, *structures, check_types=check_types)
 
     def flatten_with_tuple_paths(structure: Any) -> list:
-        return W.flatten_with_path(structure)
+        return core_paths(structure)
 
     def backend() -> str:
         return name
@@ -159,10 +182,16 @@ def _build(name: str) -> types.SimpleNamespace:
         "MAX_DEPTH": W.MAX_DEPTH,
         "backend": backend,
     }
+    for fname in _CORE_OVERRIDABLE:  # what a compiled core provides itself
+        if fname in core:
+            fns[fname] = core[fname]
     for fname, fn in fns.items():
         if isinstance(fn, types.FunctionType) and fn.__module__ == __name__:
             fn.__name__ = fn.__qualname__ = fname
     _docs.attach(fns)
+    for fn in fns.values():
+        if isinstance(fn, types.FunctionType):
+            S.mark_not_for_autograph(fn)
     return types.SimpleNamespace(**fns)
 
 
@@ -182,6 +211,13 @@ def default_name() -> str:
         if requested not in BACKENDS:
             raise ValueError(f"{ENV_VAR}={requested!r} is not a nestlib backend; "
                              f"expected one of {', '.join(BACKENDS)}")
+        if requested == "native":
+            try:
+                _native_core()
+            except ImportError as e:
+                raise ImportError(f"{ENV_VAR}=native but nestlib's compiled core cannot be "
+                                  f"imported ({e}); reinstall nestlib where a C compiler is "
+                                  f"available or use {ENV_VAR}=dm-tree|python") from e
         if requested == "dm-tree":
             try:
                 import tree._tree  # noqa: F401
@@ -190,7 +226,15 @@ def default_name() -> str:
                                   f"({e}); install dm-tree or use {ENV_VAR}=python") from e
         return requested
     try:
+        _native_core()
+        return "native"
+    except Exception as e:  # missing or broken extension: fall back, with one warning
+        problem = f"{type(e).__name__}: {e}"
+    try:
         import tree._tree  # noqa: F401
+        fallback = "dm-tree"
     except ImportError:
-        return "python"
-    return "dm-tree"
+        fallback = "python"
+    warnings.warn(f"nestlib's compiled core is not available ({problem}); using the "
+                  f"{fallback} backend", RuntimeWarning, stacklevel=3)
+    return fallback

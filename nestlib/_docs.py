@@ -242,13 +242,15 @@ _doc("list_to_tuple", """Returns ``structure`` with every list replaced by a tup
     {'a': (1, (2,))}
     """)
 
-_doc("backend", """Names the active backend: ``"dm-tree"`` or ``"python"``.
+_doc("backend", """Names the active backend: ``"native"``, ``"dm-tree"`` or ``"python"``.
 
-    Chosen at import from the environment variable ``NESTLIB_BACKEND``
-    (default: dm-tree when it is installed).
+    Chosen at import from the environment variable ``NESTLIB_BACKEND``. The
+    default is ``"native"`` (nestlib's own compiled core, built by ``pip
+    install``); without it, ``"dm-tree"`` when dm-tree is installed, else
+    ``"python"``, with one warning.
 
     >>> import nestlib
-    >>> nestlib.backend() in ("dm-tree", "python")
+    >>> nestlib.backend() in ("native", "dm-tree", "python")
     True
     """)
 

@@ -2,7 +2,7 @@
 
 Tests take the ``nest`` fixture (the public API as built by one backend)
 instead of importing ``nestlib`` directly, so the whole suite runs once per
-backend and the two are held to identical results.
+backend (native, dm-tree, python) and all are held to identical results.
 """
 
 import pytest
@@ -14,4 +14,10 @@ BACKENDS = _backend.BACKENDS
 
 @pytest.fixture(params=BACKENDS)
 def nest(request):
-    return _backend.api(request.param)
+    try:
+        return _backend.api(request.param)
+    except ImportError as e:
+        if request.param != "native":
+            raise
+        # tests/nest/test_native.py fails instead where a compiler could have built it
+        pytest.skip(f"nestlib's compiled core is not built here: {e}")

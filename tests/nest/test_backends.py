@@ -59,9 +59,20 @@ def last_json(proc: subprocess.CompletedProcess):
 # selection
 # --------------------------------------------------------------------------
 
+def _native_built() -> bool:
+    try:
+        import nestlib._cnest  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+NATIVE = _native_built()
+
+
 @pytest.mark.parametrize("requested, expected", [
-    (None, "dm-tree"), ("dm-tree", "dm-tree"), ("python", "python"), (" python ", "python"),
-])
+    (None, "native" if NATIVE else "dm-tree"), ("dm-tree", "dm-tree"), ("python", "python"),
+    (" python ", "python")] + ([("native", "native")] if NATIVE else []))
 def test_environment_variable_selects_the_backend(requested, expected):
     pytest.importorskip("tree")
     proc = run_python("import json, nestlib, sys\n"
@@ -129,7 +140,7 @@ WORKLOAD = textwrap.dedent('''
 
 
 def test_python_backend_works_with_dm_tree_unimportable():
-    out = last_json(run_python(WORKLOAD, hide_dm_tree=True))
+    out = last_json(run_python(WORKLOAD, backend="python", hide_dm_tree=True))
     assert out["backend"] == "python"
     assert out["dm_tree_loaded"] is False
     assert out["flatten"] == [2, 3, 1, None, 5, 4]
@@ -149,6 +160,11 @@ def test_both_backends_give_the_same_workload_results():
     assert python.pop("backend") == "python" and dm_tree.pop("backend") == "dm-tree"
     python.pop("dm_tree_loaded"), dm_tree.pop("dm_tree_loaded")
     assert python == dm_tree
+    if NATIVE:
+        native = last_json(run_python(WORKLOAD, backend="native"))
+        assert native.pop("backend") == "native"
+        native.pop("dm_tree_loaded")
+        assert native == python
 
 
 def test_requesting_dm_tree_without_it_is_a_clear_error():
@@ -174,7 +190,7 @@ def test_testing_module_works_without_dm_tree():
         check()
         print(json.dumps([nestlib.backend(), len(seen)]))
     ''')
-    name, runs = last_json(run_python(code, hide_dm_tree=True))
+    name, runs = last_json(run_python(code, backend="python", hide_dm_tree=True))
     assert name == "python" and runs >= 20
 
 
@@ -186,7 +202,7 @@ def test_import_nestlib_is_light():
     code = ("import json, sys, nestlib\n"
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('tensorflow', 'hypothesis', 'rnn', 'keras', 'optree', 'sonnet', 'nestlib'))))")
-    for backend in ("python", "dm-tree"):
+    for backend in _backend.BACKENDS if NATIVE else ("python", "dm-tree"):
         loaded = last_json(run_python(code, backend=backend))
         assert all(m.startswith("nestlib") for m in loaded), loaded
         assert "nestlib.testing" not in loaded
