@@ -1,0 +1,443 @@
+"""Memory addressing of the Differentiable Neural Computer, as pure functions.
+
+Each function is one equation group of Graves et al., "Hybrid computing using a
+neural network with dynamic external memory", Nature 538 (2016), Methods
+section "Controller network" / "Memory addressing". They take and return plain
+tensors (plus :class:`TemporalLinkageState`), own no variables and work
+eagerly, inside ``tf.function`` and under XLA (``jit_compile=True``).
+
+Shapes use ``B`` batch, ``N`` memory slots (``memory_size``), ``W`` word size,
+``R`` read heads and ``Wh`` write heads. The paper has a single write head; the
+multi-head generalisations used here are described in ``docs/dnc.md``.
+
+Example (a whole write-then-read step on a 2-slot memory):
+
+>>> import tensorflow as tf
+>>> memory = tf.constant([[[1., 0.], [0., 1.]]])          # [B=1, N=2, W=2]
+>>> keys = tf.constant([[[1., 0.]]])                       # one head
+>>> w = content_weights(memory, keys, tf.constant([[50.]]))
+>>> [round(float(x), 3) for x in w[0, 0]]
+[1.0, 0.0]
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Optional
+
+import tensorflow as tf
+
+__all__ = [
+    "TemporalLinkageState",
+    "oneplus",
+    "cosine_similarity",
+    "content_weights",
+    "usage_after_write",
+    "usage_after_read",
+    "update_usage",
+    "allocation_weights",
+    "write_allocation_weights",
+    "write_weights",
+    "erase_and_write",
+    "update_precedence",
+    "update_link",
+    "update_linkage",
+    "directional_read_weights",
+    "read_weights",
+    "read_words",
+]
+
+# Added under square roots and to usages so that gradients stay finite (a
+# cosine of an all-zero memory row, the cumulative product in the allocation).
+EPSILON = 1e-6
+
+
+class TemporalLinkageState(
+        collections.namedtuple("TemporalLinkageState",
+                               ("link", "precedence_weights"))):
+    """Temporal link state: ``link`` ``[B, Wh, N, N]`` and ``precedence_weights`` ``[B, Wh, N]``.
+
+    ``link[b, h, i, j]`` is the degree to which slot ``i`` was written by write
+    head ``h`` right after slot ``j`` (the paper's ``L_t[i, j]``).
+
+    >>> s = TemporalLinkageState(link=tf.zeros([1, 1, 3, 3]),
+    ...                          precedence_weights=tf.zeros([1, 1, 3]))
+    >>> s.link.shape.as_list()
+    [1, 1, 3, 3]
+    """
+
+    __slots__ = ()
+
+
+def oneplus(x: tf.Tensor) -> tf.Tensor:
+    """The paper's ``oneplus(x) = 1 + log(1 + exp(x))``, mapping to ``[1, inf)``.
+
+    >>> float(oneplus(tf.constant(0.0))) == 1.0 + float(tf.math.log(2.0))
+    True
+    """
+    return 1.0 + tf.nn.softplus(x)
+
+
+def _check_rank(name: str, x: tf.Tensor, rank: int) -> None:
+    if x.shape.rank is not None and x.shape.rank != rank:
+        raise ValueError(
+            f"{name} must have rank {rank}, got shape {x.shape}")
+
+
+def cosine_similarity(memory: tf.Tensor, keys: tf.Tensor,
+                      epsilon: float = EPSILON) -> tf.Tensor:
+    """Cosine similarity ``D(k, M[i])`` of every key with every memory row.
+
+    Args:
+      memory: ``[B, N, W]``.
+      keys: ``[B, H, W]``, one key per head.
+      epsilon: added to squared norms so all-zero rows give 0, not NaN.
+
+    Returns:
+      ``[B, H, N]``.
+
+    >>> m = tf.constant([[[3., 4.], [0., 0.]]])
+    >>> k = tf.constant([[[3., 4.]]])
+    >>> [round(float(x), 4) for x in cosine_similarity(m, k)[0, 0]]
+    [1.0, 0.0]
+    """
+    _check_rank("memory", memory, 3)
+    _check_rank("keys", keys, 3)
+    dot = tf.linalg.matmul(keys, memory, transpose_b=True)  # [B, H, N]
+    memory_norm = tf.sqrt(tf.reduce_sum(tf.square(memory), axis=2) + epsilon)
+    key_norm = tf.sqrt(tf.reduce_sum(tf.square(keys), axis=2) + epsilon)
+    return dot / (key_norm[:, :, tf.newaxis] * memory_norm[:, tf.newaxis, :])
+
+
+def content_weights(memory: tf.Tensor, keys: tf.Tensor,
+                    strengths: tf.Tensor) -> tf.Tensor:
+    """Content-based addressing ``C(M, k, beta)``: softmax over slots of ``beta * D(k, M[i])``.
+
+    Args:
+      memory: ``[B, N, W]``.
+      keys: ``[B, H, W]``.
+      strengths: ``[B, H]``, the key strengths ``beta >= 1`` (see :func:`oneplus`).
+
+    Returns:
+      ``[B, H, N]`` weightings, each summing to 1 over ``N``.
+
+    >>> m = tf.constant([[[1., 0.], [0., 1.]]])
+    >>> w = content_weights(m, tf.constant([[[1., 1.]]]), tf.constant([[1.]]))
+    >>> [round(float(x), 3) for x in w[0, 0]]
+    [0.5, 0.5]
+    """
+    _check_rank("strengths", strengths, 2)
+    similarity = cosine_similarity(memory, keys)
+    return tf.nn.softmax(similarity * strengths[:, :, tf.newaxis], axis=-1)
+
+
+def _combine_write_heads(write_weights: tf.Tensor) -> tf.Tensor:
+    """``1 - prod_h (1 - w_h)``: the share of each slot written by any head."""
+    return 1.0 - tf.reduce_prod(1.0 - write_weights, axis=1)
+
+
+def usage_after_write(prev_usage: tf.Tensor,
+                      write_weights: tf.Tensor) -> tf.Tensor:
+    """``u + w - u * w``: usage raised by the previous step's writes.
+
+    Args:
+      prev_usage: ``[B, N]``.
+      write_weights: ``[B, Wh, N]`` (heads combined as ``1 - prod(1 - w_h)``).
+
+    >>> u = usage_after_write(tf.constant([[0.5, 0.0]]),
+    ...                       tf.constant([[[0.5, 1.0]]]))
+    >>> u.numpy().tolist()
+    [[0.75, 1.0]]
+    """
+    _check_rank("prev_usage", prev_usage, 2)
+    _check_rank("write_weights", write_weights, 3)
+    written = _combine_write_heads(write_weights)
+    return prev_usage + written - prev_usage * written
+
+
+def usage_after_read(usage: tf.Tensor, free_gates: tf.Tensor,
+                     prev_read_weights: tf.Tensor) -> tf.Tensor:
+    """``u * psi`` with the retention ``psi = prod_r (1 - f_r * w_r)``.
+
+    Args:
+      usage: ``[B, N]``.
+      free_gates: ``[B, R]`` in ``[0, 1]``.
+      prev_read_weights: ``[B, R, N]``.
+
+    >>> u = usage_after_read(tf.constant([[1.0, 1.0]]), tf.constant([[1.0]]),
+    ...                      tf.constant([[[1.0, 0.0]]]))
+    >>> u.numpy().tolist()
+    [[0.0, 1.0]]
+    """
+    _check_rank("free_gates", free_gates, 2)
+    _check_rank("prev_read_weights", prev_read_weights, 3)
+    retention = tf.reduce_prod(
+        1.0 - free_gates[:, :, tf.newaxis] * prev_read_weights, axis=1)
+    return usage * retention
+
+
+def update_usage(prev_usage: tf.Tensor, prev_write_weights: tf.Tensor,
+                 free_gates: tf.Tensor, prev_read_weights: tf.Tensor) -> tf.Tensor:
+    """The usage vector ``u_t = (u_{t-1} + w^w_{t-1} - u_{t-1} w^w_{t-1}) * psi_t``.
+
+    Gradients do not flow into the usage from the previous write weights
+    (they are a function of the previous usage through a sort, as in the
+    paper's implementation); they do flow into the free gates.
+
+    >>> u = update_usage(tf.constant([[0.0, 0.0]]), tf.constant([[[1.0, 0.0]]]),
+    ...                  tf.constant([[0.0]]), tf.constant([[[1.0, 0.0]]]))
+    >>> u.numpy().tolist()
+    [[1.0, 0.0]]
+    """
+    usage = usage_after_write(prev_usage, tf.stop_gradient(prev_write_weights))
+    return usage_after_read(usage, free_gates, prev_read_weights)
+
+
+def allocation_weights(usage: tf.Tensor, epsilon: float = EPSILON) -> tf.Tensor:
+    """Allocation weighting ``a_t`` from the usage sorted in ascending order.
+
+    With ``phi`` the slot indices sorted by usage (least used first),
+    ``a[phi_j] = (1 - u[phi_j]) * prod_{i<j} u[phi_i]``. The usage is first
+    mapped to ``epsilon + (1 - epsilon) * u`` so that the gradient of the
+    cumulative product stays finite. Gradients flow through the usage values,
+    not through the sort order.
+
+    Args:
+      usage: ``[B, N]`` in ``[0, 1]``.
+
+    Returns:
+      ``[B, N]``.
+
+    >>> a = allocation_weights(tf.constant([[1.0, 0.0, 0.5]]), epsilon=0.0)
+    >>> a.numpy().tolist()
+    [[0.0, 1.0, 0.0]]
+    >>> a = allocation_weights(tf.constant([[1.0, 0.5, 0.5]]), epsilon=0.0)
+    >>> a.numpy().tolist()
+    [[0.0, 0.5, 0.25]]
+    """
+    _check_rank("usage", usage, 2)
+    usage = epsilon + (1.0 - epsilon) * usage
+    memory_size = usage.shape[-1]
+    if memory_size is None:
+        memory_size = tf.shape(usage)[-1]
+    # top_k of -usage gives the ascending order (ties broken by lower index).
+    neg_sorted, order = tf.math.top_k(-usage, k=memory_size, sorted=True)
+    sorted_usage = -neg_sorted
+    prod_before = tf.math.cumprod(sorted_usage, axis=1, exclusive=True)
+    sorted_allocation = (1.0 - sorted_usage) * prod_before
+    # Scatter back to slot order: a[order[j]] = sorted_allocation[j].
+    permutation = tf.one_hot(order, memory_size, dtype=usage.dtype)  # [B, j, n]
+    return tf.einsum("bj,bjn->bn", sorted_allocation, permutation)
+
+
+def write_allocation_weights(usage: tf.Tensor, write_gates: tf.Tensor,
+                             num_writes: int) -> tf.Tensor:
+    """Allocation weightings for each write head, ``[B, Wh, N]``.
+
+    Head ``h`` allocates from the usage left after heads ``0..h-1`` have
+    (provisionally) written to their allocations, scaled by their write gates,
+    so that several heads do not all allocate the same free slot.
+
+    Args:
+      usage: ``[B, N]``.
+      write_gates: ``[B, Wh]``; only used when ``num_writes > 1``.
+      num_writes: number of write heads ``Wh``.
+
+    >>> a = write_allocation_weights(tf.constant([[0.0, 1.0, 1.0]]),
+    ...                              tf.constant([[1.0, 1.0]]), 2)
+    >>> [[round(float(x), 3) for x in head] for head in a[0]]
+    [[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    """
+    if not isinstance(num_writes, int) or num_writes < 1:
+        raise ValueError(f"num_writes must be a positive int, got {num_writes!r}")
+    _check_rank("write_gates", write_gates, 2)
+    heads = []
+    for h in range(num_writes):
+        allocation = allocation_weights(usage)
+        heads.append(allocation)
+        if h + 1 < num_writes:
+            written = write_gates[:, h:h + 1] * allocation
+            usage = usage + (1.0 - usage) * written
+    return tf.stack(heads, axis=1)
+
+
+def write_weights(write_content_weights: tf.Tensor, allocation: tf.Tensor,
+                  allocation_gates: tf.Tensor, write_gates: tf.Tensor) -> tf.Tensor:
+    """``w^w = g^w (g^a a + (1 - g^a) c^w)`` for each write head.
+
+    Args:
+      write_content_weights: ``[B, Wh, N]``.
+      allocation: ``[B, Wh, N]`` (see :func:`write_allocation_weights`).
+      allocation_gates: ``[B, Wh]``.
+      write_gates: ``[B, Wh]``.
+
+    >>> w = write_weights(tf.constant([[[1.0, 0.0]]]), tf.constant([[[0.0, 1.0]]]),
+    ...                   tf.constant([[0.25]]), tf.constant([[0.5]]))
+    >>> w.numpy().tolist()
+    [[[0.375, 0.125]]]
+    """
+    _check_rank("allocation_gates", allocation_gates, 2)
+    _check_rank("write_gates", write_gates, 2)
+    ga = allocation_gates[:, :, tf.newaxis]
+    gw = write_gates[:, :, tf.newaxis]
+    return gw * (ga * allocation + (1.0 - ga) * write_content_weights)
+
+
+def erase_and_write(memory: tf.Tensor, write_weights: tf.Tensor,
+                    erase_vectors: tf.Tensor, write_vectors: tf.Tensor) -> tf.Tensor:
+    """``M_t = M_{t-1} * prod_h (1 - w_h e_h^T) + sum_h w_h v_h^T``.
+
+    Args:
+      memory: ``[B, N, W]``.
+      write_weights: ``[B, Wh, N]``.
+      erase_vectors: ``[B, Wh, W]`` in ``[0, 1]``.
+      write_vectors: ``[B, Wh, W]``.
+
+    >>> m = erase_and_write(tf.ones([1, 2, 2]), tf.constant([[[1.0, 0.0]]]),
+    ...                     tf.constant([[[1.0, 0.5]]]), tf.constant([[[2.0, 3.0]]]))
+    >>> m.numpy().tolist()
+    [[[2.0, 3.5], [1.0, 1.0]]]
+    """
+    _check_rank("memory", memory, 3)
+    _check_rank("write_weights", write_weights, 3)
+    _check_rank("erase_vectors", erase_vectors, 3)
+    _check_rank("write_vectors", write_vectors, 3)
+    # [B, Wh, N, 1] * [B, Wh, 1, W] -> [B, Wh, N, W]
+    erase = write_weights[:, :, :, tf.newaxis] * erase_vectors[:, :, tf.newaxis, :]
+    keep = tf.reduce_prod(1.0 - erase, axis=1)
+    add = tf.linalg.matmul(write_weights, write_vectors, transpose_a=True)
+    return memory * keep + add
+
+
+def update_precedence(prev_precedence: tf.Tensor,
+                      write_weights: tf.Tensor) -> tf.Tensor:
+    """``p_t = (1 - sum_i w^w_t[i]) p_{t-1} + w^w_t`` for each write head.
+
+    Args:
+      prev_precedence: ``[B, Wh, N]``.
+      write_weights: ``[B, Wh, N]``.
+
+    >>> p = update_precedence(tf.constant([[[1.0, 0.0]]]), tf.constant([[[0.0, 0.5]]]))
+    >>> p.numpy().tolist()
+    [[[0.5, 0.5]]]
+    """
+    _check_rank("prev_precedence", prev_precedence, 3)
+    _check_rank("write_weights", write_weights, 3)
+    total = tf.reduce_sum(write_weights, axis=2, keepdims=True)
+    return (1.0 - total) * prev_precedence + write_weights
+
+
+def update_link(prev_link: tf.Tensor, prev_precedence: tf.Tensor,
+                write_weights: tf.Tensor) -> tf.Tensor:
+    """``L_t[i,j] = (1 - w[i] - w[j]) L_{t-1}[i,j] + w[i] p_{t-1}[j]``, ``L_t[i,i] = 0``.
+
+    Args:
+      prev_link: ``[B, Wh, N, N]``.
+      prev_precedence: ``[B, Wh, N]`` (the precedence *before* this write).
+      write_weights: ``[B, Wh, N]``.
+
+    >>> l = update_link(tf.zeros([1, 1, 2, 2]), tf.constant([[[1.0, 0.0]]]),
+    ...                 tf.constant([[[0.0, 1.0]]]))
+    >>> l.numpy().tolist()
+    [[[[0.0, 0.0], [1.0, 0.0]]]]
+    """
+    _check_rank("prev_link", prev_link, 4)
+    w_i = write_weights[:, :, :, tf.newaxis]
+    w_j = write_weights[:, :, tf.newaxis, :]
+    p_j = prev_precedence[:, :, tf.newaxis, :]
+    link = (1.0 - w_i - w_j) * prev_link + w_i * p_j
+    # Zero the diagonal with a mask (its gradient is a product, which XLA
+    # compiles even for a batch size known only at run time).
+    memory_size = link.shape[-1]
+    if memory_size is None:
+        memory_size = tf.shape(link)[-1]
+    return link * (1.0 - tf.eye(memory_size, dtype=link.dtype))
+
+
+def update_linkage(prev_linkage: TemporalLinkageState,
+                   write_weights: tf.Tensor) -> TemporalLinkageState:
+    """Both linkage updates: the link from the *previous* precedence, then the new precedence.
+
+    >>> s = update_linkage(TemporalLinkageState(tf.zeros([1, 1, 2, 2]),
+    ...                                         tf.constant([[[1.0, 0.0]]])),
+    ...                    tf.constant([[[0.0, 1.0]]]))
+    >>> s.link.numpy().tolist(), s.precedence_weights.numpy().tolist()
+    ([[[[0.0, 0.0], [1.0, 0.0]]]], [[[0.0, 1.0]]])
+    """
+    link = update_link(prev_linkage.link, prev_linkage.precedence_weights,
+                       write_weights)
+    precedence = update_precedence(prev_linkage.precedence_weights, write_weights)
+    return TemporalLinkageState(link=link, precedence_weights=precedence)
+
+
+def directional_read_weights(link: tf.Tensor, prev_read_weights: tf.Tensor,
+                             forward: bool) -> tf.Tensor:
+    """Forward ``f = L w^r_{t-1}`` or backward ``b = L^T w^r_{t-1}`` weightings.
+
+    Args:
+      link: ``[B, Wh, N, N]``.
+      prev_read_weights: ``[B, R, N]``.
+      forward: ``True`` for forward weightings, ``False`` for backward.
+
+    Returns:
+      ``[B, R, Wh, N]``: one weighting per read head and write head's link.
+
+    >>> link = tf.constant([[[[0.0, 0.0], [1.0, 0.0]]]])   # slot 1 follows 0
+    >>> r = tf.constant([[[1.0, 0.0]]])
+    >>> directional_read_weights(link, r, forward=True).numpy().tolist()
+    [[[[0.0, 1.0]]]]
+    >>> directional_read_weights(link, tf.constant([[[0.0, 1.0]]]), False).numpy().tolist()
+    [[[[1.0, 0.0]]]]
+    """
+    _check_rank("link", link, 4)
+    _check_rank("prev_read_weights", prev_read_weights, 3)
+    if forward:
+        # f[b, r, h, i] = sum_j L[b, h, i, j] w[b, r, j]
+        return tf.einsum("bhij,brj->brhi", link, prev_read_weights)
+    # b[b, r, h, j] = sum_i L[b, h, i, j] w[b, r, i]
+    return tf.einsum("bhij,bri->brhj", link, prev_read_weights)
+
+
+def read_weights(read_content_weights: tf.Tensor, forward_weights: tf.Tensor,
+                 backward_weights: tf.Tensor, read_modes: tf.Tensor) -> tf.Tensor:
+    """``w^r = sum_h (pi_b[h] b_h + pi_f[h] f_h) + pi_c c`` for each read head.
+
+    Args:
+      read_content_weights: ``[B, R, N]``.
+      forward_weights: ``[B, R, Wh, N]``.
+      backward_weights: ``[B, R, Wh, N]``.
+      read_modes: ``[B, R, 2 * Wh + 1]``, a softmax over the modes in the
+        order (backward for each write head, forward for each write head,
+        content).
+
+    >>> w = read_weights(tf.constant([[[1.0, 0.0]]]), tf.constant([[[[0.0, 1.0]]]]),
+    ...                  tf.zeros([1, 1, 1, 2]), tf.constant([[[0.0, 0.75, 0.25]]]))
+    >>> w.numpy().tolist()
+    [[[0.25, 0.75]]]
+    """
+    _check_rank("read_modes", read_modes, 3)
+    num_writes = forward_weights.shape[2]
+    if num_writes is None:
+        raise ValueError("forward_weights needs a static write-head dimension")
+    if read_modes.shape[-1] is not None and read_modes.shape[-1] != 2 * num_writes + 1:
+        raise ValueError(
+            f"read_modes must have 2 * num_writes + 1 = {2 * num_writes + 1} "
+            f"modes, got shape {read_modes.shape}")
+    backward_mode = read_modes[:, :, :num_writes, tf.newaxis]
+    forward_mode = read_modes[:, :, num_writes:2 * num_writes, tf.newaxis]
+    content_mode = read_modes[:, :, 2 * num_writes:]
+    return (content_mode * read_content_weights
+            + tf.reduce_sum(forward_mode * forward_weights, axis=2)
+            + tf.reduce_sum(backward_mode * backward_weights, axis=2))
+
+
+def read_words(memory: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+    """``r = M^T w^r`` for each read head: ``[B, R, W]``.
+
+    >>> read_words(tf.constant([[[1.0, 2.0], [3.0, 4.0]]]),
+    ...            tf.constant([[[0.5, 0.5]]])).numpy().tolist()
+    [[[2.0, 3.0]]]
+    """
+    _check_rank("memory", memory, 3)
+    _check_rank("weights", weights, 3)
+    return tf.linalg.matmul(weights, memory)

@@ -1,0 +1,182 @@
+"""The Differentiable Neural Computer as an :class:`rnn.RNNCore`.
+
+The controller is any core (an ``rnn.LSTM(64)`` by default; a GRU or a DeepRNN
+work unchanged), so the DNC's state nests whatever state the controller has
+inside its own namedtuples:
+
+``DNCState(access_output [B, R, W], access_state=AccessState(memory [B, N, W],
+read_weights [B, R, N], write_weights [B, Wh, N],
+linkage=TemporalLinkageState(link [B, Wh, N, N], precedence_weights [B, Wh, N]),
+usage [B, N]), controller_state=...)``.
+
+>>> import tensorflow as tf
+>>> import rnn
+>>> dnc = DNC(output_size=3, memory_size=8, word_size=4, num_reads=2)
+>>> out, state = dnc(tf.ones([2, 5]), dnc.initial_state(2))
+>>> out.shape.as_list(), state.access_state.linkage.link.shape.as_list()
+([2, 3], [2, 1, 8, 8])
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, Optional, Tuple
+
+import tensorflow as tf
+
+import nestlib
+from rnn.base import RNNCore
+from rnn.dnc.access import AccessState, Linear, MemoryAccess
+from rnn.dnc.addressing import TemporalLinkageState
+
+__all__ = ["DNC", "DNCState", "AccessState", "TemporalLinkageState"]
+
+
+class DNCState(
+        collections.namedtuple(
+            "DNCState", ("access_output", "access_state", "controller_state"))):
+    """State of :class:`DNC`: the last read words, the memory state, the controller state.
+
+    >>> s = DNC(2, memory_size=4, word_size=3, num_reads=1).initial_state(1)
+    >>> s.access_output.shape.as_list(), type(s.access_state).__name__
+    ([1, 1, 3], 'AccessState')
+    """
+
+    __slots__ = ()
+
+
+def _flatten_batch(name: str, structure: Any) -> tf.Tensor:
+    """Concatenates every leaf of a nest of ``[B, ...]`` tensors into ``[B, F]``."""
+    leaves = [tf.convert_to_tensor(x) for x in nestlib.flatten(structure)
+              if x is not None]
+    if not leaves:
+        raise ValueError(f"{name} has no tensors")
+    flat = []
+    for leaf in leaves:
+        if leaf.shape.rank is None or leaf.shape.rank < 1:
+            raise ValueError(
+                f"{name} leaves need a leading batch dimension, got shape {leaf.shape}")
+        if leaf.shape.rank == 1:
+            raise ValueError(
+                f"{name} leaves must be [batch, features...], got shape "
+                f"{leaf.shape}")
+        features = leaf.shape[1:].num_elements()
+        if features is None:
+            raise ValueError(
+                f"{name} leaves need static feature dimensions, got shape {leaf.shape}")
+        flat.append(tf.reshape(leaf, [-1, features]))
+    return flat[0] if len(flat) == 1 else tf.concat(flat, axis=1)
+
+
+class DNC(RNNCore):
+    """Differentiable Neural Computer (Graves et al., Nature 2016).
+
+    One step: the controller reads ``concat(inputs, previous read words)``;
+    its output drives the memory access (interface projection, usage and
+    allocation, content addressing, erase-then-add write, temporal links,
+    read weights, read); the output is ``Linear(output_size)`` of
+    ``concat(controller output, read words)``, clipped to
+    ``[-clip_value, clip_value]`` when ``clip_value`` is given.
+
+    Args:
+      output_size: size of the output vector.
+      controller: any :class:`rnn.RNNCore`; ``rnn.LSTM(64)`` when ``None``.
+      memory_size: number of memory slots ``N``.
+      word_size: width ``W`` of each slot.
+      num_reads: read heads ``R``.
+      num_writes: write heads ``Wh``.
+      clip_value: optional bound on the output's absolute value.
+
+    >>> import rnn
+    >>> dnc = DNC(4, controller=rnn.GRU(8), memory_size=5, word_size=3)
+    >>> out, _ = dnc(tf.zeros([1, 2]), dnc.initial_state(1))
+    >>> out.shape.as_list()
+    [1, 4]
+    """
+
+    def __init__(self, output_size: int, controller: Optional[RNNCore] = None,
+                 memory_size: int = 16, word_size: int = 16, num_reads: int = 4,
+                 num_writes: int = 1, clip_value: Optional[float] = None,
+                 name: Optional[str] = None):
+        super().__init__(name=name)
+        if isinstance(output_size, bool) or not isinstance(output_size, int) \
+                or output_size < 1:
+            raise ValueError(f"output_size must be a positive int, got {output_size!r}")
+        if clip_value is not None and not clip_value > 0:
+            raise ValueError(f"clip_value must be positive or None, got {clip_value!r}")
+        if controller is not None and not (
+                callable(controller) and hasattr(controller, "initial_state")):
+            raise TypeError(
+                "controller must be an RNNCore (callable with initial_state), got "
+                f"{type(controller).__name__}")
+        with self.name_scope:
+            if controller is None:
+                import rnn  # The package imports this module: import it late.
+                controller = rnn.LSTM(64)
+            self.controller = controller
+            self.access = MemoryAccess(memory_size, word_size, num_reads,
+                                       num_writes, name="memory_access")
+            self.output_layer = Linear(output_size, name="output")
+        self.output_size = output_size
+        self.clip_value = clip_value
+
+    @property
+    def memory_size(self) -> int:
+        """Number of memory slots ``N``."""
+        return self.access.memory_size
+
+    @property
+    def word_size(self) -> int:
+        """Width ``W`` of a memory slot."""
+        return self.access.word_size
+
+    @property
+    def num_reads(self) -> int:
+        """Number of read heads ``R``."""
+        return self.access.num_reads
+
+    @property
+    def num_writes(self) -> int:
+        """Number of write heads ``Wh``."""
+        return self.access.num_writes
+
+    def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32) -> DNCState:
+        """Zero memory and read words, and the controller's own initial state."""
+        return DNCState(
+            access_output=tf.zeros([batch_size, self.num_reads, self.word_size], dtype),
+            access_state=self.access.initial_state(batch_size, dtype),
+            controller_state=self.controller.initial_state(batch_size, dtype=dtype),
+        )
+
+    def __call__(self, inputs: Any, prev_state: DNCState) -> Tuple[tf.Tensor, DNCState]:
+        """One DNC step: returns ``(output [B, output_size], next_state)``.
+
+        ``inputs`` is a ``[B, F]`` tensor or any nest of ``[B, ...]`` tensors
+        (flattened and concatenated).
+        """
+        if not isinstance(prev_state, DNCState):
+            raise TypeError(
+                f"{self.name}: prev_state must be a DNCState, got "
+                f"{type(prev_state).__name__}")
+        inputs = _flatten_batch(f"{self.name} inputs", inputs)
+        prev_reads = prev_state.access_output
+        if inputs.dtype != prev_reads.dtype:
+            raise TypeError(
+                f"{self.name}: inputs have dtype {inputs.dtype.name} but the state "
+                f"has {prev_reads.dtype.name}")
+        controller_input = tf.concat(
+            [inputs, tf.reshape(prev_reads, [-1, self.num_reads * self.word_size])],
+            axis=1)
+        controller_output, controller_state = self.controller(
+            controller_input, prev_state.controller_state)
+        controller_output = _flatten_batch(f"{self.name} controller output",
+                                           controller_output)
+        read_words, access_state = self.access(controller_output,
+                                               prev_state.access_state)
+        output = self.output_layer(tf.concat(
+            [controller_output,
+             tf.reshape(read_words, [-1, self.num_reads * self.word_size])], axis=1))
+        if self.clip_value is not None:
+            output = tf.clip_by_value(output, -self.clip_value, self.clip_value)
+        return output, DNCState(access_output=read_words, access_state=access_state,
+                                controller_state=controller_state)
