@@ -41,6 +41,7 @@ import numpy as np
 import pytest
 
 import nestlib
+from tests.objects import Map, Seq
 from nestlib import _backend
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -102,33 +103,7 @@ def run_child(code: str, *args: str, backend: Optional[str] = None) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-class Seq(cabc.Sequence):
-    """A user-defined Sequence (not a list or tuple subclass)."""
-
-    def __init__(self, items):
-        self._items = list(items)
-
-    def __getitem__(self, i):
-        return self._items[i]
-
-    def __len__(self):
-        return len(self._items)
-
-
-class Mapping(cabc.Mapping):
-    """A user-defined Mapping (not a dict subclass)."""
-
-    def __init__(self, data):
-        self._data = dict(data)
-
-    def __getitem__(self, key):
-        return self._data[key]
-
-    def __iter__(self):
-        return iter(self._data)
-
-    def __len__(self):
-        return len(self._data)
+Mapping = Map
 
 
 Point = collections.namedtuple("Point", "y x")  # fields deliberately not sorted

@@ -18,6 +18,7 @@ import pytest
 
 import nestlib
 from nestlib import _backend
+from tests.objects import Map, Seq
 
 try:  # attrs and wrapt are optional: their tests are skipped without them
     import attr
@@ -50,38 +51,6 @@ if attr is not None:
     class KwOnly:
         b = attr.ib()
         a = attr.ib()
-
-
-class Seq(collections.abc.Sequence):
-    """A user Sequence that is not a list or tuple."""
-
-    def __init__(self, items):
-        self._items = list(items)
-
-    def __getitem__(self, i):
-        return self._items[i]
-
-    def __len__(self):
-        return len(self._items)
-
-    def __eq__(self, other):
-        return type(other) is Seq and other._items == self._items
-
-
-class Map(collections.abc.Mapping):
-    """A user Mapping that is not a dict."""
-
-    def __init__(self, *args, **kwargs):
-        self._d = dict(*args, **kwargs)
-
-    def __getitem__(self, k):
-        return self._d[k]
-
-    def __iter__(self):
-        return iter(self._d)
-
-    def __len__(self):
-        return len(self._d)
 
 
 def identical(a, b) -> bool:

@@ -260,79 +260,8 @@ def test_deep_mismatch_reports_the_path_without_recursing(nest):
 # objects whose methods raise
 # --------------------------------------------------------------------------
 
-class Boom(Exception):
-    pass
-
-
-class BadEq:
-    def __eq__(self, other):
-        raise Boom("eq")
-
-    def __ne__(self, other):
-        raise Boom("ne")
-
-    __hash__ = object.__hash__
-
-
-class BadRepr:
-    def __repr__(self):
-        raise Boom("repr")
-
-
-class BadLen(cabc.Sequence):
-    """Iterable through __getitem__, but len() raises."""
-
-    def __getitem__(self, i):
-        if i < 2:
-            return i
-        raise IndexError(i)
-
-    def __len__(self):
-        raise Boom("len")
-
-
-class BadIter(cabc.Sequence):
-    def __getitem__(self, i):
-        return [1, 2][i]
-
-    def __len__(self):
-        return 2
-
-    def __iter__(self):
-        raise Boom("iter")
-
-
-class BadKeys(cabc.Mapping):
-    def __getitem__(self, k):
-        return 1
-
-    def __iter__(self):
-        raise Boom("iter")
-
-    def __len__(self):
-        return 1
-
-    def keys(self):
-        raise Boom("keys")
-
-
-class BadGetItem(cabc.Mapping):
-    def __getitem__(self, k):
-        raise Boom("getitem")
-
-    def __iter__(self):
-        return iter(["a", "b"])
-
-    def __len__(self):
-        return 2
-
-
-class BadOrder:
-    def __lt__(self, other):
-        raise Boom("lt")
-
-    __gt__ = __lt__
-    __hash__ = object.__hash__
+from tests.objects import (BadEq, BadGetItem, BadIter, BadKeys, BadLen,  # noqa: E402
+                           BadOrder, BadRepr, Boom)
 
 
 def all_functions(nest):

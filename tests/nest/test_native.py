@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 from nestlib import _backend
+from tests.objects import BadGetItem, BadIter, BadOrder, Boom, Map, Seq
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PY = _backend.api("python")
@@ -137,32 +138,7 @@ class NTReversed(NT):
         return iter(tuple(tuple.__iter__(self))[::-1])
 
 
-class MySeq(cabc.Sequence):
-    def __init__(self, items):
-        self._items = list(items)
-
-    def __getitem__(self, i):
-        return self._items[i]
-
-    def __len__(self):
-        return len(self._items)
-
-    def __eq__(self, other):
-        return type(other) is MySeq and self._items == other._items
-
-
-class MyMapping(cabc.Mapping):
-    def __init__(self, data):
-        self._data = dict(data)
-
-    def __getitem__(self, k):
-        return self._data[k]
-
-    def __iter__(self):
-        return iter(self._data)
-
-    def __len__(self):
-        return len(self._data)
+MySeq, MyMapping = Seq, Map
 
 
 def chain(depth, leaf=0, wrap=lambda x: [x]):
@@ -417,38 +393,7 @@ def test_generated_structures_parity():
 # hostile input
 # --------------------------------------------------------------------------
 
-class Boom(Exception):
-    pass
-
-
-class RaisingIter(cabc.Sequence):
-    def __getitem__(self, i):
-        return [1, 2][i]
-
-    def __len__(self):
-        return 2
-
-    def __iter__(self):
-        raise Boom("iter")
-
-
-class RaisingGetItem(cabc.Mapping):
-    def __getitem__(self, k):
-        raise Boom("getitem")
-
-    def __iter__(self):
-        return iter(["a", "b"])
-
-    def __len__(self):
-        return 2
-
-
-class RaisingOrder:
-    def __lt__(self, other):
-        raise Boom("lt")
-
-    __gt__ = __lt__
-    __hash__ = object.__hash__
+RaisingIter, RaisingGetItem, RaisingOrder = BadIter, BadGetItem, BadOrder
 
 
 def hostile() -> dict:
