@@ -692,8 +692,22 @@ def _same_in_both(nest, value, rebuild_func=lambda x: x):
         assert a == b
 
 
-def same_range(nest):
-    _same_in_both(nest, range(3))
+def tf_range_tf():
+    tfn = tf_nest()
+    assert tfn.flatten(range(3)) == [0, 1, 2]
+    assert tfn.map_structure(str, range(3)) == ["0", "1", "2"]
+    assert tfn.pack_sequence_as(range(2), ["a", "b"]) == ["a", "b"]
+
+
+def tf_range_nestlib(nest):
+    tree = dm_tree()
+    assert nest.flatten(range(3)) == [0, 1, 2] == tree.flatten(range(3))
+    for rebuild in (lambda: nest.map_structure(str, range(3)),
+                    lambda: nest.pack_sequence_as(range(2), ["a", "b"])):
+        with pytest.raises(TypeError):
+            rebuild()
+    with pytest.raises(TypeError):
+        tree.map_structure(str, range(3))
 
 
 def same_sequence(nest):
@@ -859,6 +873,11 @@ ROWS: dict[tuple[str, str], tuple[tuple[str, ...], tuple[Check, ...]]] = {
     (TF_NEST, "`memoryview`"): (
         ("a sequence of ints", "a sequence of ints (same)"),
         (Check("tf.nest", tf_memoryview_tf), nestlib_check(tf_memoryview_nestlib))),
+    (TF_NEST, "`range`"): (
+        ("a sequence; `map_structure` and `pack_sequence_as` rebuild it as a list",
+         "a sequence; rebuilding one raises `TypeError` (a range cannot be built from "
+         "values), as in dm-tree"),
+        (Check("tf.nest", tf_range_tf), nestlib_check(tf_range_nestlib))),
     (TF_NEST, "attrs classes with `kw_only=True`"): (
         ("flatten works, `map_structure` fails to rebuild (`TypeError`)", "rebuilt by keyword"),
         (Check("tf.nest", tf_kw_only_tf), nestlib_check(tf_kw_only_nestlib))),
@@ -887,22 +906,17 @@ ROWS: dict[tuple[str, str], tuple[tuple[str, ...], tuple[Check, ...]]] = {
 
 # Claims made in prose: (section, the exact text, checks).
 CLAIMS: dict[tuple[str, str], tuple[Check, ...]] = {
-    (TF_NEST, "`range`, user-defined `collections.abc.Sequence` types, mapping views, `None` "
-              "(a leaf), sets (leaves) and `defaultdict` (rebuilt with its factory) behave "
-              "the same in both."): (
-        nestlib_check(same_range, wrong=(
-            "range is rebuilt differently: tf.nest's map_structure(f, range(3)) and "
-            "pack_sequence_as(range(3), ...) return a list, nestlib (like dm-tree) raises "
-            "TypeError because a range cannot be built from values; flatten and paths "
-            "agree")),
+    (TF_NEST, "User-defined `collections.abc.Sequence` types, mapping views, `None` (a "
+              "leaf), sets (leaves) and `defaultdict` (rebuilt with its factory) behave the "
+              "same in both."): (
         nestlib_check(same_sequence), nestlib_check(same_views), nestlib_check(same_none),
         nestlib_check(same_sets), nestlib_check(same_defaultdict)),
     (OPTREE, "optree's defaults treat `None` as an empty node (`none_is_leaf=False`); "
              "nestlib, like dm-tree, treats `None` as a leaf."): (
         nestlib_check(optree_none),),
-    (OPTREE, "optree sorts dict keys like dm-tree but needs registration for custom node "
-             "types, where nestlib recognises any `collections.abc.Mapping`/`Sequence`, "
-             "attrs class or namedtuple without registration."): (
+    (OPTREE, "optree sorts dict keys like dm-tree but needs registration for user-defined "
+             "`collections.abc.Mapping`/`Sequence` classes and attrs classes, which nestlib "
+             "recognises without registration (namedtuples need none in either)."): (
         nestlib_check(optree_sorted_and_registration),),
     (OPTREE, "optree's `PyTreeSpec` corresponds to `nestlib.Spec`."): (
         nestlib_check(optree_spec),),
