@@ -13,16 +13,19 @@ respect to every trainable variable):
   ``snt.UnrolledLSTM``, a ``keras.Sequential`` of three LSTMs);
 
 inside ``tf.function`` ("graph"), eagerly, and the first call of a fresh
-``tf.function`` (tracing + graph optimisation + one run; our traced-once
-programs are cleared first so they are included). Samples of all contenders
-are interleaved (the order rotates every round) and the table gives the
-median in ms and the ratio to the best peer (Sonnet or Keras) in the same
-column: below 1.00 is faster than every peer.
+``tf.function`` (tracing + graph optimisation + one run, median over
+``--first-reps`` freshly built models; our traced-once programs are cleared
+before each, so their tracing is always included). Samples of all
+contenders are interleaved (the order rotates every round) and the table
+gives the median in ms and the ratio to the best peer (Sonnet or Keras) in
+the same column: below 1.00 is faster than every peer. Eager timing stops
+at T=100 and the 3-layer stacks at T=100 by default (step-by-step eager
+peers take seconds per call at T=500); see the flags.
 
 Usage::
 
-    python bench/rnn_bench.py              # T = 20, 100, 500 (~10 min, 2 cores)
-    python bench/rnn_bench.py --quick      # T = 20, 100, few samples (~2 min)
+    python bench/rnn_bench.py              # T = 20, 100, 500 (4-10 min, 2 cores)
+    python bench/rnn_bench.py --quick      # T = 20, 100, few samples (~1 min)
     python bench/rnn_bench.py --T 100 --reps 15 --modes graph --no-deep
 
 Times on a shared machine are noisy: read ratios within about +-15% as ties
@@ -50,7 +53,7 @@ BATCH, INPUT, HIDDEN = 32, 64, 256
 DEFAULT_T = (20, 100, 500)
 
 
-class Contender:
+class _Contender:
     """One implementation: builds fresh modules and a forward function."""
 
     def __init__(self, name: str, peer: bool, deep: bool,
@@ -68,7 +71,7 @@ def _clear_our_caches() -> None:
     fused_lstm._PROGRAMS.clear()  # pylint: disable=protected-access
 
 
-def _contenders(layers_list: Sequence[int]) -> List[Contender]:
+def _contenders(layers_list: Sequence[int]) -> List[_Contender]:
     import keras  # pylint: disable=import-outside-toplevel
     import sonnet as snt  # pylint: disable=import-outside-toplevel
 
@@ -118,7 +121,7 @@ def _contenders(layers_list: Sequence[int]) -> List[Contender]:
                 return h
             forward(x[:1])
             variables = [v for c in cores for v in c.trainable_variables]
-            return (lambda: forward()), variables
+            return forward, variables
         return make
 
     def keras_lstm(layers):
@@ -139,17 +142,17 @@ def _contenders(layers_list: Sequence[int]) -> List[Contender]:
         deep = layers > 1
         tag = f"{layers}x " if deep else ""
         out += [
-            Contender(f"{tag}rnn.dynamic_unroll(rnn.{'DeepRNN' if deep else 'LSTM'})",
+            _Contender(f"{tag}rnn.dynamic_unroll(rnn.{'DeepRNN' if deep else 'LSTM'})",
                       False, deep, ours(layers)),
         ]
         if not deep:
-            out.append(Contender("rnn.fused_lstm.lstm_sequence", False, deep,
+            out.append(_Contender("rnn.fused_lstm.lstm_sequence", False, deep,
                                  fused))
         out += [
-            Contender(f"{tag}snt.dynamic_unroll(snt.{'DeepRNN' if deep else 'LSTM'})",
+            _Contender(f"{tag}snt.dynamic_unroll(snt.{'DeepRNN' if deep else 'LSTM'})",
                       True, deep, snt_dynamic(layers)),
-            Contender(f"{tag}snt.UnrolledLSTM", True, deep, snt_unrolled(layers)),
-            Contender(f"{tag}keras.layers.LSTM", True, deep, keras_lstm(layers)),
+            _Contender(f"{tag}snt.UnrolledLSTM", True, deep, snt_unrolled(layers)),
+            _Contender(f"{tag}keras.layers.LSTM", True, deep, keras_lstm(layers)),
         ]
     return out
 
@@ -160,7 +163,7 @@ def _materialise(result) -> None:
             t.numpy()
 
 
-def _fns(contender: Contender, x: tf.Tensor, graph: bool):
+def _fns(contender: _Contender, x: tf.Tensor, graph: bool):
     forward, variables = contender.make(x)
 
     def fwd():
@@ -172,7 +175,11 @@ def _fns(contender: Contender, x: tf.Tensor, graph: bool):
         return tape.gradient(loss, variables)
 
     if graph:
-        return tf.function(fwd), tf.function(fwd_bwd)
+        # autograph=False: every contender builds its loop explicitly (Sonnet's
+        # dynamic_unroll applies autograph to itself), and converting these
+        # little closures only adds noise to the first-call times.
+        return (tf.function(fwd, autograph=False),
+                tf.function(fwd_bwd, autograph=False))
     return fwd, fwd_bwd
 
 
@@ -182,21 +189,32 @@ def _timed(fn: Callable[[], object]) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
-def run_mode(contenders: List[Contender], x: tf.Tensor, graph: bool,
-             reps: int, first_call: bool) -> Dict[str, Dict[str, object]]:
-    """Times every contender's fwd and fwd+bwd, interleaved; returns a dict."""
+def _run_mode(contenders: List[_Contender], x: tf.Tensor, graph: bool,
+             reps: int, first_reps: int) -> Dict[str, Dict[str, list]]:
+    """Times every contender's fwd and fwd+bwd, interleaved; returns a dict.
+
+    In graph mode the first call of a fresh ``tf.function`` is timed too,
+    ``first_reps`` times per contender with freshly built modules (and our
+    traced-once programs cleared), interleaved across contenders.
+    """
+    results: Dict[str, Dict[str, list]] = {
+        c.name: {"fwd": [], "fwd+bwd": []} for c in contenders}
     fns = {}
-    results: Dict[str, Dict[str, object]] = {}
-    for c in contenders:
-        fwd, fb = _fns(c, x, graph)
-        res = results[c.name] = {"fwd": [], "fwd+bwd": []}
-        # First calls: trace + optimise + run (our traced-once programs cleared).
-        _clear_our_caches()
-        res["first fwd"] = _timed(fwd)
-        _clear_our_caches()
-        res["first fwd+bwd"] = _timed(fb)
-        fns[c.name] = (fwd, fb)
-    for _, fb in fns.values():   # one more warm-up call each
+    if graph:
+        for c in contenders:
+            results[c.name].update({"first fwd": [], "first fwd+bwd": []})
+        for _ in range(max(1, first_reps)):
+            for c in contenders:
+                fwd, fb = _fns(c, x, graph)
+                _clear_our_caches()
+                results[c.name]["first fwd"].append(_timed(fwd))
+                _clear_our_caches()
+                results[c.name]["first fwd+bwd"].append(_timed(fb))
+                fns[c.name] = (fwd, fb)
+    else:
+        fns = {c.name: _fns(c, x, graph) for c in contenders}
+    for fwd, fb in fns.values():   # warm-up calls
+        _materialise(fwd())
         _materialise(fb())
     names = list(fns)
     for r in range(reps):
@@ -205,14 +223,25 @@ def run_mode(contenders: List[Contender], x: tf.Tensor, graph: bool,
             fwd, fb = fns[name]
             results[name]["fwd"].append(_timed(fwd))
             results[name]["fwd+bwd"].append(_timed(fb))
-    if not first_call:
-        for res in results.values():
-            res.pop("first fwd")
-            res.pop("first fwd+bwd")
     return results
 
 
-def _ratio_table(rows: List[Tuple[str, str, str]], contenders: List[Contender],
+def _warm_up() -> None:
+    """Pays one-time process costs (grappler, autograph, kernels) up front."""
+    x = tf.random.normal([3, 2, 4])
+
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = tf.while_loop(lambda i, y: i < 3,
+                              lambda i, y: (i + 1, tf.tanh(tf.matmul(y, y))),
+                              (0, x[:, :, :2]))[1]
+        return tape.gradient(tf.reduce_sum(y), x)
+    _materialise(step(x))
+
+
+def _ratio_table(rows: List[Tuple[str, str, str]], contenders: List[_Contender],
                  results: Dict[str, Dict[str, object]], keys: Sequence[str],
                  label: str, t: int) -> None:
     groups = [[c for c in contenders if not c.deep],
@@ -238,6 +267,13 @@ def _value(v) -> float:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Runs the benchmark with command-line ``argv``; prints the table.
+
+    >>> main(["--T", "3", "--reps", "1", "--modes", "eager",
+    ...       "--only", "lstm_sequence"])  # doctest: +ELLIPSIS
+    TensorFlow ...| 3 | eager | rnn.fused_lstm.lstm_sequence | ...
+    0
+    """
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--T", default=None,
                    help="comma-separated sequence lengths (default 20,100,500)")
@@ -258,13 +294,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         "comma-separated strings")
     p.add_argument("--quick", action="store_true",
                    help="T=20,100, 3 samples, no 3-layer stacks")
+    p.add_argument("--first-reps", type=int, default=5,
+                   help="fresh first calls timed per contender (median; "
+                        "default 5, 1 with --quick)")
+    p.add_argument("--first-reps-max-T", type=int, default=100,
+                   help="above this T time the first call once (default 100)")
     p.add_argument("--json", default=None, help="also write results here")
     args = p.parse_args(argv)
 
     ts = [int(v) for v in args.T.split(",")] if args.T else list(DEFAULT_T)
+    first_reps = args.first_reps
     if args.quick:
         ts = [t for t in ts if t <= 100] or ts[:1]
         args.no_deep = True
+        first_reps = 1
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for m in modes:
         if m not in ("graph", "eager"):
@@ -280,6 +323,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"samples; x best = ratio to the best Sonnet/Keras row in that "
           f"column (< 1 is faster)")
     started = time.perf_counter()
+    _warm_up()
     rows: List[Tuple[str, ...]] = []
     dump = {}
     for t in ts:
@@ -293,7 +337,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.reps:
             reps = args.reps
         else:
-            reps = 15 if t <= 20 else 9 if t <= 100 else 5
+            reps = 11 if t <= 20 else 7 if t <= 100 else 3
             if args.quick:
                 reps = 3
         for mode in modes:
@@ -304,7 +348,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 continue
             mode_reps = reps if graph else max(2, reps // 2)
             t0 = time.perf_counter()
-            res = run_mode(contenders, x, graph, mode_reps, first_call=graph)
+            res = _run_mode(contenders, x, graph, mode_reps,
+                           first_reps if t <= args.first_reps_max_T else 1)
             print(f"T={t} {mode}: {mode_reps} samples in "
                   f"{time.perf_counter() - t0:.0f} s", flush=True)
             dump[f"T={t} {mode}"] = res
@@ -323,8 +368,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("| " + " | ".join(str(v).rjust(w) if i >= 3 else str(v).ljust(w)
                                 for i, (v, w) in enumerate(zip(r, widths)))
               + " |")
-    print(f"\n(first call rows: time of the first call of a fresh tf.function "
-          f"- tracing, graph optimisation and one run)\ntotal "
+    print(f"\n(first call rows: the first call of a fresh tf.function - "
+          f"tracing, graph optimisation and one run - median over "
+          f"{first_reps} fresh build(s) for T <= {args.first_reps_max_T}, one "
+          f"above)\ntotal "
           f"{time.perf_counter() - started:.0f} s, load average now "
           f"{os.getloadavg()[0]:.2f}")
     if args.json:

@@ -768,6 +768,7 @@ def optree_sorted_and_registration(nest):
                                 lambda _, c: Registered(c), namespace="nestlib-docs-check")
     assert optree.tree_leaves(Registered([1, 2]), namespace="nestlib-docs-check") == [1, 2]
     assert nest.flatten(Point(1, 2)) == [1, 2]                       # namedtuples too
+    assert optree.tree_leaves(Point(1, 2)) == [1, 2]                 # optree: no registration
 
 
 def optree_spec(nest):
