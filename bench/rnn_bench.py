@@ -278,7 +278,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--T", default=None,
                    help="comma-separated sequence lengths (default 20,100,500)")
     p.add_argument("--reps", type=int, default=None,
-                   help="samples per contender and mode (default: 15/9/5 for "
+                   help="samples per contender and mode (default: 21/15/5 for "
                         "T <= 20 / <= 100 / larger; eager uses half)")
     p.add_argument("--modes", default="graph,eager",
                    help="comma-separated subset of graph,eager")
@@ -337,7 +337,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.reps:
             reps = args.reps
         else:
-            reps = 11 if t <= 20 else 7 if t <= 100 else 3
+            reps = 21 if t <= 20 else 15 if t <= 100 else 5
             if args.quick:
                 reps = 3
         for mode in modes:
