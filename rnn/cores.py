@@ -17,14 +17,13 @@ Weights use Keras' layout so that values copied from ``keras.layers.LSTM`` /
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import tensorflow as tf
 
 import nestlib
 
-from rnn import _utils
+from rnn import _utils, fused_lstm
 from rnn.base import RNNCore
 
 __all__ = [
@@ -259,15 +258,6 @@ class VanillaRNN(_LazyCore):
         return tf.zeros([batch_size, self._hidden_size], dtype)
 
 
-def _fused_lstm_sequence() -> Optional[Callable[..., Any]]:
-    """``rnn.fused_lstm.lstm_sequence`` when that module exists, else None."""
-    try:
-        from rnn import fused_lstm  # pylint: disable=import-outside-toplevel
-    except ImportError:
-        return None
-    return getattr(fused_lstm, "lstm_sequence", None)
-
-
 class LSTM(_LazyCore):
     """Long short-term memory core with Keras' weight layout.
 
@@ -378,10 +368,11 @@ class LSTM(_LazyCore):
                          ) -> Optional[Tuple[tf.Tensor, LSTMState]]:
         """Runs a plain LSTM over a whole ``[T, B, I]`` sequence at once.
 
-        Applies when ``rnn.fused_lstm`` is available, the LSTM has no
-        projection, layer norm or cell clip, the inputs are one tensor and
-        either ``sequence_length`` is None or the fused function accepts one.
-        Returns None otherwise (the unroller then steps the core).
+        Applies when the LSTM has no projection, layer norm or cell clip and
+        the inputs are one floating-point ``[T, B, I]`` tensor with a known
+        feature size; the work is done by :func:`rnn.fused_lstm.lstm_sequence`
+        (with ``sequence_length`` and ``reverse`` passed through). Returns
+        None otherwise (the unroller then steps the core).
 
         >>> core = LSTM(2, use_layer_norm=True)
         >>> core.unroll_fast_path(tf.ones([3, 1, 2]), core.initial_state(1),
@@ -391,14 +382,8 @@ class LSTM(_LazyCore):
         if (self._projection_size is not None or self._use_layer_norm
                 or self._cell_clip is not None):
             return None
-        fused = _fused_lstm_sequence()
-        if fused is None:
-            return None
         if not isinstance(input_sequence, tf.Tensor) or not isinstance(
                 initial_state, LSTMState):
-            return None
-        params = _parameters(fused)
-        if sequence_length is not None and "sequence_length" not in params:
             return None
         if input_sequence.shape.rank != 3 or input_sequence.shape[-1] is None:
             return None
@@ -406,38 +391,11 @@ class LSTM(_LazyCore):
             return None
         self._build(input_sequence)  # uses only the feature size and dtype
         state = self._check_state(initial_state, input_sequence.dtype)
-        inputs = input_sequence
-        kwargs = {}
-        if sequence_length is not None:
-            kwargs["sequence_length"] = sequence_length
-        native_reverse = reverse and "reverse" in params
-        if native_reverse:
-            kwargs["reverse"] = True
-        elif reverse:
-            inputs = _reverse_time(inputs, sequence_length)
-        outputs, h_t, c_t = fused(inputs, state.hidden, state.cell,
-                                  self.kernel, self.recurrent_kernel,
-                                  self.bias, **kwargs)
-        if reverse and not native_reverse:
-            outputs = _reverse_time(outputs, sequence_length)
+        outputs, h_t, c_t = fused_lstm.lstm_sequence(
+            input_sequence, state.hidden, state.cell, self.kernel,
+            self.recurrent_kernel, self.bias, sequence_length=sequence_length,
+            reverse=reverse)
         return outputs, LSTMState(hidden=h_t, cell=c_t)
-
-
-@_utils.no_autograph
-def _parameters(fn: Callable[..., Any]) -> Tuple[str, ...]:
-    """The parameter names of ``fn`` (empty when they cannot be read)."""
-    try:
-        return tuple(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return ()
-
-
-@_utils.no_autograph
-def _reverse_time(x: tf.Tensor, sequence_length: Optional[tf.Tensor]
-                  ) -> tf.Tensor:
-    if sequence_length is None:
-        return tf.reverse(x, axis=[0])
-    return tf.reverse_sequence(x, sequence_length, seq_axis=0, batch_axis=1)
 
 
 class GRU(_LazyCore):

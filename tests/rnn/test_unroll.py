@@ -71,10 +71,10 @@ def test_gru_sequence_semantics_vs_numpy(rng, unroll, reverse, lengths):
 @pytest.mark.parametrize("layer_norm,fused", [(False, True), (False, False), (True, False)],
                          ids=["fused", "plain-stepped", "layernorm"])
 def test_lstm_sequence_semantics_vs_numpy(rng, monkeypatch, reverse, layer_norm, fused):
-    """A plain LSTM takes the fused fast path (when rnn.fused_lstm exists); the
+    """A plain LSTM takes the fused fast path; the
     stepped variants disable it or use layer norm, which it does not cover."""
     if not fused:
-        monkeypatch.setattr(rnn.cores, "_fused_lstm_sequence", lambda: None)
+        monkeypatch.setattr(rnn.LSTM, "unroll_fast_path", lambda self, *args: None)
     core = _built(rnn.LSTM(H, use_layer_norm=layer_norm), rng)
     xs = rng.normal(size=(T, B, I))
     state0 = (rng.normal(size=(B, H)), rng.normal(size=(B, H)))
@@ -145,7 +145,7 @@ def test_time_major_false_is_a_transpose(rng):
 
 
 def test_bidirectional_unroll(rng, monkeypatch):
-    monkeypatch.setattr(rnn.cores, "_fused_lstm_sequence", lambda: None)  # tested elsewhere
+    monkeypatch.setattr(rnn.LSTM, "unroll_fast_path", lambda self, *args: None)  # tested elsewhere
     fw, bw = _built(rnn.GRU(H), rng), _built(rnn.LSTM(3), rng)
     xs = rng.normal(size=(T, B, I))
     h0 = rng.normal(size=(B, H))
