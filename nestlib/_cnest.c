@@ -101,10 +101,11 @@ seq_item(PyObject *seq, Py_ssize_t i)
     return PyList_CheckExact(seq) ? PyList_GET_ITEM(seq, i) : PyTuple_GET_ITEM(seq, i);
 }
 
-/* The kind of x, exactly as ``kind_get(type(x))`` then ``classify(x)``.
- * Returns -1 with an exception set on error. */
+/* ``kind_get(type(x), -1)`` without classifying: -1 when the type is not
+ * cached yet (the generated Spec code sends such leaves to the slow path),
+ * -2 with an exception set on error. */
 static int
-kind_of(PyObject *x)
+cached_kind(PyObject *x)
 {
     PyTypeObject *t = Py_TYPE(x);
     PyObject *v;
@@ -121,50 +122,37 @@ kind_of(PyObject *x)
         t == &PyBool_Type || t == &PyBytes_Type)
         return K_LEAF;
     v = PyDict_GetItemWithError(g_kinds, (PyObject *)t);
-    if (v != NULL) {
-        k = PyLong_AsLong(v);
-    }
-    else {
-        if (PyErr_Occurred())
-            return -1;
-        v = PyObject_CallOneArg(g_classify, x);
-        if (v == NULL)
-            return -1;
-        k = PyLong_AsLong(v);
-        Py_DECREF(v);
-    }
-    if (k < 0 || k > K_LAST) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "nestlib: unknown node kind");
-        return -1;
-    }
-    return (int)k;
-}
-
-/* ``kind_get(type(x), -1)`` without classifying: -1 when the type is not
- * cached yet (the generated Spec code sends such leaves to the slow path). */
-static int
-cached_kind(PyObject *x)
-{
-    PyTypeObject *t = Py_TYPE(x);
-    PyObject *v;
-    long k;
-
-    if (t == &PyList_Type)
-        return K_LIST;
-    if (t == &PyTuple_Type)
-        return K_TUPLE;
-    if (t == &PyDict_Type)
-        return K_MAPPING;
-    if (x == Py_None || t == &PyLong_Type || t == &PyFloat_Type || t == &PyUnicode_Type ||
-        t == &PyBool_Type || t == &PyBytes_Type)
-        return K_LEAF;
-    v = PyDict_GetItemWithError(g_kinds, (PyObject *)t);
     if (v == NULL)
         return PyErr_Occurred() ? -2 : -1;
     k = PyLong_AsLong(v);
     if (k == -1 && PyErr_Occurred())
         return -2;
+    return (int)k;
+}
+
+/* The kind of x, exactly as ``kind_get(type(x))`` then ``classify(x)``.
+ * Returns -1 with an exception set on error. */
+static int
+kind_of(PyObject *x)
+{
+    PyObject *v;
+    long k;
+    int cached = cached_kind(x);
+
+    if (cached >= 0)
+        return cached;
+    if (cached == -2)
+        return -1;
+    v = PyObject_CallOneArg(g_classify, x);
+    if (v == NULL)
+        return -1;
+    k = PyLong_AsLong(v);
+    Py_DECREF(v);
+    if (k < 0 || k > K_LAST) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "nestlib: unknown node kind");
+        return -1;
+    }
     return (int)k;
 }
 
