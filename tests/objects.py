@@ -5,6 +5,9 @@ the documentation checks all exercise the same behaviour.
 """
 
 import collections.abc as cabc
+import types
+
+import numpy as np
 
 
 class Seq(cabc.Sequence):
@@ -118,3 +121,39 @@ class BadOrder:
 
     __gt__ = __lt__
     __hash__ = object.__hash__
+
+
+def identical(a, b) -> bool:
+    """Equal *and* of identical types all the way down, without recursion.
+
+    ``==`` is not enough (a namedtuple equals a tuple, an OrderedDict equals a
+    dict in any order) and itself recurses on deep input. Keys must come in the
+    same order, defaultdicts have the same factory, attrs fields, views and
+    NumPy arrays compare by content; anything else is the same object or ``==``.
+    """
+    stack = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        if type(x) is not type(y):
+            return False
+        if isinstance(x, (list, tuple)):
+            if len(x) != len(y):
+                return False
+            stack.extend(zip(x, y))
+        elif isinstance(x, (dict, types.MappingProxyType)):
+            if list(x) != list(y):
+                return False
+            if getattr(x, "default_factory", None) is not getattr(y, "default_factory", None):
+                return False
+            stack.extend((x[k], y[k]) for k in x)
+        elif hasattr(type(x), "__attrs_attrs__"):
+            stack.extend((getattr(x, f.name), getattr(y, f.name))
+                         for f in type(x).__attrs_attrs__)
+        elif isinstance(x, cabc.MappingView):  # views only compare by identity
+            stack.append((list(x), list(y)))
+        elif isinstance(x, np.ndarray):
+            if x is not y and not np.array_equal(x, y):
+                return False
+        elif x is not y and x != y:
+            return False
+    return True

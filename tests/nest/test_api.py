@@ -18,7 +18,7 @@ import pytest
 
 import nestlib
 from nestlib import _backend
-from tests.objects import Map, Seq
+from tests.objects import Map, Seq, identical
 
 try:  # attrs and wrapt are optional: their tests are skipped without them
     import attr
@@ -53,19 +53,7 @@ if attr is not None:
         a = attr.ib()
 
 
-def identical(a, b) -> bool:
-    """Equal and of identical types all the way down."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(identical(x, y) for x, y in zip(a, b))
-    if isinstance(a, (dict, types.MappingProxyType)):
-        if list(a) != list(b):
-            return False
-        if isinstance(a, collections.defaultdict) and a.default_factory is not b.default_factory:
-            return False
-        return all(identical(a[k], b[k]) for k in a)
-    return bool(a == b)
+
 
 
 # --------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import textwrap
 import pytest
 
 from nestlib import _backend
+from tests.objects import identical
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 AVAILABLE = [b for b in _backend.BACKENDS
@@ -38,24 +39,7 @@ def chain(depth: int, leaf=1, wrap=lambda x: [x]):
     return s
 
 
-def same(a, b) -> bool:
-    """``a == b`` with identical types, without recursion (== itself recurses)."""
-    stack = [(a, b)]
-    while stack:
-        x, y = stack.pop()
-        if type(x) is not type(y):
-            return False
-        if isinstance(x, (list, tuple)):
-            if len(x) != len(y):
-                return False
-            stack.extend(zip(x, y))
-        elif isinstance(x, dict):
-            if list(x) != list(y):
-                return False
-            stack.extend((x[k], y[k]) for k in x)
-        elif x != y:
-            return False
-    return True
+
 
 
 # --------------------------------------------------------------------------
@@ -215,23 +199,23 @@ def test_max_depth_is_legal_on_both_backends(nest, wrap):
     flat = nest.flatten(s)
     assert flat[0] == leaf
     n = len(flat)
-    assert same(nest.unflatten_as(s, flat), s)
-    assert same(nest.map_structure(lambda x: x, s), s)
-    assert same(nest.map_structure(lambda x, y: y, s, s), s)
+    assert identical(nest.unflatten_as(s, flat), s)
+    assert identical(nest.map_structure(lambda x: x, s), s)
+    assert identical(nest.map_structure(lambda x, y: y, s, s), s)
     paths = nest.flatten_with_path(s)
     assert len(paths) == n and len(max((p for p, _ in paths), key=len)) == 999
     nest.assert_same_structure(s, s)
     nest.assert_same_structure(s, nest.map_structure(str, s), check_types=False)
     assert nest.flatten_up_to(s, s) == flat
-    assert same(nest.map_structure_up_to(s, lambda x: x, s), s)
-    assert same(nest.traverse(lambda x: None, s), s)
-    assert same(nest.traverse(lambda x: None, s, top_down=False), s)
+    assert identical(nest.map_structure_up_to(s, lambda x: x, s), s)
+    assert identical(nest.traverse(lambda x: None, s), s)
+    assert identical(nest.traverse(lambda x: None, s, top_down=False), s)
     assert nest.flatten(nest.list_to_tuple(s)) == flat
     spec = nest.spec_of(s)
     assert spec.num_leaves == n
-    assert same(spec.unflatten(flat), s)
+    assert identical(spec.unflatten(flat), s)
     assert spec.flatten(s) == flat
-    assert same(spec.map(lambda x: x, s), s)
+    assert identical(spec.map(lambda x: x, s), s)
     assert sys.getrecursionlimit() == limit
 
 

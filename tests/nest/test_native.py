@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from nestlib import _backend
-from tests.objects import BadGetItem, BadIter, BadOrder, Boom, Map, Seq
+from tests.objects import BadGetItem, BadIter, BadOrder, Boom, Map, Seq, identical
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PY = _backend.api("python")
@@ -64,34 +64,6 @@ def test_extension_is_built_where_a_compiler_exists():
 # helpers
 # --------------------------------------------------------------------------
 
-def identical(a, b) -> bool:
-    """Equal with identical types all the way down (iterative)."""
-    stack = [(a, b)]
-    while stack:
-        x, y = stack.pop()
-        if type(x) is not type(y):
-            return False
-        if isinstance(x, (list, tuple)):
-            if len(x) != len(y):
-                return False
-            stack.extend(zip(x, y))
-        elif isinstance(x, (dict, types.MappingProxyType)):
-            if list(x) != list(y):
-                return False
-            if getattr(x, "default_factory", None) is not getattr(y, "default_factory", None):
-                return False
-            stack.extend((x[k], y[k]) for k in x)
-        elif hasattr(type(x), "__attrs_attrs__"):
-            stack.extend((getattr(x, f.name), getattr(y, f.name))
-                         for f in type(x).__attrs_attrs__)
-        elif isinstance(x, cabc.MappingView):  # views only compare by identity
-            stack.append((list(x), list(y)))
-        elif isinstance(x, np.ndarray):
-            if x is not y and not np.array_equal(x, y):
-                return False
-        elif x is not y and x != y:
-            return False
-    return True
 
 
 def outcome(fn, *args, **kwargs):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import collections.abc
 import pickle
-import types
 
 import pytest
 
@@ -24,6 +23,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 import nestlib.testing as nt  # noqa: E402
 from nestlib import _backend  # noqa: E402
+from tests.objects import identical  # noqa: E402
 
 SETTINGS = settings(max_examples=60, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -35,25 +35,6 @@ DM = _backend.api("dm-tree")
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-def identical(a, b) -> bool:
-    """Equal *and* of identical types all the way down (== is not enough:
-    a namedtuple equals a tuple, an OrderedDict equals a dict in any order)."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(identical(x, y) for x, y in zip(a, b))
-    if isinstance(a, (dict, types.MappingProxyType)):
-        if list(a) != list(b):
-            return False
-        if isinstance(a, collections.defaultdict) and a.default_factory is not b.default_factory:
-            return False
-        return all(identical(a[k], b[k]) for k in a)
-    fields = getattr(type(a), "__attrs_attrs__", None)
-    if fields is not None:
-        return all(identical(getattr(a, f.name), getattr(b, f.name)) for f in fields)
-    return a == b
-
 
 def outcome(fn, *args, **kwargs):
     """("ok", result) or ("raised", exception class, message)."""
