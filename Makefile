@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench docs clean
+.PHONY: demo test test-fast bench bench-rnn docs clean
 
 $(STAMP): pyproject.toml setup.py nestlib/_cnest.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,18 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
-bench: $(STAMP)
+# The benchmarks also need the peers that are not test dependencies (Sonnet 2).
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(PY) bench/nest_bench.py
+
+bench-rnn: $(BENCH_STAMP)
+	$(PY) bench/rnn_bench.py
 
 # The documentation site (Sphinx + MyST) into docs/_build/html; warnings are errors.
 docs: $(STAMP)
