@@ -15,7 +15,10 @@ respect to every trainable variable):
 inside ``tf.function`` ("graph"), eagerly, and the first call of a fresh
 ``tf.function`` (tracing + graph optimisation + one run, median over
 ``--first-reps`` freshly built models; our traced-once programs are cleared
-before each, so their tracing is always included). Samples of all
+before each, so their tracing is always included, while the peers keep
+their warm AutoGraph conversion caches). The first call in a new process
+(``--cold-T``, each sample a fresh Python process, single-layer contenders)
+is what a program pays at start-up, when nobody's caches are warm. Samples of all
 contenders are interleaved (the order rotates every round) and the table
 gives the median in ms and the ratio to the best peer (Sonnet or Keras) in
 the same column: below 1.00 is faster than every peer. Eager timing stops
@@ -241,6 +244,42 @@ def _warm_up() -> None:
     _materialise(step(x))
 
 
+_COLD_CHILD = "--cold-child"
+
+
+def _cold_child(spec: str) -> int:
+    """In a new process: times one contender's first graph call, prints ms."""
+    name, which, t = spec.rsplit(",", 2)
+    contender = next(c for c in _contenders([1]) if c.name == name)
+    x = tf.random.stateless_normal([int(t), BATCH, INPUT], seed=[1, int(t)])
+    fwd, fb = _fns(contender, x, graph=True)
+    _clear_our_caches()  # the eager build call traced our forward program
+    print(_timed(fwd if which == "fwd" else fb))
+    return 0
+
+
+def _cold_first_calls(contenders: List[_Contender], t: int, reps: int
+                      ) -> Dict[str, Dict[str, list]]:
+    """First graph calls, each in a new process; interleaved like the rest."""
+    import subprocess  # pylint: disable=import-outside-toplevel
+    single = [c for c in contenders if not c.deep]
+    results = {c.name: {"fwd": [], "fwd+bwd": []} for c in single}
+    for r in range(reps):
+        order = single[r % len(single):] + single[:r % len(single)]
+        for c in order:
+            for which in ("fwd", "fwd+bwd"):
+                proc = subprocess.run(
+                    [sys.executable, os.path.abspath(__file__), _COLD_CHILD,
+                     f"{c.name},{which},{t}"],
+                    capture_output=True, text=True, check=False)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"cold first call of {c.name} failed:\n"
+                                       f"{proc.stderr[-3000:]}")
+                results[c.name][which].append(
+                    float(proc.stdout.strip().splitlines()[-1]))
+    return results
+
+
 def _ratio_table(rows: List[Tuple[str, str, str]], contenders: List[_Contender],
                  results: Dict[str, Dict[str, object]], keys: Sequence[str],
                  label: str, t: int) -> None:
@@ -299,8 +338,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         "default 5, 1 with --quick)")
     p.add_argument("--first-reps-max-T", type=int, default=100,
                    help="above this T time the first call once (default 100)")
+    p.add_argument("--cold-T", default="20",
+                   help="comma-separated T at which to time the first call in "
+                        "a new process (default 20; empty to skip)")
+    p.add_argument("--cold-reps", type=int, default=3,
+                   help="new processes per contender and column (default 3, "
+                        "1 with --quick)")
     p.add_argument("--json", default=None, help="also write results here")
+    p.add_argument(_COLD_CHILD, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.cold_child:
+        return _cold_child(args.cold_child)
 
     ts = [int(v) for v in args.T.split(",")] if args.T else list(DEFAULT_T)
     first_reps = args.first_reps
@@ -308,6 +356,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ts = [t for t in ts if t <= 100] or ts[:1]
         args.no_deep = True
         first_reps = 1
+        args.cold_reps = min(args.cold_reps, 1)
+    cold_ts = {int(v) for v in args.cold_T.split(",") if v.strip()}
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for m in modes:
         if m not in ("graph", "eager"):
@@ -357,6 +407,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if graph:
                 _ratio_table(rows, contenders, res,
                              ["first fwd", "first fwd+bwd"], "first call", t)
+        if t in cold_ts and args.cold_reps > 0 and "graph" in modes:
+            t0 = time.perf_counter()
+            res = _cold_first_calls(contenders, t, args.cold_reps)
+            print(f"T={t} first call in a new process: {args.cold_reps} "
+                  f"samples in {time.perf_counter() - t0:.0f} s", flush=True)
+            dump[f"T={t} first call, new process"] = res
+            _ratio_table(rows, [c for c in contenders if not c.deep], res,
+                         ["fwd", "fwd+bwd"], "first call, new process", t)
     header = ("T", "mode", "contender", "fwd ms", "x best", "fwd+bwd ms",
               "x best")
     widths = [max(len(str(r[i])) for r in rows + [header])
@@ -371,7 +429,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"\n(first call rows: the first call of a fresh tf.function - "
           f"tracing, graph optimisation and one run - median over "
           f"{first_reps} fresh build(s) for T <= {args.first_reps_max_T}, one "
-          f"above)\ntotal "
+          f"above, in this process: the peers' AutoGraph caches are warm, our "
+          f"traced programs are cleared; 'new process' rows: median over "
+          f"{args.cold_reps} new Python processes, nothing warm)\ntotal "
           f"{time.perf_counter() - started:.0f} s, load average now "
           f"{os.getloadavg()[0]:.2f}")
     if args.json:
