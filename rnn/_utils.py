@@ -66,6 +66,31 @@ def check_same_dtype(core_name: str, expected: tf.DType, what: str,
             f"has dtype {expected.name}; cast them to one dtype")
 
 
+def sequence_lengths(fn_name: str, sequence_length: Any,
+                     batch_size: Any) -> tf.Tensor:
+    """``sequence_length`` as a ``[B]`` int32 tensor, checked where static.
+
+    Raises TypeError for non-integer lengths and ValueError for a tensor that
+    is not a vector or whose static size differs from ``batch_size`` (an int,
+    or None when unknown).
+    """
+    lengths = tf.convert_to_tensor(sequence_length)
+    if not lengths.dtype.is_integer:
+        raise TypeError(
+            f"{fn_name}: sequence_length must be integers, got dtype "
+            f"{lengths.dtype.name}")
+    if lengths.shape.rank is not None and lengths.shape.rank != 1:
+        raise ValueError(
+            f"{fn_name}: sequence_length must be a [batch] vector, got shape "
+            f"{lengths.shape}")
+    if (lengths.shape.rank == 1 and lengths.shape[0] is not None
+            and batch_size is not None and lengths.shape[0] != batch_size):
+        raise ValueError(
+            f"{fn_name}: sequence_length has {lengths.shape[0]} entries but "
+            f"the batch size is {batch_size}")
+    return tf.cast(lengths, tf.int32)
+
+
 def glorot_uniform(shape: Sequence[int], dtype: tf.DType) -> tf.Tensor:
     """Glorot/Xavier uniform initial values (computed in float32, then cast)."""
     fan_in, fan_out = shape[0], shape[-1]

@@ -42,6 +42,8 @@ from typing import Optional, Tuple
 
 import tensorflow as tf
 
+from rnn import _utils
+
 __all__ = ["lstm_sequence"]
 
 _SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
@@ -367,18 +369,8 @@ def lstm_sequence(
 
     extra = []
     if sequence_length is not None:
-        lengths = tf.convert_to_tensor(sequence_length)
-        if not lengths.dtype.is_integer:
-            raise TypeError(
-                f"lstm_sequence: sequence_length must be integers, got "
-                f"{lengths.dtype.name}")
-        if lengths.shape.rank is not None and lengths.shape.rank != 1:
-            raise ValueError(
-                f"lstm_sequence: sequence_length must be a [B] vector, got "
-                f"shape {lengths.shape}")
-        _check_dim("sequence_length.shape[0]", _static_dim(lengths.shape, 0),
-                   b, "batch size of inputs")
-        extra.append(tf.cast(lengths, tf.int32))
+        extra.append(_utils.sequence_lengths("lstm_sequence",
+                                             sequence_length, b))
     variant = (dtype, bool(extra), bool(reverse))
     fwd = _program(*variant, "fwd")
 

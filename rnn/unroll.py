@@ -171,22 +171,8 @@ class _Prepared:
     @_utils.no_autograph
     def _check_lengths(self, sequence_length: Any) -> tf.Tensor:
         fn_name = self.fn_name
-        lengths = tf.convert_to_tensor(sequence_length)
-        if not lengths.dtype.is_integer:
-            raise TypeError(
-                f"{fn_name}: sequence_length must be an integer tensor, got "
-                f"dtype {lengths.dtype.name}")
-        if lengths.shape.rank is not None and lengths.shape.rank != 1:
-            raise ValueError(
-                f"{fn_name}: sequence_length must be a [batch] vector, got "
-                f"shape {lengths.shape}")
-        if (lengths.shape.rank == 1 and lengths.shape[0] is not None
-                and self.static_batch is not None
-                and lengths.shape[0] != self.static_batch):
-            raise ValueError(
-                f"{fn_name}: sequence_length has {lengths.shape[0]} entries "
-                f"but the batch size is {self.static_batch}")
-        lengths = tf.cast(lengths, tf.int32)
+        lengths = _utils.sequence_lengths(fn_name, sequence_length,
+                                          self.static_batch)
         value = tf.get_static_value(lengths)
         if value is not None:
             if (value < 0).any() or (self.static_t is not None
