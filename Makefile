@@ -19,17 +19,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
-# The benchmarks also need the peers that are not test dependencies (Sonnet 2).
-BENCH_STAMP := $(VENV)/.installed-bench
-
-$(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install -q -e '.[test,bench]'
-	touch $(BENCH_STAMP)
-
-bench: $(BENCH_STAMP)
+# The peers the benchmarks measure against are test dependencies too.
+bench: $(STAMP)
 	$(PY) bench/nest_bench.py
 
-bench-rnn: $(BENCH_STAMP)
+bench-rnn: $(STAMP)
 	$(PY) bench/rnn_bench.py
 
 # The documentation site (Sphinx + MyST) into docs/_build/html; warnings are errors.
