@@ -436,7 +436,8 @@ def spec_of(structure: Any) -> Spec:
     """
     try:
         treedef = _treedef(structure)
-    except RecursionError as e:  # deep but legal: again with room for MAX_DEPTH levels
+    except Exception as e:  # deep: retried with room for MAX_DEPTH levels;
+        # a cycle or a user object's error: said with its path
         return W.retry_deep(spec_of, (structure,), (structure,), e)
     try:
         with _cache_lock:

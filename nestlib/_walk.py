@@ -561,12 +561,18 @@ def assert_shallow_structure(shallow_tree: Any, input_tree: Any,
     stack: list[tuple[Any, Any, tuple]] = [(shallow_tree, input_tree, ())]
     while stack:
         s, d, steps = stack.pop()
-        ks = classify(s)
+        try:
+            ks = classify(s)
+        except Exception as e:
+            raise E.add_path_note(e, steps)
         if ks == LEAF:
             continue
         if len(steps) >= MAX_DEPTH:
             raise ValueError(E.TOO_DEEP.format(limit=MAX_DEPTH, path=E.format_path(steps)))
-        kd = classify(d)
+        try:
+            kd = classify(d)
+        except Exception as e:
+            raise E.add_path_note(e, steps)
         if kd == LEAF:
             raise TypeError(E.bounded(
                 f"shallow structure is not a prefix of the input at {E.format_path(steps)}: "
@@ -575,10 +581,13 @@ def assert_shallow_structure(shallow_tree: Any, input_tree: Any,
             st = N.node_type(s, ks)
             if not isinstance(N.unwrap(d, kd)[0], st) and not types_compatible(s, ks, d, kd):
                 raise TypeError(E.differ(steps, E.describe(s, ks), E.describe(d, kd)))
-        si, di = N.items(s, ks), N.items(d, kd)
+        try:
+            si, di = N.items(s, ks), N.items(d, kd)
+            dmap = _items_by_key(di)
+        except Exception as e:
+            raise E.add_path_note(e, steps)
         if len(si) != len(di):
             raise ValueError(E.differ(steps, E.describe(s, ks), E.describe(d, kd)))
-        dmap = _items_by_key(di)
         us = N.unwrap(s, ks)[1] if ks == PROXY else ks
         for key, sc in reversed(si):
             if key not in dmap:
@@ -617,9 +626,9 @@ def flatten_with_path_up_to(shallow_structure: Any, input_structure: Any,
     assert_shallow_structure(shallow_structure, input_structure, check_types)
     try:
         return _up_to_list(shallow_structure, input_structure)
-    except RecursionError as e:
+    except Exception as e:  # deep: retried; a user object's error: its path
         return retry_deep(_up_to_list, (shallow_structure, input_structure),
-                          (shallow_structure,), e)
+                          (shallow_structure, input_structure), e)
 
 
 def flatten_up_to(shallow_structure: Any, input_structure: Any,
@@ -667,7 +676,7 @@ def map_structure_with_path_up_to(shallow_structure: Any, func: Callable, *struc
             assert_shallow_structure(shallow_structure, s, check_types=True)
         try:
             columns.append(_select(shallow_structure, s))
-        except RecursionError as e:
+        except Exception as e:  # deep: retried; a user object's error: its path
             columns.append(retry_deep(_select, (shallow_structure, s), (shallow_structure, s), e))
     paths = [p for p, _ in columns[0]]
     values = [func(p, *vs) for p, *vs in
@@ -718,7 +727,9 @@ def traverse_with_path(fn: Callable, structure: Any, top_down: bool = True) -> A
     try:
         with _RaisedRecursionLimit(MAX_DEPTH):
             return _traverse(fn, (), structure, top_down)
-    except RecursionError:
+    except Exception:
+        # A cycle, too deep, or a user object's error: say which and where.
+        # (An error from ``fn`` itself passes through unchanged.)
         _diagnose(structure)
         raise
 
@@ -739,5 +750,5 @@ def list_to_tuple(structure: Any) -> Any:
 
     try:
         return convert(structure)
-    except RecursionError as e:
+    except Exception as e:  # deep: retried; a user object's error: its path
         return retry_deep(convert, (structure,), (structure,), e)
