@@ -14,11 +14,13 @@ respect to every trainable variable):
 
 inside ``tf.function`` ("graph"), eagerly, and the first call of a fresh
 ``tf.function`` (tracing + graph optimisation + one run, median over
-``--first-reps`` freshly built models; our traced-once programs are cleared
-before each, so their tracing is always included, while the peers keep
-their warm AutoGraph conversion caches). The first call in a new process
-(``--cold-T``, each sample a fresh Python process, single-layer contenders)
-is what a program pays at start-up, when nobody's caches are warm. Samples of all
+``--first-reps`` freshly built models in this process, where everybody's
+per-process caches are warm: the peers' AutoGraph conversions and our traced
+programs, as for the second model a program builds; ``--clear-our-caches``
+clears ours before every sample, the worst case for us). The first call in a
+new process (``--cold-T``, each sample a fresh Python process, single-layer
+contenders) is what a program pays at start-up, when nobody's caches are
+warm. Samples of all
 contenders are interleaved (the order rotates every round) and the table
 gives the median in ms and the ratio to the best peer (Sonnet or Keras) in
 the same column: below 1.00 is faster than every peer. Eager timing stops
@@ -193,12 +195,14 @@ def _timed(fn: Callable[[], object]) -> float:
 
 
 def _run_mode(contenders: List[_Contender], x: tf.Tensor, graph: bool,
-             reps: int, first_reps: int) -> Dict[str, Dict[str, list]]:
+             reps: int, first_reps: int, clear_ours: bool = False
+             ) -> Dict[str, Dict[str, list]]:
     """Times every contender's fwd and fwd+bwd, interleaved; returns a dict.
 
     In graph mode the first call of a fresh ``tf.function`` is timed too,
-    ``first_reps`` times per contender with freshly built modules (and our
-    traced-once programs cleared), interleaved across contenders.
+    ``first_reps`` times per contender with freshly built modules (with our
+    traced-once programs cleared first when ``clear_ours``), interleaved
+    across contenders.
     """
     results: Dict[str, Dict[str, list]] = {
         c.name: {"fwd": [], "fwd+bwd": []} for c in contenders}
@@ -209,9 +213,11 @@ def _run_mode(contenders: List[_Contender], x: tf.Tensor, graph: bool,
         for _ in range(max(1, first_reps)):
             for c in contenders:
                 fwd, fb = _fns(c, x, graph)
-                _clear_our_caches()
+                if clear_ours:
+                    _clear_our_caches()
                 results[c.name]["first fwd"].append(_timed(fwd))
-                _clear_our_caches()
+                if clear_ours:
+                    _clear_our_caches()
                 results[c.name]["first fwd+bwd"].append(_timed(fb))
                 fns[c.name] = (fwd, fb)
     else:
@@ -338,6 +344,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         "default 5, 1 with --quick)")
     p.add_argument("--first-reps-max-T", type=int, default=100,
                    help="above this T time the first call once (default 100)")
+    p.add_argument("--clear-our-caches", action="store_true",
+                   help="in-process first calls: clear our traced programs "
+                        "before each (the peers keep their caches)")
     p.add_argument("--cold-T", default="20",
                    help="comma-separated T at which to time the first call in "
                         "a new process (default 20; empty to skip)")
@@ -399,7 +408,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             mode_reps = reps if graph else max(2, reps // 2)
             t0 = time.perf_counter()
             res = _run_mode(contenders, x, graph, mode_reps,
-                           first_reps if t <= args.first_reps_max_T else 1)
+                           first_reps if t <= args.first_reps_max_T else 1,
+                           args.clear_our_caches)
             print(f"T={t} {mode}: {mode_reps} samples in "
                   f"{time.perf_counter() - t0:.0f} s", flush=True)
             dump[f"T={t} {mode}"] = res
@@ -426,11 +436,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("| " + " | ".join(str(v).rjust(w) if i >= 3 else str(v).ljust(w)
                                 for i, (v, w) in enumerate(zip(r, widths)))
               + " |")
+    caches = ("our traced programs cleared and the peers' caches warm"
+              if args.clear_our_caches else "everybody's caches warm")
     print(f"\n(first call rows: the first call of a fresh tf.function - "
           f"tracing, graph optimisation and one run - median over "
           f"{first_reps} fresh build(s) for T <= {args.first_reps_max_T}, one "
-          f"above, in this process: the peers' AutoGraph caches are warm, our "
-          f"traced programs are cleared; 'new process' rows: median over "
+          f"above, in this process with "
+          f"{caches}"
+          f"; 'new process' rows: median over "
           f"{args.cold_reps} new Python processes, nothing warm)\ntotal "
           f"{time.perf_counter() - started:.0f} s, load average now "
           f"{os.getloadavg()[0]:.2f}")
