@@ -583,7 +583,7 @@ def assert_shallow_structure(shallow_tree: Any, input_tree: Any,
                 raise TypeError(E.differ(steps, E.describe(s, ks), E.describe(d, kd)))
         try:
             si, di = N.items(s, ks), N.items(d, kd)
-            dmap = _items_by_key(di)
+            dmap = dict(di)
         except Exception as e:
             raise E.add_path_note(e, steps)
         if len(si) != len(di):
@@ -596,13 +596,6 @@ def assert_shallow_structure(shallow_tree: Any, input_tree: Any,
                     f"{E.format_path(steps)} which the input lacks: "
                     f"{E.describe(s, ks)} vs {E.describe(d, kd)}"))
             stack.append((sc, dmap[key], steps + ((us, key),)))
-
-
-def _items_by_key(pairs: list) -> dict:
-    try:
-        return dict(pairs)
-    except TypeError:  # unhashable keys cannot come from a node's items
-        raise
 
 
 def _up_to_pairs(shallow: Any, deep: Any, path: tuple, out: list) -> None:
