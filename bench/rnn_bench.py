@@ -188,6 +188,16 @@ def _fns(contender: _Contender, x: tf.Tensor, graph: bool):
     return fwd, fwd_bwd
 
 
+def _inputs(t: int) -> tf.Tensor:
+    """The ``[T, B, I]`` input every contender gets for sequence length ``t``."""
+    return tf.random.stateless_normal([t, BATCH, INPUT], seed=[1, t])
+
+
+def _rotated(items: list, r: int) -> list:
+    """``items`` rotated by ``r``: the order of round ``r`` of samples."""
+    return items[r % len(items):] + items[:r % len(items)]
+
+
 def _timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     _materialise(fn())
@@ -227,7 +237,7 @@ def _run_mode(contenders: List[_Contender], x: tf.Tensor, graph: bool,
         _materialise(fb())
     names = list(fns)
     for r in range(reps):
-        order = names[r % len(names):] + names[:r % len(names)]
+        order = _rotated(names, r)
         for name in order:
             fwd, fb = fns[name]
             results[name]["fwd"].append(_timed(fwd))
@@ -257,7 +267,7 @@ def _cold_child(spec: str) -> int:
     """In a new process: times one contender's first graph call, prints ms."""
     name, which, t = spec.rsplit(",", 2)
     contender = next(c for c in _contenders([1]) if c.name == name)
-    x = tf.random.stateless_normal([int(t), BATCH, INPUT], seed=[1, int(t)])
+    x = _inputs(int(t))
     fwd, fb = _fns(contender, x, graph=True)
     _clear_our_caches()  # the eager build call traced our forward program
     print(_timed(fwd if which == "fwd" else fb))
@@ -271,7 +281,7 @@ def _cold_first_calls(contenders: List[_Contender], t: int, reps: int
     single = [c for c in contenders if not c.deep]
     results = {c.name: {"fwd": [], "fwd+bwd": []} for c in single}
     for r in range(reps):
-        order = single[r % len(single):] + single[:r % len(single)]
+        order = _rotated(single, r)
         for c in order:
             for which in ("fwd", "fwd+bwd"):
                 proc = subprocess.run(
@@ -392,7 +402,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             wanted = [w.strip() for w in args.only.split(",")]
             contenders = [c for c in contenders
                           if any(w in c.name for w in wanted)]
-        x = tf.random.stateless_normal([t, BATCH, INPUT], seed=[1, t])
+        x = _inputs(t)
         if args.reps:
             reps = args.reps
         else:
