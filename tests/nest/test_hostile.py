@@ -11,7 +11,6 @@ MAX_DEPTH (1,000) levels is legal and must work on both backends.
 from __future__ import annotations
 
 import collections
-import collections.abc as cabc
 import importlib.util
 import json
 import os
@@ -37,9 +36,6 @@ def chain(depth: int, leaf=1, wrap=lambda x: [x]):
     for _ in range(depth):
         s = wrap(s)
     return s
-
-
-
 
 
 # --------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from nestlib import _backend
-from tests.objects import BadGetItem, BadIter, BadOrder, Boom, Map, Seq, identical
+from tests.objects import BadGetItem, BadIter, BadOrder, Map, Seq, identical
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PY = _backend.api("python")
@@ -63,7 +63,6 @@ def test_extension_is_built_where_a_compiler_exists():
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
 
 
 def outcome(fn, *args, **kwargs):
