@@ -380,15 +380,15 @@ def _build(structure: Any, treedef: Any) -> Spec:
         W.assert_same_structure(skeleton, x, check_types=True)
         return W.flatten(x)
 
+    def leaf_flatten(x):
+        if N.kind_get(type(x), -1):
+            return slow(x)
+        return [x]
+
     flatten = slow
-    if generic and k != LEAF:
-        pass
-    elif k == LEAF:
-        def flatten(x):
-            if N.kind_get(type(x), -1):
-                return slow(x)
-            return [x]
-    else:
+    if k == LEAF:
+        flatten = leaf_flatten
+    elif not generic:
         g = _Gen()
         pieces: list = []
         ok: list = []
@@ -407,10 +407,10 @@ def _build(structure: Any, treedef: Any) -> Spec:
                     if n <= 16 else  # many leaves: check each distinct type once
                     "    for t in _set(_map(_type, out)):\n        if _kg(t, -1): return _slow(x)\n")
             lines = lines.replace("return _slow(x)", "raise _Fail")
-            src = (f"def flatten(x):\n    try:\n"
+            src = ("def flatten(x):\n    try:\n"
                    + "\n".join("    " + line for line in lines.split("\n")) +
                    f"\n        out = [{', '.join(pieces)}]\n"
-                   f"    except (KeyError, ValueError, TypeError, _Fail):\n        return _slow(x)\n"
+                   "    except (KeyError, ValueError, TypeError, _Fail):\n        return _slow(x)\n"
                    f"{leaf_check}{tail}    return out\n")
             flatten = _compile(src, dict(g.consts, **helpers, _type=type, _len=len, _slow=slow,
                                          _Fail=_Fail),

@@ -12,7 +12,6 @@ any :class:`rnn.RNNCore`.
 [1, 2]
 """
 
-from rnn.dnc import addressing
 from rnn.dnc.access import AccessState, Linear, MemoryAccess
 from rnn.dnc.addressing import TemporalLinkageState
 from rnn.dnc.core import DNC, DNCState

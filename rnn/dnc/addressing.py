@@ -23,7 +23,6 @@ Example (a whole write-then-read step on a 2-slot memory):
 from __future__ import annotations
 
 import collections
-from typing import Optional
 
 import tensorflow as tf
 
