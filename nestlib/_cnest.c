@@ -1743,13 +1743,21 @@ static PyObject *
 spec_unflatten_trusted(SpecCore *sp, PyObject *L)
 {
     Py_ssize_t ni = 0, li = 0;
+    PyObject *r;
     if (!spec_alive(sp))
         return NULL;
     if ((!PyList_CheckExact(L) && !PyTuple_CheckExact(L)) || Py_SIZE(L) < sp->nleaves) {
         PyErr_SetString(PyExc_IndexError, "Spec: too few leaves");
         return NULL;
     }
-    return spec_build(sp, &ni, L, &li);
+    r = spec_build(sp, &ni, L, &li);
+    if (r == NULL && PyErr_ExceptionMatches(PyExc_Exception)) {
+        /* A node type refused its values: the Python pack redoes the build
+         * and raises that error with the node's path. */
+        PyErr_Clear();
+        return PyObject_CallFunctionObjArgs(fb_pack_trusted, sp->skeleton, L, NULL);
+    }
+    return r;
 }
 
 static PyObject *

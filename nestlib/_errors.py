@@ -130,3 +130,19 @@ def add_path_note(exc: BaseException, steps) -> BaseException:
         exc.add_note(f"(nestlib: raised while reading the structure at "
                      f"{format_path(steps)})")
     return exc
+
+
+def add_rebuild_note(exc: BaseException, paths: list) -> BaseException:
+    """Adds a note naming where the node whose rebuild failed sits.
+
+    ``paths`` are the ``(kind, key)`` steps of every place that node object
+    occupies (one, unless the structure shares it), in flatten order.
+    """
+    if paths and hasattr(exc, "add_note"):
+        where = format_path(paths[0])
+        if len(paths) > 1:
+            others = ", ".join(format_path(p) for p in paths[1:3])
+            more = ", ..." if len(paths) > 3 else ""
+            where += f" (the same object is also at {others}{more})"
+        exc.add_note(f"(nestlib: raised while rebuilding the node at {where})")
+    return exc

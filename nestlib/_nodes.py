@@ -196,40 +196,56 @@ def items(x: Any, k: int) -> list[tuple]:
     return list(enumerate(children(x, k)))
 
 
+# A failed rebuild raises TypeError holding the template node under this
+# attribute; the walkers look that node up in the structure to name its path.
+REBUILD_NODE = "_nestlib_rebuild_node"
+
+
+def _rebuild_error(x: Any, n: int, e: Exception) -> Exception:
+    """The TypeError for ``x``'s type refusing ``n`` values with ``e``."""
+    if hasattr(e, REBUILD_NODE):  # a proxy's target refused: name the proxy
+        setattr(e, REBUILD_NODE, x)
+        return e
+    err = TypeError(f"could not rebuild a {type(x).__name__} from {n} values: {e}")
+    setattr(err, REBUILD_NODE, x)
+    return err
+
+
 def rebuild(x: Any, k: int, values: list) -> Any:
     """A node like ``x`` (same type, same key order) holding ``values``.
 
-    ``values`` are in flatten order (sorted keys for mappings).
+    ``values`` are in flatten order (sorted keys for mappings). When ``x``'s
+    type refuses them, raises TypeError with ``x`` as its REBUILD_NODE.
     """
-    if k == LIST:
-        return values if type(x) is list else type(x)(values)
-    if k == TUPLE:
-        return tuple(values) if type(x) is tuple else type(x)(values)
-    if k == MAPPING:
-        return rebuild_mapping(x, values)
-    if k == NAMEDTUPLE or k == ATTRS or k == SEQUENCE:
-        t = type(x)
-        try:
-            if k == NAMEDTUPLE:
-                return t(*values)
-            if k == SEQUENCE:
-                return t(values)
-            return t(**dict(zip(attrs_names(t), values)))
-        except Exception as e:
-            raise TypeError(
-                f"could not rebuild a {t.__name__} from {len(values)} values: {e}"
-            ) from e
-    if k == VIEW:
-        return list(values)
-    if k == PROXY:
-        inner, ik = unwrap(x, k)
-        rebuilt = rebuild(inner, ik, values)
-        if ik == NAMEDTUPLE or ik == ATTRS:
-            return rebuilt  # as dm-tree: records come back unwrapped
-        return type(x)(rebuilt)
-    if k == COMPOSITE:
-        from . import _composites
-        return _composites.rebuild(x, values)
+    try:
+        if k == LIST:
+            return values if type(x) is list else type(x)(values)
+        if k == TUPLE:
+            return tuple(values) if type(x) is tuple else type(x)(values)
+        if k == MAPPING:
+            return rebuild_mapping(x, values)
+        if k == NAMEDTUPLE:
+            return type(x)(*values)
+        if k == SEQUENCE:
+            return type(x)(values)
+        if k == ATTRS:
+            return type(x)(**dict(zip(attrs_names(type(x)), values)))
+        if k == VIEW:
+            return list(values)
+        if k == PROXY:
+            inner, ik = unwrap(x, k)
+            rebuilt = rebuild(inner, ik, values)
+            if ik == NAMEDTUPLE or ik == ATTRS:
+                return rebuilt  # as dm-tree: records come back unwrapped
+            return type(x)(rebuilt)
+        if k == COMPOSITE:
+            from . import _composites
+            return _composites.rebuild(x, values)
+    except Exception as e:
+        err = _rebuild_error(x, len(values), e)
+        if err is e:
+            raise
+        raise err from e
     raise AssertionError(f"not a node kind: {k}")
 
 
@@ -243,11 +259,14 @@ def rebuild_mapping(x: Any, values: list, skeys: list | None = None) -> Any:
     t = type(x)
     if t is dict:
         return by_key
-    if isinstance(x, collections.defaultdict):
-        return t(x.default_factory, by_key)
-    if t is types.MappingProxyType:
-        return t(by_key)
-    return t(by_key.items()) if not issubclass(t, dict) else t(by_key)
+    try:
+        if isinstance(x, collections.defaultdict):
+            return t(x.default_factory, by_key)
+        if t is types.MappingProxyType:
+            return t(by_key)
+        return t(by_key.items()) if not issubclass(t, dict) else t(by_key)
+    except Exception as e:
+        raise _rebuild_error(x, len(values), e) from e
 
 
 def type_name(x: Any) -> str:

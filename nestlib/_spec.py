@@ -364,14 +364,19 @@ def _build(structure: Any, treedef: Any) -> Spec:
     else:
         g = _Gen()
         expr = _emit_unflatten(g, skeleton, k, [0], 0)
-        body = "\n".join(g.stmts)
+        # A node type refusing its values: the Python pack redoes the build
+        # and raises that error with the node's path.
+        body = "\n".join("    " + line for line in g.stmts)
+        build = (f"    try:\n{body}\n        return {expr}\n"
+                 f"    except Exception:\n        return _redo(_skeleton, L)\n")
         src = (f"def unflatten(L):\n"
                f"    if _type(L) is not _listT and _type(L) is not _tupleT: L = _check(L)\n"
                f"    if _len(L) != {n}: raise _count(_len(L))\n"
-               f"{body}\n    return {expr}\n"
-               f"def trusted(L):\n{body}\n    return {expr}\n")
+               f"{build}"
+               f"def trusted(L):\n{build}")
         consts = dict(g.consts, **helpers, _type=type, _len=len, _listT=list, _tupleT=tuple,
-                      _check=W.check_flat_sequence, _count=count_error)
+                      _check=W.check_flat_sequence, _count=count_error,
+                      _redo=W.pack_trusted, _skeleton=skeleton)
         unflatten, trusted = _compile(src, consts, ("unflatten", "trusted"))
     put(spec, "unflatten", unflatten)
     put(spec, "_unflatten_trusted", trusted)

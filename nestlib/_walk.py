@@ -40,12 +40,14 @@ class _Missing:
 # Diagnosis: where is the problem? (iterative: safe on any input)
 # --------------------------------------------------------------------------
 
-def _diagnose(structure: Any, kind_fn: Callable[[Any], int] = classify) -> int:
+def _diagnose(structure: Any, kind_fn: Callable[[Any], int] = classify,
+              find: Any = None, found: list | None = None) -> int:
     """Walks ``structure`` without recursion; returns its depth.
 
     Raises ValueError for a reference cycle or nesting deeper than
     MAX_DEPTH, and re-raises any exception from a user object's methods with
-    a note naming the path where it arose.
+    a note naming the path where it arose. With ``find``, appends to
+    ``found`` the steps of every node that ``is find``, in flatten order.
     """
     deepest = 0
     on_path: set[int] = set()
@@ -62,6 +64,8 @@ def _diagnose(structure: Any, kind_fn: Callable[[Any], int] = classify) -> int:
             raise E.add_path_note(e, steps)
         if k == LEAF:
             continue
+        if x is find:
+            found.append(steps)
         depth = len(steps)
         if depth >= MAX_DEPTH:
             raise ValueError(E.TOO_DEEP.format(limit=MAX_DEPTH, path=E.format_path(steps)))
@@ -124,7 +128,18 @@ def retry_deep(fn: Callable, args: tuple, structures: tuple, error: BaseExceptio
     if isinstance(error, RecursionError):
         with _RaisedRecursionLimit(depth):
             return fn(*args)
-    raise error
+    raise note_rebuild_path(error, structures[0])
+
+
+def note_rebuild_path(error: BaseException, structure: Any) -> BaseException:
+    """If ``error`` is a failed rebuild of a node of ``structure``, notes where."""
+    node = getattr(error, N.REBUILD_NODE, None)
+    if node is not None:
+        delattr(error, N.REBUILD_NODE)  # noted once, by the outermost caller
+        paths: list = []
+        _diagnose(structure, find=node, found=paths)
+        E.add_rebuild_note(error, paths)
+    return error
 
 
 # --------------------------------------------------------------------------
@@ -720,11 +735,11 @@ def traverse_with_path(fn: Callable, structure: Any, top_down: bool = True) -> A
     try:
         with _RaisedRecursionLimit(MAX_DEPTH):
             return _traverse(fn, (), structure, top_down)
-    except Exception:
+    except Exception as e:
         # A cycle, too deep, or a user object's error: say which and where.
         # (An error from ``fn`` itself passes through unchanged.)
         _diagnose(structure)
-        raise
+        raise note_rebuild_path(e, structure)
 
 
 def traverse(fn: Callable, structure: Any, top_down: bool = True) -> Any:

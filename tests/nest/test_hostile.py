@@ -11,6 +11,7 @@ MAX_DEPTH (1,000) levels is legal and must work on both backends.
 from __future__ import annotations
 
 import collections
+import collections.abc as cabc
 import importlib.util
 import json
 import os
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import textwrap
 
+import attrs
 import pytest
 
 from nestlib import _backend
@@ -305,6 +307,114 @@ def test_user_exceptions_propagate_with_the_path(nest, structure, message, path)
             fn(structure)
         notes = getattr(info.value, "__notes__", [])
         assert any(path in note for note in notes), (name, notes)
+
+
+# Node types whose constructors refuse the value 99 (one per node kind that
+# is rebuilt by calling the type).
+class PickyTuple(collections.namedtuple("PickyTuple", "a b")):
+    def __new__(cls, a, b):
+        _refuse([a, b])
+        return super().__new__(cls, a, b)
+
+
+class PickyList(list):
+    def __init__(self, values=()):
+        _refuse(values)
+        super().__init__(values)
+
+
+class PickyDict(dict):
+    def __init__(self, *args):
+        super().__init__(*args)
+        _refuse(self.values())
+
+
+class PickyMapping(cabc.Mapping):
+    def __init__(self, items):
+        self._d = dict(items)
+        _refuse(self._d.values())
+
+    def __getitem__(self, key):
+        return self._d[key]
+
+    def __iter__(self):
+        return iter(self._d)
+
+    def __len__(self):
+        return len(self._d)
+
+
+class PickySeq(cabc.Sequence):
+    def __init__(self, values):
+        _refuse(values)
+        self._v = list(values)
+
+    def __getitem__(self, i):
+        return self._v[i]
+
+    def __len__(self):
+        return len(self._v)
+
+
+@attrs.define
+class PickyAttrs:
+    a: int = attrs.field(validator=lambda _, __, v: _refuse([v]))
+    b: int = 0
+
+
+def _refuse(values):
+    if 99 in list(values):
+        raise Boom("99 is refused")
+
+
+def rebuilding_functions(nest, n_leaves):
+    """Every public function that builds new nodes, fed values a Picky* refuses."""
+    return {
+        "unflatten_as": lambda s: nest.unflatten_as(s, [99] * n_leaves),
+        "pack_sequence_as": lambda s: nest.pack_sequence_as(s, [99] * n_leaves),
+        "map_structure": lambda s: nest.map_structure(lambda x: 99, s),
+        "map_structure 2": lambda s: nest.map_structure(lambda x, y: 99, s, s),
+        "map_structure_with_path": lambda s: nest.map_structure_with_path(lambda p, x: 99, s),
+        "map_structure_up_to": lambda s: nest.map_structure_up_to(s, lambda x: 99, s),
+        "map_structure_with_path_up_to":
+            lambda s: nest.map_structure_with_path_up_to(s, lambda p, x: 99, s),
+        "traverse": lambda s: nest.traverse(lambda x: 99 if x == 1 else None, s),
+        "traverse bottom-up":
+            lambda s: nest.traverse(lambda x: 99 if x == 1 else None, s, top_down=False),
+        "Spec.unflatten": lambda s: nest.spec_of(s).unflatten([99] * n_leaves),
+        "Spec.map": lambda s: nest.spec_of(s).map(lambda x: 99, s),
+    }
+
+
+@pytest.mark.parametrize("node", [
+    PickyTuple(1, 1), PickyList([1, 1]), PickyDict({"k": 1, "j": 1}),
+    PickyMapping({"k": 1, "j": 1}), PickySeq([1, 1]), PickyAttrs(1, 1),
+], ids=lambda n: type(n).__name__)
+def test_a_node_type_refusing_its_values_is_named_by_path(nest, node):
+    s = {"x": [0, (node, 2)], "y": [3]}
+    for name, fn in rebuilding_functions(nest, len(nest.flatten(s))).items():
+        with pytest.raises(TypeError, match=f"could not rebuild a {type(node).__name__} "
+                                            f"from 2 values: 99 is refused") as info:
+            fn(s)
+        notes = getattr(info.value, "__notes__", [])
+        assert notes == ["(nestlib: raised while rebuilding the node at ['x'][1][0])"], \
+            (name, notes)
+        assert isinstance(info.value.__cause__, Boom), name
+    # the same values are fine where the type accepts them
+    accepted = nest.map_structure(lambda x: 5, s)["x"][1][0]
+    assert type(accepted) is type(node) and nest.flatten(accepted) == [5, 5]
+
+
+def test_a_refusing_node_shared_by_two_places_names_both(nest):
+    node = PickyTuple(1, 1)
+    s = [{"a": node}, node]
+    for name, fn in rebuilding_functions(nest, 4).items():
+        with pytest.raises(TypeError, match="could not rebuild a PickyTuple") as info:
+            fn(s)
+        also = "" if name.startswith("Spec") else " (the same object is also at [1])"
+        # (a Spec rebuilds from its own skeleton, which shares nothing)
+        assert info.value.__notes__ == [
+            f"(nestlib: raised while rebuilding the node at [0]['a']{also})"], name
 
 
 def test_hostile_nodes_compared_with_plain_ones_give_structure_errors(nest):
