@@ -122,24 +122,27 @@ def retry_deep(fn: Callable, args: tuple, structures: tuple, error: BaseExceptio
     with a raised recursion limit (``fn`` must be free of user callbacks).
     A user exception is re-raised with a note naming its path.
     """
-    depth = 0
-    for s in structures:
-        depth = max(depth, _diagnose(s))  # raises for cycles / too deep / user errors
+    # raises for cycles / too deep / user errors
+    depth = _diagnose_noting(structures[0], error)
+    for s in structures[1:]:
+        depth = max(depth, _diagnose(s))
     if isinstance(error, RecursionError):
         with _RaisedRecursionLimit(depth):
             return fn(*args)
-    raise note_rebuild_path(error, structures[0])
+    raise error
 
 
-def note_rebuild_path(error: BaseException, structure: Any) -> BaseException:
-    """If ``error`` is a failed rebuild of a node of ``structure``, notes where."""
+def _diagnose_noting(structure: Any, error: BaseException) -> int:
+    """``_diagnose(structure)``; if ``error`` is a failed rebuild of one of its
+    nodes, the same walk finds where that node sits and notes it on ``error``."""
     node = getattr(error, N.REBUILD_NODE, None)
-    if node is not None:
-        delattr(error, N.REBUILD_NODE)  # noted once, by the outermost caller
-        paths: list = []
-        _diagnose(structure, find=node, found=paths)
-        E.add_rebuild_note(error, paths)
-    return error
+    if node is None:
+        return _diagnose(structure)
+    delattr(error, N.REBUILD_NODE)  # noted once, by the first walker that sees it
+    paths: list = []
+    depth = _diagnose(structure, find=node, found=paths)
+    E.add_rebuild_note(error, paths)
+    return depth
 
 
 # --------------------------------------------------------------------------
@@ -736,10 +739,10 @@ def traverse_with_path(fn: Callable, structure: Any, top_down: bool = True) -> A
         with _RaisedRecursionLimit(MAX_DEPTH):
             return _traverse(fn, (), structure, top_down)
     except Exception as e:
-        # A cycle, too deep, or a user object's error: say which and where.
-        # (An error from ``fn`` itself passes through unchanged.)
-        _diagnose(structure)
-        raise note_rebuild_path(e, structure)
+        # A cycle, too deep, a user object's error or a node type refusing its
+        # values: say which and where. (An error from ``fn`` passes unchanged.)
+        _diagnose_noting(structure, e)
+        raise
 
 
 def traverse(fn: Callable, structure: Any, top_down: bool = True) -> Any:

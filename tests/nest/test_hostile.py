@@ -11,7 +11,6 @@ MAX_DEPTH (1,000) levels is legal and must work on both backends.
 from __future__ import annotations
 
 import collections
-import collections.abc as cabc
 import importlib.util
 import json
 import os
@@ -243,7 +242,7 @@ def test_deep_mismatch_reports_the_path_without_recursing(nest):
 # --------------------------------------------------------------------------
 
 from tests.objects import (BadEq, BadGetItem, BadIter, BadKeys, BadLen,  # noqa: E402
-                           BadOrder, BadRepr, Boom)
+                           BadOrder, BadRepr, Boom, Map, Seq)
 
 
 def all_functions(nest):
@@ -329,31 +328,16 @@ class PickyDict(dict):
         _refuse(self.values())
 
 
-class PickyMapping(cabc.Mapping):
+class PickyMapping(Map):
     def __init__(self, items):
-        self._d = dict(items)
-        _refuse(self._d.values())
-
-    def __getitem__(self, key):
-        return self._d[key]
-
-    def __iter__(self):
-        return iter(self._d)
-
-    def __len__(self):
-        return len(self._d)
+        _refuse(dict(items).values())
+        super().__init__(items)
 
 
-class PickySeq(cabc.Sequence):
+class PickySeq(Seq):
     def __init__(self, values):
         _refuse(values)
-        self._v = list(values)
-
-    def __getitem__(self, i):
-        return self._v[i]
-
-    def __len__(self):
-        return len(self._v)
+        super().__init__(values)
 
 
 @attrs.define
