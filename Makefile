@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# rnn's compiled LSTM kernels, built against the installed TensorFlow (skipped
+# with a message where there is no C compiler).
+KERNELS := rnn/_lstm_kernels.op.so
 
 .PHONY: demo test test-fast bench bench-rnn docs clean
 
@@ -13,23 +16,26 @@ $(STAMP): pyproject.toml setup.py nestlib/_cnest.c
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+$(KERNELS): $(STAMP) rnn/_lstm_kernels.c rnn/_build_kernels.py
+	$(PY) rnn/_build_kernels.py
+
+demo: $(STAMP) $(KERNELS)
 	$(PY) -m rnn.examples.repeat_copy
 
-test: $(STAMP)
+test: $(STAMP) $(KERNELS)
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 # The peers the benchmarks measure against are test dependencies too.
-bench: $(STAMP)
+bench: $(STAMP) $(KERNELS)
 	$(PY) bench/nest_bench.py
 
-bench-rnn: $(STAMP)
+bench-rnn: $(STAMP) $(KERNELS)
 	$(PY) bench/rnn_bench.py
 
 # The documentation site (Sphinx + MyST) into docs/_build/html; warnings are errors.
-docs: $(STAMP)
+docs: $(STAMP) $(KERNELS)
 	$(PY) -m sphinx -b html -W --keep-going -q docs docs/_build/html
 	@echo "open docs/_build/html/index.html"
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis $(KERNELS)

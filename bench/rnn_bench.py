@@ -6,6 +6,9 @@ respect to every trainable variable):
 
 * ``rnn.dynamic_unroll(rnn.LSTM)`` (the whole-sequence fast path,
   :func:`rnn.fused_lstm.lstm_sequence`), and that function called directly;
+  "rnn.LSTM without kernels" is the first with the compiled kernels turned
+  off (:func:`rnn.fused_lstm.set_native_kernels`), the TensorFlow-ops
+  programs that XLA, GPUs and other dtypes run;
 * ``snt.dynamic_unroll(snt.LSTM)`` and ``snt.UnrolledLSTM`` (Sonnet 2);
 * ``keras.layers.LSTM`` (Keras 3, TensorFlow backend, batch-major input as
   it expects; the transpose is done once, outside the timing);
@@ -81,6 +84,7 @@ def _contenders(layers_list: Sequence[int]) -> List[_Contender]:
     import sonnet as snt  # pylint: disable=import-outside-toplevel
 
     import rnn  # pylint: disable=import-outside-toplevel
+    from rnn import fused_lstm  # pylint: disable=import-outside-toplevel
     from rnn.fused_lstm import lstm_sequence  # pylint: disable=import-outside-toplevel
 
     def ours(layers):
@@ -93,6 +97,23 @@ def _contenders(layers_list: Sequence[int]) -> List[_Contender]:
                 return rnn.dynamic_unroll(core, x, core.initial_state(BATCH))[0]
             return forward, core.trainable_variables
         return make
+
+    def without_kernels(make):
+        def wrapped(x):
+            previous = fused_lstm.set_native_kernels(False)
+            try:
+                forward, variables = make(x)
+            finally:
+                fused_lstm.set_native_kernels(previous)
+
+            def forward_tf_ops():  # read when tracing and on eager calls
+                previous = fused_lstm.set_native_kernels(False)
+                try:
+                    return forward()
+                finally:
+                    fused_lstm.set_native_kernels(previous)
+            return forward_tf_ops, variables
+        return wrapped
 
     def fused(x):
         k = tf.Variable(tf.random.uniform([INPUT, 4 * HIDDEN], -0.1, 0.1))
@@ -153,6 +174,9 @@ def _contenders(layers_list: Sequence[int]) -> List[_Contender]:
         if not deep:
             out.append(_Contender("rnn.fused_lstm.lstm_sequence", False, deep,
                                  fused))
+            if fused_lstm.native_kernels_available():
+                out.append(_Contender("rnn.LSTM without kernels", False, deep,
+                                     without_kernels(ours(1))))
         out += [
             _Contender(f"{tag}snt.dynamic_unroll(snt.{'DeepRNN' if deep else 'LSTM'})",
                       True, deep, snt_dynamic(layers)),

@@ -24,27 +24,44 @@ to float rounding), organised for speed on CPU:
   stepped cell does. Inside ``tf.function`` TensorFlow drops the input
   gradient when nothing uses it.
 
-Measured alternatives (bench/rnn_bench.py and notes in the report): one big
-``x @ kernel`` matmul before the loop (more memory traffic, a longer loop
-step for wide inputs), folding ``x_t`` into the recurrent matmul (a longer
-critical path), per-step transposes (slow small oneDNN ops) and XLA-compiled
-loops (recompiled for every new ``T``) were all slower or no faster here.
+Where it can (float32, no visible GPU, not under XLA), each recurrence runs
+as one compiled op instead (``rnn/_lstm_kernels.c``, built by ``make``
+against TensorFlow's C API): the same per-step work without the executor's
+per-op and per-iteration costs between the small matmuls and element-wise
+ops, the products split by hidden unit over a few threads (one per CPU,
+``RNN_LSTM_THREADS`` overrides) that meet once per step. There the input
+projection of all steps is one ``[4H, I+1] x [I+1, T*B]`` matmul before the
+op. The kernels take and produce exactly the tensors the ``while_loop``
+programs do, so the rest (the weight-gradient matmuls, masking, reversal)
+is shared. :func:`native_kernels_available` says whether they are built;
+:func:`set_native_kernels` turns them off (e.g. to export a SavedModel for a
+process that will not ``import rnn``).
+
+Measured alternatives for the TF-ops programs (bench/rnn_bench.py and notes
+in the report): one big ``x @ kernel`` matmul before the loop (more memory
+traffic, a longer loop step for wide inputs), folding ``x_t`` into the
+recurrent matmul (a longer critical path), per-step transposes (slow small
+oneDNN ops) and XLA-compiled loops (recompiled for every new ``T``) were all
+slower or no faster there.
 
 The forward and backward programs are ``tf.function`` s traced once per
-process for each dtype and variant (masked or not, reversed or not) with
+process for each dtype and variant (masked or not, reversed or not, kernels
+or not) with
 unknown ``T`` and batch size: eager calls run as one graph call each way,
 and tracing a model that uses them does not trace the loops again.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Optional, Tuple
 
 import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
 
 from rnn import _utils
 
-__all__ = ["lstm_sequence"]
+__all__ = ["lstm_sequence", "native_kernels_available", "set_native_kernels"]
 
 _SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 
@@ -175,13 +192,27 @@ def _backward(d_out, d_h, d_c, kernel, recurrent_kernel, lengths, xa, hs,
         lambda k, *_: k > 0, body,
         (n, tf.transpose(d_h), tf.transpose(d_c), dz_acc),
         parallel_iterations=_PARALLEL_ITERATIONS)
-    # Everything below is over all T * B columns at once.
-    def columns(stacked):  # [T, F, B] -> [F, T * B]
-        return tf.reshape(tf.transpose(stacked, [1, 0, 2]), [-1, n * batch])
+    return _gradients(dz_acc.stack(), dh0, dc0, kernel, xa, hs,
+                      reverse=reverse)
 
-    dz = columns(dz_acc.stack())                                   # [4H, TB]
-    d_kernel_bias = tf.matmul(columns(xa), dz, transpose_b=True)   # [I+1, 4H]
-    d_rk = tf.matmul(columns(hs[:-1]), dz, transpose_b=True)       # [H, 4H]
+
+def _columns(stacked: tf.Tensor) -> tf.Tensor:
+    """``[T, F, B] -> [F, T * B]``."""
+    shape = tf.shape(stacked)
+    return tf.reshape(tf.transpose(stacked, [1, 0, 2]),
+                      [-1, shape[0] * shape[2]])
+
+
+def _gradients(dz, dh0, dc0, kernel, xa, hs, *, reverse):
+    """The six gradients from the per-step gate gradients ``dz [T, 4H, B]``.
+
+    The weight gradients are two large matmuls over all ``T * B`` columns at
+    once, the input gradient one more.
+    """
+    n, batch = tf.shape(dz)[0], tf.shape(dz)[2]
+    dz = _columns(dz)                                              # [4H, TB]
+    d_kernel_bias = tf.matmul(_columns(xa), dz, transpose_b=True)  # [I+1, 4H]
+    d_rk = tf.matmul(_columns(hs[:-1]), dz, transpose_b=True)      # [H, 4H]
     d_x = tf.matmul(kernel, dz)                                    # [I, TB]
     d_x = tf.transpose(tf.reshape(d_x, [-1, n, batch]), [1, 2, 0])  # [T, B, I]
     if reverse:
@@ -190,17 +221,153 @@ def _backward(d_out, d_h, d_c, kernel, recurrent_kernel, lengths, xa, hs,
             d_rk, d_kernel_bias[-1])
 
 
-# (dtype, masked, reverse, "fwd" | "bwd") -> concrete function.
+# --------------------------------------------------------------------------
+# The compiled kernels (rnn/_lstm_kernels.c): the same programs with each
+# recurrence as one op instead of a tf.while_loop.
+# --------------------------------------------------------------------------
+
+_LIBRARY = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                        "_lstm_kernels.op.so")
+_kernels = None          # the loaded op library, once loaded
+_kernels_error = None    # why it could not be loaded, once tried
+_native_enabled = True
+_gpu_present = None
+
+
+def _load_kernels():
+    global _kernels, _kernels_error
+    if _kernels is None and _kernels_error is None:
+        if not os.path.exists(_LIBRARY):
+            _kernels_error = (f"{_LIBRARY} is not built (run `make` or "
+                              f"`python rnn/_build_kernels.py`)")
+        else:
+            try:
+                _kernels = tf.load_op_library(_LIBRARY)
+            except (tf.errors.OpError, OSError) as e:
+                _kernels_error = f"{_LIBRARY} did not load: {e}"
+            else:
+                # Differentiating the gradient stops at _first_order_only
+                # with a clear error; a tape recording the backward program
+                # (under an outer tape) still needs the ops to have an entry.
+                tf.no_gradient("NestlibLstmForward")
+                tf.no_gradient("NestlibLstmBackward")
+    return _kernels
+
+
+def native_kernels_available() -> bool:
+    """Whether the compiled LSTM kernels are built and loaded in this process.
+
+    :func:`lstm_sequence` runs its recurrences as two compiled ops (one
+    forward, one backward) where it can: float32 on a machine without a
+    visible GPU, outside XLA compilation, and unless
+    :func:`set_native_kernels` turned them off. Elsewhere it runs the same
+    computation as TensorFlow ``while_loop`` s. ``make`` builds the library
+    (``python rnn/_build_kernels.py``); without a C compiler it is absent and
+    this returns False.
+
+    >>> isinstance(native_kernels_available(), bool)
+    True
+    """
+    return _load_kernels() is not None
+
+
+def set_native_kernels(enabled: bool) -> bool:
+    """Turns the compiled LSTM kernels on or off; returns the previous setting.
+
+    It applies to functions traced afterwards (and to eager calls). Turn them
+    off before tracing a function you will export as a SavedModel for a
+    process that does not ``import rnn``: a graph that uses the kernels
+    needs their library loaded (``import rnn.fused_lstm``) to run.
+
+    >>> previous = set_native_kernels(False)
+    >>> out, h, c = lstm_sequence(tf.ones([2, 1, 3]), tf.zeros([1, 4]),
+    ...                           tf.zeros([1, 4]), tf.zeros([3, 16]),
+    ...                           tf.zeros([4, 16]), tf.zeros([16]))
+    >>> set_native_kernels(previous)
+    False
+    >>> float(h[0, 0])      # sigmoid(0) * tanh(c), c = 0.5 * 0 + 0.5 * 0
+    0.0
+    """
+    global _native_enabled
+    previous, _native_enabled = _native_enabled, bool(enabled)
+    return previous
+
+
+def _in_xla_context() -> bool:
+    graph = tf.compat.v1.get_default_graph()
+    return control_flow_util.GraphOrParentsInXlaContext(graph)
+
+
+def _use_native(dtype: tf.DType) -> bool:
+    global _gpu_present
+    if not _native_enabled or dtype != tf.float32 or _load_kernels() is None:
+        return False
+    if _gpu_present is None:
+        _gpu_present = bool(tf.config.list_logical_devices("GPU"))
+    return not _gpu_present and not _in_xla_context()
+
+
+def _no_mask(masked, lengths, n, reverse):
+    """The kernels' mask argument: ``[T, B]`` in processing order or ``[0]``."""
+    if masked:
+        return _time_mask(lengths, n, reverse)[:, 0, :]
+    return tf.zeros([0], tf.bool)
+
+
+def _forward_native(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *,
+                    masked, reverse):
+    """:func:`_forward` with the recurrence as one compiled op."""
+    n, batch = tf.shape(x)[0], tf.shape(x)[1]
+    with tf.control_dependencies([tf.debugging.assert_positive(
+            n, message="lstm_sequence: the input sequence has zero time steps")]):
+        n = tf.identity(n)
+    if reverse:
+        x = tf.reverse(x, axis=[0])
+    xa = tf.concat([tf.transpose(x, [0, 2, 1]),
+                    tf.ones([n, 1, batch], x.dtype)], axis=1)      # [T, I+1, B]
+    # The input projection of every step as one matmul, [4H, T, B].
+    wx = tf.transpose(tf.concat([kernel, bias[tf.newaxis]], axis=0))
+    zx = tf.reshape(tf.matmul(wx, _columns(xa)), [-1, n, batch])
+    mask = _no_mask(masked, lengths, n, reverse)
+    ss, cs, hs = _kernels.nestlib_lstm_forward(
+        zx, recurrent_kernel, tf.transpose(h0), tf.transpose(c0), mask)
+    out = hs[1:]
+    if masked:
+        out = tf.where(mask[:, tf.newaxis, :], out, tf.zeros([], x.dtype))
+    if reverse:
+        out = tf.reverse(out, axis=[0])
+    return (tf.transpose(out, [0, 2, 1]), tf.transpose(hs[-1]),
+            tf.transpose(cs[-1]), xa, hs, ss, cs)
+
+
+def _backward_native(d_out, d_h, d_c, kernel, recurrent_kernel, lengths, xa,
+                     hs, ss, cs, *, masked, reverse):
+    """:func:`_backward` with the reverse recurrence as one compiled op."""
+    n = tf.shape(xa)[0]
+    if reverse:
+        d_out = tf.reverse(d_out, axis=[0])
+    d_out = tf.transpose(d_out, [0, 2, 1])                         # [T, H, B]
+    mask = _no_mask(masked, lengths, n, reverse)
+    if masked:
+        d_out = tf.where(mask[:, tf.newaxis, :], d_out, tf.zeros([], xa.dtype))
+    dz, dh0, dc0 = _kernels.nestlib_lstm_backward(
+        ss, cs, d_out, tf.transpose(d_h), tf.transpose(d_c), recurrent_kernel,
+        mask)
+    return _gradients(dz, dh0, dc0, kernel, xa, hs, reverse=reverse)
+
+
+# (dtype, masked, reverse, native, "fwd" | "bwd") -> concrete function.
 _PROGRAMS = {}
 
 
-def _program(dtype: tf.DType, masked: bool, reverse: bool, which: str):
+def _program(dtype: tf.DType, masked: bool, reverse: bool, native: bool,
+             which: str):
     """The concrete forward or backward function, traced once per key.
 
     Traced lazily (a model that never asks for gradients never traces the
     backward program), with unknown ``T`` and batch size.
     """
-    key = (dtype, masked, reverse, which)
+    key = (dtype, masked, reverse, native, which)
     if key not in _PROGRAMS:
         t3 = tf.TensorSpec([None, None, None], dtype)
         t2 = tf.TensorSpec([None, None], dtype)
@@ -209,15 +376,17 @@ def _program(dtype: tf.DType, masked: bool, reverse: bool, which: str):
         flags = dict(masked=masked, reverse=reverse)
         if which == "fwd":
             def fwd(x, h0, c0, kernel, rk, bias, *lengths):
-                return _forward(x, h0, c0, kernel, rk, bias,
-                                lengths[0] if masked else None, **flags)
+                program = _forward_native if native else _forward
+                return program(x, h0, c0, kernel, rk, bias,
+                               lengths[0] if masked else None, **flags)
             fn = tf.function(fwd, autograph=False).get_concrete_function(
                 t3, t2, t2, t2, t2, t1, *lens)
         else:
             def bwd(d_out, d_h, d_c, kernel, rk, xa, hs, s, c, *lengths):
-                return _backward(d_out, d_h, d_c, kernel, rk,
-                                 lengths[0] if masked else None, xa, hs, s, c,
-                                 **flags)
+                program = _backward_native if native else _backward
+                return program(d_out, d_h, d_c, kernel, rk,
+                               lengths[0] if masked else None, xa, hs, s, c,
+                               **flags)
             fn = tf.function(bwd, autograph=False).get_concrete_function(
                 t3, t2, t2, t2, t2, t3, t3, t3, t3, *lens)
         _PROGRAMS[key] = fn
@@ -371,7 +540,7 @@ def lstm_sequence(
     if sequence_length is not None:
         extra.append(_utils.sequence_lengths("lstm_sequence",
                                              sequence_length, b))
-    variant = (dtype, bool(extra), bool(reverse))
+    variant = (dtype, bool(extra), bool(reverse), _use_native(dtype))
     fwd = _program(*variant, "fwd")
 
     @tf.custom_gradient
@@ -402,3 +571,8 @@ def lstm_sequence(
         h.set_shape([b, hidden])
         c.set_shape([b, hidden])
     return out, h, c
+
+
+# Registered at import, so that `import rnn` is all a process needs to load
+# a SavedModel whose graphs use the kernels.
+_load_kernels()

@@ -4,9 +4,21 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from rnn import fused_lstm
 from rnn.fused_lstm import lstm_sequence
 
 T, B, I, H = 5, 3, 4, 6
+
+
+@pytest.fixture(autouse=True, params=["kernels", "tf_ops"])
+def lstm_path(request):
+    """Every test runs on both programs: the compiled kernels (float32 on
+    CPU) and the TensorFlow while_loops (everything else)."""
+    if request.param == "kernels" and not fused_lstm.native_kernels_available():
+        pytest.skip("rnn/_lstm_kernels.op.so is not built")
+    previous = fused_lstm.set_native_kernels(request.param == "kernels")
+    yield request.param
+    fused_lstm.set_native_kernels(previous)
 
 
 def _sigmoid(z):

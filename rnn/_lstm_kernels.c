@@ -1,0 +1,671 @@
+/* Whole-sequence LSTM kernels for rnn.fused_lstm (float32, CPU).
+ *
+ * Two TensorFlow ops, registered through TensorFlow's stable C API (no C++
+ * ABI to match) when tf.load_op_library loads this library:
+ *
+ *   NestlibLstmForward(zx, recurrent_kernel, h0, c0, mask) -> (s, cs, hs)
+ *   NestlibLstmBackward(s, cs, d_out, dh, dc, recurrent_kernel, mask)
+ *       -> (dz, dh0, dc0)
+ *
+ * They run the recurrences that the pure-TensorFlow programs in
+ * fused_lstm.py run as tf.while_loops, with the same inputs and outputs
+ * (all tiles are [features, batch], batch contiguous; see fused_lstm.py):
+ *
+ *   zx    [4H, T, B]   input projection x_t @ kernel + bias, gate-major
+ *   rk    [H, 4H]      recurrent kernel (Keras layout, gates i, f, g, o)
+ *   h0,c0 [H, B]       initial state
+ *   mask  [T, B] bool  valid steps in processing order, or [0]: all valid
+ *   s     [T, 4H, B]   gate sigmoids; the g rows hold (1 + tanh(z_g)) / 2
+ *   cs,hs [T+1, H, B]  states before every step and after the last
+ *   d_out [T, H, B]    gradient of the outputs (zero where masked)
+ *   dz    [T, 4H, B]   gradient of the gate pre-activations
+ *
+ * Per step the forward does one [4H, H] x [H, B] product and the backward
+ * one [H, 4H] x [4H, B] product, then the element-wise cell, without the
+ * executor's per-op and per-iteration work between them. The products are
+ * split by hidden unit over a few threads that meet at one spin barrier per
+ * step: each thread owns all four gate rows of its units, so it can run the
+ * cell for them right after its share of the product. The weights are
+ * packed once per call into panels of MR rows so the inner kernel streams
+ * them; batch columns are padded to a multiple of NR inside the kernel.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ops.h declares these as C++ structs without typedefs. */
+typedef struct TF_DimensionHandle TF_DimensionHandle;
+typedef struct TF_OpDefinitionBuilder TF_OpDefinitionBuilder;
+typedef struct TF_ShapeHandle TF_ShapeHandle;
+typedef struct TF_ShapeInferenceContext TF_ShapeInferenceContext;
+#include "tensorflow/c/kernels.h"
+#include "tensorflow/c/ops.h"
+#include "tensorflow/c/tf_status.h"
+#include "tensorflow/c/tf_tensor.h"
+
+/* Vector width VW (floats), accumulator vectors per row NV, rows per panel
+ * MR (two hidden units x four gates in the forward product). */
+#if defined(__AVX512F__)
+#define VW 16
+#define NV 2
+#elif defined(__AVX__)
+#define VW 8
+#define NV 1
+#else
+#define VW 4
+#define NV 2
+#endif
+#define MR 8
+#define NR (VW * NV)
+#define UNIT_ALIGN 8 /* units per thread share: a multiple of MR / 4 and MR */
+
+typedef float vf __attribute__((vector_size(VW * sizeof(float)), aligned(4)));
+
+#if defined(__x86_64__) || defined(__i386__)
+#define CPU_RELAX() __builtin_ia32_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+/* ------------------------------------------------------------------ math */
+
+/* tanh as a rational function on [-7.9, 7.9] (float accuracy; beyond that
+ * tanh rounds to +-1); branch-free so the loops vectorise. NaN passes. */
+static inline float tanh_f(float x) {
+    const float lim = 7.90531110763549805f;
+    x = x > lim ? lim : x;
+    x = x < -lim ? -lim : x;
+    const float x2 = x * x;
+    float p = -2.76076847742355e-16f;
+    p = p * x2 + 2.00018790482477e-13f;
+    p = p * x2 - 8.60467152213735e-11f;
+    p = p * x2 + 5.12229709037114e-08f;
+    p = p * x2 + 1.48572235717979e-05f;
+    p = p * x2 + 6.37261928875436e-04f;
+    p = p * x2 + 4.89352455891786e-03f;
+    float q = 1.19825839466702e-06f;
+    q = q * x2 + 1.18534705686654e-04f;
+    q = q * x2 + 2.26843463243900e-03f;
+    q = q * x2 + 4.89352518554385e-03f;
+    return x * p / q;
+}
+
+static inline float sigmoid_f(float x) { return 0.5f * tanh_f(0.5f * x) + 0.5f; }
+
+/* c[MR x NR] = sum_k a[k][0:MR] (x) b[k][0:NR]: a is one packed panel, b
+ * has row stride ldb, c row stride ldc. */
+static inline void micro_kernel(int64_t K, const float *restrict a,
+                                const float *restrict b, int64_t ldb,
+                                float *restrict c, int64_t ldc) {
+    vf acc[MR][NV];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[i][v] = (vf){0};
+    for (int64_t k = 0; k < K; k++) {
+        vf bv[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) bv[v] = *(const vf *)(b + k * ldb + v * VW);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            const float ai = a[k * MR + i];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[i][v] += ai * bv[v];
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) *(vf *)(c + i * ldc + v * VW) = acc[i][v];
+}
+
+/* c[rows p0*MR .. p1*MR) = packed panels p0..p1 of a (each K x MR) times
+ * b [K x ldb]; all ldb columns (a multiple of NR). */
+static void panel_product(const float *a, int64_t K, int64_t p0, int64_t p1,
+                          const float *b, int64_t ldb, float *c) {
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t j = 0; j < ldb; j += NR)
+            micro_kernel(K, a + p * K * MR, b + j, ldb, c + p * MR * ldb + j, ldb);
+}
+
+
+/* One hidden unit's step over the batch. z: its four product rows (stride
+ * zs), x: its four input-projection rows (stride xs), keep: 1 where the
+ * step is valid; s: its four gate rows (stride ss). */
+__attribute__((noinline)) static void forward_cell(int64_t B, const float *restrict z, int64_t zs,
+                         const float *restrict x, int64_t xs,
+                         const unsigned char *restrict keep,
+                         const float *restrict c_prev, const float *restrict h_prev,
+                         float *restrict s, int64_t ss, float *restrict c_new,
+                         float *restrict h_new, float *restrict h_operand) {
+    for (int64_t b = 0; b < B; b++) {
+        const float i = sigmoid_f(z[b] + x[b]);
+        const float f = sigmoid_f(z[zs + b] + x[xs + b]);
+        const float g = tanh_f(z[2 * zs + b] + x[2 * xs + b]);
+        const float o = sigmoid_f(z[3 * zs + b] + x[3 * xs + b]);
+        const float c = f * c_prev[b] + i * g;
+        const float h = o * tanh_f(c);
+        const bool valid = keep[b] != 0;
+        s[b] = i;
+        s[ss + b] = f;
+        s[2 * ss + b] = 0.5f * g + 0.5f;
+        s[3 * ss + b] = o;
+        c_new[b] = valid ? c : c_prev[b];
+        h_new[b] = h_operand[b] = valid ? h : h_prev[b];
+    }
+}
+
+/* One hidden unit's backward step over the batch: reads its gate rows s
+ * (stride ss), carries dh (replaced by what passes through a step past the
+ * length; the product adds rk dz later) and dc, and writes dz both to the
+ * output rows (stride ss) and to its four interleaved operand rows (stride
+ * vs). */
+__attribute__((noinline)) static void backward_cell(int64_t B, const float *restrict s, int64_t ss,
+                          const float *restrict c_prev, const float *restrict c_cur,
+                          const float *restrict d_out, const unsigned char *restrict keep,
+                          float *restrict dh, float *restrict dc, float *restrict dz,
+                          float *restrict v, int64_t vs) {
+    for (int64_t b = 0; b < B; b++) {
+        const float i = s[b], f = s[ss + b], g = 2.0f * s[2 * ss + b] - 1.0f;
+        const float o = s[3 * ss + b];
+        const float tc = tanh_f(c_cur[b]);
+        const float dht = dh[b] + d_out[b];
+        const float dct = dc[b] + dht * o * (1.0f - tc * tc);
+        /* A step past the length leaves the state unchanged: no gate
+         * gradient, dc and dh pass through. */
+        const float w = keep[b] != 0 ? 1.0f : 0.0f;
+        const float di = w * dct * g * i * (1.0f - i);
+        const float df = w * dct * c_prev[b] * f * (1.0f - f);
+        const float dg = w * dct * i * (1.0f - g * g);
+        const float dov = w * dht * tc * o * (1.0f - o);
+        dz[b] = di;
+        dz[ss + b] = df;
+        dz[2 * ss + b] = dg;
+        dz[3 * ss + b] = dov;
+        dc[b] = keep[b] != 0 ? dct * f : dc[b];
+        dh[b] = (1.0f - w) * dht;
+    }
+    /* (A separate copy: storing to both in the loop above stops GCC from
+     * vectorising it.) */
+    for (int q = 0; q < 4; q++) memcpy(v + q * vs, dz + q * ss, B * sizeof(float));
+}
+
+/* --------------------------------------------------------------- threads */
+
+typedef struct {
+    atomic_int arrived;
+    atomic_int generation;
+    int n;
+} barrier_t;
+
+static void barrier_wait(barrier_t *b) {
+    if (b->n == 1) return;
+    const int gen = atomic_load_explicit(&b->generation, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&b->arrived, 1, memory_order_acq_rel) == b->n - 1) {
+        atomic_store_explicit(&b->arrived, 0, memory_order_relaxed);
+        atomic_store_explicit(&b->generation, gen + 1, memory_order_release);
+        return;
+    }
+    /* Spin briefly (the partner is usually microseconds away), then yield so
+     * that an oversubscribed machine still makes progress. */
+    for (int spins = 0;
+         atomic_load_explicit(&b->generation, memory_order_acquire) == gen; spins++) {
+        if (spins < 2000) CPU_RELAX();
+        else sched_yield();
+    }
+}
+
+static int available_cpus(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+/* Threads for a step of `flops` over `units` hidden units: enough work per
+ * thread to beat the barrier, at most one per CPU and one per UNIT_ALIGN
+ * units. RNN_LSTM_THREADS overrides (for benchmarks and tests). */
+static int thread_count(double flops, int64_t units) {
+    int n;
+    const char *env = getenv("RNN_LSTM_THREADS");
+    if (env && atoi(env) > 0) {
+        n = atoi(env);
+    } else {
+        n = available_cpus();
+        int by_work = (int)(flops / 2.0e6);
+        if (by_work < n) n = by_work;
+        if (n > 16) n = 16;
+    }
+    int64_t by_units = (units + UNIT_ALIGN - 1) / UNIT_ALIGN;
+    if (n > by_units) n = (int)by_units;
+    return n < 1 ? 1 : n;
+}
+
+typedef struct job job_t;
+typedef void (*work_fn)(job_t *, int);
+
+typedef struct {
+    job_t *job;
+    int index;
+    work_fn fn;
+} worker_arg_t;
+
+static void *worker_main(void *p) {
+    worker_arg_t *w = p;
+    w->fn(w->job, w->index);
+    return NULL;
+}
+
+/* Runs fn(job, i) for i in [0, n) on n threads (the caller is thread 0). */
+static void run_threads(job_t *job, int n, work_fn fn) {
+    pthread_t tid[16];
+    worker_arg_t args[16];
+    int started = 1;
+    for (int i = 1; i < n; i++) {
+        args[i] = (worker_arg_t){job, i, fn};
+        if (pthread_create(&tid[i], NULL, worker_main, &args[i]) != 0) break;
+        started++;
+    }
+    /* If a thread could not start, the barrier must not wait for it. */
+    if (started < n) {
+        fprintf(stderr, "rnn: could not start LSTM kernel threads\n");
+        abort();
+    }
+    fn(job, 0);
+    for (int i = 1; i < n; i++) pthread_join(tid[i], NULL);
+}
+
+/* ------------------------------------------------------------------ jobs */
+
+struct job {
+    int64_t T, B, H, Bp, Hp; /* Bp: B padded to NR; Hp: H padded to UNIT_ALIGN */
+    int nthreads;
+    barrier_t barrier;
+    const float *rk;          /* [H, 4H] */
+    const unsigned char *mask; /* [T, B] bools, or one row of ones */
+    int64_t mask_stride;       /* B, or 0 for the row of ones */
+    unsigned char *ones;      /* owned row of ones, or NULL */
+    float *packed;            /* packed weight panels */
+    float *zbuf;              /* per-thread-rows scratch [4 Hp, Bp] (fwd) */
+    float *vbuf[2];           /* double-buffered [., Bp] product operand */
+    float *dh;                /* [Hp, Bp] (bwd) */
+    float *dc;                /* [H, B] (bwd) */
+    /* forward */
+    const float *zx;          /* [4H, T, B] */
+    float *s, *cs, *hs;
+    /* backward */
+    const float *ss, *d_out;
+    float *dz, *dc0, *dh0;
+};
+
+static void unit_range(const job_t *j, int index, int64_t *u0, int64_t *u1) {
+    int64_t per = (j->Hp / UNIT_ALIGN + j->nthreads - 1) / j->nthreads * UNIT_ALIGN;
+    *u0 = per * index;
+    *u1 = *u0 + per;
+    if (*u0 > j->Hp) *u0 = j->Hp;
+    if (*u1 > j->Hp) *u1 = j->Hp;
+}
+
+/* Forward panels: row 4u + q of the product is unit u, gate q, so that a
+ * thread's rows hold every gate of its units; column k is rk[k, q H + u]. */
+static void pack_forward(job_t *j, int64_t u0, int64_t u1) {
+    const int64_t H = j->H, G = 4 * H;
+    for (int64_t p = u0 * 4 / MR; p < u1 * 4 / MR; p++) {
+        float *panel = j->packed + p * H * MR;
+        for (int64_t k = 0; k < H; k++)
+            for (int i = 0; i < MR; i++) {
+                int64_t row = p * MR + i, u = row / 4, q = row % 4;
+                panel[k * MR + i] = u < H ? j->rk[k * G + q * H + u] : 0.0f;
+            }
+    }
+}
+
+/* Backward panels: row u, column 4v + q is rk[u, q H + v] (the layout of
+ * the interleaved dz rows the cell writes). */
+static void pack_backward(job_t *j, int64_t u0, int64_t u1) {
+    const int64_t H = j->H, G = 4 * H, K = 4 * j->Hp;
+    for (int64_t p = u0 / MR; p < u1 / MR; p++) {
+        float *panel = j->packed + p * K * MR;
+        for (int64_t k = 0; k < K; k++) {
+            int64_t v = k / 4, q = k % 4;
+            for (int i = 0; i < MR; i++) {
+                int64_t u = p * MR + i;
+                panel[k * MR + i] = (u < H && v < H) ? j->rk[u * G + q * H + v] : 0.0f;
+            }
+        }
+    }
+}
+
+static void forward_work(job_t *j, int index) {
+    const int64_t T = j->T, B = j->B, H = j->H, Bp = j->Bp, HB = H * B;
+    int64_t u0, u1;
+    unit_range(j, index, &u0, &u1);
+    pack_forward(j, u0, u1);
+    /* The initial hidden state into the first operand buffer (own rows). */
+    for (int64_t u = u0; u < u1 && u < H; u++) {
+        memcpy(j->vbuf[0] + u * Bp, j->hs + u * B, B * sizeof(float));
+    }
+    barrier_wait(&j->barrier);
+    const int64_t uend = u1 < H ? u1 : H;
+    for (int64_t t = 0; t < T; t++) {
+        const float *hcur = j->vbuf[t & 1];
+        float *hnext = j->vbuf[(t + 1) & 1];
+        panel_product(j->packed, H, u0 * 4 / MR, u1 * 4 / MR, hcur, Bp, j->zbuf);
+        const unsigned char *m = j->mask + t * j->mask_stride;
+        const float *c_prev = j->cs + t * HB, *h_prev = j->hs + t * HB;
+        float *c_new = j->cs + (t + 1) * HB, *h_new = j->hs + (t + 1) * HB;
+        float *s = j->s + t * 4 * HB;
+        for (int64_t u = u0; u < uend; u++) {
+            const float *x = j->zx + u * T * B + t * B;
+            forward_cell(B, j->zbuf + 4 * u * Bp, Bp, x, H * T * B, m,
+                         c_prev + u * B, h_prev + u * B, s + u * B, HB,
+                         c_new + u * B, h_new + u * B, hnext + u * Bp);
+        }
+        barrier_wait(&j->barrier);
+    }
+}
+
+static void backward_work(job_t *j, int index) {
+    const int64_t T = j->T, B = j->B, H = j->H, Bp = j->Bp, HB = H * B;
+    const int64_t K = 4 * j->Hp;
+    int64_t u0, u1;
+    unit_range(j, index, &u0, &u1);
+    pack_backward(j, u0, u1);
+    const int64_t uend = u1 < H ? u1 : H;
+    barrier_wait(&j->barrier);
+    for (int64_t t = T - 1; t >= 0; t--) {
+        float *dzv = j->vbuf[t & 1];
+        const unsigned char *m = j->mask + t * j->mask_stride;
+        const float *s = j->ss + t * 4 * HB;
+        const float *c_prev = j->cs + t * HB, *c_cur = j->cs + (t + 1) * HB;
+        const float *dout = j->d_out + t * HB;
+        float *dz = j->dz + t * 4 * HB;
+        for (int64_t u = u0; u < uend; u++)
+            backward_cell(B, s + u * B, HB, c_prev + u * B, c_cur + u * B, dout + u * B,
+                          m, j->dh + u * Bp, j->dc + u * B, dz + u * B, dzv + 4 * u * Bp,
+                          Bp);
+        barrier_wait(&j->barrier);
+        /* dh_prev = rk dz for the own units, added to what passed through. */
+        for (int64_t p = u0 / MR; p < u1 / MR; p++) {
+            float tile[MR * NR] __attribute__((aligned(64)));
+            for (int64_t c0 = 0; c0 < Bp; c0 += NR) {
+                micro_kernel(K, j->packed + p * K * MR, dzv + c0, Bp, tile, NR);
+                for (int i = 0; i < MR; i++) {
+                    float *dst = j->dh + (p * MR + i) * Bp + c0;
+                    for (int c = 0; c < NR; c++) dst[c] += tile[i * NR + c];
+                }
+            }
+        }
+    }
+}
+
+/* ----------------------------------------------------------- op plumbing */
+
+static void *alloc_floats(int64_t n) {
+    size_t bytes = ((size_t)(n > 0 ? n : 1) * sizeof(float) + 63) / 64 * 64;
+    void *p = aligned_alloc(64, bytes);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
+static bool fail(TF_OpKernelContext *ctx, TF_Status *st, TF_Code code, const char *msg) {
+    TF_SetStatus(st, code, msg);
+    TF_OpKernelContext_Failure(ctx, st);
+    return false;
+}
+
+static bool check_dims(TF_OpKernelContext *ctx, TF_Status *st, const char *op,
+                       const char *name, TF_Tensor *t, int rank, const int64_t *want) {
+    char msg[256];
+    if (TF_NumDims(t) != rank) {
+        snprintf(msg, sizeof msg, "%s: %s must have rank %d, got %d", op, name, rank,
+                 TF_NumDims(t));
+        return fail(ctx, st, TF_INVALID_ARGUMENT, msg);
+    }
+    for (int d = 0; d < rank; d++)
+        if (want[d] >= 0 && TF_Dim(t, d) != want[d]) {
+            snprintf(msg, sizeof msg, "%s: %s has dimension %d of size %lld, expected %lld",
+                     op, name, d, (long long)TF_Dim(t, d), (long long)want[d]);
+            return fail(ctx, st, TF_INVALID_ARGUMENT, msg);
+        }
+    return true;
+}
+
+static bool check_mask(TF_OpKernelContext *ctx, TF_Status *st, const char *op,
+                       TF_Tensor *mask, int64_t T, int64_t B) {
+    if (TF_NumDims(mask) == 1 && TF_Dim(mask, 0) == 0) return true;
+    const int64_t want[2] = {T, B};
+    return check_dims(ctx, st, op, "mask", mask, 2, want);
+}
+
+static TF_Tensor *output(TF_OpKernelContext *ctx, TF_Status *st, int index,
+                         const int64_t *dims, int rank) {
+    int64_t n = 1;
+    for (int d = 0; d < rank; d++) n *= dims[d];
+    TF_Tensor *t = TF_AllocateOutput(ctx, index, TF_FLOAT, dims, rank,
+                                     (size_t)n * sizeof(float), st);
+    if (TF_GetCode(st) != TF_OK) {
+        TF_OpKernelContext_Failure(ctx, st);
+        return NULL;
+    }
+    return t;
+}
+
+static void init_job(job_t *j, int64_t T, int64_t B, int64_t H, double flops) {
+    memset(j, 0, sizeof *j);
+    j->T = T;
+    j->B = B;
+    j->H = H;
+    j->Bp = (B + NR - 1) / NR * NR;
+    j->Hp = (H + UNIT_ALIGN - 1) / UNIT_ALIGN * UNIT_ALIGN;
+    j->nthreads = thread_count(flops, j->Hp);
+    j->barrier.n = j->nthreads;
+}
+
+/* The [T, B] mask tensor, or (for the [0] "no mask") one row of ones that
+ * every step reads; freed by finish_job. */
+static bool set_mask(job_t *j, TF_Tensor *mask) {
+    if (TF_NumDims(mask) == 2) {
+        j->mask = TF_TensorData(mask);
+        j->mask_stride = j->B;
+        return true;
+    }
+    unsigned char *ones = malloc(j->B > 0 ? j->B : 1);
+    if (!ones) return false;
+    memset(ones, 1, j->B > 0 ? j->B : 1);
+    j->mask = j->ones = ones;
+    j->mask_stride = 0;
+    return true;
+}
+
+static void finish_job(job_t *j) {
+    free(j->ones);
+    free(j->packed);
+    free(j->zbuf);
+    free(j->vbuf[0]);
+    free(j->vbuf[1]);
+    free(j->dh);
+}
+
+static void release(TF_Tensor **ts, int n) {
+    for (int i = 0; i < n; i++)
+        if (ts[i]) TF_DeleteTensor(ts[i]);
+}
+
+static void forward_compute(void *kernel, TF_OpKernelContext *ctx) {
+    (void)kernel;
+    static const char *op = "NestlibLstmForward";
+    TF_Status *st = TF_NewStatus();
+    TF_Tensor *in[5] = {0}, *out[3] = {0};
+    job_t j;
+    memset(&j, 0, sizeof j);
+    for (int i = 0; i < 5; i++) {
+        TF_GetInput(ctx, i, &in[i], st);
+        if (TF_GetCode(st) != TF_OK) {
+            TF_OpKernelContext_Failure(ctx, st);
+            goto done;
+        }
+    }
+    if (TF_NumDims(in[0]) != 3) {
+        fail(ctx, st, TF_INVALID_ARGUMENT, "NestlibLstmForward: zx must be [4H, T, B]");
+        goto done;
+    }
+    const int64_t G = TF_Dim(in[0], 0), T = TF_Dim(in[0], 1), B = TF_Dim(in[0], 2);
+    const int64_t H = G / 4;
+    const int64_t rk_dims[2] = {H, 4 * H}, state[2] = {H, B}, zx_dims[3] = {4 * H, T, B};
+    if (!check_dims(ctx, st, op, "zx", in[0], 3, zx_dims) ||
+        !check_dims(ctx, st, op, "recurrent_kernel", in[1], 2, rk_dims) ||
+        !check_dims(ctx, st, op, "h0", in[2], 2, state) ||
+        !check_dims(ctx, st, op, "c0", in[3], 2, state) ||
+        !check_mask(ctx, st, op, in[4], T, B))
+        goto done;
+    const int64_t s_dims[3] = {T, 4 * H, B}, c_dims[3] = {T + 1, H, B};
+    if (!(out[0] = output(ctx, st, 0, s_dims, 3)) ||
+        !(out[1] = output(ctx, st, 1, c_dims, 3)) ||
+        !(out[2] = output(ctx, st, 2, c_dims, 3)))
+        goto done;
+    init_job(&j, T, B, H, 8.0 * H * H * B);
+    j.zx = TF_TensorData(in[0]);
+    j.rk = TF_TensorData(in[1]);
+    if (!set_mask(&j, in[4])) {
+        fail(ctx, st, TF_RESOURCE_EXHAUSTED, "NestlibLstmForward: out of memory");
+        goto done;
+    }
+    j.s = TF_TensorData(out[0]);
+    j.cs = TF_TensorData(out[1]);
+    j.hs = TF_TensorData(out[2]);
+    if (H * B > 0) {
+        memcpy(j.hs, TF_TensorData(in[2]), H * B * sizeof(float));
+        memcpy(j.cs, TF_TensorData(in[3]), H * B * sizeof(float));
+    }
+    if (T == 0 || H == 0 || B == 0) goto done; /* nothing to step */
+    j.packed = alloc_floats(4 * j.Hp * H);
+    j.zbuf = alloc_floats(4 * j.Hp * j.Bp);
+    j.vbuf[0] = alloc_floats(j.Hp * j.Bp);
+    j.vbuf[1] = alloc_floats(j.Hp * j.Bp);
+    if (!j.packed || !j.zbuf || !j.vbuf[0] || !j.vbuf[1]) {
+        fail(ctx, st, TF_RESOURCE_EXHAUSTED, "NestlibLstmForward: out of memory");
+    } else {
+        run_threads(&j, j.nthreads, forward_work);
+    }
+done:
+    finish_job(&j);
+    release(in, 5);
+    release(out, 3);
+    TF_DeleteStatus(st);
+}
+
+static void backward_compute(void *kernel, TF_OpKernelContext *ctx) {
+    (void)kernel;
+    static const char *op = "NestlibLstmBackward";
+    TF_Status *st = TF_NewStatus();
+    TF_Tensor *in[7] = {0}, *out[3] = {0};
+    job_t j;
+    memset(&j, 0, sizeof j);
+    for (int i = 0; i < 7; i++) {
+        TF_GetInput(ctx, i, &in[i], st);
+        if (TF_GetCode(st) != TF_OK) {
+            TF_OpKernelContext_Failure(ctx, st);
+            goto done;
+        }
+    }
+    if (TF_NumDims(in[0]) != 3) {
+        fail(ctx, st, TF_INVALID_ARGUMENT, "NestlibLstmBackward: s must be [T, 4H, B]");
+        goto done;
+    }
+    const int64_t T = TF_Dim(in[0], 0), G = TF_Dim(in[0], 1), B = TF_Dim(in[0], 2);
+    const int64_t H = G / 4;
+    const int64_t s_dims[3] = {T, 4 * H, B}, c_dims[3] = {T + 1, H, B};
+    const int64_t o_dims[3] = {T, H, B}, state[2] = {H, B}, rk_dims[2] = {H, 4 * H};
+    if (!check_dims(ctx, st, op, "s", in[0], 3, s_dims) ||
+        !check_dims(ctx, st, op, "cs", in[1], 3, c_dims) ||
+        !check_dims(ctx, st, op, "d_out", in[2], 3, o_dims) ||
+        !check_dims(ctx, st, op, "dh", in[3], 2, state) ||
+        !check_dims(ctx, st, op, "dc", in[4], 2, state) ||
+        !check_dims(ctx, st, op, "recurrent_kernel", in[5], 2, rk_dims) ||
+        !check_mask(ctx, st, op, in[6], T, B))
+        goto done;
+    if (!(out[0] = output(ctx, st, 0, s_dims, 3)) ||
+        !(out[1] = output(ctx, st, 1, state, 2)) ||
+        !(out[2] = output(ctx, st, 2, state, 2)))
+        goto done;
+    init_job(&j, T, B, H, 8.0 * H * H * B);
+    j.ss = TF_TensorData(in[0]);
+    j.cs = TF_TensorData(in[1]);
+    j.d_out = TF_TensorData(in[2]);
+    j.rk = TF_TensorData(in[5]);
+    if (!set_mask(&j, in[6])) {
+        fail(ctx, st, TF_RESOURCE_EXHAUSTED, "NestlibLstmBackward: out of memory");
+        goto done;
+    }
+    j.dz = TF_TensorData(out[0]);
+    j.dh0 = TF_TensorData(out[1]);
+    j.dc0 = TF_TensorData(out[2]);
+    if (T == 0 || H == 0 || B == 0) {
+        if (H * B > 0) {
+            memcpy(j.dh0, TF_TensorData(in[3]), H * B * sizeof(float));
+            memcpy(j.dc0, TF_TensorData(in[4]), H * B * sizeof(float));
+        }
+        goto done;
+    }
+    j.packed = alloc_floats(j.Hp * 4 * j.Hp);
+    j.vbuf[0] = alloc_floats(4 * j.Hp * j.Bp);
+    j.vbuf[1] = alloc_floats(4 * j.Hp * j.Bp);
+    j.dh = alloc_floats(j.Hp * j.Bp);
+    j.dc = j.dc0; /* the cell gradient is carried in the output itself */
+    if (!j.packed || !j.vbuf[0] || !j.vbuf[1] || !j.dh) {
+        fail(ctx, st, TF_RESOURCE_EXHAUSTED, "NestlibLstmBackward: out of memory");
+    } else {
+        const float *dh = TF_TensorData(in[3]);
+        for (int64_t u = 0; u < H; u++) memcpy(j.dh + u * j.Bp, dh + u * B, B * sizeof(float));
+        memcpy(j.dc, TF_TensorData(in[4]), H * B * sizeof(float));
+        run_threads(&j, j.nthreads, backward_work);
+        for (int64_t u = 0; u < H; u++) memcpy(j.dh0 + u * B, j.dh + u * j.Bp, B * sizeof(float));
+    }
+done:
+    finish_job(&j);
+    release(in, 7);
+    release(out, 3);
+    TF_DeleteStatus(st);
+}
+
+static void unknown_shapes(TF_ShapeInferenceContext *ctx, TF_Status *st) {
+    TF_ShapeInferenceContextSetUnknownShape(ctx, st);
+}
+
+static void register_op(const char *name, const char *const *inputs, int n_in,
+                        const char *const *outputs, int n_out,
+                        void (*compute)(void *, TF_OpKernelContext *)) {
+    TF_Status *st = TF_NewStatus();
+    TF_OpDefinitionBuilder *b = TF_NewOpDefinitionBuilder(name);
+    for (int i = 0; i < n_in; i++) TF_OpDefinitionBuilderAddInput(b, inputs[i]);
+    for (int i = 0; i < n_out; i++) TF_OpDefinitionBuilderAddOutput(b, outputs[i]);
+    TF_OpDefinitionBuilderSetShapeInferenceFunction(b, unknown_shapes);
+    TF_RegisterOpDefinition(b, st);
+    if (TF_GetCode(st) == TF_OK) {
+        TF_KernelBuilder *k = TF_NewKernelBuilder(name, "CPU", NULL, compute, NULL);
+        TF_RegisterKernelBuilder(name, k, st);
+    }
+    if (TF_GetCode(st) != TF_OK)
+        fprintf(stderr, "rnn: registering %s failed: %s\n", name, TF_Message(st));
+    TF_DeleteStatus(st);
+}
+
+__attribute__((constructor)) static void register_lstm_ops(void) {
+    static const char *const fwd_in[] = {"zx: float", "recurrent_kernel: float",
+                                         "h0: float", "c0: float", "mask: bool"};
+    static const char *const fwd_out[] = {"s: float", "cs: float", "hs: float"};
+    static const char *const bwd_in[] = {"s: float", "cs: float", "d_out: float",
+                                         "dh: float", "dc: float",
+                                         "recurrent_kernel: float", "mask: bool"};
+    static const char *const bwd_out[] = {"dz: float", "dh0: float", "dc0: float"};
+    register_op("NestlibLstmForward", fwd_in, 5, fwd_out, 3, forward_compute);
+    register_op("NestlibLstmBackward", bwd_in, 7, bwd_out, 3, backward_compute);
+}
