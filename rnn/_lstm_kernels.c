@@ -229,6 +229,8 @@ static int available_cpus(void) {
     return n > 0 ? (int)n : 1;
 }
 
+#define MAX_THREADS 16
+
 /* Threads for a step of `flops` over `units` hidden units: enough work per
  * thread to beat the barrier, at most one per CPU and one per UNIT_ALIGN
  * units. RNN_LSTM_THREADS overrides (for benchmarks and tests). */
@@ -241,8 +243,8 @@ static int thread_count(double flops, int64_t units) {
         n = available_cpus();
         int by_work = (int)(flops / 2.0e6);
         if (by_work < n) n = by_work;
-        if (n > 16) n = 16;
     }
+    if (n > MAX_THREADS) n = MAX_THREADS;
     int64_t by_units = (units + UNIT_ALIGN - 1) / UNIT_ALIGN;
     if (n > by_units) n = (int)by_units;
     return n < 1 ? 1 : n;
@@ -255,31 +257,35 @@ typedef struct {
     job_t *job;
     int index;
     work_fn fn;
+    atomic_int *go;
 } worker_arg_t;
 
 static void *worker_main(void *p) {
     worker_arg_t *w = p;
+    while (!atomic_load_explicit(w->go, memory_order_acquire)) sched_yield();
     w->fn(w->job, w->index);
     return NULL;
 }
 
-/* Runs fn(job, i) for i in [0, n) on n threads (the caller is thread 0). */
+static void set_threads(job_t *j, int n);
+
+/* Runs fn(job, i) for i in [0, n) on n threads (the caller is thread 0). The
+ * workers wait until all are started; if the system refuses a thread, the
+ * work is shared among those that started. */
 static void run_threads(job_t *job, int n, work_fn fn) {
-    pthread_t tid[16];
-    worker_arg_t args[16];
+    pthread_t tid[MAX_THREADS];
+    worker_arg_t args[MAX_THREADS];
+    atomic_int go = 0;
     int started = 1;
     for (int i = 1; i < n; i++) {
-        args[i] = (worker_arg_t){job, i, fn};
+        args[i] = (worker_arg_t){job, i, fn, &go};
         if (pthread_create(&tid[i], NULL, worker_main, &args[i]) != 0) break;
         started++;
     }
-    /* If a thread could not start, the barrier must not wait for it. */
-    if (started < n) {
-        fprintf(stderr, "rnn: could not start LSTM kernel threads\n");
-        abort();
-    }
+    set_threads(job, started);
+    atomic_store_explicit(&go, 1, memory_order_release);
     fn(job, 0);
-    for (int i = 1; i < n; i++) pthread_join(tid[i], NULL);
+    for (int i = 1; i < started; i++) pthread_join(tid[i], NULL);
 }
 
 /* ------------------------------------------------------------------ jobs */
@@ -304,6 +310,11 @@ struct job {
     const float *ss, *d_out;
     float *dz, *dc0, *dh0;
 };
+
+static void set_threads(job_t *j, int n) {
+    j->nthreads = n;
+    j->barrier.n = n;
+}
 
 static void unit_range(const job_t *j, int index, int64_t *u0, int64_t *u1) {
     int64_t per = (j->Hp / UNIT_ALIGN + j->nthreads - 1) / j->nthreads * UNIT_ALIGN;
@@ -465,8 +476,7 @@ static void init_job(job_t *j, int64_t T, int64_t B, int64_t H, double flops) {
     j->H = H;
     j->Bp = (B + NR - 1) / NR * NR;
     j->Hp = (H + UNIT_ALIGN - 1) / UNIT_ALIGN * UNIT_ALIGN;
-    j->nthreads = thread_count(flops, j->Hp);
-    j->barrier.n = j->nthreads;
+    set_threads(j, thread_count(flops, j->Hp));
 }
 
 /* The [T, B] mask tensor, or (for the [0] "no mask") one row of ones that
