@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ops.h declares these as C++ structs without typedefs. */
@@ -99,42 +100,49 @@ static inline float tanh_f(float x) {
 
 static inline float sigmoid_f(float x) { return 0.5f * tanh_f(0.5f * x) + 0.5f; }
 
-/* c[MR x NR] = sum_k a[k][0:MR] (x) b[k][0:NR]: a is one packed panel, b
- * has row stride ldb, c row stride ldc. */
-static inline void micro_kernel(int64_t K, const float *restrict a,
-                                const float *restrict b, int64_t ldb,
-                                float *restrict c, int64_t ldc) {
+/* c[MR x nv*VW] = sum_k a[k][0:MR] (x) b[k][0:nv*VW]: a is one packed
+ * panel, b has row stride ldb, c row stride ldc. Always inlined with a
+ * constant nv, so each width is its own fully unrolled kernel. */
+static inline __attribute__((always_inline)) void
+micro_kernel(int nv, int64_t K, const float *restrict a, const float *restrict b,
+             int64_t ldb, float *restrict c, int64_t ldc) {
     vf acc[MR][NV];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) acc[i][v] = (vf){0};
+        for (int v = 0; v < nv; v++) acc[i][v] = (vf){0};
     for (int64_t k = 0; k < K; k++) {
         vf bv[NV];
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) bv[v] = *(const vf *)(b + k * ldb + v * VW);
+        for (int v = 0; v < nv; v++) bv[v] = *(const vf *)(b + k * ldb + v * VW);
 #pragma GCC unroll 8
         for (int i = 0; i < MR; i++) {
             const float ai = a[k * MR + i];
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) acc[i][v] += ai * bv[v];
+            for (int v = 0; v < nv; v++) acc[i][v] += ai * bv[v];
         }
     }
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) *(vf *)(c + i * ldc + v * VW) = acc[i][v];
+        for (int v = 0; v < nv; v++) *(vf *)(c + i * ldc + v * VW) = acc[i][v];
+}
+
+/* c[MR x nr] = panel (K x MR) times b[K x nr], nr = NR or (narrow) VW. */
+static void tile_product(int64_t K, const float *a, const float *b, int64_t ldb,
+                         float *c, int64_t ldc, int64_t nr) {
+    if (nr == NR) micro_kernel(NV, K, a, b, ldb, c, ldc);
+    else micro_kernel(1, K, a, b, ldb, c, ldc);
 }
 
 /* c[rows p0*MR .. p1*MR) = packed panels p0..p1 of a (each K x MR) times
- * b [K x ldb]; all ldb columns (a multiple of NR). */
+ * b [K x ldb]; all ldb columns (a multiple of nr). */
 static void panel_product(const float *a, int64_t K, int64_t p0, int64_t p1,
-                          const float *b, int64_t ldb, float *c) {
+                          const float *b, int64_t ldb, float *c, int64_t nr) {
     for (int64_t p = p0; p < p1; p++)
-        for (int64_t j = 0; j < ldb; j += NR)
-            micro_kernel(K, a + p * K * MR, b + j, ldb, c + p * MR * ldb + j, ldb);
+        for (int64_t j = 0; j < ldb; j += nr)
+            tile_product(K, a + p * K * MR, b + j, ldb, c + p * MR * ldb + j, ldb, nr);
 }
-
 
 /* One hidden unit's step over the batch. z: its four product rows (stride
  * zs), x: its four input-projection rows (stride xs), keep: 1 where the
@@ -176,21 +184,23 @@ __attribute__((noinline)) static void backward_cell(int64_t B, const float *rest
         const float i = s[b], f = s[ss + b], g = 2.0f * s[2 * ss + b] - 1.0f;
         const float o = s[3 * ss + b];
         const float tc = tanh_f(c_cur[b]);
+        /* A step past the length leaves the state unchanged: its factors are
+         * selected away (not multiplied by 0, which would let a NaN or inf in
+         * the padding through), dc and dh pass through. */
+        const bool valid = keep[b] != 0;
+        const float a = valid ? o * (1.0f - tc * tc) : 0.0f;
+        const float pi = valid ? g * i * (1.0f - i) : 0.0f;
+        const float pf = valid ? c_prev[b] * f * (1.0f - f) : 0.0f;
+        const float pg = valid ? i * (1.0f - g * g) : 0.0f;
+        const float po = valid ? tc * o * (1.0f - o) : 0.0f;
         const float dht = dh[b] + d_out[b];
-        const float dct = dc[b] + dht * o * (1.0f - tc * tc);
-        /* A step past the length leaves the state unchanged: no gate
-         * gradient, dc and dh pass through. */
-        const float w = keep[b] != 0 ? 1.0f : 0.0f;
-        const float di = w * dct * g * i * (1.0f - i);
-        const float df = w * dct * c_prev[b] * f * (1.0f - f);
-        const float dg = w * dct * i * (1.0f - g * g);
-        const float dov = w * dht * tc * o * (1.0f - o);
-        dz[b] = di;
-        dz[ss + b] = df;
-        dz[2 * ss + b] = dg;
-        dz[3 * ss + b] = dov;
-        dc[b] = keep[b] != 0 ? dct * f : dc[b];
-        dh[b] = (1.0f - w) * dht;
+        const float dct = dc[b] + dht * a;
+        dz[b] = dct * pi;
+        dz[ss + b] = dct * pf;
+        dz[2 * ss + b] = dct * pg;
+        dz[3 * ss + b] = dht * po;
+        dc[b] = dct * (valid ? f : 1.0f);
+        dh[b] = valid ? 0.0f : dht; /* the product adds rk dz to it */
     }
     /* (A separate copy: storing to both in the loop above stops GCC from
      * vectorising it.) */
@@ -199,27 +209,89 @@ __attribute__((noinline)) static void backward_cell(int64_t B, const float *rest
 
 /* --------------------------------------------------------------- threads */
 
+/* The barrier's counters sit on their own cache line, apart from the job's
+ * read-mostly fields. */
 typedef struct {
-    atomic_int arrived;
+    _Alignas(64) atomic_int arrived;
     atomic_int generation;
+    atomic_int sleepers;
+    atomic_int long_waits; /* waits that outlasted the spin (all rounds) */
+    int rounds;            /* completed rounds (written by the last thread) */
+    atomic_int single;     /* set: the rest of the job runs on thread 0 */
     int n;
 } barrier_t;
 
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+static void futex_wait(atomic_int *word, int expected) {
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+}
+static void futex_wake_all(atomic_int *word) {
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 0x7fffffff, NULL, NULL, 0);
+}
+#else
+static void futex_wait(atomic_int *word, int expected) {
+    (void)word;
+    (void)expected;
+    sched_yield();
+}
+static void futex_wake_all(atomic_int *word) { (void)word; }
+#endif
+
+static double seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* Spin budget of a waiter: when every thread has a core, the last one
+ * arrives within microseconds (the imbalance of one step's shares). */
+#define SPIN_SECONDS 50e-6
+
+/* Calls after a job gave up its threads that run on one thread right away
+ * (then threads are tried again). */
+#define CONTENDED_CALLS 4
+#define WARM_ROUNDS 6
+static atomic_int contended_calls_left;
+
+/* Waits until all b->n threads have arrived. A waiter spins for up to
+ * SPIN_SECONDS, then sleeps on a futex: when other work competes for the
+ * cores, spinning would take the CPU from the very thread it waits for.
+ * Such long waits mean the threads do not have the cores to themselves;
+ * when they are frequent the last thread sets b->single and the job
+ * continues on thread 0 alone (lockstep threads that are descheduled in
+ * turn are far slower than one thread). */
 static void barrier_wait(barrier_t *b) {
     if (b->n == 1) return;
     const int gen = atomic_load_explicit(&b->generation, memory_order_acquire);
     if (atomic_fetch_add_explicit(&b->arrived, 1, memory_order_acq_rel) == b->n - 1) {
+        /* Judged after WARM_ROUNDS (whose first touches of the outputs'
+         * pages make the shares uneven) over at least as many more. */
+        if (++b->rounds == WARM_ROUNDS) atomic_store(&b->long_waits, 0);
+        const int judged = b->rounds - WARM_ROUNDS;
+        if (judged >= WARM_ROUNDS && 3 * atomic_load(&b->long_waits) > judged) {
+            atomic_store(&b->single, 1);
+            atomic_store(&contended_calls_left, CONTENDED_CALLS);
+        }
         atomic_store_explicit(&b->arrived, 0, memory_order_relaxed);
-        atomic_store_explicit(&b->generation, gen + 1, memory_order_release);
+        atomic_store(&b->generation, gen + 1);           /* seq_cst: see below */
+        if (atomic_load(&b->sleepers) > 0) futex_wake_all(&b->generation);
         return;
     }
-    /* Spin briefly (the partner is usually microseconds away), then yield so
-     * that an oversubscribed machine still makes progress. */
-    for (int spins = 0;
-         atomic_load_explicit(&b->generation, memory_order_acquire) == gen; spins++) {
-        if (spins < 2000) CPU_RELAX();
-        else sched_yield();
+    const double start = seconds();
+    for (int spins = 0;; spins++) {
+        if (atomic_load_explicit(&b->generation, memory_order_acquire) != gen) return;
+        CPU_RELAX();
+        if ((spins & 15) == 15 && seconds() - start > SPIN_SECONDS) break;
     }
+    atomic_fetch_add(&b->long_waits, 1);
+    /* Announce the sleep before the last check (both seq_cst), so that the
+     * last thread either sees a sleeper and wakes it, or this check sees the
+     * new generation; futex_wait itself returns at once if it changed. */
+    atomic_fetch_add(&b->sleepers, 1);
+    while (atomic_load(&b->generation) == gen) futex_wait(&b->generation, gen);
+    atomic_fetch_sub(&b->sleepers, 1);
 }
 
 static int available_cpus(void) {
@@ -233,21 +305,26 @@ static int available_cpus(void) {
 
 /* Threads for a step of `flops` over `units` hidden units: enough work per
  * thread to beat the barrier, at most one per CPU and one per UNIT_ALIGN
- * units. RNN_LSTM_THREADS overrides (for benchmarks and tests). */
+ * units, and one for a while after a job found the cores contended.
+ * RNN_LSTM_THREADS overrides (for benchmarks and tests). */
 static int thread_count(double flops, int64_t units) {
-    int n;
+    double n;
     const char *env = getenv("RNN_LSTM_THREADS");
     if (env && atoi(env) > 0) {
         n = atoi(env);
     } else {
         n = available_cpus();
-        int by_work = (int)(flops / 2.0e6);
-        if (by_work < n) n = by_work;
+        if (flops / 2.0e6 < n) n = flops / 2.0e6;
+        int left = atomic_load(&contended_calls_left);
+        if (left > 0) {
+            atomic_compare_exchange_strong(&contended_calls_left, &left, left - 1);
+            n = 1;
+        }
     }
     if (n > MAX_THREADS) n = MAX_THREADS;
-    int64_t by_units = (units + UNIT_ALIGN - 1) / UNIT_ALIGN;
-    if (n > by_units) n = (int)by_units;
-    return n < 1 ? 1 : n;
+    const double by_units = (double)((units + UNIT_ALIGN - 1) / UNIT_ALIGN);
+    if (n > by_units) n = by_units;
+    return n < 1 ? 1 : (int)n;
 }
 
 typedef struct job job_t;
@@ -291,7 +368,8 @@ static void run_threads(job_t *job, int n, work_fn fn) {
 /* ------------------------------------------------------------------ jobs */
 
 struct job {
-    int64_t T, B, H, Bp, Hp; /* Bp: B padded to NR; Hp: H padded to UNIT_ALIGN */
+    int64_t T, B, H, Hp;      /* Hp: H padded to UNIT_ALIGN */
+    int64_t Bp, nr;           /* B padded to a multiple of the tile width nr */
     int nthreads;
     barrier_t barrier;
     const float *rk;          /* [H, 4H] */
@@ -316,12 +394,23 @@ static void set_threads(job_t *j, int n) {
     j->barrier.n = n;
 }
 
+/* Thread `index`'s hidden units [u0, u1): UNIT_ALIGN-unit blocks shared as
+ * evenly as they go (every thread gets at least one: nthreads <= blocks). */
 static void unit_range(const job_t *j, int index, int64_t *u0, int64_t *u1) {
-    int64_t per = (j->Hp / UNIT_ALIGN + j->nthreads - 1) / j->nthreads * UNIT_ALIGN;
-    *u0 = per * index;
-    *u1 = *u0 + per;
-    if (*u0 > j->Hp) *u0 = j->Hp;
-    if (*u1 > j->Hp) *u1 = j->Hp;
+    const int64_t blocks = j->Hp / UNIT_ALIGN, n = j->nthreads;
+    *u0 = index * blocks / n * UNIT_ALIGN;
+    *u1 = (index + 1) * blocks / n * UNIT_ALIGN;
+}
+
+/* After a barrier: whether this thread stops because the job went on to
+ * thread 0 alone; thread 0 then takes every unit. */
+static bool leave_if_single(job_t *j, int index, int64_t *u0, int64_t *u1) {
+    if (j->barrier.n == 1 || !atomic_load(&j->barrier.single)) return false;
+    if (index != 0) return true;
+    j->barrier.n = 1;
+    *u0 = 0;
+    *u1 = j->Hp;
+    return false;
 }
 
 /* Forward panels: row 4u + q of the product is unit u, gate q, so that a
@@ -360,20 +449,19 @@ static void forward_work(job_t *j, int index) {
     unit_range(j, index, &u0, &u1);
     pack_forward(j, u0, u1);
     /* The initial hidden state into the first operand buffer (own rows). */
-    for (int64_t u = u0; u < u1 && u < H; u++) {
+    for (int64_t u = u0; u < u1 && u < H; u++)
         memcpy(j->vbuf[0] + u * Bp, j->hs + u * B, B * sizeof(float));
-    }
     barrier_wait(&j->barrier);
-    const int64_t uend = u1 < H ? u1 : H;
     for (int64_t t = 0; t < T; t++) {
+        if (leave_if_single(j, index, &u0, &u1)) return;
         const float *hcur = j->vbuf[t & 1];
         float *hnext = j->vbuf[(t + 1) & 1];
-        panel_product(j->packed, H, u0 * 4 / MR, u1 * 4 / MR, hcur, Bp, j->zbuf);
+        panel_product(j->packed, H, u0 * 4 / MR, u1 * 4 / MR, hcur, Bp, j->zbuf, j->nr);
         const unsigned char *m = j->mask + t * j->mask_stride;
         const float *c_prev = j->cs + t * HB, *h_prev = j->hs + t * HB;
         float *c_new = j->cs + (t + 1) * HB, *h_new = j->hs + (t + 1) * HB;
         float *s = j->s + t * 4 * HB;
-        for (int64_t u = u0; u < uend; u++) {
+        for (int64_t u = u0; u < u1 && u < H; u++) {
             const float *x = j->zx + u * T * B + t * B;
             forward_cell(B, j->zbuf + 4 * u * Bp, Bp, x, H * T * B, m,
                          c_prev + u * B, h_prev + u * B, s + u * B, HB,
@@ -384,33 +472,34 @@ static void forward_work(job_t *j, int index) {
 }
 
 static void backward_work(job_t *j, int index) {
-    const int64_t T = j->T, B = j->B, H = j->H, Bp = j->Bp, HB = H * B;
+    const int64_t T = j->T, B = j->B, H = j->H, Bp = j->Bp, HB = H * B, nr = j->nr;
     const int64_t K = 4 * j->Hp;
     int64_t u0, u1;
     unit_range(j, index, &u0, &u1);
     pack_backward(j, u0, u1);
-    const int64_t uend = u1 < H ? u1 : H;
     barrier_wait(&j->barrier);
     for (int64_t t = T - 1; t >= 0; t--) {
+        if (leave_if_single(j, index, &u0, &u1)) return;
         float *dzv = j->vbuf[t & 1];
         const unsigned char *m = j->mask + t * j->mask_stride;
         const float *s = j->ss + t * 4 * HB;
         const float *c_prev = j->cs + t * HB, *c_cur = j->cs + (t + 1) * HB;
         const float *dout = j->d_out + t * HB;
         float *dz = j->dz + t * 4 * HB;
-        for (int64_t u = u0; u < uend; u++)
+        for (int64_t u = u0; u < u1 && u < H; u++)
             backward_cell(B, s + u * B, HB, c_prev + u * B, c_cur + u * B, dout + u * B,
                           m, j->dh + u * Bp, j->dc + u * B, dz + u * B, dzv + 4 * u * Bp,
                           Bp);
         barrier_wait(&j->barrier);
+        if (leave_if_single(j, index, &u0, &u1)) return;
         /* dh_prev = rk dz for the own units, added to what passed through. */
         for (int64_t p = u0 / MR; p < u1 / MR; p++) {
             float tile[MR * NR] __attribute__((aligned(64)));
-            for (int64_t c0 = 0; c0 < Bp; c0 += NR) {
-                micro_kernel(K, j->packed + p * K * MR, dzv + c0, Bp, tile, NR);
+            for (int64_t c0 = 0; c0 < Bp; c0 += nr) {
+                tile_product(K, j->packed + p * K * MR, dzv + c0, Bp, tile, nr, nr);
                 for (int i = 0; i < MR; i++) {
                     float *dst = j->dh + (p * MR + i) * Bp + c0;
-                    for (int c = 0; c < NR; c++) dst[c] += tile[i * NR + c];
+                    for (int64_t c = 0; c < nr; c++) dst[c] += tile[i * nr + c];
                 }
             }
         }
@@ -474,7 +563,8 @@ static void init_job(job_t *j, int64_t T, int64_t B, int64_t H, double flops) {
     j->T = T;
     j->B = B;
     j->H = H;
-    j->Bp = (B + NR - 1) / NR * NR;
+    j->nr = B <= VW ? VW : NR; /* narrow tiles for small batches */
+    j->Bp = (B + j->nr - 1) / j->nr * j->nr;
     j->Hp = (H + UNIT_ALIGN - 1) / UNIT_ALIGN * UNIT_ALIGN;
     set_threads(j, thread_count(flops, j->Hp));
 }

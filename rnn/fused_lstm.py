@@ -78,6 +78,15 @@ def _time_mask(lengths: tf.Tensor, n: tf.Tensor, reverse: bool) -> tf.Tensor:
     return t[:, tf.newaxis, tf.newaxis] < lengths[tf.newaxis, tf.newaxis, :]
 
 
+def _zero_padding(xa, mask):
+    """``xa`` with the steps past each example's length zeroed.
+
+    Nothing there reaches an output, but the weight gradients multiply all
+    of ``xa`` (a zero gradient times a NaN or inf in the padding is NaN).
+    """
+    return tf.where(mask, xa, tf.zeros([], xa.dtype))
+
+
 def _forward(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *, masked,
              reverse):
     """The forward program: outputs, final state and what backward needs.
@@ -107,6 +116,7 @@ def _forward(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *, masked,
                     tf.ones([n, 1, batch], dtype)], axis=1)        # [T, I+1, B]
     if masked:
         mask = _time_mask(lengths, n, reverse)                     # [T, 1, B]
+        xa = _zero_padding(xa, mask)
     h0t, c0t = tf.transpose(h0), tf.transpose(c0)
     s_acc = tf.TensorArray(dtype, size=n)
     c_acc = tf.TensorArray(dtype, size=n + 1).write(0, c0t)
@@ -325,10 +335,12 @@ def _forward_native(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *,
         x = tf.reverse(x, axis=[0])
     xa = tf.concat([tf.transpose(x, [0, 2, 1]),
                     tf.ones([n, 1, batch], x.dtype)], axis=1)      # [T, I+1, B]
+    mask = _no_mask(masked, lengths, n, reverse)
+    if masked:
+        xa = _zero_padding(xa, mask[:, tf.newaxis, :])
     # The input projection of every step as one matmul, [4H, T, B].
     wx = tf.transpose(tf.concat([kernel, bias[tf.newaxis]], axis=0))
     zx = tf.reshape(tf.matmul(wx, _columns(xa)), [-1, n, batch])
-    mask = _no_mask(masked, lengths, n, reverse)
     ss, cs, hs = _kernels.nestlib_lstm_forward(
         zx, recurrent_kernel, tf.transpose(h0), tf.transpose(c0), mask)
     out = hs[1:]

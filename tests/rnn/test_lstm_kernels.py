@@ -160,6 +160,28 @@ def test_saturation_and_nan_propagate_like_tf_ops():
 
 
 @needs_kernels
+@pytest.mark.parametrize("reverse", [False, True])
+def test_nan_and_inf_in_the_padding_stay_there(reverse):
+    """Steps past an example's length are selected away, as tf.where does in
+    the TF-ops programs: NaN or inf there reaches no output or gradient."""
+    args = _problem(8, 5, 4, 3, 9)
+    lengths = np.array([5, 2, 0, 3], np.int32)
+    x = args[0].numpy()
+    for b, n in enumerate(lengths):
+        # padding sits after the valid prefix in input time order
+        x[n:, b] = np.where(np.arange(3) % 2 == 0, np.nan, np.inf)
+    args[0] = tf.constant(x)
+    native, reference = _both(args, sequence_length=lengths, reverse=reverse)
+    for got, want in zip(native, reference):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)
+    d_x = native[3].numpy()
+    finite = [native[i].numpy() for i in (0, 1, 2, 4, 5, 6, 7, 8)]
+    assert all(np.isfinite(v).all() for v in finite)
+    for b, n in enumerate(lengths):
+        assert np.isfinite(d_x[:n, b]).all() and (d_x[n:, b] == 0).all()
+
+
+@needs_kernels
 def test_kernels_refuse_malformed_inputs():
     ops = fused_lstm._kernels
     zx = tf.zeros([8, 3, 2])           # H = 2, T = 3, B = 2
