@@ -317,7 +317,7 @@ def _use_native(dtype: tf.DType) -> bool:
     return not _gpu_present and not _in_xla_context()
 
 
-def _no_mask(masked, lengths, n, reverse):
+def _kernel_mask(masked, lengths, n, reverse):
     """The kernels' mask argument: ``[T, B]`` in processing order or ``[0]``."""
     if masked:
         return _time_mask(lengths, n, reverse)[:, 0, :]
@@ -335,7 +335,7 @@ def _forward_native(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *,
         x = tf.reverse(x, axis=[0])
     xa = tf.concat([tf.transpose(x, [0, 2, 1]),
                     tf.ones([n, 1, batch], x.dtype)], axis=1)      # [T, I+1, B]
-    mask = _no_mask(masked, lengths, n, reverse)
+    mask = _kernel_mask(masked, lengths, n, reverse)
     if masked:
         xa = _zero_padding(xa, mask[:, tf.newaxis, :])
     # The input projection of every step as one matmul, [4H, T, B].
@@ -359,7 +359,7 @@ def _backward_native(d_out, d_h, d_c, kernel, recurrent_kernel, lengths, xa,
     if reverse:
         d_out = tf.reverse(d_out, axis=[0])
     d_out = tf.transpose(d_out, [0, 2, 1])                         # [T, H, B]
-    mask = _no_mask(masked, lengths, n, reverse)
+    mask = _kernel_mask(masked, lengths, n, reverse)
     if masked:
         d_out = tf.where(mask[:, tf.newaxis, :], d_out, tf.zeros([], xa.dtype))
     dz, dh0, dc0 = _kernels.nestlib_lstm_backward(
