@@ -38,4 +38,4 @@ docs: $(STAMP) $(KERNELS)
 	@echo "open docs/_build/html/index.html"
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis $(KERNELS)
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis $(KERNELS) $(KERNELS).cpu

@@ -3,8 +3,11 @@
 Run as ``python rnn/_build_kernels.py`` (``make`` does, after installing
 TensorFlow). The library is compiled against the installed TensorFlow's C API
 headers and linked to its ``libtensorflow_framework``, with ``-march=native``
-where the compiler accepts it: build it on the machine that runs it. (The
-``.op.so`` name keeps ``pkgutil`` from listing it as a Python module.)
+where the compiler accepts it: build it on the machine that runs it. The
+CPU's features are recorded beside it (``.op.so.cpu``); ``rnn.fused_lstm``
+refuses a library built for features this CPU lacks (a copied virtualenv)
+and says to rebuild. (The ``.op.so`` name keeps ``pkgutil`` from listing it
+as a Python module.)
 
 Without a C compiler the build is skipped with a message and the exit
 status 0: ``rnn.fused_lstm`` then runs its TensorFlow-ops programs
@@ -51,6 +54,31 @@ def command(cc: str, tf_dir: str, output: str, native: bool) -> list[str]:
             "-L", tf_dir, f"-l:{FRAMEWORK}", f"-Wl,-rpath,{tf_dir}"]
 
 
+def cpu_flags() -> frozenset | None:
+    """This machine's CPU feature flags (Linux /proc/cpuinfo), or None."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def missing_cpu_features(library: str = LIBRARY) -> frozenset:
+    """Features of the CPU ``library`` was built for (with -march=native)
+    that this CPU lacks: running it here could die of an illegal
+    instruction. Empty when they match or nothing was recorded."""
+    try:
+        with open(library + ".cpu", encoding="utf-8") as f:
+            built_for = frozenset(f.read().split())
+    except OSError:
+        return frozenset()
+    here = cpu_flags()
+    return frozenset() if here is None else built_for - here
+
+
 def build(output: str = LIBRARY) -> bool:
     """Compiles the library into ``output``; returns whether it was built."""
     cc = compiler()
@@ -71,6 +99,15 @@ def build(output: str = LIBRARY) -> bool:
             done = subprocess.run(command(cc, tf_dir, tmp, native),
                                   capture_output=True, text=True)
             if done.returncode == 0:
+                # The CPU features a -march=native build may use, for the
+                # loader to check (a library copied to another machine).
+                flags = cpu_flags() if native else None
+                if flags is None:
+                    if os.path.exists(output + ".cpu"):
+                        os.remove(output + ".cpu")
+                else:
+                    with open(output + ".cpu", "w", encoding="utf-8") as f:
+                        f.write(" ".join(sorted(flags)) + "\n")
                 os.chmod(tmp, 0o755)
                 os.replace(tmp, output)  # atomic: a running process keeps its copy
                 return True

@@ -59,7 +59,7 @@ from typing import Optional, Tuple
 import tensorflow as tf
 from tensorflow.python.ops import control_flow_util
 
-from rnn import _utils
+from rnn import _build_kernels, _utils
 
 __all__ = ["lstm_sequence", "native_kernels_available", "set_native_kernels"]
 
@@ -236,8 +236,7 @@ def _gradients(dz, dh0, dc0, kernel, xa, hs, *, reverse):
 # recurrence as one op instead of a tf.while_loop.
 # --------------------------------------------------------------------------
 
-_LIBRARY = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                        "_lstm_kernels.op.so")
+_LIBRARY = _build_kernels.LIBRARY
 _kernels = None          # the loaded op library, once loaded
 _kernels_error = None    # why it could not be loaded, once tried
 _native_enabled = True
@@ -247,9 +246,15 @@ _gpu_present = None
 def _load_kernels():
     global _kernels, _kernels_error
     if _kernels is None and _kernels_error is None:
+        missing = _build_kernels.missing_cpu_features(_LIBRARY)
         if not os.path.exists(_LIBRARY):
             _kernels_error = (f"{_LIBRARY} is not built (run `make` or "
                               f"`python rnn/_build_kernels.py`)")
+        elif missing:
+            _kernels_error = (
+                f"{_LIBRARY} was built for a CPU with features this one lacks "
+                f"({', '.join(sorted(missing)[:8])}); rebuild it here with "
+                f"`python rnn/_build_kernels.py`")
         else:
             try:
                 _kernels = tf.load_op_library(_LIBRARY)

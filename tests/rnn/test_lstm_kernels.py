@@ -250,6 +250,30 @@ def test_set_native_kernels_makes_portable_saved_models(tmp_path):
                 done.stdout + done.stderr[-2000:]
 
 
+def test_a_library_built_for_another_cpu_is_not_loaded(tmp_path, monkeypatch):
+    """A -march=native build records the CPU's features; a machine lacking
+    one of them (a copied virtualenv) gets the TF-ops programs and a reason,
+    not an illegal-instruction crash."""
+    from rnn import _build_kernels
+    library = str(tmp_path / "k.so")
+    open(library, "wb").close()
+    assert _build_kernels.missing_cpu_features(library) == frozenset()  # no record
+    here = _build_kernels.cpu_flags()
+    if here is None:
+        pytest.skip("no /proc/cpuinfo here")
+    with open(library + ".cpu", "w") as f:
+        f.write(" ".join(sorted(here | {"imaginary_feature"})))
+    assert _build_kernels.missing_cpu_features(library) == {"imaginary_feature"}
+
+    monkeypatch.setattr(fused_lstm, "_LIBRARY", library)
+    monkeypatch.setattr(fused_lstm, "_kernels", None)
+    monkeypatch.setattr(fused_lstm, "_kernels_error", None)
+    assert not fused_lstm.native_kernels_available()
+    assert "imaginary_feature" in fused_lstm._kernels_error
+    assert "rebuild it here" in fused_lstm._kernels_error
+    assert not fused_lstm._use_native(tf.float32)
+
+
 def test_build_script_reports_a_missing_compiler(tmp_path, monkeypatch):
     """Without a compiler the build is skipped with a message, not an error."""
     from rnn import _build_kernels
@@ -264,6 +288,7 @@ def test_build_script_builds_a_library_registering_both_ops(tmp_path):
     from rnn import _build_kernels
     out = str(tmp_path / "k.so")
     assert _build_kernels.build(out) is True
+    assert _build_kernels.missing_cpu_features(out) == frozenset()
     symbols = subprocess.run(["nm", "-D", "--undefined-only", out],
                              capture_output=True, text=True).stdout
     assert "TF_RegisterKernelBuilder" in symbols
