@@ -18,7 +18,8 @@
  *   s     [T, 4H, B]   gate sigmoids; the g rows hold (1 + tanh(z_g)) / 2
  *   cs,hs [T+1, H, B]  states before every step and after the last
  *   d_out [T, H, B]    gradient of the outputs (zero where masked)
- *   dz    [T, 4H, B]   gradient of the gate pre-activations
+ *   dz    [4H, T, B]   gradient of the gate pre-activations (the columns
+ *                      layout the weight-gradient matmuls take)
  *
  * Per step the forward does one [4H, H] x [H, B] product and the backward
  * one [H, 4H] x [4H, B] product, then the element-wise cell, without the
@@ -176,13 +177,13 @@ __attribute__((noinline)) static void forward_cell(int64_t B, const float *restr
 /* One hidden unit's backward step over the batch: reads its gate rows s
  * (stride ss), carries dh (replaced by what passes through a step past the
  * length; the product adds rk dz later) and dc, and writes dz both to the
- * output rows (stride ss) and to its four interleaved operand rows (stride
+ * output rows (stride zs) and to its four interleaved operand rows (stride
  * vs). */
 __attribute__((noinline)) static void backward_cell(int64_t B, const float *restrict s, int64_t ss,
                           const float *restrict c_prev, const float *restrict c_cur,
                           const float *restrict d_out, const unsigned char *restrict keep,
                           float *restrict dh, float *restrict dc, float *restrict dz,
-                          float *restrict v, int64_t vs) {
+                          int64_t zs, float *restrict v, int64_t vs) {
     for (int64_t b = 0; b < B; b++) {
         const float i = s[b], f = s[ss + b], g = 2.0f * s[2 * ss + b] - 1.0f;
         const float o = s[3 * ss + b];
@@ -199,15 +200,15 @@ __attribute__((noinline)) static void backward_cell(int64_t B, const float *rest
         const float dht = dh[b] + d_out[b];
         const float dct = dc[b] + dht * a;
         dz[b] = dct * pi;
-        dz[ss + b] = dct * pf;
-        dz[2 * ss + b] = dct * pg;
-        dz[3 * ss + b] = dht * po;
+        dz[zs + b] = dct * pf;
+        dz[2 * zs + b] = dct * pg;
+        dz[3 * zs + b] = dht * po;
         dc[b] = dct * (valid ? f : 1.0f);
         dh[b] = valid ? 0.0f : dht; /* the product adds rk dz to it */
     }
     /* (A separate copy: storing to both in the loop above stops GCC from
      * vectorising it.) */
-    for (int q = 0; q < 4; q++) memcpy(v + q * vs, dz + q * ss, B * sizeof(float));
+    for (int q = 0; q < 4; q++) memcpy(v + q * vs, dz + q * zs, B * sizeof(float));
 }
 
 /* --------------------------------------------------------------- threads */
@@ -250,7 +251,7 @@ static double seconds(void) {
 
 /* Spin budget of a waiter: when every thread has a core, the last one
  * arrives within microseconds (the imbalance of one step's shares). */
-#define SPIN_SECONDS 50e-6
+#define SPIN_SECONDS 200e-6
 
 /* Calls after a job gave up its threads that run on one thread right away
  * (then threads are tried again). */
@@ -488,11 +489,11 @@ static void backward_work(job_t *j, int index) {
         const float *s = j->ss + t * 4 * HB;
         const float *c_prev = j->cs + t * HB, *c_cur = j->cs + (t + 1) * HB;
         const float *dout = j->d_out + t * HB;
-        float *dz = j->dz + t * 4 * HB;
+        float *dz = j->dz + t * B; /* [4H, T, B]: unit u at + u T B */
         for (int64_t u = u0; u < u1 && u < H; u++)
             backward_cell(B, s + u * B, HB, c_prev + u * B, c_cur + u * B, dout + u * B,
-                          m, j->dh + u * Bp, j->dc + u * B, dz + u * B, dzv + 4 * u * Bp,
-                          Bp);
+                          m, j->dh + u * Bp, j->dc + u * B, dz + u * T * B, H * T * B,
+                          dzv + 4 * u * Bp, Bp);
         barrier_wait(&j->barrier);
         if (leave_if_single(j, index, &u0, &u1)) return;
         /* dh_prev = rk dz for the own units, added to what passed through. */
@@ -695,7 +696,8 @@ static void backward_compute(void *kernel, TF_OpKernelContext *ctx) {
         !check_dims(ctx, st, op, "recurrent_kernel", in[5], 2, rk_dims) ||
         !check_mask(ctx, st, op, in[6], T, B))
         goto done;
-    if (!(out[0] = output(ctx, st, 0, s_dims, 3)) ||
+    const int64_t dz_dims[3] = {4 * H, T, B};
+    if (!(out[0] = output(ctx, st, 0, dz_dims, 3)) ||
         !(out[1] = output(ctx, st, 1, state, 2)) ||
         !(out[2] = output(ctx, st, 2, state, 2)))
         goto done;

@@ -31,9 +31,10 @@ per-op and per-iteration costs between the small matmuls and element-wise
 ops, the products split by hidden unit over a few threads (one per CPU,
 ``RNN_LSTM_THREADS`` overrides) that meet once per step. There the input
 projection of all steps is one ``[4H, I+1] x [I+1, T*B]`` matmul before the
-op. The kernels take and produce exactly the tensors the ``while_loop``
-programs do, so the rest (the weight-gradient matmuls, masking, reversal)
-is shared. :func:`native_kernels_available` says whether they are built;
+op. The kernels take and produce the tensors the ``while_loop`` programs
+do (the gate gradients directly in the ``[4H, T * B]`` columns layout the
+weight-gradient matmuls take), so the rest (those matmuls, masking,
+reversal) is shared. :func:`native_kernels_available` says whether they are built;
 :func:`set_native_kernels` turns them off (e.g. to export a SavedModel for a
 process that will not ``import rnn``).
 
@@ -202,7 +203,7 @@ def _backward(d_out, d_h, d_c, kernel, recurrent_kernel, lengths, xa, hs,
         lambda k, *_: k > 0, body,
         (n, tf.transpose(d_h), tf.transpose(d_c), dz_acc),
         parallel_iterations=_PARALLEL_ITERATIONS)
-    return _gradients(dz_acc.stack(), dh0, dc0, kernel, xa, hs,
+    return _gradients(_columns(dz_acc.stack()), dh0, dc0, kernel, xa, hs,
                       reverse=reverse)
 
 
@@ -214,13 +215,13 @@ def _columns(stacked: tf.Tensor) -> tf.Tensor:
 
 
 def _gradients(dz, dh0, dc0, kernel, xa, hs, *, reverse):
-    """The six gradients from the per-step gate gradients ``dz [T, 4H, B]``.
+    """The six gradients from the gate gradients ``dz [4H, T * B]`` of all
+    steps (column ``t * B + b``: step ``t`` of example ``b``).
 
     The weight gradients are two large matmuls over all ``T * B`` columns at
     once, the input gradient one more.
     """
-    n, batch = tf.shape(dz)[0], tf.shape(dz)[2]
-    dz = _columns(dz)                                              # [4H, TB]
+    n, batch = tf.shape(xa)[0], tf.shape(xa)[2]
     d_kernel_bias = tf.matmul(_columns(xa), dz, transpose_b=True)  # [I+1, 4H]
     d_rk = tf.matmul(_columns(hs[:-1]), dz, transpose_b=True)      # [H, 4H]
     d_x = tf.matmul(kernel, dz)                                    # [I, TB]
@@ -369,7 +370,8 @@ def _backward_native(d_out, d_h, d_c, kernel, recurrent_kernel, lengths, xa,
         d_out = tf.where(mask[:, tf.newaxis, :], d_out, tf.zeros([], xa.dtype))
     dz, dh0, dc0 = _kernels.nestlib_lstm_backward(
         ss, cs, d_out, tf.transpose(d_h), tf.transpose(d_c), recurrent_kernel,
-        mask)
+        mask)                                  # dz: [4H, T, B], no transpose
+    dz = tf.reshape(dz, [tf.shape(dz)[0], -1])
     return _gradients(dz, dh0, dc0, kernel, xa, hs, reverse=reverse)
 
 

@@ -197,6 +197,8 @@ def test_kernels_refuse_malformed_inputs():
         ops.nestlib_lstm_forward(zx, rk, state, state, tf.zeros([2, 2], tf.bool))
     with pytest.raises(tf.errors.InvalidArgumentError, match="zx must be"):
         ops.nestlib_lstm_forward(tf.zeros([8, 3]), rk, state, state, none)
+    dz, dh0, dc0 = ops.nestlib_lstm_backward(s, cs, hs[1:], state, state, rk, none)
+    assert dz.shape == (8, 3, 2) and dh0.shape == (2, 2)  # dz: [4H, T, B]
     with pytest.raises(tf.errors.InvalidArgumentError, match="d_out has dimension 0"):
         ops.nestlib_lstm_backward(s, cs, tf.zeros([2, 2, 2]), state, state, rk, none)
     with pytest.raises(tf.errors.InvalidArgumentError, match="cs must have rank 3"):
