@@ -342,12 +342,17 @@ def _same_items(ca: Any, cb: Any, check_types: bool) -> bool:
     return True
 
 
+_LATER = object()
+
+
 def _compare(a: Any, b: Any, check_types: bool,
              kind_fn: Callable[[Any], int] = classify) -> None:
     """Raises the error for the first difference between a and b (iterative)."""
-    stack: list[tuple[Any, Any, tuple]] = [(a, b, ())]
+    stack: list[tuple[Any, Any, Any]] = [(a, b, ())]
     while stack:
         x, y, steps = stack.pop()
+        if x is _LATER:  # a length difference, due once the common children pass
+            raise y
         try:
             kx, ky = kind_fn(x), kind_fn(y)
         except Exception as e:
@@ -372,11 +377,15 @@ def _compare(a: Any, b: Any, check_types: bool,
         ux = N.unwrap(x, kx)[1] if kx == PROXY else kx
         uy = N.unwrap(y, ky)[1] if ky == PROXY else ky
         both_mappings = ux == MAPPING and uy == MAPPING
-        if len(ix) != len(iy) or (check_types and both_mappings and
-                                  [p[0] for p in ix] != [p[0] for p in iy]):
-            detail = E.key_difference([p[0] for p in ix], [p[0] for p in iy]) \
-                if both_mappings else ""
+        if both_mappings and (len(ix) != len(iy) or (
+                check_types and [p[0] for p in ix] != [p[0] for p in iy])):
+            detail = E.key_difference([p[0] for p in ix], [p[0] for p in iy])
             raise ValueError(E.differ(steps, E.describe(x, kx), E.describe(y, ky), detail))
+        if len(ix) != len(iy):
+            # As dm-tree: the children both have are compared first (their
+            # difference, e.g. a TypeError, is reported), then the count.
+            stack.append((_LATER, ValueError(E.differ(
+                steps, E.describe(x, kx), E.describe(y, ky))), None))
         for (key, cx), (_, cy) in reversed(list(zip(ix, iy))):
             stack.append((cx, cy, steps + ((ux, key),)))
 

@@ -196,6 +196,26 @@ def test_assert_same_structure_agrees_with_dm_tree(nest, ab):
             assert ours[2].startswith("structures differ at ")
 
 
+_Empty = collections.namedtuple("_Empty", [])
+
+
+@pytest.mark.parametrize("ab", [
+    ((_Empty(), []), ([],)),          # first pair differs in type: TypeError
+    (([], _Empty()), ([],)),          # common pair fine: the count, ValueError
+    (([1], [2, 3]), ([1],)),
+    (([[1], 2], [(1,)]), [[[1], 2]]),
+], ids=["type-before-count", "count", "count-after-equal", "nested"])
+def test_differences_are_found_in_dm_trees_order(nest, ab):
+    """dm-tree compares the children two nodes both have before their count
+    (found by hypothesis on a CI run: a length difference was reported where
+    dm-tree reports the TypeError of the first child)."""
+    a, b = ab
+    for check_types in (True, False):
+        ours = outcome(nest.assert_same_structure, a, b, check_types=check_types)
+        theirs = outcome(tree.assert_same_structure, a, b, check_types=check_types)
+        assert ours[0] == "raised" and ours[:2] == theirs[:2], (ours, theirs)
+
+
 # --------------------------------------------------------------------------
 # the *_up_to family against dm-tree
 # --------------------------------------------------------------------------
