@@ -5,9 +5,22 @@ instead of importing ``nestlib`` directly, so the whole suite runs once per
 backend (native, dm-tree, python) and all are held to identical results.
 """
 
+import os
+
 import pytest
 
 from nestlib import _backend
+
+try:
+    from hypothesis import settings
+except ImportError:  # the property tests skip themselves
+    pass
+else:
+    # CI (.ci/run) replays the same examples on every run, so that a red CI
+    # means a change broke something; local runs draw new examples each time
+    # and keep exploring (a failure prints the example to pin as a test).
+    settings.register_profile("ci", derandomize=True)
+    settings.load_profile(os.environ.get("NESTLIB_HYPOTHESIS_PROFILE", "default"))
 
 BACKENDS = _backend.BACKENDS
 
