@@ -598,9 +598,28 @@ static void finish_job(job_t *j) {
     free(j->dh);
 }
 
-static void release(TF_Tensor **ts, int n) {
-    for (int i = 0; i < n; i++)
-        if (ts[i]) TF_DeleteTensor(ts[i]);
+/* The op's n inputs into in[]; false (the op failed) if one is missing. */
+static bool get_inputs(TF_OpKernelContext *ctx, TF_Status *st, TF_Tensor **in, int n) {
+    for (int i = 0; i < n; i++) {
+        TF_GetInput(ctx, i, &in[i], st);
+        if (TF_GetCode(st) != TF_OK) {
+            TF_OpKernelContext_Failure(ctx, st);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The end of every call, on every path: frees the job's buffers, the
+ * tensor handles (NULL where never obtained) and the status. */
+static void end_call(job_t *j, TF_Tensor **in, int n_in, TF_Tensor **out, int n_out,
+                     TF_Status *st) {
+    finish_job(j);
+    for (int i = 0; i < n_in; i++)
+        if (in[i]) TF_DeleteTensor(in[i]);
+    for (int i = 0; i < n_out; i++)
+        if (out[i]) TF_DeleteTensor(out[i]);
+    TF_DeleteStatus(st);
 }
 
 static void forward_compute(void *kernel, TF_OpKernelContext *ctx) {
@@ -610,13 +629,7 @@ static void forward_compute(void *kernel, TF_OpKernelContext *ctx) {
     TF_Tensor *in[5] = {0}, *out[3] = {0};
     job_t j;
     memset(&j, 0, sizeof j);
-    for (int i = 0; i < 5; i++) {
-        TF_GetInput(ctx, i, &in[i], st);
-        if (TF_GetCode(st) != TF_OK) {
-            TF_OpKernelContext_Failure(ctx, st);
-            goto done;
-        }
-    }
+    if (!get_inputs(ctx, st, in, 5)) goto done;
     if (TF_NumDims(in[0]) != 3) {
         fail(ctx, st, TF_INVALID_ARGUMENT, "NestlibLstmForward: zx must be [4H, T, B]");
         goto done;
@@ -660,10 +673,7 @@ static void forward_compute(void *kernel, TF_OpKernelContext *ctx) {
         run_threads(&j, j.nthreads, forward_work);
     }
 done:
-    finish_job(&j);
-    release(in, 5);
-    release(out, 3);
-    TF_DeleteStatus(st);
+    end_call(&j, in, 5, out, 3, st);
 }
 
 static void backward_compute(void *kernel, TF_OpKernelContext *ctx) {
@@ -673,13 +683,7 @@ static void backward_compute(void *kernel, TF_OpKernelContext *ctx) {
     TF_Tensor *in[7] = {0}, *out[3] = {0};
     job_t j;
     memset(&j, 0, sizeof j);
-    for (int i = 0; i < 7; i++) {
-        TF_GetInput(ctx, i, &in[i], st);
-        if (TF_GetCode(st) != TF_OK) {
-            TF_OpKernelContext_Failure(ctx, st);
-            goto done;
-        }
-    }
+    if (!get_inputs(ctx, st, in, 7)) goto done;
     if (TF_NumDims(in[0]) != 3) {
         fail(ctx, st, TF_INVALID_ARGUMENT, "NestlibLstmBackward: s must be [T, 4H, B]");
         goto done;
@@ -735,10 +739,7 @@ static void backward_compute(void *kernel, TF_OpKernelContext *ctx) {
         for (int64_t u = 0; u < H; u++) memcpy(j.dh0 + u * B, j.dh + u * j.Bp, B * sizeof(float));
     }
 done:
-    finish_job(&j);
-    release(in, 7);
-    release(out, 3);
-    TF_DeleteStatus(st);
+    end_call(&j, in, 7, out, 3, st);
 }
 
 static void unknown_shapes(TF_ShapeInferenceContext *ctx, TF_Status *st) {
