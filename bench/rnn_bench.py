@@ -43,6 +43,7 @@ and re-run the rows you care about when the machine is quiet.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -98,20 +99,22 @@ def _contenders(layers_list: Sequence[int]) -> List[_Contender]:
             return forward, core.trainable_variables
         return make
 
+    @contextlib.contextmanager
+    def kernels_off():
+        previous = fused_lstm.set_native_kernels(False)
+        try:
+            yield
+        finally:
+            fused_lstm.set_native_kernels(previous)
+
     def without_kernels(make):
         def wrapped(x):
-            previous = fused_lstm.set_native_kernels(False)
-            try:
+            with kernels_off():
                 forward, variables = make(x)
-            finally:
-                fused_lstm.set_native_kernels(previous)
 
-            def forward_tf_ops():  # read when tracing and on eager calls
-                previous = fused_lstm.set_native_kernels(False)
-                try:
+            def forward_tf_ops():  # the setting is read when tracing and on eager calls
+                with kernels_off():
                     return forward()
-                finally:
-                    fused_lstm.set_native_kernels(previous)
             return forward_tf_ops, variables
         return wrapped
 

@@ -79,13 +79,51 @@ def _time_mask(lengths: tf.Tensor, n: tf.Tensor, reverse: bool) -> tf.Tensor:
     return t[:, tf.newaxis, tf.newaxis] < lengths[tf.newaxis, tf.newaxis, :]
 
 
-def _zero_padding(xa, mask):
-    """``xa`` with the steps past each example's length zeroed.
+def _inputs(x, lengths, *, masked, reverse):
+    """The start of both forward programs: ``(T, xa, mask)``.
 
-    Nothing there reaches an output, but the weight gradients multiply all
-    of ``xa`` (a zero gradient times a NaN or inf in the padding is NaN).
+    ``xa`` is ``[T, I+1, B]`` in processing order (inputs with a row of ones)
+    and ``mask`` the ``[T, 1, B]`` valid steps (None when not masked). The
+    steps past each example's length are zeroed in ``xa``: nothing there
+    reaches an output, but the weight gradients multiply all of ``xa`` (a
+    zero gradient times a NaN or inf in the padding is NaN).
     """
-    return tf.where(mask, xa, tf.zeros([], xa.dtype))
+    n, batch = tf.shape(x)[0], tf.shape(x)[1]
+    with tf.control_dependencies([tf.debugging.assert_positive(
+            n, message="lstm_sequence: the input sequence has zero time steps")]):
+        n = tf.identity(n)
+    if reverse:
+        x = tf.reverse(x, axis=[0])
+    xa = tf.concat([tf.transpose(x, [0, 2, 1]),
+                    tf.ones([n, 1, batch], x.dtype)], axis=1)
+    mask = None
+    if masked:
+        mask = _time_mask(lengths, n, reverse)
+        xa = tf.where(mask, xa, tf.zeros([], xa.dtype))
+    return n, xa, mask
+
+
+def _outputs(hs, mask, reverse):
+    """``[T, B, H]`` outputs in input time order from ``hs [T+1, H, B]``."""
+    out = hs[1:]
+    if mask is not None:
+        out = tf.where(mask, out, tf.zeros([], hs.dtype))
+    if reverse:
+        out = tf.reverse(out, axis=[0])
+    return tf.transpose(out, [0, 2, 1])
+
+
+def _output_gradients(d_out, lengths, n, *, masked, reverse):
+    """The start of both backward programs: ``(d_out [T, H, B], mask)`` in
+    processing order, zero where masked (``mask`` as in :func:`_inputs`)."""
+    if reverse:
+        d_out = tf.reverse(d_out, axis=[0])
+    d_out = tf.transpose(d_out, [0, 2, 1])
+    mask = None
+    if masked:
+        mask = _time_mask(lengths, n, reverse)
+        d_out = tf.where(mask, d_out, tf.zeros([], d_out.dtype))
+    return d_out, mask
 
 
 def _forward(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *, masked,
@@ -99,11 +137,8 @@ def _forward(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *, masked,
     ``[T, 4H, B]``, each step's gate sigmoids.
     """
     dtype = x.dtype
-    n, batch = tf.shape(x)[0], tf.shape(x)[1]
     hidden = tf.shape(recurrent_kernel)[0]
-    with tf.control_dependencies([tf.debugging.assert_positive(
-            n, message="lstm_sequence: the input sequence has zero time steps")]):
-        n = tf.identity(n)
+    n, xa, mask = _inputs(x, lengths, masked=masked, reverse=reverse)
     # One tanh covers all four gates: sigmoid(z) = (1 + tanh(z / 2)) / 2, so
     # the sigmoid gates' weights are halved once per call.
     half = tf.constant(0.5, dtype)
@@ -111,13 +146,6 @@ def _forward(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *, masked,
     scale = tf.concat([halves, halves, halves + halves, halves], axis=0)
     wx = tf.transpose(tf.concat([kernel, bias[tf.newaxis]], axis=0) * scale)
     wh = tf.transpose(recurrent_kernel * scale)                    # [4H, H]
-    if reverse:
-        x = tf.reverse(x, axis=[0])
-    xa = tf.concat([tf.transpose(x, [0, 2, 1]),
-                    tf.ones([n, 1, batch], dtype)], axis=1)        # [T, I+1, B]
-    if masked:
-        mask = _time_mask(lengths, n, reverse)                     # [T, 1, B]
-        xa = _zero_padding(xa, mask)
     h0t, c0t = tf.transpose(h0), tf.transpose(c0)
     s_acc = tf.TensorArray(dtype, size=n)
     c_acc = tf.TensorArray(dtype, size=n + 1).write(0, c0t)
@@ -144,12 +172,7 @@ def _forward(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *, masked,
         (tf.constant(0), h0t, c0t, s_acc, c_acc, h_acc),
         parallel_iterations=_PARALLEL_ITERATIONS)
     hs = h_acc.stack()                                             # [T+1, H, B]
-    out = hs[1:]
-    if masked:
-        out = tf.where(mask, out, tf.zeros([], dtype))
-    if reverse:
-        out = tf.reverse(out, axis=[0])
-    out = tf.transpose(out, [0, 2, 1])                             # [T, B, H]
+    out = _outputs(hs, mask, reverse)
     # Stacked (not TensorList handles) so that the gradient function only
     # captures plain tensors, which SavedModel can serialise.
     return (out, tf.transpose(h), tf.transpose(c), xa, hs, s_acc.stack(),
@@ -160,17 +183,13 @@ def _backward(d_out, d_h, d_c, kernel, recurrent_kernel, lengths, xa, hs,
               ss, cs, *, masked, reverse):
     """The backward program: gradients for x, h0, c0, kernel, rk, bias."""
     dtype = xa.dtype
-    n, batch = tf.shape(xa)[0], tf.shape(xa)[2]
+    n = tf.shape(xa)[0]
     unit = tf.constant(1, dtype)
     two = tf.constant(2, dtype)
     four = tf.constant(4, dtype)
     zero = tf.zeros([], dtype)
-    if reverse:
-        d_out = tf.reverse(d_out, axis=[0])
-    d_out = tf.transpose(d_out, [0, 2, 1])                         # [T, H, B]
-    if masked:
-        mask = _time_mask(lengths, n, reverse)
-        d_out = tf.where(mask, d_out, zero)
+    d_out, mask = _output_gradients(d_out, lengths, n, masked=masked,
+                                    reverse=reverse)
     dz_acc = tf.TensorArray(dtype, size=n)
 
     def body(k, dh, dc, dz_acc):
@@ -247,11 +266,10 @@ _gpu_present = None
 def _load_kernels():
     global _kernels, _kernels_error
     if _kernels is None and _kernels_error is None:
-        missing = _build_kernels.missing_cpu_features(_LIBRARY)
         if not os.path.exists(_LIBRARY):
             _kernels_error = (f"{_LIBRARY} is not built (run `make` or "
                               f"`python rnn/_build_kernels.py`)")
-        elif missing:
+        elif missing := _build_kernels.missing_cpu_features(_LIBRARY):
             _kernels_error = (
                 f"{_LIBRARY} was built for a CPU with features this one lacks "
                 f"({', '.join(sorted(missing)[:8])}); rebuild it here with "
@@ -323,54 +341,33 @@ def _use_native(dtype: tf.DType) -> bool:
     return not _gpu_present and not _in_xla_context()
 
 
-def _kernel_mask(masked, lengths, n, reverse):
+def _kernel_mask(mask):
     """The kernels' mask argument: ``[T, B]`` in processing order or ``[0]``."""
-    if masked:
-        return _time_mask(lengths, n, reverse)[:, 0, :]
-    return tf.zeros([0], tf.bool)
+    return tf.zeros([0], tf.bool) if mask is None else mask[:, 0, :]
 
 
 def _forward_native(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *,
                     masked, reverse):
     """:func:`_forward` with the recurrence as one compiled op."""
-    n, batch = tf.shape(x)[0], tf.shape(x)[1]
-    with tf.control_dependencies([tf.debugging.assert_positive(
-            n, message="lstm_sequence: the input sequence has zero time steps")]):
-        n = tf.identity(n)
-    if reverse:
-        x = tf.reverse(x, axis=[0])
-    xa = tf.concat([tf.transpose(x, [0, 2, 1]),
-                    tf.ones([n, 1, batch], x.dtype)], axis=1)      # [T, I+1, B]
-    mask = _kernel_mask(masked, lengths, n, reverse)
-    if masked:
-        xa = _zero_padding(xa, mask[:, tf.newaxis, :])
+    n, xa, mask = _inputs(x, lengths, masked=masked, reverse=reverse)
     # The input projection of every step as one matmul, [4H, T, B].
     wx = tf.transpose(tf.concat([kernel, bias[tf.newaxis]], axis=0))
-    zx = tf.reshape(tf.matmul(wx, _columns(xa)), [-1, n, batch])
+    zx = tf.reshape(tf.matmul(wx, _columns(xa)), [-1, n, tf.shape(xa)[2]])
     ss, cs, hs = _kernels.nestlib_lstm_forward(
-        zx, recurrent_kernel, tf.transpose(h0), tf.transpose(c0), mask)
-    out = hs[1:]
-    if masked:
-        out = tf.where(mask[:, tf.newaxis, :], out, tf.zeros([], x.dtype))
-    if reverse:
-        out = tf.reverse(out, axis=[0])
-    return (tf.transpose(out, [0, 2, 1]), tf.transpose(hs[-1]),
+        zx, recurrent_kernel, tf.transpose(h0), tf.transpose(c0),
+        _kernel_mask(mask))
+    return (_outputs(hs, mask, reverse), tf.transpose(hs[-1]),
             tf.transpose(cs[-1]), xa, hs, ss, cs)
 
 
 def _backward_native(d_out, d_h, d_c, kernel, recurrent_kernel, lengths, xa,
                      hs, ss, cs, *, masked, reverse):
     """:func:`_backward` with the reverse recurrence as one compiled op."""
-    n = tf.shape(xa)[0]
-    if reverse:
-        d_out = tf.reverse(d_out, axis=[0])
-    d_out = tf.transpose(d_out, [0, 2, 1])                         # [T, H, B]
-    mask = _kernel_mask(masked, lengths, n, reverse)
-    if masked:
-        d_out = tf.where(mask[:, tf.newaxis, :], d_out, tf.zeros([], xa.dtype))
+    d_out, mask = _output_gradients(d_out, lengths, tf.shape(xa)[0],
+                                    masked=masked, reverse=reverse)
     dz, dh0, dc0 = _kernels.nestlib_lstm_backward(
         ss, cs, d_out, tf.transpose(d_h), tf.transpose(d_c), recurrent_kernel,
-        mask)                                  # dz: [4H, T, B], no transpose
+        _kernel_mask(mask))                    # dz: [4H, T, B], no transpose
     dz = tf.reshape(dz, [tf.shape(dz)[0], -1])
     return _gradients(dz, dh0, dc0, kernel, xa, hs, reverse=reverse)
 

@@ -7,6 +7,7 @@ TF-ops programs on awkward shapes, do not depend on the thread count, and
 refuse malformed inputs.
 """
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -36,11 +37,14 @@ def test_kernels_are_built_where_a_compiler_exists():
         pytest.skip("no C compiler here: the LSTM runs on TensorFlow ops")
 
 
-@pytest.fixture
+@contextlib.contextmanager
 def tf_ops_only():
+    """Traces and eager calls inside use the TF-ops programs."""
     previous = fused_lstm.set_native_kernels(False)
-    yield
-    fused_lstm.set_native_kernels(previous)
+    try:
+        yield
+    finally:
+        fused_lstm.set_native_kernels(previous)
 
 
 def _problem(seed, steps, batch, inputs, hidden, scale=0.6):
@@ -63,11 +67,8 @@ def _values_and_grads(args, **kwargs):
 
 def _both(args, **kwargs):
     native = _values_and_grads(args, **kwargs)
-    previous = fused_lstm.set_native_kernels(False)
-    try:
+    with tf_ops_only():
         reference = _values_and_grads(args, **kwargs)
-    finally:
-        fused_lstm.set_native_kernels(previous)
     return native, reference
 
 
@@ -124,11 +125,8 @@ def test_graphs_use_the_kernels_where_they_apply():
                                rtol=1e-5, atol=1e-6)
     doubles = [tf.cast(a, tf.float64) for a in args]
     assert not any(t.startswith("Nestlib") for t in op_types(step, *doubles))
-    previous = fused_lstm.set_native_kernels(False)
-    try:
+    with tf_ops_only():
         assert not any(t.startswith("Nestlib") for t in op_types(step, *args))
-    finally:
-        fused_lstm.set_native_kernels(previous)
 
 
 @needs_kernels
@@ -217,11 +215,8 @@ def test_set_native_kernels_makes_portable_saved_models(tmp_path):
             zeros = tf.zeros([tf.shape(x)[1], 5])
             return lstm_sequence(x, zeros, zeros, *args[3:])[0]
 
-    previous = fused_lstm.set_native_kernels(False)
-    try:
+    with tf_ops_only():
         tf.saved_model.save(Model(), str(tmp_path / "portable"))
-    finally:
-        fused_lstm.set_native_kernels(previous)
     tf.saved_model.save(Model(), str(tmp_path / "native"))
     want = Model().run(args[0]).numpy()
     np.save(tmp_path / "x.npy", args[0].numpy())
