@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 from . import _composites as C
 from . import _docs
+from . import _nodes as N
 from . import _spec as S
 from . import _walk as W
 
@@ -53,29 +54,33 @@ def _dm_tree_core() -> dict[str, Callable]:
     from tree import _tree  # compiled part of dm-tree
 
     tree_flatten = _tree.flatten
-    tree_is_sequence = _tree.is_sequence
     py_flatten = W.flatten
-    py_is_nested = W.is_nested
     py_same = W.assert_same_structure
+
+    kind_get = N.KINDS.get
+    classify = N.classify
 
     def flatten(structure: Any, expand_composites: bool = False) -> list:
         if expand_composites:
             return C.flatten(structure)
         try:
-            return tree_flatten(structure)
+            leaves = tree_flatten(structure)
         except Exception:  # redo in Python: our semantics and our error
             return py_flatten(structure)
-
-    def is_nested(structure: Any) -> bool:
-        try:
-            return tree_is_sequence(structure)
-        except Exception:
-            return py_is_nested(structure)
+        # dm-tree knows no registered or TF-protocol nodes: it leaves them as leaves
+        for t in set(map(type, leaves)):
+            k = kind_get(t)
+            if k != N.LEAF and (k == N.CUSTOM or k is None and any(
+                    classify(x) == N.CUSTOM for x in leaves if type(x) is t)):
+                return py_flatten(structure)
+        return leaves
 
     # dm-tree's compiled assert_same_structure is not used: it crashes the
     # interpreter (SIGSEGV) on a Mapping whose __iter__ or __len__ raises, and
     # it is slower than nestlib's own check anyway.
-    return {"flatten": flatten, "is_nested": is_nested,
+    # is_nested is a lookup in the kind cache: as fast as dm-tree's, and it
+    # knows the registered and TF-protocol nodes.
+    return {"flatten": flatten, "is_nested": W.is_nested,
             "assert_same_structure": py_same}
 
 

@@ -33,7 +33,7 @@
 enum {
     K_LEAF = 0, K_LIST = 1, K_TUPLE = 2, K_NAMEDTUPLE = 3, K_MAPPING = 4,
     K_ATTRS = 5, K_SEQUENCE = 6, K_VIEW = 7, K_PROXY = 8, K_COMPOSITE = 9,
-    K_LAST = 9
+    K_CUSTOM = 10, K_LAST = 10
 };
 
 /* ------------------------------------------------------------------------ */
@@ -57,6 +57,9 @@ static PyObject *g_nt_size;          /* namedtuple type -> len(_fields) if plain
 static PyObject *g_nt_size_cache;    /* type -> int (ours) */
 static PyObject *g_ordered_dict;     /* collections.OrderedDict */
 static PyObject *g_default_dict;     /* collections.defaultdict */
+static PyObject *g_defs;             /* _nodes.DEFS: CUSTOM type -> NodeDef
+                                        (flatten, unflatten, flatten_with_keys,
+                                        meta_matters, ...) */
 
 /* Python functions that redo a whole call when the native path gives up. */
 static PyObject *fb_flatten, *fb_is_nested, *fb_unflatten, *fb_pack_trusted,
@@ -184,6 +187,60 @@ py_children(PyObject *x, int k)
         return NULL;
     }
     return r;
+}
+
+/* CUSTOM nodes (registered types, TF nest protocol): ``DEFS[type(x)]`` read
+ * here directly instead of through _nodes' Python helpers. Every function
+ * returns NULL, with or without an exception set, when anything is unusual
+ * (a type no longer registered, a flatten function returning something
+ * else than ``(tuple or list, metadata)``): the Python engine then redoes the
+ * call and raises its error. */
+
+/* Borrowed NodeDef of x's type, or NULL. */
+static PyObject *
+custom_def(PyObject *x)
+{
+    PyObject *d = PyDict_GetItemWithError(g_defs, (PyObject *)Py_TYPE(x));
+    if (d != NULL && (!PyTuple_Check(d) || PyTuple_GET_SIZE(d) < 4))
+        return NULL;
+    return d;
+}
+
+/* ``def.flatten(x)`` checked: a new exact 2-tuple whose item 0 is an exact
+ * tuple or list; its def in *def_out (borrowed). */
+static PyObject *
+custom_pair(PyObject *x, PyObject **def_out)
+{
+    PyObject *d = custom_def(x), *pair, *kids;
+    if (d == NULL)
+        return NULL;
+    pair = PyObject_CallOneArg(PyTuple_GET_ITEM(d, 0), x);
+    if (pair == NULL)
+        return NULL;
+    if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
+        Py_DECREF(pair);
+        return NULL;
+    }
+    kids = PyTuple_GET_ITEM(pair, 0);
+    if (!PyTuple_CheckExact(kids) && !PyList_CheckExact(kids)) {
+        Py_DECREF(pair);
+        return NULL;
+    }
+    if (def_out != NULL)
+        *def_out = d;
+    return pair;
+}
+
+/* The children of CUSTOM node x: a new exact tuple or list. */
+static PyObject *
+custom_children(PyObject *x)
+{
+    PyObject *pair = custom_pair(x, NULL), *kids;
+    if (pair == NULL)
+        return NULL;
+    kids = Py_NewRef(PyTuple_GET_ITEM(pair, 0));
+    Py_DECREF(pair);
+    return kids;
 }
 
 /* ``sorted(m)``: the keys of a mapping in flatten order (new list). */
@@ -370,6 +427,8 @@ node_seq_h(PyObject *x, int k, PyObject **skeys_out, hints_t *rec, hints_t *use)
         break;
     case K_MAPPING:
         return mapping_seq(x, skeys_out, rec, use);
+    case K_CUSTOM:
+        return custom_children(x);
     default:
         break;
     }
@@ -611,12 +670,20 @@ typedef struct {
 static PyObject *
 pack_node(PyObject *s, int k, feed_t *f, int depth, hints_t *use)
 {
-    PyObject *skeys = NULL, *seq, *vals = NULL, *r = NULL;
+    PyObject *skeys = NULL, *seq, *vals = NULL, *r = NULL, *custom = NULL, *def = NULL;
     Py_ssize_t i;
 
     if (depth >= g_max_depth)
         return NULL;
-    seq = node_seq_h(s, k, k == K_MAPPING ? &skeys : NULL, NULL, use);
+    if (k == K_CUSTOM) {
+        /* one flatten call gives the children and the metadata to rebuild with */
+        custom = custom_pair(s, &def);
+        if (custom == NULL)
+            return NULL;
+        seq = Py_NewRef(PyTuple_GET_ITEM(custom, 0));
+    }
+    else
+        seq = node_seq_h(s, k, k == K_MAPPING ? &skeys : NULL, NULL, use);
     if (seq == NULL)
         return NULL;
     vals = PyList_New(0);
@@ -674,6 +741,10 @@ pack_node(PyObject *s, int k, feed_t *f, int depth, hints_t *use)
         else
             r = PyObject_CallFunctionObjArgs(g_rebuild_mapping, s, vals, skeys, NULL);
         break;
+    case K_CUSTOM:
+        r = PyObject_CallFunctionObjArgs(PyTuple_GET_ITEM(def, 1),
+                                         PyTuple_GET_ITEM(custom, 1), vals, NULL);
+        break;
     default: {
         PyObject *kk = PyLong_FromLong(k);
         if (kk != NULL)
@@ -685,6 +756,7 @@ pack_node(PyObject *s, int k, feed_t *f, int depth, hints_t *use)
 done:
     Py_XDECREF(vals);
     Py_XDECREF(skeys);
+    Py_XDECREF(custom);
     Py_DECREF(seq);
     return r;
 }
@@ -820,7 +892,31 @@ same_walk(PyObject *a, PyObject *b, int check_types, PyObject *out_a, PyObject *
         goto done;
     if (check_types && Py_TYPE(a) != Py_TYPE(b) && py_types_compatible(a, ka, b, kb) != 1)
         goto done;
-    if (ka == K_MAPPING) {
+    if (ka == K_CUSTOM || kb == K_CUSTOM) {
+        /* two nodes of one CUSTOM type, with equal metadata where it counts;
+         * anything else is the Python engine's to decide */
+        PyObject *pa, *pb, *da = NULL;
+        int eq = 1;
+        if (ka != kb || Py_TYPE(a) != Py_TYPE(b))
+            goto done;
+        pa = custom_pair(a, &da);
+        if (pa == NULL)
+            goto done;
+        pb = custom_pair(b, NULL);
+        if (pb == NULL) {
+            Py_DECREF(pa);
+            goto done;
+        }
+        if (PyObject_IsTrue(PyTuple_GET_ITEM(da, 3)))
+            eq = PyObject_RichCompareBool(PyTuple_GET_ITEM(pa, 1), PyTuple_GET_ITEM(pb, 1), Py_EQ);
+        if (eq == 1) {
+            ca = Py_NewRef(PyTuple_GET_ITEM(pa, 0));
+            cb = Py_NewRef(PyTuple_GET_ITEM(pb, 0));
+        }
+        Py_DECREF(pa);
+        Py_DECREF(pb);
+    }
+    else if (ka == K_MAPPING) {
         ca = mapping_seq(a, &ska, rec, NULL);
         if (ca == NULL)
             goto done;
@@ -1122,6 +1218,22 @@ paths_into(PyObject *s, int k, paths_t *P, int depth)
         if (keys != NULL)
             seq = node_seq(s, k, NULL);
         break;
+    case K_CUSTOM: {
+        PyObject *d = custom_def(s), *r;
+        if (d == NULL)
+            break;
+        if (PyTuple_GET_ITEM(d, 2) == Py_None) {
+            seq = custom_children(s);
+            int_keys = 1;
+            break;
+        }
+        r = PyObject_CallOneArg(PyTuple_GET_ITEM(d, 2), s);
+        if (r != NULL && PyTuple_CheckExact(r) && PyTuple_GET_SIZE(r) == 2 &&
+            (PyTuple_CheckExact(PyTuple_GET_ITEM(r, 0)) || PyList_CheckExact(PyTuple_GET_ITEM(r, 0))))
+            pairs = PySequence_List(PyTuple_GET_ITEM(r, 0));
+        Py_XDECREF(r);
+        break;
+    }
     default:
         pairs = call_kind_helper(g_items, s, k);
         if (pairs != NULL && !PyList_CheckExact(pairs))
@@ -2097,7 +2209,7 @@ cn_init(PyObject *self, PyObject *config)
     static const struct { const char *name; int value; } kinds[] = {
         {"LEAF", K_LEAF}, {"LIST", K_LIST}, {"TUPLE", K_TUPLE}, {"NAMEDTUPLE", K_NAMEDTUPLE},
         {"MAPPING", K_MAPPING}, {"ATTRS", K_ATTRS}, {"SEQUENCE", K_SEQUENCE}, {"VIEW", K_VIEW},
-        {"PROXY", K_PROXY}, {"COMPOSITE", K_COMPOSITE},
+        {"PROXY", K_PROXY}, {"COMPOSITE", K_COMPOSITE}, {"CUSTOM", K_CUSTOM},
     };
     PyObject *v, *kind_values;
     long depth;
@@ -2135,6 +2247,7 @@ cn_init(PyObject *self, PyObject *config)
     }
     g_ready = 0;
     if (take(config, "kinds", &g_kinds, 0) < 0 ||
+        take(config, "defs", &g_defs, 0) < 0 ||
         take(config, "classify", &g_classify, 1) < 0 ||
         take(config, "children", &g_children, 1) < 0 ||
         take(config, "items", &g_items, 1) < 0 ||

@@ -44,7 +44,8 @@ def short_repr(x: Any) -> str:
 
 
 def format_key(kind: int, key: Any) -> str:
-    if kind == N.NAMEDTUPLE or kind == N.ATTRS:
+    if kind == N.NAMEDTUPLE or kind == N.ATTRS or (
+            kind == N.CUSTOM and isinstance(key, str) and key.isidentifier()):
         return f".{key}"
     if kind == N.MAPPING:
         return f"[{short_repr(key)}]"
@@ -93,6 +94,9 @@ def describe(x: Any, kind: int | None = None) -> str:
         return f"namedtuple {name} of length {n}"
     if kind == N.ATTRS:
         return f"attrs {name} with {n} fields"
+    if kind == N.CUSTOM:
+        label = N.DEFS[type(x)].label if type(x) in N.DEFS else "node"
+        return f"{label} {name} with {n} children"
     return f"{name} of length {n}"
 
 

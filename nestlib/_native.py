@@ -71,8 +71,9 @@ def load() -> Any:
             _cnest.init({
                 "kind_values": {name: getattr(N, name) for name in (
                     "LEAF", "LIST", "TUPLE", "NAMEDTUPLE", "MAPPING", "ATTRS", "SEQUENCE",
-                    "VIEW", "PROXY", "COMPOSITE")},
+                    "VIEW", "PROXY", "COMPOSITE", "CUSTOM")},
                 "kinds": N.KINDS,
+                "defs": N.DEFS,
                 "max_depth": W.MAX_DEPTH,
                 "classify": N.classify,
                 "children": N.children,

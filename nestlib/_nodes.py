@@ -14,7 +14,16 @@ ATTRS      classes decorated with ``attrs``             field values / names
 SEQUENCE   other ``collections.abc.Sequence``           items / indices
 VIEW       ``collections.abc.MappingView``              items / indices
 PROXY      ``wrapt.ObjectProxy`` around a node          those of the target
+CUSTOM     registered types (``register_node``,         what their flatten
+           ``register_dataclass``) and types with       function returns /
+           TensorFlow's nest protocol                   its keys, or indices
+           (``__tf_flatten__``/``__tf_unflatten__``)
 ========== ============================================ =====================
+
+A CUSTOM type's rules live in ``DEFS[type]``, a ``NodeDef`` tuple: the
+registered functions, or the ones made for a TF-protocol class the first time
+one is met (see ``_registry``). Registered types win over every built-in rule
+but the exact built-in containers, which cannot be registered.
 
 ``str``, ``bytes``, ``bytearray``, sets, numpy arrays, ``None`` and
 everything else are leaves. The kind of a type is computed once and cached
@@ -28,7 +37,7 @@ import collections
 import collections.abc as cabc
 import sys
 import types
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 LEAF = 0
 LIST = 1
@@ -40,11 +49,12 @@ SEQUENCE = 6
 VIEW = 7
 PROXY = 8
 COMPOSITE = 9  # only with expand_composites=True (see _composites.py)
+CUSTOM = 10  # registered types and TF nest-protocol types: rules in DEFS
 
 KIND_NAMES = {
     LIST: "list", TUPLE: "tuple", NAMEDTUPLE: "namedtuple", MAPPING: "mapping",
     ATTRS: "attrs", SEQUENCE: "sequence", VIEW: "mapping view", PROXY: "proxy",
-    COMPOSITE: "composite tensor",
+    COMPOSITE: "composite tensor", CUSTOM: "registered node",
 }
 
 # type -> kind. Filled lazily by classify(); seeded with the common types.
@@ -70,6 +80,63 @@ def _proxy_types() -> tuple[type, ...]:
 _STRINGS = (str, bytes, bytearray)
 
 
+class NodeDef(NamedTuple):
+    """How a CUSTOM type is taken apart and rebuilt (the C core reads it by index).
+
+    ``flatten(x) -> (children, metadata)``; ``unflatten(metadata, children)``
+    rebuilds; ``flatten_with_keys(x) -> ((key, child), ...), metadata`` or None
+    (paths are then indices). Two nodes of one type are the same structure
+    only when their metadata compare equal, unless ``meta_matters`` is False
+    (TensorFlow's protocol: tf.nest compares the classes only).
+    """
+
+    flatten: Callable[[Any], tuple]
+    unflatten: Callable[[Any, Any], Any]
+    flatten_with_keys: Callable[[Any], tuple] | None
+    meta_matters: bool
+    label: str  # "registered node" or "nest-protocol object", for messages
+    cls: type
+
+
+# type -> NodeDef of every CUSTOM type: the registered ones, and the TF-protocol
+# classes met so far. Changed only by _registry (under its lock).
+DEFS: dict[type, NodeDef] = {}
+REGISTERED: dict[type, NodeDef] = {}
+
+
+def _protocol_def(t: type) -> NodeDef | None:
+    """The NodeDef for TensorFlow's nest protocol, if ``t`` implements it.
+
+    Detected by method name, so TensorFlow is never imported here.
+    """
+    tf_flatten = getattr(t, "__tf_flatten__", None)
+    tf_unflatten = getattr(t, "__tf_unflatten__", None)
+    if not (callable(tf_flatten) and callable(tf_unflatten)):
+        return None
+
+    def flatten(x: Any) -> tuple:
+        pair = x.__tf_flatten__()
+        if type(pair) is not tuple or len(pair) != 2 or type(pair[1]) is not tuple:
+            raise TypeError(
+                f"{type(x).__name__}.__tf_flatten__() must return (metadata, components) "
+                f"with components a tuple, as TensorFlow's nest protocol requires; got "
+                f"{_short(pair)}")
+        return pair[1], pair[0]
+
+    def unflatten(metadata: Any, children: Any) -> Any:
+        return t.__tf_unflatten__(metadata, tuple(children))
+
+    return NodeDef(flatten, unflatten, None, False, "nest-protocol object", t)
+
+
+def _short(x: Any) -> str:
+    try:
+        r = repr(x)
+    except Exception:
+        r = f"<{type(x).__name__}>"
+    return r if len(r) <= 80 else r[:77] + "..."
+
+
 def _is_namedtuple_type(t: type) -> bool:
     if not issubclass(t, tuple):
         return False
@@ -77,8 +144,14 @@ def _is_namedtuple_type(t: type) -> bool:
     return isinstance(fields, (tuple, list)) and all(isinstance(f, str) for f in fields)
 
 
-def _type_kind(t: type) -> int:
-    """The kind of every (non-proxy) instance of ``t``."""
+def _type_kind(t: type, protocol: bool = True) -> int:
+    """The kind of every (non-proxy) instance of ``t``.
+
+    With ``protocol=False``, the kind by the built-in rules alone (what
+    registration may not override).
+    """
+    if protocol and t in REGISTERED:
+        return CUSTOM
     if issubclass(t, _STRINGS):
         return LEAF
     if issubclass(t, cabc.Mapping):
@@ -89,6 +162,11 @@ def _type_kind(t: type) -> int:
         return ATTRS
     if _is_namedtuple_type(t):
         return NAMEDTUPLE
+    if protocol:
+        tf_def = _protocol_def(t)
+        if tf_def is not None:
+            DEFS[t] = tf_def
+            return CUSTOM
     if issubclass(t, cabc.Sequence):
         return SEQUENCE
     return LEAF
@@ -147,10 +225,72 @@ def attrs_names(t: type) -> list[str]:
     return [a.name for a in t.__attrs_attrs__]
 
 
+def custom_def(x: Any) -> NodeDef:
+    """The NodeDef of CUSTOM node ``x`` (a clear error once it is unregistered)."""
+    d = DEFS.get(type(x))
+    if d is None:
+        raise TypeError(f"{type(x).__name__} is no longer a registered node type "
+                        f"(nestlib.unregister_node was called on it)")
+    return d
+
+
+def _bad_flatten(x: Any, what: str, got: Any) -> TypeError:
+    return TypeError(f"the flatten function registered for {type(x).__name__} must return "
+                     f"{what}; got {_short(got)}")
+
+
+def custom_flatten(x: Any) -> tuple[list, Any]:
+    """``(children, metadata)`` of CUSTOM node ``x``, checked."""
+    pair = custom_def(x).flatten(x)
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise _bad_flatten(x, "a pair (children, metadata)", pair)
+    kids = pair[0]
+    if type(kids) is not list:
+        if not isinstance(kids, (tuple, list)):
+            raise _bad_flatten(x, "its children as a tuple or list", kids)
+        kids = list(kids)
+    return kids, pair[1]
+
+
+def custom_items(x: Any) -> list[tuple]:
+    """``(key, child)`` pairs of CUSTOM node ``x``: its registered keys, or indices."""
+    d = custom_def(x)
+    if d.flatten_with_keys is None:
+        return list(enumerate(custom_flatten(x)[0]))
+    pair = d.flatten_with_keys(x)
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise _bad_flatten(x, "a pair (((key, child), ...), metadata) from flatten_with_keys",
+                           pair)
+    out = []
+    for item in pair[0]:
+        if not isinstance(item, tuple) or len(item) != 2:
+            raise _bad_flatten(x, "(key, child) pairs from flatten_with_keys", item)
+        out.append(item)
+    return out
+
+
+def custom_meta(x: Any) -> Any:
+    return custom_flatten(x)[1]
+
+
+def same_meta(a: Any, b: Any) -> bool:
+    """False when CUSTOM nodes ``a`` and ``b`` (one type) differ in metadata that counts."""
+    d = custom_def(a)
+    if not d.meta_matters:
+        return True
+    ma, mb = custom_flatten(a)[1], custom_flatten(b)[1]
+    try:
+        return bool(ma == mb)
+    except Exception:  # e.g. arrays as metadata: compare by identity
+        return ma is mb
+
+
 def children(x: Any, k: int) -> list:
     """The children of node ``x`` of kind ``k``, in flatten order."""
     if k == LIST or k == TUPLE or k == NAMEDTUPLE:
         return list(x)
+    if k == CUSTOM:
+        return custom_flatten(x)[0]
     if k == MAPPING:
         return [x[key] for key in sorted_keys(x)]
     if k == ATTRS:
@@ -174,6 +314,8 @@ def keys(x: Any, k: int) -> list:
         return list(type(x)._fields)
     if k == ATTRS:
         return attrs_names(type(x))
+    if k == CUSTOM:
+        return [key for key, _ in custom_items(x)]
     if k == PROXY:
         x, k = unwrap(x, k)
         return keys(x, k)
@@ -190,6 +332,8 @@ def items(x: Any, k: int) -> list[tuple]:
         return list(zip(type(x)._fields, x))
     if k == ATTRS:
         return [(name, getattr(x, name)) for name in attrs_names(type(x))]
+    if k == CUSTOM:
+        return custom_items(x)
     if k == PROXY:
         x, k = unwrap(x, k)
         return items(x, k)
@@ -230,6 +374,8 @@ def rebuild(x: Any, k: int, values: list) -> Any:
             return type(x)(values)
         if k == ATTRS:
             return type(x)(**dict(zip(attrs_names(type(x)), values)))
+        if k == CUSTOM:
+            return custom_def(x).unflatten(custom_flatten(x)[1], values)
         if k == VIEW:
             return list(values)
         if k == PROXY:
@@ -283,7 +429,7 @@ def length(x: Any, k: int) -> int:
     if k == PROXY:
         x, k = unwrap(x, k)
         return length(x, k)
-    if k == SEQUENCE or k == VIEW or k == COMPOSITE:
+    if k == SEQUENCE or k == VIEW or k == COMPOSITE or k == CUSTOM:
         return len(children(x, k))
     return len(x)
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 
 from . import _errors as E
 from . import _nodes as N
-from ._nodes import (ATTRS, LEAF, LIST, MAPPING, NAMEDTUPLE, PROXY, TUPLE,
+from ._nodes import (ATTRS, CUSTOM, LEAF, LIST, MAPPING, NAMEDTUPLE, PROXY, TUPLE,
                      classify, kind_get, sorted_keys)
 
 #: Deepest nesting nestlib accepts; deeper input raises ValueError.
@@ -305,6 +305,8 @@ def _same(a: Any, b: Any, check_types: bool) -> bool:
         b, kb = N.unwrap(b, kb)
     if check_types and type(a) is not type(b) and not types_compatible(a, ka, b, kb):
         return False
+    if ka == CUSTOM and type(a) is type(b) and not N.same_meta(a, b):
+        return False
     if ka == MAPPING:
         ska = sorted_keys(a)
         if kb == MAPPING:
@@ -345,6 +347,17 @@ def _same_items(ca: Any, cb: Any, check_types: bool) -> bool:
 _LATER = object()
 
 
+def _meta_differs(x: Any, kx: int, y: Any, ky: int) -> bool:
+    """True when two registered nodes of one type differ in metadata."""
+    return kx == CUSTOM and ky == CUSTOM and type(x) is type(y) and not N.same_meta(x, y)
+
+
+def _meta_error(x: Any, kx: int, y: Any, ky: int, steps: tuple) -> ValueError:
+    return ValueError(E.differ(steps, E.describe(x, kx), E.describe(y, ky),
+                               f" (metadata {E.short_repr(N.custom_meta(x))} vs "
+                               f"{E.short_repr(N.custom_meta(y))})"))
+
+
 def _compare(a: Any, b: Any, check_types: bool,
              kind_fn: Callable[[Any], int] = classify) -> None:
     """Raises the error for the first difference between a and b (iterative)."""
@@ -372,8 +385,11 @@ def _compare(a: Any, b: Any, check_types: bool,
             continue
         try:
             ix, iy = N.items(x, kx), N.items(y, ky)
+            meta_differs = _meta_differs(x, kx, y, ky)
         except Exception as e:
             raise E.add_path_note(e, steps)
+        if meta_differs:
+            raise _meta_error(x, kx, y, ky, steps)
         ux = N.unwrap(x, kx)[1] if kx == PROXY else kx
         uy = N.unwrap(y, ky)[1] if ky == PROXY else ky
         both_mappings = ux == MAPPING and uy == MAPPING
@@ -611,8 +627,11 @@ def assert_shallow_structure(shallow_tree: Any, input_tree: Any,
         try:
             si, di = N.items(s, ks), N.items(d, kd)
             dmap = dict(di)
+            meta_differs = _meta_differs(s, ks, d, kd)
         except Exception as e:
             raise E.add_path_note(e, steps)
+        if meta_differs:
+            raise _meta_error(s, ks, d, kd, steps)
         if len(si) != len(di):
             raise ValueError(E.differ(steps, E.describe(s, ks), E.describe(d, kd)))
         us = N.unwrap(s, ks)[1] if ks == PROXY else ks
