@@ -1586,6 +1586,12 @@ spec_compile(SpecCore *sp, PyObject *x, int k, int depth)
         PyErr_SetString(PyExc_ValueError, "structure too deep for a Spec");
         return -1;
     }
+    if (k == K_CUSTOM) {
+        /* registered / TF-protocol nodes: the Python Spec's generated code
+         * handles them, with its check that their rules are still in force */
+        PyErr_SetString(PyExc_TypeError, "a Spec with CUSTOM nodes is built in Python");
+        return -1;
+    }
     nd = spec_push(sp);
     if (nd == NULL)
         return -1;

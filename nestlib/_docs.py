@@ -39,6 +39,12 @@ _doc("flatten", """Returns the leaves of ``structure`` as a list, in a fixed ord
     >>> nestlib.flatten(7)
     [7]
 
+    ``is_leaf(subtree)``, called on every subtree before descending into it
+    (as in jax.tree_util and optree), makes the subtrees it accepts leaves:
+
+    >>> nestlib.flatten([(1, 2), [3]], is_leaf=lambda x: isinstance(x, tuple))
+    [(1, 2), 3]
+
     Raises:
       TypeError: a mapping has keys that cannot be sorted.
       ValueError: the structure contains itself or is nested more than
@@ -79,6 +85,15 @@ _doc("map_structure", """Applies ``func`` to corresponding leaves of ``structure
     {'a': 11, 'b': (22,)}
     >>> nestlib.map_structure(str, [1, None])
     ['1', 'None']
+
+    With ``is_leaf`` (applied to the first structure) the subtrees it accepts
+    are passed to ``func`` whole, and the other structures must match the
+    first down to there. Keyword arguments other than ``check_types``,
+    ``expand_composites`` and ``is_leaf`` raise ValueError, as in tf.nest.
+
+    >>> nestlib.map_structure(len, {"a": (1, 2), "b": [(3,)]},
+    ...                       is_leaf=lambda x: isinstance(x, tuple))
+    {'a': 2, 'b': [1]}
     """)
 
 _doc("map_structure_with_path", """Like :func:`map_structure`, calling ``func(path, *leaves)``.
@@ -186,6 +201,26 @@ _doc("flatten_with_path_up_to", """Like :func:`flatten_up_to`, returning ``(path
     >>> import nestlib
     >>> nestlib.flatten_with_path_up_to({"a": None}, {"a": [1, 2]})
     [(('a',), [1, 2])]
+    """)
+
+_doc("flatten_with_tuple_paths_up_to", """tf.nest's name for :func:`flatten_with_path_up_to`.
+
+    Its arguments are named ``shallow_tree`` and ``input_tree`` as in tf.nest.
+
+    >>> import nestlib
+    >>> nestlib.flatten_with_tuple_paths_up_to(shallow_tree=[0, 0], input_tree=[1, (2, 3)])
+    [((0,), 1), ((1,), (2, 3))]
+    """)
+
+_doc("map_structure_with_tuple_paths_up_to", """tf.nest's name for :func:`map_structure_with_path_up_to`.
+
+    As in tf.nest, ``check_types`` defaults to True here: every node of the
+    inputs must match ``shallow_tree``'s (see :func:`assert_shallow_structure`).
+
+    >>> import nestlib
+    >>> nestlib.map_structure_with_tuple_paths_up_to(
+    ...     [0, 0], lambda path, x: (path, x), [1, {"b": 2}])
+    [((0,), 1), ((1,), {'b': 2})]
     """)
 
 _doc("map_structure_up_to", """Maps ``func`` over ``structures`` down to the leaves of ``shallow_structure``.

@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from . import _composites as CP
 from . import _nodes as N
+from . import _registry as R
 from . import _spec as S
 from . import _walk as W
 
@@ -120,21 +121,23 @@ class Spec(S.Spec):
     __slots__ = ("map", "_core")
 
     def __reduce__(self):
-        return (_spec_from_skeleton, (self._skeleton,))
+        return (S._unpickle, (self._skeleton,))
 
 
 Spec.__qualname__ = Spec.__name__ = "Spec"
 
 
-def _spec_from_skeleton(skeleton: Any) -> S.Spec:
-    import nestlib
-
-    return nestlib.spec_of(skeleton)
-
-
 _ENGINE = ("flatten", "unflatten", "_unflatten_trusted")
 _cache: "collections.OrderedDict[S.Spec, S.Spec]" = collections.OrderedDict()
 _cache_lock = threading.Lock()
+
+
+def _forget_all() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+R.add_listener(_forget_all)
 
 
 def _compiled(py: S.Spec) -> S.Spec:
@@ -215,6 +218,7 @@ def core() -> dict[str, Callable]:
 
     return {
         "flatten": flatten,
+        "plain_flatten": c_flatten,
         "is_nested": is_nested,
         "assert_same_structure": C.assert_same_structure,
         "unflatten_as": C.unflatten_as,

@@ -20,8 +20,9 @@ from typing import Any, Callable
 
 from . import _errors as E
 from . import _nodes as N
+from . import _registry as R
 from . import _walk as W
-from ._nodes import ATTRS, LEAF, LIST, MAPPING, NAMEDTUPLE, TUPLE
+from ._nodes import ATTRS, CUSTOM, LEAF, LIST, MAPPING, NAMEDTUPLE, TUPLE
 
 _DICT_TYPES = (dict, collections.OrderedDict, collections.defaultdict)
 _HOIST_EVERY = 24  # expression depth at which subexpressions become statements
@@ -109,7 +110,9 @@ class Spec:
         return self._hash
 
     def __reduce__(self):
-        return (spec_of, (self._skeleton,))
+        prefix = self._def is not None and self._def[0] == _PREFIX
+        return (_unpickle, (self._skeleton, _registered_types(self._def[1] if prefix else self._def),
+                            prefix))
 
     def __setattr__(self, name, value):
         raise AttributeError("Spec is immutable")
@@ -124,6 +127,38 @@ class Spec:
         except Exception:
             text = f"<{self.num_leaves} leaves>"
         return E.bounded(f"Spec({text})")
+
+
+def _registered_types(treedef: Any) -> tuple:
+    """The registered (not TF-protocol) node types a treedef uses."""
+    out, stack = [], [treedef]
+    while stack:
+        d = stack.pop()
+        if d is None:
+            continue
+        if d[0] == CUSTOM and d[2][0].meta_matters and d[1] not in out:
+            out.append(d[1])
+        stack.extend(d[3])
+    return tuple(out)
+
+
+def _unpickle(skeleton: Any, registered: tuple = (), prefix: bool = False) -> Spec:
+    """A pickled Spec, made again where its registered node types are registered too."""
+    missing = [t for t in registered if t not in N.REGISTERED]
+    if missing:
+        raise RuntimeError(
+            f"this pickled Spec uses the registered node type(s) "
+            f"{', '.join(t.__qualname__ for t in missing)}, not registered in this process; "
+            f"register them (nestlib.register_node / register_dataclass) before unpickling")
+    import nestlib  # the default backend's Spec
+    return nestlib.spec_of(skeleton, is_leaf=_never if prefix else None)
+
+
+def _never(x: Any) -> bool:
+    return False
+
+
+_PREFIX = "is_leaf prefix"  # tags the treedef of a Spec made with is_leaf
 
 
 class _Fail(Exception):
@@ -165,6 +200,9 @@ def _treedef(x: Any) -> Any:
         aux = (tuple(x), getattr(x, "default_factory", None))
     elif k == N.PROXY:
         aux = N.node_type(x, k)
+    elif k == CUSTOM:  # its rules and its metadata (a different def: a different Spec)
+        kids_list, meta = N.custom_flatten(x)
+        return (k, t, (N.DEFS[t], meta), tuple(_treedef(c) for c in kids_list))
     kids = tuple(_treedef(c) for c in N.children(x, k))
     return (k, t, aux, kids)
 
@@ -220,6 +258,12 @@ def _emit_unflatten(g: _Gen, node: Any, k: int, counter: list, depth: int) -> st
             expr = f"{g.const(t, '_t')}({g.const(node.default_factory, '_f')}, {body})"
         else:
             expr = f"{g.const(t, '_t')}({body})"
+    elif k == CUSTOM:
+        d = N.DEFS[t]
+        # a def no longer registered (or replaced): _redo raises the stale-Spec error
+        expr = (f"({g.const(d.unflatten, '_u')}({g.const(N.custom_meta(node), '_m')}, "
+                f"[{', '.join(parts)}]) if _dget({g.const(t, '_t')}) is {g.const(d, '_D')} "
+                f"else _stale())")
     else:
         tmpl = g.const(node, "_n")
         expr = f"_rebuild({tmpl}, {k}, [{', '.join(parts)}])"
@@ -262,6 +306,25 @@ def _emit_flatten(g: _Gen, var: str, node: Any, k: int, pieces: list, ok: list) 
         names = [g.temp() for _ in kids]
         for name, field in zip(names, N.attrs_names(t)):
             g.stmts.append(f"    {name} = _getattr({var}, {field!r})")
+    elif k == CUSTOM:
+        d = N.DEFS[t]
+        dn = g.const(d, "_D")
+        kv, mv = g.temp(), g.temp()
+        # the def this Spec was made with, still in force (exact type included)
+        g.stmts.append(f"    if _dget(_type({var})) is not {dn}: return _slow(x)")
+        g.stmts.append(f"    {kv}, {mv} = {g.const(d.flatten, '_f')}({var})")
+        if d.meta_matters:
+            g.stmts.append(f"    if {mv} != {g.const(N.custom_meta(node), '_m')}: "
+                           f"return _slow(x)")
+        if all(N.classify(c) == LEAF for c in kids):
+            g.stmts.append(f"    if len({kv}) != {len(kids)}: return _slow(x)")
+            pieces.append(f"*{kv}")
+            return True
+        names = [g.temp() for _ in kids]
+        if names:
+            g.stmts.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = {kv}")
+        else:
+            g.stmts.append(f"    if len({kv}) != 0: return _slow(x)")
     else:
         return False
     for name, c in zip(names, kids):
@@ -313,7 +376,10 @@ def _node_count(treedef: Any) -> int:
     return count
 
 
-def _build(structure: Any, treedef: Any) -> Spec:
+def _build(structure: Any, treedef: Any, prefix: bool = False) -> Spec:
+    """The Spec of ``structure``; with ``prefix``, one whose leaves stand for
+    whole subtrees (``spec_of(..., is_leaf=...)``): flatten then takes any
+    subtree where this structure has a leaf."""
     spec = object.__new__(Spec)
     put = object.__setattr__
     paths_and_leaves = W.flatten_with_path(structure)
@@ -323,7 +389,7 @@ def _build(structure: Any, treedef: Any) -> Spec:
     put(spec, "_def", treedef)
     try:
         skeleton = W.pack_trusted(structure, [LEAF_SLOT] * n)
-        if _treedef(skeleton) != treedef:  # e.g. mapping views rebuild as lists
+        if _treedef(skeleton) != (treedef[1] if prefix else treedef):  # e.g. views -> lists
             skeleton = structure
     except Exception:  # a node type that refuses None leaves: keep the original
         skeleton = structure
@@ -335,23 +401,44 @@ def _build(structure: Any, treedef: Any) -> Spec:
     put(spec, "_hash", h)
 
     k = N.classify(skeleton)
+    made_under = R.generation[0]
+    structure_def = treedef[1] if prefix else treedef
+
+    def check_current() -> None:
+        """RuntimeError when a (un)registration since this Spec was made changed
+        what the structure it describes is."""
+        if made_under != R.generation[0] and _treedef(skeleton) != structure_def:
+            raise RuntimeError(E.bounded(
+                f"this Spec was made before nestlib.register_node / register_dataclass / "
+                f"unregister_node changed which types are nodes, and no longer describes "
+                f"{E.short_repr(skeleton)} under the rules now in force; make it again "
+                f"with nestlib.spec_of"))
+
+    def stale():
+        check_current()
+        raise _Fail  # replaced by an equal def: the general path rebuilds
+
+    def redo(skel, leaves):
+        check_current()
+        return W.pack_trusted(skel, leaves)
+
     helpers = {"_set": set, "_list": list, "_tuple": tuple, "_dict": dict, "_zip": zip, "_map": map,
                "_tnew": tuple.__new__, "_rebuild": N.rebuild, "_getattr": getattr,
-               "_kg": N.kind_get}
+               "_kg": N.kind_get, "_dget": N.DEFS.get, "_stale": stale}
 
     def count_error(found: int) -> ValueError:
         return W._count_error("Spec.unflatten", skeleton, found)
 
-    generic = _node_count(treedef) > MAX_GENERATED_NODES
+    generic = _node_count(structure_def) > MAX_GENERATED_NODES
     if generic and k != LEAF:  # compiling code for so many nodes costs more than it saves
         def unflatten(leaves):
             leaves = W.check_flat_sequence(leaves)
             if len(leaves) != n:
                 raise count_error(len(leaves))
-            return W.pack_trusted(skeleton, leaves)
+            return redo(skeleton, leaves)
 
         def trusted(leaves):
-            return W.pack_trusted(skeleton, leaves)
+            return redo(skeleton, leaves)
     elif k == LEAF:
         def unflatten(leaves):
             leaves = W.check_flat_sequence(leaves)
@@ -376,12 +463,16 @@ def _build(structure: Any, treedef: Any) -> Spec:
                f"def trusted(L):\n{build}")
         consts = dict(g.consts, **helpers, _type=type, _len=len, _listT=list, _tupleT=tuple,
                       _check=W.check_flat_sequence, _count=count_error,
-                      _redo=W.pack_trusted, _skeleton=skeleton)
+                      _redo=redo, _skeleton=skeleton)
         unflatten, trusted = _compile(src, consts, ("unflatten", "trusted"))
     put(spec, "unflatten", unflatten)
     put(spec, "_unflatten_trusted", trusted)
 
     def slow(x):
+        check_current()
+        if prefix:
+            W.assert_shallow_structure(skeleton, x, check_types=True)
+            return W.flatten_up_to(skeleton, x, check_types=True)
         W.assert_same_structure(skeleton, x, check_types=True)
         return W.flatten(x)
 
@@ -392,14 +483,16 @@ def _build(structure: Any, treedef: Any) -> Spec:
 
     flatten = slow
     if k == LEAF:
-        flatten = leaf_flatten
+        flatten = (lambda x: [x]) if prefix else leaf_flatten
     elif not generic:
         g = _Gen()
         pieces: list = []
         ok: list = []
         if _emit_flatten(g, "x", skeleton, k, pieces, ok):
             lines = "\n".join(g.stmts)
-            if n <= 16:
+            if prefix:  # leaves stand for any subtree: nothing to check there
+                leaf_check, splat_check = "", False
+            elif n <= 16:
                 check = " or ".join(f"_kg(_type({p}), -1)"
                                     for p in ok)
                 leaf_check = f"    if {check}: return _slow(x)\n" if ok else ""
@@ -429,8 +522,21 @@ _cache_lock = threading.Lock()
 _CACHE_SIZE = 256
 
 
-def spec_of(structure: Any) -> Spec:
+def _forget_all() -> None:
+    # Not needed for correctness (a registered node's def is part of the key)
+    # but Specs made under other rules are not worth keeping.
+    with _cache_lock:
+        _cache.clear()
+
+
+R.add_listener(_forget_all)
+
+
+def spec_of(structure: Any, is_leaf: Callable[[Any], bool] | None = None) -> Spec:
     """Compiles the structure of ``structure`` into a reusable :class:`Spec`.
+
+    With ``is_leaf``, every subtree for which it returns True is one leaf of
+    the Spec: its ``flatten`` then returns those subtrees whole.
 
     >>> import nestlib
     >>> spec = nestlib.spec_of({"b": [1, 2], "a": None})
@@ -438,12 +544,20 @@ def spec_of(structure: Any) -> Spec:
     3
     >>> spec.unflatten(["x", "y", "z"])
     {'b': ['y', 'z'], 'a': 'x'}
+    >>> pairs = nestlib.spec_of([(1, 2), (3, 4)], is_leaf=lambda x: isinstance(x, tuple))
+    >>> pairs.num_leaves, pairs.flatten([(5, 6), "any subtree"])
+    (2, [(5, 6), 'any subtree'])
     """
+    if is_leaf is not None:
+        structure = W.prefix_of(structure, is_leaf)
     try:
         treedef = _treedef(structure)
+        if is_leaf is not None:
+            treedef = (_PREFIX, treedef, None, ())
     except Exception as e:  # deep: retried with room for MAX_DEPTH levels;
         # a cycle or a user object's error: said with its path
-        return W.retry_deep(spec_of, (structure,), (structure,), e)
+        return W.retry_deep(spec_of, (structure, None if is_leaf is None else _never),
+                            (structure,), e)
     try:
         with _cache_lock:
             cached = _cache.get(treedef)
@@ -451,8 +565,8 @@ def spec_of(structure: Any) -> Spec:
                 _cache.move_to_end(treedef)
                 return cached
     except TypeError:  # unhashable aux data: do not cache
-        return _build(structure, treedef)
-    spec = _build(structure, treedef)
+        return _build(structure, treedef, is_leaf is not None)
+    spec = _build(structure, treedef, is_leaf is not None)
     with _cache_lock:
         _cache[treedef] = spec
         if len(_cache) > _CACHE_SIZE:

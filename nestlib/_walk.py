@@ -737,15 +737,16 @@ def map_structure_up_to(shallow_structure: Any, func: Callable, *structures: Any
 MAP_TO_NONE = object()
 
 
-def _traverse(fn: Callable, path: tuple, s: Any, top_down: bool) -> Any:
+def _traverse(fn: Callable, path: tuple, s: Any, top_down: bool,
+              is_leaf: Callable[[Any], bool] | None = None) -> Any:
     def subtrees(node):
-        k = classify(node)
+        k = LEAF if is_leaf is not None and is_leaf(node) else classify(node)
         if k == LEAF:
             return node
         if len(path) >= MAX_DEPTH:  # traverse_with_path turns this into its ValueError
             raise RecursionError("nested more than MAX_DEPTH levels")
         pairs = N.items(node, k)
-        return N.rebuild(node, k, [_traverse(fn, path + (key,), c, top_down)
+        return N.rebuild(node, k, [_traverse(fn, path + (key,), c, top_down, is_leaf)
                                    for key, c in pairs])
 
     if top_down:
@@ -760,12 +761,13 @@ def _traverse(fn: Callable, path: tuple, s: Any, top_down: bool) -> Any:
     return None if ret is MAP_TO_NONE else ret
 
 
-def traverse_with_path(fn: Callable, structure: Any, top_down: bool = True) -> Any:
+def traverse_with_path(fn: Callable, structure: Any, top_down: bool = True,
+                       is_leaf: Callable[[Any], bool] | None = None) -> Any:
     # Room for MAX_DEPTH levels from the start: a retry after a RecursionError
     # would call ``fn`` twice on the subtrees visited before it.
     try:
         with _RaisedRecursionLimit(MAX_DEPTH):
-            return _traverse(fn, (), structure, top_down)
+            return _traverse(fn, (), structure, top_down, is_leaf)
     except Exception as e:
         # A cycle, too deep, a user object's error or a node type refusing its
         # values: say which and where. (An error from ``fn`` passes unchanged.)
@@ -773,8 +775,50 @@ def traverse_with_path(fn: Callable, structure: Any, top_down: bool = True) -> A
         raise
 
 
-def traverse(fn: Callable, structure: Any, top_down: bool = True) -> Any:
-    return traverse_with_path(lambda _, x: fn(x), structure, top_down)
+def traverse(fn: Callable, structure: Any, top_down: bool = True,
+             is_leaf: Callable[[Any], bool] | None = None) -> Any:
+    return traverse_with_path(lambda _, x: fn(x), structure, top_down, is_leaf)
+
+
+# --------------------------------------------------------------------------
+# is_leaf: a predicate that stops the descent
+# --------------------------------------------------------------------------
+
+class _PrefixLeaf:
+    """Where ``is_leaf`` stopped the descent, in a prefix structure."""
+
+    _nestlib_leaf_slot = True
+
+    def __repr__(self) -> str:
+        return "*"
+
+
+PREFIX_LEAF = _PrefixLeaf()
+
+
+def _prefix(s: Any, is_leaf: Callable[[Any], bool], depth: int) -> Any:
+    if is_leaf(s):
+        return PREFIX_LEAF
+    k = classify(s)
+    if k == LEAF:
+        return PREFIX_LEAF
+    if depth >= MAX_DEPTH:
+        raise RecursionError("nested more than MAX_DEPTH levels")
+    return N.rebuild(s, k, [_prefix(c, is_leaf, depth + 1) for c in N.children(s, k)])
+
+
+def prefix_of(structure: Any, is_leaf: Callable[[Any], bool]) -> Any:
+    """``structure`` with every subtree for which ``is_leaf`` is true (and every
+    leaf) replaced by one marker leaf: the shallow structure the ``is_leaf``
+    variants of the functions flatten and map up to."""
+    if not callable(is_leaf):
+        raise TypeError(f"is_leaf must be callable or None, got {E.short_repr(is_leaf)}")
+    try:
+        with _RaisedRecursionLimit(MAX_DEPTH):
+            return _prefix(structure, is_leaf, 0)
+    except Exception as e:  # a cycle, too deep, a user object's error: where
+        _diagnose_noting(structure, e)
+        raise
 
 
 def list_to_tuple(structure: Any) -> Any:

@@ -446,9 +446,22 @@ def dm_deep_nestlib(nest):
         "traverse_with_path": lambda: nest.traverse_with_path(lambda p, x: None, s),
         "list_to_tuple": lambda: nest.list_to_tuple(s),
         "spec_of": lambda: nest.spec_of(s).unflatten([3]),
+        "flatten_with_tuple_paths_up_to": lambda: nest.flatten_with_tuple_paths_up_to(s, s),
+        "map_structure_with_tuple_paths_up_to":
+            lambda: nest.map_structure_with_tuple_paths_up_to(s, f, s),
+        "get_traverse_shallow_structure":
+            lambda: nest.get_traverse_shallow_structure(lambda x: True, s),
+        "flatten_dict_items": lambda: nest.flatten_dict_items({"a": s}),
+        "is_namedtuple": lambda: nest.is_namedtuple(s),
+        "same_namedtuples": lambda: nest.same_namedtuples(s, s),
+        "is_mapping": lambda: nest.is_mapping(s),
+        "is_attrs": lambda: nest.is_attrs(s),
+        "is_nested_or_composite": lambda: nest.is_nested_or_composite(s),
+        "is_sequence_or_composite": lambda: nest.is_sequence_or_composite(s),
     }
     public_functions = {n for n in nestlib.__all__
-                        if inspect.isfunction(getattr(nestlib, n))} - {"backend"}
+                        if inspect.isfunction(getattr(nestlib, n))} - {
+        "backend", "register_node", "register_dataclass", "unregister_node"}
     assert public_functions <= set(calls), public_functions - set(calls)
     failures = {name: repr(error_of(call))[:200] for name, call in calls.items()
                 if error_of(call) is not None}
@@ -598,10 +611,12 @@ def _sample_args(name: str):
 
 def tf_expand_tf():
     tfn = tf_nest()
-    names = [n for n in nestlib.__all__ if callable(getattr(tfn, n, None))]
+    names = [n for n in nestlib.__all__ if inspect.isfunction(getattr(tfn, n, None))]
     without = [n for n in names if not _takes_expand_composites(getattr(tfn, n))]
-    # is_nested and list_to_tuple only look at one node or only rebuild lists
-    assert set(without) <= {"is_nested", "list_to_tuple"}, \
+    # these only look at one node, or only rebuild lists, or only read dicts
+    assert set(without) <= {"is_nested", "list_to_tuple", "flatten_dict_items",
+                            "is_namedtuple", "same_namedtuples", "is_mapping", "is_attrs",
+                            "is_nested_or_composite", "is_sequence_or_composite"}, \
         f"tf.nest functions without expand_composites: {without}"
 
 
@@ -610,9 +625,32 @@ def tf_expand_nestlib(nest):
     with_it = sorted(n for n in nestlib.__all__
                      if inspect.isfunction(getattr(nest, n, None))
                      and "expand_composites" in inspect.signature(getattr(nest, n)).parameters)
-    assert with_it == sorted(["flatten", "pack_sequence_as", "map_structure",
-                              "assert_same_structure"]), with_it
+    expanding = ["flatten", "pack_sequence_as", "map_structure", "assert_same_structure",
+                 "get_traverse_shallow_structure"]
     tfn = tf_nest()
+    for name in tfn.__dict__:
+        if name in with_it or not inspect.isfunction(getattr(tfn, name)) or \
+                name not in nestlib.__all__:
+            continue
+        assert not _takes_expand_composites(getattr(tfn, name)), name
+    # the other walking functions take the argument and refuse only a real composite
+    s_plain = {"x": [1]}
+    sparse = tf.sparse.SparseTensor([[0, 0]], [1.0], [2, 2])
+    calls = {
+        "flatten_with_path": lambda s: nest.flatten_with_path(s, expand_composites=True),
+        "flatten_up_to": lambda s: nest.flatten_up_to(s, s, expand_composites=True),
+        "assert_shallow_structure": lambda s: nest.assert_shallow_structure(
+            s, s, expand_composites=True),
+        "map_structure_with_path": lambda s: nest.map_structure_with_path(
+            lambda p, x: x, s, expand_composites=True),
+        "map_structure_up_to": lambda s: nest.map_structure_up_to(
+            s, lambda x: x, s, expand_composites=True),
+    }
+    for name, call in calls.items():
+        call(s_plain)
+        with pytest.raises(NotImplementedError, match="composite"):
+            call({"x": sparse})
+    assert set(expanding) <= set(with_it), with_it
     sparse = tf.sparse.SparseTensor([[0, 0]], [1.0], [2, 2])
     s = {"s": sparse, "x": 1}
     ours, theirs = (nest.flatten(s, expand_composites=True),
@@ -850,11 +888,8 @@ ROWS: dict[tuple[str, str], tuple[tuple[str, ...], tuple[Check, ...]]] = {
     (DM_TREE, "`wrapt.ObjectProxy` around a leaf"): (
         ("classified once per proxy type: after a proxy of a container was seen, "
          "`is_nested(ObjectProxy(1))` is `True`",
-         "a leaf, decided per instance (native and python backends; the dm-tree backend "
-         "asks dm-tree's compiled code first and inherits its rule)"),
-        (Check("dm-tree", dm_proxy_leaf_dm_tree),
-         nestlib_child_check(dm_proxy_leaf_nestlib, wrong=PROXY_WRONG,
-                             wrong_backends=("dm-tree",)))),
+         "a leaf, decided per instance, on every backend"),
+        (Check("dm-tree", dm_proxy_leaf_dm_tree), nestlib_child_check(dm_proxy_leaf_nestlib))),
     (DM_TREE, "`wrapt.ObjectProxy` around a mapping"): (
         ("rebuilt as a proxy of a generator", "rebuilt as a proxy of the rebuilt mapping"),
         (Check("dm-tree", dm_proxy_mapping_dm_tree),
@@ -896,7 +931,10 @@ ROWS: dict[tuple[str, str], tuple[tuple[str, ...], tuple[Check, ...]]] = {
         (Check("tf.nest", tf_names_tf), nestlib_check(tf_names_nestlib))),
     (TF_NEST, "`expand_composites`"): (
         ("on every function that walks or rebuilds a structure",
-         "on `flatten`, `pack_sequence_as`, `map_structure`, `assert_same_structure`"),
+         "accepted by every one of them; expands composites in `flatten`, "
+         "`pack_sequence_as`, `map_structure`, `assert_same_structure`, "
+         "`get_traverse_shallow_structure`; the others raise `NotImplementedError` when a "
+         "composite tensor is actually present"),
         (Check("tf.nest", tf_expand_tf), nestlib_check(tf_expand_nestlib))),
     (TF_NEST, "importing"): (
         ("needs TensorFlow (seconds)",

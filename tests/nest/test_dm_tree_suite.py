@@ -98,11 +98,9 @@ CLASS_ONLY: tuple[str, ...] = tuple(
 
 #: In class-only mode, expected errors that nestlib raises with another class
 #: on purpose: dm-tree's pinned pattern -> (nestlib's class, nestlib's pattern).
-CLASS_ONLY_SUBSTITUTES: dict[str, tuple[type, str]] = {
-    # dm-tree's map_structure takes **kwargs and raises ValueError for an unknown
-    # one; nestlib's has real keyword parameters, so Python raises TypeError.
-    "Only valid keyword argument.*foo": (TypeError, "unexpected keyword argument 'foo'"),
-}
+#: (Empty since nestlib's map functions raise dm-tree's and tf.nest's ValueError
+#: for an unknown keyword.)
+CLASS_ONLY_SUBSTITUTES: dict[str, tuple[type, str]] = {}
 
 
 def _shim(name: str, class_only: bool) -> types.ModuleType:

@@ -1,0 +1,190 @@
+"""Names that TensorFlow code imports from ``tensorflow.python.util.nest``
+and dm-tree lacks, with tf.nest's semantics on nestlib's node rules.
+
+They take no fast path of a backend: each is defined here once.
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import sys
+from typing import Any, Callable
+
+from . import _errors as E
+from . import _nodes as N
+from . import _walk as W
+
+
+def is_namedtuple(instance: Any, strict: bool = False) -> bool:
+    """True if ``instance`` is a namedtuple (a tuple whose type has string ``_fields``).
+
+    With ``strict=True`` only a plain namedtuple counts: one whose type
+    derives from ``tuple`` directly, not a subclass of a namedtuple.
+
+    >>> import collections, nestlib
+    >>> P = collections.namedtuple("P", "x y")
+    >>> class Q(P):
+    ...     pass
+    >>> nestlib.is_namedtuple(P(1, 2)), nestlib.is_namedtuple((1, 2))
+    (True, False)
+    >>> nestlib.is_namedtuple(Q(1, 2)), nestlib.is_namedtuple(Q(1, 2), strict=True)
+    (True, False)
+    """
+    t = type(instance)
+    if not N._is_namedtuple_type(t):
+        return False
+    return not strict or t.__bases__ == (tuple,)
+
+
+def same_namedtuples(nest1: Any, nest2: Any) -> bool:
+    """True if two namedtuples have the same type name and the same fields.
+
+    >>> import collections, nestlib
+    >>> A = collections.namedtuple("A", "x y")
+    >>> B = collections.namedtuple("A", "x y")
+    >>> nestlib.same_namedtuples(A(1, 2), B(3, 4))
+    True
+    >>> nestlib.same_namedtuples(A(1, 2), collections.namedtuple("A", "y x")(1, 2))
+    False
+    """
+    return (is_namedtuple(nest1) and is_namedtuple(nest2)
+            and N.same_namedtuple_types(type(nest1), type(nest2)))
+
+
+def is_mapping(obj: Any) -> bool:
+    """True if ``obj`` is a ``collections.abc.Mapping``.
+
+    >>> import nestlib
+    >>> nestlib.is_mapping({}), nestlib.is_mapping([])
+    (True, False)
+    """
+    return isinstance(obj, cabc.Mapping)
+
+
+def is_attrs(obj: Any) -> bool:
+    """True if ``obj`` is an instance of an ``attrs`` class.
+
+    >>> import nestlib
+    >>> nestlib.is_attrs(object())
+    False
+    """
+    return N.classify(obj) == N.ATTRS
+
+
+def is_nested_or_composite(seq: Any) -> bool:
+    """True if ``seq`` is a node, or a composite tensor (``tf.SparseTensor``, ...).
+
+    Never imports TensorFlow: without it loaded nothing can be a composite.
+
+    >>> import nestlib
+    >>> nestlib.is_nested_or_composite([1]), nestlib.is_nested_or_composite(1)
+    (True, False)
+    """
+    if W.is_nested(seq):
+        return True
+    if "tensorflow" not in sys.modules:
+        return False
+    from . import _composites
+    return _composites.is_composite(seq)
+
+
+is_sequence_or_composite = is_nested_or_composite
+
+
+def flatten_dict_items(dictionary: Any) -> dict:
+    """A dict whose items are those of ``dictionary`` with nested keys unpacked.
+
+    A key that is a structure is flattened and zipped with its value,
+    flattened the same way (as ``tf.nest.flatten_dict_items``).
+
+    >>> import nestlib
+    >>> nestlib.flatten_dict_items({("a", ("b",)): (1, (2,)), "c": 3})
+    {'a': 1, 'b': 2, 'c': 3}
+
+    Raises:
+      TypeError: ``dictionary`` is not a mapping.
+      ValueError: a key and its value flatten to different numbers of leaves,
+        or two keys would be the same.
+    """
+    if not isinstance(dictionary, cabc.Mapping):
+        raise TypeError(f"flatten_dict_items takes a mapping, got {E.describe(dictionary)}")
+    flat: dict = {}
+    for key, value in dictionary.items():
+        if W.is_nested(key):
+            keys, values = W.flatten(key), W.flatten(value)
+            if len(keys) != len(values):
+                raise ValueError(E.bounded(
+                    f"could not flatten dictionary: key {E.short_repr(key)} has {len(keys)} "
+                    f"leaves but its value {E.short_repr(value)} has {len(values)}"))
+            pairs = list(zip(keys, values))
+        else:
+            pairs = [(key, value)]
+        for k, v in pairs:
+            if k in flat:
+                raise ValueError(E.bounded(
+                    f"could not flatten dictionary: key {E.short_repr(k)} is not unique"))
+            flat[k] = v
+    return flat
+
+
+def _shallow(traverse_fn: Callable, structure: Any, steps: tuple,
+             kind_fn: Callable[[Any], int]) -> Any:
+    to_traverse = traverse_fn(structure)
+    k = kind_fn(structure)
+    if k == N.LEAF:
+        if not isinstance(to_traverse, bool):
+            raise TypeError(E.bounded(
+                f"traverse_fn returned {E.short_repr(to_traverse)} for the leaf at "
+                f"{E.format_path(steps)}; expected a bool"))
+        return to_traverse
+    if len(steps) >= W.MAX_DEPTH:
+        raise ValueError(E.TOO_DEEP.format(limit=W.MAX_DEPTH, path=E.format_path(steps)))
+    items = N.items(structure, k)
+    uk = N.unwrap(structure, k)[1] if k == N.PROXY else k
+    if isinstance(to_traverse, bool):
+        if not to_traverse:
+            return False
+        level = [_shallow(traverse_fn, c, steps + ((uk, key),), kind_fn) for key, c in items]
+    elif not W.is_nested(to_traverse):
+        raise TypeError(E.bounded(
+            f"traverse_fn returned {E.short_repr(to_traverse)} for the node at "
+            f"{E.format_path(steps)}; expected a bool or a depth-1 structure of bools"))
+    else:
+        W.assert_shallow_structure(to_traverse, structure)
+        wanted = N.children(to_traverse, N.classify(to_traverse))
+        level = []
+        for t, (key, c) in zip(wanted, items):
+            if not isinstance(t, bool):
+                raise TypeError(E.bounded(
+                    f"traverse_fn returned {E.short_repr(to_traverse)} for the node at "
+                    f"{E.format_path(steps)}; expected a depth-1 structure of bools"))
+            level.append(_shallow(traverse_fn, c, steps + ((uk, key),), kind_fn) if t else False)
+    return N.rebuild(structure, k, level)
+
+
+def get_traverse_shallow_structure(traverse_fn: Callable[[Any], Any], structure: Any,
+                                   expand_composites: bool = False) -> Any:
+    """A shallow structure of bools: where ``traverse_fn`` says to descend.
+
+    ``traverse_fn(subtree)`` returns True (descend; keep a leaf), False (stop
+    here), or for a node a structure of bools one level deep saying which
+    children to descend into. The result is a prefix of ``structure``, for
+    the ``*_up_to`` functions (tf.nest's semantics).
+
+    >>> import nestlib
+    >>> nestlib.get_traverse_shallow_structure(
+    ...     lambda x: not isinstance(x, tuple), [1, (2, 3), [4]])
+    [True, False, [True]]
+    """
+    if not callable(traverse_fn):
+        raise TypeError(f"traverse_fn must be callable, got {E.short_repr(traverse_fn)}")
+    try:
+        kind_fn = N.classify
+        if expand_composites:
+            from . import _composites
+            kind_fn = _composites.kind
+        with W._RaisedRecursionLimit(W.MAX_DEPTH):
+            return _shallow(traverse_fn, structure, (), kind_fn)
+    except RecursionError as e:
+        W._diagnose_noting(structure, e)
+        raise
