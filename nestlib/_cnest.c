@@ -775,6 +775,8 @@ pack_trusted(PyObject *s, PyObject *values, hints_t *use)
     }
     else if (k > 0) {
         r = pack_node(s, k, &f, 0, use);
+        if (r != NULL && f.pos != PyList_GET_SIZE(values))
+            Py_CLEAR(r); /* the structure changed since the values were made */
     }
     if (r != NULL || give_up() < 0)
         return r;

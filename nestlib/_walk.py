@@ -484,18 +484,58 @@ def _check_func(func: Any, structures: tuple) -> None:
         raise ValueError("map_structure needs at least one structure")
 
 
+def _changed_error(structure: Any, found: int) -> RuntimeError:
+    """The structure no longer has the leaves it had when its values were made
+    (a mapped function added or removed items of a container being mapped)."""
+    try:
+        paths = flatten_with_path(structure)
+    except Exception:  # it may be broken now too: say what we know
+        paths = None
+    detail = ""
+    if paths is not None:
+        detail = f"; it has {len(paths)} leaf now" if len(paths) == 1 else \
+            f"; it has {len(paths)} leaves now"
+        if found < len(paths):
+            detail += (f", and the first leaf without a value is at "
+                       f"{E.format_tuple_path(paths[found][0])}")
+    return RuntimeError(E.bounded(
+        f"the structure changed while it was being mapped: {found} values were made for "
+        f"it{detail} (a function that adds or removes items of the structure it maps "
+        f"cannot be given a result)"))
+
+
+def _pack_exactly(structure: Any, values: list) -> Any:
+    k = classify(structure)
+    if k == LEAF:
+        if len(values) != 1:
+            raise _changed_error(structure, len(values))
+        return values[0]
+    it = iter(values)
+    try:
+        result = _pack(structure, k, it.__next__)
+    except StopIteration:  # never lets the iteration protocol escape
+        raise _changed_error(structure, len(values)) from None
+    if next(it, _END) is not _END:
+        raise _changed_error(structure, len(values))
+    return result
+
+
 def pack_trusted(structure: Any, values: list) -> Any:
-    """unflatten_as for values known to match the structure's leaf count."""
+    """unflatten_as for values made from the structure's leaves (their count was
+    right): RuntimeError if the structure has changed since."""
     k = kind_get(type(structure))
     if k is None:
         k = classify(structure)
-    if k == LEAF:
+    if k == LEAF and len(values) == 1:
         return values[0]
     try:
-        return _pack(structure, k, iter(values).__next__)
+        return _pack_exactly(structure, values)
+    except RuntimeError as e:
+        if isinstance(e, RecursionError):
+            return retry_deep(_pack_exactly, (structure, values), (structure,), e)
+        raise
     except Exception as e:
-        return retry_deep(lambda s, v: _pack(s, classify(s), iter(v).__next__),
-                          (structure, values), (structure,), e)
+        return retry_deep(_pack_exactly, (structure, values), (structure,), e)
 
 
 class _NotPlain(Exception):

@@ -5,8 +5,10 @@
 nestlib[testing]``) to use it. The strategies generate nests built from
 lists, tuples, dicts (string keys or integer keys, never mixed in one dict),
 namedtuples, ``OrderedDict``, ``defaultdict``, attrs classes (when attrs is
-installed) and, on request, ``types.MappingProxyType``, with ``None`` and
-empty containers among them:
+installed) and, on request, ``types.MappingProxyType``, dataclasses registered
+with :func:`nestlib.register_dataclass` (with a metadata field) and classes
+implementing TensorFlow's nest protocol, with ``None`` and empty containers
+among them:
 
 >>> import nestlib
 >>> from hypothesis import given, settings
@@ -27,6 +29,7 @@ module, so equal shapes use identical classes and the structures pickle.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import types
 from typing import Any, Iterable
 
@@ -42,12 +45,15 @@ __all__ = ["CONTAINERS", "DEFAULT_CONTAINERS", "leaves", "structures",
 
 #: Every container kind the strategies can generate.
 CONTAINERS: tuple[str, ...] = ("list", "tuple", "dict", "namedtuple", "ordered_dict",
-                               "defaultdict", "attrs", "mappingproxy")
+                               "defaultdict", "attrs", "mappingproxy", "registered_dataclass",
+                               "tf_protocol")
 
-#: The kinds generated when ``containers`` is not given (``mappingproxy`` is
-#: left out because MappingProxyType does not pickle).
+#: The kinds generated when ``containers`` is not given: dm-tree's node types
+#: (``mappingproxy`` is left out because MappingProxyType does not pickle;
+#: ``registered_dataclass`` and ``tf_protocol`` are nestlib's and tf.nest's
+#: own, which dm-tree and optree see as leaves; ask for them by name).
 DEFAULT_CONTAINERS: tuple[str, ...] = tuple(
-    k for k in CONTAINERS if k != "mappingproxy" and (k != "attrs" or _attr is not None))
+    k for k in CONTAINERS[:8] if k != "mappingproxy" and (k != "attrs" or _attr is not None))
 
 # Field names of generated namedtuples and attrs classes: short, valid and
 # deliberately not in sorted order, so that code which sorts fields (wrongly)
@@ -58,17 +64,57 @@ _MAPPING_KINDS = ("dict", "ordered_dict", "defaultdict", "mappingproxy")
 _record_types: dict[tuple[str, tuple[str, ...]], type] = {}
 
 
+class _TFProtocolNode:
+    """Base of the generated classes with TensorFlow's nest protocol: components
+    (the children) and metadata; equal when type, metadata and components are."""
+
+    def __init__(self, *components: Any, meta: Any = 0):
+        self.components, self.meta = components, meta
+
+    def __tf_flatten__(self) -> tuple:
+        return self.meta, self.components
+
+    @classmethod
+    def __tf_unflatten__(cls, metadata: Any, components: tuple) -> Any:
+        return cls(*components, meta=metadata)
+
+    def __eq__(self, other: Any) -> bool:
+        return type(other) is type(self) and other.meta == self.meta and \
+            other.components == self.components
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        inner = ", ".join(map(repr, self.components))
+        return f"{type(self).__name__}({inner}{', ' if inner else ''}meta={self.meta!r})"
+
+    def __reduce__(self):
+        return (_rebuild_protocol, (type(self), self.components, self.meta))
+
+
+def _rebuild_protocol(cls: type, components: tuple, meta: Any) -> Any:
+    return cls(*components, meta=meta)
+
+
 def _record_type(kind: str, fields: tuple[str, ...]) -> type:
-    """The namedtuple or attrs class with ``fields`` (made once, then reused)."""
+    """The namedtuple, attrs, registered dataclass or TF-protocol class with
+    ``fields`` (made once, then reused)."""
     key = (kind, fields)
     cls = _record_types.get(key)
     if cls is None:
-        prefix = "NT" if kind == "namedtuple" else "Attrs"
+        prefix = {"namedtuple": "NT", "attrs": "Attrs", "registered_dataclass": "DC",
+                  "tf_protocol": "TFP"}[kind]
         name = f"{prefix}_{'_'.join(fields)}" if fields else f"{prefix}_empty"
         if kind == "namedtuple":
             cls = collections.namedtuple(name, fields)
-        else:
+        elif kind == "attrs":
             cls = _attr.make_class(name, list(fields))
+        elif kind == "registered_dataclass":
+            import nestlib  # registration is global: done once per class, here
+            cls = dataclasses.make_dataclass(name, [*fields, ("tag", int, 0)])
+            nestlib.register_dataclass(cls, meta_fields=["tag"])
+        else:
+            cls = type(name, (_TFProtocolNode,), {})
         cls.__module__ = __name__
         cls.__qualname__ = name
         globals()[name] = cls  # so that pickle finds it
@@ -161,6 +207,9 @@ def _draw_shape(draw: Any, kinds: tuple[str, ...], max_leaves: int, max_depth: i
         elif kind in ("namedtuple", "attrs"):
             fields = tuple(draw(st.permutations(_FIELDS))[:n])
             meta = _record_type(kind, fields)
+        elif kind in ("registered_dataclass", "tf_protocol"):  # class and its metadata
+            fields = tuple(draw(st.permutations(_FIELDS))[:n])
+            meta = (_record_type(kind, fields), draw(st.integers(min_value=0, max_value=2)))
         return (kind, meta, tuple(children))
 
     return node(0)
@@ -180,6 +229,10 @@ def _fill(shape: tuple, draw: Any, leaf_strategy: st.SearchStrategy) -> Any:
         return meta(*values)
     if kind == "attrs":
         return meta(**dict(zip([a.name for a in meta.__attrs_attrs__], values)))
+    if kind == "registered_dataclass":
+        return meta[0](*values, tag=meta[1])
+    if kind == "tf_protocol":
+        return meta[0](*values, meta=meta[1])
     pairs = list(zip(meta, values))
     if kind == "dict":
         return dict(pairs)
