@@ -990,6 +990,35 @@ cn_assert_same_structure(PyObject *self, PyObject *const *args, Py_ssize_t nargs
 /* map_structure                                                             */
 /* ------------------------------------------------------------------------ */
 
+/* The mapped function raised StopIteration: replace it with a RuntimeError
+ * (caused by it) so that it cannot end a caller's loop silently, as Python
+ * does for a generator (PEP 479). The Python engine says the same. */
+static void
+stop_iteration_to_runtime_error(Py_ssize_t leaf)
+{
+    PyObject *t, *v, *tb, *t2, *v2, *tb2;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (tb != NULL && v != NULL)
+        PyException_SetTraceback(v, tb);
+    PyErr_Format(PyExc_RuntimeError,
+                 "the mapped function raised StopIteration on leaf number %zd (counting "
+                 "from 0); nestlib does not let StopIteration escape, since it would end "
+                 "a caller's loop", leaf);
+    PyErr_Fetch(&t2, &v2, &tb2);
+    PyErr_NormalizeException(&t2, &v2, &tb2);
+    if (v2 != NULL && v != NULL) {
+        Py_INCREF(v);
+        PyException_SetCause(v2, v);   /* steals one reference */
+        PyException_SetContext(v2, v); /* steals the other */
+        v = NULL;
+    }
+    PyErr_Restore(t2, v2, tb2);
+    Py_XDECREF(t);
+    Py_XDECREF(v);
+    Py_XDECREF(tb);
+}
+
 /* Calls func over the rows of the columns: row i is (prefix[i]?, cols[0][i],
  * cols[1][i], ...). Returns the list of results, or NULL (func raised). */
 static PyObject *
@@ -1017,6 +1046,8 @@ call_rows(PyObject *func, PyObject *prefix, PyObject **cols, Py_ssize_t ncols, P
             argv[at++] = PyList_GET_ITEM(cols[j], i);
         r = PyObject_Vectorcall(func, argv, width, NULL);
         if (r == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_StopIteration))
+                stop_iteration_to_runtime_error(i);
             Py_DECREF(out);
             out = NULL;
             break;

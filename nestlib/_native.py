@@ -27,7 +27,6 @@ import importlib
 import threading
 from typing import Any, Callable
 
-from . import _composites as CP
 from . import _nodes as N
 from . import _registry as R
 from . import _spec as S
@@ -162,6 +161,7 @@ def _compiled(py: S.Spec) -> S.Spec:
 
 
 def spec_of(structure: Any) -> S.Spec:
+    """``_spec.spec_of`` with the compiled engine where the core can describe it."""
     py = S.spec_of(structure)
     try:
         with _cache_lock:
@@ -179,7 +179,6 @@ def spec_of(structure: Any) -> S.Spec:
     return spec
 
 
-spec_of.__doc__ = S.spec_of.__doc__  # the same function, with the compiled engine
 
 
 # --------------------------------------------------------------------------
@@ -187,45 +186,17 @@ spec_of.__doc__ = S.spec_of.__doc__  # the same function, with the compiled engi
 # --------------------------------------------------------------------------
 
 def core() -> dict[str, Callable]:
-    """The functions the ``native`` backend takes from the compiled core."""
+    """The engine operations the ``native`` backend takes from the compiled core."""
     C = load()
-    c_flatten = C.flatten
-    c_is_nested = C.is_nested
-    c_paths = C.flatten_with_path
-    c_up_to = C.flatten_up_to
-    c_paths_up_to = C.flatten_with_path_up_to
-
-    # Python-level wrappers where the public function would otherwise be a
-    # builtin (docstrings are attached to these, and they keep signatures).
-    def flatten(structure: Any, expand_composites: bool = False) -> list:
-        if expand_composites:
-            return CP.flatten(structure)
-        return c_flatten(structure)
-
-    def is_nested(structure: Any) -> bool:
-        return c_is_nested(structure)
-
-    def flatten_with_path(structure: Any) -> list:
-        return c_paths(structure)
-
-    def flatten_up_to(shallow_structure: Any, input_structure: Any,
-                      check_types: bool = True) -> list:
-        return c_up_to(shallow_structure, input_structure, check_types)
-
-    def flatten_with_path_up_to(shallow_structure: Any, input_structure: Any,
-                                check_types: bool = True) -> list:
-        return c_paths_up_to(shallow_structure, input_structure, check_types)
-
     return {
-        "flatten": flatten,
-        "plain_flatten": c_flatten,
-        "is_nested": is_nested,
+        "flatten": C.flatten,
+        "is_nested": C.is_nested,
         "assert_same_structure": C.assert_same_structure,
         "unflatten_as": C.unflatten_as,
         "map_structure": C.map_structure,
         "map_structure_with_path": C.map_structure_with_path,
-        "flatten_with_path": flatten_with_path,
-        "flatten_up_to": flatten_up_to,
-        "flatten_with_path_up_to": flatten_with_path_up_to,
+        "flatten_with_path": C.flatten_with_path,
+        "flatten_up_to": C.flatten_up_to,
+        "flatten_with_path_up_to": C.flatten_with_path_up_to,
         "spec_of": spec_of,
     }

@@ -73,38 +73,7 @@ def _install(cls: type, d: N.NodeDef) -> None:
 def register_node(cls: type, flatten_fn: Callable[[Any], tuple],
                   unflatten_fn: Callable[[Any, Any], Any], *,
                   flatten_with_keys_fn: Callable[[Any], tuple] | None = None) -> None:
-    """Makes instances of ``cls`` nodes of every nestlib function.
-
-    ``flatten_fn(obj)`` returns ``(children, metadata)``: the children (a tuple
-    or list) are walked into, ``metadata`` is static and part of the
-    structure (two instances whose metadata differ are different structures).
-    ``unflatten_fn(metadata, children)`` rebuilds an instance. With
-    ``flatten_with_keys_fn(obj) -> (((key, child), ...), metadata)`` the
-    path functions use those keys instead of the children's indices.
-    Exactly ``cls`` is registered, not its subclasses (as in jax and optree).
-
-    >>> import nestlib
-    >>> class Point:
-    ...     def __init__(self, x, y, unit="m"):
-    ...         self.x, self.y, self.unit = x, y, unit
-    ...     def __repr__(self):
-    ...         return f"Point({self.x}, {self.y}, {self.unit!r})"
-    >>> nestlib.register_node(
-    ...     Point, lambda p: ((p.x, p.y), p.unit), lambda unit, xy: Point(*xy, unit),
-    ...     flatten_with_keys_fn=lambda p: ((("x", p.x), ("y", p.y)), p.unit))
-    >>> nestlib.flatten({"a": Point(1, 2), "b": 3})
-    [1, 2, 3]
-    >>> nestlib.map_structure(lambda v: v * 10, [Point(1, 2, "cm")])
-    [Point(10, 20, 'cm')]
-    >>> nestlib.flatten_with_path(Point(1, 2))
-    [(('x',), 1), (('y',), 2)]
-    >>> nestlib.unregister_node(Point)
-
-    Raises:
-      TypeError: ``cls`` is not a class, or a function is not callable.
-      ValueError: ``cls`` is a built-in node type (list, tuple, dict, ...) or
-        is registered already.
-    """
+    """The engine of ``nestlib.register_node`` (documented there)."""
     _check_class(cls, "register_node")
     _check_fn(flatten_fn, "flatten_fn")
     _check_fn(unflatten_fn, "unflatten_fn")
@@ -134,33 +103,7 @@ def _dataclass_def(cls: type, data: Sequence[str], meta: Sequence[str]) -> N.Nod
 
 def register_dataclass(cls: T | None = None, *, data_fields: Sequence[str] | None = None,
                        meta_fields: Sequence[str] | None = None) -> Any:
-    """Registers a dataclass as a node: its data fields are children, keyed by name.
-
-    ``meta_fields`` are static metadata (compared, not walked into); the
-    data fields default to every other ``__init__`` field. Together they must
-    be exactly the fields ``__init__`` takes, since rebuilding calls
-    ``cls(**fields)``. Usable as ``@register_dataclass`` and
-    ``@register_dataclass(meta_fields=[...])``; returns the class.
-    Unregistered dataclasses stay leaves, as in dm-tree and tf.nest.
-
-    >>> import dataclasses, nestlib
-    >>> @nestlib.register_dataclass(meta_fields=["name"])
-    ... @dataclasses.dataclass
-    ... class Layer:
-    ...     w: float
-    ...     b: float
-    ...     name: str = "dense"
-    >>> nestlib.flatten_with_path([Layer(1.0, 2.0)])
-    [((0, 'w'), 1.0), ((0, 'b'), 2.0)]
-    >>> nestlib.map_structure(lambda v: v + 1, Layer(1.0, 2.0, "out"))
-    Layer(w=2.0, b=3.0, name='out')
-    >>> nestlib.unregister_node(Layer)
-
-    Raises:
-      TypeError: ``cls`` is not a dataclass.
-      ValueError: the fields given are not exactly ``__init__``'s fields, or
-        ``cls`` is registered already.
-    """
+    """The engine of ``nestlib.register_dataclass`` (documented there)."""
     if cls is None:
         def decorate(c: T) -> T:
             return register_dataclass(c, data_fields=data_fields, meta_fields=meta_fields)
@@ -200,23 +143,7 @@ def register_dataclass(cls: T | None = None, *, data_fields: Sequence[str] | Non
 
 
 def unregister_node(cls: type) -> None:
-    """Undoes ``register_node`` / ``register_dataclass``: ``cls`` follows the default rules again.
-
-    >>> import dataclasses, nestlib
-    >>> @nestlib.register_dataclass
-    ... @dataclasses.dataclass
-    ... class Pair:
-    ...     a: int
-    ...     b: int
-    >>> nestlib.flatten(Pair(1, 2))
-    [1, 2]
-    >>> nestlib.unregister_node(Pair)
-    >>> nestlib.flatten(Pair(1, 2))
-    [Pair(a=1, b=2)]
-
-    Raises:
-      ValueError: ``cls`` is not registered.
-    """
+    """The engine of ``nestlib.unregister_node`` (documented there)."""
     with _lock:
         if cls not in N.REGISTERED:
             raise ValueError(f"{getattr(cls, '__name__', N._short(cls))} is not a registered "

@@ -95,10 +95,10 @@ class Spec:
         if not callable(func):
             raise TypeError(f"func must be callable, got {E.short_repr(func)}")
         if len(structures) == 1:
-            return self._unflatten_trusted(list(map(func, self.flatten(structures[0]))))
+            return self._unflatten_trusted(W.mapped(func, self.flatten(structures[0])))
         if not structures:
             raise ValueError("Spec.map needs at least one structure")
-        return self._unflatten_trusted(list(map(func, *map(self.flatten, structures))))
+        return self._unflatten_trusted(W.mapped(func, *map(self.flatten, structures)))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Spec) and self._def == other._def
@@ -533,21 +533,7 @@ R.add_listener(_forget_all)
 
 
 def spec_of(structure: Any, is_leaf: Callable[[Any], bool] | None = None) -> Spec:
-    """Compiles the structure of ``structure`` into a reusable :class:`Spec`.
-
-    With ``is_leaf``, every subtree for which it returns True is one leaf of
-    the Spec: its ``flatten`` then returns those subtrees whole.
-
-    >>> import nestlib
-    >>> spec = nestlib.spec_of({"b": [1, 2], "a": None})
-    >>> spec.num_leaves
-    3
-    >>> spec.unflatten(["x", "y", "z"])
-    {'b': ['y', 'z'], 'a': 'x'}
-    >>> pairs = nestlib.spec_of([(1, 2), (3, 4)], is_leaf=lambda x: isinstance(x, tuple))
-    >>> pairs.num_leaves, pairs.flatten([(5, 6), "any subtree"])
-    (2, [(5, 6), 'any subtree'])
-    """
+    """The Python engine's ``nestlib.spec_of`` (documented there)."""
     if is_leaf is not None:
         structure = W.prefix_of(structure, is_leaf)
     try:

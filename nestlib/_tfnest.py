@@ -16,20 +16,7 @@ from . import _walk as W
 
 
 def is_namedtuple(instance: Any, strict: bool = False) -> bool:
-    """True if ``instance`` is a namedtuple (a tuple whose type has string ``_fields``).
-
-    With ``strict=True`` only a plain namedtuple counts: one whose type
-    derives from ``tuple`` directly, not a subclass of a namedtuple.
-
-    >>> import collections, nestlib
-    >>> P = collections.namedtuple("P", "x y")
-    >>> class Q(P):
-    ...     pass
-    >>> nestlib.is_namedtuple(P(1, 2)), nestlib.is_namedtuple((1, 2))
-    (True, False)
-    >>> nestlib.is_namedtuple(Q(1, 2)), nestlib.is_namedtuple(Q(1, 2), strict=True)
-    (True, False)
-    """
+    """The engine of ``nestlib.is_namedtuple`` (documented there)."""
     t = type(instance)
     if not N._is_namedtuple_type(t):
         return False
@@ -37,49 +24,23 @@ def is_namedtuple(instance: Any, strict: bool = False) -> bool:
 
 
 def same_namedtuples(nest1: Any, nest2: Any) -> bool:
-    """True if two namedtuples have the same type name and the same fields.
-
-    >>> import collections, nestlib
-    >>> A = collections.namedtuple("A", "x y")
-    >>> B = collections.namedtuple("A", "x y")
-    >>> nestlib.same_namedtuples(A(1, 2), B(3, 4))
-    True
-    >>> nestlib.same_namedtuples(A(1, 2), collections.namedtuple("A", "y x")(1, 2))
-    False
-    """
+    """The engine of ``nestlib.same_namedtuples`` (documented there)."""
     return (is_namedtuple(nest1) and is_namedtuple(nest2)
             and N.same_namedtuple_types(type(nest1), type(nest2)))
 
 
 def is_mapping(obj: Any) -> bool:
-    """True if ``obj`` is a ``collections.abc.Mapping``.
-
-    >>> import nestlib
-    >>> nestlib.is_mapping({}), nestlib.is_mapping([])
-    (True, False)
-    """
+    """The engine of ``nestlib.is_mapping`` (documented there)."""
     return isinstance(obj, cabc.Mapping)
 
 
 def is_attrs(obj: Any) -> bool:
-    """True if ``obj`` is an instance of an ``attrs`` class.
-
-    >>> import nestlib
-    >>> nestlib.is_attrs(object())
-    False
-    """
+    """The engine of ``nestlib.is_attrs`` (documented there)."""
     return N.classify(obj) == N.ATTRS
 
 
 def is_nested_or_composite(seq: Any) -> bool:
-    """True if ``seq`` is a node, or a composite tensor (``tf.SparseTensor``, ...).
-
-    Never imports TensorFlow: without it loaded nothing can be a composite.
-
-    >>> import nestlib
-    >>> nestlib.is_nested_or_composite([1]), nestlib.is_nested_or_composite(1)
-    (True, False)
-    """
+    """The engine of ``nestlib.is_nested_or_composite`` (documented there)."""
     if W.is_nested(seq):
         return True
     if "tensorflow" not in sys.modules:
@@ -88,24 +49,9 @@ def is_nested_or_composite(seq: Any) -> bool:
     return _composites.is_composite(seq)
 
 
-is_sequence_or_composite = is_nested_or_composite
-
 
 def flatten_dict_items(dictionary: Any) -> dict:
-    """A dict whose items are those of ``dictionary`` with nested keys unpacked.
-
-    A key that is a structure is flattened and zipped with its value,
-    flattened the same way (as ``tf.nest.flatten_dict_items``).
-
-    >>> import nestlib
-    >>> nestlib.flatten_dict_items({("a", ("b",)): (1, (2,)), "c": 3})
-    {'a': 1, 'b': 2, 'c': 3}
-
-    Raises:
-      TypeError: ``dictionary`` is not a mapping.
-      ValueError: a key and its value flatten to different numbers of leaves,
-        or two keys would be the same.
-    """
+    """The engine of ``nestlib.flatten_dict_items`` (documented there)."""
     if not isinstance(dictionary, cabc.Mapping):
         raise TypeError(f"flatten_dict_items takes a mapping, got {E.describe(dictionary)}")
     flat: dict = {}
@@ -164,18 +110,7 @@ def _shallow(traverse_fn: Callable, structure: Any, steps: tuple,
 
 def get_traverse_shallow_structure(traverse_fn: Callable[[Any], Any], structure: Any,
                                    expand_composites: bool = False) -> Any:
-    """A shallow structure of bools: where ``traverse_fn`` says to descend.
-
-    ``traverse_fn(subtree)`` returns True (descend; keep a leaf), False (stop
-    here), or for a node a structure of bools one level deep saying which
-    children to descend into. The result is a prefix of ``structure``, for
-    the ``*_up_to`` functions (tf.nest's semantics).
-
-    >>> import nestlib
-    >>> nestlib.get_traverse_shallow_structure(
-    ...     lambda x: not isinstance(x, tuple), [1, (2, 3), [4]])
-    [True, False, [True]]
-    """
+    """The engine of ``nestlib.get_traverse_shallow_structure`` (documented there)."""
     if not callable(traverse_fn):
         raise TypeError(f"traverse_fn must be callable, got {E.short_repr(traverse_fn)}")
     try:

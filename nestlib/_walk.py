@@ -593,6 +593,17 @@ def _zip2(a: Any, b: Any) -> tuple[list, list] | None:
     return out_a, out_b
 
 
+def mapped(func: Callable, *columns: list) -> list:
+    """``list(map(func, *columns))``, which ends silently where ``func`` raises
+    StopIteration; that is turned into a RuntimeError saying so."""
+    values = list(map(func, *columns))
+    if len(values) != len(columns[0]):
+        raise RuntimeError(f"the mapped function raised StopIteration on leaf number "
+                           f"{len(values)} (counting from 0); nestlib does not let "
+                           f"StopIteration escape, since it would end a caller's loop")
+    return values
+
+
 def make_map_structure(flatten_fn: Callable, same_fn: Callable) -> Callable:
     """Builds map_structure over a backend's flatten and structure check."""
 
@@ -600,11 +611,12 @@ def make_map_structure(flatten_fn: Callable, same_fn: Callable) -> Callable:
         _check_func(func, structures)
         s0 = structures[0]
         if len(structures) == 1:
-            return pack_trusted(s0, list(map(func, flatten_fn(s0))))
+            flat = flatten_fn(s0)
+            return pack_trusted(s0, mapped(func, flat))
         if len(structures) == 2:
             flats = _zip2(s0, structures[1])
             if flats is not None:  # same structure whatever check_types says
-                return pack_trusted(s0, list(map(func, *flats)))
+                return pack_trusted(s0, mapped(func, *flats))
         for other in structures[1:]:
             same_fn(s0, other, check_types)
         return pack_trusted(s0, [func(*xs) for xs in zip(*map(flatten_fn, structures))])
@@ -823,6 +835,11 @@ def traverse(fn: Callable, structure: Any, top_down: bool = True,
 # --------------------------------------------------------------------------
 # is_leaf: a predicate that stops the descent
 # --------------------------------------------------------------------------
+
+def drop_path(func: Callable) -> Callable:
+    """``func`` called as a path function: ``(path, *values) -> func(*values)``."""
+    return lambda _, *xs: func(*xs)
+
 
 class _PrefixLeaf:
     """Where ``is_leaf`` stopped the descent, in a prefix structure."""

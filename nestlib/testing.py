@@ -40,7 +40,7 @@ try:  # attrs is optional: without it "attrs" is simply not a default container.
 except ImportError:  # pragma: no cover - exercised only without attrs
     _attr = None
 
-__all__ = ["CONTAINERS", "DEFAULT_CONTAINERS", "leaves", "structures",
+__all__ = ["CONTAINERS", "DM_TREE_CONTAINERS", "DEFAULT_CONTAINERS", "leaves", "structures",
            "structures_with_same_shape", "shallow_and_deep"]
 
 #: Every container kind the strategies can generate.
@@ -48,12 +48,15 @@ CONTAINERS: tuple[str, ...] = ("list", "tuple", "dict", "namedtuple", "ordered_d
                                "defaultdict", "attrs", "mappingproxy", "registered_dataclass",
                                "tf_protocol")
 
-#: The kinds generated when ``containers`` is not given: dm-tree's node types
-#: (``mappingproxy`` is left out because MappingProxyType does not pickle;
-#: ``registered_dataclass`` and ``tf_protocol`` are nestlib's and tf.nest's
-#: own, which dm-tree and optree see as leaves; ask for them by name).
+#: The kinds dm-tree knows as nodes (the others, ``registered_dataclass`` and
+#: ``tf_protocol``, are nestlib's and tf.nest's own: dm-tree and optree see
+#: them as leaves).
+DM_TREE_CONTAINERS: tuple[str, ...] = CONTAINERS[:8]
+
+#: The kinds generated when ``containers`` is not given: dm-tree's, without
+#: ``mappingproxy`` (MappingProxyType does not pickle).
 DEFAULT_CONTAINERS: tuple[str, ...] = tuple(
-    k for k in CONTAINERS[:8] if k != "mappingproxy" and (k != "attrs" or _attr is not None))
+    k for k in DM_TREE_CONTAINERS if k != "mappingproxy" and (k != "attrs" or _attr is not None))
 
 # Field names of generated namedtuples and attrs classes: short, valid and
 # deliberately not in sorted order, so that code which sorts fields (wrongly)

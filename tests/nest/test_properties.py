@@ -115,7 +115,7 @@ def pairs():
 # --------------------------------------------------------------------------
 
 @SETTINGS
-@given(s=nt.structures(containers=nt.CONTAINERS))
+@given(s=nt.structures(containers=nt.DM_TREE_CONTAINERS))
 def test_flatten_matches_dm_tree_and_round_trips(nest, s):
     flat = nest.flatten(s)
     assert flat == tree.flatten(s)
@@ -141,7 +141,7 @@ def test_unflatten_count_mismatch_is_value_error_like_dm_tree(nest, s, extra):
 
 
 @SETTINGS
-@given(s=nt.structures(containers=nt.CONTAINERS))
+@given(s=nt.structures(containers=nt.DM_TREE_CONTAINERS))
 def test_paths_match_dm_tree(nest, s):
     pairs_ = nest.flatten_with_path(s)
     assert pairs_ == tree.flatten_with_path(s)
@@ -157,7 +157,7 @@ def test_paths_match_dm_tree(nest, s):
 # --------------------------------------------------------------------------
 
 @SETTINGS
-@given(ab=nt.structures_with_same_shape(2, containers=nt.CONTAINERS))
+@given(ab=nt.structures_with_same_shape(2, containers=nt.DM_TREE_CONTAINERS))
 def test_map_structure_matches_dm_tree(nest, ab):
     a, b = ab
     assert identical(nest.map_structure(repr, a), tree.map_structure(repr, a))
@@ -221,7 +221,7 @@ def test_differences_are_found_in_dm_trees_order(nest, ab):
 # --------------------------------------------------------------------------
 
 @SETTINGS
-@given(pair=nt.shallow_and_deep(containers=nt.CONTAINERS))
+@given(pair=nt.shallow_and_deep(containers=nt.DM_TREE_CONTAINERS))
 def test_up_to_family_matches_dm_tree(nest, pair):
     shallow, deep = pair
     nest.assert_shallow_structure(shallow, deep)
@@ -256,7 +256,7 @@ def test_flatten_up_to_error_class_matches_dm_tree(nest, ab):
 # --------------------------------------------------------------------------
 
 @SETTINGS
-@given(s=nt.structures(containers=nt.CONTAINERS))
+@given(s=nt.structures(containers=nt.DM_TREE_CONTAINERS))
 def test_traverse_matches_dm_tree(nest, s):
     ours, theirs = [], []
     assert identical(nest.traverse(lambda x: ours.append(x), s),
