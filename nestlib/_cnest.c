@@ -68,6 +68,9 @@ static PyObject *fb_flatten, *fb_is_nested, *fb_unflatten, *fb_pack_trusted,
 
 static PyObject *s_fields;           /* interned "_fields" */
 static PyObject *s_check_types;      /* interned "check_types" */
+static PyObject *s_tf_flatten;       /* interned "__tf_flatten__" */
+static PyObject *s_tf_unflatten;     /* interned "__tf_unflatten__" */
+static PyObject *g_empty_tuple;      /* () */
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
@@ -196,14 +199,75 @@ py_children(PyObject *x, int k)
  * else than ``(tuple or list, metadata)``): the Python engine then redoes the
  * call and raises its error. */
 
+/* NodeDef items (see _nodes.NodeDef) */
+enum { D_FLATTEN, D_UNFLATTEN, D_KEYS, D_META_MATTERS, D_LABEL, D_CLS, D_FIELDS, D_PROTOCOL,
+       D_SIZE };
+/* items of D_FIELDS (register_dataclass) */
+enum { F_DATA, F_META, F_PLAIN, F_ALL };
+
 /* Borrowed NodeDef of x's type, or NULL. */
 static PyObject *
 custom_def(PyObject *x)
 {
     PyObject *d = PyDict_GetItemWithError(g_defs, (PyObject *)Py_TYPE(x));
-    if (d != NULL && (!PyTuple_Check(d) || PyTuple_GET_SIZE(d) < 4))
+    if (d != NULL && (!PyTuple_Check(d) || PyTuple_GET_SIZE(d) < D_SIZE))
         return NULL;
     return d;
+}
+
+/* A new tuple of the attributes ``names`` of x. */
+static PyObject *
+get_attrs(PyObject *x, PyObject *names)
+{
+    Py_ssize_t i, n = PyTuple_GET_SIZE(names);
+    PyObject *out = PyTuple_New(n);
+    if (out == NULL)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        PyObject *v = PyObject_GetAttr(x, PyTuple_GET_ITEM(names, i));
+        if (v == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, i, v);
+    }
+    return out;
+}
+
+/* (children, metadata) of a registered dataclass: its fields read here. */
+static PyObject *
+dataclass_pair(PyObject *x, PyObject *fields)
+{
+    PyObject *kids = get_attrs(x, PyTuple_GET_ITEM(fields, F_DATA)), *meta, *pair;
+    if (kids == NULL)
+        return NULL;
+    meta = get_attrs(x, PyTuple_GET_ITEM(fields, F_META));
+    if (meta == NULL) {
+        Py_DECREF(kids);
+        return NULL;
+    }
+    pair = PyTuple_Pack(2, kids, meta);
+    Py_DECREF(kids);
+    Py_DECREF(meta);
+    return pair;
+}
+
+/* (components, metadata) of a TF-protocol object: x.__tf_flatten__() must be
+ * (metadata, components) with components a tuple. */
+static PyObject *
+protocol_pair(PyObject *x)
+{
+    PyObject *r = PyObject_CallMethodNoArgs(x, s_tf_flatten), *pair;
+    if (r == NULL)
+        return NULL;
+    if (!PyTuple_CheckExact(r) || PyTuple_GET_SIZE(r) != 2 ||
+        !PyTuple_CheckExact(PyTuple_GET_ITEM(r, 1))) {
+        Py_DECREF(r);
+        return NULL; /* the Python engine raises the error that says so */
+    }
+    pair = PyTuple_Pack(2, PyTuple_GET_ITEM(r, 1), PyTuple_GET_ITEM(r, 0));
+    Py_DECREF(r);
+    return pair;
 }
 
 /* ``def.flatten(x)`` checked: a new exact 2-tuple whose item 0 is an exact
@@ -214,7 +278,12 @@ custom_pair(PyObject *x, PyObject **def_out)
     PyObject *d = custom_def(x), *pair, *kids;
     if (d == NULL)
         return NULL;
-    pair = PyObject_CallOneArg(PyTuple_GET_ITEM(d, 0), x);
+    if (PyTuple_GET_ITEM(d, D_FIELDS) != Py_None)
+        pair = dataclass_pair(x, PyTuple_GET_ITEM(d, D_FIELDS));
+    else if (PyTuple_GET_ITEM(d, D_PROTOCOL) == Py_True)
+        pair = protocol_pair(x);
+    else
+        pair = PyObject_CallOneArg(PyTuple_GET_ITEM(d, D_FLATTEN), x);
     if (pair == NULL)
         return NULL;
     if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
@@ -231,11 +300,68 @@ custom_pair(PyObject *x, PyObject **def_out)
     return pair;
 }
 
+/* A CUSTOM node of def d rebuilt from meta and vals (an exact list). */
+static PyObject *
+custom_rebuild(PyObject *d, PyObject *meta, PyObject *vals)
+{
+    PyObject *fields = PyTuple_GET_ITEM(d, D_FIELDS), *cls = PyTuple_GET_ITEM(d, D_CLS);
+    if (fields != Py_None) {
+        PyObject *data = PyTuple_GET_ITEM(fields, F_DATA), *names = PyTuple_GET_ITEM(fields, F_META);
+        Py_ssize_t nd = PyTuple_GET_SIZE(data), nm = PyTuple_GET_SIZE(names), i;
+        if (!PyTuple_CheckExact(meta) || PyTuple_GET_SIZE(meta) != nm ||
+            PyList_GET_SIZE(vals) != nd || !PyType_Check(cls))
+            return NULL;
+        if (PyTuple_GET_ITEM(fields, F_PLAIN) == Py_True) {
+            /* what its generated __init__ does, without running Python code */
+            PyObject *obj = ((PyTypeObject *)cls)->tp_new((PyTypeObject *)cls, g_empty_tuple, NULL);
+            if (obj == NULL)
+                return NULL;
+            for (i = 0; i < nd + nm; i++) {
+                PyObject *name = i < nd ? PyTuple_GET_ITEM(data, i) : PyTuple_GET_ITEM(names, i - nd);
+                PyObject *v = i < nd ? PyList_GET_ITEM(vals, i) : PyTuple_GET_ITEM(meta, i - nd);
+                if (PyObject_GenericSetAttr(obj, name, v) < 0) {
+                    Py_DECREF(obj);
+                    return NULL;
+                }
+            }
+            return obj;
+        }
+        else {
+            PyObject *small[16], **argv = small, *r;
+            if (nd + nm > 16) {
+                argv = PyMem_Malloc(sizeof(PyObject *) * (nd + nm));
+                if (argv == NULL)
+                    return PyErr_NoMemory();
+            }
+            for (i = 0; i < nd; i++)
+                argv[i] = PyList_GET_ITEM(vals, i);
+            for (i = 0; i < nm; i++)
+                argv[nd + i] = PyTuple_GET_ITEM(meta, i);
+            r = PyObject_Vectorcall(cls, argv, 0, PyTuple_GET_ITEM(fields, F_ALL));
+            if (argv != small)
+                PyMem_Free(argv);
+            return r;
+        }
+    }
+    if (PyTuple_GET_ITEM(d, D_PROTOCOL) == Py_True) {
+        PyObject *comps = PyList_AsTuple(vals), *r;
+        if (comps == NULL)
+            return NULL;
+        r = PyObject_CallMethodObjArgs(cls, s_tf_unflatten, meta, comps, NULL);
+        Py_DECREF(comps);
+        return r;
+    }
+    return PyObject_CallFunctionObjArgs(PyTuple_GET_ITEM(d, D_UNFLATTEN), meta, vals, NULL);
+}
+
 /* The children of CUSTOM node x: a new exact tuple or list. */
 static PyObject *
 custom_children(PyObject *x)
 {
-    PyObject *pair = custom_pair(x, NULL), *kids;
+    PyObject *d = custom_def(x), *pair, *kids;
+    if (d != NULL && PyTuple_GET_ITEM(d, D_FIELDS) != Py_None) /* no metadata needed */
+        return get_attrs(x, PyTuple_GET_ITEM(PyTuple_GET_ITEM(d, D_FIELDS), F_DATA));
+    pair = custom_pair(x, NULL);
     if (pair == NULL)
         return NULL;
     kids = Py_NewRef(PyTuple_GET_ITEM(pair, 0));
@@ -742,8 +868,7 @@ pack_node(PyObject *s, int k, feed_t *f, int depth, hints_t *use)
             r = PyObject_CallFunctionObjArgs(g_rebuild_mapping, s, vals, skeys, NULL);
         break;
     case K_CUSTOM:
-        r = PyObject_CallFunctionObjArgs(PyTuple_GET_ITEM(def, 1),
-                                         PyTuple_GET_ITEM(custom, 1), vals, NULL);
+        r = custom_rebuild(def, PyTuple_GET_ITEM(custom, 1), vals);
         break;
     default: {
         PyObject *kk = PyLong_FromLong(k);
@@ -909,7 +1034,7 @@ same_walk(PyObject *a, PyObject *b, int check_types, PyObject *out_a, PyObject *
             Py_DECREF(pa);
             goto done;
         }
-        if (PyObject_IsTrue(PyTuple_GET_ITEM(da, 3)))
+        if (PyTuple_GET_ITEM(da, D_META_MATTERS) == Py_True)
             eq = PyObject_RichCompareBool(PyTuple_GET_ITEM(pa, 1), PyTuple_GET_ITEM(pb, 1), Py_EQ);
         if (eq == 1) {
             ca = Py_NewRef(PyTuple_GET_ITEM(pa, 0));
@@ -1255,12 +1380,18 @@ paths_into(PyObject *s, int k, paths_t *P, int depth)
         PyObject *d = custom_def(s), *r;
         if (d == NULL)
             break;
-        if (PyTuple_GET_ITEM(d, 2) == Py_None) {
+        if (PyTuple_GET_ITEM(d, D_FIELDS) != Py_None) { /* keys: the data field names */
+            seq = custom_children(s);
+            if (seq != NULL)
+                keys = Py_NewRef(PyTuple_GET_ITEM(PyTuple_GET_ITEM(d, D_FIELDS), F_DATA));
+            break;
+        }
+        if (PyTuple_GET_ITEM(d, D_KEYS) == Py_None) {
             seq = custom_children(s);
             int_keys = 1;
             break;
         }
-        r = PyObject_CallOneArg(PyTuple_GET_ITEM(d, 2), s);
+        r = PyObject_CallOneArg(PyTuple_GET_ITEM(d, D_KEYS), s);
         if (r != NULL && PyTuple_CheckExact(r) && PyTuple_GET_SIZE(r) == 2 &&
             (PyTuple_CheckExact(PyTuple_GET_ITEM(r, 0)) || PyList_CheckExact(PyTuple_GET_ITEM(r, 0))))
             pairs = PySequence_List(PyTuple_GET_ITEM(r, 0));
@@ -2325,7 +2456,35 @@ cn_init(PyObject *self, PyObject *config)
 /* module                                                                    */
 /* ------------------------------------------------------------------------ */
 
+/* make_plain(cls, names, *values): a plain registered dataclass (see
+ * _registry._plain_dataclass) built as its generated __init__ would, for the
+ * generated code of Specs. */
+static PyObject *
+cn_make_plain(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *cls, *names, *obj;
+    Py_ssize_t i;
+    if (nargs < 2 || !PyType_Check(args[0]) || !PyTuple_CheckExact(args[1]) ||
+        PyTuple_GET_SIZE(args[1]) != nargs - 2) {
+        PyErr_SetString(PyExc_TypeError, "make_plain(cls, names, *values)");
+        return NULL;
+    }
+    cls = args[0];
+    names = args[1];
+    obj = ((PyTypeObject *)cls)->tp_new((PyTypeObject *)cls, g_empty_tuple, NULL);
+    if (obj == NULL)
+        return NULL;
+    for (i = 0; i < nargs - 2; i++)
+        if (PyObject_GenericSetAttr(obj, PyTuple_GET_ITEM(names, i), args[i + 2]) < 0) {
+            Py_DECREF(obj);
+            return NULL;
+        }
+    return obj;
+}
+
 static PyMethodDef cnest_methods[] = {
+    {"make_plain", (PyCFunction)(void (*)(void))cn_make_plain, METH_FASTCALL,
+     "make_plain(cls, names, *values): a plain registered dataclass, built without __init__."},
     {"init", (PyCFunction)cn_init, METH_O, "init(config): wires the core to nestlib's Python engine."},
     {"flatten", (PyCFunction)cn_flatten, METH_O, "flatten(structure)"},
     {"is_nested", (PyCFunction)cn_is_nested, METH_O, "is_nested(structure)"},
@@ -2363,7 +2522,11 @@ PyInit__cnest(void)
         return NULL;
     s_fields = PyUnicode_InternFromString("_fields");
     s_check_types = PyUnicode_InternFromString("check_types");
-    if (s_fields == NULL || s_check_types == NULL)
+    s_tf_flatten = PyUnicode_InternFromString("__tf_flatten__");
+    s_tf_unflatten = PyUnicode_InternFromString("__tf_unflatten__");
+    g_empty_tuple = PyTuple_New(0);
+    if (s_fields == NULL || s_check_types == NULL || s_tf_flatten == NULL ||
+        s_tf_unflatten == NULL || g_empty_tuple == NULL)
         return NULL;
     m = PyModule_Create(&cnest_module);
     if (m == NULL)

@@ -101,6 +101,7 @@ def load() -> Any:
                 "fb_spec_count_error": _spec_count_error,
                 "fb_spec_map_check": S.Spec.map,
             })
+            S.make_plain = _cnest.make_plain  # Specs build plain dataclasses with it
             _module = _cnest
     return _module
 

@@ -96,6 +96,13 @@ class NodeDef(NamedTuple):
     meta_matters: bool
     label: str  # "registered node" or "nest-protocol object", for messages
     cls: type
+    # Set for register_dataclass: (data field names, meta field names, plain,
+    # all names), so the C core reads and sets the fields itself; plain when
+    # the dataclass-generated __init__ does nothing but set them (see
+    # _registry._plain_dataclass).
+    fields: tuple | None = None
+    # TF's protocol: the C core calls __tf_flatten__ / __tf_unflatten__ itself
+    protocol: bool = False
 
 
 # type -> NodeDef of every CUSTOM type: the registered ones, and the TF-protocol
@@ -126,7 +133,7 @@ def _protocol_def(t: type) -> NodeDef | None:
     def unflatten(metadata: Any, children: Any) -> Any:
         return t.__tf_unflatten__(metadata, tuple(children))
 
-    return NodeDef(flatten, unflatten, None, False, "nest-protocol object", t)
+    return NodeDef(flatten, unflatten, None, False, "nest-protocol object", t, None, True)
 
 
 def _short(x: Any) -> str:

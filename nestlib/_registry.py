@@ -97,8 +97,30 @@ def _dataclass_def(cls: type, data: Sequence[str], meta: Sequence[str]) -> N.Nod
            f"def flatten_with_keys(x):\n    return ({keys_expr}), ({meta_expr})\n"
            f"def unflatten(m, c):\n    return _cls({args})\n")
     exec(compile(src, f"<nestlib dataclass {cls.__qualname__}>", "exec"), consts)  # noqa: S102
+    fields = (tuple(data), tuple(meta), _plain_dataclass(cls), tuple(data) + tuple(meta))
     return N.NodeDef(consts["flatten"], consts["unflatten"], consts["flatten_with_keys"],
-                     True, "registered dataclass", cls)
+                     True, "registered dataclass", cls, fields)
+
+
+def _plain_dataclass(cls: type) -> bool:
+    """True when building ``cls(**fields)`` is exactly making the object and
+    setting each field with ``object.__setattr__``: its ``__init__`` is the one
+    dataclasses generated, every field is an ``__init__`` field, there is no
+    ``__post_init__``, no ``__new__`` and no ``__setattr__`` of its own (or it is
+    frozen, whose generated ``__init__`` uses ``object.__setattr__``). The C
+    core then builds it without calling Python code (as namedtuples are built
+    with ``tuple.__new__``)."""
+    init = cls.__dict__.get("__init__")
+    code = getattr(init, "__code__", None)
+    params = getattr(cls, "__dataclass_params__", None)
+    return (code is not None and code.co_filename == "<string>"
+            and all(f.init for f in dataclasses.fields(cls))
+            # its parameters are the fields and nothing else (no InitVar)
+            and set(code.co_varnames[1:code.co_argcount + code.co_kwonlyargcount])
+            == {f.name for f in dataclasses.fields(cls)}
+            and not hasattr(cls, "__post_init__")
+            and cls.__new__ is object.__new__
+            and (getattr(params, "frozen", False) or cls.__setattr__ is object.__setattr__))
 
 
 def register_dataclass(cls: T | None = None, *, data_fields: Sequence[str] | None = None,

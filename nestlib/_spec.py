@@ -14,6 +14,7 @@ path-bearing error. So the generated code only ever decides the easy cases.
 from __future__ import annotations
 
 import collections
+import keyword
 import operator
 import threading
 from typing import Any, Callable
@@ -35,6 +36,7 @@ class _Gen:
     def __init__(self) -> None:
         self.consts: dict[str, Any] = {}
         self.stmts: list[str] = []
+        self.guards: dict[str, str] = {}  # checks done once per call, before the rest
         self.n = 0
 
     def const(self, value: Any, prefix: str = "_c") -> str:
@@ -259,11 +261,7 @@ def _emit_unflatten(g: _Gen, node: Any, k: int, counter: list, depth: int) -> st
         else:
             expr = f"{g.const(t, '_t')}({body})"
     elif k == CUSTOM:
-        d = N.DEFS[t]
-        # a def no longer registered (or replaced): _redo raises the stale-Spec error
-        expr = (f"({g.const(d.unflatten, '_u')}({g.const(N.custom_meta(node), '_m')}, "
-                f"[{', '.join(parts)}]) if _dget({g.const(t, '_t')}) is {g.const(d, '_D')} "
-                f"else _stale())")
+        expr = _emit_custom_build(g, node, t, parts)
     else:
         tmpl = g.const(node, "_n")
         expr = f"_rebuild({tmpl}, {k}, [{', '.join(parts)}])"
@@ -272,6 +270,60 @@ def _emit_unflatten(g: _Gen, node: Any, k: int, counter: list, depth: int) -> st
         g.stmts.append(f"    {name} = {expr}")
         return name
     return expr
+
+
+def _names(names: tuple) -> bool:
+    return all(n.isidentifier() and not keyword.iskeyword(n) for n in names)
+
+
+#: ``_cnest.make_plain`` once the compiled core is loaded (``_native`` sets it):
+#: builds a plain registered dataclass without running its generated __init__.
+make_plain: Callable | None = None
+
+
+def _emit_custom_build(g: _Gen, node: Any, t: type, parts: list) -> str:
+    """An expression rebuilding CUSTOM ``node`` from ``parts``: the dataclass
+    constructor or the protocol's ``__tf_unflatten__`` called directly, or the
+    registered unflatten function. Once per call, a guard checks that the rules
+    the code was written for are still registered (else ``_stale()``)."""
+    d = N.DEFS[t]
+    tn, dn = g.const(t, "_t"), g.const(d, "_D")
+    g.guards[dn] = f"    if _dget({tn}) is not {dn}: _stale()"
+    meta = N.custom_meta(node)
+    if d.fields is not None and _names(d.fields[3]):
+        data, names, plain, everything = d.fields
+        values = parts + [f"{g.const(m, '_m')}" for m in meta]
+        if plain and make_plain is not None:
+            return f"_mk({tn}, {g.const(everything, '_k')}, {', '.join(values)})"
+        return f"{tn}({', '.join(f'{n}={v}' for n, v in zip(everything, values))})"
+    if d.protocol:
+        return (f"{tn}.__tf_unflatten__({g.const(meta, '_m')}, "
+                f"({', '.join(parts)}{',' if len(parts) == 1 else ''}))")
+    return f"{g.const(d.unflatten, '_u')}({g.const(meta, '_m')}, [{', '.join(parts)}])"
+
+
+def _emit_custom_read(g: _Gen, var: str, node: Any, t: type, n: int) -> str | None:
+    """Statements checking ``var`` is a CUSTOM node like ``node`` (same type,
+    the same rules still in force, equal metadata where it counts); returns the
+    expression of its children, or None when this cannot be written out."""
+    d = N.DEFS[t]
+    g.stmts.append(f"    if _dget(_type({var})) is not {g.const(d, '_D')}: return _slow(x)")
+    if d.fields is not None and _names(d.fields[3]):
+        data, names = d.fields[0], d.fields[1]
+        for name, m in zip(names, N.custom_meta(node)):
+            g.stmts.append(f"    if {var}.{name} != {g.const(m, '_m')}: return _slow(x)")
+        return f"({''.join(f'{var}.{f}, ' for f in data)})"
+    kv, mv = g.temp(), g.temp()
+    if d.protocol:
+        g.stmts.append(f"    {mv}, {kv} = {var}.__tf_flatten__()")
+        g.stmts.append(f"    if _type({kv}) is not _tuple: return _slow(x)")
+    else:
+        g.stmts.append(f"    {kv}, {mv} = {g.const(d.flatten, '_f')}({var})")
+        if d.meta_matters:
+            g.stmts.append(f"    if {mv} != {g.const(N.custom_meta(node), '_m')}: "
+                           f"return _slow(x)")
+    g.stmts.append(f"    if len({kv}) != {n}: return _slow(x)")
+    return kv
 
 
 def _emit_flatten(g: _Gen, var: str, node: Any, k: int, pieces: list, ok: list) -> bool:
@@ -307,24 +359,10 @@ def _emit_flatten(g: _Gen, var: str, node: Any, k: int, pieces: list, ok: list) 
         for name, field in zip(names, N.attrs_names(t)):
             g.stmts.append(f"    {name} = _getattr({var}, {field!r})")
     elif k == CUSTOM:
-        d = N.DEFS[t]
-        dn = g.const(d, "_D")
-        kv, mv = g.temp(), g.temp()
-        # the def this Spec was made with, still in force (exact type included)
-        g.stmts.append(f"    if _dget(_type({var})) is not {dn}: return _slow(x)")
-        g.stmts.append(f"    {kv}, {mv} = {g.const(d.flatten, '_f')}({var})")
-        if d.meta_matters:
-            g.stmts.append(f"    if {mv} != {g.const(N.custom_meta(node), '_m')}: "
-                           f"return _slow(x)")
-        if all(N.classify(c) == LEAF for c in kids):
-            g.stmts.append(f"    if len({kv}) != {len(kids)}: return _slow(x)")
-            pieces.append(f"*{kv}")
-            return True
+        kv = _emit_custom_read(g, var, node, t, len(kids))
         names = [g.temp() for _ in kids]
         if names:
             g.stmts.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = {kv}")
-        else:
-            g.stmts.append(f"    if len({kv}) != 0: return _slow(x)")
     else:
         return False
     for name, c in zip(names, kids):
@@ -424,7 +462,7 @@ def _build(structure: Any, treedef: Any, prefix: bool = False) -> Spec:
 
     helpers = {"_set": set, "_list": list, "_tuple": tuple, "_dict": dict, "_zip": zip, "_map": map,
                "_tnew": tuple.__new__, "_rebuild": N.rebuild, "_getattr": getattr,
-               "_kg": N.kind_get, "_dget": N.DEFS.get, "_stale": stale}
+               "_kg": N.kind_get, "_dget": N.DEFS.get, "_stale": stale, "_mk": make_plain}
 
     def count_error(found: int) -> ValueError:
         return W._count_error("Spec.unflatten", skeleton, found)
@@ -453,7 +491,7 @@ def _build(structure: Any, treedef: Any, prefix: bool = False) -> Spec:
         expr = _emit_unflatten(g, skeleton, k, [0], 0)
         # A node type refusing its values: the Python pack redoes the build
         # and raises that error with the node's path.
-        body = "\n".join("    " + line for line in g.stmts)
+        body = "\n".join("    " + line for line in [*g.guards.values(), *g.stmts])
         build = (f"    try:\n{body}\n        return {expr}\n"
                  f"    except Exception:\n        return _redo(_skeleton, L)\n")
         src = (f"def unflatten(L):\n"
