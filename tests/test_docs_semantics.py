@@ -823,6 +823,131 @@ def optree_spec(nest):
 # The table: (section, first cell) -> the row's cells and its checks.
 # --------------------------------------------------------------------------
 
+# ---- registered types and TensorFlow's nest protocol
+
+class _Proto:
+    """TensorFlow's nest protocol: metadata "m", components (a, b)."""
+
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+
+    def __tf_flatten__(self):
+        return "m", (self.a, self.b)
+
+    @classmethod
+    def __tf_unflatten__(cls, metadata, components):
+        return cls(*components)
+
+
+@dataclasses.dataclass
+class _DC:
+    x: object
+    y: object
+
+
+class _Registered:
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+
+
+def _registered(fn):
+    """Runs fn() with _Registered and _DC registered (keys for _Registered)."""
+    nestlib.register_node(_Registered, lambda r: ((r.a, r.b), None),
+                          lambda m, c: _Registered(*c),
+                          flatten_with_keys_fn=lambda r: ((("a", r.a), ("b", r.b)), None))
+    nestlib.register_dataclass(_DC)
+    try:
+        return fn()
+    finally:
+        nestlib.unregister_node(_Registered)
+        nestlib.unregister_node(_DC)
+
+
+def node_registered(nest):
+    def check():
+        assert nest.is_nested(_Registered(1, 2)) and nest.is_nested(_DC(1, 2))
+        assert nest.flatten_with_path([_Registered(1, [2])]) == [((0, "a"), 1),
+                                                                 ((0, "b", 0), 2)]
+        assert nest.flatten_with_path(_DC(1, 2)) == [(("x",), 1), (("y",), 2)]
+    _registered(check)
+    assert not nest.is_nested(_DC(1, 2))  # unregistered again: a leaf
+
+
+def node_protocol(nest):
+    assert nest.is_nested(_Proto(1, 2))
+    assert nest.flatten_with_path({"k": _Proto(1, (2,))}) == [(("k", 0), 1), (("k", 1, 0), 2)]
+
+
+def dm_user_classes_dm_tree():
+    tree = dm_tree()
+    assert tree.flatten([_DC(1, 2)])[0] == _DC(1, 2)
+    assert not [n for n in dir(tree) if "regist" in n.lower()]
+
+
+def dm_user_classes_nestlib(nest):
+    assert nest.flatten([_DC(1, 2)]) == [_DC(1, 2)]
+    assert _registered(lambda: nest.flatten([_DC(1, 2), _Registered(3, 4)])) == [1, 2, 3, 4]
+
+
+def dm_protocol_dm_tree():
+    tree = dm_tree()
+    p = _Proto(1, 2)
+    assert tree.flatten(p) == [p] and not tree.is_nested(p)
+
+
+def dm_protocol_nestlib(nest):
+    assert nest.flatten(_Proto(1, 2)) == [1, 2] and nest.is_nested(_Proto(1, 2))
+
+
+def _grow(d):
+    return lambda x: d.setdefault(f"new{x}", 0) or x
+
+
+def dm_mutating_map_dm_tree():
+    tree = dm_tree()
+    d = {"a": 1, "b": 2}
+    e = error_of(tree.map_structure, _grow(d), d)
+    assert isinstance(e, ValueError) and "Could not pack sequence" in str(e), e
+
+
+def dm_mutating_map_nestlib(nest):
+    d = {"a": 1, "b": 2}
+    e = error_of(nest.map_structure, _grow(d), d)
+    assert isinstance(e, RuntimeError) and "first leaf without a value is at" in str(e), e
+
+
+def tf_protocol_paths_tf():
+    tfn = tf_nest()
+    p = _Proto(1, 2)
+    for call in (lambda: tfn.map_structure_with_tuple_paths(lambda path, x: x, p),
+                 lambda: tfn.map_structure_with_paths(lambda path, x: x, p),
+                 lambda: tfn.assert_shallow_structure(p, _Proto(3, 4))):
+        e = error_of(call)
+        assert isinstance(e, TypeError) and "has no len()" in str(e), e
+
+
+def tf_protocol_paths_nestlib(nest):
+    p = _Proto(1, 2)
+    assert nest.map_structure_with_tuple_paths(lambda path, x: path, p).b == (1,)
+    assert nest.map_structure_with_paths(lambda path, x: path, p).a == "0"
+    nest.assert_shallow_structure(p, _Proto(3, 4))
+
+
+def tf_unknown_keyword_tf():
+    tfn = tf_nest()
+    for call in (lambda: tfn.map_structure_up_to([0], lambda x: x, [1], foo=1),
+                 lambda: tfn.map_structure_with_tuple_paths(lambda p, x: x, [1], foo=1)):
+        e = error_of(call)
+        assert isinstance(e, TypeError) and "unexpected keyword argument 'foo'" in str(e), e
+
+
+def tf_unknown_keyword_nestlib(nest):
+    for call in (lambda: nest.map_structure_up_to([0], lambda x: x, [1], foo=1),
+                 lambda: nest.map_structure_with_tuple_paths(lambda p, x: x, [1], foo=1)):
+        e = error_of(call)
+        assert isinstance(e, ValueError) and "foo" in str(e), e
+
+
 @dataclasses.dataclass(frozen=True)
 class Check:
     column: str
@@ -870,6 +995,12 @@ ROWS: dict[tuple[str, str], tuple[tuple[str, ...], tuple[Check, ...]]] = {
         ("whatever it wraps", "those of the wrapped object", "same"),
         (nestlib_child_check(node_object_proxy, wrong=PROXY_WRONG,
                              wrong_backends=("dm-tree",)),)),
+    (NODES, "classes registered with `register_node` / `register_dataclass`"): (
+        ("node", "what their flatten function returns", "the keys it gives, else indices"),
+        (nestlib_check(node_registered),)),
+    (NODES, "objects with TensorFlow's `__tf_flatten__` / `__tf_unflatten__`"): (
+        ("node", "their components", "indices"),
+        (nestlib_check(node_protocol),)),
     (NODES, "`str`, `bytes`, `bytearray`, sets, numpy arrays, tensors, `None`, "
             "everything else"): (
         ("leaf", "", ""),
@@ -902,6 +1033,18 @@ ROWS: dict[tuple[str, str], tuple[tuple[str, ...], tuple[Check, ...]]] = {
         ("`RecursionError`", "`ValueError` naming the path (nesting up to 1,000 levels "
                              "works in every function)"),
         (Check("dm-tree", dm_deep_dm_tree), nestlib_check(dm_deep_nestlib))),
+    (DM_TREE, "user classes, dataclasses"): (
+        ("leaves; no way to register a class",
+         "leaves unless registered (`register_node`, `register_dataclass`); registered ones "
+         "are nodes everywhere"),
+        (Check("dm-tree", dm_user_classes_dm_tree), nestlib_check(dm_user_classes_nestlib))),
+    (DM_TREE, "objects with `__tf_flatten__` / `__tf_unflatten__`"): (
+        ("leaves", "nodes, as in tf.nest"),
+        (Check("dm-tree", dm_protocol_dm_tree), nestlib_check(dm_protocol_nestlib))),
+    (DM_TREE, "a map function that adds keys to the dict it maps"): (
+        ("`ValueError` (`Could not pack sequence`)",
+         "`RuntimeError` naming the first leaf left without a value"),
+        (Check("dm-tree", dm_mutating_map_dm_tree), nestlib_check(dm_mutating_map_nestlib))),
     # ---- Differences from tf.nest
     (TF_NEST, "`bytearray`"): (
         ("a sequence: flattens to its byte values", "a leaf"),
@@ -941,6 +1084,13 @@ ROWS: dict[tuple[str, str], tuple[tuple[str, ...], tuple[Check, ...]]] = {
          "no TensorFlow: Python plus nestlib's own small C extension; TensorFlow only for "
          "`expand_composites=True`"),
         (Check("tf.nest", tf_importing_tf), nestlib_child_check(tf_importing_nestlib))),
+    (TF_NEST, "`map_structure_with_tuple_paths`, `map_structure_with_paths`, "
+              "`assert_shallow_structure` on protocol objects"): (
+        ("`TypeError: object of type ... has no len()`", "work, as every other function"),
+        (Check("tf.nest", tf_protocol_paths_tf), nestlib_check(tf_protocol_paths_nestlib))),
+    (TF_NEST, "an unknown keyword of `map_structure_up_to`, `map_structure_with_tuple_paths`"): (
+        ("passed on to `func`", "`ValueError`, as `map_structure`"),
+        (Check("tf.nest", tf_unknown_keyword_tf), nestlib_check(tf_unknown_keyword_nestlib))),
 }
 
 # Claims made in prose: (section, the exact text, checks).
