@@ -29,6 +29,7 @@ import warnings
 from typing import Any, Callable
 
 from . import _nodes as N
+from . import _registry as R
 from . import _spec as S
 from . import _walk as W
 
@@ -48,20 +49,24 @@ def _dm_tree_core() -> dict[str, Callable]:
     py_flatten = W.flatten
     py_same = W.assert_same_structure
 
-    kind_get = N.KINDS.get
-    classify = N.classify
+    known_leaf_types: set = set()  # types checked to be leaves under today's rules
+    R.add_listener(known_leaf_types.clear)
 
     def flatten(structure: Any) -> list:
         try:
             leaves = tree_flatten(structure)
         except Exception:  # redo in Python: our semantics and our error
             return py_flatten(structure)
-        # dm-tree knows no registered or TF-protocol nodes: it leaves them as leaves
+        # dm-tree knows no registered or TF-protocol nodes: it returns them as
+        # leaves. One C-level pass over the leaves' types tells whether any is.
+        if known_leaf_types.issuperset(map(type, leaves)):
+            return leaves
         for t in set(map(type, leaves)):
-            k = kind_get(t)
-            if k != N.LEAF and (k == N.CUSTOM or k is None and any(
-                    classify(x) == N.CUSTOM for x in leaves if type(x) is t)):
+            if t not in N.KINDS:  # never met: classify one instance (proxies vary)
+                N.classify(next(x for x in leaves if type(x) is t))
+            if N.KINDS.get(t) != N.LEAF:
                 return py_flatten(structure)
+        known_leaf_types.update(map(type, leaves))
         return leaves
 
     # dm-tree's compiled assert_same_structure is not used: it crashes the

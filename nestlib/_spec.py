@@ -97,7 +97,11 @@ class Spec:
         if not callable(func):
             raise TypeError(f"func must be callable, got {E.short_repr(func)}")
         if len(structures) == 1:
-            return self._unflatten_trusted(W.mapped(func, self.flatten(structures[0])))
+            flat = self.flatten(structures[0])
+            values = list(map(func, flat))
+            if len(values) != len(flat):  # func raised StopIteration: never let it out
+                raise W._stopped_in_map(len(values))
+            return self._unflatten_trusted(values)
         if not structures:
             raise ValueError("Spec.map needs at least one structure")
         return self._unflatten_trusted(W.mapped(func, *map(self.flatten, structures)))

@@ -526,8 +526,17 @@ def pack_trusted(structure: Any, values: list) -> Any:
     k = kind_get(type(structure))
     if k is None:
         k = classify(structure)
-    if k == LEAF and len(values) == 1:
-        return values[0]
+    if k == LEAF:
+        if len(values) == 1:
+            return values[0]
+    else:  # the common case, without a frame more than _pack's own
+        it = iter(values)
+        try:
+            result = _pack(structure, k, it.__next__)
+            if next(it, _END) is _END:
+                return result
+        except Exception:  # StopIteration included: said again below
+            pass
     try:
         return _pack_exactly(structure, values)
     except RuntimeError as e:
@@ -593,14 +602,18 @@ def _zip2(a: Any, b: Any) -> tuple[list, list] | None:
     return out_a, out_b
 
 
+def _stopped_in_map(leaf: int) -> RuntimeError:
+    return RuntimeError(f"the mapped function raised StopIteration on leaf number {leaf} "
+                        f"(counting from 0); nestlib does not let StopIteration escape, "
+                        f"since it would end a caller's loop")
+
+
 def mapped(func: Callable, *columns: list) -> list:
     """``list(map(func, *columns))``, which ends silently where ``func`` raises
     StopIteration; that is turned into a RuntimeError saying so."""
     values = list(map(func, *columns))
     if len(values) != len(columns[0]):
-        raise RuntimeError(f"the mapped function raised StopIteration on leaf number "
-                           f"{len(values)} (counting from 0); nestlib does not let "
-                           f"StopIteration escape, since it would end a caller's loop")
+        raise _stopped_in_map(len(values))
     return values
 
 
@@ -612,7 +625,10 @@ def make_map_structure(flatten_fn: Callable, same_fn: Callable) -> Callable:
         s0 = structures[0]
         if len(structures) == 1:
             flat = flatten_fn(s0)
-            return pack_trusted(s0, mapped(func, flat))
+            values = list(map(func, flat))
+            if len(values) != len(flat):
+                raise _stopped_in_map(len(values))
+            return pack_trusted(s0, values)
         if len(structures) == 2:
             flats = _zip2(s0, structures[1])
             if flats is not None:  # same structure whatever check_types says

@@ -142,7 +142,7 @@ def _map_up_to(fname: str, shallow: Any, func: Any, structures: tuple, check_typ
 # tree operations
 # --------------------------------------------------------------------------
 
-def is_nested(structure: Any = _NO, *, seq: Any = _NO) -> bool:
+def is_nested(structure: Any = _NO, seq: Any = _NO) -> bool:
     """Returns True if ``structure`` is a node (a container nestlib descends into).
 
     Lists, tuples, namedtuples, mappings, attrs classes, other
@@ -154,7 +154,7 @@ def is_nested(structure: Any = _NO, *, seq: Any = _NO) -> bool:
     >>> nestlib.is_nested([1, 2]), nestlib.is_nested("ab"), nestlib.is_nested(None)
     (True, False, False)
     """
-    if structure is _NO or seq is not _NO:
+    if seq is not _NO or structure is _NO:
         structure = _one("is_nested", "structure", structure, "seq", seq)
     try:
         return _is_nested(structure)
@@ -276,7 +276,7 @@ def map_structure(func: Callable[..., Any], *structures: Any, check_types: bool 
 
 
 def assert_same_structure(a: Any = _NO, b: Any = _NO, check_types: bool = True,
-                          expand_composites: bool = False, *, nest1: Any = _NO,
+                          expand_composites: bool = False, nest1: Any = _NO,
                           nest2: Any = _NO) -> None:
     """Raises unless ``a`` and ``b`` have the same layout.
 
@@ -302,7 +302,8 @@ def assert_same_structure(a: Any = _NO, b: Any = _NO, check_types: bool = True,
       ValueError: the nesting, lengths or mapping keys differ.
       TypeError: node types differ and ``check_types`` is true.
     """
-    if a is _NO or b is _NO or nest1 is not _NO or nest2 is not _NO:
+    # (nest1 is not nest2: one of them was given; b is _NO: tf.nest's names only)
+    if nest1 is not nest2 or b is _NO:
         a = _one("assert_same_structure", "a", a, "nest1", nest1)
         b = _one("assert_same_structure", "b", b, "nest2", nest2)
     try:
@@ -451,7 +452,7 @@ def flatten_with_joined_string_paths(structure: Any, separator: str = "/",
 
 
 def yield_flat_paths(structure: Any = _NO, expand_composites: bool = False,
-                     is_leaf: IsLeaf | None = None, *, nest: Any = _NO) -> Iterator[tuple]:
+                     is_leaf: IsLeaf | None = None, nest: Any = _NO) -> Iterator[tuple]:
     """Yields the path of every leaf, in flatten order.
 
     >>> import nestlib
@@ -507,7 +508,7 @@ def assert_shallow_structure(shallow_tree: Any, input_tree: Any, check_types: bo
 
 def flatten_up_to(shallow_structure: Any = _NO, input_structure: Any = _NO,
                   check_types: bool = True, expand_composites: bool = False,
-                  is_leaf: IsLeaf | None = None, *, shallow_tree: Any = _NO,
+                  is_leaf: IsLeaf | None = None, shallow_tree: Any = _NO,
                   input_tree: Any = _NO) -> list:
     """Flattens ``input_structure`` only as deep as ``shallow_structure``.
 
@@ -530,7 +531,7 @@ def flatten_up_to(shallow_structure: Any = _NO, input_structure: Any = _NO,
 
 def flatten_with_path_up_to(shallow_structure: Any = _NO, input_structure: Any = _NO,
                             check_types: bool = True, expand_composites: bool = False,
-                            is_leaf: IsLeaf | None = None, *, shallow_tree: Any = _NO,
+                            is_leaf: IsLeaf | None = None, shallow_tree: Any = _NO,
                             input_tree: Any = _NO) -> list[tuple[tuple, Any]]:
     """Like :func:`flatten_up_to`, returning ``(path, value)`` pairs.
 
