@@ -201,13 +201,18 @@ def unwrap(x: Any, k: int) -> tuple[Any, int]:
     return x, k
 
 
+#: Set on the TypeError of a mapping whose keys cannot be sorted.
+UNSORTABLE = "_nestlib_unsortable_keys"
+
+
 def sorted_keys(mapping: Any) -> list:
     """The keys of ``mapping`` in flatten order (sorted)."""
     try:
         return sorted(mapping)
     except TypeError as e:
-        raise TypeError(
-            f"nestlib only supports mappings with sortable keys; {e}") from None
+        err = TypeError(f"nestlib only supports mappings with sortable keys; {e}")
+        setattr(err, UNSORTABLE, True)
+        raise err from None
 
 
 # namedtuple type -> its number of fields when ``t(*values)`` is exactly

@@ -347,6 +347,18 @@ def _same_items(ca: Any, cb: Any, check_types: bool) -> bool:
 _LATER = object()
 
 
+def _raise_unsortable_keys(structure: Any) -> None:
+    """Raises the TypeError (with its path) of a mapping in ``structure`` whose
+    keys cannot be sorted; anything else wrong is left to the caller."""
+    try:
+        _diagnose(structure)
+    except TypeError as e:
+        if getattr(e, N.UNSORTABLE, False):
+            raise
+    except Exception:
+        pass
+
+
 def _meta_differs(x: Any, kx: int, y: Any, ky: int) -> bool:
     """True when two registered nodes of one type differ in metadata."""
     return kx == CUSTOM and ky == CUSTOM and type(x) is type(y) and not N.same_meta(x, y)
@@ -418,6 +430,8 @@ def assert_same_structure(a: Any, b: Any, check_types: bool = True) -> None:
                 return
     except Exception:
         pass  # _compare below raises the same error with its path
+    for s in (a, b):  # as dm-tree, which flattens both first: unsortable keys come first
+        _raise_unsortable_keys(s)
     _compare(a, b, check_types)
     # _compare found nothing: the fast walk failed for a reason it cannot see
     # (e.g. an object whose methods behave differently on a second call).

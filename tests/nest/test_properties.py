@@ -196,6 +196,20 @@ def test_assert_same_structure_agrees_with_dm_tree(nest, ab):
             assert ours[2].startswith("structures differ at ")
 
 
+@SETTINGS
+@given(ab=pairs(), second=st.booleans())
+def test_unsortable_keys_in_the_second_structure_agree_with_dm_tree(nest, ab, second):
+    """dm-tree flattens both structures first, so a mapping with unsortable
+    keys anywhere in either raises its TypeError before any other difference."""
+    a, b = ab
+    bad = {1: 0, "x": 0}
+    a2, b2 = ([a, {1: 0}], [b, bad]) if second else ([{1: 0}, a], [bad, b])
+    for check_types in (True, False):
+        ours = outcome(nest.assert_same_structure, a2, b2, check_types=check_types)
+        theirs = outcome(tree.assert_same_structure, a2, b2, check_types=check_types)
+        assert ours[:2] == theirs[:2] == ("raised", TypeError), (ours, theirs)
+
+
 _Empty = collections.namedtuple("_Empty", [])
 
 
