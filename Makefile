@@ -25,9 +25,12 @@ demo: $(STAMP) $(KERNELS)
 test: $(STAMP) $(KERNELS)
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
-# The peers the benchmarks measure against are test dependencies too.
+# The peers the benchmarks measure against are test dependencies too, but
+# jax (a peer of the custom-node benchmark only) is in the bench extra.
 bench: $(STAMP) $(KERNELS)
 	$(PY) bench/nest_bench.py
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) bench/custom_nodes_bench.py
 
 bench-rnn: $(STAMP) $(KERNELS)
 	$(PY) bench/rnn_bench.py

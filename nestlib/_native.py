@@ -46,14 +46,6 @@ def _spec_count_error(skeleton: Any, found: int) -> ValueError:
     return W._count_error("Spec.unflatten", skeleton, found)
 
 
-def _plain_namedtuple_size(t: type) -> int:
-    """``len(t._fields)`` when ``t(*values)`` is ``tuple.__new__(t, values)``, else -1."""
-    size = getattr(N, "plain_namedtuple_size", None)
-    if size is not None:
-        return size(t)
-    return len(t._fields) if S._namedtuple_fast_new(t) else -1
-
-
 def load() -> Any:
     """Imports and initialises the compiled core (once); ImportError if missing.
 
@@ -84,7 +76,7 @@ def load() -> Any:
                 "attrs_names": N.attrs_names,
                 "types_compatible": W.types_compatible,
                 "check_flat_sequence": W.check_flat_sequence,
-                "plain_namedtuple_size": _plain_namedtuple_size,
+                "plain_namedtuple_size": N.plain_namedtuple_size,
                 "OrderedDict": collections.OrderedDict,
                 "defaultdict": collections.defaultdict,
                 "fb_flatten": W.flatten,

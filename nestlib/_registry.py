@@ -12,7 +12,6 @@ RuntimeError when they do not (see ``_spec``), so it is never silently wrong.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import threading
 import types
 from typing import Any, Callable, Sequence, TypeVar
@@ -110,6 +109,8 @@ def _plain_dataclass(cls: type) -> bool:
     frozen, whose generated ``__init__`` uses ``object.__setattr__``). The C
     core then builds it without calling Python code (as namedtuples are built
     with ``tuple.__new__``)."""
+    import dataclasses
+
     init = cls.__dict__.get("__init__")
     code = getattr(init, "__code__", None)
     params = getattr(cls, "__dataclass_params__", None)
@@ -130,6 +131,8 @@ def register_dataclass(cls: T | None = None, *, data_fields: Sequence[str] | Non
         def decorate(c: T) -> T:
             return register_dataclass(c, data_fields=data_fields, meta_fields=meta_fields)
         return decorate
+    import dataclasses  # imports inspect (~7 ms): only when a dataclass is registered
+
     if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
         raise TypeError(f"register_dataclass takes a dataclass, got {N._short(cls)}; use "
                         f"register_node for other classes")

@@ -49,14 +49,6 @@ class _Gen:
         return f"v{self.n}"
 
 
-def _namedtuple_fast_new(t: type) -> bool:
-    """True when ``t(*args)`` is exactly ``tuple.__new__(t, args)``."""
-    new = t.__dict__.get("__new__")
-    new_fn = getattr(new, "__func__", new)
-    return (getattr(new_fn, "__module__", "") or "").startswith("namedtuple_") and \
-        t.__init__ is tuple.__init__
-
-
 class Spec:
     """An immutable, hashable, picklable description of a nested structure.
 
@@ -236,7 +228,7 @@ def _emit_unflatten(g: _Gen, node: Any, k: int, counter: list, depth: int) -> st
     elif k == TUPLE and t is tuple:
         expr = f"_tuple(L[{start}:{stop}])" if all_leaves else \
             f"({', '.join(parts)}{',' if len(parts) == 1 else ''})"
-    elif k == NAMEDTUPLE and _namedtuple_fast_new(t):
+    elif k == NAMEDTUPLE and N.plain_namedtuple_size(t) >= 0:
         tn = g.const(t, "_t")
         expr = f"_tnew({tn}, ({', '.join(parts)}{',' if len(parts) == 1 else ''}))"
     elif k == MAPPING and t in _DICT_TYPES:
