@@ -124,6 +124,22 @@ def _map_with_is_leaf(func: Callable, structures: tuple, is_leaf: IsLeaf, check_
     return W.map_structure_with_path_up_to(shallow, func, *structures, check_types=check_types)
 
 
+def _flatten_up_to(fname: str, op: Callable, shallow: Any, deep: Any, check_types: bool,
+                   expand_composites: bool, is_leaf: IsLeaf | None, shallow_tree: Any,
+                   input_tree: Any) -> list:
+    """flatten_up_to and flatten_with_path_up_to with the engine's ``op``."""
+    shallow = _one(fname, "shallow_structure", shallow, "shallow_tree", shallow_tree)
+    deep = _one(fname, "input_structure", deep, "input_tree", input_tree)
+    try:
+        if expand_composites:
+            _refuse_composites(fname, (shallow, deep))
+        if is_leaf is not None:
+            shallow = W.prefix_of(shallow, is_leaf)
+        return op(shallow, deep, check_types)
+    except StopIteration as e:
+        raise _stopped(e) from e
+
+
 def _map_up_to(fname: str, shallow: Any, func: Any, structures: tuple, check_types: bool,
                expand_composites: bool, is_leaf: IsLeaf | None, with_path: bool) -> Any:
     if func is _NO:
@@ -516,17 +532,8 @@ def flatten_up_to(shallow_structure: Any = _NO, input_structure: Any = _NO,
     >>> nestlib.flatten_up_to([None, [None, None]], [[1, 1], [2, 2]])
     [[1, 1], 2, 2]
     """
-    shallow = _one("flatten_up_to", "shallow_structure", shallow_structure,
-                   "shallow_tree", shallow_tree)
-    deep = _one("flatten_up_to", "input_structure", input_structure, "input_tree", input_tree)
-    try:
-        if expand_composites:
-            _refuse_composites("flatten_up_to", (shallow, deep))
-        if is_leaf is not None:
-            shallow = W.prefix_of(shallow, is_leaf)
-        return _up_to(shallow, deep, check_types)
-    except StopIteration as e:
-        raise _stopped(e) from e
+    return _flatten_up_to("flatten_up_to", _up_to, shallow_structure, input_structure,
+                          check_types, expand_composites, is_leaf, shallow_tree, input_tree)
 
 
 def flatten_with_path_up_to(shallow_structure: Any = _NO, input_structure: Any = _NO,
@@ -539,18 +546,9 @@ def flatten_with_path_up_to(shallow_structure: Any = _NO, input_structure: Any =
     >>> nestlib.flatten_with_path_up_to({"a": None}, {"a": [1, 2]})
     [(('a',), [1, 2])]
     """
-    shallow = _one("flatten_with_path_up_to", "shallow_structure", shallow_structure,
-                   "shallow_tree", shallow_tree)
-    deep = _one("flatten_with_path_up_to", "input_structure", input_structure,
-                "input_tree", input_tree)
-    try:
-        if expand_composites:
-            _refuse_composites("flatten_with_path_up_to", (shallow, deep))
-        if is_leaf is not None:
-            shallow = W.prefix_of(shallow, is_leaf)
-        return _paths_up_to(shallow, deep, check_types)
-    except StopIteration as e:
-        raise _stopped(e) from e
+    return _flatten_up_to("flatten_with_path_up_to", _paths_up_to, shallow_structure,
+                          input_structure, check_types, expand_composites, is_leaf,
+                          shallow_tree, input_tree)
 
 
 def flatten_with_tuple_paths_up_to(shallow_tree: Any, input_tree: Any,
@@ -900,3 +898,13 @@ def backend() -> str:
     True
     """
     return _name
+
+
+# nestlib only rearranges containers: AutoGraph must call these as they are
+# (converting them would be slow, and would turn their argument checks into
+# graph conditionals).
+for _fn in list(globals().values()):
+    if callable(_fn) and getattr(_fn, "__module__", None) == __name__ and \
+            not isinstance(_fn, type):
+        S.mark_not_for_autograph(_fn)
+del _fn

@@ -48,6 +48,44 @@ class Map(cabc.Mapping):
 # objects whose methods raise
 # --------------------------------------------------------------------------
 
+class Masked:
+    """TensorFlow's nest protocol, as in its documentation (without
+    ExtensionType): metadata (mask,), components (value,)."""
+
+    def __init__(self, mask, value):
+        self.mask, self.value = mask, value
+
+    def __tf_flatten__(self):
+        return (self.mask,), (self.value,)
+
+    @classmethod
+    def __tf_unflatten__(cls, metadata, components):
+        return cls(metadata[0], components[0])
+
+    def __eq__(self, other):
+        return type(other) is type(self) and (self.mask, self.value) == (other.mask,
+                                                                          other.value)
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"Masked({self.mask!r}, {self.value!r})"
+
+
+class ProtoPair:
+    """TensorFlow's nest protocol: metadata "pair", components (a, b)."""
+
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+
+    def __tf_flatten__(self):
+        return "pair", (self.a, self.b)
+
+    @classmethod
+    def __tf_unflatten__(cls, metadata, components):
+        return cls(*components)
+
+
 class Boom(Exception):
     pass
 

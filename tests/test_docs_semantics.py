@@ -41,7 +41,7 @@ import numpy as np
 import pytest
 
 import nestlib
-from tests.objects import Map, Seq
+from tests.objects import Map, ProtoPair, Seq
 from nestlib import _backend
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -825,20 +825,6 @@ def optree_spec(nest):
 
 # ---- registered types and TensorFlow's nest protocol
 
-class _Proto:
-    """TensorFlow's nest protocol: metadata "m", components (a, b)."""
-
-    def __init__(self, a, b):
-        self.a, self.b = a, b
-
-    def __tf_flatten__(self):
-        return "m", (self.a, self.b)
-
-    @classmethod
-    def __tf_unflatten__(cls, metadata, components):
-        return cls(*components)
-
-
 @dataclasses.dataclass
 class _DC:
     x: object
@@ -874,8 +860,8 @@ def node_registered(nest):
 
 
 def node_protocol(nest):
-    assert nest.is_nested(_Proto(1, 2))
-    assert nest.flatten_with_path({"k": _Proto(1, (2,))}) == [(("k", 0), 1), (("k", 1, 0), 2)]
+    assert nest.is_nested(ProtoPair(1, 2))
+    assert nest.flatten_with_path({"k": ProtoPair(1, (2,))}) == [(("k", 0), 1), (("k", 1, 0), 2)]
 
 
 def dm_user_classes_dm_tree():
@@ -891,12 +877,12 @@ def dm_user_classes_nestlib(nest):
 
 def dm_protocol_dm_tree():
     tree = dm_tree()
-    p = _Proto(1, 2)
+    p = ProtoPair(1, 2)
     assert tree.flatten(p) == [p] and not tree.is_nested(p)
 
 
 def dm_protocol_nestlib(nest):
-    assert nest.flatten(_Proto(1, 2)) == [1, 2] and nest.is_nested(_Proto(1, 2))
+    assert nest.flatten(ProtoPair(1, 2)) == [1, 2] and nest.is_nested(ProtoPair(1, 2))
 
 
 def _grow(d):
@@ -918,19 +904,19 @@ def dm_mutating_map_nestlib(nest):
 
 def tf_protocol_paths_tf():
     tfn = tf_nest()
-    p = _Proto(1, 2)
+    p = ProtoPair(1, 2)
     for call in (lambda: tfn.map_structure_with_tuple_paths(lambda path, x: x, p),
                  lambda: tfn.map_structure_with_paths(lambda path, x: x, p),
-                 lambda: tfn.assert_shallow_structure(p, _Proto(3, 4))):
+                 lambda: tfn.assert_shallow_structure(p, ProtoPair(3, 4))):
         e = error_of(call)
         assert isinstance(e, TypeError) and "has no len()" in str(e), e
 
 
 def tf_protocol_paths_nestlib(nest):
-    p = _Proto(1, 2)
+    p = ProtoPair(1, 2)
     assert nest.map_structure_with_tuple_paths(lambda path, x: path, p).b == (1,)
     assert nest.map_structure_with_paths(lambda path, x: path, p).a == "0"
-    nest.assert_shallow_structure(p, _Proto(3, 4))
+    nest.assert_shallow_structure(p, ProtoPair(3, 4))
 
 
 def tf_unknown_keyword_tf():

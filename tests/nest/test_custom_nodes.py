@@ -19,6 +19,7 @@ import pytest
 
 import nestlib
 from nestlib import _backend
+from tests.objects import Masked
 
 # --------------------------------------------------------------------------
 # classes
@@ -60,28 +61,6 @@ def layer():
     nestlib.register_dataclass(Layer, meta_fields=["name"])
     yield Layer
     nestlib.unregister_node(Layer)
-
-
-class Masked:
-    """TensorFlow's nest protocol, as in its documentation: metadata (mask,),
-    components (value,)."""
-
-    def __init__(self, mask, value):
-        self.mask, self.value = mask, value
-
-    def __tf_flatten__(self):
-        return (self.mask,), (self.value,)
-
-    @classmethod
-    def __tf_unflatten__(cls, metadata, components):
-        return cls(metadata[0], components[0])
-
-    def __eq__(self, other):
-        return type(other) is type(self) and (self.mask, self.value) == (other.mask,
-                                                                          other.value)
-
-    def __repr__(self):
-        return f"Masked({self.mask!r}, {self.value!r})"
 
 
 class Swapped:
@@ -605,3 +584,13 @@ def test_backends_share_the_engine_functions():
             continue
         assert ns.flatten.__module__ == "nestlib.api"
         assert ns.flatten.__doc__ == nestlib.flatten.__doc__
+
+
+def test_public_functions_are_left_alone_by_autograph():
+    """AutoGraph must call them as they are (it once turned is_nested's argument
+    checks into graph conditionals inside a tf.function)."""
+    import inspect
+    for name in nestlib.__all__:
+        obj = getattr(nestlib, name)
+        if inspect.isfunction(obj):
+            assert getattr(obj, "autograph_info__", None) == {}, name

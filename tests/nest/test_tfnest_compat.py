@@ -22,36 +22,11 @@ import nestlib  # noqa: E402
 import nestlib.testing as nt  # noqa: E402
 from nestlib import _backend  # noqa: E402
 from tensorflow.python.util import nest as tfnest  # noqa: E402
+from tests.objects import Masked, ProtoPair  # noqa: E402
 
 SETTINGS = settings(max_examples=60, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])
-
-
-class MaskedTensor:
-    """The example of TensorFlow's CustomNestProtocol documentation, without ExtensionType."""
-
-    def __init__(self, mask, value):
-        self.mask, self.value = mask, value
-
-    def __tf_flatten__(self):
-        return (self.mask,), (self.value,)
-
-    @classmethod
-    def __tf_unflatten__(cls, metadata, components):
-        return cls(metadata[0], components[0])
-
-
-class Pair:
-    def __init__(self, first, second):
-        self.first, self.second = first, second
-
-    def __tf_flatten__(self):
-        return "pair", (self.first, self.second)
-
-    @classmethod
-    def __tf_unflatten__(cls, metadata, components):
-        return cls(*components)
 
 
 @attr.s
@@ -65,7 +40,7 @@ Named = collections.namedtuple("Named", "x y")
 
 def as_plain(x):
     """A comparable form: protocol objects and tensors to tuples and numbers."""
-    if isinstance(x, (MaskedTensor, Pair, nt._TFProtocolNode)):
+    if isinstance(x, (Masked, ProtoPair, nt._TFProtocolNode)):
         meta, comps = x.__tf_flatten__()
         return (type(x).__name__, meta, tuple(as_plain(c) for c in comps))
     if isinstance(x, tf.SparseTensor):
@@ -94,12 +69,12 @@ def outcome(fn, nest):
 
 
 STRUCTURES = {
-    "protocol": MaskedTensor(True, 1),
-    "nested protocol": Pair(MaskedTensor(False, [1, 2]), Pair(3, (4,))),
-    "in a dict": {"b": MaskedTensor(True, 1), "a": [Pair(2, 3)]},
-    "in a namedtuple": Named(x=MaskedTensor(True, (1, 2)), y=4),
-    "in attrs": AttrsBox(a=Pair(1, 2), b={"k": MaskedTensor(0, 3)}),
-    "tensors": {"t": MaskedTensor(True, tf.constant([1, 2])), "u": tf.constant(3)},
+    "protocol": Masked(True, 1),
+    "nested protocol": ProtoPair(Masked(False, [1, 2]), ProtoPair(3, (4,))),
+    "in a dict": {"b": Masked(True, 1), "a": [ProtoPair(2, 3)]},
+    "in a namedtuple": Named(x=Masked(True, (1, 2)), y=4),
+    "in attrs": AttrsBox(a=ProtoPair(1, 2), b={"k": Masked(0, 3)}),
+    "tensors": {"t": Masked(True, tf.constant([1, 2])), "u": tf.constant(3)},
 }
 
 
@@ -134,7 +109,7 @@ def test_tree_functions_agree(name):
 
 def test_protocol_objects_with_composite_tensors():
     sparse = tf.sparse.SparseTensor([[0, 0]], [1.0], [2, 2])
-    s = {"m": MaskedTensor(True, sparse), "x": Pair(sparse, 1)}
+    s = {"m": Masked(True, sparse), "x": ProtoPair(sparse, 1)}
     theirs, ours = both(lambda n: n.flatten(s, expand_composites=True))
     assert ours == theirs and len(nestlib.flatten(s, expand_composites=True)) == 7
     flat = nestlib.flatten(s, expand_composites=True)
@@ -146,12 +121,12 @@ def test_protocol_objects_with_composite_tensors():
 
 def test_same_structure_rules_agree():
     cases = [
-        (MaskedTensor(True, 1), MaskedTensor(False, 2)),      # metadata is not compared
-        (MaskedTensor(True, 1), Pair(1, 2)),
-        (MaskedTensor(True, 1), (1,)),
-        (MaskedTensor(True, (1, 2)), MaskedTensor(True, [1, 2])),
-        (Pair(1, 2), Pair(1, (2,))),
-        ({"a": Pair(1, 2)}, {"a": Pair(1, 2), "b": 3}),
+        (Masked(True, 1), Masked(False, 2)),      # metadata is not compared
+        (Masked(True, 1), ProtoPair(1, 2)),
+        (Masked(True, 1), (1,)),
+        (Masked(True, (1, 2)), Masked(True, [1, 2])),
+        (ProtoPair(1, 2), ProtoPair(1, (2,))),
+        ({"a": ProtoPair(1, 2)}, {"a": ProtoPair(1, 2), "b": 3}),
     ]
     for a, b in cases:
         for check_types in (True, False):
@@ -209,14 +184,14 @@ def test_the_names_tf_code_imports_exist_and_agree():
         pass
 
     Other = collections.namedtuple("Named", "x y")
-    for x in (Named(1, 2), Sub(1, 2), (1, 2), MaskedTensor(1, 2), [1]):
+    for x in (Named(1, 2), Sub(1, 2), (1, 2), Masked(1, 2), [1]):
         for strict in (False, True):
             assert nestlib.is_namedtuple(x, strict) == bool(tfnest.is_namedtuple(x, strict)), \
                 (x, strict)
     for a, b in ((Named(1, 2), Other(3, 4)), (Named(1, 2), collections.namedtuple(
             "Named", "y x")(1, 2)), (Named(1, 2), collections.namedtuple("N2", "x y")(1, 2))):
         assert nestlib.same_namedtuples(a, b) == bool(tfnest.same_namedtuples(a, b))
-    for s in ([1, (2, 3)], {"a": (1, [2])}, Pair(1, (2, 3)), 5):
+    for s in ([1, (2, 3)], {"a": (1, [2])}, ProtoPair(1, (2, 3)), 5):
         for fn in (lambda x: True, lambda x: not isinstance(x, tuple),
                    lambda x: [True, False] if isinstance(x, list) else True):
             assert both(lambda n: _or_error(n.get_traverse_shallow_structure, fn, s))[0] == \
