@@ -69,7 +69,6 @@ static PyObject *fb_flatten, *fb_is_nested, *fb_unflatten, *fb_pack_trusted,
 static PyObject *s_fields;           /* interned "_fields" */
 static PyObject *s_check_types;      /* interned "check_types" */
 static PyObject *s_tf_flatten;       /* interned "__tf_flatten__" */
-static PyObject *s_tf_unflatten;     /* interned "__tf_unflatten__" */
 static PyObject *g_empty_tuple;      /* () */
 
 /* ------------------------------------------------------------------------ */
@@ -201,18 +200,36 @@ py_children(PyObject *x, int k)
 
 /* NodeDef items (see _nodes.NodeDef) */
 enum { D_FLATTEN, D_UNFLATTEN, D_KEYS, D_META_MATTERS, D_LABEL, D_CLS, D_FIELDS, D_PROTOCOL,
-       D_SIZE };
+       D_TF_UNFLATTEN, D_SIZE };
 /* items of D_FIELDS (register_dataclass) */
 enum { F_DATA, F_META, F_PLAIN, F_ALL };
+
+/* The last type custom_def looked up and its NodeDef (strong references), so
+ * that a structure of many nodes of one type looks its def up once; cleared
+ * by forget_defs(), which _registry calls on every (un)registration. */
+static PyObject *g_last_def_type, *g_last_def;
 
 /* Borrowed NodeDef of x's type, or NULL. */
 static PyObject *
 custom_def(PyObject *x)
 {
-    PyObject *d = PyDict_GetItemWithError(g_defs, (PyObject *)Py_TYPE(x));
-    if (d != NULL && (!PyTuple_Check(d) || PyTuple_GET_SIZE(d) < D_SIZE))
+    PyObject *d;
+    if ((PyObject *)Py_TYPE(x) == g_last_def_type)
+        return g_last_def;
+    d = PyDict_GetItemWithError(g_defs, (PyObject *)Py_TYPE(x));
+    if (d == NULL || !PyTuple_Check(d) || PyTuple_GET_SIZE(d) < D_SIZE)
         return NULL;
+    Py_XSETREF(g_last_def_type, Py_NewRef((PyObject *)Py_TYPE(x)));
+    Py_XSETREF(g_last_def, Py_NewRef(d));
     return d;
+}
+
+static PyObject *
+cn_forget_defs(PyObject *self, PyObject *unused)
+{
+    Py_CLEAR(g_last_def_type);
+    Py_CLEAR(g_last_def);
+    Py_RETURN_NONE;
 }
 
 /* A new tuple of the attributes ``names`` of x. */
@@ -257,7 +274,8 @@ dataclass_pair(PyObject *x, PyObject *fields)
 static PyObject *
 protocol_pair(PyObject *x)
 {
-    PyObject *r = PyObject_CallMethodNoArgs(x, s_tf_flatten), *pair;
+    PyObject *r = PyObject_VectorcallMethod(s_tf_flatten, &x,
+                                            1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL), *pair;
     if (r == NULL)
         return NULL;
     if (!PyTuple_CheckExact(r) || PyTuple_GET_SIZE(r) != 2 ||
@@ -344,11 +362,13 @@ custom_rebuild(PyObject *d, PyObject *meta, PyObject *vals)
         }
     }
     if (PyTuple_GET_ITEM(d, D_PROTOCOL) == Py_True) {
-        PyObject *comps = PyList_AsTuple(vals), *r;
-        if (comps == NULL)
+        PyObject *args[2], *r;
+        args[0] = meta;
+        args[1] = PyList_AsTuple(vals);
+        if (args[1] == NULL)
             return NULL;
-        r = PyObject_CallMethodObjArgs(cls, s_tf_unflatten, meta, comps, NULL);
-        Py_DECREF(comps);
+        r = PyObject_Vectorcall(PyTuple_GET_ITEM(d, D_TF_UNFLATTEN), args, 2, NULL);
+        Py_DECREF(args[1]);
         return r;
     }
     return PyObject_CallFunctionObjArgs(PyTuple_GET_ITEM(d, D_UNFLATTEN), meta, vals, NULL);
@@ -361,6 +381,18 @@ custom_children(PyObject *x)
     PyObject *d = custom_def(x), *pair, *kids;
     if (d != NULL && PyTuple_GET_ITEM(d, D_FIELDS) != Py_None) /* no metadata needed */
         return get_attrs(x, PyTuple_GET_ITEM(PyTuple_GET_ITEM(d, D_FIELDS), F_DATA));
+    if (d != NULL && PyTuple_GET_ITEM(d, D_PROTOCOL) == Py_True) {
+        PyObject *r = PyObject_VectorcallMethod(s_tf_flatten, &x,
+                                                1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        if (r == NULL)
+            return NULL;
+        kids = NULL;
+        if (PyTuple_CheckExact(r) && PyTuple_GET_SIZE(r) == 2 &&
+            PyTuple_CheckExact(PyTuple_GET_ITEM(r, 1)))
+            kids = Py_NewRef(PyTuple_GET_ITEM(r, 1));
+        Py_DECREF(r);
+        return kids; /* NULL: the Python engine raises the error that says so */
+    }
     pair = custom_pair(x, NULL);
     if (pair == NULL)
         return NULL;
@@ -793,6 +825,54 @@ typedef struct {
     Py_ssize_t pos;
 } feed_t;
 
+static PyObject *pack_node(PyObject *s, int k, feed_t *f, int depth, hints_t *use);
+
+/* The value for child c of a node being packed: the next flat value for a
+ * leaf, c packed for a node. New reference, or NULL. */
+static PyObject *
+pack_child(PyObject *c, feed_t *f, int depth, hints_t *use)
+{
+    int ck = kind_of(c);
+    if (ck == K_LEAF)
+        return f->pos < Py_SIZE(f->flat) ? Py_NewRef(seq_item(f->flat, f->pos++)) : NULL;
+    return ck > 0 ? pack_node(c, ck, f, depth + 1, use) : NULL;
+}
+
+/* A TF-protocol object like s packed: one __tf_flatten__ call gives its
+ * components and its metadata, the components' values go straight into the
+ * tuple __tf_unflatten__ takes. */
+static PyObject *
+pack_protocol(PyObject *s, PyObject *def, feed_t *f, int depth, hints_t *use)
+{
+    PyObject *r = PyObject_VectorcallMethod(s_tf_flatten, &s, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                            NULL);
+    PyObject *comps, *vals = NULL, *out = NULL, *args[2];
+    Py_ssize_t i, n;
+    if (r == NULL)
+        return NULL;
+    if (!PyTuple_CheckExact(r) || PyTuple_GET_SIZE(r) != 2 ||
+        !PyTuple_CheckExact(PyTuple_GET_ITEM(r, 1)))
+        goto done; /* the Python engine raises the error that says so */
+    comps = PyTuple_GET_ITEM(r, 1);
+    n = PyTuple_GET_SIZE(comps);
+    vals = PyTuple_New(n);
+    if (vals == NULL)
+        goto done;
+    for (i = 0; i < n; i++) {
+        PyObject *v = pack_child(PyTuple_GET_ITEM(comps, i), f, depth, use);
+        if (v == NULL)
+            goto done;
+        PyTuple_SET_ITEM(vals, i, v);
+    }
+    args[0] = PyTuple_GET_ITEM(r, 0);
+    args[1] = vals;
+    out = PyObject_Vectorcall(PyTuple_GET_ITEM(def, D_TF_UNFLATTEN), args, 2, NULL);
+done:
+    Py_XDECREF(vals);
+    Py_DECREF(r);
+    return out;
+}
+
 static PyObject *
 pack_node(PyObject *s, int k, feed_t *f, int depth, hints_t *use)
 {
@@ -802,6 +882,11 @@ pack_node(PyObject *s, int k, feed_t *f, int depth, hints_t *use)
     if (depth >= g_max_depth)
         return NULL;
     if (k == K_CUSTOM) {
+        def = custom_def(s);
+        if (def == NULL)
+            return NULL;
+        if (PyTuple_GET_ITEM(def, D_PROTOCOL) == Py_True)
+            return pack_protocol(s, def, f, depth, use);
         /* one flatten call gives the children and the metadata to rebuild with */
         custom = custom_pair(s, &def);
         if (custom == NULL)
@@ -816,17 +901,10 @@ pack_node(PyObject *s, int k, feed_t *f, int depth, hints_t *use)
     if (vals == NULL)
         goto done;
     for (i = 0; i < Py_SIZE(seq); i++) {
-        PyObject *c = seq_item(seq, i), *v = NULL;
-        int ck, rc;
+        PyObject *c = seq_item(seq, i), *v;
+        int rc;
         Py_INCREF(c);
-        ck = kind_of(c);
-        if (ck == K_LEAF) {
-            if (f->pos < Py_SIZE(f->flat))
-                v = Py_NewRef(seq_item(f->flat, f->pos++));
-        }
-        else if (ck > 0) {
-            v = pack_node(c, ck, f, depth + 1, use);
-        }
+        v = pack_child(c, f, depth, use);
         Py_DECREF(c);
         if (v == NULL)
             goto done;
@@ -2483,6 +2561,8 @@ cn_make_plain(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyMethodDef cnest_methods[] = {
+    {"forget_defs", (PyCFunction)cn_forget_defs, METH_NOARGS,
+     "forget_defs(): drops the remembered NodeDef (called on every (un)registration)."},
     {"make_plain", (PyCFunction)(void (*)(void))cn_make_plain, METH_FASTCALL,
      "make_plain(cls, names, *values): a plain registered dataclass, built without __init__."},
     {"init", (PyCFunction)cn_init, METH_O, "init(config): wires the core to nestlib's Python engine."},
@@ -2523,10 +2603,9 @@ PyInit__cnest(void)
     s_fields = PyUnicode_InternFromString("_fields");
     s_check_types = PyUnicode_InternFromString("check_types");
     s_tf_flatten = PyUnicode_InternFromString("__tf_flatten__");
-    s_tf_unflatten = PyUnicode_InternFromString("__tf_unflatten__");
     g_empty_tuple = PyTuple_New(0);
     if (s_fields == NULL || s_check_types == NULL || s_tf_flatten == NULL ||
-        s_tf_unflatten == NULL || g_empty_tuple == NULL)
+        g_empty_tuple == NULL)
         return NULL;
     m = PyModule_Create(&cnest_module);
     if (m == NULL)

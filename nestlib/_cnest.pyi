@@ -23,6 +23,9 @@ def map_structure_with_path(func: Callable[..., Any], *structures: Any,
 def flatten_up_to(shallow: Any, structure: Any, check_types: bool = True) -> list[Any]: ...
 def flatten_with_path_up_to(shallow: Any, structure: Any,
                             check_types: bool = True) -> list[tuple[tuple[Any, ...], Any]]: ...
+def forget_defs() -> None:
+    """Drops the NodeDef the core remembers (called on every (un)registration)."""
+
 def make_plain(cls: type, names: tuple[str, ...], /, *values: Any) -> Any:
     """A plain registered dataclass, built as its generated ``__init__`` would."""
 

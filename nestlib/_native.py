@@ -94,6 +94,7 @@ def load() -> Any:
                 "fb_spec_map_check": S.Spec.map,
             })
             S.make_plain = _cnest.make_plain  # Specs build plain dataclasses with it
+            R.add_listener(_cnest.forget_defs)  # its remembered NodeDef may be stale
             _module = _cnest
     return _module
 

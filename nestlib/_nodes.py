@@ -101,8 +101,10 @@ class NodeDef(NamedTuple):
     # the dataclass-generated __init__ does nothing but set them (see
     # _registry._plain_dataclass).
     fields: tuple | None = None
-    # TF's protocol: the C core calls __tf_flatten__ / __tf_unflatten__ itself
+    # TF's protocol: the C core calls __tf_flatten__ and this (the class's
+    # __tf_unflatten__, as met when the class was first classified) itself
     protocol: bool = False
+    tf_unflatten: Callable[[Any, tuple], Any] | None = None
 
 
 # type -> NodeDef of every CUSTOM type: the registered ones, and the TF-protocol
@@ -131,9 +133,10 @@ def _protocol_def(t: type) -> NodeDef | None:
         return pair[1], pair[0]
 
     def unflatten(metadata: Any, children: Any) -> Any:
-        return t.__tf_unflatten__(metadata, tuple(children))
+        return tf_unflatten(metadata, tuple(children))
 
-    return NodeDef(flatten, unflatten, None, False, "nest-protocol object", t, None, True)
+    return NodeDef(flatten, unflatten, None, False, "nest-protocol object", t, None, True,
+                   tf_unflatten)
 
 
 def _short(x: Any) -> str:

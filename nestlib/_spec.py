@@ -293,7 +293,7 @@ def _emit_custom_build(g: _Gen, node: Any, t: type, parts: list) -> str:
             return f"_mk({tn}, {g.const(everything, '_k')}, {', '.join(values)})"
         return f"{tn}({', '.join(f'{n}={v}' for n, v in zip(everything, values))})"
     if d.protocol:
-        return (f"{tn}.__tf_unflatten__({g.const(meta, '_m')}, "
+        return (f"{g.const(d.tf_unflatten, '_u')}({g.const(meta, '_m')}, "
                 f"({', '.join(parts)}{',' if len(parts) == 1 else ''}))")
     return f"{g.const(d.unflatten, '_u')}({g.const(meta, '_m')}, [{', '.join(parts)}])"
 
