@@ -111,6 +111,16 @@ class NodeDef(NamedTuple):
 # classes met so far. Changed only by _registry (under its lock).
 DEFS: dict[type, NodeDef] = {}
 REGISTERED: dict[type, NodeDef] = {}
+# Every NodeDef ever put in DEFS, kept alive: the C core holds borrowed
+# references to defs while it runs user code, during which another thread may
+# unregister or replace one. (A few small tuples per registration.)
+_EVERY_DEF: list[NodeDef] = []
+
+
+def set_def(t: type, d: NodeDef) -> None:
+    """``DEFS[t] = d``, keeping ``d`` alive for good (see _EVERY_DEF)."""
+    _EVERY_DEF.append(d)
+    DEFS[t] = d
 
 
 def _protocol_def(t: type) -> NodeDef | None:
@@ -175,7 +185,7 @@ def _type_kind(t: type, protocol: bool = True) -> int:
     if protocol:
         tf_def = _protocol_def(t)
         if tf_def is not None:
-            DEFS[t] = tf_def
+            set_def(t, tf_def)
             return CUSTOM
     if issubclass(t, cabc.Sequence):
         return SEQUENCE

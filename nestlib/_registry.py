@@ -64,7 +64,7 @@ def _install(cls: type, d: N.NodeDef) -> None:
             raise ValueError(f"{cls.__name__} is already registered as a node type; call "
                              f"nestlib.unregister_node({cls.__name__}) first to change its rules")
         N.REGISTERED[cls] = d
-        N.DEFS[cls] = d
+        N.set_def(cls, d)
         N.KINDS[cls] = N.CUSTOM
         _changed()
 

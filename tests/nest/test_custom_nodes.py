@@ -594,3 +594,44 @@ def test_public_functions_are_left_alone_by_autograph():
         obj = getattr(nestlib, name)
         if inspect.isfunction(obj):
             assert getattr(obj, "autograph_info__", None) == {}, name
+
+
+def test_flattening_while_another_thread_registers_the_type(nest):
+    """Each flatten sees the type registered or not (never a crash, never a mix
+    within one node): the C core keeps every NodeDef alive while user code runs."""
+    class Toggle:
+        def __init__(self, v):
+            self.v = v
+
+    def slow_flatten(t):
+        sum(range(50))  # user code long enough for the other thread to run
+        return ((t.v,), None)
+
+    items = [Toggle(i) for i in range(30)]
+    stop = threading.Event()
+    errors = []
+
+    def toggle():
+        try:
+            while not stop.is_set():
+                nestlib.register_node(Toggle, slow_flatten, lambda m, c: Toggle(*c))
+                nestlib.unregister_node(Toggle)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    thread = threading.Thread(target=toggle)
+    thread.start()
+    try:
+        for _ in range(200):
+            try:
+                out = nest.flatten(items)
+            except TypeError as e:  # unregistered in the middle of the call
+                assert "no longer a registered node type" in str(e)
+                continue
+            assert len(out) == 30
+            assert all(x == i or (type(x) is Toggle and x.v == i) for i, x in enumerate(out))
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors
+    assert Toggle not in nestlib._nodes.REGISTERED
