@@ -636,3 +636,52 @@ def test_flattening_while_another_thread_registers_the_type(nest):
         thread.join()
     assert not errors
     assert Toggle not in nestlib._nodes.REGISTERED
+
+
+def test_backends_agree_on_structures_with_custom_nodes():
+    """Hypothesis over every container kind, registered dataclasses and TF-protocol
+    objects included: the three backends give the same results and errors."""
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    import nestlib.testing as nt
+
+    apis = []
+    for name in _backend.BACKENDS:
+        try:
+            apis.append(_backend.api(name))
+        except ImportError:
+            continue
+    kinds = [k for k in nt.CONTAINERS if k != "attrs" or "attrs" in nt.DEFAULT_CONTAINERS]
+
+    def outcome(fn, *args, **kwargs):
+        try:
+            return ("ok", fn(*args, **kwargs))
+        except Exception as e:  # noqa: BLE001 - the class and message are compared
+            return ("raised", type(e), str(e))
+
+    @settings(max_examples=80, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(ab=st.one_of(nt.structures_with_same_shape(2, containers=kinds),
+                        st.tuples(nt.structures(containers=kinds),
+                                  nt.structures(containers=kinds))),
+           check_types=st.booleans())
+    def check(ab, check_types):
+        a, b = ab
+        results = []
+        for nest in apis:
+            results.append([
+                outcome(nest.flatten, a),
+                outcome(nest.flatten_with_path, a),
+                outcome(nest.map_structure, lambda x: (x,), a),
+                outcome(nest.map_structure, lambda x, y: (x, y), a, b,
+                        check_types=check_types),
+                outcome(nest.assert_same_structure, a, b, check_types=check_types),
+                outcome(nest.unflatten_as, a, nest.flatten(b)),
+                outcome(lambda: nest.spec_of(a).flatten(b)),
+            ])
+        for other in results[1:]:
+            assert other == results[0]
+
+    check()
