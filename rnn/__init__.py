@@ -12,7 +12,17 @@ so one core can replace another with no other change.
 [5, 2, 8]
 """
 
-from rnn.base import RNNCore, TrainableState
+try:
+    import tensorflow  # noqa: F401  (rnn's cores are tf.Modules)
+except ModuleNotFoundError as _e:
+    if _e.name != "tensorflow":
+        raise
+    raise ImportError(
+        "rnn needs TensorFlow, which is not installed: install the tf extra "
+        "(pip install 'nestlib[tf]') or tensorflow itself. nestlib alone works without "
+        "it.") from _e
+
+from rnn.base import RNNCore, TrainableState  # noqa: E402
 from rnn.cores import (GRU, LSTM, LSTMState, VanillaRNN,
                        lstm_with_recurrent_dropout)
 from rnn.deep import (DeepRNN, ResidualCore, deep_rnn_with_residual_connections,

@@ -40,6 +40,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -616,6 +617,9 @@ def train(config: Config) -> Dict[str, Any]:
     with nothing to resume or with different task/model flags).
     """
     config.validate()
+    plots = plots_available()
+    if not plots:
+        warnings.warn(NO_PLOTS, RuntimeWarning, stacklevel=2)
     explicit = getattr(config, "_explicit", set(dataclasses.asdict(config)))
     _prepare_output_dir(config, explicit)  # (On --resume, fills in the run's flags.)
     config.validate()
@@ -707,7 +711,7 @@ def train(config: Config) -> Dict[str, Any]:
         "train_bit_errors": float(rows[-1]["train_bit_errors"]) if rows else float("nan"),
         "output_dir": out,
     }
-    if chief:
+    if chief and plots:
         plot_learning_curve(rows, os.path.join(out, "learning_curve.png"), config.core)
         if isinstance(run.core, DNC):
             plot_memory(run.core, config, os.path.join(out, "memory.png"))
@@ -723,6 +727,21 @@ def train(config: Config) -> Dict[str, Any]:
 # ---------------------------------------------------------------------------
 # Plots
 # ---------------------------------------------------------------------------
+
+def plots_available() -> bool:
+    """Whether matplotlib (an optional dependency, for the two figures) is installed.
+
+    Checked before training, so that a run without it says so at once and
+    still writes its metrics and checkpoints, instead of dying at the end.
+    """
+    import importlib.util  # pylint: disable=import-outside-toplevel
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+NO_PLOTS = ("matplotlib is not installed, so this run writes metrics.csv and checkpoints "
+            "but not learning_curve.png or memory.png; pip install matplotlib (or the "
+            "project's test extra) to get them")
+
 
 def _pyplot():
     import matplotlib  # pylint: disable=import-outside-toplevel
