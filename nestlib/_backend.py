@@ -61,12 +61,13 @@ def _dm_tree_core() -> dict[str, Callable]:
         # leaves. One C-level pass over the leaves' types tells whether any is.
         if known_leaf_types.issuperset(map(type, leaves)):
             return leaves
-        for t in set(map(type, leaves)):
+        leaf_types = set(map(type, leaves))
+        for t in leaf_types:
             if t not in N.KINDS:  # never met: classify one instance (proxies vary)
                 N.classify(next(x for x in leaves if type(x) is t))
             if N.KINDS.get(t) != N.LEAF:
                 return py_flatten(structure)
-        known_leaf_types.update(map(type, leaves))
+        known_leaf_types.update(leaf_types)
         return leaves
 
     # dm-tree's compiled assert_same_structure is not used: it crashes the

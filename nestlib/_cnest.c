@@ -269,20 +269,27 @@ dataclass_pair(PyObject *x, PyObject *fields)
     return pair;
 }
 
-/* (components, metadata) of a TF-protocol object: x.__tf_flatten__() must be
- * (metadata, components) with components a tuple. */
+/* x.__tf_flatten__(), checked to be (metadata, components) with components
+ * an exact tuple, as TF's protocol requires: new reference, or NULL (the
+ * Python engine then raises the error that says so). */
+static PyObject *
+tf_flatten(PyObject *x)
+{
+    PyObject *r = PyObject_VectorcallMethod(s_tf_flatten, &x,
+                                            1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (r != NULL && (!PyTuple_CheckExact(r) || PyTuple_GET_SIZE(r) != 2 ||
+                      !PyTuple_CheckExact(PyTuple_GET_ITEM(r, 1))))
+        Py_CLEAR(r);
+    return r;
+}
+
+/* (components, metadata) of a TF-protocol object. */
 static PyObject *
 protocol_pair(PyObject *x)
 {
-    PyObject *r = PyObject_VectorcallMethod(s_tf_flatten, &x,
-                                            1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL), *pair;
+    PyObject *r = tf_flatten(x), *pair;
     if (r == NULL)
         return NULL;
-    if (!PyTuple_CheckExact(r) || PyTuple_GET_SIZE(r) != 2 ||
-        !PyTuple_CheckExact(PyTuple_GET_ITEM(r, 1))) {
-        Py_DECREF(r);
-        return NULL; /* the Python engine raises the error that says so */
-    }
     pair = PyTuple_Pack(2, PyTuple_GET_ITEM(r, 1), PyTuple_GET_ITEM(r, 0));
     Py_DECREF(r);
     return pair;
@@ -318,48 +325,53 @@ custom_pair(PyObject *x, PyObject **def_out)
     return pair;
 }
 
+/* A plain registered dataclass (see _registry._plain_dataclass) built as its
+ * generated __init__ would, without running Python code: the object made,
+ * then field names[i] set to values[i] with object.__setattr__. */
+static PyObject *
+make_plain_dataclass(PyTypeObject *cls, PyObject *names, PyObject *const *values)
+{
+    Py_ssize_t i;
+    PyObject *obj = cls->tp_new(cls, g_empty_tuple, NULL);
+    if (obj == NULL)
+        return NULL;
+    for (i = 0; i < PyTuple_GET_SIZE(names); i++)
+        if (PyObject_GenericSetAttr(obj, PyTuple_GET_ITEM(names, i), values[i]) < 0) {
+            Py_DECREF(obj);
+            return NULL;
+        }
+    return obj;
+}
+
 /* A CUSTOM node of def d rebuilt from meta and vals (an exact list). */
 static PyObject *
 custom_rebuild(PyObject *d, PyObject *meta, PyObject *vals)
 {
     PyObject *fields = PyTuple_GET_ITEM(d, D_FIELDS), *cls = PyTuple_GET_ITEM(d, D_CLS);
     if (fields != Py_None) {
-        PyObject *data = PyTuple_GET_ITEM(fields, F_DATA), *names = PyTuple_GET_ITEM(fields, F_META);
-        Py_ssize_t nd = PyTuple_GET_SIZE(data), nm = PyTuple_GET_SIZE(names), i;
+        /* the data fields' values, then the metadata's, in F_ALL's order */
+        PyObject *small[16], **argv = small, *r, *all = PyTuple_GET_ITEM(fields, F_ALL);
+        Py_ssize_t nd = PyTuple_GET_SIZE(PyTuple_GET_ITEM(fields, F_DATA));
+        Py_ssize_t nm = PyTuple_GET_SIZE(PyTuple_GET_ITEM(fields, F_META)), i;
         if (!PyTuple_CheckExact(meta) || PyTuple_GET_SIZE(meta) != nm ||
             PyList_GET_SIZE(vals) != nd || !PyType_Check(cls))
             return NULL;
-        if (PyTuple_GET_ITEM(fields, F_PLAIN) == Py_True) {
-            /* what its generated __init__ does, without running Python code */
-            PyObject *obj = ((PyTypeObject *)cls)->tp_new((PyTypeObject *)cls, g_empty_tuple, NULL);
-            if (obj == NULL)
-                return NULL;
-            for (i = 0; i < nd + nm; i++) {
-                PyObject *name = i < nd ? PyTuple_GET_ITEM(data, i) : PyTuple_GET_ITEM(names, i - nd);
-                PyObject *v = i < nd ? PyList_GET_ITEM(vals, i) : PyTuple_GET_ITEM(meta, i - nd);
-                if (PyObject_GenericSetAttr(obj, name, v) < 0) {
-                    Py_DECREF(obj);
-                    return NULL;
-                }
-            }
-            return obj;
+        if (nd + nm > 16) {
+            argv = PyMem_Malloc(sizeof(PyObject *) * (nd + nm));
+            if (argv == NULL)
+                return PyErr_NoMemory();
         }
-        else {
-            PyObject *small[16], **argv = small, *r;
-            if (nd + nm > 16) {
-                argv = PyMem_Malloc(sizeof(PyObject *) * (nd + nm));
-                if (argv == NULL)
-                    return PyErr_NoMemory();
-            }
-            for (i = 0; i < nd; i++)
-                argv[i] = PyList_GET_ITEM(vals, i);
-            for (i = 0; i < nm; i++)
-                argv[nd + i] = PyTuple_GET_ITEM(meta, i);
-            r = PyObject_Vectorcall(cls, argv, 0, PyTuple_GET_ITEM(fields, F_ALL));
-            if (argv != small)
-                PyMem_Free(argv);
-            return r;
-        }
+        for (i = 0; i < nd; i++)
+            argv[i] = PyList_GET_ITEM(vals, i);
+        for (i = 0; i < nm; i++)
+            argv[nd + i] = PyTuple_GET_ITEM(meta, i);
+        if (PyTuple_GET_ITEM(fields, F_PLAIN) == Py_True)
+            r = make_plain_dataclass((PyTypeObject *)cls, all, argv);
+        else
+            r = PyObject_Vectorcall(cls, argv, 0, all);
+        if (argv != small)
+            PyMem_Free(argv);
+        return r;
     }
     if (PyTuple_GET_ITEM(d, D_PROTOCOL) == Py_True) {
         PyObject *args[2], *r;
@@ -382,16 +394,12 @@ custom_children(PyObject *x)
     if (d != NULL && PyTuple_GET_ITEM(d, D_FIELDS) != Py_None) /* no metadata needed */
         return get_attrs(x, PyTuple_GET_ITEM(PyTuple_GET_ITEM(d, D_FIELDS), F_DATA));
     if (d != NULL && PyTuple_GET_ITEM(d, D_PROTOCOL) == Py_True) {
-        PyObject *r = PyObject_VectorcallMethod(s_tf_flatten, &x,
-                                                1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        PyObject *r = tf_flatten(x);
         if (r == NULL)
             return NULL;
-        kids = NULL;
-        if (PyTuple_CheckExact(r) && PyTuple_GET_SIZE(r) == 2 &&
-            PyTuple_CheckExact(PyTuple_GET_ITEM(r, 1)))
-            kids = Py_NewRef(PyTuple_GET_ITEM(r, 1));
+        kids = Py_NewRef(PyTuple_GET_ITEM(r, 1));
         Py_DECREF(r);
-        return kids; /* NULL: the Python engine raises the error that says so */
+        return kids;
     }
     pair = custom_pair(x, NULL);
     if (pair == NULL)
@@ -844,15 +852,10 @@ pack_child(PyObject *c, feed_t *f, int depth, hints_t *use)
 static PyObject *
 pack_protocol(PyObject *s, PyObject *def, feed_t *f, int depth, hints_t *use)
 {
-    PyObject *r = PyObject_VectorcallMethod(s_tf_flatten, &s, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                            NULL);
-    PyObject *comps, *vals = NULL, *out = NULL, *args[2];
+    PyObject *r = tf_flatten(s), *comps, *vals = NULL, *out = NULL, *args[2];
     Py_ssize_t i, n;
     if (r == NULL)
         return NULL;
-    if (!PyTuple_CheckExact(r) || PyTuple_GET_SIZE(r) != 2 ||
-        !PyTuple_CheckExact(PyTuple_GET_ITEM(r, 1)))
-        goto done; /* the Python engine raises the error that says so */
     comps = PyTuple_GET_ITEM(r, 1);
     n = PyTuple_GET_SIZE(comps);
     vals = PyTuple_New(n);
@@ -2540,24 +2543,12 @@ cn_init(PyObject *self, PyObject *config)
 static PyObject *
 cn_make_plain(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *cls, *names, *obj;
-    Py_ssize_t i;
     if (nargs < 2 || !PyType_Check(args[0]) || !PyTuple_CheckExact(args[1]) ||
         PyTuple_GET_SIZE(args[1]) != nargs - 2) {
         PyErr_SetString(PyExc_TypeError, "make_plain(cls, names, *values)");
         return NULL;
     }
-    cls = args[0];
-    names = args[1];
-    obj = ((PyTypeObject *)cls)->tp_new((PyTypeObject *)cls, g_empty_tuple, NULL);
-    if (obj == NULL)
-        return NULL;
-    for (i = 0; i < nargs - 2; i++)
-        if (PyObject_GenericSetAttr(obj, PyTuple_GET_ITEM(names, i), args[i + 2]) < 0) {
-            Py_DECREF(obj);
-            return NULL;
-        }
-    return obj;
+    return make_plain_dataclass((PyTypeObject *)args[0], args[1], args + 2);
 }
 
 static PyMethodDef cnest_methods[] = {

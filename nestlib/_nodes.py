@@ -139,7 +139,7 @@ def _protocol_def(t: type) -> NodeDef | None:
             raise TypeError(
                 f"{type(x).__name__}.__tf_flatten__() must return (metadata, components) "
                 f"with components a tuple, as TensorFlow's nest protocol requires; got "
-                f"{_short(pair)}")
+                f"{_short_repr(pair)}")
         return pair[1], pair[0]
 
     def unflatten(metadata: Any, children: Any) -> Any:
@@ -149,12 +149,12 @@ def _protocol_def(t: type) -> NodeDef | None:
                    tf_unflatten)
 
 
-def _short(x: Any) -> str:
-    try:
-        r = repr(x)
-    except Exception:
-        r = f"<{type(x).__name__}>"
-    return r if len(r) <= 80 else r[:77] + "..."
+def _short_repr(x: Any) -> str:
+    # _errors imports this module, so its short_repr is imported when needed
+    # (only to word an error).
+    from ._errors import short_repr
+
+    return short_repr(x)
 
 
 def _is_namedtuple_type(t: type) -> bool:
@@ -261,7 +261,7 @@ def custom_def(x: Any) -> NodeDef:
 
 def _bad_flatten(x: Any, what: str, got: Any) -> TypeError:
     return TypeError(f"the flatten function registered for {type(x).__name__} must return "
-                     f"{what}; got {_short(got)}")
+                     f"{what}; got {_short_repr(got)}")
 
 
 def custom_flatten(x: Any) -> tuple[list, Any]:

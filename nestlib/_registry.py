@@ -16,6 +16,7 @@ import threading
 import types
 from typing import Any, Callable, Sequence, TypeVar
 
+from . import _errors as E
 from . import _nodes as N
 
 T = TypeVar("T", bound=type)
@@ -43,7 +44,7 @@ def _changed() -> None:
 
 def _check_class(cls: Any, what: str) -> None:
     if not isinstance(cls, type):
-        raise TypeError(f"{what} takes a class, got {type(cls).__name__} {N._short(cls)}")
+        raise TypeError(f"{what} takes a class, got {type(cls).__name__} {E.short_repr(cls)}")
     if cls in _BUILTIN_NODES:
         raise ValueError(f"{cls.__name__} is one of nestlib's built-in node types; its rules "
                          f"cannot be replaced by {what}")
@@ -55,7 +56,7 @@ def _check_class(cls: Any, what: str) -> None:
 
 def _check_fn(fn: Any, name: str) -> None:
     if not callable(fn):
-        raise TypeError(f"{name} must be callable, got {type(fn).__name__} {N._short(fn)}")
+        raise TypeError(f"{name} must be callable, got {type(fn).__name__} {E.short_repr(fn)}")
 
 
 def _install(cls: type, d: N.NodeDef) -> None:
@@ -86,7 +87,7 @@ def _dataclass_def(cls: type, data: Sequence[str], meta: Sequence[str]) -> N.Nod
     # Generated like collections.namedtuple's methods: attribute reads and a
     # keyword call written out, which is several times faster than a loop over
     # field names, and these run once per node per call.
-    consts = {"_cls": cls, "_tuple": tuple}
+    consts = {"_cls": cls}
     data_expr = "".join(f"x.{f}, " for f in data)
     meta_expr = "".join(f"x.{f}, " for f in meta)
     keys_expr = "".join(f"({f!r}, x.{f}), " for f in data)
@@ -134,7 +135,7 @@ def register_dataclass(cls: T | None = None, *, data_fields: Sequence[str] | Non
     import dataclasses  # imports inspect (~7 ms): only when a dataclass is registered
 
     if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
-        raise TypeError(f"register_dataclass takes a dataclass, got {N._short(cls)}; use "
+        raise TypeError(f"register_dataclass takes a dataclass, got {E.short_repr(cls)}; use "
                         f"register_node for other classes")
     init_fields = [f.name for f in dataclasses.fields(cls) if f.init]
     if data_fields is None and meta_fields is None:
@@ -149,7 +150,7 @@ def register_dataclass(cls: T | None = None, *, data_fields: Sequence[str] | Non
         data, meta = list(data_fields), list(meta_fields)
     for name in (*data, *meta):
         if not isinstance(name, str):
-            raise TypeError(f"field names must be str, got {N._short(name)}")
+            raise TypeError(f"field names must be str, got {E.short_repr(name)}")
     both = set(data) & set(meta)
     missing = [f for f in init_fields if f not in data and f not in meta]
     extra = [f for f in (*data, *meta) if f not in init_fields]
@@ -171,7 +172,7 @@ def unregister_node(cls: type) -> None:
     """The engine of ``nestlib.unregister_node`` (documented there)."""
     with _lock:
         if cls not in N.REGISTERED:
-            raise ValueError(f"{getattr(cls, '__name__', N._short(cls))} is not a registered "
+            raise ValueError(f"{getattr(cls, '__name__', E.short_repr(cls))} is not a registered "
                              f"node type")
         del N.REGISTERED[cls]
         N.DEFS.pop(cls, None)

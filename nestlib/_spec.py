@@ -298,10 +298,10 @@ def _emit_custom_build(g: _Gen, node: Any, t: type, parts: list) -> str:
     return f"{g.const(d.unflatten, '_u')}({g.const(meta, '_m')}, [{', '.join(parts)}])"
 
 
-def _emit_custom_read(g: _Gen, var: str, node: Any, t: type, n: int) -> str | None:
+def _emit_custom_read(g: _Gen, var: str, node: Any, t: type, n: int) -> str:
     """Statements checking ``var`` is a CUSTOM node like ``node`` (same type,
     the same rules still in force, equal metadata where it counts); returns the
-    expression of its children, or None when this cannot be written out."""
+    expression of its ``n`` children."""
     d = N.DEFS[t]
     g.stmts.append(f"    if _dget(_type({var})) is not {g.const(d, '_D')}: return _slow(x)")
     if d.fields is not None and _names(d.fields[3]):
