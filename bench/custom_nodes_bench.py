@@ -91,10 +91,15 @@ def _protocol_unflatten(meta, children):
 def register_everywhere() -> None:
     nestlib.register_dataclass(D3)
     if optree is not None:
-        optree.register_pytree_node(D3, lambda d: ((d.a, d.b, d.c), None, ("a", "b", "c")),
-                                    lambda m, c: D3(*c), namespace=NAMESPACE)
-        optree.register_pytree_node(TFP3, _protocol_flatten, _protocol_unflatten,
-                                    namespace=NAMESPACE)
+        optree.register_pytree_node(
+            D3,
+            lambda d: ((d.a, d.b, d.c), None, ("a", "b", "c")),
+            lambda m, c: D3(*c),
+            namespace=NAMESPACE,
+        )
+        optree.register_pytree_node(
+            TFP3, _protocol_flatten, _protocol_unflatten, namespace=NAMESPACE
+        )
     if jax is not None:
         jax.tree_util.register_dataclass(D3, data_fields=["a", "b", "c"], meta_fields=[])
         jax.tree_util.register_pytree_node(TFP3, _protocol_flatten, _protocol_unflatten)
@@ -103,36 +108,62 @@ def register_everywhere() -> None:
 def make_structures() -> dict[str, NB.Structure]:
     leaves = list(range(150))
     return {
-        "dc50": NB.Structure("r", "(r) 50 registered dataclasses x 3 fields",
-                             lambda lv: [D3(*lv[i:i + 3]) for i in range(0, 150, 3)], leaves),
-        "tfp50": NB.Structure("p", "(p) 50 TF-protocol objects x 3 components",
-                              lambda lv: [TFP3(*lv[i:i + 3]) for i in range(0, 150, 3)],
-                              leaves),
+        "dc50": NB.Structure(
+            "r",
+            "(r) 50 registered dataclasses x 3 fields",
+            lambda lv: [D3(*lv[i : i + 3]) for i in range(0, 150, 3)],
+            leaves,
+        ),
+        "tfp50": NB.Structure(
+            "p",
+            "(p) 50 TF-protocol objects x 3 components",
+            lambda lv: [TFP3(*lv[i : i + 3]) for i in range(0, 150, 3)],
+            leaves,
+        ),
     }
 
 
-OPS = {"flatten": "flatten", "unflatten": "unflatten / pack_sequence_as",
-       "map1": "map_structure, one structure", "paths": "flatten_with_path",
-       "spec_flatten": "Spec.flatten (prebuilt)", "spec_unflatten": "Spec.unflatten (prebuilt)"}
+OPS = {
+    "flatten": "flatten",
+    "unflatten": "unflatten / pack_sequence_as",
+    "map1": "map_structure, one structure",
+    "paths": "flatten_with_path",
+    "spec_flatten": "Spec.flatten (prebuilt)",
+    "spec_unflatten": "Spec.unflatten (prebuilt)",
+}
 
 IMPLS = ["nestlib", "nestlib py", "optree", "jax", "tf.nest", "nestlib Spec", "optree spec"]
 
 OT = f"namespace={NAMESPACE!r}, none_is_leaf=True"
 STMTS: dict[str, dict[str, str]] = {
-    "flatten": {"nestlib": "nl.flatten(s)", "nestlib py": "py.flatten(s)",
-                "optree": f"optree.tree_leaves(s, {OT})", "jax": "jtu.tree_leaves(s)",
-                "tf.nest": "tfn.flatten(s)"},
-    "unflatten": {"nestlib": "nl.unflatten_as(s, L)", "nestlib py": "py.unflatten_as(s, L)",
-                  "optree": f"optree.tree_unflatten(optree.tree_structure(s, {OT}), L)",
-                  "jax": "jtu.tree_unflatten(jtu.tree_structure(s), L)",
-                  "tf.nest": "tfn.pack_sequence_as(s, L)"},
-    "map1": {"nestlib": "nl.map_structure(f1, s)", "nestlib py": "py.map_structure(f1, s)",
-             "optree": f"optree.tree_map(f1, s, {OT})", "jax": "jtu.tree_map(f1, s)",
-             "tf.nest": "tfn.map_structure(f1, s)"},
-    "paths": {"nestlib": "nl.flatten_with_path(s)", "nestlib py": "py.flatten_with_path(s)",
-              "optree": f"optree.tree_flatten_with_path(s, {OT})",
-              "jax": "jtu.tree_flatten_with_path(s)",
-              "tf.nest": "tfn.flatten_with_tuple_paths(s)"},
+    "flatten": {
+        "nestlib": "nl.flatten(s)",
+        "nestlib py": "py.flatten(s)",
+        "optree": f"optree.tree_leaves(s, {OT})",
+        "jax": "jtu.tree_leaves(s)",
+        "tf.nest": "tfn.flatten(s)",
+    },
+    "unflatten": {
+        "nestlib": "nl.unflatten_as(s, L)",
+        "nestlib py": "py.unflatten_as(s, L)",
+        "optree": f"optree.tree_unflatten(optree.tree_structure(s, {OT}), L)",
+        "jax": "jtu.tree_unflatten(jtu.tree_structure(s), L)",
+        "tf.nest": "tfn.pack_sequence_as(s, L)",
+    },
+    "map1": {
+        "nestlib": "nl.map_structure(f1, s)",
+        "nestlib py": "py.map_structure(f1, s)",
+        "optree": f"optree.tree_map(f1, s, {OT})",
+        "jax": "jtu.tree_map(f1, s)",
+        "tf.nest": "tfn.map_structure(f1, s)",
+    },
+    "paths": {
+        "nestlib": "nl.flatten_with_path(s)",
+        "nestlib py": "py.flatten_with_path(s)",
+        "optree": f"optree.tree_flatten_with_path(s, {OT})",
+        "jax": "jtu.tree_flatten_with_path(s)",
+        "tf.nest": "tfn.flatten_with_tuple_paths(s)",
+    },
     "spec_flatten": {"nestlib Spec": "spec.flatten(s)", "optree spec": "T.flatten_up_to(s)"},
     "spec_unflatten": {"nestlib Spec": "spec.unflatten(L)", "optree spec": "T.unflatten(L)"},
 }
@@ -169,7 +200,7 @@ class CustomCell(NB.Cell):
             if stmt is None:
                 continue
             try:
-                result = eval(stmt, ns)  # noqa: S307 - our own statements
+                result = eval(stmt, ns)
             except Exception as e:
                 self.errors.append(f"{impl} failed {op} on {st.name}: {type(e).__name__}: {e}")
                 continue
@@ -194,8 +225,14 @@ class CustomCell(NB.Cell):
         for label, impl, ref, limit in pairs:
             r = self.ratio(impl, ref)
             if r is not None:
-                out.append((label, r, limit, True if r <= limit else
-                            None if r <= limit * (1 + NB.TIE_MARGIN) else False))
+                out.append(
+                    (
+                        label,
+                        r,
+                        limit,
+                        True if r <= limit else None if r <= limit * (1 + NB.TIE_MARGIN) else False,
+                    )
+                )
         return out
 
 
@@ -208,14 +245,22 @@ def report(cells: list[CustomCell]) -> str:
             row.append("" if m is None else f"{m:.1f}")
         checks = cell.checks()
         if cell.op.startswith("spec_"):
-            row.append("; ".join(f"Spec/optree spec {r:.2f} (<= {lim:.2f}) "
-                                 f"{'ok' if ok else 'TIE' if ok is None else 'MISS'}"
-                                 for _, r, lim, ok in checks))
+            row.append(
+                "; ".join(
+                    f"Spec/optree spec {r:.2f} (<= {lim:.2f}) "
+                    f"{'ok' if ok else 'TIE' if ok is None else 'MISS'}"
+                    for _, r, lim, ok in checks
+                )
+            )
         else:
             best = cell.best_peer()
-            row.append("; ".join(f"nestlib/{best} {r:.2f} (<= {lim:.2f}) "
-                                 f"{'ok' if ok else 'TIE' if ok is None else 'MISS'}"
-                                 for _, r, lim, ok in checks))
+            row.append(
+                "; ".join(
+                    f"nestlib/{best} {r:.2f} (<= {lim:.2f}) "
+                    f"{'ok' if ok else 'TIE' if ok is None else 'MISS'}"
+                    for _, r, lim, ok in checks
+                )
+            )
         rows.append(row)
     return NB.render_table(rows, markdown=True)
 
@@ -227,9 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, help="samples per cell (default 21; quick 3)")
     args = parser.parse_args(argv)
     register_everywhere()
-    ns: dict[str, Any] = {"f1": NB._identity, "optree": optree, "nl": _backend.api("native")
-                          if nestlib.backend() == "native" else nestlib,
-                          "py": _backend.api("python")}
+    ns: dict[str, Any] = {
+        "f1": NB._identity,
+        "optree": optree,
+        "nl": _backend.api("native") if nestlib.backend() == "native" else nestlib,
+        "py": _backend.api("python"),
+    }
     impls = ["nestlib", "nestlib py", "nestlib Spec"]
     if optree is not None:
         impls += ["optree", "optree spec"]
@@ -239,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_tf:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from tensorflow.python.util import nest as tfn
+
         ns["tfn"] = tfn
         impls.append("tf.nest")
     structures = make_structures()
@@ -250,12 +299,19 @@ def main(argv: list[str] | None = None) -> int:
     samples = args.samples or (3 if args.quick else 21)
     target_s = (0.3 if args.quick else 1.0) / 1e3
     t0 = time.perf_counter()
-    NB.measure(cells, samples, target_s, 0 if args.quick else 1,
-               lambda m: print(m, file=sys.stderr, flush=True))
-    print(f"custom-node benchmark: {samples} interleaved samples per implementation and cell, "
-          f"median CPU µs per call ({time.perf_counter() - t0:.0f} s wall); nestlib backend "
-          f"{nestlib.backend()}; optree {getattr(optree, '__version__', '-')}, jax "
-          f"{getattr(jax, '__version__', '-')}")
+    NB.measure(
+        cells,
+        samples,
+        target_s,
+        0 if args.quick else 1,
+        lambda m: print(m, file=sys.stderr, flush=True),
+    )
+    print(
+        f"custom-node benchmark: {samples} interleaved samples per implementation and cell, "
+        f"median CPU µs per call ({time.perf_counter() - t0:.0f} s wall); nestlib backend "
+        f"{nestlib.backend()}; optree {getattr(optree, '__version__', '-')}, jax "
+        f"{getattr(jax, '__version__', '-')}"
+    )
     print()
     print(report(cells))
     errors = [e for c in cells for e in c.errors]

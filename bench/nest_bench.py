@@ -64,7 +64,8 @@ import subprocess
 import sys
 import time
 import timeit
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
@@ -88,12 +89,11 @@ except ImportError:  # pragma: no cover - optree is a bench/test extra
 # --------------------------------------------------------------------------
 
 LSTMState = collections.namedtuple("LSTMState", "hidden cell")
-TemporalLinkageState = collections.namedtuple("TemporalLinkageState",
-                                              "link precedence_weights")
+TemporalLinkageState = collections.namedtuple("TemporalLinkageState", "link precedence_weights")
 AccessState = collections.namedtuple(
-    "AccessState", "memory read_weights write_weights linkage usage")
-DNCState = collections.namedtuple("DNCState",
-                                  "access_output access_state controller_state")
+    "AccessState", "memory read_weights write_weights linkage usage"
+)
+DNCState = collections.namedtuple("DNCState", "access_output access_state controller_state")
 Example = collections.namedtuple("Example", "tokens mask label weight source")
 
 
@@ -102,15 +102,18 @@ def _arrays(n: int, shape=(4, 8)) -> list:
 
 
 def _dnc(leaves: list) -> DNCState:
-    (access_output, memory, read_w, write_w, link, precedence,
-     usage, hidden, cell) = leaves
+    (access_output, memory, read_w, write_w, link, precedence, usage, hidden, cell) = leaves
     return DNCState(
         access_output=access_output,
         access_state=AccessState(
-            memory=memory, read_weights=read_w, write_weights=write_w,
+            memory=memory,
+            read_weights=read_w,
+            write_weights=write_w,
             linkage=TemporalLinkageState(link=link, precedence_weights=precedence),
-            usage=usage),
-        controller_state=LSTMState(hidden=hidden, cell=cell))
+            usage=usage,
+        ),
+        controller_state=LSTMState(hidden=hidden, cell=cell),
+    )
 
 
 def _dict1k(leaves: list, shuffle: bool = True) -> dict:
@@ -130,14 +133,23 @@ def _chain(leaves: list) -> list:
 
 def _batch(leaves: list) -> dict:
     it = iter(leaves)
-    examples = [Example(tokens=next(it), mask=next(it), label=next(it),
-                        weight=next(it), source=next(it)) for _ in range(30)]
-    features = {"image": next(it), "audio": [next(it), next(it)],
-                "meta": {"ids": [next(it) for _ in range(10)], "lang": next(it),
-                         "extra": next(it)}}
+    examples = [
+        Example(tokens=next(it), mask=next(it), label=next(it), weight=next(it), source=next(it))
+        for _ in range(30)
+    ]
+    features = {
+        "image": next(it),
+        "audio": [next(it), next(it)],
+        "meta": {"ids": [next(it) for _ in range(10)], "lang": next(it), "extra": next(it)},
+    }
     targets = [(next(it), next(it)) for _ in range(16)]
-    out = {"examples": examples, "features": features, "targets": targets,
-           "step": next(it), "name": next(it)}
+    out = {
+        "examples": examples,
+        "features": features,
+        "targets": targets,
+        "step": next(it),
+        "name": next(it),
+    }
     assert next(it, None) is None
     return out
 
@@ -146,8 +158,13 @@ def _batch_leaves() -> list:
     """Leaves for ``_batch``, in the order it consumes them (construction order)."""
     leaves: list = []
     for i in range(30):  # Example(tokens, mask, label, weight, source)
-        leaves += [np.zeros((16,), np.int32), np.ones((16,), np.bool_), i % 3,
-                   None if i % 4 == 0 else 0.5, f"shard-{i % 5}"]
+        leaves += [
+            np.zeros((16,), np.int32),
+            np.ones((16,), np.bool_),
+            i % 3,
+            None if i % 4 == 0 else 0.5,
+            f"shard-{i % 5}",
+        ]
     leaves += [np.zeros((8, 8, 3), np.uint8)]  # features: image
     leaves += _arrays(2, (100,))  # audio
     leaves += [f"id-{j}" for j in range(10)] + ["en", None]  # meta: ids, lang, extra
@@ -169,14 +186,23 @@ class Structure:
 
 def make_structures() -> dict[str, Structure]:
     specs = [
-        ("a", "lstm", "LSTM state (2 leaves)",
-         lambda lv: LSTMState(*lv), _arrays(2)),
+        ("a", "lstm", "LSTM state (2 leaves)", lambda lv: LSTMState(*lv), _arrays(2)),
         ("b", "dnc", "DNC state (9 leaves)", _dnc, _arrays(9)),
-        ("c", "dnc3", "3 x DNC state (27 leaves)",
-         lambda lv: (_dnc(lv[0:9]), _dnc(lv[9:18]), _dnc(lv[18:27])), _arrays(27)),
+        (
+            "c",
+            "dnc3",
+            "3 x DNC state (27 leaves)",
+            lambda lv: (_dnc(lv[0:9]), _dnc(lv[9:18]), _dnc(lv[18:27])),
+            _arrays(27),
+        ),
         ("d", "dict1k", "dict of 1,000 keys", _dict1k, list(range(1000))),
-        ("d2", "dict1k_sorted", "dict of 1,000 keys, inserted sorted",
-         lambda lv: _dict1k(lv, shuffle=False), list(range(1000))),
+        (
+            "d2",
+            "dict1k_sorted",
+            "dict of 1,000 keys, inserted sorted",
+            lambda lv: _dict1k(lv, shuffle=False),
+            list(range(1000)),
+        ),
         ("e", "list10k", "list of 10,000 leaves", list, list(range(10_000))),
         ("f", "chain100", "chain nested 100 deep (101 leaves)", _chain, list(range(101))),
         ("g", "batch", "mixed batch (~200 leaves)", _batch, _batch_leaves()),
@@ -203,8 +229,7 @@ OPS = {
 #: A ratio over its limit by at most this much is reported as a TIE, not a MISS.
 TIE_MARGIN = 0.05
 
-IMPLS = ["dm-tree", "tf.nest", "optree", "optree spec", "nestlib", "nestlib py",
-         "nestlib Spec"]
+IMPLS = ["dm-tree", "tf.nest", "optree", "optree spec", "nestlib", "nestlib py", "nestlib Spec"]
 
 IMPLS += ["nestlib native", "native Spec"]
 
@@ -281,35 +306,54 @@ def implementation_namespace(with_tf: bool) -> tuple[dict, list[str]]:
     ns: dict[str, Any] = {"f1": _identity, "f2": _first}
     available = []
     if dm_tree is not None:
-        ns.update(dm_flatten=dm_tree.flatten, dm_unflatten=dm_tree.unflatten_as,
-                  dm_map=dm_tree.map_structure, dm_same=dm_tree.assert_same_structure,
-                  dm_paths=dm_tree.flatten_with_path)
+        ns.update(
+            dm_flatten=dm_tree.flatten,
+            dm_unflatten=dm_tree.unflatten_as,
+            dm_map=dm_tree.map_structure,
+            dm_same=dm_tree.assert_same_structure,
+            dm_paths=dm_tree.flatten_with_path,
+        )
         available.append("dm-tree")
     if with_tf:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import tensorflow as tf
+
         try:
             from tensorflow.python.util import nest as tf_private_nest
+
             tf_paths = tf_private_nest.flatten_with_tuple_paths
         except (ImportError, AttributeError):  # pragma: no cover - TF internals moved
             tf_paths = None
-        ns.update(tf_flatten=tf.nest.flatten, tf_pack=tf.nest.pack_sequence_as,
-                  tf_map=tf.nest.map_structure, tf_same=tf.nest.assert_same_structure,
-                  tf_paths=tf_paths)
+        ns.update(
+            tf_flatten=tf.nest.flatten,
+            tf_pack=tf.nest.pack_sequence_as,
+            tf_map=tf.nest.map_structure,
+            tf_same=tf.nest.assert_same_structure,
+            tf_paths=tf_paths,
+        )
         available.append("tf.nest")
     if optree is not None:
-        ns.update(ot_leaves=optree.tree_leaves, ot_unflatten=optree.tree_unflatten,
-                  ot_structure=optree.tree_structure, ot_map=optree.tree_map,
-                  ot_paths=optree.tree_flatten_with_path)
+        ns.update(
+            ot_leaves=optree.tree_leaves,
+            ot_unflatten=optree.tree_unflatten,
+            ot_structure=optree.tree_structure,
+            ot_map=optree.tree_map,
+            ot_paths=optree.tree_flatten_with_path,
+        )
         available += ["optree", "optree spec"]
     for prefix, name in (("nl", "dm-tree"), ("py", "python")):
         if name == "dm-tree" and dm_tree is None:
             continue
         api = _backend.api(name)
-        ns.update({f"{prefix}_flatten": api.flatten, f"{prefix}_unflatten": api.unflatten_as,
-                   f"{prefix}_map": api.map_structure,
-                   f"{prefix}_same": api.assert_same_structure,
-                   f"{prefix}_paths": api.flatten_with_path})
+        ns.update(
+            {
+                f"{prefix}_flatten": api.flatten,
+                f"{prefix}_unflatten": api.unflatten_as,
+                f"{prefix}_map": api.map_structure,
+                f"{prefix}_same": api.assert_same_structure,
+                f"{prefix}_paths": api.flatten_with_path,
+            }
+        )
         available.append("nestlib" if prefix == "nl" else "nestlib py")
     ns["spec_of"] = _backend.api("python").spec_of
     available.append("nestlib Spec")
@@ -319,9 +363,14 @@ def implementation_namespace(with_tf: bool) -> tuple[dict, list[str]]:
         except ImportError:  # the extension is not built here
             na = None
         if na is not None:
-            ns.update(na_flatten=na.flatten, na_unflatten=na.unflatten_as,
-                      na_map=na.map_structure, na_same=na.assert_same_structure,
-                      na_paths=na.flatten_with_path, na_spec_of=na.spec_of)
+            ns.update(
+                na_flatten=na.flatten,
+                na_unflatten=na.unflatten_as,
+                na_map=na.map_structure,
+                na_same=na.assert_same_structure,
+                na_paths=na.flatten_with_path,
+                na_spec_of=na.spec_of,
+            )
             available += ["nestlib native", "native Spec"]
     return ns, [i for i in IMPLS if i in available]
 
@@ -338,6 +387,7 @@ def cell_namespace(base: dict, st: Structure) -> dict:
 # --------------------------------------------------------------------------
 # Result checks: every implementation must do the same work
 # --------------------------------------------------------------------------
+
 
 def _ids(xs) -> list[int]:
     return [id(x) for x in xs]
@@ -371,6 +421,7 @@ def check_result(op: str, impl: str, result: Any, st: Structure) -> str | None:
 # Timing
 # --------------------------------------------------------------------------
 
+
 class Cell:
     """Interleaved timings of every implementation on one (op, structure)."""
 
@@ -388,7 +439,7 @@ class Cell:
             if stmt is None or (impl == "tf.nest" and op == "paths" and ns["tf_paths"] is None):
                 continue
             try:
-                result = eval(stmt, ns)  # noqa: S307 - our own statements; warms caches
+                result = eval(stmt, ns)
             except Exception as e:  # an implementation that cannot do it: say so
                 self.errors.append(f"{impl} failed {op} on {st.name}: {type(e).__name__}: {e}")
                 continue
@@ -453,8 +504,14 @@ class Cell:
             r = self.ratio(impl, ref)
             if r is not None:
                 ok = r < limit if strict else r <= limit
-                out.append((label, r, limit, True if ok else
-                            None if r <= limit * (1 + TIE_MARGIN) else False))
+                out.append(
+                    (
+                        label,
+                        r,
+                        limit,
+                        True if ok else None if r <= limit * (1 + TIE_MARGIN) else False,
+                    )
+                )
 
         if op == "flatten":
             add("nestlib", "nestlib", "dm-tree", 1.10)
@@ -471,8 +528,9 @@ class Cell:
         return any(passed is not True for *_, passed in self.checks())
 
 
-def measure(cells: list[Cell], samples: int, target_s: float, recheck: int,
-            log: Callable[[str], None]) -> None:
+def measure(
+    cells: list[Cell], samples: int, target_s: float, recheck: int, log: Callable[[str], None]
+) -> None:
     for i, cell in enumerate(cells):
         log(f"[{i + 1}/{len(cells)}] {cell.op} on {cell.st.name}")
         cell.calibrate(target_s)
@@ -513,6 +571,7 @@ def import_times(runs: int) -> list[tuple[str, float, float]]:
     # compiles it; a checkout under PYTHONDONTWRITEBYTECODE=1 would otherwise
     # compile nestlib's sources on every import, while the peers' are compiled).
     import compileall
+
     compileall.compile_dir(os.path.join(_ROOT, "nestlib"), quiet=1)
     cpu: dict[str, list[float]] = {label: [] for label, _, _ in IMPORTS}
     wall: dict[str, list[float]] = {label: [] for label, _, _ in IMPORTS}
@@ -520,20 +579,28 @@ def import_times(runs: int) -> list[tuple[str, float, float]]:
         for label, code, extra in IMPORTS:
             r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-c", code], env=dict(base_env, **extra),
-                                  cwd=_ROOT, capture_output=True)
+            proc = subprocess.run(
+                [sys.executable, "-c", code],
+                env=dict(base_env, **extra),
+                cwd=_ROOT,
+                capture_output=True,
+            )
             t1 = time.perf_counter()
             r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             if proc.returncode == 0:
                 wall[label].append((t1 - t0) * 1e3)
                 cpu[label].append((r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) * 1e3)
-    return [(label, statistics.median(cpu[label]), statistics.median(wall[label]))
-            for label in cpu if cpu[label]]
+    return [
+        (label, statistics.median(cpu[label]), statistics.median(wall[label]))
+        for label in cpu
+        if cpu[label]
+    ]
 
 
 # --------------------------------------------------------------------------
 # Output
 # --------------------------------------------------------------------------
+
 
 def _fmt_us(x: float) -> str:
     if x >= 1000:
@@ -571,15 +638,21 @@ def _fmt_check(cell: Cell) -> str:
 
 def render_table(rows: list[list[str]], markdown: bool) -> str:
     if markdown:
-        lines = ["| " + " | ".join(rows[0]) + " |",
-                 "|" + "|".join("---" if i == 0 else "---:" for i in range(len(rows[0]))) + "|"]
+        lines = [
+            "| " + " | ".join(rows[0]) + " |",
+            "|" + "|".join("---" if i == 0 else "---:" for i in range(len(rows[0]))) + "|",
+        ]
         lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
         return "\n".join(lines)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []
     for j, r in enumerate(rows):
-        out.append("  ".join(c.ljust(w) if i in (0, len(r) - 1) else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+        out.append(
+            "  ".join(
+                c.ljust(w) if i in (0, len(r) - 1) else c.rjust(w)
+                for i, (c, w) in enumerate(zip(r, widths))
+            ).rstrip()
+        )
         if j == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
@@ -591,8 +664,9 @@ def report(cells: list[Cell], impls: list[str], ops: list[str], markdown: bool) 
         op_cells = [c for c in cells if c.op == op]
         cols = [i for i in impls if any(i in c.timers for c in op_cells)]
         header = ["structure"] + cols + ["check"]
-        rows = [header] + [[c.st.name] + [_fmt_cell(c, i) for i in cols] + [_fmt_check(c)]
-                           for c in op_cells]
+        rows = [header] + [
+            [c.st.name] + [_fmt_cell(c, i) for i in cols] + [_fmt_check(c)] for c in op_cells
+        ]
         title = f"{op}: {OPS[op]} (µs per call; ratio vs dm-tree, Spec vs optree spec)"
         out.append(f"### {title}" if markdown else title)
         out.append("")
@@ -605,8 +679,10 @@ def summary(cells: list[Cell]) -> str:
     results = [(c, label, r, limit, ok) for c in cells for label, r, limit, ok in c.checks()]
     n_pass = sum(1 for *_, ok in results if ok is True)
     n_tie = sum(1 for *_, ok in results if ok is None)
-    lines = [f"targets: {n_pass} PASS, {n_tie} TIE (over by <= {TIE_MARGIN:.0%}), "
-             f"{len(results) - n_pass - n_tie} MISS, of {len(results)}"]
+    lines = [
+        f"targets: {n_pass} PASS, {n_tie} TIE (over by <= {TIE_MARGIN:.0%}), "
+        f"{len(results) - n_pass - n_tie} MISS, of {len(results)}"
+    ]
     for c, label, r, limit, ok in results:
         if ok is not True:
             word = "TIE " if ok is None else "MISS"
@@ -620,13 +696,14 @@ def environment() -> str:
         if mod is not None:
             try:
                 from importlib.metadata import version
+
                 parts.append(f"{name} {version('dm-tree' if name == 'dm-tree' else 'optree')}")
             except Exception:  # pragma: no cover
                 parts.append(name)
     if "tensorflow" in sys.modules:
         parts.append(f"tensorflow {sys.modules['tensorflow'].__version__}")
     try:
-        parts.append("load avg %.2f %.2f %.2f" % os.getloadavg())
+        parts.append("load avg {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     except OSError:  # pragma: no cover
         pass
     return ", ".join(parts)
@@ -636,12 +713,15 @@ def environment() -> str:
 # Profiling one nestlib call
 # --------------------------------------------------------------------------
 
+
 def parse_profile(target: str, structures: dict[str, Structure]) -> tuple[str, str, str]:
     """``OP:STRUCTURE[:IMPL]`` -> (op, structure key, implementation)."""
     parts = target.split(":")
     if len(parts) not in (2, 3) or parts[0] not in STMTS or parts[1] not in structures:
-        raise SystemExit(f"--profile wants OP:STRUCTURE[:IMPL] with OP in {sorted(STMTS)} "
-                         f"and STRUCTURE in {sorted(structures)}; got {target!r}")
+        raise SystemExit(
+            f"--profile wants OP:STRUCTURE[:IMPL] with OP in {sorted(STMTS)} "
+            f"and STRUCTURE in {sorted(structures)}; got {target!r}"
+        )
     op, key = parts[0], parts[1]
     impl = parts[2] if len(parts) == 3 else "nestlib"
     if impl not in STMTS[op]:
@@ -649,8 +729,7 @@ def parse_profile(target: str, structures: dict[str, Structure]) -> tuple[str, s
     return op, key, impl
 
 
-def profile(op: str, key: str, impl: str, structures: dict[str, Structure],
-            base_ns: dict) -> None:
+def profile(op: str, key: str, impl: str, structures: dict[str, Structure], base_ns: dict) -> None:
     """Prints cProfile's statistics for about half a second of one call."""
     import cProfile
     import pstats
@@ -671,6 +750,7 @@ def profile(op: str, key: str, impl: str, structures: dict[str, Structure],
 # Main
 # --------------------------------------------------------------------------
 
+
 def _pick(arg: str | None, choices: list[str], aliases: dict[str, str], what: str) -> list[str]:
     if not arg:
         return list(choices)
@@ -679,8 +759,10 @@ def _pick(arg: str | None, choices: list[str], aliases: dict[str, str], what: st
         item = item.strip()
         name = aliases.get(item, item)
         if name not in choices:
-            raise SystemExit(f"unknown {what} {item!r}; choose from {', '.join(choices)}"
-                             + (f" (or {', '.join(sorted(aliases))})" if aliases else ""))
+            raise SystemExit(
+                f"unknown {what} {item!r}; choose from {', '.join(choices)}"
+                + (f" (or {', '.join(sorted(aliases))})" if aliases else "")
+            )
         if name not in out:
             out.append(name)
     return out
@@ -688,30 +770,51 @@ def _pick(arg: str | None, choices: list[str], aliases: dict[str, str], what: st
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="few, short samples (a smoke run; numbers are rough)")
+    parser.add_argument(
+        "--quick", action="store_true", help="few, short samples (a smoke run; numbers are rough)"
+    )
     parser.add_argument("--no-tf", action="store_true", help="do not import TensorFlow")
     parser.add_argument("--ops", help=f"comma-separated subset of {','.join(OPS)}")
-    parser.add_argument("--structures",
-                        help="comma-separated subset of lstm,dnc,dnc3,dict1k,dict1k_sorted,"
-                             "list10k,chain100,batch (or their letters a-g, d2)")
+    parser.add_argument(
+        "--structures",
+        help="comma-separated subset of lstm,dnc,dnc3,dict1k,dict1k_sorted,"
+        "list10k,chain100,batch (or their letters a-g, d2)",
+    )
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
     parser.add_argument("--samples", type=int, help="samples per cell (default 31; quick 3)")
-    parser.add_argument("--sample-ms", type=float,
-                        help="length of one sample of one implementation (default 1 ms; "
-                             "quick 0.3 ms); short samples dodge the scheduler's time slices")
-    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
-                        help="cpu: this thread's CPU time (default; immune to preemption by "
-                             "other processes); wall: perf_counter")
-    parser.add_argument("--stat", choices=("median", "p25", "min"), default="median",
-                        help="statistic over samples (default median)")
-    parser.add_argument("--recheck", type=int,
-                        help="re-measure cells that miss a target this many times, pooling "
-                             "samples (default 1; quick 0)")
-    parser.add_argument("--no-import-times", action="store_true",
-                        help="skip the import-time subprocesses")
-    parser.add_argument("--profile", metavar="OP:STRUCTURE[:IMPL]",
-                        help="cProfile one implementation's call (default nestlib) and exit")
+    parser.add_argument(
+        "--sample-ms",
+        type=float,
+        help="length of one sample of one implementation (default 1 ms; "
+        "quick 0.3 ms); short samples dodge the scheduler's time slices",
+    )
+    parser.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="cpu: this thread's CPU time (default; immune to preemption by "
+        "other processes); wall: perf_counter",
+    )
+    parser.add_argument(
+        "--stat",
+        choices=("median", "p25", "min"),
+        default="median",
+        help="statistic over samples (default median)",
+    )
+    parser.add_argument(
+        "--recheck",
+        type=int,
+        help="re-measure cells that miss a target this many times, pooling "
+        "samples (default 1; quick 0)",
+    )
+    parser.add_argument(
+        "--no-import-times", action="store_true", help="skip the import-time subprocesses"
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="OP:STRUCTURE[:IMPL]",
+        help="cProfile one implementation's call (default nestlib) and exit",
+    )
     args = parser.parse_args(argv)
 
     structures = make_structures()
@@ -743,9 +846,11 @@ def main(argv: list[str] | None = None) -> int:
     measure(cells, samples, target_s, recheck, log)
     elapsed = time.perf_counter() - t0
 
-    print(f"nestlib benchmark: {samples} interleaved samples of >= {target_s * 1e3:g} ms per "
-          f"implementation and cell; {args.stat} {args.clock} µs per call "
-          f"({elapsed:.0f} s wall)")
+    print(
+        f"nestlib benchmark: {samples} interleaved samples of >= {target_s * 1e3:g} ms per "
+        f"implementation and cell; {args.stat} {args.clock} µs per call "
+        f"({elapsed:.0f} s wall)"
+    )
     print(f"before: {env_before}")
     print(f"after:  {environment()}")
     print()

@@ -50,11 +50,11 @@ import platform
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -65,9 +65,13 @@ DEFAULT_T = (20, 100, 500)
 class _Contender:
     """One implementation: builds fresh modules and a forward function."""
 
-    def __init__(self, name: str, peer: bool, deep: bool,
-                 make: Callable[[tf.Tensor], Tuple[Callable[[], tf.Tensor],
-                                                   Callable[[], list]]]):
+    def __init__(
+        self,
+        name: str,
+        peer: bool,
+        deep: bool,
+        make: Callable[[tf.Tensor], tuple[Callable[[], tf.Tensor], Callable[[], list]]],
+    ):
         self.name, self.peer, self.deep, self._make = name, peer, deep, make
 
     def make(self, x_time_major: tf.Tensor):
@@ -77,10 +81,11 @@ class _Contender:
 
 def _clear_our_caches() -> None:
     from rnn import fused_lstm  # pylint: disable=import-outside-toplevel
+
     fused_lstm._PROGRAMS.clear()  # pylint: disable=protected-access
 
 
-def _contenders(layers_list: Sequence[int]) -> List[_Contender]:
+def _contenders(layers_list: Sequence[int]) -> list[_Contender]:
     import keras  # pylint: disable=import-outside-toplevel
     import sonnet as snt  # pylint: disable=import-outside-toplevel
 
@@ -96,7 +101,9 @@ def _contenders(layers_list: Sequence[int]) -> List[_Contender]:
 
             def forward():
                 return rnn.dynamic_unroll(core, x, core.initial_state(BATCH))[0]
+
             return forward, core.trainable_variables
+
         return make
 
     @contextlib.contextmanager
@@ -115,7 +122,9 @@ def _contenders(layers_list: Sequence[int]) -> List[_Contender]:
             def forward_tf_ops():  # the setting is read when tracing and on eager calls
                 with kernels_off():
                     return forward()
+
             return forward_tf_ops, variables
+
         return wrapped
 
     def fused(x):
@@ -126,6 +135,7 @@ def _contenders(layers_list: Sequence[int]) -> List[_Contender]:
 
         def forward():
             return lstm_sequence(x, zeros, zeros, k, rk, b)[0]
+
         return forward, [k, rk, b]
 
     def snt_dynamic(layers):
@@ -136,7 +146,9 @@ def _contenders(layers_list: Sequence[int]) -> List[_Contender]:
 
             def forward():
                 return snt.dynamic_unroll(core, x, core.initial_state(BATCH))[0]
+
             return forward, core.trainable_variables
+
         return make
 
     def snt_unrolled(layers):
@@ -148,9 +160,11 @@ def _contenders(layers_list: Sequence[int]) -> List[_Contender]:
                 for c in cores:
                     h = c(h, c.initial_state(BATCH))[0]
                 return h
+
             forward(x[:1])
             variables = [v for c in cores for v in c.trainable_variables]
             return forward, variables
+
         return make
 
     def keras_lstm(layers):
@@ -158,12 +172,14 @@ def _contenders(layers_list: Sequence[int]) -> List[_Contender]:
             x_bm = tf.transpose(x, [1, 0, 2])
             model = keras.Sequential(
                 [keras.Input((None, INPUT))]
-                + [keras.layers.LSTM(HIDDEN, return_sequences=True)
-                   for _ in range(layers)])
+                + [keras.layers.LSTM(HIDDEN, return_sequences=True) for _ in range(layers)]
+            )
 
             def forward():
                 return model(x_bm)
+
             return forward, model.trainable_variables
+
         return make
 
     out = []
@@ -171,18 +187,26 @@ def _contenders(layers_list: Sequence[int]) -> List[_Contender]:
         deep = layers > 1
         tag = f"{layers}x " if deep else ""
         out += [
-            _Contender(f"{tag}rnn.dynamic_unroll(rnn.{'DeepRNN' if deep else 'LSTM'})",
-                      False, deep, ours(layers)),
+            _Contender(
+                f"{tag}rnn.dynamic_unroll(rnn.{'DeepRNN' if deep else 'LSTM'})",
+                False,
+                deep,
+                ours(layers),
+            ),
         ]
         if not deep:
-            out.append(_Contender("rnn.fused_lstm.lstm_sequence", False, deep,
-                                 fused))
+            out.append(_Contender("rnn.fused_lstm.lstm_sequence", False, deep, fused))
             if fused_lstm.native_kernels_available():
-                out.append(_Contender("rnn.LSTM without kernels", False, deep,
-                                     without_kernels(ours(1))))
+                out.append(
+                    _Contender("rnn.LSTM without kernels", False, deep, without_kernels(ours(1)))
+                )
         out += [
-            _Contender(f"{tag}snt.dynamic_unroll(snt.{'DeepRNN' if deep else 'LSTM'})",
-                      True, deep, snt_dynamic(layers)),
+            _Contender(
+                f"{tag}snt.dynamic_unroll(snt.{'DeepRNN' if deep else 'LSTM'})",
+                True,
+                deep,
+                snt_dynamic(layers),
+            ),
             _Contender(f"{tag}snt.UnrolledLSTM", True, deep, snt_unrolled(layers)),
             _Contender(f"{tag}keras.layers.LSTM", True, deep, keras_lstm(layers)),
         ]
@@ -210,8 +234,7 @@ def _fns(contender: _Contender, x: tf.Tensor, graph: bool):
         # autograph=False: every contender builds its loop explicitly (Sonnet's
         # dynamic_unroll applies autograph to itself), and converting these
         # little closures only adds noise to the first-call times.
-        return (tf.function(fwd, autograph=False),
-                tf.function(fwd_bwd, autograph=False))
+        return (tf.function(fwd, autograph=False), tf.function(fwd_bwd, autograph=False))
     return fwd, fwd_bwd
 
 
@@ -222,7 +245,7 @@ def _inputs(t: int) -> tf.Tensor:
 
 def _rotated(items: list, r: int) -> list:
     """``items`` rotated by ``r``: the order of round ``r`` of samples."""
-    return items[r % len(items):] + items[:r % len(items)]
+    return items[r % len(items) :] + items[: r % len(items)]
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -231,9 +254,14 @@ def _timed(fn: Callable[[], object]) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
-def _run_mode(contenders: List[_Contender], x: tf.Tensor, graph: bool,
-             reps: int, first_reps: int, clear_ours: bool = False
-             ) -> Dict[str, Dict[str, list]]:
+def _run_mode(
+    contenders: list[_Contender],
+    x: tf.Tensor,
+    graph: bool,
+    reps: int,
+    first_reps: int,
+    clear_ours: bool = False,
+) -> dict[str, dict[str, list]]:
     """Times every contender's fwd and fwd+bwd, interleaved; returns a dict.
 
     In graph mode the first call of a fresh ``tf.function`` is timed too,
@@ -241,8 +269,7 @@ def _run_mode(contenders: List[_Contender], x: tf.Tensor, graph: bool,
     traced-once programs cleared first when ``clear_ours``), interleaved
     across contenders.
     """
-    results: Dict[str, Dict[str, list]] = {
-        c.name: {"fwd": [], "fwd+bwd": []} for c in contenders}
+    results: dict[str, dict[str, list]] = {c.name: {"fwd": [], "fwd+bwd": []} for c in contenders}
     fns = {}
     if graph:
         for c in contenders:
@@ -259,7 +286,7 @@ def _run_mode(contenders: List[_Contender], x: tf.Tensor, graph: bool,
                 fns[c.name] = (fwd, fb)
     else:
         fns = {c.name: _fns(c, x, graph) for c in contenders}
-    for fwd, fb in fns.values():   # warm-up calls
+    for fwd, fb in fns.values():  # warm-up calls
         _materialise(fwd())
         _materialise(fb())
     names = list(fns)
@@ -280,10 +307,11 @@ def _warm_up() -> None:
     def step(x):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            y = tf.while_loop(lambda i, y: i < 3,
-                              lambda i, y: (i + 1, tf.tanh(tf.matmul(y, y))),
-                              (0, x[:, :, :2]))[1]
+            y = tf.while_loop(
+                lambda i, y: i < 3, lambda i, y: (i + 1, tf.tanh(tf.matmul(y, y))), (0, x[:, :, :2])
+            )[1]
         return tape.gradient(tf.reduce_sum(y), x)
+
     _materialise(step(x))
 
 
@@ -301,10 +329,12 @@ def _cold_child(spec: str) -> int:
     return 0
 
 
-def _cold_first_calls(contenders: List[_Contender], t: int, reps: int
-                      ) -> Dict[str, Dict[str, list]]:
+def _cold_first_calls(
+    contenders: list[_Contender], t: int, reps: int
+) -> dict[str, dict[str, list]]:
     """First graph calls, each in a new process; interleaved like the rest."""
     import subprocess  # pylint: disable=import-outside-toplevel
+
     single = [c for c in contenders if not c.deep]
     results = {c.name: {"fwd": [], "fwd+bwd": []} for c in single}
     for r in range(reps):
@@ -312,22 +342,33 @@ def _cold_first_calls(contenders: List[_Contender], t: int, reps: int
         for c in order:
             for which in ("fwd", "fwd+bwd"):
                 proc = subprocess.run(
-                    [sys.executable, os.path.abspath(__file__), _COLD_CHILD,
-                     f"{c.name},{which},{t}"],
-                    capture_output=True, text=True, check=False)
+                    [
+                        sys.executable,
+                        os.path.abspath(__file__),
+                        _COLD_CHILD,
+                        f"{c.name},{which},{t}",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
                 if proc.returncode != 0:
-                    raise RuntimeError(f"cold first call of {c.name} failed:\n"
-                                       f"{proc.stderr[-3000:]}")
-                results[c.name][which].append(
-                    float(proc.stdout.strip().splitlines()[-1]))
+                    raise RuntimeError(
+                        f"cold first call of {c.name} failed:\n{proc.stderr[-3000:]}"
+                    )
+                results[c.name][which].append(float(proc.stdout.strip().splitlines()[-1]))
     return results
 
 
-def _ratio_table(rows: List[Tuple[str, str, str]], contenders: List[_Contender],
-                 results: Dict[str, Dict[str, object]], keys: Sequence[str],
-                 label: str, t: int) -> None:
-    groups = [[c for c in contenders if not c.deep],
-              [c for c in contenders if c.deep]]
+def _ratio_table(
+    rows: list[tuple[str, str, str]],
+    contenders: list[_Contender],
+    results: dict[str, dict[str, object]],
+    keys: Sequence[str],
+    label: str,
+    t: int,
+) -> None:
+    groups = [[c for c in contenders if not c.deep], [c for c in contenders if c.deep]]
     for group in groups:
         if not group:
             continue
@@ -348,7 +389,7 @@ def _value(v) -> float:
     return statistics.median(v) if isinstance(v, list) else float(v)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Runs the benchmark with command-line ``argv``; prints the table.
 
     >>> main(["--T", "3", "--reps", "1", "--modes", "eager",
@@ -357,39 +398,67 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     0
     """
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--T", default=None,
-                   help="comma-separated sequence lengths (default 20,100,500)")
-    p.add_argument("--reps", type=int, default=None,
-                   help="samples per contender and mode (default: 21/15/5 for "
-                        "T <= 20 / <= 100 / larger; eager uses half)")
-    p.add_argument("--modes", default="graph,eager",
-                   help="comma-separated subset of graph,eager")
-    p.add_argument("--eager-max-T", type=int, default=100,
-                   help="skip eager timing above this T (default 100: the "
-                        "step-by-step peers take seconds per eager call)")
-    p.add_argument("--no-deep", action="store_true",
-                   help="skip the 3-layer stacks")
-    p.add_argument("--deep-max-T", type=int, default=100,
-                   help="skip the 3-layer stacks above this T (default 100)")
-    p.add_argument("--only", default=None,
-                   help="only contenders whose name contains one of these "
-                        "comma-separated strings")
-    p.add_argument("--quick", action="store_true",
-                   help="T=20,100, 3 samples, no 3-layer stacks")
-    p.add_argument("--first-reps", type=int, default=5,
-                   help="fresh first calls timed per contender (median; "
-                        "default 5, 1 with --quick)")
-    p.add_argument("--first-reps-max-T", type=int, default=100,
-                   help="above this T time the first call once (default 100)")
-    p.add_argument("--clear-our-caches", action="store_true",
-                   help="in-process first calls: clear our traced programs "
-                        "before each (the peers keep their caches)")
-    p.add_argument("--cold-T", default="20",
-                   help="comma-separated T at which to time the first call in "
-                        "a new process (default 20; empty to skip)")
-    p.add_argument("--cold-reps", type=int, default=3,
-                   help="new processes per contender and column (default 3, "
-                        "1 with --quick)")
+    p.add_argument(
+        "--T", default=None, help="comma-separated sequence lengths (default 20,100,500)"
+    )
+    p.add_argument(
+        "--reps",
+        type=int,
+        default=None,
+        help="samples per contender and mode (default: 21/15/5 for "
+        "T <= 20 / <= 100 / larger; eager uses half)",
+    )
+    p.add_argument("--modes", default="graph,eager", help="comma-separated subset of graph,eager")
+    p.add_argument(
+        "--eager-max-T",
+        type=int,
+        default=100,
+        help="skip eager timing above this T (default 100: the "
+        "step-by-step peers take seconds per eager call)",
+    )
+    p.add_argument("--no-deep", action="store_true", help="skip the 3-layer stacks")
+    p.add_argument(
+        "--deep-max-T",
+        type=int,
+        default=100,
+        help="skip the 3-layer stacks above this T (default 100)",
+    )
+    p.add_argument(
+        "--only",
+        default=None,
+        help="only contenders whose name contains one of these comma-separated strings",
+    )
+    p.add_argument("--quick", action="store_true", help="T=20,100, 3 samples, no 3-layer stacks")
+    p.add_argument(
+        "--first-reps",
+        type=int,
+        default=5,
+        help="fresh first calls timed per contender (median; default 5, 1 with --quick)",
+    )
+    p.add_argument(
+        "--first-reps-max-T",
+        type=int,
+        default=100,
+        help="above this T time the first call once (default 100)",
+    )
+    p.add_argument(
+        "--clear-our-caches",
+        action="store_true",
+        help="in-process first calls: clear our traced programs "
+        "before each (the peers keep their caches)",
+    )
+    p.add_argument(
+        "--cold-T",
+        default="20",
+        help="comma-separated T at which to time the first call in "
+        "a new process (default 20; empty to skip)",
+    )
+    p.add_argument(
+        "--cold-reps",
+        type=int,
+        default=3,
+        help="new processes per contender and column (default 3, 1 with --quick)",
+    )
     p.add_argument("--json", default=None, help="also write results here")
     p.add_argument(_COLD_CHILD, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -411,24 +480,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     import keras  # pylint: disable=import-outside-toplevel
     import sonnet as snt  # pylint: disable=import-outside-toplevel
-    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__} "
-          f"({keras.backend.backend()}), Sonnet {snt.__version__}, "
-          f"Python {platform.python_version()}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.2f}")
-    print(f"B={BATCH} I={INPUT} H={HIDDEN} float32; median ms of interleaved "
-          f"samples; x best = ratio to the best Sonnet/Keras row in that "
-          f"column (< 1 is faster)")
+
+    print(
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__} "
+        f"({keras.backend.backend()}), Sonnet {snt.__version__}, "
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"B={BATCH} I={INPUT} H={HIDDEN} float32; median ms of interleaved "
+        f"samples; x best = ratio to the best Sonnet/Keras row in that "
+        f"column (< 1 is faster)"
+    )
     started = time.perf_counter()
     _warm_up()
-    rows: List[Tuple[str, ...]] = []
+    rows: list[tuple[str, ...]] = []
     dump = {}
     for t in ts:
         layers = [1] if (args.no_deep or t > args.deep_max_T) else [1, 3]
         contenders = _contenders(layers)
         if args.only:
             wanted = [w.strip() for w in args.only.split(",")]
-            contenders = [c for c in contenders
-                          if any(w in c.name for w in wanted)]
+            contenders = [c for c in contenders if any(w in c.name for w in wanted)]
         x = _inputs(t)
         if args.reps:
             reps = args.reps
@@ -439,51 +512,72 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for mode in modes:
             graph = mode == "graph"
             if not graph and t > args.eager_max_T:
-                print(f"T={t}: eager skipped (--eager-max-T {args.eager_max_T})",
-                      flush=True)
+                print(f"T={t}: eager skipped (--eager-max-T {args.eager_max_T})", flush=True)
                 continue
             mode_reps = reps if graph else max(2, reps // 2)
             t0 = time.perf_counter()
-            res = _run_mode(contenders, x, graph, mode_reps,
-                           first_reps if t <= args.first_reps_max_T else 1,
-                           args.clear_our_caches)
-            print(f"T={t} {mode}: {mode_reps} samples in "
-                  f"{time.perf_counter() - t0:.0f} s", flush=True)
+            res = _run_mode(
+                contenders,
+                x,
+                graph,
+                mode_reps,
+                first_reps if t <= args.first_reps_max_T else 1,
+                args.clear_our_caches,
+            )
+            print(
+                f"T={t} {mode}: {mode_reps} samples in {time.perf_counter() - t0:.0f} s", flush=True
+            )
             dump[f"T={t} {mode}"] = res
             _ratio_table(rows, contenders, res, ["fwd", "fwd+bwd"], mode, t)
             if graph:
-                _ratio_table(rows, contenders, res,
-                             ["first fwd", "first fwd+bwd"], "first call", t)
+                _ratio_table(rows, contenders, res, ["first fwd", "first fwd+bwd"], "first call", t)
         if t in cold_ts and args.cold_reps > 0 and "graph" in modes:
             t0 = time.perf_counter()
             res = _cold_first_calls(contenders, t, args.cold_reps)
-            print(f"T={t} first call in a new process: {args.cold_reps} "
-                  f"samples in {time.perf_counter() - t0:.0f} s", flush=True)
+            print(
+                f"T={t} first call in a new process: {args.cold_reps} "
+                f"samples in {time.perf_counter() - t0:.0f} s",
+                flush=True,
+            )
             dump[f"T={t} first call, new process"] = res
-            _ratio_table(rows, [c for c in contenders if not c.deep], res,
-                         ["fwd", "fwd+bwd"], "first call, new process", t)
-    header = ("T", "mode", "contender", "fwd ms", "x best", "fwd+bwd ms",
-              "x best")
-    widths = [max(len(str(r[i])) for r in rows + [header])
-              for i in range(len(header))]
+            _ratio_table(
+                rows,
+                [c for c in contenders if not c.deep],
+                res,
+                ["fwd", "fwd+bwd"],
+                "first call, new process",
+                t,
+            )
+    header = ("T", "mode", "contender", "fwd ms", "x best", "fwd+bwd ms", "x best")
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     print()
     print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows:
-        print("| " + " | ".join(str(v).rjust(w) if i >= 3 else str(v).ljust(w)
-                                for i, (v, w) in enumerate(zip(r, widths)))
-              + " |")
-    caches = ("our traced programs cleared and the peers' caches warm"
-              if args.clear_our_caches else "everybody's caches warm")
-    print(f"\n(first call rows: the first call of a fresh tf.function - "
-          f"tracing, graph optimisation and one run - median over "
-          f"{first_reps} fresh build(s) for T <= {args.first_reps_max_T}, one "
-          f"above, in this process with "
-          f"{caches}"
-          f"; 'new process' rows: median over "
-          f"{args.cold_reps} new Python processes, nothing warm)\ntotal "
-          f"{time.perf_counter() - started:.0f} s, load average now "
-          f"{os.getloadavg()[0]:.2f}")
+        print(
+            "| "
+            + " | ".join(
+                str(v).rjust(w) if i >= 3 else str(v).ljust(w)
+                for i, (v, w) in enumerate(zip(r, widths))
+            )
+            + " |"
+        )
+    caches = (
+        "our traced programs cleared and the peers' caches warm"
+        if args.clear_our_caches
+        else "everybody's caches warm"
+    )
+    print(
+        f"\n(first call rows: the first call of a fresh tf.function - "
+        f"tracing, graph optimisation and one run - median over "
+        f"{first_reps} fresh build(s) for T <= {args.first_reps_max_T}, one "
+        f"above, in this process with "
+        f"{caches}"
+        f"; 'new process' rows: median over "
+        f"{args.cold_reps} new Python processes, nothing warm)\ntotal "
+        f"{time.perf_counter() - started:.0f} s, load average now "
+        f"{os.getloadavg()[0]:.2f}"
+    )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(dump, f, indent=1)

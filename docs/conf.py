@@ -22,7 +22,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 project = "nestlib + rnn"
 author = "the nestlib authors"
-copyright = "the nestlib authors, Apache-2.0"  # noqa: A001  (Sphinx's name)
+copyright = "the nestlib authors, Apache-2.0"
 import nestlib  # noqa: E402  (after the sys.path line above)
 
 release = version = nestlib.__version__

@@ -26,7 +26,8 @@ from __future__ import annotations
 import os
 import types
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import _nodes as N
 from . import _registry as R
@@ -38,8 +39,11 @@ ENV_VAR = "NESTLIB_BACKEND"
 
 
 def _python_core() -> dict[str, Callable]:
-    return {"flatten": W.flatten, "is_nested": W.is_nested,
-            "assert_same_structure": W.assert_same_structure}
+    return {
+        "flatten": W.flatten,
+        "is_nested": W.is_nested,
+        "assert_same_structure": W.assert_same_structure,
+    }
 
 
 def _dm_tree_core() -> dict[str, Callable]:
@@ -75,8 +79,7 @@ def _dm_tree_core() -> dict[str, Callable]:
     # it is slower than nestlib's own check anyway.
     # is_nested is a lookup in the kind cache: as fast as dm-tree's, and it
     # knows the registered and TF-protocol nodes.
-    return {"flatten": flatten, "is_nested": W.is_nested,
-            "assert_same_structure": py_same}
+    return {"flatten": flatten, "is_nested": W.is_nested, "assert_same_structure": py_same}
 
 
 def _native_core() -> dict[str, Callable]:
@@ -134,16 +137,28 @@ def _bound_api(ops: types.SimpleNamespace) -> types.SimpleNamespace:
     from . import api as A
 
     g = dict(A.__dict__)
-    for op in ("flatten", "is_nested", "same", "map", "map_path", "unflatten", "paths",
-               "up_to", "paths_up_to", "spec_of", "name"):
+    for op in (
+        "flatten",
+        "is_nested",
+        "same",
+        "map",
+        "map_path",
+        "unflatten",
+        "paths",
+        "up_to",
+        "paths_up_to",
+        "spec_of",
+        "name",
+    ):
         g["_" + op] = getattr(ops, op)
     g["_engine"] = ops
     public: dict[str, Any] = {}
     for name in A.__all__:
         obj = getattr(A, name)
         if isinstance(obj, types.FunctionType) and obj.__module__ == A.__name__:
-            fn = types.FunctionType(obj.__code__, g, obj.__name__, obj.__defaults__,
-                                    obj.__closure__)
+            fn = types.FunctionType(
+                obj.__code__, g, obj.__name__, obj.__defaults__, obj.__closure__
+            )
             fn.__kwdefaults__ = obj.__kwdefaults__
             fn.__doc__ = obj.__doc__
             fn.__annotations__ = obj.__annotations__
@@ -179,21 +194,27 @@ def default_name() -> str:
     requested = os.environ.get(ENV_VAR, "").strip()
     if requested:
         if requested not in BACKENDS:
-            raise ValueError(f"{ENV_VAR}={requested!r} is not a nestlib backend; "
-                             f"expected one of {', '.join(BACKENDS)}")
+            raise ValueError(
+                f"{ENV_VAR}={requested!r} is not a nestlib backend; "
+                f"expected one of {', '.join(BACKENDS)}"
+            )
         if requested == "native":
             try:
                 _native_core()
             except ImportError as e:
-                raise ImportError(f"{ENV_VAR}=native but nestlib's compiled core cannot be "
-                                  f"imported ({e}); reinstall nestlib where a C compiler is "
-                                  f"available or use {ENV_VAR}=dm-tree|python") from e
+                raise ImportError(
+                    f"{ENV_VAR}=native but nestlib's compiled core cannot be "
+                    f"imported ({e}); reinstall nestlib where a C compiler is "
+                    f"available or use {ENV_VAR}=dm-tree|python"
+                ) from e
         if requested == "dm-tree":
             try:
-                import tree._tree  # noqa: F401
+                import tree._tree
             except ImportError as e:
-                raise ImportError(f"{ENV_VAR}=dm-tree but dm-tree cannot be imported "
-                                  f"({e}); install dm-tree or use {ENV_VAR}=python") from e
+                raise ImportError(
+                    f"{ENV_VAR}=dm-tree but dm-tree cannot be imported "
+                    f"({e}); install dm-tree or use {ENV_VAR}=python"
+                ) from e
         return requested
     try:
         _native_core()
@@ -202,9 +223,13 @@ def default_name() -> str:
         problem = f"{type(e).__name__}: {e}"
     try:
         import tree._tree  # noqa: F401
+
         fallback = "dm-tree"
     except ImportError:
         fallback = "python"
-    warnings.warn(f"nestlib's compiled core is not available ({problem}); using the "
-                  f"{fallback} backend", RuntimeWarning, stacklevel=3)
+    warnings.warn(
+        f"nestlib's compiled core is not available ({problem}); using the {fallback} backend",
+        RuntimeWarning,
+        stacklevel=3,
+    )
     return fallback

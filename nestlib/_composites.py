@@ -16,7 +16,8 @@ from . import _walk as W
 
 
 def _tf():
-    import tensorflow as tf  # noqa: PLC0415 - deliberately lazy
+    import tensorflow as tf
+
     return tf
 
 
@@ -73,8 +74,11 @@ def pack(structure: Any, flat_sequence: Any) -> Any:
     flat = W.check_flat_sequence(flat_sequence)
     expected = len(flatten(structure))
     if expected != len(flat):
-        raise ValueError(E.LEAF_COUNT.format(what="pack_sequence_as", expected=expected,
-                                             found=len(flat), detail=""))
+        raise ValueError(
+            E.LEAF_COUNT.format(
+                what="pack_sequence_as", expected=expected, found=len(flat), detail=""
+            )
+        )
     return _pack(structure, iter(flat).__next__)
 
 
@@ -88,12 +92,18 @@ def compare(x: Any, kx: int, y: Any, ky: int, check_types: bool, steps) -> None:
         cls = TypeError if check_types else ValueError
         raise cls(E.differ(steps, E.describe(x, kx), E.describe(y, ky)))
     try:
-        _tf().nest.assert_same_structure(x, y, check_types=check_types,
-                                         expand_composites=True)
+        _tf().nest.assert_same_structure(x, y, check_types=check_types, expand_composites=True)
     except (ValueError, TypeError) as e:
-        raise type(e)(E.bounded(E.differ(
-            steps, f"{type(x).__name__} {E.short_repr(x)}",
-            f"{type(y).__name__} {E.short_repr(y)}") + f" ({e})")) from None
+        raise type(e)(
+            E.bounded(
+                E.differ(
+                    steps,
+                    f"{type(x).__name__} {E.short_repr(x)}",
+                    f"{type(y).__name__} {E.short_repr(y)}",
+                )
+                + f" ({e})"
+            )
+        ) from None
 
 
 def map_structure(func, *structures, check_types: bool = True) -> Any:

@@ -7,23 +7,27 @@ expected there and what was found, and stays short whatever the input size.
 from __future__ import annotations
 
 import reprlib
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from . import _nodes as N
 
-MAX_REPR = 60        # characters of any one value shown in a message
-MAX_KEYS = 8         # mapping keys listed in a message
-MAX_MESSAGE = 1500   # hard cap on a message's length
+MAX_REPR = 60  # characters of any one value shown in a message
+MAX_KEYS = 8  # mapping keys listed in a message
+MAX_MESSAGE = 1500  # hard cap on a message's length
 
 STRUCTURES_DIFFER = "structures differ at {path}: {first} vs {second}"
-NOT_A_SEQUENCE = ("flat_sequence must be a sequence (list or tuple), "
-                  "not {type}: {value}")
-LEAF_COUNT = ("{what}: the structure has {expected} leaves but flat_sequence "
-              "has {found} elements{detail}")
-TOO_DEEP = ("structure is nested more than {limit} levels deep at {path}; "
-            "nestlib supports at most {limit} levels")
-CYCLE = ("structure contains itself at {path} (a reference cycle back to "
-         "{target}); nests must be trees")
+NOT_A_SEQUENCE = "flat_sequence must be a sequence (list or tuple), not {type}: {value}"
+LEAF_COUNT = (
+    "{what}: the structure has {expected} leaves but flat_sequence has {found} elements{detail}"
+)
+TOO_DEEP = (
+    "structure is nested more than {limit} levels deep at {path}; "
+    "nestlib supports at most {limit} levels"
+)
+CYCLE = (
+    "structure contains itself at {path} (a reference cycle back to {target}); nests must be trees"
+)
 
 _repr = reprlib.Repr()
 _repr.maxstring = MAX_REPR
@@ -39,13 +43,16 @@ def short_repr(x: Any) -> str:
     except Exception as e:  # a hostile __repr__
         r = f"<{type(x).__name__} whose repr raised {type(e).__name__}>"
     if len(r) > MAX_REPR:
-        r = r[:MAX_REPR - 3] + "..."
+        r = r[: MAX_REPR - 3] + "..."
     return r
 
 
 def format_key(kind: int, key: Any) -> str:
-    if kind == N.NAMEDTUPLE or kind == N.ATTRS or (
-            kind == N.CUSTOM and isinstance(key, str) and key.isidentifier()):
+    if (
+        kind == N.NAMEDTUPLE
+        or kind == N.ATTRS
+        or (kind == N.CUSTOM and isinstance(key, str) and key.isidentifier())
+    ):
         return f".{key}"
     if kind == N.MAPPING:
         return f"[{short_repr(key)}]"
@@ -102,21 +109,23 @@ def describe(x: Any, kind: int | None = None) -> str:
 
 def bounded(message: str) -> str:
     if len(message) > MAX_MESSAGE:
-        return message[:MAX_MESSAGE - 20] + " ... (truncated)"
+        return message[: MAX_MESSAGE - 20] + " ... (truncated)"
     return message
 
 
 def differ(steps, first: str, second: str, detail: str = "") -> str:
-    return bounded(STRUCTURES_DIFFER.format(
-        path=format_path(steps), first=first, second=second) + detail)
+    return bounded(
+        STRUCTURES_DIFFER.format(path=format_path(steps), first=first, second=second) + detail
+    )
 
 
 def key_difference(first: list, second: list) -> str:
     """``" (key 'b' is only in the first)"``: the first key, in sorted order,
     that one mapping has and the other lacks; "" when the key sets agree."""
     in_first, in_second = set(first), set(second)
-    candidates = [(k, "first") for k in first if k not in in_second][:1] + \
-        [(k, "second") for k in second if k not in in_first][:1]
+    candidates = [(k, "first") for k in first if k not in in_second][:1] + [
+        (k, "second") for k in second if k not in in_first
+    ][:1]
     if not candidates:
         return ""
     if len(candidates) == 2:
@@ -131,8 +140,7 @@ def key_difference(first: list, second: list) -> str:
 def add_path_note(exc: BaseException, steps) -> BaseException:
     """Adds a note naming where in the structure a user exception arose."""
     if hasattr(exc, "add_note"):
-        exc.add_note(f"(nestlib: raised while reading the structure at "
-                     f"{format_path(steps)})")
+        exc.add_note(f"(nestlib: raised while reading the structure at {format_path(steps)})")
     return exc
 
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 import collections
 import importlib
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import _nodes as N
 from . import _registry as R
@@ -60,39 +61,54 @@ def load() -> Any:
             # ModuleNotFoundError "No module named 'nestlib._cnest'" when not built
             _cnest = importlib.import_module(__name__.rpartition(".")[0] + "._cnest")
 
-            _cnest.init({
-                "kind_values": {name: getattr(N, name) for name in (
-                    "LEAF", "LIST", "TUPLE", "NAMEDTUPLE", "MAPPING", "ATTRS", "SEQUENCE",
-                    "VIEW", "PROXY", "COMPOSITE", "CUSTOM")},
-                "kinds": N.KINDS,
-                "defs": N.DEFS,
-                "max_depth": W.MAX_DEPTH,
-                "classify": N.classify,
-                "children": N.children,
-                "items": N.items,
-                "rebuild": N.rebuild,
-                "rebuild_mapping": N.rebuild_mapping,
-                "unwrap": N.unwrap,
-                "attrs_names": N.attrs_names,
-                "types_compatible": W.types_compatible,
-                "check_flat_sequence": W.check_flat_sequence,
-                "plain_namedtuple_size": N.plain_namedtuple_size,
-                "OrderedDict": collections.OrderedDict,
-                "defaultdict": collections.defaultdict,
-                "fb_flatten": W.flatten,
-                "fb_is_nested": W.is_nested,
-                "fb_unflatten_as": W.unflatten_as,
-                "fb_pack_trusted": W.pack_trusted,
-                "fb_assert_same_structure": W.assert_same_structure,
-                "fb_map_structure": W.map_structure,
-                "fb_flatten_with_path": W.flatten_with_path,
-                "fb_map_structure_with_path": W.map_structure_with_path,
-                "fb_flatten_up_to": W.flatten_up_to,
-                "fb_flatten_with_path_up_to": W.flatten_with_path_up_to,
-                "fb_spec_slow_flatten": _spec_slow_flatten,
-                "fb_spec_count_error": _spec_count_error,
-                "fb_spec_map_check": S.Spec.map,
-            })
+            _cnest.init(
+                {
+                    "kind_values": {
+                        name: getattr(N, name)
+                        for name in (
+                            "LEAF",
+                            "LIST",
+                            "TUPLE",
+                            "NAMEDTUPLE",
+                            "MAPPING",
+                            "ATTRS",
+                            "SEQUENCE",
+                            "VIEW",
+                            "PROXY",
+                            "COMPOSITE",
+                            "CUSTOM",
+                        )
+                    },
+                    "kinds": N.KINDS,
+                    "defs": N.DEFS,
+                    "max_depth": W.MAX_DEPTH,
+                    "classify": N.classify,
+                    "children": N.children,
+                    "items": N.items,
+                    "rebuild": N.rebuild,
+                    "rebuild_mapping": N.rebuild_mapping,
+                    "unwrap": N.unwrap,
+                    "attrs_names": N.attrs_names,
+                    "types_compatible": W.types_compatible,
+                    "check_flat_sequence": W.check_flat_sequence,
+                    "plain_namedtuple_size": N.plain_namedtuple_size,
+                    "OrderedDict": collections.OrderedDict,
+                    "defaultdict": collections.defaultdict,
+                    "fb_flatten": W.flatten,
+                    "fb_is_nested": W.is_nested,
+                    "fb_unflatten_as": W.unflatten_as,
+                    "fb_pack_trusted": W.pack_trusted,
+                    "fb_assert_same_structure": W.assert_same_structure,
+                    "fb_map_structure": W.map_structure,
+                    "fb_flatten_with_path": W.flatten_with_path,
+                    "fb_map_structure_with_path": W.map_structure_with_path,
+                    "fb_flatten_up_to": W.flatten_up_to,
+                    "fb_flatten_with_path_up_to": W.flatten_with_path_up_to,
+                    "fb_spec_slow_flatten": _spec_slow_flatten,
+                    "fb_spec_count_error": _spec_count_error,
+                    "fb_spec_map_check": S.Spec.map,
+                }
+            )
             S.make_plain = _cnest.make_plain  # Specs build plain dataclasses with it
             R.add_listener(_cnest.forget_defs)  # its remembered NodeDef may be stale
             _module = _cnest
@@ -102,6 +118,7 @@ def load() -> Any:
 # --------------------------------------------------------------------------
 # Specs with a compiled engine
 # --------------------------------------------------------------------------
+
 
 class Spec(S.Spec):
     """A :class:`nestlib.Spec` whose operations run in the compiled core.
@@ -121,7 +138,7 @@ Spec.__qualname__ = Spec.__name__ = "Spec"
 
 
 _ENGINE = ("flatten", "unflatten", "_unflatten_trusted")
-_cache: "collections.OrderedDict[S.Spec, S.Spec]" = collections.OrderedDict()
+_cache: collections.OrderedDict[S.Spec, S.Spec] = collections.OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -173,11 +190,10 @@ def spec_of(structure: Any) -> S.Spec:
     return spec
 
 
-
-
 # --------------------------------------------------------------------------
 # The backend's core
 # --------------------------------------------------------------------------
+
 
 def core() -> dict[str, Callable]:
     """The engine operations the ``native`` backend takes from the compiled core."""

@@ -37,7 +37,8 @@ import collections
 import collections.abc as cabc
 import sys
 import types
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 LEAF = 0
 LIST = 1
@@ -52,16 +53,33 @@ COMPOSITE = 9  # only with expand_composites=True (see _composites.py)
 CUSTOM = 10  # registered types and TF nest-protocol types: rules in DEFS
 
 KIND_NAMES = {
-    LIST: "list", TUPLE: "tuple", NAMEDTUPLE: "namedtuple", MAPPING: "mapping",
-    ATTRS: "attrs", SEQUENCE: "sequence", VIEW: "mapping view", PROXY: "proxy",
-    COMPOSITE: "composite tensor", CUSTOM: "registered node",
+    LIST: "list",
+    TUPLE: "tuple",
+    NAMEDTUPLE: "namedtuple",
+    MAPPING: "mapping",
+    ATTRS: "attrs",
+    SEQUENCE: "sequence",
+    VIEW: "mapping view",
+    PROXY: "proxy",
+    COMPOSITE: "composite tensor",
+    CUSTOM: "registered node",
 }
 
 # type -> kind. Filled lazily by classify(); seeded with the common types.
 KINDS: dict[type, int] = {
-    list: LIST, tuple: TUPLE, dict: MAPPING,
-    int: LEAF, float: LEAF, bool: LEAF, complex: LEAF, str: LEAF, bytes: LEAF,
-    bytearray: LEAF, type(None): LEAF, set: LEAF, frozenset: LEAF,
+    list: LIST,
+    tuple: TUPLE,
+    dict: MAPPING,
+    int: LEAF,
+    float: LEAF,
+    bool: LEAF,
+    complex: LEAF,
+    str: LEAF,
+    bytes: LEAF,
+    bytearray: LEAF,
+    type(None): LEAF,
+    set: LEAF,
+    frozenset: LEAF,
 }
 kind_get = KINDS.get
 
@@ -139,14 +157,16 @@ def _protocol_def(t: type) -> NodeDef | None:
             raise TypeError(
                 f"{type(x).__name__}.__tf_flatten__() must return (metadata, components) "
                 f"with components a tuple, as TensorFlow's nest protocol requires; got "
-                f"{_short_repr(pair)}")
+                f"{_short_repr(pair)}"
+            )
         return pair[1], pair[0]
 
     def unflatten(metadata: Any, children: Any) -> Any:
         return tf_unflatten(metadata, tuple(children))
 
-    return NodeDef(flatten, unflatten, None, False, "nest-protocol object", t, None, True,
-                   tf_unflatten)
+    return NodeDef(
+        flatten, unflatten, None, False, "nest-protocol object", t, None, True, tf_unflatten
+    )
 
 
 def _short_repr(x: Any) -> str:
@@ -240,8 +260,9 @@ def plain_namedtuple_size(t: type) -> int:
     if n is None:
         new = t.__dict__.get("__new__")
         new_fn = getattr(new, "__func__", new)
-        plain = (getattr(new_fn, "__module__", None) or "").startswith("namedtuple_") \
-            and t.__init__ is tuple.__init__
+        plain = (getattr(new_fn, "__module__", None) or "").startswith(
+            "namedtuple_"
+        ) and t.__init__ is tuple.__init__
         n = PLAIN_NAMEDTUPLES[t] = len(t._fields) if plain else -1
     return n
 
@@ -254,14 +275,18 @@ def custom_def(x: Any) -> NodeDef:
     """The NodeDef of CUSTOM node ``x`` (a clear error once it is unregistered)."""
     d = DEFS.get(type(x))
     if d is None:
-        raise TypeError(f"{type(x).__name__} is no longer a registered node type "
-                        f"(nestlib.unregister_node was called on it)")
+        raise TypeError(
+            f"{type(x).__name__} is no longer a registered node type "
+            f"(nestlib.unregister_node was called on it)"
+        )
     return d
 
 
 def _bad_flatten(x: Any, what: str, got: Any) -> TypeError:
-    return TypeError(f"the flatten function registered for {type(x).__name__} must return "
-                     f"{what}; got {_short_repr(got)}")
+    return TypeError(
+        f"the flatten function registered for {type(x).__name__} must return "
+        f"{what}; got {_short_repr(got)}"
+    )
 
 
 def custom_flatten(x: Any) -> tuple[list, Any]:
@@ -284,8 +309,7 @@ def custom_items(x: Any) -> list[tuple]:
         return list(enumerate(custom_flatten(x)[0]))
     pair = d.flatten_with_keys(x)
     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-        raise _bad_flatten(x, "a pair (((key, child), ...), metadata) from flatten_with_keys",
-                           pair)
+        raise _bad_flatten(x, "a pair (((key, child), ...), metadata) from flatten_with_keys", pair)
     out = []
     for item in pair[0]:
         if not isinstance(item, tuple) or len(item) != 2:
@@ -327,6 +351,7 @@ def children(x: Any, k: int) -> list:
         return children(x, k)
     if k == COMPOSITE:
         from . import _composites
+
         return _composites.components(x)
     raise AssertionError(f"not a node kind: {k}")
 
@@ -411,6 +436,7 @@ def rebuild(x: Any, k: int, values: list) -> Any:
             return type(x)(rebuilt)
         if k == COMPOSITE:
             from . import _composites
+
             return _composites.rebuild(x, values)
     except Exception as e:
         err = _rebuild_error(x, len(values), e)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import collections
 import threading
 import types
-from typing import Any, Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from . import _errors as E
 from . import _nodes as N
@@ -27,8 +28,15 @@ _listeners: list[Callable[[], None]] = []
 generation = [0]
 
 # Containers whose rules are the library's own and cannot be replaced.
-_BUILTIN_NODES = (list, tuple, dict, collections.OrderedDict, collections.defaultdict,
-                  collections.deque, types.MappingProxyType)
+_BUILTIN_NODES = (
+    list,
+    tuple,
+    dict,
+    collections.OrderedDict,
+    collections.defaultdict,
+    collections.deque,
+    types.MappingProxyType,
+)
 
 
 def add_listener(fn: Callable[[], None]) -> None:
@@ -46,12 +54,16 @@ def _check_class(cls: Any, what: str) -> None:
     if not isinstance(cls, type):
         raise TypeError(f"{what} takes a class, got {type(cls).__name__} {E.short_repr(cls)}")
     if cls in _BUILTIN_NODES:
-        raise ValueError(f"{cls.__name__} is one of nestlib's built-in node types; its rules "
-                         f"cannot be replaced by {what}")
+        raise ValueError(
+            f"{cls.__name__} is one of nestlib's built-in node types; its rules "
+            f"cannot be replaced by {what}"
+        )
     builtin = N._type_kind(cls, protocol=False)
     if builtin != N.LEAF:
-        raise ValueError(f"{cls.__name__} is already a node by nestlib's built-in rules (a "
-                         f"{N.KIND_NAMES[builtin]}); {what} cannot replace them")
+        raise ValueError(
+            f"{cls.__name__} is already a node by nestlib's built-in rules (a "
+            f"{N.KIND_NAMES[builtin]}); {what} cannot replace them"
+        )
 
 
 def _check_fn(fn: Any, name: str) -> None:
@@ -62,25 +74,32 @@ def _check_fn(fn: Any, name: str) -> None:
 def _install(cls: type, d: N.NodeDef) -> None:
     with _lock:
         if cls in N.REGISTERED:
-            raise ValueError(f"{cls.__name__} is already registered as a node type; call "
-                             f"nestlib.unregister_node({cls.__name__}) first to change its rules")
+            raise ValueError(
+                f"{cls.__name__} is already registered as a node type; call "
+                f"nestlib.unregister_node({cls.__name__}) first to change its rules"
+            )
         N.REGISTERED[cls] = d
         N.set_def(cls, d)
         N.KINDS[cls] = N.CUSTOM
         _changed()
 
 
-def register_node(cls: type, flatten_fn: Callable[[Any], tuple],
-                  unflatten_fn: Callable[[Any, Any], Any], *,
-                  flatten_with_keys_fn: Callable[[Any], tuple] | None = None) -> None:
+def register_node(
+    cls: type,
+    flatten_fn: Callable[[Any], tuple],
+    unflatten_fn: Callable[[Any, Any], Any],
+    *,
+    flatten_with_keys_fn: Callable[[Any], tuple] | None = None,
+) -> None:
     """The engine of ``nestlib.register_node`` (documented there)."""
     _check_class(cls, "register_node")
     _check_fn(flatten_fn, "flatten_fn")
     _check_fn(unflatten_fn, "unflatten_fn")
     if flatten_with_keys_fn is not None:
         _check_fn(flatten_with_keys_fn, "flatten_with_keys_fn")
-    _install(cls, N.NodeDef(flatten_fn, unflatten_fn, flatten_with_keys_fn, True,
-                            "registered node", cls))
+    _install(
+        cls, N.NodeDef(flatten_fn, unflatten_fn, flatten_with_keys_fn, True, "registered node", cls)
+    )
 
 
 def _dataclass_def(cls: type, data: Sequence[str], meta: Sequence[str]) -> N.NodeDef:
@@ -91,15 +110,25 @@ def _dataclass_def(cls: type, data: Sequence[str], meta: Sequence[str]) -> N.Nod
     data_expr = "".join(f"x.{f}, " for f in data)
     meta_expr = "".join(f"x.{f}, " for f in meta)
     keys_expr = "".join(f"({f!r}, x.{f}), " for f in data)
-    args = ", ".join([f"{f}=c[{i}]" for i, f in enumerate(data)] +
-                     [f"{f}=m[{i}]" for i, f in enumerate(meta)])
-    src = (f"def flatten(x):\n    return ({data_expr}), ({meta_expr})\n"
-           f"def flatten_with_keys(x):\n    return ({keys_expr}), ({meta_expr})\n"
-           f"def unflatten(m, c):\n    return _cls({args})\n")
-    exec(compile(src, f"<nestlib dataclass {cls.__qualname__}>", "exec"), consts)  # noqa: S102
+    args = ", ".join(
+        [f"{f}=c[{i}]" for i, f in enumerate(data)] + [f"{f}=m[{i}]" for i, f in enumerate(meta)]
+    )
+    src = (
+        f"def flatten(x):\n    return ({data_expr}), ({meta_expr})\n"
+        f"def flatten_with_keys(x):\n    return ({keys_expr}), ({meta_expr})\n"
+        f"def unflatten(m, c):\n    return _cls({args})\n"
+    )
+    exec(compile(src, f"<nestlib dataclass {cls.__qualname__}>", "exec"), consts)
     fields = (tuple(data), tuple(meta), _plain_dataclass(cls), tuple(data) + tuple(meta))
-    return N.NodeDef(consts["flatten"], consts["unflatten"], consts["flatten_with_keys"],
-                     True, "registered dataclass", cls, fields)
+    return N.NodeDef(
+        consts["flatten"],
+        consts["unflatten"],
+        consts["flatten_with_keys"],
+        True,
+        "registered dataclass",
+        cls,
+        fields,
+    )
 
 
 def _plain_dataclass(cls: type) -> bool:
@@ -115,28 +144,39 @@ def _plain_dataclass(cls: type) -> bool:
     init = cls.__dict__.get("__init__")
     code = getattr(init, "__code__", None)
     params = getattr(cls, "__dataclass_params__", None)
-    return (code is not None and code.co_filename == "<string>"
-            and all(f.init for f in dataclasses.fields(cls))
-            # its parameters are the fields and nothing else (no InitVar)
-            and set(code.co_varnames[1:code.co_argcount + code.co_kwonlyargcount])
-            == {f.name for f in dataclasses.fields(cls)}
-            and not hasattr(cls, "__post_init__")
-            and cls.__new__ is object.__new__
-            and (getattr(params, "frozen", False) or cls.__setattr__ is object.__setattr__))
+    return (
+        code is not None
+        and code.co_filename == "<string>"
+        and all(f.init for f in dataclasses.fields(cls))
+        # its parameters are the fields and nothing else (no InitVar)
+        and set(code.co_varnames[1 : code.co_argcount + code.co_kwonlyargcount])
+        == {f.name for f in dataclasses.fields(cls)}
+        and not hasattr(cls, "__post_init__")
+        and cls.__new__ is object.__new__
+        and (getattr(params, "frozen", False) or cls.__setattr__ is object.__setattr__)
+    )
 
 
-def register_dataclass(cls: T | None = None, *, data_fields: Sequence[str] | None = None,
-                       meta_fields: Sequence[str] | None = None) -> Any:
+def register_dataclass(
+    cls: T | None = None,
+    *,
+    data_fields: Sequence[str] | None = None,
+    meta_fields: Sequence[str] | None = None,
+) -> Any:
     """The engine of ``nestlib.register_dataclass`` (documented there)."""
     if cls is None:
+
         def decorate(c: T) -> T:
             return register_dataclass(c, data_fields=data_fields, meta_fields=meta_fields)
+
         return decorate
     import dataclasses  # imports inspect (~7 ms): only when a dataclass is registered
 
     if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
-        raise TypeError(f"register_dataclass takes a dataclass, got {E.short_repr(cls)}; use "
-                        f"register_node for other classes")
+        raise TypeError(
+            f"register_dataclass takes a dataclass, got {E.short_repr(cls)}; use "
+            f"register_node for other classes"
+        )
     init_fields = [f.name for f in dataclasses.fields(cls) if f.init]
     if data_fields is None and meta_fields is None:
         data, meta = init_fields, []
@@ -158,11 +198,19 @@ def register_dataclass(cls: T | None = None, *, data_fields: Sequence[str] | Non
         raise ValueError(
             f"register_dataclass({cls.__name__}): data_fields {data} and meta_fields {meta} "
             f"must together name each __init__ field of {cls.__name__} exactly once "
-            f"({init_fields}); " + "; ".join(filter(None, [
-                f"missing {missing}" if missing else "",
-                f"not __init__ fields {extra}" if extra else "",
-                f"in both {sorted(both)}" if both else "",
-                "a field named twice" if not (missing or extra or both) else ""])))
+            f"({init_fields}); "
+            + "; ".join(
+                filter(
+                    None,
+                    [
+                        f"missing {missing}" if missing else "",
+                        f"not __init__ fields {extra}" if extra else "",
+                        f"in both {sorted(both)}" if both else "",
+                        "a field named twice" if not (missing or extra or both) else "",
+                    ],
+                )
+            )
+        )
     _check_class(cls, "register_dataclass")
     _install(cls, _dataclass_def(cls, data, meta))
     return cls
@@ -172,8 +220,9 @@ def unregister_node(cls: type) -> None:
     """The engine of ``nestlib.unregister_node`` (documented there)."""
     with _lock:
         if cls not in N.REGISTERED:
-            raise ValueError(f"{getattr(cls, '__name__', E.short_repr(cls))} is not a registered "
-                             f"node type")
+            raise ValueError(
+                f"{getattr(cls, '__name__', E.short_repr(cls))} is not a registered node type"
+            )
         del N.REGISTERED[cls]
         N.DEFS.pop(cls, None)
         N.KINDS.pop(cls, None)  # classified afresh (a TF-protocol class, a leaf, ...)

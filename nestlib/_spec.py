@@ -17,7 +17,8 @@ import collections
 import keyword
 import operator
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import _errors as E
 from . import _nodes as N
@@ -70,8 +71,16 @@ class Spec:
     State(hidden=2, cell={'a': 3, 'b': 4})
     """
 
-    __slots__ = ("num_leaves", "paths", "_def", "_skeleton", "flatten", "unflatten",
-                 "_unflatten_trusted", "_hash")
+    __slots__ = (
+        "num_leaves",
+        "paths",
+        "_def",
+        "_skeleton",
+        "flatten",
+        "unflatten",
+        "_unflatten_trusted",
+        "_hash",
+    )
 
     num_leaves: int
     paths: tuple
@@ -109,8 +118,10 @@ class Spec:
 
     def __reduce__(self):
         prefix = self._def is not None and self._def[0] == _PREFIX
-        return (_unpickle, (self._skeleton, _registered_types(self._def[1] if prefix else self._def),
-                            prefix))
+        return (
+            _unpickle,
+            (self._skeleton, _registered_types(self._def[1] if prefix else self._def), prefix),
+        )
 
     def __setattr__(self, name, value):
         raise AttributeError("Spec is immutable")
@@ -147,8 +158,10 @@ def _unpickle(skeleton: Any, registered: tuple = (), prefix: bool = False) -> Sp
         raise RuntimeError(
             f"this pickled Spec uses the registered node type(s) "
             f"{', '.join(t.__qualname__ for t in missing)}, not registered in this process; "
-            f"register them (nestlib.register_node / register_dataclass) before unpickling")
+            f"register them (nestlib.register_node / register_dataclass) before unpickling"
+        )
     import nestlib  # the default backend's Spec
+
     return nestlib.spec_of(skeleton, is_leaf=_never if prefix else None)
 
 
@@ -175,7 +188,7 @@ class _LeafSlot:
         return (_leaf_slot, ())
 
 
-def _leaf_slot() -> "_LeafSlot":
+def _leaf_slot() -> _LeafSlot:
     return LEAF_SLOT
 
 
@@ -226,8 +239,11 @@ def _emit_unflatten(g: _Gen, node: Any, k: int, counter: list, depth: int) -> st
         if all_leaves:
             expr = f"_list({expr})"
     elif k == TUPLE and t is tuple:
-        expr = f"_tuple(L[{start}:{stop}])" if all_leaves else \
-            f"({', '.join(parts)}{',' if len(parts) == 1 else ''})"
+        expr = (
+            f"_tuple(L[{start}:{stop}])"
+            if all_leaves
+            else f"({', '.join(parts)}{',' if len(parts) == 1 else ''})"
+        )
     elif k == NAMEDTUPLE and N.plain_namedtuple_size(t) >= 0:
         tn = g.const(t, "_t")
         expr = f"_tnew({tn}, ({', '.join(parts)}{',' if len(parts) == 1 else ''}))"
@@ -240,8 +256,9 @@ def _emit_unflatten(g: _Gen, node: Any, k: int, counter: list, depth: int) -> st
             tmpl = g.const(dict.fromkeys(order), "_d")
             body = g.temp()
             g.stmts.append(f"    {body} = {tmpl}.copy()")
-            g.stmts.append(f"    {body}.update(_zip({g.const(tuple(skeys), '_k')}, "
-                           f"L[{start}:{stop}]))")
+            g.stmts.append(
+                f"    {body}.update(_zip({g.const(tuple(skeys), '_k')}, L[{start}:{stop}]))"
+            )
         elif all_leaves and order == skeys:
             body = f"_dict(_zip({g.const(tuple(skeys), '_k')}, L[{start}:{stop}]))"
         elif all_leaves and len(order) > 1:  # one C-level gather in key order
@@ -293,8 +310,10 @@ def _emit_custom_build(g: _Gen, node: Any, t: type, parts: list) -> str:
             return f"_mk({tn}, {g.const(everything, '_k')}, {', '.join(values)})"
         return f"{tn}({', '.join(f'{n}={v}' for n, v in zip(everything, values))})"
     if d.protocol:
-        return (f"{g.const(d.tf_unflatten, '_u')}({g.const(meta, '_m')}, "
-                f"({', '.join(parts)}{',' if len(parts) == 1 else ''}))")
+        return (
+            f"{g.const(d.tf_unflatten, '_u')}({g.const(meta, '_m')}, "
+            f"({', '.join(parts)}{',' if len(parts) == 1 else ''}))"
+        )
     return f"{g.const(d.unflatten, '_u')}({g.const(meta, '_m')}, [{', '.join(parts)}])"
 
 
@@ -316,8 +335,7 @@ def _emit_custom_read(g: _Gen, var: str, node: Any, t: type, n: int) -> str:
     else:
         g.stmts.append(f"    {kv}, {mv} = {g.const(d.flatten, '_f')}({var})")
         if d.meta_matters:
-            g.stmts.append(f"    if {mv} != {g.const(N.custom_meta(node), '_m')}: "
-                           f"return _slow(x)")
+            g.stmts.append(f"    if {mv} != {g.const(N.custom_meta(node), '_m')}: return _slow(x)")
     g.stmts.append(f"    if len({kv}) != {n}: return _slow(x)")
     return kv
 
@@ -373,7 +391,7 @@ def _emit_flatten(g: _Gen, var: str, node: Any, k: int, pieces: list, ok: list) 
 
 def _compile(source: str, consts: dict, fn_name: str | tuple) -> Any:
     namespace = dict(consts)
-    exec(compile(source, f"<nestlib.Spec {fn_name}>", "exec"), namespace)  # noqa: S102
+    exec(compile(source, f"<nestlib.Spec {fn_name}>", "exec"), namespace)
     names = fn_name if isinstance(fn_name, tuple) else (fn_name,)
     for name in names:
         mark_not_for_autograph(namespace[name])
@@ -442,11 +460,14 @@ def _build(structure: Any, treedef: Any, prefix: bool = False) -> Spec:
         """RuntimeError when a (un)registration since this Spec was made changed
         what the structure it describes is."""
         if made_under != R.generation[0] and _treedef(skeleton) != structure_def:
-            raise RuntimeError(E.bounded(
-                f"this Spec was made before nestlib.register_node / register_dataclass / "
-                f"unregister_node changed which types are nodes, and no longer describes "
-                f"{E.short_repr(skeleton)} under the rules now in force; make it again "
-                f"with nestlib.spec_of"))
+            raise RuntimeError(
+                E.bounded(
+                    f"this Spec was made before nestlib.register_node / register_dataclass / "
+                    f"unregister_node changed which types are nodes, and no longer describes "
+                    f"{E.short_repr(skeleton)} under the rules now in force; make it again "
+                    f"with nestlib.spec_of"
+                )
+            )
 
     def stale():
         check_current()
@@ -456,15 +477,28 @@ def _build(structure: Any, treedef: Any, prefix: bool = False) -> Spec:
         check_current()
         return W.pack_trusted(skel, leaves)
 
-    helpers = {"_set": set, "_list": list, "_tuple": tuple, "_dict": dict, "_zip": zip, "_map": map,
-               "_tnew": tuple.__new__, "_rebuild": N.rebuild, "_getattr": getattr,
-               "_kg": N.kind_get, "_dget": N.DEFS.get, "_stale": stale, "_mk": make_plain}
+    helpers = {
+        "_set": set,
+        "_list": list,
+        "_tuple": tuple,
+        "_dict": dict,
+        "_zip": zip,
+        "_map": map,
+        "_tnew": tuple.__new__,
+        "_rebuild": N.rebuild,
+        "_getattr": getattr,
+        "_kg": N.kind_get,
+        "_dget": N.DEFS.get,
+        "_stale": stale,
+        "_mk": make_plain,
+    }
 
     def count_error(found: int) -> ValueError:
         return W._count_error("Spec.unflatten", skeleton, found)
 
     generic = _node_count(structure_def) > MAX_GENERATED_NODES
     if generic and k != LEAF:  # compiling code for so many nodes costs more than it saves
+
         def unflatten(leaves):
             leaves = W.check_flat_sequence(leaves)
             if len(leaves) != n:
@@ -474,6 +508,7 @@ def _build(structure: Any, treedef: Any, prefix: bool = False) -> Spec:
         def trusted(leaves):
             return redo(skeleton, leaves)
     elif k == LEAF:
+
         def unflatten(leaves):
             leaves = W.check_flat_sequence(leaves)
             if len(leaves) != 1:
@@ -488,16 +523,29 @@ def _build(structure: Any, treedef: Any, prefix: bool = False) -> Spec:
         # A node type refusing its values: the Python pack redoes the build
         # and raises that error with the node's path.
         body = "\n".join("    " + line for line in [*g.guards.values(), *g.stmts])
-        build = (f"    try:\n{body}\n        return {expr}\n"
-                 f"    except Exception:\n        return _redo(_skeleton, L)\n")
-        src = (f"def unflatten(L):\n"
-               f"    if _type(L) is not _listT and _type(L) is not _tupleT: L = _check(L)\n"
-               f"    if _len(L) != {n}: raise _count(_len(L))\n"
-               f"{build}"
-               f"def trusted(L):\n{build}")
-        consts = dict(g.consts, **helpers, _type=type, _len=len, _listT=list, _tupleT=tuple,
-                      _check=W.check_flat_sequence, _count=count_error,
-                      _redo=redo, _skeleton=skeleton)
+        build = (
+            f"    try:\n{body}\n        return {expr}\n"
+            f"    except Exception:\n        return _redo(_skeleton, L)\n"
+        )
+        src = (
+            f"def unflatten(L):\n"
+            f"    if _type(L) is not _listT and _type(L) is not _tupleT: L = _check(L)\n"
+            f"    if _len(L) != {n}: raise _count(_len(L))\n"
+            f"{build}"
+            f"def trusted(L):\n{build}"
+        )
+        consts = dict(
+            g.consts,
+            **helpers,
+            _type=type,
+            _len=len,
+            _listT=list,
+            _tupleT=tuple,
+            _check=W.check_flat_sequence,
+            _count=count_error,
+            _redo=redo,
+            _skeleton=skeleton,
+        )
         unflatten, trusted = _compile(src, consts, ("unflatten", "trusted"))
     put(spec, "unflatten", unflatten)
     put(spec, "_unflatten_trusted", trusted)
@@ -527,31 +575,40 @@ def _build(structure: Any, treedef: Any, prefix: bool = False) -> Spec:
             if prefix:  # leaves stand for any subtree: nothing to check there
                 leaf_check, splat_check = "", False
             elif n <= 16:
-                check = " or ".join(f"_kg(_type({p}), -1)"
-                                    for p in ok)
+                check = " or ".join(f"_kg(_type({p}), -1)" for p in ok)
                 leaf_check = f"    if {check}: return _slow(x)\n" if ok else ""
                 splat_check = any(p.startswith("*") for p in pieces)
             else:
                 leaf_check = ""
                 splat_check = True
-            tail = ("" if not splat_check else
-                    "    for v in out:\n        if _kg(_type(v), -1): return _slow(x)\n"
-                    if n <= 16 else  # many leaves: check each distinct type once
-                    "    for t in _set(_map(_type, out)):\n        if _kg(t, -1): return _slow(x)\n")
+            tail = (
+                ""
+                if not splat_check
+                else "    for v in out:\n        if _kg(_type(v), -1): return _slow(x)\n"
+                if n <= 16
+                # many leaves: check each distinct type once
+                else (
+                    "    for t in _set(_map(_type, out)):\n        if _kg(t, -1): return _slow(x)\n"
+                )
+            )
             lines = lines.replace("return _slow(x)", "raise _Fail")
-            src = ("def flatten(x):\n    try:\n"
-                   + "\n".join("    " + line for line in lines.split("\n")) +
-                   f"\n        out = [{', '.join(pieces)}]\n"
-                   "    except (KeyError, ValueError, TypeError, _Fail):\n        return _slow(x)\n"
-                   f"{leaf_check}{tail}    return out\n")
-            flatten = _compile(src, dict(g.consts, **helpers, _type=type, _len=len, _slow=slow,
-                                         _Fail=_Fail),
-                               "flatten")
+            src = (
+                "def flatten(x):\n    try:\n"
+                + "\n".join("    " + line for line in lines.split("\n"))
+                + f"\n        out = [{', '.join(pieces)}]\n"
+                "    except (KeyError, ValueError, TypeError, _Fail):\n        return _slow(x)\n"
+                f"{leaf_check}{tail}    return out\n"
+            )
+            flatten = _compile(
+                src,
+                dict(g.consts, **helpers, _type=type, _len=len, _slow=slow, _Fail=_Fail),
+                "flatten",
+            )
     put(spec, "flatten", flatten)
     return spec
 
 
-_cache: "collections.OrderedDict[Any, Spec]" = collections.OrderedDict()
+_cache: collections.OrderedDict[Any, Spec] = collections.OrderedDict()
 _cache_lock = threading.Lock()
 _CACHE_SIZE = 256
 
@@ -576,8 +633,9 @@ def spec_of(structure: Any, is_leaf: Callable[[Any], bool] | None = None) -> Spe
             treedef = (_PREFIX, treedef, None, ())
     except Exception as e:  # deep: retried with room for MAX_DEPTH levels;
         # a cycle or a user object's error: said with its path
-        return W.retry_deep(spec_of, (structure, None if is_leaf is None else _never),
-                            (structure,), e)
+        return W.retry_deep(
+            spec_of, (structure, None if is_leaf is None else _never), (structure,), e
+        )
     try:
         with _cache_lock:
             cached = _cache.get(treedef)

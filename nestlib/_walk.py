@@ -18,12 +18,24 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from . import _errors as E
 from . import _nodes as N
-from ._nodes import (ATTRS, CUSTOM, LEAF, LIST, MAPPING, NAMEDTUPLE, PROXY, TUPLE,
-                     classify, kind_get, sorted_keys)
+from ._nodes import (
+    ATTRS,
+    CUSTOM,
+    LEAF,
+    LIST,
+    MAPPING,
+    NAMEDTUPLE,
+    PROXY,
+    TUPLE,
+    classify,
+    kind_get,
+    sorted_keys,
+)
 
 #: Deepest nesting nestlib accepts; deeper input raises ValueError.
 MAX_DEPTH = 1000
@@ -40,8 +52,13 @@ class _Missing:
 # Diagnosis: where is the problem? (iterative: safe on any input)
 # --------------------------------------------------------------------------
 
-def _diagnose(structure: Any, kind_fn: Callable[[Any], int] = classify,
-              find: Any = None, found: list | None = None) -> int:
+
+def _diagnose(
+    structure: Any,
+    kind_fn: Callable[[Any], int] = classify,
+    find: Any = None,
+    found: list | None = None,
+) -> int:
     """Walks ``structure`` without recursion; returns its depth.
 
     Raises ValueError for a reference cycle or nesting deeper than
@@ -70,8 +87,7 @@ def _diagnose(structure: Any, kind_fn: Callable[[Any], int] = classify,
         if depth >= MAX_DEPTH:
             raise ValueError(E.TOO_DEEP.format(limit=MAX_DEPTH, path=E.format_path(steps)))
         if id(x) in on_path:
-            raise ValueError(E.CYCLE.format(path=E.format_path(steps),
-                                            target=E.describe(x, k)))
+            raise ValueError(E.CYCLE.format(path=E.format_path(steps), target=E.describe(x, k)))
         deepest = max(deepest, depth + 1)
         on_path.add(id(x))
         stack.append((None, id(x)))
@@ -149,6 +165,7 @@ def _diagnose_noting(structure: Any, error: BaseException) -> int:
 # is_nested / flatten
 # --------------------------------------------------------------------------
 
+
 def is_nested(structure: Any) -> bool:
     k = kind_get(type(structure))
     if k is None:
@@ -199,6 +216,7 @@ def flatten(structure: Any) -> list:
 # unflatten / pack
 # --------------------------------------------------------------------------
 
+
 def _pack_child(c: Any, nxt: Callable[[], Any]) -> Any:
     ck = classify(c)
     if ck == LEAF:
@@ -210,12 +228,13 @@ def _pack(s: Any, k: int, nxt: Callable[[], Any]) -> Any:
     if k == LIST:
         return [nxt() if kind_get(type(c)) == LEAF else _pack_child(c, nxt) for c in s]
     if k == TUPLE:
-        return tuple([nxt() if kind_get(type(c)) == LEAF else _pack_child(c, nxt)
-                      for c in s])
+        return tuple([nxt() if kind_get(type(c)) == LEAF else _pack_child(c, nxt) for c in s])
     if k == MAPPING:
         skeys = sorted_keys(s)
-        values = [nxt() if kind_get(type(c)) == LEAF else _pack_child(c, nxt)
-                  for c in [s[key] for key in skeys]]
+        values = [
+            nxt() if kind_get(type(c)) == LEAF else _pack_child(c, nxt)
+            for c in [s[key] for key in skeys]
+        ]
         return N.rebuild_mapping(s, values, skeys)
     src = s if k == NAMEDTUPLE else N.children(s, k)
     values = [nxt() if kind_get(type(c)) == LEAF else _pack_child(c, nxt) for c in src]
@@ -229,10 +248,17 @@ def check_flat_sequence(flat_sequence: Any) -> list | tuple:
     if t is list or t is tuple:
         return flat_sequence
     k = classify(flat_sequence)
-    if k == LEAF or k == MAPPING or k == ATTRS or (
-            k == PROXY and N.unwrap(flat_sequence, k)[1] in (MAPPING, ATTRS)):
-        raise TypeError(E.NOT_A_SEQUENCE.format(
-            type=type(flat_sequence).__name__, value=E.short_repr(flat_sequence)))
+    if (
+        k == LEAF
+        or k == MAPPING
+        or k == ATTRS
+        or (k == PROXY and N.unwrap(flat_sequence, k)[1] in (MAPPING, ATTRS))
+    ):
+        raise TypeError(
+            E.NOT_A_SEQUENCE.format(
+                type=type(flat_sequence).__name__, value=E.short_repr(flat_sequence)
+            )
+        )
     return list(flat_sequence)
 
 
@@ -241,8 +267,9 @@ def _count_error(what: str, structure: Any, found: int) -> ValueError:
     detail = ""
     if found < len(paths):
         detail = f"; the first leaf without a value is at {E.format_tuple_path(paths[found][0])}"
-    return ValueError(E.bounded(E.LEAF_COUNT.format(
-        what=what, expected=len(paths), found=found, detail=detail)))
+    return ValueError(
+        E.bounded(E.LEAF_COUNT.format(what=what, expected=len(paths), found=found, detail=detail))
+    )
 
 
 def _unflatten(structure: Any, flat: list | tuple) -> Any:
@@ -274,6 +301,7 @@ def unflatten_as(structure: Any, flat_sequence: Any) -> Any:
 # --------------------------------------------------------------------------
 # same structure
 # --------------------------------------------------------------------------
+
 
 def types_compatible(a: Any, ka: int, b: Any, kb: int) -> bool:
     """dm-tree's check_types rule for two nodes."""
@@ -319,8 +347,11 @@ def _same(a: Any, b: Any, check_types: bool) -> bool:
         ca = [a[key] for key in ska]
     else:
         ca = a if ka <= NAMEDTUPLE else N.children(a, ka)
-        cb = b if kb <= NAMEDTUPLE else (
-            [b[key] for key in sorted_keys(b)] if kb == MAPPING else N.children(b, kb))
+        cb = (
+            b
+            if kb <= NAMEDTUPLE
+            else ([b[key] for key in sorted_keys(b)] if kb == MAPPING else N.children(b, kb))
+        )
     if len(ca) != len(cb):
         return False
     return _same_items(ca, cb, check_types)
@@ -365,13 +396,17 @@ def _meta_differs(x: Any, kx: int, y: Any, ky: int) -> bool:
 
 
 def _meta_error(x: Any, kx: int, y: Any, ky: int, steps: tuple) -> ValueError:
-    return ValueError(E.differ(steps, E.describe(x, kx), E.describe(y, ky),
-                               f" (metadata {E.short_repr(N.custom_meta(x))} vs "
-                               f"{E.short_repr(N.custom_meta(y))})"))
+    return ValueError(
+        E.differ(
+            steps,
+            E.describe(x, kx),
+            E.describe(y, ky),
+            f" (metadata {E.short_repr(N.custom_meta(x))} vs {E.short_repr(N.custom_meta(y))})",
+        )
+    )
 
 
-def _compare(a: Any, b: Any, check_types: bool,
-             kind_fn: Callable[[Any], int] = classify) -> None:
+def _compare(a: Any, b: Any, check_types: bool, kind_fn: Callable[[Any], int] = classify) -> None:
     """Raises the error for the first difference between a and b (iterative)."""
     stack: list[tuple[Any, Any, Any]] = [(a, b, ())]
     while stack:
@@ -388,11 +423,15 @@ def _compare(a: Any, b: Any, check_types: bool,
             raise ValueError(E.differ(steps, E.describe(x, kx), E.describe(y, ky)))
         if len(steps) >= MAX_DEPTH:
             raise ValueError(E.TOO_DEEP.format(limit=MAX_DEPTH, path=E.format_path(steps)))
-        if check_types and not (kx == N.COMPOSITE or ky == N.COMPOSITE) and \
-                not types_compatible(x, kx, y, ky):
+        if (
+            check_types
+            and not (kx == N.COMPOSITE or ky == N.COMPOSITE)
+            and not types_compatible(x, kx, y, ky)
+        ):
             raise TypeError(E.differ(steps, E.describe(x, kx), E.describe(y, ky)))
         if kx == N.COMPOSITE or ky == N.COMPOSITE:
             from . import _composites
+
             _composites.compare(x, kx, y, ky, check_types, steps)
             continue
         try:
@@ -405,15 +444,17 @@ def _compare(a: Any, b: Any, check_types: bool,
         ux = N.unwrap(x, kx)[1] if kx == PROXY else kx
         uy = N.unwrap(y, ky)[1] if ky == PROXY else ky
         both_mappings = ux == MAPPING and uy == MAPPING
-        if both_mappings and (len(ix) != len(iy) or (
-                check_types and [p[0] for p in ix] != [p[0] for p in iy])):
+        if both_mappings and (
+            len(ix) != len(iy) or (check_types and [p[0] for p in ix] != [p[0] for p in iy])
+        ):
             detail = E.key_difference([p[0] for p in ix], [p[0] for p in iy])
             raise ValueError(E.differ(steps, E.describe(x, kx), E.describe(y, ky), detail))
         if len(ix) != len(iy):
             # As dm-tree: the children both have are compared first (their
             # difference, e.g. a TypeError, is reported), then the count.
-            stack.append((_LATER, ValueError(E.differ(
-                steps, E.describe(x, kx), E.describe(y, ky))), None))
+            stack.append(
+                (_LATER, ValueError(E.differ(steps, E.describe(x, kx), E.describe(y, ky))), None)
+            )
         for (key, cx), (_, cy) in reversed(list(zip(ix, iy))):
             stack.append((cx, cy, steps + ((ux, key),)))
 
@@ -435,13 +476,16 @@ def assert_same_structure(a: Any, b: Any, check_types: bool = True) -> None:
     _compare(a, b, check_types)
     # _compare found nothing: the fast walk failed for a reason it cannot see
     # (e.g. an object whose methods behave differently on a second call).
-    raise ValueError("structures differ (nestlib could not locate where: an "
-                     "object in them changed while it was being compared)")
+    raise ValueError(
+        "structures differ (nestlib could not locate where: an "
+        "object in them changed while it was being compared)"
+    )
 
 
 # --------------------------------------------------------------------------
 # paths
 # --------------------------------------------------------------------------
+
 
 def _paths_into(s: Any, k: int, path: tuple, out: list) -> None:
     if k == LIST or k == TUPLE or k == N.SEQUENCE or k == N.VIEW:
@@ -491,6 +535,7 @@ def yield_flat_paths(structure: Any) -> Iterator[tuple]:
 # map
 # --------------------------------------------------------------------------
 
+
 def _check_func(func: Any, structures: tuple) -> None:
     if not callable(func):
         raise TypeError(f"func must be callable, got {E.short_repr(func)}")
@@ -507,15 +552,22 @@ def _changed_error(structure: Any, found: int) -> RuntimeError:
         paths = None
     detail = ""
     if paths is not None:
-        detail = f"; it has {len(paths)} leaf now" if len(paths) == 1 else \
-            f"; it has {len(paths)} leaves now"
+        detail = (
+            f"; it has {len(paths)} leaf now"
+            if len(paths) == 1
+            else f"; it has {len(paths)} leaves now"
+        )
         if found < len(paths):
-            detail += (f", and the first leaf without a value is at "
-                       f"{E.format_tuple_path(paths[found][0])}")
-    return RuntimeError(E.bounded(
-        f"the structure changed while it was being mapped: {found} values were made for "
-        f"it{detail} (a function that adds or removes items of the structure it maps "
-        f"cannot be given a result)"))
+            detail += (
+                f", and the first leaf without a value is at {E.format_tuple_path(paths[found][0])}"
+            )
+    return RuntimeError(
+        E.bounded(
+            f"the structure changed while it was being mapped: {found} values were made for "
+            f"it{detail} (a function that adds or removes items of the structure it maps "
+            f"cannot be given a result)"
+        )
+    )
 
 
 def _pack_exactly(structure: Any, values: list) -> Any:
@@ -617,9 +669,11 @@ def _zip2(a: Any, b: Any) -> tuple[list, list] | None:
 
 
 def _stopped_in_map(leaf: int) -> RuntimeError:
-    return RuntimeError(f"the mapped function raised StopIteration on leaf number {leaf} "
-                        f"(counting from 0); nestlib does not let StopIteration escape, "
-                        f"since it would end a caller's loop")
+    return RuntimeError(
+        f"the mapped function raised StopIteration on leaf number {leaf} "
+        f"(counting from 0); nestlib does not let StopIteration escape, "
+        f"since it would end a caller's loop"
+    )
 
 
 def mapped(func: Callable, *columns: list) -> list:
@@ -667,8 +721,7 @@ def make_map_structure_with_path(same_fn: Callable) -> Callable:
         if len(structures) == 1:
             return pack_trusted(s0, [func(p, x) for p, x in pairs])
         flats = [flatten(s) for s in structures[1:]]
-        return pack_trusted(s0, [func(p, x, *rest) for (p, x), *rest
-                                 in zip(pairs, *flats)])
+        return pack_trusted(s0, [func(p, x, *rest) for (p, x), *rest in zip(pairs, *flats)])
 
     return map_structure_with_path
 
@@ -680,8 +733,8 @@ map_structure_with_path = make_map_structure_with_path(assert_same_structure)
 # shallow structures (the *_up_to family)
 # --------------------------------------------------------------------------
 
-def assert_shallow_structure(shallow_tree: Any, input_tree: Any,
-                             check_types: bool = True) -> None:
+
+def assert_shallow_structure(shallow_tree: Any, input_tree: Any, check_types: bool = True) -> None:
     """dm-tree's rule: every node of ``shallow_tree`` must be matched in ``input_tree``."""
     stack: list[tuple[Any, Any, tuple]] = [(shallow_tree, input_tree, ())]
     while stack:
@@ -699,9 +752,12 @@ def assert_shallow_structure(shallow_tree: Any, input_tree: Any,
         except Exception as e:
             raise E.add_path_note(e, steps)
         if kd == LEAF:
-            raise TypeError(E.bounded(
-                f"shallow structure is not a prefix of the input at {E.format_path(steps)}: "
-                f"expected a node like {E.describe(s, ks)}, found {E.describe(d, kd)}"))
+            raise TypeError(
+                E.bounded(
+                    f"shallow structure is not a prefix of the input at {E.format_path(steps)}: "
+                    f"expected a node like {E.describe(s, ks)}, found {E.describe(d, kd)}"
+                )
+            )
         if check_types:
             st = N.node_type(s, ks)
             if not isinstance(N.unwrap(d, kd)[0], st) and not types_compatible(s, ks, d, kd):
@@ -719,10 +775,13 @@ def assert_shallow_structure(shallow_tree: Any, input_tree: Any,
         us = N.unwrap(s, ks)[1] if ks == PROXY else ks
         for key, sc in reversed(si):
             if key not in dmap:
-                raise ValueError(E.bounded(
-                    f"shallow structure has key {E.short_repr(key)} at "
-                    f"{E.format_path(steps)} which the input lacks: "
-                    f"{E.describe(s, ks)} vs {E.describe(d, kd)}"))
+                raise ValueError(
+                    E.bounded(
+                        f"shallow structure has key {E.short_repr(key)} at "
+                        f"{E.format_path(steps)} which the input lacks: "
+                        f"{E.describe(s, ks)} vs {E.describe(d, kd)}"
+                    )
+                )
             stack.append((sc, dmap[key], steps + ((us, key),)))
 
 
@@ -742,20 +801,23 @@ def _up_to_list(shallow: Any, deep: Any) -> list:
     return out
 
 
-def flatten_with_path_up_to(shallow_structure: Any, input_structure: Any,
-                            check_types: bool = True) -> list:
+def flatten_with_path_up_to(
+    shallow_structure: Any, input_structure: Any, check_types: bool = True
+) -> list:
     assert_shallow_structure(shallow_structure, input_structure, check_types)
     try:
         return _up_to_list(shallow_structure, input_structure)
     except Exception as e:  # deep: retried; a user object's error: its path
-        return retry_deep(_up_to_list, (shallow_structure, input_structure),
-                          (shallow_structure, input_structure), e)
+        return retry_deep(
+            _up_to_list,
+            (shallow_structure, input_structure),
+            (shallow_structure, input_structure),
+            e,
+        )
 
 
-def flatten_up_to(shallow_structure: Any, input_structure: Any,
-                  check_types: bool = True) -> list:
-    return [v for _, v in flatten_with_path_up_to(shallow_structure, input_structure,
-                                                  check_types)]
+def flatten_up_to(shallow_structure: Any, input_structure: Any, check_types: bool = True) -> list:
+    return [v for _, v in flatten_with_path_up_to(shallow_structure, input_structure, check_types)]
 
 
 def _select_into(shallow: Any, deep: Any, steps: tuple, out: list) -> None:
@@ -768,17 +830,23 @@ def _select_into(shallow: Any, deep: Any, steps: tuple, out: list) -> None:
         return
     kd = classify(deep)
     if kd == LEAF:
-        raise TypeError(E.bounded(
-            f"shallow structure is not a prefix of the input at {E.format_path(steps)}: "
-            f"expected a node like {E.describe(shallow, ks)}, found {E.describe(deep, kd)}"))
+        raise TypeError(
+            E.bounded(
+                f"shallow structure is not a prefix of the input at {E.format_path(steps)}: "
+                f"expected a node like {E.describe(shallow, ks)}, found {E.describe(deep, kd)}"
+            )
+        )
     dmap = dict(N.items(deep, kd))
     us = N.unwrap(shallow, ks)[1] if ks == PROXY else ks
     for key, sc in N.items(shallow, ks):
         if key not in dmap:
-            raise ValueError(E.bounded(
-                f"shallow structure has key {E.short_repr(key)} at "
-                f"{E.format_path(steps)} which the input lacks: "
-                f"{E.describe(shallow, ks)} vs {E.describe(deep, kd)}"))
+            raise ValueError(
+                E.bounded(
+                    f"shallow structure has key {E.short_repr(key)} at "
+                    f"{E.format_path(steps)} which the input lacks: "
+                    f"{E.describe(shallow, ks)} vs {E.describe(deep, kd)}"
+                )
+            )
         _select_into(sc, dmap[key], steps + ((us, key),), out)
 
 
@@ -788,8 +856,9 @@ def _select(shallow: Any, deep: Any) -> list:
     return out
 
 
-def map_structure_with_path_up_to(shallow_structure: Any, func: Callable, *structures: Any,
-                                  check_types: bool = False) -> Any:
+def map_structure_with_path_up_to(
+    shallow_structure: Any, func: Callable, *structures: Any, check_types: bool = False
+) -> Any:
     _check_func(func, structures)
     columns = []
     for s in structures:
@@ -800,16 +869,17 @@ def map_structure_with_path_up_to(shallow_structure: Any, func: Callable, *struc
         except Exception as e:  # deep: retried; a user object's error: its path
             columns.append(retry_deep(_select, (shallow_structure, s), (shallow_structure, s), e))
     paths = [p for p, _ in columns[0]]
-    values = [func(p, *vs) for p, *vs in
-              zip(paths, *([v for _, v in col] for col in columns))]
+    values = [func(p, *vs) for p, *vs in zip(paths, *([v for _, v in col] for col in columns))]
     return unflatten_as(shallow_structure, values)
 
 
-def map_structure_up_to(shallow_structure: Any, func: Callable, *structures: Any,
-                        check_types: bool = False) -> Any:
+def map_structure_up_to(
+    shallow_structure: Any, func: Callable, *structures: Any, check_types: bool = False
+) -> Any:
     _check_func(func, structures)
-    return map_structure_with_path_up_to(shallow_structure, lambda _, *xs: func(*xs),
-                                         *structures, check_types=check_types)
+    return map_structure_with_path_up_to(
+        shallow_structure, lambda _, *xs: func(*xs), *structures, check_types=check_types
+    )
 
 
 # --------------------------------------------------------------------------
@@ -819,8 +889,9 @@ def map_structure_up_to(shallow_structure: Any, func: Callable, *structures: Any
 MAP_TO_NONE = object()
 
 
-def _traverse(fn: Callable, path: tuple, s: Any, top_down: bool,
-              is_leaf: Callable[[Any], bool] | None = None) -> Any:
+def _traverse(
+    fn: Callable, path: tuple, s: Any, top_down: bool, is_leaf: Callable[[Any], bool] | None = None
+) -> Any:
     def subtrees(node):
         k = LEAF if is_leaf is not None and is_leaf(node) else classify(node)
         if k == LEAF:
@@ -828,8 +899,9 @@ def _traverse(fn: Callable, path: tuple, s: Any, top_down: bool,
         if len(path) >= MAX_DEPTH:  # traverse_with_path turns this into its ValueError
             raise RecursionError("nested more than MAX_DEPTH levels")
         pairs = N.items(node, k)
-        return N.rebuild(node, k, [_traverse(fn, path + (key,), c, top_down, is_leaf)
-                                   for key, c in pairs])
+        return N.rebuild(
+            node, k, [_traverse(fn, path + (key,), c, top_down, is_leaf) for key, c in pairs]
+        )
 
     if top_down:
         ret = fn(path, s)
@@ -843,8 +915,12 @@ def _traverse(fn: Callable, path: tuple, s: Any, top_down: bool,
     return None if ret is MAP_TO_NONE else ret
 
 
-def traverse_with_path(fn: Callable, structure: Any, top_down: bool = True,
-                       is_leaf: Callable[[Any], bool] | None = None) -> Any:
+def traverse_with_path(
+    fn: Callable,
+    structure: Any,
+    top_down: bool = True,
+    is_leaf: Callable[[Any], bool] | None = None,
+) -> Any:
     # Room for MAX_DEPTH levels from the start: a retry after a RecursionError
     # would call ``fn`` twice on the subtrees visited before it.
     try:
@@ -857,14 +933,19 @@ def traverse_with_path(fn: Callable, structure: Any, top_down: bool = True,
         raise
 
 
-def traverse(fn: Callable, structure: Any, top_down: bool = True,
-             is_leaf: Callable[[Any], bool] | None = None) -> Any:
+def traverse(
+    fn: Callable,
+    structure: Any,
+    top_down: bool = True,
+    is_leaf: Callable[[Any], bool] | None = None,
+) -> Any:
     return traverse_with_path(lambda _, x: fn(x), structure, top_down, is_leaf)
 
 
 # --------------------------------------------------------------------------
 # is_leaf: a predicate that stops the descent
 # --------------------------------------------------------------------------
+
 
 def drop_path(func: Callable) -> Callable:
     """``func`` called as a path function: ``(path, *values) -> func(*values)``."""

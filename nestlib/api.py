@@ -16,7 +16,8 @@ caller's loop silently; it becomes a RuntimeError.
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from . import _backend
 from . import _composites as C
@@ -35,18 +36,45 @@ Spec = S.Spec
 IsLeaf = Callable[[Any], bool]
 
 __all__ = [  # grouped: tree ops, paths, up_to, tf.nest helpers, specs, registry
-    "is_nested", "flatten", "unflatten_as", "pack_sequence_as", "map_structure",
-    "assert_same_structure", "traverse", "list_to_tuple",
-    "map_structure_with_path", "map_structure_with_tuple_paths", "map_structure_with_paths",
-    "flatten_with_path", "flatten_with_tuple_paths", "flatten_with_joined_string_paths",
-    "yield_flat_paths", "traverse_with_path",
-    "assert_shallow_structure", "flatten_up_to", "flatten_with_path_up_to",
-    "flatten_with_tuple_paths_up_to", "map_structure_up_to", "map_structure_with_path_up_to",
-    "map_structure_with_tuple_paths_up_to", "get_traverse_shallow_structure",
-    "flatten_dict_items", "is_namedtuple", "same_namedtuples", "is_mapping", "is_attrs",
-    "is_nested_or_composite", "is_sequence_or_composite",
-    "spec_of", "Spec", "register_node", "register_dataclass", "unregister_node",
-    "backend", "MAP_TO_NONE", "MAX_DEPTH",
+    "is_nested",
+    "flatten",
+    "unflatten_as",
+    "pack_sequence_as",
+    "map_structure",
+    "assert_same_structure",
+    "traverse",
+    "list_to_tuple",
+    "map_structure_with_path",
+    "map_structure_with_tuple_paths",
+    "map_structure_with_paths",
+    "flatten_with_path",
+    "flatten_with_tuple_paths",
+    "flatten_with_joined_string_paths",
+    "yield_flat_paths",
+    "traverse_with_path",
+    "assert_shallow_structure",
+    "flatten_up_to",
+    "flatten_with_path_up_to",
+    "flatten_with_tuple_paths_up_to",
+    "map_structure_up_to",
+    "map_structure_with_path_up_to",
+    "map_structure_with_tuple_paths_up_to",
+    "get_traverse_shallow_structure",
+    "flatten_dict_items",
+    "is_namedtuple",
+    "same_namedtuples",
+    "is_mapping",
+    "is_attrs",
+    "is_nested_or_composite",
+    "is_sequence_or_composite",
+    "spec_of",
+    "Spec",
+    "register_node",
+    "register_dataclass",
+    "unregister_node",
+    "backend",
+    "MAP_TO_NONE",
+    "MAX_DEPTH",
 ]
 
 # The active backend's engine: the operations every public function calls.
@@ -70,6 +98,7 @@ _NO: Any = _backend.NOT_GIVEN  # an argument with two names (dm-tree's, tf.nest'
 # helpers (engine-independent)
 # --------------------------------------------------------------------------
 
+
 def _one(fname: str, name: str, value: Any, alias: str, alias_value: Any) -> Any:
     """The argument given as ``name`` (dm-tree's) or ``alias`` (tf.nest's)."""
     if alias_value is _NO:
@@ -77,26 +106,33 @@ def _one(fname: str, name: str, value: Any, alias: str, alias_value: Any) -> Any
             raise TypeError(f"{fname}() missing required argument {name!r} (or {alias!r})")
         return value
     if value is not _NO:
-        raise TypeError(f"{fname}() got both {name!r} and {alias!r}, two names of one "
-                        f"argument; give one")
+        raise TypeError(
+            f"{fname}() got both {name!r} and {alias!r}, two names of one argument; give one"
+        )
     return alias_value
 
 
 def _unknown_keywords(kwargs: dict) -> ValueError:
     # tf.nest's (and dm-tree's) exception class for an unknown keyword of a map function
-    return ValueError("Only valid keyword arguments are check_types, expand_composites and "
-                      f"is_leaf, not: {', '.join(map(str, kwargs))}")
+    return ValueError(
+        "Only valid keyword arguments are check_types, expand_composites and "
+        f"is_leaf, not: {', '.join(map(str, kwargs))}"
+    )
 
 
 def _stopped(e: StopIteration) -> RuntimeError:
-    return RuntimeError(f"StopIteration raised inside a nestlib call (by a mapped function, "
-                        f"a registered flatten function or a container's methods): {e!r}")
+    return RuntimeError(
+        f"StopIteration raised inside a nestlib call (by a mapped function, "
+        f"a registered flatten function or a container's methods): {e!r}"
+    )
 
 
 def _no_composites_with_is_leaf(expand_composites: bool) -> None:
     if expand_composites:
-        raise ValueError("is_leaf and expand_composites=True cannot be combined: "
-                         "is_leaf decides alone where the descent stops")
+        raise ValueError(
+            "is_leaf and expand_composites=True cannot be combined: "
+            "is_leaf decides alone where the descent stops"
+        )
 
 
 def _refuse_composites(fname: str, structures: tuple) -> None:
@@ -109,11 +145,13 @@ def _refuse_composites(fname: str, structures: tuple) -> None:
             raise NotImplementedError(
                 f"nestlib.{fname} does not expand composite tensors (found one in "
                 f"{E.short_repr(s)}); call tf.nest for this structure, or pass "
-                f"expand_composites=False to treat them as leaves")
+                f"expand_composites=False to treat them as leaves"
+            )
 
 
-def _map_with_is_leaf(func: Callable, structures: tuple, is_leaf: IsLeaf, check_types: bool,
-                      with_path: bool) -> Any:
+def _map_with_is_leaf(
+    func: Callable, structures: tuple, is_leaf: IsLeaf, check_types: bool, with_path: bool
+) -> Any:
     """map_structure(_with_path) with ``is_leaf``: up to the first structure's prefix."""
     W._check_func(func, structures)
     shallow = W.prefix_of(structures[0], is_leaf)
@@ -124,9 +162,17 @@ def _map_with_is_leaf(func: Callable, structures: tuple, is_leaf: IsLeaf, check_
     return W.map_structure_with_path_up_to(shallow, func, *structures, check_types=check_types)
 
 
-def _flatten_up_to(fname: str, op: Callable, shallow: Any, deep: Any, check_types: bool,
-                   expand_composites: bool, is_leaf: IsLeaf | None, shallow_tree: Any,
-                   input_tree: Any) -> list:
+def _flatten_up_to(
+    fname: str,
+    op: Callable,
+    shallow: Any,
+    deep: Any,
+    check_types: bool,
+    expand_composites: bool,
+    is_leaf: IsLeaf | None,
+    shallow_tree: Any,
+    input_tree: Any,
+) -> list:
     """flatten_up_to and flatten_with_path_up_to with the engine's ``op``."""
     shallow = _one(fname, "shallow_structure", shallow, "shallow_tree", shallow_tree)
     deep = _one(fname, "input_structure", deep, "input_tree", input_tree)
@@ -140,8 +186,16 @@ def _flatten_up_to(fname: str, op: Callable, shallow: Any, deep: Any, check_type
         raise _stopped(e) from e
 
 
-def _map_up_to(fname: str, shallow: Any, func: Any, structures: tuple, check_types: bool,
-               expand_composites: bool, is_leaf: IsLeaf | None, with_path: bool) -> Any:
+def _map_up_to(
+    fname: str,
+    shallow: Any,
+    func: Any,
+    structures: tuple,
+    check_types: bool,
+    expand_composites: bool,
+    is_leaf: IsLeaf | None,
+    with_path: bool,
+) -> Any:
     if func is _NO:
         raise TypeError(f"{fname}() missing required argument 'func'")
     if expand_composites:
@@ -157,6 +211,7 @@ def _map_up_to(fname: str, shallow: Any, func: Any, structures: tuple, check_typ
 # --------------------------------------------------------------------------
 # tree operations
 # --------------------------------------------------------------------------
+
 
 def is_nested(structure: Any = _NO, seq: Any = _NO) -> bool:
     """Returns True if ``structure`` is a node (a container nestlib descends into).
@@ -178,8 +233,7 @@ def is_nested(structure: Any = _NO, seq: Any = _NO) -> bool:
         raise _stopped(e) from e
 
 
-def flatten(structure: Any, expand_composites: bool = False,
-            is_leaf: IsLeaf | None = None) -> list:
+def flatten(structure: Any, expand_composites: bool = False, is_leaf: IsLeaf | None = None) -> list:
     """Returns the leaves of ``structure`` as a list, in a fixed order.
 
     Mappings contribute their values in sorted-key order; a leaf flattens to
@@ -237,8 +291,9 @@ def unflatten_as(structure: Any, flat_sequence: Sequence[Any]) -> Any:
         raise _stopped(e) from e
 
 
-def pack_sequence_as(structure: Any, flat_sequence: Sequence[Any],
-                     expand_composites: bool = False) -> Any:
+def pack_sequence_as(
+    structure: Any, flat_sequence: Sequence[Any], expand_composites: bool = False
+) -> Any:
     """tf.nest's name for :func:`unflatten_as`, with ``expand_composites``.
 
     >>> import nestlib
@@ -253,9 +308,14 @@ def pack_sequence_as(structure: Any, flat_sequence: Sequence[Any],
         raise _stopped(e) from e
 
 
-def map_structure(func: Callable[..., Any], *structures: Any, check_types: bool = True,
-                  expand_composites: bool = False, is_leaf: IsLeaf | None = None,
-                  **kwargs: Any) -> Any:
+def map_structure(
+    func: Callable[..., Any],
+    *structures: Any,
+    check_types: bool = True,
+    expand_composites: bool = False,
+    is_leaf: IsLeaf | None = None,
+    **kwargs: Any,
+) -> Any:
     """Applies ``func`` to corresponding leaves of ``structures``.
 
     All structures must have the same layout (see
@@ -291,9 +351,14 @@ def map_structure(func: Callable[..., Any], *structures: Any, check_types: bool 
         raise _stopped(e) from e
 
 
-def assert_same_structure(a: Any = _NO, b: Any = _NO, check_types: bool = True,
-                          expand_composites: bool = False, nest1: Any = _NO,
-                          nest2: Any = _NO) -> None:
+def assert_same_structure(
+    a: Any = _NO,
+    b: Any = _NO,
+    check_types: bool = True,
+    expand_composites: bool = False,
+    nest1: Any = _NO,
+    nest2: Any = _NO,
+) -> None:
     """Raises unless ``a`` and ``b`` have the same layout.
 
     With ``check_types`` (the default) corresponding nodes must also have the
@@ -330,8 +395,9 @@ def assert_same_structure(a: Any = _NO, b: Any = _NO, check_types: bool = True,
         raise _stopped(e) from e
 
 
-def traverse(fn: Callable[[Any], Any], structure: Any, top_down: bool = True,
-             is_leaf: IsLeaf | None = None) -> Any:
+def traverse(
+    fn: Callable[[Any], Any], structure: Any, top_down: bool = True, is_leaf: IsLeaf | None = None
+) -> Any:
     """Traverses ``structure`` calling ``fn`` on every subtree.
 
     Top-down (the default): if ``fn(subtree)`` returns None the traversal
@@ -368,9 +434,15 @@ def list_to_tuple(structure: Any) -> Any:
 # paths
 # --------------------------------------------------------------------------
 
-def map_structure_with_path(func: Callable[..., Any], *structures: Any,
-                            check_types: bool = True, expand_composites: bool = False,
-                            is_leaf: IsLeaf | None = None, **kwargs: Any) -> Any:
+
+def map_structure_with_path(
+    func: Callable[..., Any],
+    *structures: Any,
+    check_types: bool = True,
+    expand_composites: bool = False,
+    is_leaf: IsLeaf | None = None,
+    **kwargs: Any,
+) -> Any:
     """Like :func:`map_structure`, calling ``func(path, *leaves)``.
 
     A path is the tuple of keys from the root: indices for sequences, keys for
@@ -393,37 +465,57 @@ def map_structure_with_path(func: Callable[..., Any], *structures: Any,
         raise _stopped(e) from e
 
 
-def map_structure_with_tuple_paths(func: Callable[..., Any], *structures: Any,
-                                   check_types: bool = True, expand_composites: bool = False,
-                                   is_leaf: IsLeaf | None = None, **kwargs: Any) -> Any:
+def map_structure_with_tuple_paths(
+    func: Callable[..., Any],
+    *structures: Any,
+    check_types: bool = True,
+    expand_composites: bool = False,
+    is_leaf: IsLeaf | None = None,
+    **kwargs: Any,
+) -> Any:
     """tf.nest's name for :func:`map_structure_with_path`.
 
     >>> import nestlib
     >>> nestlib.map_structure_with_tuple_paths(lambda p, x: p, {"a": [5]})
     {'a': [('a', 0)]}
     """
-    return map_structure_with_path(func, *structures, check_types=check_types,
-                                   expand_composites=expand_composites, is_leaf=is_leaf,
-                                   **kwargs)
+    return map_structure_with_path(
+        func,
+        *structures,
+        check_types=check_types,
+        expand_composites=expand_composites,
+        is_leaf=is_leaf,
+        **kwargs,
+    )
 
 
-def map_structure_with_paths(func: Callable[..., Any], *structures: Any,
-                             check_types: bool = True, expand_composites: bool = False,
-                             is_leaf: IsLeaf | None = None, **kwargs: Any) -> Any:
+def map_structure_with_paths(
+    func: Callable[..., Any],
+    *structures: Any,
+    check_types: bool = True,
+    expand_composites: bool = False,
+    is_leaf: IsLeaf | None = None,
+    **kwargs: Any,
+) -> Any:
     """Like :func:`map_structure_with_path` with paths joined by ``/``.
 
     >>> import nestlib
     >>> nestlib.map_structure_with_paths(lambda p, x: p, {"a": [5, 6]})
     {'a': ['a/0', 'a/1']}
     """
-    return map_structure_with_path(lambda p, *xs: func("/".join(map(str, p)), *xs),
-                                   *structures, check_types=check_types,
-                                   expand_composites=expand_composites, is_leaf=is_leaf,
-                                   **kwargs)
+    return map_structure_with_path(
+        lambda p, *xs: func("/".join(map(str, p)), *xs),
+        *structures,
+        check_types=check_types,
+        expand_composites=expand_composites,
+        is_leaf=is_leaf,
+        **kwargs,
+    )
 
 
-def flatten_with_path(structure: Any, expand_composites: bool = False,
-                      is_leaf: IsLeaf | None = None) -> list[tuple[tuple, Any]]:
+def flatten_with_path(
+    structure: Any, expand_composites: bool = False, is_leaf: IsLeaf | None = None
+) -> list[tuple[tuple, Any]]:
     """Returns ``(path, leaf)`` pairs in flatten order.
 
     >>> import nestlib
@@ -441,8 +533,9 @@ def flatten_with_path(structure: Any, expand_composites: bool = False,
         raise _stopped(e) from e
 
 
-def flatten_with_tuple_paths(structure: Any, expand_composites: bool = False,
-                             is_leaf: IsLeaf | None = None) -> list[tuple[tuple, Any]]:
+def flatten_with_tuple_paths(
+    structure: Any, expand_composites: bool = False, is_leaf: IsLeaf | None = None
+) -> list[tuple[tuple, Any]]:
     """tf.nest's name for :func:`flatten_with_path`.
 
     >>> import nestlib
@@ -452,9 +545,12 @@ def flatten_with_tuple_paths(structure: Any, expand_composites: bool = False,
     return flatten_with_path(structure, expand_composites, is_leaf)
 
 
-def flatten_with_joined_string_paths(structure: Any, separator: str = "/",
-                                     expand_composites: bool = False,
-                                     is_leaf: IsLeaf | None = None) -> list[tuple[str, Any]]:
+def flatten_with_joined_string_paths(
+    structure: Any,
+    separator: str = "/",
+    expand_composites: bool = False,
+    is_leaf: IsLeaf | None = None,
+) -> list[tuple[str, Any]]:
     """``(path, leaf)`` pairs with each path joined by ``separator``.
 
     >>> import nestlib
@@ -463,12 +559,18 @@ def flatten_with_joined_string_paths(structure: Any, separator: str = "/",
     >>> nestlib.flatten_with_joined_string_paths({"a": {"b": 1}}, separator=".")
     [('a.b', 1)]
     """
-    return [(separator.join(map(str, p)), v)
-            for p, v in flatten_with_path(structure, expand_composites, is_leaf)]
+    return [
+        (separator.join(map(str, p)), v)
+        for p, v in flatten_with_path(structure, expand_composites, is_leaf)
+    ]
 
 
-def yield_flat_paths(structure: Any = _NO, expand_composites: bool = False,
-                     is_leaf: IsLeaf | None = None, nest: Any = _NO) -> Iterator[tuple]:
+def yield_flat_paths(
+    structure: Any = _NO,
+    expand_composites: bool = False,
+    is_leaf: IsLeaf | None = None,
+    nest: Any = _NO,
+) -> Iterator[tuple]:
     """Yields the path of every leaf, in flatten order.
 
     >>> import nestlib
@@ -479,8 +581,12 @@ def yield_flat_paths(structure: Any = _NO, expand_composites: bool = False,
     return iter([p for p, _ in flatten_with_path(structure, expand_composites, is_leaf)])
 
 
-def traverse_with_path(fn: Callable[[tuple, Any], Any], structure: Any, top_down: bool = True,
-                       is_leaf: IsLeaf | None = None) -> Any:
+def traverse_with_path(
+    fn: Callable[[tuple, Any], Any],
+    structure: Any,
+    top_down: bool = True,
+    is_leaf: IsLeaf | None = None,
+) -> Any:
     """Like :func:`traverse`, calling ``fn(path, subtree)``.
 
     >>> import nestlib
@@ -499,8 +605,10 @@ def traverse_with_path(fn: Callable[[tuple, Any], Any], structure: Any, top_down
 # shallow structures (the *_up_to family)
 # --------------------------------------------------------------------------
 
-def assert_shallow_structure(shallow_tree: Any, input_tree: Any, check_types: bool = True,
-                             expand_composites: bool = False) -> None:
+
+def assert_shallow_structure(
+    shallow_tree: Any, input_tree: Any, check_types: bool = True, expand_composites: bool = False
+) -> None:
     """Raises unless ``shallow_tree`` is a prefix of ``input_tree``.
 
     Every node of ``shallow_tree`` must be matched by a node of ``input_tree``
@@ -522,38 +630,69 @@ def assert_shallow_structure(shallow_tree: Any, input_tree: Any, check_types: bo
         raise _stopped(e) from e
 
 
-def flatten_up_to(shallow_structure: Any = _NO, input_structure: Any = _NO,
-                  check_types: bool = True, expand_composites: bool = False,
-                  is_leaf: IsLeaf | None = None, shallow_tree: Any = _NO,
-                  input_tree: Any = _NO) -> list:
+def flatten_up_to(
+    shallow_structure: Any = _NO,
+    input_structure: Any = _NO,
+    check_types: bool = True,
+    expand_composites: bool = False,
+    is_leaf: IsLeaf | None = None,
+    shallow_tree: Any = _NO,
+    input_tree: Any = _NO,
+) -> list:
     """Flattens ``input_structure`` only as deep as ``shallow_structure``.
 
     >>> import nestlib
     >>> nestlib.flatten_up_to([None, [None, None]], [[1, 1], [2, 2]])
     [[1, 1], 2, 2]
     """
-    return _flatten_up_to("flatten_up_to", _up_to, shallow_structure, input_structure,
-                          check_types, expand_composites, is_leaf, shallow_tree, input_tree)
+    return _flatten_up_to(
+        "flatten_up_to",
+        _up_to,
+        shallow_structure,
+        input_structure,
+        check_types,
+        expand_composites,
+        is_leaf,
+        shallow_tree,
+        input_tree,
+    )
 
 
-def flatten_with_path_up_to(shallow_structure: Any = _NO, input_structure: Any = _NO,
-                            check_types: bool = True, expand_composites: bool = False,
-                            is_leaf: IsLeaf | None = None, shallow_tree: Any = _NO,
-                            input_tree: Any = _NO) -> list[tuple[tuple, Any]]:
+def flatten_with_path_up_to(
+    shallow_structure: Any = _NO,
+    input_structure: Any = _NO,
+    check_types: bool = True,
+    expand_composites: bool = False,
+    is_leaf: IsLeaf | None = None,
+    shallow_tree: Any = _NO,
+    input_tree: Any = _NO,
+) -> list[tuple[tuple, Any]]:
     """Like :func:`flatten_up_to`, returning ``(path, value)`` pairs.
 
     >>> import nestlib
     >>> nestlib.flatten_with_path_up_to({"a": None}, {"a": [1, 2]})
     [(('a',), [1, 2])]
     """
-    return _flatten_up_to("flatten_with_path_up_to", _paths_up_to, shallow_structure,
-                          input_structure, check_types, expand_composites, is_leaf,
-                          shallow_tree, input_tree)
+    return _flatten_up_to(
+        "flatten_with_path_up_to",
+        _paths_up_to,
+        shallow_structure,
+        input_structure,
+        check_types,
+        expand_composites,
+        is_leaf,
+        shallow_tree,
+        input_tree,
+    )
 
 
-def flatten_with_tuple_paths_up_to(shallow_tree: Any, input_tree: Any,
-                                   check_types: bool = True, expand_composites: bool = False,
-                                   is_leaf: IsLeaf | None = None) -> list[tuple[tuple, Any]]:
+def flatten_with_tuple_paths_up_to(
+    shallow_tree: Any,
+    input_tree: Any,
+    check_types: bool = True,
+    expand_composites: bool = False,
+    is_leaf: IsLeaf | None = None,
+) -> list[tuple[tuple, Any]]:
     """tf.nest's name for :func:`flatten_with_path_up_to`.
 
     Its arguments are named ``shallow_tree`` and ``input_tree`` as in tf.nest.
@@ -562,14 +701,21 @@ def flatten_with_tuple_paths_up_to(shallow_tree: Any, input_tree: Any,
     >>> nestlib.flatten_with_tuple_paths_up_to(shallow_tree=[0, 0], input_tree=[1, (2, 3)])
     [((0,), 1), ((1,), (2, 3))]
     """
-    return flatten_with_path_up_to(shallow_tree, input_tree, check_types, expand_composites,
-                                   is_leaf)
+    return flatten_with_path_up_to(
+        shallow_tree, input_tree, check_types, expand_composites, is_leaf
+    )
 
 
-def map_structure_up_to(shallow_structure: Any = _NO, func: Callable[..., Any] = _NO,
-                        *structures: Any, check_types: bool = False,
-                        expand_composites: bool = False, is_leaf: IsLeaf | None = None,
-                        shallow_tree: Any = _NO, **kwargs: Any) -> Any:
+def map_structure_up_to(
+    shallow_structure: Any = _NO,
+    func: Callable[..., Any] = _NO,
+    *structures: Any,
+    check_types: bool = False,
+    expand_composites: bool = False,
+    is_leaf: IsLeaf | None = None,
+    shallow_tree: Any = _NO,
+    **kwargs: Any,
+) -> Any:
     """Maps ``func`` over ``structures`` down to the leaves of ``shallow_structure``.
 
     Deeper parts of ``structures`` are passed to ``func`` whole. As in
@@ -588,20 +734,34 @@ def map_structure_up_to(shallow_structure: Any = _NO, func: Callable[..., Any] =
     """
     if kwargs:
         raise _unknown_keywords(kwargs)
-    shallow = _one("map_structure_up_to", "shallow_structure", shallow_structure,
-                   "shallow_tree", shallow_tree)
+    shallow = _one(
+        "map_structure_up_to", "shallow_structure", shallow_structure, "shallow_tree", shallow_tree
+    )
     try:
-        return _map_up_to("map_structure_up_to", shallow, func, structures, check_types,
-                          expand_composites, is_leaf, with_path=False)
+        return _map_up_to(
+            "map_structure_up_to",
+            shallow,
+            func,
+            structures,
+            check_types,
+            expand_composites,
+            is_leaf,
+            with_path=False,
+        )
     except StopIteration as e:
         raise _stopped(e) from e
 
 
-def map_structure_with_path_up_to(shallow_structure: Any = _NO,
-                                  func: Callable[..., Any] = _NO, *structures: Any,
-                                  check_types: bool = False, expand_composites: bool = False,
-                                  is_leaf: IsLeaf | None = None, shallow_tree: Any = _NO,
-                                  **kwargs: Any) -> Any:
+def map_structure_with_path_up_to(
+    shallow_structure: Any = _NO,
+    func: Callable[..., Any] = _NO,
+    *structures: Any,
+    check_types: bool = False,
+    expand_composites: bool = False,
+    is_leaf: IsLeaf | None = None,
+    shallow_tree: Any = _NO,
+    **kwargs: Any,
+) -> Any:
     """Like :func:`map_structure_up_to`, calling ``func(path, *values)``.
 
     >>> import nestlib
@@ -610,20 +770,37 @@ def map_structure_with_path_up_to(shallow_structure: Any = _NO,
     """
     if kwargs:
         raise _unknown_keywords(kwargs)
-    shallow = _one("map_structure_with_path_up_to", "shallow_structure", shallow_structure,
-                   "shallow_tree", shallow_tree)
+    shallow = _one(
+        "map_structure_with_path_up_to",
+        "shallow_structure",
+        shallow_structure,
+        "shallow_tree",
+        shallow_tree,
+    )
     try:
-        return _map_up_to("map_structure_with_path_up_to", shallow, func, structures,
-                          check_types, expand_composites, is_leaf, with_path=True)
+        return _map_up_to(
+            "map_structure_with_path_up_to",
+            shallow,
+            func,
+            structures,
+            check_types,
+            expand_composites,
+            is_leaf,
+            with_path=True,
+        )
     except StopIteration as e:
         raise _stopped(e) from e
 
 
-def map_structure_with_tuple_paths_up_to(shallow_tree: Any, func: Callable[..., Any],
-                                         *inputs: Any, check_types: bool = True,
-                                         expand_composites: bool = False,
-                                         is_leaf: IsLeaf | None = None,
-                                         **kwargs: Any) -> Any:
+def map_structure_with_tuple_paths_up_to(
+    shallow_tree: Any,
+    func: Callable[..., Any],
+    *inputs: Any,
+    check_types: bool = True,
+    expand_composites: bool = False,
+    is_leaf: IsLeaf | None = None,
+    **kwargs: Any,
+) -> Any:
     """tf.nest's name for :func:`map_structure_with_path_up_to`.
 
     As in tf.nest, ``check_types`` defaults to True here: every node of the
@@ -637,14 +814,23 @@ def map_structure_with_tuple_paths_up_to(shallow_tree: Any, func: Callable[..., 
     if kwargs:
         raise _unknown_keywords(kwargs)
     try:
-        return _map_up_to("map_structure_with_tuple_paths_up_to", shallow_tree, func, inputs,
-                          check_types, expand_composites, is_leaf, with_path=True)
+        return _map_up_to(
+            "map_structure_with_tuple_paths_up_to",
+            shallow_tree,
+            func,
+            inputs,
+            check_types,
+            expand_composites,
+            is_leaf,
+            with_path=True,
+        )
     except StopIteration as e:
         raise _stopped(e) from e
 
 
-def get_traverse_shallow_structure(traverse_fn: Callable[[Any], Any], structure: Any,
-                                   expand_composites: bool = False) -> Any:
+def get_traverse_shallow_structure(
+    traverse_fn: Callable[[Any], Any], structure: Any, expand_composites: bool = False
+) -> Any:
     """A shallow structure of bools: where ``traverse_fn`` says to descend.
 
     ``traverse_fn(subtree)`` returns True (descend; keep a leaf), False (stop
@@ -666,6 +852,7 @@ def get_traverse_shallow_structure(traverse_fn: Callable[[Any], Any], structure:
 # --------------------------------------------------------------------------
 # tf.nest's predicates and helpers
 # --------------------------------------------------------------------------
+
 
 def flatten_dict_items(dictionary: Any) -> dict:
     """A dict whose items are those of ``dictionary`` with nested keys unpacked.
@@ -766,6 +953,7 @@ def is_sequence_or_composite(seq: Any) -> bool:
 # specs
 # --------------------------------------------------------------------------
 
+
 def spec_of(structure: Any, is_leaf: IsLeaf | None = None) -> Spec:
     """Compiles the structure of ``structure`` into a reusable :class:`Spec`.
 
@@ -794,9 +982,14 @@ def spec_of(structure: Any, is_leaf: IsLeaf | None = None) -> Spec:
 # registry
 # --------------------------------------------------------------------------
 
-def register_node(cls: type, flatten_fn: Callable[[Any], tuple],
-                  unflatten_fn: Callable[[Any, Any], Any], *,
-                  flatten_with_keys_fn: Callable[[Any], tuple] | None = None) -> None:
+
+def register_node(
+    cls: type,
+    flatten_fn: Callable[[Any], tuple],
+    unflatten_fn: Callable[[Any, Any], Any],
+    *,
+    flatten_with_keys_fn: Callable[[Any], tuple] | None = None,
+) -> None:
     """Makes instances of ``cls`` nodes of every nestlib function.
 
     ``flatten_fn(obj)`` returns ``(children, metadata)``: the children (a tuple
@@ -832,8 +1025,12 @@ def register_node(cls: type, flatten_fn: Callable[[Any], tuple],
     R.register_node(cls, flatten_fn, unflatten_fn, flatten_with_keys_fn=flatten_with_keys_fn)
 
 
-def register_dataclass(cls: type | None = None, *, data_fields: Sequence[str] | None = None,
-                       meta_fields: Sequence[str] | None = None) -> Any:
+def register_dataclass(
+    cls: type | None = None,
+    *,
+    data_fields: Sequence[str] | None = None,
+    meta_fields: Sequence[str] | None = None,
+) -> Any:
     """Registers a dataclass as a node: its data fields are children, keyed by name.
 
     ``meta_fields`` are static metadata (compared, not walked into); the
@@ -904,7 +1101,6 @@ def backend() -> str:
 # (converting them would be slow, and would turn their argument checks into
 # graph conditionals).
 for _fn in list(globals().values()):
-    if callable(_fn) and getattr(_fn, "__module__", None) == __name__ and \
-            not isinstance(_fn, type):
+    if callable(_fn) and getattr(_fn, "__module__", None) == __name__ and not isinstance(_fn, type):
         S.mark_not_for_autograph(_fn)
 del _fn

@@ -31,7 +31,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import types
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from hypothesis import strategies as st
 
@@ -40,13 +41,29 @@ try:  # attrs is optional: without it "attrs" is simply not a default container.
 except ImportError:  # pragma: no cover - exercised only without attrs
     _attr = None
 
-__all__ = ["CONTAINERS", "DM_TREE_CONTAINERS", "DEFAULT_CONTAINERS", "leaves", "structures",
-           "structures_with_same_shape", "shallow_and_deep"]
+__all__ = [
+    "CONTAINERS",
+    "DM_TREE_CONTAINERS",
+    "DEFAULT_CONTAINERS",
+    "leaves",
+    "structures",
+    "structures_with_same_shape",
+    "shallow_and_deep",
+]
 
 #: Every container kind the strategies can generate.
-CONTAINERS: tuple[str, ...] = ("list", "tuple", "dict", "namedtuple", "ordered_dict",
-                               "defaultdict", "attrs", "mappingproxy", "registered_dataclass",
-                               "tf_protocol")
+CONTAINERS: tuple[str, ...] = (
+    "list",
+    "tuple",
+    "dict",
+    "namedtuple",
+    "ordered_dict",
+    "defaultdict",
+    "attrs",
+    "mappingproxy",
+    "registered_dataclass",
+    "tf_protocol",
+)
 
 #: The kinds dm-tree knows as nodes (the others, ``registered_dataclass`` and
 #: ``tf_protocol``, are nestlib's and tf.nest's own: dm-tree and optree see
@@ -56,7 +73,8 @@ DM_TREE_CONTAINERS: tuple[str, ...] = CONTAINERS[:8]
 #: The kinds generated when ``containers`` is not given: dm-tree's, without
 #: ``mappingproxy`` (MappingProxyType does not pickle).
 DEFAULT_CONTAINERS: tuple[str, ...] = tuple(
-    k for k in DM_TREE_CONTAINERS if k != "mappingproxy" and (k != "attrs" or _attr is not None))
+    k for k in DM_TREE_CONTAINERS if k != "mappingproxy" and (k != "attrs" or _attr is not None)
+)
 
 # Field names of generated namedtuples and attrs classes: short, valid and
 # deliberately not in sorted order, so that code which sorts fields (wrongly)
@@ -82,8 +100,11 @@ class _TFProtocolNode:
         return cls(*components, meta=metadata)
 
     def __eq__(self, other: Any) -> bool:
-        return type(other) is type(self) and other.meta == self.meta and \
-            other.components == self.components
+        return (
+            type(other) is type(self)
+            and other.meta == self.meta
+            and other.components == self.components
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -105,8 +126,12 @@ def _record_type(kind: str, fields: tuple[str, ...]) -> type:
     key = (kind, fields)
     cls = _record_types.get(key)
     if cls is None:
-        prefix = {"namedtuple": "NT", "attrs": "Attrs", "registered_dataclass": "DC",
-                  "tf_protocol": "TFP"}[kind]
+        prefix = {
+            "namedtuple": "NT",
+            "attrs": "Attrs",
+            "registered_dataclass": "DC",
+            "tf_protocol": "TFP",
+        }[kind]
         name = f"{prefix}_{'_'.join(fields)}" if fields else f"{prefix}_empty"
         if kind == "namedtuple":
             cls = collections.namedtuple(name, fields)
@@ -114,6 +139,7 @@ def _record_type(kind: str, fields: tuple[str, ...]) -> type:
             cls = _attr.make_class(name, list(fields))
         elif kind == "registered_dataclass":
             import nestlib  # registration is global: done once per class, here
+
             cls = dataclasses.make_dataclass(name, [*fields, ("tag", int, 0)])
             nestlib.register_dataclass(cls, meta_fields=["tag"])
         else:
@@ -148,14 +174,18 @@ def leaves() -> st.SearchStrategy[Any]:
     )
 
 
-def _check_args(leaf_strategy: Any, max_leaves: Any, containers: Any, max_depth: Any,
-                max_children: Any) -> tuple[st.SearchStrategy, tuple[str, ...]]:
+def _check_args(
+    leaf_strategy: Any, max_leaves: Any, containers: Any, max_depth: Any, max_children: Any
+) -> tuple[st.SearchStrategy, tuple[str, ...]]:
     if leaf_strategy is None:
         leaf_strategy = leaves()
     if not isinstance(leaf_strategy, st.SearchStrategy):
         raise TypeError(f"leaves must be a hypothesis strategy, got {type(leaf_strategy).__name__}")
-    for name, value, low in (("max_leaves", max_leaves, 0), ("max_depth", max_depth, 0),
-                             ("max_children", max_children, 0)):
+    for name, value, low in (
+        ("max_leaves", max_leaves, 0),
+        ("max_depth", max_depth, 0),
+        ("max_children", max_children, 0),
+    ):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name} must be an int, got {type(value).__name__}")
         if value < low:
@@ -166,8 +196,10 @@ def _check_args(leaf_strategy: Any, max_leaves: Any, containers: Any, max_depth:
         kinds = DEFAULT_CONTAINERS
     else:
         if isinstance(containers, str):
-            raise TypeError("containers must be an iterable of container names, "
-                            f"not a single string (did you mean [{containers!r}]?)")
+            raise TypeError(
+                "containers must be an iterable of container names, "
+                f"not a single string (did you mean [{containers!r}]?)"
+            )
         kinds = tuple(containers)
         unknown = [k for k in kinds if k not in CONTAINERS]
         if unknown:
@@ -183,8 +215,10 @@ def _check_args(leaf_strategy: Any, max_leaves: Any, containers: Any, max_depth:
 # A shape is ("leaf",) or (kind, meta, children): meta is the key list of a
 # mapping, the record class of a namedtuple/attrs node, None otherwise.
 
-def _draw_shape(draw: Any, kinds: tuple[str, ...], max_leaves: int, max_depth: int,
-                max_children: int) -> tuple:
+
+def _draw_shape(
+    draw: Any, kinds: tuple[str, ...], max_leaves: int, max_depth: int, max_children: int
+) -> tuple:
     budget = [max_leaves]
 
     def node(depth: int) -> tuple:
@@ -202,10 +236,14 @@ def _draw_shape(draw: Any, kinds: tuple[str, ...], max_leaves: int, max_depth: i
         n = len(children)
         meta: Any = None
         if kind in _MAPPING_KINDS:
-            key_strategy = draw(st.sampled_from([
-                st.text(alphabet="abxyz", max_size=3),
-                st.integers(min_value=-3, max_value=20),
-            ]))
+            key_strategy = draw(
+                st.sampled_from(
+                    [
+                        st.text(alphabet="abxyz", max_size=3),
+                        st.integers(min_value=-3, max_value=20),
+                    ]
+                )
+            )
             meta = tuple(draw(st.lists(key_strategy, min_size=n, max_size=n, unique=True)))
         elif kind in ("namedtuple", "attrs"):
             fields = tuple(draw(st.permutations(_FIELDS))[:n])
@@ -256,9 +294,14 @@ def _cut(shape: tuple, draw: Any) -> tuple:
     return (kind, meta, tuple(_cut(c, draw) for c in children))
 
 
-def structures(leaves: st.SearchStrategy[Any] | None = None, *, max_leaves: int = 12,
-               containers: Iterable[str] | None = None, max_depth: int = 4,
-               max_children: int = 4) -> st.SearchStrategy[Any]:
+def structures(
+    leaves: st.SearchStrategy[Any] | None = None,
+    *,
+    max_leaves: int = 12,
+    containers: Iterable[str] | None = None,
+    max_depth: int = 4,
+    max_children: int = 4,
+) -> st.SearchStrategy[Any]:
     """A strategy for nested structures.
 
     Args:
@@ -287,16 +330,22 @@ def structures(leaves: st.SearchStrategy[Any] | None = None, *, max_leaves: int 
 
     @st.composite
     def strategy(draw):
-        return _fill(_draw_shape(draw, kinds, max_leaves, max_depth, max_children),
-                     draw, leaf_strategy)
+        return _fill(
+            _draw_shape(draw, kinds, max_leaves, max_depth, max_children), draw, leaf_strategy
+        )
 
     return strategy()
 
 
-def structures_with_same_shape(count: int = 2, leaves: st.SearchStrategy[Any] | None = None,
-                               *, max_leaves: int = 12, containers: Iterable[str] | None = None,
-                               max_depth: int = 4,
-                               max_children: int = 4) -> st.SearchStrategy[tuple]:
+def structures_with_same_shape(
+    count: int = 2,
+    leaves: st.SearchStrategy[Any] | None = None,
+    *,
+    max_leaves: int = 12,
+    containers: Iterable[str] | None = None,
+    max_depth: int = 4,
+    max_children: int = 4,
+) -> st.SearchStrategy[tuple]:
     """A strategy for tuples of ``count`` structures with one layout.
 
     The structures share node types, lengths, keys and key order; their
@@ -329,9 +378,14 @@ def structures_with_same_shape(count: int = 2, leaves: st.SearchStrategy[Any] | 
     return strategy()
 
 
-def shallow_and_deep(leaves: st.SearchStrategy[Any] | None = None, *, max_leaves: int = 12,
-                     containers: Iterable[str] | None = None, max_depth: int = 4,
-                     max_children: int = 4) -> st.SearchStrategy[tuple[Any, Any]]:
+def shallow_and_deep(
+    leaves: st.SearchStrategy[Any] | None = None,
+    *,
+    max_leaves: int = 12,
+    containers: Iterable[str] | None = None,
+    max_depth: int = 4,
+    max_children: int = 4,
+) -> st.SearchStrategy[tuple[Any, Any]]:
     """A strategy for ``(shallow, deep)`` pairs for the ``*_up_to`` functions.
 
     ``shallow`` is ``deep``'s layout cut short: some subtrees of ``deep`` are
@@ -359,4 +413,3 @@ def shallow_and_deep(leaves: st.SearchStrategy[Any] | None = None, *, max_leaves
         return shallow, deep
 
     return strategy()
-

@@ -13,26 +13,42 @@ so one core can replace another with no other change.
 """
 
 try:
-    import tensorflow  # noqa: F401  (rnn's cores are tf.Modules)
+    import tensorflow
 except ModuleNotFoundError as _e:
     if _e.name != "tensorflow":
         raise
     raise ImportError(
         "rnn needs TensorFlow, which is not installed: install the tf extra "
         "(pip install 'nestlib[tf]') or tensorflow itself. nestlib alone works without "
-        "it.") from _e
+        "it."
+    ) from _e
 
-from rnn.base import RNNCore, TrainableState  # noqa: E402
-from rnn.cores import (GRU, LSTM, LSTMState, VanillaRNN,
-                       lstm_with_recurrent_dropout)
-from rnn.deep import (DeepRNN, ResidualCore, deep_rnn_with_residual_connections,
-                      deep_rnn_with_skip_connections)
+from rnn.base import RNNCore, TrainableState
+from rnn.cores import GRU, LSTM, LSTMState, VanillaRNN, lstm_with_recurrent_dropout
+from rnn.deep import (
+    DeepRNN,
+    ResidualCore,
+    deep_rnn_with_residual_connections,
+    deep_rnn_with_skip_connections,
+)
+from rnn.dnc import DNC, DNCState
 from rnn.unroll import bidirectional_unroll, dynamic_unroll, static_unroll
-from rnn.dnc import DNC, DNCState  # noqa: E402  (the DNC core of rnn.dnc)
 
 __all__ = [
-    "RNNCore", "TrainableState", "VanillaRNN", "LSTM", "LSTMState", "GRU",
-    "lstm_with_recurrent_dropout", "DeepRNN", "deep_rnn_with_skip_connections",
-    "deep_rnn_with_residual_connections", "ResidualCore", "static_unroll",
-    "dynamic_unroll", "bidirectional_unroll", "DNC", "DNCState",
+    "RNNCore",
+    "TrainableState",
+    "VanillaRNN",
+    "LSTM",
+    "LSTMState",
+    "GRU",
+    "lstm_with_recurrent_dropout",
+    "DeepRNN",
+    "deep_rnn_with_skip_connections",
+    "deep_rnn_with_residual_connections",
+    "ResidualCore",
+    "static_unroll",
+    "dynamic_unroll",
+    "bidirectional_unroll",
+    "DNC",
+    "DNCState",
 ]

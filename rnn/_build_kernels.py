@@ -48,10 +48,27 @@ def tensorflow_dir() -> str:
 
 def command(cc: str, tf_dir: str, output: str, native: bool) -> list[str]:
     arch = ["-march=native"] if native else []
-    return [*cc.split(), "-O3", *arch, "-std=gnu11", "-fPIC", "-shared", "-pthread",
-            "-fno-math-errno", "-fno-trapping-math", "-Wall",
-            "-I", os.path.join(tf_dir, "include"), SOURCE, "-o", output,
-            "-L", tf_dir, f"-l:{FRAMEWORK}", f"-Wl,-rpath,{tf_dir}"]
+    return [
+        *cc.split(),
+        "-O3",
+        *arch,
+        "-std=gnu11",
+        "-fPIC",
+        "-shared",
+        "-pthread",
+        "-fno-math-errno",
+        "-fno-trapping-math",
+        "-Wall",
+        "-I",
+        os.path.join(tf_dir, "include"),
+        SOURCE,
+        "-o",
+        output,
+        "-L",
+        tf_dir,
+        f"-l:{FRAMEWORK}",
+        f"-Wl,-rpath,{tf_dir}",
+    ]
 
 
 def cpu_flags() -> frozenset | None:
@@ -83,21 +100,21 @@ def build(output: str = LIBRARY) -> bool:
     """Compiles the library into ``output``; returns whether it was built."""
     cc = compiler()
     if cc is None:
-        print("rnn: no C compiler found; the LSTM runs on TensorFlow ops only",
-              file=sys.stderr)
+        print("rnn: no C compiler found; the LSTM runs on TensorFlow ops only", file=sys.stderr)
         return False
     tf_dir = tensorflow_dir()
     if not os.path.exists(os.path.join(tf_dir, FRAMEWORK)):
-        print(f"rnn: {FRAMEWORK} not found in {tf_dir}; the LSTM runs on "
-              f"TensorFlow ops only", file=sys.stderr)
+        print(
+            f"rnn: {FRAMEWORK} not found in {tf_dir}; the LSTM runs on TensorFlow ops only",
+            file=sys.stderr,
+        )
         return False
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(output))
     os.close(fd)
     try:
         errors = ""
         for native in (True, False):
-            done = subprocess.run(command(cc, tf_dir, tmp, native),
-                                  capture_output=True, text=True)
+            done = subprocess.run(command(cc, tf_dir, tmp, native), capture_output=True, text=True)
             if done.returncode == 0:
                 # The CPU features a -march=native build may use, for the
                 # loader to check (a library copied to another machine).

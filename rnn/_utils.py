@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import collections.abc
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import tensorflow as tf
 
@@ -41,33 +42,34 @@ def check_rank2(core_name: str, inputs: Any) -> tf.Tensor:
     if inputs is None or (isinstance(inputs, (tuple, list, dict))):
         raise TypeError(
             f"{core_name} expects inputs to be a single [batch, features] "
-            f"tensor, got {type(inputs).__name__}")
+            f"tensor, got {type(inputs).__name__}"
+        )
     inputs = tf.convert_to_tensor(inputs)
     if inputs.shape.rank != 2:
         raise ValueError(
-            f"{core_name} expects inputs of rank 2 [batch, features], got "
-            f"shape {inputs.shape}")
+            f"{core_name} expects inputs of rank 2 [batch, features], got shape {inputs.shape}"
+        )
     if inputs.shape[-1] is None:
         raise ValueError(
-            f"{core_name} needs a statically known feature size, got inputs "
-            f"of shape {inputs.shape}")
+            f"{core_name} needs a statically known feature size, got inputs of shape {inputs.shape}"
+        )
     if not inputs.dtype.is_floating:
-        raise TypeError(
-            f"{core_name} expects floating point inputs, got {inputs.dtype.name}")
+        raise TypeError(f"{core_name} expects floating point inputs, got {inputs.dtype.name}")
     return inputs
 
 
-def check_same_dtype(core_name: str, expected: tf.DType, what: str,
-                     value: tf.Tensor, reference: str) -> None:
+def check_same_dtype(
+    core_name: str, expected: tf.DType, what: str, value: tf.Tensor, reference: str
+) -> None:
     """Raises TypeError when ``value.dtype`` differs from ``expected``."""
     if value.dtype != expected:
         raise TypeError(
             f"{core_name}: {what} has dtype {value.dtype.name} but {reference} "
-            f"has dtype {expected.name}; cast them to one dtype")
+            f"has dtype {expected.name}; cast them to one dtype"
+        )
 
 
-def sequence_lengths(fn_name: str, sequence_length: Any,
-                     batch_size: Any) -> tf.Tensor:
+def sequence_lengths(fn_name: str, sequence_length: Any, batch_size: Any) -> tf.Tensor:
     """``sequence_length`` as a ``[B]`` int32 tensor, checked where static.
 
     Raises TypeError for non-integer lengths and ValueError for a tensor that
@@ -77,17 +79,22 @@ def sequence_lengths(fn_name: str, sequence_length: Any,
     lengths = tf.convert_to_tensor(sequence_length)
     if not lengths.dtype.is_integer:
         raise TypeError(
-            f"{fn_name}: sequence_length must be integers, got dtype "
-            f"{lengths.dtype.name}")
+            f"{fn_name}: sequence_length must be integers, got dtype {lengths.dtype.name}"
+        )
     if lengths.shape.rank is not None and lengths.shape.rank != 1:
         raise ValueError(
-            f"{fn_name}: sequence_length must be a [batch] vector, got shape "
-            f"{lengths.shape}")
-    if (lengths.shape.rank == 1 and lengths.shape[0] is not None
-            and batch_size is not None and lengths.shape[0] != batch_size):
+            f"{fn_name}: sequence_length must be a [batch] vector, got shape {lengths.shape}"
+        )
+    if (
+        lengths.shape.rank == 1
+        and lengths.shape[0] is not None
+        and batch_size is not None
+        and lengths.shape[0] != batch_size
+    ):
         raise ValueError(
             f"{fn_name}: sequence_length has {lengths.shape[0]} entries but "
-            f"the batch size is {batch_size}")
+            f"the batch size is {batch_size}"
+        )
     return tf.cast(lengths, tf.int32)
 
 

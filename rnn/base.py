@@ -10,7 +10,7 @@ combinators in this package handle every state structure through
 from __future__ import annotations
 
 import abc
-from typing import Any, Optional, Tuple
+from typing import Any
 
 import tensorflow as tf
 
@@ -42,7 +42,7 @@ class RNNCore(tf.Module, metaclass=abc.ABCMeta):
     """
 
     @abc.abstractmethod
-    def __call__(self, inputs: Any, prev_state: Any) -> Tuple[Any, Any]:
+    def __call__(self, inputs: Any, prev_state: Any) -> tuple[Any, Any]:
         """Runs one step: returns ``(output, next_state)``.
 
         ``next_state`` must have the same structure as ``prev_state``.
@@ -60,9 +60,9 @@ class RNNCore(tf.Module, metaclass=abc.ABCMeta):
         self,
         input_sequence: Any,
         initial_state: Any,
-        sequence_length: Optional[tf.Tensor],
+        sequence_length: tf.Tensor | None,
         reverse: bool,
-    ) -> Optional[Tuple[Any, Any]]:
+    ) -> tuple[Any, Any] | None:
         """Optionally processes a whole time-major sequence in one call.
 
         Called by :func:`rnn.dynamic_unroll` and :func:`rnn.static_unroll`
@@ -94,12 +94,11 @@ def _batch_of(batch_size: Any) -> Any:
     if isinstance(batch_size, tf.Tensor) or hasattr(batch_size, "dtype"):
         t = tf.convert_to_tensor(batch_size)
         if t.shape.rank != 0 or not t.dtype.is_integer:
-            raise TypeError(
-                f"batch_size must be an int or a scalar integer tensor, got {t!r}")
+            raise TypeError(f"batch_size must be an int or a scalar integer tensor, got {t!r}")
         return t
     raise TypeError(
-        f"batch_size must be an int or a scalar integer tensor, "
-        f"got {type(batch_size).__name__}")
+        f"batch_size must be an int or a scalar integer tensor, got {type(batch_size).__name__}"
+    )
 
 
 class TrainableState(tf.Module):
@@ -119,8 +118,7 @@ class TrainableState(tf.Module):
     1
     """
 
-    def __init__(self, initial_values: Any, mask: Any = None,
-                 name: Optional[str] = None):
+    def __init__(self, initial_values: Any, mask: Any = None, name: str | None = None):
         super().__init__(name=name)
         self._spec = nestlib.spec_of(initial_values)
         flat_values = self._spec.flatten(initial_values)
@@ -132,7 +130,8 @@ class TrainableState(tf.Module):
                 if not isinstance(m, bool):
                     raise TypeError(
                         f"mask leaves must be Python bools, got "
-                        f"{type(m).__name__} at {_path_str(path)}")
+                        f"{type(m).__name__} at {_path_str(path)}"
+                    )
         self._leaves = []
         with self.name_scope:
             for i, (v, m) in enumerate(zip(flat_values, flat_mask)):
@@ -140,13 +139,12 @@ class TrainableState(tf.Module):
                     self._leaves.append(None)
                     continue
                 v = tf.convert_to_tensor(v)
-                self._leaves.append(
-                    tf.Variable(v, trainable=m, name=f"initial_state_{i}"))
+                self._leaves.append(tf.Variable(v, trainable=m, name=f"initial_state_{i}"))
 
     @classmethod
-    def for_core(cls, core: RNNCore, mask: Any = None,
-                 name: Optional[str] = None,
-                 dtype: tf.DType = tf.float32) -> "TrainableState":
+    def for_core(
+        cls, core: RNNCore, mask: Any = None, name: str | None = None, dtype: tf.DType = tf.float32
+    ) -> TrainableState:
         """A trainable state initialised from ``core.initial_state(1, dtype)``.
 
         >>> import rnn
@@ -156,8 +154,8 @@ class TrainableState(tf.Module):
         """
         if not hasattr(core, "initial_state"):
             raise TypeError(
-                f"for_core needs a core with an initial_state method, "
-                f"got {type(core).__name__}")
+                f"for_core needs a core with an initial_state method, got {type(core).__name__}"
+            )
         state = core.initial_state(1, dtype=dtype)
 
         def squeeze(x):
@@ -167,7 +165,8 @@ class TrainableState(tf.Module):
             if x.shape.rank is None or x.shape.rank < 1:
                 raise ValueError(
                     "for_core: every state leaf needs a leading batch "
-                    f"dimension, got shape {x.shape}")
+                    f"dimension, got shape {x.shape}"
+                )
             return tf.squeeze(x, axis=0)
 
         return cls(nestlib.map_structure(squeeze, state), mask=mask, name=name)
@@ -182,14 +181,15 @@ class TrainableState(tf.Module):
                 return None
             x = tf.convert_to_tensor(v)
             multiples = tf.concat(
-                [tf.reshape(tf.cast(batch_size, tf.int32), [1]),
-                 tf.ones([x.shape.rank], tf.int32)], axis=0)
+                [tf.reshape(tf.cast(batch_size, tf.int32), [1]), tf.ones([x.shape.rank], tf.int32)],
+                axis=0,
+            )
             return tf.tile(x[tf.newaxis], multiples)
 
         return self._spec.unflatten([tile(v) for v in self._leaves])
 
 
-def _path_str(path: Tuple[Any, ...]) -> str:
+def _path_str(path: tuple[Any, ...]) -> str:
     if not path:
         return "the top level"
     return "".join(f"[{p!r}]" for p in path)

@@ -17,17 +17,21 @@ Weights use Keras' layout so that values copied from ``keras.layers.LSTM`` /
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional, Tuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import tensorflow as tf
 
 import nestlib
-
 from rnn import _utils, fused_lstm
 from rnn.base import RNNCore
 
 __all__ = [
-    "VanillaRNN", "LSTM", "LSTMState", "GRU", "lstm_with_recurrent_dropout",
+    "VanillaRNN",
+    "LSTM",
+    "LSTMState",
+    "GRU",
+    "lstm_with_recurrent_dropout",
 ]
 
 _LN_EPSILON = 1e-5
@@ -37,14 +41,18 @@ _LN_EPSILON = 1e-5
 # Pure step functions.
 # --------------------------------------------------------------------------
 
+
 @_utils.no_autograph
-def _vanilla_fn(inputs: tf.Tensor, prev_state: tf.Tensor, kernel: tf.Tensor,
-                recurrent_kernel: tf.Tensor, bias: tf.Tensor,
-                activation: Callable[[tf.Tensor], tf.Tensor]
-                ) -> Tuple[tf.Tensor, tf.Tensor]:
+def _vanilla_fn(
+    inputs: tf.Tensor,
+    prev_state: tf.Tensor,
+    kernel: tf.Tensor,
+    recurrent_kernel: tf.Tensor,
+    bias: tf.Tensor,
+    activation: Callable[[tf.Tensor], tf.Tensor],
+) -> tuple[tf.Tensor, tf.Tensor]:
     """``h = activation(x @ kernel + h_prev @ recurrent_kernel + bias)``."""
-    h = activation(tf.matmul(inputs, kernel)
-                   + tf.matmul(prev_state, recurrent_kernel) + bias)
+    h = activation(tf.matmul(inputs, kernel) + tf.matmul(prev_state, recurrent_kernel) + bias)
     return h, h
 
 
@@ -67,11 +75,16 @@ class LSTMState(NamedTuple):
 
 
 @_utils.no_autograph
-def _lstm_fn(inputs: tf.Tensor, prev_state: LSTMState, kernel: tf.Tensor,
-             recurrent_kernel: tf.Tensor, bias: tf.Tensor,
-             projection: Optional[tf.Tensor] = None,
-             layer_norm: Optional[Tuple[tf.Tensor, ...]] = None,
-             cell_clip: Optional[float] = None) -> Tuple[tf.Tensor, LSTMState]:
+def _lstm_fn(
+    inputs: tf.Tensor,
+    prev_state: LSTMState,
+    kernel: tf.Tensor,
+    recurrent_kernel: tf.Tensor,
+    bias: tf.Tensor,
+    projection: tf.Tensor | None = None,
+    layer_norm: tuple[tf.Tensor, ...] | None = None,
+    cell_clip: float | None = None,
+) -> tuple[tf.Tensor, LSTMState]:
     """One LSTM step with Keras' gate layout (i, f, c, o).
 
     ``layer_norm`` is ``None`` or the six tensors (kernel scale, kernel offset,
@@ -103,9 +116,14 @@ def _lstm_fn(inputs: tf.Tensor, prev_state: LSTMState, kernel: tf.Tensor,
 
 
 @_utils.no_autograph
-def _gru_fn(inputs: tf.Tensor, prev_state: tf.Tensor, kernel: tf.Tensor,
-            recurrent_kernel: tf.Tensor, bias: tf.Tensor, reset_after: bool
-            ) -> Tuple[tf.Tensor, tf.Tensor]:
+def _gru_fn(
+    inputs: tf.Tensor,
+    prev_state: tf.Tensor,
+    kernel: tf.Tensor,
+    recurrent_kernel: tf.Tensor,
+    bias: tf.Tensor,
+    reset_after: bool,
+) -> tuple[tf.Tensor, tf.Tensor]:
     """One GRU step with Keras' layout (update z, reset r, candidate).
 
     ``reset_after=False`` (Cho et al. 2014): the reset gate multiplies the
@@ -127,12 +145,11 @@ def _gru_fn(inputs: tf.Tensor, prev_state: tf.Tensor, kernel: tf.Tensor,
     else:
         x_all = tf.matmul(inputs, kernel) + bias
         x_z, x_r, x_h = tf.split(x_all, 3, axis=-1)
-        h_zr = tf.matmul(h, recurrent_kernel[:, :2 * units])
+        h_zr = tf.matmul(h, recurrent_kernel[:, : 2 * units])
         h_z, h_r = tf.split(h_zr, 2, axis=-1)
         z = tf.sigmoid(x_z + h_z)
         r = tf.sigmoid(x_r + h_r)
-        candidate = tf.tanh(
-            x_h + tf.matmul(r * h, recurrent_kernel[:, 2 * units:]))
+        candidate = tf.tanh(x_h + tf.matmul(r * h, recurrent_kernel[:, 2 * units :]))
     new_h = z * h + (1 - z) * candidate
     return new_h, new_h
 
@@ -141,6 +158,7 @@ def _gru_fn(inputs: tf.Tensor, prev_state: tf.Tensor, kernel: tf.Tensor,
 # Modules.
 # --------------------------------------------------------------------------
 
+
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -148,28 +166,25 @@ def _positive_int(name: str, value: Any) -> int:
 
 
 @_utils.no_autograph
-def _check_state_tensor(core: str, path: str, value: Any, dtype: tf.DType,
-                        width: int) -> tf.Tensor:
+def _check_state_tensor(core: str, path: str, value: Any, dtype: tf.DType, width: int) -> tf.Tensor:
     if value is None:
         raise TypeError(f"{core}: prev_state{path} is None; expected a tensor")
     value = tf.convert_to_tensor(value)
-    _utils.check_same_dtype(core, dtype, f"prev_state{path}", value,
-                            "the inputs")
-    if value.shape.rank != 2 or (value.shape[-1] is not None
-                                 and value.shape[-1] != width):
+    _utils.check_same_dtype(core, dtype, f"prev_state{path}", value, "the inputs")
+    if value.shape.rank != 2 or (value.shape[-1] is not None and value.shape[-1] != width):
         raise ValueError(
-            f"{core}: prev_state{path} must have shape [batch, {width}], got "
-            f"{value.shape}")
+            f"{core}: prev_state{path} must have shape [batch, {width}], got {value.shape}"
+        )
     return value
 
 
 class _LazyCore(RNNCore):
     """Shared logic: variables are made on the first call, from the inputs."""
 
-    def __init__(self, name: Optional[str]):
+    def __init__(self, name: str | None):
         super().__init__(name=name)
-        self._input_size: Optional[int] = None
-        self._dtype: Optional[tf.DType] = None
+        self._input_size: int | None = None
+        self._dtype: tf.DType | None = None
 
     def _create_variables(self, input_size: int, dtype: tf.DType) -> None:
         raise NotImplementedError
@@ -191,10 +206,9 @@ class _LazyCore(RNNCore):
             return
         if input_size != self._input_size:
             raise ValueError(
-                f"{name} was built for inputs with {self._input_size} "
-                f"features, got {input_size}")
-        _utils.check_same_dtype(name, self._dtype, "inputs", inputs,
-                                "its variables")
+                f"{name} was built for inputs with {self._input_size} features, got {input_size}"
+            )
+        _utils.check_same_dtype(name, self._dtype, "inputs", inputs, "its variables")
 
     @_utils.no_autograph
     def _check_initial_dtype(self, dtype: Any) -> tf.DType:
@@ -202,7 +216,8 @@ class _LazyCore(RNNCore):
         if not dtype.is_floating:
             raise TypeError(
                 f"{type(self).__name__}.initial_state needs a floating point "
-                f"dtype, got {dtype.name}")
+                f"dtype, got {dtype.name}"
+            )
         return dtype
 
 
@@ -218,9 +233,12 @@ class VanillaRNN(_LazyCore):
     ([2, 3], [2, 3])
     """
 
-    def __init__(self, hidden_size: int,
-                 activation: Callable[[tf.Tensor], tf.Tensor] = tf.tanh,
-                 name: Optional[str] = None):
+    def __init__(
+        self,
+        hidden_size: int,
+        activation: Callable[[tf.Tensor], tf.Tensor] = tf.tanh,
+        name: str | None = None,
+    ):
         super().__init__(name=name)
         self._hidden_size = _positive_int("hidden_size", hidden_size)
         if not callable(activation):
@@ -233,26 +251,26 @@ class VanillaRNN(_LazyCore):
 
     def _create_variables(self, input_size: int, dtype: tf.DType) -> None:
         h = self._hidden_size
-        self.kernel = tf.Variable(_utils.glorot_uniform([input_size, h], dtype),
-                                  name="kernel")
-        self.recurrent_kernel = tf.Variable(_utils.orthogonal([h, h], dtype),
-                                            name="recurrent_kernel")
+        self.kernel = tf.Variable(_utils.glorot_uniform([input_size, h], dtype), name="kernel")
+        self.recurrent_kernel = tf.Variable(
+            _utils.orthogonal([h, h], dtype), name="recurrent_kernel"
+        )
         self.bias = tf.Variable(tf.zeros([h], dtype), name="bias")
 
     @_utils.no_autograph
-    def __call__(self, inputs: tf.Tensor, prev_state: tf.Tensor
-                 ) -> Tuple[tf.Tensor, tf.Tensor]:
+    def __call__(self, inputs: tf.Tensor, prev_state: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """One step; ``prev_state`` is a ``[B, H]`` tensor."""
         inputs = _utils.check_rank2("VanillaRNN", inputs)
         self._build(inputs)
-        prev_state = _check_state_tensor("VanillaRNN", "", prev_state,
-                                         inputs.dtype, self._hidden_size)
-        return _vanilla_fn(inputs, prev_state, self.kernel,
-                           self.recurrent_kernel, self.bias, self._activation)
+        prev_state = _check_state_tensor(
+            "VanillaRNN", "", prev_state, inputs.dtype, self._hidden_size
+        )
+        return _vanilla_fn(
+            inputs, prev_state, self.kernel, self.recurrent_kernel, self.bias, self._activation
+        )
 
     @_utils.no_autograph
-    def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32
-                      ) -> tf.Tensor:
+    def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32) -> tf.Tensor:
         """Zeros of shape ``[batch_size, hidden_size]``."""
         dtype = self._check_initial_dtype(dtype)
         return tf.zeros([batch_size, self._hidden_size], dtype)
@@ -277,11 +295,15 @@ class LSTM(_LazyCore):
     ([2, 3], [2, 3])
     """
 
-    def __init__(self, hidden_size: int, forget_bias: float = 1.0,
-                 projection_size: Optional[int] = None,
-                 use_layer_norm: bool = False,
-                 cell_clip: Optional[float] = None,
-                 name: Optional[str] = None):
+    def __init__(
+        self,
+        hidden_size: int,
+        forget_bias: float = 1.0,
+        projection_size: int | None = None,
+        use_layer_norm: bool = False,
+        cell_clip: float | None = None,
+        name: str | None = None,
+    ):
         super().__init__(name=name)
         self._hidden_size = _positive_int("hidden_size", hidden_size)
         self._forget_bias = float(forget_bias)
@@ -305,25 +327,24 @@ class LSTM(_LazyCore):
 
     def _create_variables(self, input_size: int, dtype: tf.DType) -> None:
         h, p = self._hidden_size, self.output_size
-        self.kernel = tf.Variable(
-            _utils.glorot_uniform([input_size, 4 * h], dtype), name="kernel")
+        self.kernel = tf.Variable(_utils.glorot_uniform([input_size, 4 * h], dtype), name="kernel")
         self.recurrent_kernel = tf.Variable(
-            _utils.orthogonal([p, 4 * h], dtype), name="recurrent_kernel")
-        bias = tf.concat([tf.zeros([h]), tf.fill([h], self._forget_bias),
-                          tf.zeros([2 * h])], axis=0)
+            _utils.orthogonal([p, 4 * h], dtype), name="recurrent_kernel"
+        )
+        bias = tf.concat(
+            [tf.zeros([h]), tf.fill([h], self._forget_bias), tf.zeros([2 * h])], axis=0
+        )
         self.bias = tf.Variable(tf.cast(bias, dtype), name="bias")
         self.projection = None
         if self._projection_size is not None:
-            self.projection = tf.Variable(
-                _utils.glorot_uniform([h, p], dtype), name="projection")
+            self.projection = tf.Variable(_utils.glorot_uniform([h, p], dtype), name="projection")
         self.layer_norm = None
         if self._use_layer_norm:
             self.layer_norm = (
                 tf.Variable(tf.ones([4 * h], dtype), name="ln_kernel_scale"),
                 tf.Variable(tf.zeros([4 * h], dtype), name="ln_kernel_offset"),
                 tf.Variable(tf.ones([4 * h], dtype), name="ln_recurrent_scale"),
-                tf.Variable(tf.zeros([4 * h], dtype),
-                            name="ln_recurrent_offset"),
+                tf.Variable(tf.zeros([4 * h], dtype), name="ln_recurrent_offset"),
                 tf.Variable(tf.ones([h], dtype), name="ln_cell_scale"),
                 tf.Variable(tf.zeros([h], dtype), name="ln_cell_offset"),
             )
@@ -333,39 +354,46 @@ class LSTM(_LazyCore):
         if not isinstance(prev_state, LSTMState):
             raise TypeError(
                 f"LSTM expects prev_state to be an LSTMState(hidden, cell), "
-                f"got {type(prev_state).__name__}")
-        hidden = _check_state_tensor("LSTM", ".hidden", prev_state.hidden,
-                                     dtype, self.output_size)
-        cell = _check_state_tensor("LSTM", ".cell", prev_state.cell, dtype,
-                                   self._hidden_size)
+                f"got {type(prev_state).__name__}"
+            )
+        hidden = _check_state_tensor("LSTM", ".hidden", prev_state.hidden, dtype, self.output_size)
+        cell = _check_state_tensor("LSTM", ".cell", prev_state.cell, dtype, self._hidden_size)
         return LSTMState(hidden, cell)
 
     @_utils.no_autograph
-    def __call__(self, inputs: tf.Tensor, prev_state: LSTMState
-                 ) -> Tuple[tf.Tensor, LSTMState]:
+    def __call__(self, inputs: tf.Tensor, prev_state: LSTMState) -> tuple[tf.Tensor, LSTMState]:
         """One step; returns ``(hidden, LSTMState(hidden, cell))``."""
         inputs = _utils.check_rank2("LSTM", inputs)
         self._build(inputs)
         prev_state = self._check_state(prev_state, inputs.dtype)
-        return _lstm_fn(inputs, prev_state, self.kernel,
-                        self.recurrent_kernel, self.bias,
-                        projection=self.projection,
-                        layer_norm=self.layer_norm,
-                        cell_clip=self._cell_clip)
+        return _lstm_fn(
+            inputs,
+            prev_state,
+            self.kernel,
+            self.recurrent_kernel,
+            self.bias,
+            projection=self.projection,
+            layer_norm=self.layer_norm,
+            cell_clip=self._cell_clip,
+        )
 
     @_utils.no_autograph
-    def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32
-                      ) -> LSTMState:
+    def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32) -> LSTMState:
         """Zeros: ``LSTMState([B, P or H], [B, H])``."""
         dtype = self._check_initial_dtype(dtype)
         return LSTMState(
             hidden=tf.zeros([batch_size, self.output_size], dtype),
-            cell=tf.zeros([batch_size, self._hidden_size], dtype))
+            cell=tf.zeros([batch_size, self._hidden_size], dtype),
+        )
 
     @_utils.no_autograph
-    def unroll_fast_path(self, input_sequence: Any, initial_state: Any,
-                         sequence_length: Optional[tf.Tensor], reverse: bool
-                         ) -> Optional[Tuple[tf.Tensor, LSTMState]]:
+    def unroll_fast_path(
+        self,
+        input_sequence: Any,
+        initial_state: Any,
+        sequence_length: tf.Tensor | None,
+        reverse: bool,
+    ) -> tuple[tf.Tensor, LSTMState] | None:
         """Runs a plain LSTM over a whole ``[T, B, I]`` sequence at once.
 
         Applies when the LSTM has no projection, layer norm or cell clip and
@@ -379,11 +407,9 @@ class LSTM(_LazyCore):
         ...                       None, False) is None
         True
         """
-        if (self._projection_size is not None or self._use_layer_norm
-                or self._cell_clip is not None):
+        if self._projection_size is not None or self._use_layer_norm or self._cell_clip is not None:
             return None
-        if not isinstance(input_sequence, tf.Tensor) or not isinstance(
-                initial_state, LSTMState):
+        if not isinstance(input_sequence, tf.Tensor) or not isinstance(initial_state, LSTMState):
             return None
         if input_sequence.shape.rank != 3 or input_sequence.shape[-1] is None:
             return None
@@ -392,9 +418,15 @@ class LSTM(_LazyCore):
         self._build(input_sequence)  # uses only the feature size and dtype
         state = self._check_state(initial_state, input_sequence.dtype)
         outputs, h_t, c_t = fused_lstm.lstm_sequence(
-            input_sequence, state.hidden, state.cell, self.kernel,
-            self.recurrent_kernel, self.bias, sequence_length=sequence_length,
-            reverse=reverse)
+            input_sequence,
+            state.hidden,
+            state.cell,
+            self.kernel,
+            self.recurrent_kernel,
+            self.bias,
+            sequence_length=sequence_length,
+            reverse=reverse,
+        )
         return outputs, LSTMState(hidden=h_t, cell=c_t)
 
 
@@ -412,8 +444,7 @@ class GRU(_LazyCore):
     [2, 9]
     """
 
-    def __init__(self, hidden_size: int, reset_after: bool = False,
-                 name: Optional[str] = None):
+    def __init__(self, hidden_size: int, reset_after: bool = False, name: str | None = None):
         super().__init__(name=name)
         self._hidden_size = _positive_int("hidden_size", hidden_size)
         self._reset_after = bool(reset_after)
@@ -424,27 +455,25 @@ class GRU(_LazyCore):
 
     def _create_variables(self, input_size: int, dtype: tf.DType) -> None:
         h = self._hidden_size
-        self.kernel = tf.Variable(
-            _utils.glorot_uniform([input_size, 3 * h], dtype), name="kernel")
+        self.kernel = tf.Variable(_utils.glorot_uniform([input_size, 3 * h], dtype), name="kernel")
         self.recurrent_kernel = tf.Variable(
-            _utils.orthogonal([h, 3 * h], dtype), name="recurrent_kernel")
+            _utils.orthogonal([h, 3 * h], dtype), name="recurrent_kernel"
+        )
         bias_shape = [2, 3 * h] if self._reset_after else [3 * h]
         self.bias = tf.Variable(tf.zeros(bias_shape, dtype), name="bias")
 
     @_utils.no_autograph
-    def __call__(self, inputs: tf.Tensor, prev_state: tf.Tensor
-                 ) -> Tuple[tf.Tensor, tf.Tensor]:
+    def __call__(self, inputs: tf.Tensor, prev_state: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """One step; ``prev_state`` is a ``[B, H]`` tensor."""
         inputs = _utils.check_rank2("GRU", inputs)
         self._build(inputs)
-        prev_state = _check_state_tensor("GRU", "", prev_state, inputs.dtype,
-                                         self._hidden_size)
-        return _gru_fn(inputs, prev_state, self.kernel, self.recurrent_kernel,
-                       self.bias, self._reset_after)
+        prev_state = _check_state_tensor("GRU", "", prev_state, inputs.dtype, self._hidden_size)
+        return _gru_fn(
+            inputs, prev_state, self.kernel, self.recurrent_kernel, self.bias, self._reset_after
+        )
 
     @_utils.no_autograph
-    def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32
-                      ) -> tf.Tensor:
+    def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32) -> tf.Tensor:
         """Zeros of shape ``[batch_size, hidden_size]``."""
         dtype = self._check_initial_dtype(dtype)
         return tf.zeros([batch_size, self._hidden_size], dtype)
@@ -459,20 +488,19 @@ class _RecurrentDropoutWrapper(RNNCore):
     of a sequence drops the same units (Gal & Ghahramani 2016).
     """
 
-    def __init__(self, core: RNNCore, rates: Any, seed: Optional[int],
-                 name: Optional[str] = None):
+    def __init__(self, core: RNNCore, rates: Any, seed: int | None, name: str | None = None):
         super().__init__(name=name)
         self._core = core
         self._rates = rates
         self._seed = seed
 
     @_utils.no_autograph
-    def __call__(self, inputs: Any, prev_state: Tuple[Any, Any]
-                 ) -> Tuple[Any, Tuple[Any, Any]]:
+    def __call__(self, inputs: Any, prev_state: tuple[Any, Any]) -> tuple[Any, tuple[Any, Any]]:
         if not isinstance(prev_state, tuple) or len(prev_state) != 2:
             raise TypeError(
                 "recurrent dropout core expects prev_state = (core_state, "
-                f"masks), got {type(prev_state).__name__}")
+                f"masks), got {type(prev_state).__name__}"
+            )
         core_state, masks = prev_state
         nestlib.assert_same_structure(core_state, masks)
 
@@ -484,25 +512,23 @@ class _RecurrentDropoutWrapper(RNNCore):
         return output, (next_state, masks)
 
     @_utils.no_autograph
-    def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32
-                      ) -> Tuple[Any, Any]:
+    def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32) -> tuple[Any, Any]:
         """``(core.initial_state(...), masks)`` with freshly drawn masks."""
         core_state = self._core.initial_state(batch_size, dtype=dtype)
 
         def mask(rate, x):
             if rate is None:
                 return None
-            keep = tf.random.uniform(tf.shape(x), dtype=tf.float32,
-                                     seed=self._seed) >= rate
+            keep = tf.random.uniform(tf.shape(x), dtype=tf.float32, seed=self._seed) >= rate
             return tf.cast(keep, x.dtype) * tf.constant(1.0 / (1.0 - rate), x.dtype)
 
         masks = nestlib.map_structure(mask, self._rates, core_state)
         return core_state, masks
 
 
-def lstm_with_recurrent_dropout(hidden_size: int, dropout: float = 0.5,
-                                seed: Optional[int] = None, **lstm_kwargs: Any
-                                ) -> Tuple[RNNCore, LSTM]:
+def lstm_with_recurrent_dropout(
+    hidden_size: int, dropout: float = 0.5, seed: int | None = None, **lstm_kwargs: Any
+) -> tuple[RNNCore, LSTM]:
     """Returns ``(train_core, test_core)`` sharing one :class:`LSTM`.
 
     The train core drops units of the previous ``hidden`` state with rate
@@ -523,6 +549,5 @@ def lstm_with_recurrent_dropout(hidden_size: int, dropout: float = 0.5,
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     lstm = LSTM(hidden_size, **lstm_kwargs)
     rates = LSTMState(hidden=dropout, cell=None)
-    train = _RecurrentDropoutWrapper(lstm, rates, seed,
-                                     name="lstm_with_recurrent_dropout")
+    train = _RecurrentDropoutWrapper(lstm, rates, seed, name="lstm_with_recurrent_dropout")
     return train, lstm

@@ -7,21 +7,23 @@ stack freely.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence, Tuple, Union
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import tensorflow as tf
 
 import nestlib
-
 from rnn import _utils
 from rnn.base import RNNCore
 
 __all__ = [
-    "DeepRNN", "deep_rnn_with_skip_connections",
-    "deep_rnn_with_residual_connections", "ResidualCore",
+    "DeepRNN",
+    "deep_rnn_with_skip_connections",
+    "deep_rnn_with_residual_connections",
+    "ResidualCore",
 ]
 
-Layer = Union[RNNCore, Callable[[Any], Any]]
+Layer = RNNCore | Callable[[Any], Any]
 
 
 @_utils.no_autograph
@@ -48,8 +50,9 @@ def _valid_mask(sequence_length: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
     """``[T, B, 1, ...]`` bool mask of ``t < sequence_length[b]``."""
     mask = tf.sequence_mask(sequence_length, tf.shape(like)[0])  # [B, T]
     mask = tf.transpose(mask)
-    return tf.reshape(mask, tf.concat(
-        [tf.shape(mask), tf.ones([like.shape.rank - 2], tf.int32)], axis=0))
+    return tf.reshape(
+        mask, tf.concat([tf.shape(mask), tf.ones([like.shape.rank - 2], tf.int32)], axis=0)
+    )
 
 
 class DeepRNN(RNNCore):
@@ -73,53 +76,56 @@ class DeepRNN(RNNCore):
     [2, 3]
     """
 
-    def __init__(self, layers: Sequence[Layer], name: Optional[str] = None):
+    def __init__(self, layers: Sequence[Layer], name: str | None = None):
         super().__init__(name=name)
-        self._init_layers(layers, skip_connections=False,
-                          concat_final_output=False)
+        self._init_layers(layers, skip_connections=False, concat_final_output=False)
 
-    def _init_layers(self, layers: Sequence[Layer], skip_connections: bool,
-                     concat_final_output: bool) -> None:
+    def _init_layers(
+        self, layers: Sequence[Layer], skip_connections: bool, concat_final_output: bool
+    ) -> None:
         if isinstance(layers, RNNCore) or not isinstance(layers, (list, tuple)):
             raise TypeError(
                 f"{type(self).__name__} expects a list or tuple of layers, got "
-                f"{type(layers).__name__}")
+                f"{type(layers).__name__}"
+            )
         layers = list(layers)
         if not layers:
             raise ValueError(f"{type(self).__name__} needs at least one layer")
         for i, layer in enumerate(layers):
             if not callable(layer):
                 raise TypeError(
-                    f"layer {i} of {type(self).__name__} is not callable: "
-                    f"{type(layer).__name__}")
+                    f"layer {i} of {type(self).__name__} is not callable: {type(layer).__name__}"
+                )
             if skip_connections and not isinstance(layer, RNNCore):
                 raise TypeError(
                     f"with skip connections every layer must be an RNNCore; "
-                    f"layer {i} is {type(layer).__name__}")
+                    f"layer {i} is {type(layer).__name__}"
+                )
         self._layers = layers
         self._skip_connections = skip_connections
         self._concat_final_output = concat_final_output
         self._num_cores = sum(isinstance(l, RNNCore) for l in layers)
 
     @property
-    def layers(self) -> Tuple[Layer, ...]:
+    def layers(self) -> tuple[Layer, ...]:
         return tuple(self._layers)
 
     @_utils.no_autograph
-    def _check_state(self, prev_state: Any) -> Tuple[Any, ...]:
+    def _check_state(self, prev_state: Any) -> tuple[Any, ...]:
         if not isinstance(prev_state, tuple) or hasattr(prev_state, "_fields"):
             raise TypeError(
                 f"{type(self).__name__} expects prev_state to be a tuple with "
                 f"one entry per core ({self._num_cores}), got "
-                f"{type(prev_state).__name__}")
+                f"{type(prev_state).__name__}"
+            )
         if len(prev_state) != self._num_cores:
             raise ValueError(
                 f"{type(self).__name__} has {self._num_cores} cores but "
-                f"prev_state has {len(prev_state)} entries")
+                f"prev_state has {len(prev_state)} entries"
+            )
         return prev_state
 
-    def __call__(self, inputs: Any, prev_state: Tuple[Any, ...]
-                 ) -> Tuple[Any, Tuple[Any, ...]]:
+    def __call__(self, inputs: Any, prev_state: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
         """One step through every layer; returns ``(output, tuple_of_states)``."""
         prev_state = self._check_state(prev_state)
         current = inputs
@@ -140,15 +146,21 @@ class DeepRNN(RNNCore):
             current = _concat(*outputs)
         return current, tuple(next_states)
 
-    def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32
-                      ) -> Tuple[Any, ...]:
+    def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32) -> tuple[Any, ...]:
         """A tuple of every core's ``initial_state(batch_size, dtype)``."""
-        return tuple(layer.initial_state(batch_size, dtype=dtype)
-                     for layer in self._layers if isinstance(layer, RNNCore))
+        return tuple(
+            layer.initial_state(batch_size, dtype=dtype)
+            for layer in self._layers
+            if isinstance(layer, RNNCore)
+        )
 
-    def unroll_fast_path(self, input_sequence: Any, initial_state: Any,
-                         sequence_length: Optional[tf.Tensor], reverse: bool
-                         ) -> Optional[Tuple[Any, Tuple[Any, ...]]]:
+    def unroll_fast_path(
+        self,
+        input_sequence: Any,
+        initial_state: Any,
+        sequence_length: tf.Tensor | None,
+        reverse: bool,
+    ) -> tuple[Any, tuple[Any, ...]] | None:
         """Unrolls layer by layer when all layers are cores and one has a fast path.
 
         Each layer sees the previous layer's whole output sequence, which is
@@ -166,6 +178,7 @@ class DeepRNN(RNNCore):
         if not any(_overrides_fast_path(l) for l in self._layers):
             return None
         from rnn.unroll import dynamic_unroll  # pylint: disable=import-outside-toplevel
+
         prev_state = self._check_state(initial_state)
         current = input_sequence
         outputs = []
@@ -174,8 +187,8 @@ class DeepRNN(RNNCore):
             if self._skip_connections and i > 0:
                 current = _concat(input_sequence, current)
             current, final = dynamic_unroll(
-                layer, current, prev_state[i],
-                sequence_length=sequence_length, reverse=reverse)
+                layer, current, prev_state[i], sequence_length=sequence_length, reverse=reverse
+            )
             outputs.append(current)
             finals.append(final)
         if self._skip_connections and self._concat_final_output:
@@ -186,16 +199,16 @@ class DeepRNN(RNNCore):
 class _DeepRNNWithSkips(DeepRNN):
     """A DeepRNN whose cores after the first also read the stack's input."""
 
-    def __init__(self, cores: Sequence[RNNCore], concat_final_output: bool,
-                 name: Optional[str] = None):
+    def __init__(
+        self, cores: Sequence[RNNCore], concat_final_output: bool, name: str | None = None
+    ):
         RNNCore.__init__(self, name=name)
-        self._init_layers(cores, skip_connections=True,
-                          concat_final_output=concat_final_output)
+        self._init_layers(cores, skip_connections=True, concat_final_output=concat_final_output)
 
 
-def deep_rnn_with_skip_connections(cores: Sequence[RNNCore],
-                                   concat_final_output: bool = True,
-                                   name: Optional[str] = None) -> DeepRNN:
+def deep_rnn_with_skip_connections(
+    cores: Sequence[RNNCore], concat_final_output: bool = True, name: str | None = None
+) -> DeepRNN:
     """A stack where each core after the first reads ``concat(input, previous output)``.
 
     The output is the concatenation of all cores' outputs when
@@ -224,18 +237,17 @@ class ResidualCore(RNNCore):
     0.0
     """
 
-    def __init__(self, core: RNNCore, name: Optional[str] = None):
+    def __init__(self, core: RNNCore, name: str | None = None):
         super().__init__(name=name)
         if not isinstance(core, RNNCore):
-            raise TypeError(
-                f"ResidualCore wraps an RNNCore, got {type(core).__name__}")
+            raise TypeError(f"ResidualCore wraps an RNNCore, got {type(core).__name__}")
         self._core = core
 
     @property
     def core(self) -> RNNCore:
         return self._core
 
-    def __call__(self, inputs: Any, prev_state: Any) -> Tuple[Any, Any]:
+    def __call__(self, inputs: Any, prev_state: Any) -> tuple[Any, Any]:
         """Returns ``(inputs + output, next_state)`` of the wrapped core."""
         output, next_state = self._core(inputs, prev_state)
         return _add(inputs, output), next_state
@@ -244,9 +256,13 @@ class ResidualCore(RNNCore):
         """The wrapped core's initial state."""
         return self._core.initial_state(batch_size, dtype=dtype)
 
-    def unroll_fast_path(self, input_sequence: Any, initial_state: Any,
-                         sequence_length: Optional[tf.Tensor], reverse: bool
-                         ) -> Optional[Tuple[Any, Any]]:
+    def unroll_fast_path(
+        self,
+        input_sequence: Any,
+        initial_state: Any,
+        sequence_length: tf.Tensor | None,
+        reverse: bool,
+    ) -> tuple[Any, Any] | None:
         """Uses the wrapped core's fast path when it has one (else None).
 
         >>> import rnn
@@ -257,21 +273,23 @@ class ResidualCore(RNNCore):
         """
         if not _overrides_fast_path(self._core):
             return None
-        result = self._core.unroll_fast_path(input_sequence, initial_state,
-                                             sequence_length, reverse)
+        result = self._core.unroll_fast_path(
+            input_sequence, initial_state, sequence_length, reverse
+        )
         if result is None:
             return None
         outputs, final_state = result
         summed = nestlib.map_structure(tf.add, input_sequence, outputs)
         if sequence_length is not None:
             summed = nestlib.map_structure(
-                lambda x: tf.where(_valid_mask(sequence_length, x), x,
-                                   tf.zeros_like(x)), summed)
+                lambda x: tf.where(_valid_mask(sequence_length, x), x, tf.zeros_like(x)), summed
+            )
         return summed, final_state
 
 
-def deep_rnn_with_residual_connections(cores: Sequence[RNNCore],
-                                       name: Optional[str] = None) -> DeepRNN:
+def deep_rnn_with_residual_connections(
+    cores: Sequence[RNNCore], name: str | None = None
+) -> DeepRNN:
     """A stack of :class:`ResidualCore` s: each core's output is added to its input.
 
     Every core's output must have the same shape as its input.
@@ -286,5 +304,6 @@ def deep_rnn_with_residual_connections(cores: Sequence[RNNCore],
     if not isinstance(cores, list):
         raise TypeError(
             "deep_rnn_with_residual_connections expects a list or tuple of "
-            f"cores, got {type(cores).__name__}")
+            f"cores, got {type(cores).__name__}"
+        )
     return DeepRNN([ResidualCore(core) for core in cores], name=name)

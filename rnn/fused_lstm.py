@@ -55,7 +55,6 @@ and tracing a model that uses them does not trace the loops again.
 from __future__ import annotations
 
 import os
-from typing import Optional, Tuple
 
 import tensorflow as tf
 from tensorflow.python.ops import control_flow_util
@@ -89,13 +88,17 @@ def _inputs(x, lengths, *, masked, reverse):
     zero gradient times a NaN or inf in the padding is NaN).
     """
     n, batch = tf.shape(x)[0], tf.shape(x)[1]
-    with tf.control_dependencies([tf.debugging.assert_positive(
-            n, message="lstm_sequence: the input sequence has zero time steps")]):
+    with tf.control_dependencies(
+        [
+            tf.debugging.assert_positive(
+                n, message="lstm_sequence: the input sequence has zero time steps"
+            )
+        ]
+    ):
         n = tf.identity(n)
     if reverse:
         x = tf.reverse(x, axis=[0])
-    xa = tf.concat([tf.transpose(x, [0, 2, 1]),
-                    tf.ones([n, 1, batch], x.dtype)], axis=1)
+    xa = tf.concat([tf.transpose(x, [0, 2, 1]), tf.ones([n, 1, batch], x.dtype)], axis=1)
     mask = None
     if masked:
         mask = _time_mask(lengths, n, reverse)
@@ -126,8 +129,7 @@ def _output_gradients(d_out, lengths, n, *, masked, reverse):
     return d_out, mask
 
 
-def _forward(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *, masked,
-             reverse):
+def _forward(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *, masked, reverse):
     """The forward program: outputs, final state and what backward needs.
 
     Returns ``(outputs [T, B, H], h [B, H], c [B, H], xa, hs, ss, cs)``
@@ -145,7 +147,7 @@ def _forward(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *, masked,
     halves = tf.fill([hidden], half)
     scale = tf.concat([halves, halves, halves + halves, halves], axis=0)
     wx = tf.transpose(tf.concat([kernel, bias[tf.newaxis]], axis=0) * scale)
-    wh = tf.transpose(recurrent_kernel * scale)                    # [4H, H]
+    wh = tf.transpose(recurrent_kernel * scale)  # [4H, H]
     h0t, c0t = tf.transpose(h0), tf.transpose(c0)
     s_acc = tf.TensorArray(dtype, size=n)
     c_acc = tf.TensorArray(dtype, size=n + 1).write(0, c0t)
@@ -155,7 +157,7 @@ def _forward(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *, masked,
         # wx @ xa[k] (the input projection and bias, [4H, I+1] x [I+1, B])
         # only depends on k, so it runs ahead of the recurrence.
         u = tf.tanh(tf.matmul(wx, xa[k]) + tf.matmul(wh, h))
-        s = u * half + half      # gate sigmoids; rows 2H:3H hold (1 + g) / 2
+        s = u * half + half  # gate sigmoids; rows 2H:3H hold (1 + g) / 2
         i, f, _, o = tf.split(s, 4, axis=0)
         g = tf.split(u, 4, axis=0)[2]
         c_new = f * c + i * g
@@ -164,23 +166,31 @@ def _forward(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *, masked,
             m = mask[k]
             c_new = tf.where(m, c_new, c)
             h_new = tf.where(m, h_new, h)
-        return (k + 1, h_new, c_new, s_acc.write(k, s),
-                c_acc.write(k + 1, c_new), h_acc.write(k + 1, h_new))
+        return (
+            k + 1,
+            h_new,
+            c_new,
+            s_acc.write(k, s),
+            c_acc.write(k + 1, c_new),
+            h_acc.write(k + 1, h_new),
+        )
 
     _, h, c, s_acc, c_acc, h_acc = tf.while_loop(
-        lambda k, *_: k < n, body,
+        lambda k, *_: k < n,
+        body,
         (tf.constant(0), h0t, c0t, s_acc, c_acc, h_acc),
-        parallel_iterations=_PARALLEL_ITERATIONS)
-    hs = h_acc.stack()                                             # [T+1, H, B]
+        parallel_iterations=_PARALLEL_ITERATIONS,
+    )
+    hs = h_acc.stack()  # [T+1, H, B]
     out = _outputs(hs, mask, reverse)
     # Stacked (not TensorList handles) so that the gradient function only
     # captures plain tensors, which SavedModel can serialise.
-    return (out, tf.transpose(h), tf.transpose(c), xa, hs, s_acc.stack(),
-            c_acc.stack())
+    return (out, tf.transpose(h), tf.transpose(c), xa, hs, s_acc.stack(), c_acc.stack())
 
 
-def _backward(d_out, d_h, d_c, kernel, recurrent_kernel, lengths, xa, hs,
-              ss, cs, *, masked, reverse):
+def _backward(
+    d_out, d_h, d_c, kernel, recurrent_kernel, lengths, xa, hs, ss, cs, *, masked, reverse
+):
     """The backward program: gradients for x, h0, c0, kernel, rk, bias."""
     dtype = xa.dtype
     n = tf.shape(xa)[0]
@@ -188,8 +198,7 @@ def _backward(d_out, d_h, d_c, kernel, recurrent_kernel, lengths, xa, hs,
     two = tf.constant(2, dtype)
     four = tf.constant(4, dtype)
     zero = tf.zeros([], dtype)
-    d_out, mask = _output_gradients(d_out, lengths, n, masked=masked,
-                                    reverse=reverse)
+    d_out, mask = _output_gradients(d_out, lengths, n, masked=masked, reverse=reverse)
     dz_acc = tf.TensorArray(dtype, size=n)
 
     def body(k, dh, dc, dz_acc):
@@ -199,7 +208,7 @@ def _backward(d_out, d_h, d_c, kernel, recurrent_kernel, lengths, xa, hs,
         c_prev = cs[k]
         tc = tf.tanh(cs[k + 1])
         i, f, g, o = tf.split(s, 4, axis=0)
-        g = g * two - unit       # s holds (1 + g) / 2 in the candidate rows
+        g = g * two - unit  # s holds (1 + g) / 2 in the candidate rows
         # Through c = f * c_prev + i * g and h = o * tanh(c):
         # dc += dh * a and dz = [dc, dc, dc, dh] * p (z: gate pre-activations;
         # for the candidate rows s (1 - s) = (1 - g^2) / 4).
@@ -219,18 +228,18 @@ def _backward(d_out, d_h, d_c, kernel, recurrent_kernel, lengths, xa, hs,
         return k, dh_prev, dc * f, dz_acc.write(k, dz)
 
     _, dh0, dc0, dz_acc = tf.while_loop(
-        lambda k, *_: k > 0, body,
+        lambda k, *_: k > 0,
+        body,
         (n, tf.transpose(d_h), tf.transpose(d_c), dz_acc),
-        parallel_iterations=_PARALLEL_ITERATIONS)
-    return _gradients(_columns(dz_acc.stack()), dh0, dc0, kernel, xa, hs,
-                      reverse=reverse)
+        parallel_iterations=_PARALLEL_ITERATIONS,
+    )
+    return _gradients(_columns(dz_acc.stack()), dh0, dc0, kernel, xa, hs, reverse=reverse)
 
 
 def _columns(stacked: tf.Tensor) -> tf.Tensor:
     """``[T, F, B] -> [F, T * B]``."""
     shape = tf.shape(stacked)
-    return tf.reshape(tf.transpose(stacked, [1, 0, 2]),
-                      [-1, shape[0] * shape[2]])
+    return tf.reshape(tf.transpose(stacked, [1, 0, 2]), [-1, shape[0] * shape[2]])
 
 
 def _gradients(dz, dh0, dc0, kernel, xa, hs, *, reverse):
@@ -242,13 +251,12 @@ def _gradients(dz, dh0, dc0, kernel, xa, hs, *, reverse):
     """
     n, batch = tf.shape(xa)[0], tf.shape(xa)[2]
     d_kernel_bias = tf.matmul(_columns(xa), dz, transpose_b=True)  # [I+1, 4H]
-    d_rk = tf.matmul(_columns(hs[:-1]), dz, transpose_b=True)      # [H, 4H]
-    d_x = tf.matmul(kernel, dz)                                    # [I, TB]
+    d_rk = tf.matmul(_columns(hs[:-1]), dz, transpose_b=True)  # [H, 4H]
+    d_x = tf.matmul(kernel, dz)  # [I, TB]
     d_x = tf.transpose(tf.reshape(d_x, [-1, n, batch]), [1, 2, 0])  # [T, B, I]
     if reverse:
         d_x = tf.reverse(d_x, axis=[0])
-    return (d_x, tf.transpose(dh0), tf.transpose(dc0), d_kernel_bias[:-1],
-            d_rk, d_kernel_bias[-1])
+    return (d_x, tf.transpose(dh0), tf.transpose(dc0), d_kernel_bias[:-1], d_rk, d_kernel_bias[-1])
 
 
 # --------------------------------------------------------------------------
@@ -257,8 +265,8 @@ def _gradients(dz, dh0, dc0, kernel, xa, hs, *, reverse):
 # --------------------------------------------------------------------------
 
 _LIBRARY = _build_kernels.LIBRARY
-_kernels = None          # the loaded op library, once loaded
-_kernels_error = None    # why it could not be loaded, once tried
+_kernels = None  # the loaded op library, once loaded
+_kernels_error = None  # why it could not be loaded, once tried
 _native_enabled = True
 _gpu_present = None
 
@@ -267,13 +275,15 @@ def _load_kernels():
     global _kernels, _kernels_error
     if _kernels is None and _kernels_error is None:
         if not os.path.exists(_LIBRARY):
-            _kernels_error = (f"{_LIBRARY} is not built (run `make` or "
-                              f"`python rnn/_build_kernels.py`)")
+            _kernels_error = (
+                f"{_LIBRARY} is not built (run `make` or `python rnn/_build_kernels.py`)"
+            )
         elif missing := _build_kernels.missing_cpu_features(_LIBRARY):
             _kernels_error = (
                 f"{_LIBRARY} was built for a CPU with features this one lacks "
                 f"({', '.join(sorted(missing)[:8])}); rebuild it here with "
-                f"`python rnn/_build_kernels.py`")
+                f"`python rnn/_build_kernels.py`"
+            )
         else:
             try:
                 _kernels = tf.load_op_library(_LIBRARY)
@@ -346,28 +356,26 @@ def _kernel_mask(mask):
     return tf.zeros([0], tf.bool) if mask is None else mask[:, 0, :]
 
 
-def _forward_native(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *,
-                    masked, reverse):
+def _forward_native(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *, masked, reverse):
     """:func:`_forward` with the recurrence as one compiled op."""
     n, xa, mask = _inputs(x, lengths, masked=masked, reverse=reverse)
     # The input projection of every step as one matmul, [4H, T, B].
     wx = tf.transpose(tf.concat([kernel, bias[tf.newaxis]], axis=0))
     zx = tf.reshape(tf.matmul(wx, _columns(xa)), [-1, n, tf.shape(xa)[2]])
     ss, cs, hs = _kernels.nestlib_lstm_forward(
-        zx, recurrent_kernel, tf.transpose(h0), tf.transpose(c0),
-        _kernel_mask(mask))
-    return (_outputs(hs, mask, reverse), tf.transpose(hs[-1]),
-            tf.transpose(cs[-1]), xa, hs, ss, cs)
+        zx, recurrent_kernel, tf.transpose(h0), tf.transpose(c0), _kernel_mask(mask)
+    )
+    return (_outputs(hs, mask, reverse), tf.transpose(hs[-1]), tf.transpose(cs[-1]), xa, hs, ss, cs)
 
 
-def _backward_native(d_out, d_h, d_c, kernel, recurrent_kernel, lengths, xa,
-                     hs, ss, cs, *, masked, reverse):
+def _backward_native(
+    d_out, d_h, d_c, kernel, recurrent_kernel, lengths, xa, hs, ss, cs, *, masked, reverse
+):
     """:func:`_backward` with the reverse recurrence as one compiled op."""
-    d_out, mask = _output_gradients(d_out, lengths, tf.shape(xa)[0],
-                                    masked=masked, reverse=reverse)
+    d_out, mask = _output_gradients(d_out, lengths, tf.shape(xa)[0], masked=masked, reverse=reverse)
     dz, dh0, dc0 = _kernels.nestlib_lstm_backward(
-        ss, cs, d_out, tf.transpose(d_h), tf.transpose(d_c), recurrent_kernel,
-        _kernel_mask(mask))                    # dz: [4H, T, B], no transpose
+        ss, cs, d_out, tf.transpose(d_h), tf.transpose(d_c), recurrent_kernel, _kernel_mask(mask)
+    )  # dz: [4H, T, B], no transpose
     dz = tf.reshape(dz, [tf.shape(dz)[0], -1])
     return _gradients(dz, dh0, dc0, kernel, xa, hs, reverse=reverse)
 
@@ -376,8 +384,7 @@ def _backward_native(d_out, d_h, d_c, kernel, recurrent_kernel, lengths, xa,
 _PROGRAMS = {}
 
 
-def _program(dtype: tf.DType, masked: bool, reverse: bool, native: bool,
-             which: str):
+def _program(dtype: tf.DType, masked: bool, reverse: bool, native: bool, which: str):
     """The concrete forward or backward function, traced once per key.
 
     Traced lazily (a model that never asks for gradients never traces the
@@ -391,20 +398,35 @@ def _program(dtype: tf.DType, masked: bool, reverse: bool, native: bool,
         lens = [tf.TensorSpec([None], tf.int32)] if masked else []
         flags = dict(masked=masked, reverse=reverse)
         if which == "fwd":
+
             def fwd(x, h0, c0, kernel, rk, bias, *lengths):
                 program = _forward_native if native else _forward
-                return program(x, h0, c0, kernel, rk, bias,
-                               lengths[0] if masked else None, **flags)
+                return program(x, h0, c0, kernel, rk, bias, lengths[0] if masked else None, **flags)
+
             fn = tf.function(fwd, autograph=False).get_concrete_function(
-                t3, t2, t2, t2, t2, t1, *lens)
+                t3, t2, t2, t2, t2, t1, *lens
+            )
         else:
+
             def bwd(d_out, d_h, d_c, kernel, rk, xa, hs, s, c, *lengths):
                 program = _backward_native if native else _backward
-                return program(d_out, d_h, d_c, kernel, rk,
-                               lengths[0] if masked else None, xa, hs, s, c,
-                               **flags)
+                return program(
+                    d_out,
+                    d_h,
+                    d_c,
+                    kernel,
+                    rk,
+                    lengths[0] if masked else None,
+                    xa,
+                    hs,
+                    s,
+                    c,
+                    **flags,
+                )
+
             fn = tf.function(bwd, autograph=False).get_concrete_function(
-                t3, t2, t2, t2, t2, t3, t3, t3, t3, *lens)
+                t3, t2, t2, t2, t2, t3, t3, t3, t3, *lens
+            )
         _PROGRAMS[key] = fn
     return _PROGRAMS[key]
 
@@ -412,26 +434,27 @@ def _program(dtype: tf.DType, masked: bool, reverse: bool, native: bool,
 @tf.custom_gradient
 def _first_order_only(*grads):
     """Identity on the gradients that refuses to be differentiated again."""
+
     def second_order(*unused):
         raise NotImplementedError(
             "lstm_sequence supports first-order gradients only: its backward "
             "pass is hand-written and not differentiable. For higher-order "
             "gradients step the cell yourself (call the core once per step "
-            "in a loop) instead of using the whole-sequence fast path.")
+            "in a loop) instead of using the whole-sequence fast path."
+        )
+
     return grads, second_order
 
 
-def _static_dim(shape: tf.TensorShape, axis: int) -> Optional[int]:
+def _static_dim(shape: tf.TensorShape, axis: int) -> int | None:
     if shape.rank is None:
         return None
     return shape[axis]
 
 
-def _check_dim(what: str, got: Optional[int], want: Optional[int],
-               meaning: str) -> None:
+def _check_dim(what: str, got: int | None, want: int | None, meaning: str) -> None:
     if got is not None and want is not None and got != want:
-        raise ValueError(
-            f"lstm_sequence: {what} should be {want} ({meaning}), got {got}")
+        raise ValueError(f"lstm_sequence: {what} should be {want} ({meaning}), got {got}")
 
 
 @tf.autograph.experimental.do_not_convert
@@ -442,9 +465,9 @@ def lstm_sequence(
     kernel: tf.Tensor,
     recurrent_kernel: tf.Tensor,
     bias: tf.Tensor,
-    sequence_length: Optional[tf.Tensor] = None,
+    sequence_length: tf.Tensor | None = None,
     reverse: bool = False,
-) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Runs an LSTM over a whole time-major sequence; returns outputs and state.
 
     The cell is Keras' ``LSTM`` cell with sigmoid gates and ``tanh``
@@ -505,28 +528,35 @@ def lstm_sequence(
     dtype = x.dtype
     if dtype not in _SUPPORTED_DTYPES:
         raise TypeError(
-            f"lstm_sequence: inputs must be float16, bfloat16, float32 or "
-            f"float64, got {dtype.name}")
+            f"lstm_sequence: inputs must be float16, bfloat16, float32 or float64, got {dtype.name}"
+        )
     tensors = []
-    for name, value in (("h0", h0), ("c0", c0), ("kernel", kernel),
-                        ("recurrent_kernel", recurrent_kernel),
-                        ("bias", bias)):
+    for name, value in (
+        ("h0", h0),
+        ("c0", c0),
+        ("kernel", kernel),
+        ("recurrent_kernel", recurrent_kernel),
+        ("bias", bias),
+    ):
         got = getattr(value, "dtype", None)
         if isinstance(value, (tf.Tensor, tf.Variable)) and got != dtype:
             raise TypeError(
                 f"lstm_sequence: {name} has dtype {tf.as_dtype(got).name} but "
-                f"inputs have {dtype.name}; cast them to one dtype")
+                f"inputs have {dtype.name}; cast them to one dtype"
+            )
         tensors.append(tf.convert_to_tensor(value, dtype, name=name))
     h0, c0, kernel, recurrent_kernel, bias = tensors
 
-    for name, t, rank in (("inputs", x, 3), ("h0", h0, 2), ("c0", c0, 2),
-                          ("kernel", kernel, 2),
-                          ("recurrent_kernel", recurrent_kernel, 2),
-                          ("bias", bias, 1)):
+    for name, t, rank in (
+        ("inputs", x, 3),
+        ("h0", h0, 2),
+        ("c0", c0, 2),
+        ("kernel", kernel, 2),
+        ("recurrent_kernel", recurrent_kernel, 2),
+        ("bias", bias, 1),
+    ):
         if t.shape.rank is not None and t.shape.rank != rank:
-            raise ValueError(
-                f"lstm_sequence: {name} must have rank {rank}, got shape "
-                f"{t.shape}")
+            raise ValueError(f"lstm_sequence: {name} must have rank {rank}, got shape {t.shape}")
     n, b, i = (_static_dim(x.shape, a) for a in range(3))
     if n == 0:
         raise ValueError("lstm_sequence: the input sequence has zero time steps")
@@ -534,35 +564,29 @@ def lstm_sequence(
     gates = _static_dim(recurrent_kernel.shape, 1)
     if hidden is not None and gates is not None and gates != 4 * hidden:
         raise ValueError(
-            f"lstm_sequence: recurrent_kernel must be [H, 4H], got "
-            f"{recurrent_kernel.shape}")
+            f"lstm_sequence: recurrent_kernel must be [H, 4H], got {recurrent_kernel.shape}"
+        )
     if gates is None:
         for t in (kernel, bias):
             gates = gates or _static_dim(t.shape, -1)
     if hidden is None and gates is not None:
         hidden = gates // 4
     _check_dim("kernel.shape[0]", _static_dim(kernel.shape, 0), i, "input size")
-    _check_dim("kernel.shape[1]", _static_dim(kernel.shape, 1), gates,
-               "4 * hidden size")
-    _check_dim("bias.shape[0]", _static_dim(bias.shape, 0), gates,
-               "4 * hidden size")
+    _check_dim("kernel.shape[1]", _static_dim(kernel.shape, 1), gates, "4 * hidden size")
+    _check_dim("bias.shape[0]", _static_dim(bias.shape, 0), gates, "4 * hidden size")
     for name, t in (("h0", h0), ("c0", c0)):
-        _check_dim(f"{name}.shape[0]", _static_dim(t.shape, 0), b,
-                   "batch size of inputs")
-        _check_dim(f"{name}.shape[1]", _static_dim(t.shape, 1), hidden,
-                   "hidden size")
+        _check_dim(f"{name}.shape[0]", _static_dim(t.shape, 0), b, "batch size of inputs")
+        _check_dim(f"{name}.shape[1]", _static_dim(t.shape, 1), hidden, "hidden size")
 
     extra = []
     if sequence_length is not None:
-        extra.append(_utils.sequence_lengths("lstm_sequence",
-                                             sequence_length, b))
+        extra.append(_utils.sequence_lengths("lstm_sequence", sequence_length, b))
     variant = (dtype, bool(extra), bool(reverse), _use_native(dtype))
     fwd = _program(*variant, "fwd")
 
     @tf.custom_gradient
     def run(x, h0, c0, kernel, recurrent_kernel, bias):
-        args = [tf.stop_gradient(t)
-                for t in (x, h0, c0, kernel, recurrent_kernel, bias)]
+        args = [tf.stop_gradient(t) for t in (x, h0, c0, kernel, recurrent_kernel, bias)]
         out, h, c, *saved = fwd(*args, *extra)
 
         def grad(d_out, d_h, d_c):
@@ -570,12 +594,10 @@ def lstm_sequence(
             d_h = tf.zeros_like(h) if d_h is None else d_h
             d_c = tf.zeros_like(c) if d_c is None else d_c
             bwd = _program(*variant, "bwd")
-            grads = bwd(d_out, d_h, d_c, args[3], args[4], *saved,
-                        *extra)
+            grads = bwd(d_out, d_h, d_c, args[3], args[4], *saved, *extra)
             grads = _first_order_only(*grads)
             if not tf.executing_eagerly():
-                for g, t in zip(grads, (x, h0, c0, kernel, recurrent_kernel,
-                                        bias)):
+                for g, t in zip(grads, (x, h0, c0, kernel, recurrent_kernel, bias)):
                     g.set_shape(t.shape)
             return grads
 

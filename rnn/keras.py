@@ -58,13 +58,13 @@ from __future__ import annotations
 
 import numbers
 import weakref
-from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import keras
 import tensorflow as tf
 
 import nestlib
-
 from rnn import cores as _cores
 from rnn import deep as _deep
 from rnn.dnc import core as _dnc_core
@@ -74,7 +74,8 @@ if keras.backend.backend() != "tensorflow":  # pragma: no cover - env specific
     raise ImportError(
         "rnn.keras needs Keras' TensorFlow backend (the cores are TensorFlow "
         f"modules); the active backend is {keras.backend.backend()!r}. Set "
-        "KERAS_BACKEND=tensorflow before importing keras.")
+        "KERAS_BACKEND=tensorflow before importing keras."
+    )
 
 __all__ = ["RNN", "register_core", "serialize_core", "deserialize_core"]
 
@@ -86,8 +87,7 @@ __all__ = ["RNN", "register_core", "serialize_core", "deserialize_core"]
 # One keras.Variable per tf.Variable, so that two layers holding the same core
 # (weight tying) expose the *same* weight objects, which Keras deduplicates;
 # otherwise the optimizer would apply two updates to one variable per step.
-_WRAPPERS: "weakref.WeakValueDictionary[Any, keras.Variable]" = (
-    weakref.WeakValueDictionary())
+_WRAPPERS: weakref.WeakValueDictionary[Any, keras.Variable] = weakref.WeakValueDictionary()
 
 
 def _wrap_variable(variable: tf.Variable) -> keras.Variable:
@@ -102,7 +102,8 @@ def _wrap_variable(variable: tf.Variable) -> keras.Variable:
         raise RuntimeError(
             "rnn.keras: this Keras version copies tf.Variables passed to "
             "keras.Variable instead of sharing them, so the core's weights "
-            "cannot be exposed to Keras")
+            "cannot be exposed to Keras"
+        )
     _WRAPPERS[key] = wrapper
     return wrapper
 
@@ -111,21 +112,24 @@ def _wrap_variable(variable: tf.Variable) -> keras.Variable:
 # Serializing cores.
 # --------------------------------------------------------------------------
 
+
 class _Entry(NamedTuple):
     cls: type
     name: str
-    to_config: Callable[[Any], Dict[str, Any]]
-    from_config: Callable[[Dict[str, Any]], Any]
+    to_config: Callable[[Any], dict[str, Any]]
+    from_config: Callable[[dict[str, Any]], Any]
 
 
-_BY_TYPE: Dict[type, _Entry] = {}
-_BY_NAME: Dict[str, _Entry] = {}
+_BY_TYPE: dict[type, _Entry] = {}
+_BY_NAME: dict[str, _Entry] = {}
 
 
-def register_core(cls: type,
-                  to_config: Optional[Callable[[Any], Dict[str, Any]]] = None,
-                  from_config: Optional[Callable[[Dict[str, Any]], Any]] = None,
-                  name: Optional[str] = None) -> type:
+def register_core(
+    cls: type,
+    to_config: Callable[[Any], dict[str, Any]] | None = None,
+    from_config: Callable[[dict[str, Any]], Any] | None = None,
+    name: str | None = None,
+) -> type:
     """Registers a core class so that :class:`RNN` layers holding it can be saved.
 
     ``to_config(core)`` returns the core's constructor arguments as a dict
@@ -164,7 +168,8 @@ def register_core(cls: type,
             raise TypeError(
                 f"register_core({cls.__name__}): pass to_config, or give the "
                 "class a get_config() method returning its constructor "
-                "arguments")
+                "arguments"
+            )
     if from_config is None:
         from_config = getattr(cls, "from_config", None)
         if not callable(from_config):
@@ -176,12 +181,16 @@ def register_core(cls: type,
     previous = _BY_NAME.get(name)
     # A class redefined under the same qualified name (a re-run script or
     # notebook cell) replaces its entry; another class may not take the name.
-    if previous is not None and previous.cls is not cls and (
-            previous.cls.__module__, previous.cls.__qualname__) != (
-                cls.__module__, cls.__qualname__):
+    if (
+        previous is not None
+        and previous.cls is not cls
+        and (previous.cls.__module__, previous.cls.__qualname__)
+        != (cls.__module__, cls.__qualname__)
+    ):
         raise ValueError(
             f"register_core: the name {name!r} is already used by "
-            f"{previous.cls.__module__}.{previous.cls.__qualname__}")
+            f"{previous.cls.__module__}.{previous.cls.__qualname__}"
+        )
     entry = _Entry(cls, name, to_config, from_config)
     _BY_TYPE[cls] = entry
     _BY_NAME[name] = entry
@@ -195,18 +204,23 @@ def _is_core(obj: Any) -> bool:
 # Public namespaces whose functions may appear in a config (e.g. the
 # activation of a VanillaRNN or a nonlinearity inside a DeepRNN). Functions
 # are stored by their public name and looked up again only in these modules.
-def _function_namespaces() -> Dict[str, Any]:
-    return {"tf": tf, "tf.nn": tf.nn, "tf.math": tf.math,
-            "keras.activations": keras.activations, "keras.ops": keras.ops}
+def _function_namespaces() -> dict[str, Any]:
+    return {
+        "tf": tf,
+        "tf.nn": tf.nn,
+        "tf.math": tf.math,
+        "keras.activations": keras.activations,
+        "keras.ops": keras.ops,
+    }
 
 
-_FUNCTION_NAMES: Optional[Dict[int, str]] = None
+_FUNCTION_NAMES: dict[int, str] | None = None
 
 
-def _public_function_name(fn: Any) -> Optional[str]:
+def _public_function_name(fn: Any) -> str | None:
     global _FUNCTION_NAMES
     if _FUNCTION_NAMES is None:
-        names: Dict[int, str] = {}
+        names: dict[int, str] = {}
         for prefix, module in _function_namespaces().items():
             for attr in dir(module):
                 if attr.startswith("_"):
@@ -243,8 +257,7 @@ def _encode(value: Any, where: str) -> Any:
         out = {}
         for k, v in value.items():
             if not isinstance(k, str):
-                raise TypeError(
-                    f"cannot serialize {where}: dict keys must be str, got {k!r}")
+                raise TypeError(f"cannot serialize {where}: dict keys must be str, got {k!r}")
             out[k] = _encode(v, f"{where}[{k!r}]")
         return {"__dict__": out}
     if _is_core(value) and type(value) in _BY_TYPE:
@@ -263,12 +276,14 @@ def _encode(value: Any, where: str) -> Any:
     if _is_core(value):
         raise TypeError(
             f"cannot serialize {where}: core class {type(value).__name__} is "
-            "not registered; call rnn.keras.register_core on it")
+            "not registered; call rnn.keras.register_core on it"
+        )
     raise TypeError(
         f"cannot serialize {where}: {value!r} ({type(value).__name__}). Use "
         "numbers, strings, lists, dicts, registered cores, public "
         "TensorFlow/Keras functions, or objects registered with "
-        "keras.saving.register_keras_serializable")
+        "keras.saving.register_keras_serializable"
+    )
 
 
 def _decode(value: Any) -> Any:
@@ -277,7 +292,7 @@ def _decode(value: Any) -> Any:
     if isinstance(value, dict):
         if len(value) != 1:
             raise ValueError(f"malformed core config entry: {value!r}")
-        (tag, payload), = value.items()
+        ((tag, payload),) = value.items()
         if tag == "__dict__":
             return {k: _decode(v) for k, v in payload.items()}
         if tag == "__core__":
@@ -292,7 +307,7 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def serialize_core(core: Any) -> Dict[str, Any]:
+def serialize_core(core: Any) -> dict[str, Any]:
     """Returns a JSON-compatible description of ``core`` (class and arguments).
 
     Nested cores (a DeepRNN's layers, a DNC's controller) are serialized
@@ -308,19 +323,20 @@ def serialize_core(core: Any) -> Dict[str, Any]:
     if entry is None:
         raise TypeError(
             f"cannot serialize a {type(core).__name__} core: its class is not "
-            "registered; call rnn.keras.register_core on it")
+            "registered; call rnn.keras.register_core on it"
+        )
     raw = entry.to_config(core)
     if not isinstance(raw, dict):
         raise TypeError(
-            f"the config of a {type(core).__name__} core must be a dict, got "
-            f"{type(raw).__name__}")
+            f"the config of a {type(core).__name__} core must be a dict, got {type(raw).__name__}"
+        )
     config = {}
     for key, value in raw.items():
         config[key] = _encode(value, f"{type(core).__name__} config[{key!r}]")
     return {"class_name": entry.name, "config": config}
 
 
-def deserialize_core(config: Dict[str, Any]) -> Any:
+def deserialize_core(config: dict[str, Any]) -> Any:
     """Rebuilds a core (with fresh variables) from :func:`serialize_core` 's output.
 
     >>> import rnn, rnn.keras
@@ -330,13 +346,13 @@ def deserialize_core(config: Dict[str, Any]) -> Any:
     ('LSTM', 5)
     """
     if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(
-            f"a core config is a dict with 'class_name' and 'config', got {config!r}")
+        raise ValueError(f"a core config is a dict with 'class_name' and 'config', got {config!r}")
     entry = _BY_NAME.get(config["class_name"])
     if entry is None:
         raise ValueError(
             f"unknown core class {config['class_name']!r}: register it with "
-            "rnn.keras.register_core before loading")
+            "rnn.keras.register_core before loading"
+        )
     kwargs = {key: _decode(value) for key, value in config.get("config", {}).items()}
     return entry.from_config(kwargs)
 
@@ -348,59 +364,81 @@ def _private(core: Any, attr: str) -> Any:
     except AttributeError:
         raise AttributeError(
             f"rnn.keras cannot read {type(core).__name__}.{attr} to serialize "
-            "the core; its attributes changed, update rnn/keras.py") from None
+            "the core; its attributes changed, update rnn/keras.py"
+        ) from None
 
 
-def _vanilla_config(core: Any) -> Dict[str, Any]:
-    return {"hidden_size": core.hidden_size,
-            "activation": _private(core, "_activation"), "name": core.name}
+def _vanilla_config(core: Any) -> dict[str, Any]:
+    return {
+        "hidden_size": core.hidden_size,
+        "activation": _private(core, "_activation"),
+        "name": core.name,
+    }
 
 
-def _lstm_config(core: Any) -> Dict[str, Any]:
-    return {"hidden_size": core.hidden_size,
-            "forget_bias": _private(core, "_forget_bias"),
-            "projection_size": _private(core, "_projection_size"),
-            "use_layer_norm": _private(core, "_use_layer_norm"),
-            "cell_clip": _private(core, "_cell_clip"), "name": core.name}
+def _lstm_config(core: Any) -> dict[str, Any]:
+    return {
+        "hidden_size": core.hidden_size,
+        "forget_bias": _private(core, "_forget_bias"),
+        "projection_size": _private(core, "_projection_size"),
+        "use_layer_norm": _private(core, "_use_layer_norm"),
+        "cell_clip": _private(core, "_cell_clip"),
+        "name": core.name,
+    }
 
 
-def _gru_config(core: Any) -> Dict[str, Any]:
-    return {"hidden_size": core.hidden_size,
-            "reset_after": _private(core, "_reset_after"), "name": core.name}
+def _gru_config(core: Any) -> dict[str, Any]:
+    return {
+        "hidden_size": core.hidden_size,
+        "reset_after": _private(core, "_reset_after"),
+        "name": core.name,
+    }
 
 
-def _deep_config(core: Any) -> Dict[str, Any]:
+def _deep_config(core: Any) -> dict[str, Any]:
     return {"layers": list(core.layers), "name": core.name}
 
 
-def _skip_config(core: Any) -> Dict[str, Any]:
-    return {"cores": list(core.layers),
-            "concat_final_output": _private(core, "_concat_final_output"),
-            "name": core.name}
+def _skip_config(core: Any) -> dict[str, Any]:
+    return {
+        "cores": list(core.layers),
+        "concat_final_output": _private(core, "_concat_final_output"),
+        "name": core.name,
+    }
 
 
-def _residual_config(core: Any) -> Dict[str, Any]:
+def _residual_config(core: Any) -> dict[str, Any]:
     return {"core": core.core, "name": core.name}
 
 
-def _dnc_config(core: Any) -> Dict[str, Any]:
-    return {"output_size": core.output_size, "controller": core.controller,
-            "memory_size": core.memory_size, "word_size": core.word_size,
-            "num_reads": core.num_reads, "num_writes": core.num_writes,
-            "clip_value": core.clip_value, "name": core.name}
+def _dnc_config(core: Any) -> dict[str, Any]:
+    return {
+        "output_size": core.output_size,
+        "controller": core.controller,
+        "memory_size": core.memory_size,
+        "word_size": core.word_size,
+        "num_reads": core.num_reads,
+        "num_writes": core.num_writes,
+        "clip_value": core.clip_value,
+        "name": core.name,
+    }
 
 
 register_core(_cores.VanillaRNN, _vanilla_config, name="rnn.VanillaRNN")
 register_core(_cores.LSTM, _lstm_config, name="rnn.LSTM")
 register_core(_cores.GRU, _gru_config, name="rnn.GRU")
-register_core(_deep.DeepRNN, _deep_config,
-              lambda config: _deep.DeepRNN(**config), name="rnn.DeepRNN")
+register_core(
+    _deep.DeepRNN, _deep_config, lambda config: _deep.DeepRNN(**config), name="rnn.DeepRNN"
+)
 # deep_rnn_with_skip_connections returns a private DeepRNN subclass.
 _SKIP_CLASS = getattr(_deep, "_DeepRNNWithSkips", None)
 if _SKIP_CLASS is not None:
-    register_core(_SKIP_CLASS, _skip_config,
-                  lambda config: _deep.deep_rnn_with_skip_connections(**config),
-                  name="rnn.deep_rnn_with_skip_connections")
+    register_core(
+        _SKIP_CLASS,
+        _skip_config,
+        lambda config: _deep.deep_rnn_with_skip_connections(**config),
+        name="rnn.deep_rnn_with_skip_connections",
+    )
 register_core(_deep.ResidualCore, _residual_config, name="rnn.ResidualCore")
 register_core(_dnc_core.DNC, _dnc_config, name="rnn.DNC")
 
@@ -408,6 +446,7 @@ register_core(_dnc_core.DNC, _dnc_config, name="rnn.DNC")
 # --------------------------------------------------------------------------
 # Shapes.
 # --------------------------------------------------------------------------
+
 
 def _keras_layers_in(core: Any) -> list:
     """The distinct Keras layers found in ``core`` 's attributes (nests included)."""
@@ -425,12 +464,16 @@ def _keras_layers_in(core: Any) -> list:
 def _is_shape(x: Any) -> bool:
     if isinstance(x, tf.TensorShape):
         return True
-    return (isinstance(x, (tuple, list)) and not hasattr(x, "_fields")
-            and all(d is None or (isinstance(d, numbers.Integral)
-                                  and not isinstance(d, bool)) for d in x))
+    return (
+        isinstance(x, (tuple, list))
+        and not hasattr(x, "_fields")
+        and all(
+            d is None or (isinstance(d, numbers.Integral) and not isinstance(d, bool)) for d in x
+        )
+    )
 
 
-def _map_shapes(fn: Callable[[Tuple[Optional[int], ...]], Any], shapes: Any) -> Any:
+def _map_shapes(fn: Callable[[tuple[int | None, ...]], Any], shapes: Any) -> Any:
     """Maps ``fn`` over a nest whose leaves are shapes (tuples of ints/None)."""
     if _is_shape(shapes):
         return fn(tuple(tf.TensorShape(shapes).as_list()))
@@ -485,6 +528,7 @@ def _restructure(template: Any, given: Any) -> Any:
 # The layer.
 # --------------------------------------------------------------------------
 
+
 @keras.saving.register_keras_serializable(package="rnn")
 class RNN(keras.layers.Layer):
     """A Keras 3 layer that unrolls an :mod:`rnn` core over batch-major inputs.
@@ -519,22 +563,30 @@ class RNN(keras.layers.Layer):
     ['lstm_bias', 'lstm_kernel', 'lstm_recurrent_kernel']
     """
 
-    def __init__(self, core: Any, return_sequences: bool = False,
-                 return_state: bool = False, go_backwards: bool = False,
-                 unroll: str = "dynamic", **kwargs: Any):
+    def __init__(
+        self,
+        core: Any,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        unroll: str = "dynamic",
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         if not _is_core(core):
             raise TypeError(
                 "RNN needs a core: an object with __call__(inputs, prev_state) "
-                f"and initial_state(batch_size, dtype); got {type(core).__name__}")
-        for arg, value in (("return_sequences", return_sequences),
-                           ("return_state", return_state),
-                           ("go_backwards", go_backwards)):
+                f"and initial_state(batch_size, dtype); got {type(core).__name__}"
+            )
+        for arg, value in (
+            ("return_sequences", return_sequences),
+            ("return_state", return_state),
+            ("go_backwards", go_backwards),
+        ):
             if not isinstance(value, bool):
                 raise TypeError(f"RNN: {arg} must be a bool, got {value!r}")
         if unroll not in ("dynamic", "static"):
-            raise ValueError(
-                f"RNN: unroll must be 'dynamic' or 'static', got {unroll!r}")
+            raise ValueError(f"RNN: unroll must be 'dynamic' or 'static', got {unroll!r}")
         self._core = core
         self.return_sequences = return_sequences
         self.return_state = return_state
@@ -562,11 +614,13 @@ class RNN(keras.layers.Layer):
             if len(shape) < 3:
                 raise ValueError(
                     f"RNN layer {self.name!r}: inputs must be [batch, time, "
-                    f"features...] (batch-major), got shape {shape}")
+                    f"features...] (batch-major), got shape {shape}"
+                )
             if any(d is None for d in shape[2:]):
                 raise ValueError(
                     f"RNN layer {self.name!r}: the feature dimensions of the "
-                    f"inputs must be known, got shape {shape}")
+                    f"inputs must be known, got shape {shape}"
+                )
             return tf.zeros([1] + list(shape[2:]), dtype)
 
         with tf.init_scope():
@@ -585,20 +639,19 @@ class RNN(keras.layers.Layer):
         self._core_layers = _keras_layers_in(self._core)
         self._build_input_shape = _plain_shapes(input_shape)
 
-    def get_build_config(self) -> Optional[Dict[str, Any]]:
+    def get_build_config(self) -> dict[str, Any] | None:
         """The input shape the layer was built with (used when loading)."""
         if self._build_input_shape is None:
             return None
         return {"input_shape": self._build_input_shape}
 
-    def build_from_config(self, config: Optional[Dict[str, Any]]) -> None:
+    def build_from_config(self, config: dict[str, Any] | None) -> None:
         """Builds the layer from :meth:`get_build_config` 's output."""
         if config and "input_shape" in config:
             self.build(config["input_shape"])
 
     # ------------------------------------------------------------------ call
-    def call(self, inputs: Any, initial_state: Any = None, mask: Any = None
-             ) -> Any:
+    def call(self, inputs: Any, initial_state: Any = None, mask: Any = None) -> Any:
         """Unrolls the core; returns outputs, or ``(outputs, final_state)``."""
         core = self._core
         leaves = nestlib.flatten(inputs)
@@ -606,8 +659,7 @@ class RNN(keras.layers.Layer):
             raise ValueError(f"RNN layer {self.name!r}: inputs have no tensors")
         first = tf.convert_to_tensor(leaves[0])
         batch = first.shape[0] if first.shape[0] is not None else tf.shape(first)[0]
-        dtype = first.dtype if first.dtype.is_floating else tf.as_dtype(
-            self.compute_dtype)
+        dtype = first.dtype if first.dtype.is_floating else tf.as_dtype(self.compute_dtype)
         if initial_state is None:
             state = core.initial_state(batch, dtype=dtype)
         else:
@@ -617,21 +669,27 @@ class RNN(keras.layers.Layer):
             lengths = self._lengths_from_mask(mask)
         unroll_fn = dynamic_unroll if self.unroll == "dynamic" else static_unroll
         outputs, final_state = unroll_fn(
-            core, inputs, state, sequence_length=lengths,
-            reverse=self.go_backwards, time_major=False)
+            core,
+            inputs,
+            state,
+            sequence_length=lengths,
+            reverse=self.go_backwards,
+            time_major=False,
+        )
         if self.return_sequences:
             if self.go_backwards:
                 outputs = nestlib.map_structure(
-                    lambda x: None if x is None else tf.reverse(x, axis=[1]),
-                    outputs)
+                    lambda x: None if x is None else tf.reverse(x, axis=[1]), outputs
+                )
         else:
             outputs = nestlib.map_structure(
-                lambda x: None if x is None else self._last(x, lengths), outputs)
+                lambda x: None if x is None else self._last(x, lengths), outputs
+            )
         if self.return_state:
             return outputs, final_state
         return outputs
 
-    def _last(self, x: tf.Tensor, lengths: Optional[tf.Tensor]) -> tf.Tensor:
+    def _last(self, x: tf.Tensor, lengths: tf.Tensor | None) -> tf.Tensor:
         """Each example's output at its last processed step."""
         if self.go_backwards:
             # The backward pass ends on input 0 (outputs are in input order).
@@ -654,29 +712,32 @@ class RNN(keras.layers.Layer):
                 raise type(e)(
                     f"RNN layer {self.name!r}: initial_state must have the "
                     f"structure of {type(self._core).__name__}.initial_state()"
-                    f": {e}") from e
+                    f": {e}"
+                ) from e
             return restored
         return spec.unflatten(leaves)
 
-    def _lengths_from_mask(self, mask: Any) -> Optional[tf.Tensor]:
-        masks = [tf.cast(m, tf.bool) for m in nestlib.flatten(mask)
-                 if m is not None]
+    def _lengths_from_mask(self, mask: Any) -> tf.Tensor | None:
+        masks = [tf.cast(m, tf.bool) for m in nestlib.flatten(mask) if m is not None]
         if not masks:
             return None
         first = masks[0]
         if first.shape.rank != 2:
             raise ValueError(
-                f"RNN layer {self.name!r}: a mask must be [batch, time], got "
-                f"shape {first.shape}")
+                f"RNN layer {self.name!r}: a mask must be [batch, time], got shape {first.shape}"
+            )
         for other in masks[1:]:
             if other.shape.rank != 2:
                 raise ValueError(
                     f"RNN layer {self.name!r}: a mask must be [batch, time], "
-                    f"got shape {other.shape}")
+                    f"got shape {other.shape}"
+                )
         lengths = tf.reduce_sum(tf.cast(first, tf.int32), axis=1)
         expected = tf.sequence_mask(lengths, maxlen=tf.shape(first)[1])
-        problem = (f"RNN layer {self.name!r} supports right-padded masks only "
-                   "(True for each example's first steps, then False)")
+        problem = (
+            f"RNN layer {self.name!r} supports right-padded masks only "
+            "(True for each example's first steps, then False)"
+        )
         if tf.executing_eagerly():
             bad = tf.reduce_any(tf.not_equal(first, expected), axis=1).numpy()
             if bad.any():
@@ -685,19 +746,25 @@ class RNN(keras.layers.Layer):
                 raise ValueError(
                     f"{problem}; example {b} has mask {row}. Pad sequences at "
                     "the end (e.g. keras.utils.pad_sequences(..., "
-                    "padding='post')).")
+                    "padding='post'))."
+                )
             for i, other in enumerate(masks[1:], start=1):
                 if not bool(tf.reduce_all(tf.equal(other, first))):
                     raise ValueError(
                         f"RNN layer {self.name!r}: the masks of the input "
                         f"leaves differ (leaf {i} vs leaf 0); all leaves must "
-                        "share one mask")
+                        "share one mask"
+                    )
             return lengths
         checks = [tf.debugging.assert_equal(first, expected, message=problem)]
         for other in masks[1:]:
-            checks.append(tf.debugging.assert_equal(
-                other, first, message=f"RNN layer {self.name!r}: the masks "
-                "of the input leaves differ"))
+            checks.append(
+                tf.debugging.assert_equal(
+                    other,
+                    first,
+                    message=f"RNN layer {self.name!r}: the masks of the input leaves differ",
+                )
+            )
         with tf.control_dependencies(checks):
             return tf.identity(lengths)
 
@@ -707,8 +774,7 @@ class RNN(keras.layers.Layer):
         With ``go_backwards`` and ``return_sequences`` it is reversed like the
         outputs; without ``return_sequences`` there is no output mask.
         """
-        masks = [m for m in nestlib.flatten(mask) if m is not None] if (
-            mask is not None) else []
+        masks = [m for m in nestlib.flatten(mask) if m is not None] if (mask is not None) else []
         out_mask = None
         if masks and self.return_sequences:
             out_mask = masks[0]
@@ -721,12 +787,12 @@ class RNN(keras.layers.Layer):
             flat += [None] * self._num_state_leaves
         return flat
 
-    def compute_output_spec(self, inputs: Any, initial_state: Any = None,
-                            mask: Any = None) -> Any:
+    def compute_output_spec(self, inputs: Any, initial_state: Any = None, mask: Any = None) -> Any:
         """Output specs, found by tracing :meth:`call` on symbolic inputs."""
         # Skip Layer's version, which would go through compute_output_shape.
         return super(keras.layers.Layer, self).compute_output_spec(
-            inputs, initial_state=initial_state, mask=mask)
+            inputs, initial_state=initial_state, mask=mask
+        )
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         """Output shapes for ``input_shape`` (builds the layer if needed).
@@ -738,27 +804,27 @@ class RNN(keras.layers.Layer):
         """
         if not self.built:
             self.build(input_shape)
-        inputs = _map_shapes(
-            lambda s: keras.KerasTensor(s, dtype=self.compute_dtype), input_shape)
+        inputs = _map_shapes(lambda s: keras.KerasTensor(s, dtype=self.compute_dtype), input_shape)
         specs = self.compute_output_spec(inputs)
-        return nestlib.map_structure(
-            lambda t: None if t is None else tuple(t.shape), specs)
+        return nestlib.map_structure(lambda t: None if t is None else tuple(t.shape), specs)
 
     # ------------------------------------------------------------ serialize
-    def get_config(self) -> Dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         """Layer arguments plus the core's class and constructor arguments."""
         config = super().get_config()
-        config.update({
-            "core": serialize_core(self._core),
-            "return_sequences": self.return_sequences,
-            "return_state": self.return_state,
-            "go_backwards": self.go_backwards,
-            "unroll": self.unroll,
-        })
+        config.update(
+            {
+                "core": serialize_core(self._core),
+                "return_sequences": self.return_sequences,
+                "return_state": self.return_state,
+                "go_backwards": self.go_backwards,
+                "unroll": self.unroll,
+            }
+        )
         return config
 
     @classmethod
-    def from_config(cls, config: Dict[str, Any]) -> "RNN":
+    def from_config(cls, config: dict[str, Any]) -> RNN:
         """Rebuilds the layer with a fresh core from :meth:`get_config` 's output."""
         config = dict(config)
         config["core"] = deserialize_core(config["core"])

@@ -20,12 +20,12 @@ tuples in a state pass through untouched (they are kept out of the
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import tensorflow as tf
 
 import nestlib
-
 from rnn import _utils
 
 __all__ = ["static_unroll", "dynamic_unroll", "bidirectional_unroll"]
@@ -41,9 +41,16 @@ def _core_name(core: Any) -> str:
 class _Prepared:
     """Validated, time-major inputs and the flattened initial state."""
 
-    def __init__(self, core: Any, input_sequence: Any, initial_state: Any,
-                 sequence_length: Any, time_major: bool, fn_name: str,
-                 need_static_t: bool):
+    def __init__(
+        self,
+        core: Any,
+        input_sequence: Any,
+        initial_state: Any,
+        sequence_length: Any,
+        time_major: bool,
+        fn_name: str,
+        need_static_t: bool,
+    ):
         self.core = core
         self.fn_name = fn_name
         self.input_structure = input_sequence
@@ -55,7 +62,8 @@ class _Prepared:
         if not leaves:
             raise ValueError(
                 f"{fn_name}: input_sequence has no tensors; it needs at least "
-                "one [T, B, ...] tensor")
+                "one [T, B, ...] tensor"
+            )
         time_axis = 0 if time_major else 1
         layout = "[T, B, ...]" if time_major else "[B, T, ...]"
         tensors = []
@@ -66,13 +74,11 @@ class _Prepared:
             try:
                 leaf = tf.convert_to_tensor(leaf)
             except (TypeError, ValueError) as e:
-                raise TypeError(
-                    f"{fn_name}: {where} is not convertible to a tensor: {e}"
-                ) from e
+                raise TypeError(f"{fn_name}: {where} is not convertible to a tensor: {e}") from e
             if leaf.shape.rank is not None and leaf.shape.rank < 2:
                 raise ValueError(
-                    f"{fn_name}: {where} has shape {leaf.shape}; expected "
-                    f"{layout} (rank >= 2)")
+                    f"{fn_name}: {where} has shape {leaf.shape}; expected {layout} (rank >= 2)"
+                )
             if not time_major:
                 leaf = _swap_time_batch(leaf)
             tensors.append(leaf)
@@ -80,8 +86,9 @@ class _Prepared:
         self.time_major = time_major
 
         # Number of time steps: static agreement, then a run-time check.
-        static_ts = [(p, t.shape[0]) for p, t in zip(self.in_spec.paths, tensors)
-                     if t.shape.rank is not None]
+        static_ts = [
+            (p, t.shape[0]) for p, t in zip(self.in_spec.paths, tensors) if t.shape.rank is not None
+        ]
         known = [(p, n) for p, n in static_ts if n is not None]
         for p, n in known[1:]:
             if n != known[0][1]:
@@ -89,46 +96,61 @@ class _Prepared:
                     f"{fn_name}: inconsistent number of time steps (dim "
                     f"{time_axis}): input_sequence{self.in_path(known[0][0])} "
                     f"has {known[0][1]} but input_sequence{self.in_path(p)} "
-                    f"has {n}")
-        self.static_t: Optional[int] = known[0][1] if known else None
+                    f"has {n}"
+                )
+        self.static_t: int | None = known[0][1] if known else None
         if self.static_t == 0:
             raise ValueError(
                 f"{fn_name}: input_sequence has zero time steps (dim "
-                f"{time_axis} is 0); at least one step is needed")
+                f"{time_axis} is 0); at least one step is needed"
+            )
         if need_static_t and self.static_t is None:
             raise ValueError(
                 f"{fn_name} needs a statically known number of time steps "
-                f"(dim {time_axis} of input_sequence); use dynamic_unroll")
+                f"(dim {time_axis} of input_sequence); use dynamic_unroll"
+            )
         if self.static_t is not None:
             self.num_steps = tf.constant(self.static_t, tf.int32)
         else:
             ts = [tf.shape(t, out_type=tf.int32)[0] for t in tensors]
-            checks = [tf.debugging.assert_positive(
-                ts[0], message=f"{fn_name}: input_sequence has zero time steps")]
+            checks = [
+                tf.debugging.assert_positive(
+                    ts[0], message=f"{fn_name}: input_sequence has zero time steps"
+                )
+            ]
             for t in ts[1:]:
-                checks.append(tf.debugging.assert_equal(
-                    t, ts[0], message=f"{fn_name}: inconsistent number of "
-                    "time steps across input_sequence"))
+                checks.append(
+                    tf.debugging.assert_equal(
+                        t,
+                        ts[0],
+                        message=f"{fn_name}: inconsistent number of "
+                        "time steps across input_sequence",
+                    )
+                )
             with tf.control_dependencies(checks):
                 self.num_steps = tf.identity(ts[0])
 
         # Batch size of the inputs.
         batch_axis = 1 if time_major else 0
-        batches = [(p, t.shape[1]) for p, t in zip(self.in_spec.paths, tensors)
-                   if t.shape.rank is not None and t.shape[1] is not None]
+        batches = [
+            (p, t.shape[1])
+            for p, t in zip(self.in_spec.paths, tensors)
+            if t.shape.rank is not None and t.shape[1] is not None
+        ]
         for p, b in batches[1:]:
             if b != batches[0][1]:
                 raise ValueError(
                     f"{fn_name}: inconsistent batch size (dim {batch_axis}): "
                     f"input_sequence{self.in_path(batches[0][0])} has "
-                    f"{batches[0][1]} but input_sequence{self.in_path(p)} has {b}")
-        self.static_batch: Optional[int] = batches[0][1] if batches else None
+                    f"{batches[0][1]} but input_sequence{self.in_path(p)} has {b}"
+                )
+        self.static_batch: int | None = batches[0][1] if batches else None
 
         # The initial state.
         self.state_structure = initial_state
         self.st_spec = nestlib.spec_of(initial_state)
         flat_state = self.st_spec.flatten(initial_state)
-        self.state_leaves: List[Optional[tf.Tensor]] = []
+        self.state_leaves: list[tf.Tensor | None] = []
         for path, leaf in zip(self.st_spec.paths, flat_state):
             if leaf is None:
                 self.state_leaves.append(None)
@@ -138,25 +160,32 @@ class _Prepared:
             except (TypeError, ValueError) as e:
                 raise TypeError(
                     f"{fn_name}: initial_state{self.st_path(path)} is not "
-                    f"convertible to a tensor: {e}") from e
+                    f"convertible to a tensor: {e}"
+                ) from e
             self.state_leaves.append(leaf)
-            if (self.static_batch is not None and leaf.shape.rank
-                    and leaf.shape[0] is not None
-                    and leaf.shape[0] != self.static_batch):
-                hint = (" If input_sequence is batch-major [B, T, ...], pass "
-                        "time_major=False." if time_major else
-                        " If input_sequence is time-major [T, B, ...], pass "
-                        "time_major=True.")
+            if (
+                self.static_batch is not None
+                and leaf.shape.rank
+                and leaf.shape[0] is not None
+                and leaf.shape[0] != self.static_batch
+            ):
+                hint = (
+                    " If input_sequence is batch-major [B, T, ...], pass time_major=False."
+                    if time_major
+                    else " If input_sequence is time-major [T, B, ...], pass time_major=True."
+                )
                 raise ValueError(
                     f"{fn_name}: the batch size of input_sequence (dim "
                     f"{batch_axis}) is {self.static_batch} but "
                     f"initial_state{self.st_path(path)} has batch size "
-                    f"{leaf.shape[0]} (shape {leaf.shape}).{hint}")
-        self.batch_size = (self.static_batch if self.static_batch is not None
-                           else tf.shape(tensors[0])[1])
+                    f"{leaf.shape[0]} (shape {leaf.shape}).{hint}"
+                )
+        self.batch_size = (
+            self.static_batch if self.static_batch is not None else tf.shape(tensors[0])[1]
+        )
 
         # sequence_length.
-        self.sequence_length: Optional[tf.Tensor] = None
+        self.sequence_length: tf.Tensor | None = None
         if sequence_length is not None:
             self.sequence_length = self._check_lengths(sequence_length)
 
@@ -171,23 +200,24 @@ class _Prepared:
     @_utils.no_autograph
     def _check_lengths(self, sequence_length: Any) -> tf.Tensor:
         fn_name = self.fn_name
-        lengths = _utils.sequence_lengths(fn_name, sequence_length,
-                                          self.static_batch)
+        lengths = _utils.sequence_lengths(fn_name, sequence_length, self.static_batch)
         value = tf.get_static_value(lengths)
         if value is not None:
-            if (value < 0).any() or (self.static_t is not None
-                                     and (value > self.static_t).any()):
+            if (value < 0).any() or (self.static_t is not None and (value > self.static_t).any()):
                 raise ValueError(
                     f"{fn_name}: sequence_length values must be in [0, T="
-                    f"{self.static_t}], got {value.tolist()}")
+                    f"{self.static_t}], got {value.tolist()}"
+                )
             return lengths
         checks = [
             tf.debugging.assert_non_negative(
-                lengths, message=f"{fn_name}: negative sequence_length"),
+                lengths, message=f"{fn_name}: negative sequence_length"
+            ),
             tf.debugging.assert_less_equal(
-                lengths, self.num_steps,
-                message=f"{fn_name}: sequence_length exceeds the number of "
-                "time steps"),
+                lengths,
+                self.num_steps,
+                message=f"{fn_name}: sequence_length exceeds the number of time steps",
+            ),
         ]
         with tf.control_dependencies(checks):
             return tf.identity(lengths)
@@ -209,7 +239,7 @@ def _swap_time_batch(x: tf.Tensor) -> tf.Tensor:
 
 
 @_utils.no_autograph
-def _reverse_time(x: tf.Tensor, lengths: Optional[tf.Tensor]) -> tf.Tensor:
+def _reverse_time(x: tf.Tensor, lengths: tf.Tensor | None) -> tf.Tensor:
     if lengths is None:
         return tf.reverse(x, axis=[0])
     return tf.reverse_sequence(x, lengths, seq_axis=0, batch_axis=1)
@@ -229,20 +259,21 @@ class _Stepper:
         self.prep = prep
         self.core = prep.core
         self.none_at = [leaf is None for leaf in prep.state_leaves]
-        self.out_spec: Optional[nestlib.Spec] = None
-        self.out_none_at: List[bool] = []
+        self.out_spec: nestlib.Spec | None = None
+        self.out_none_at: list[bool] = []
 
     @_utils.no_autograph
-    def dense(self, leaves: Sequence[Optional[tf.Tensor]]) -> List[tf.Tensor]:
+    def dense(self, leaves: Sequence[tf.Tensor | None]) -> list[tf.Tensor]:
         return [x for x, none in zip(leaves, self.none_at) if not none]
 
     @_utils.no_autograph
-    def full(self, dense: Sequence[tf.Tensor]) -> List[Optional[tf.Tensor]]:
+    def full(self, dense: Sequence[tf.Tensor]) -> list[tf.Tensor | None]:
         it = iter(dense)
         return [None if none else next(it) for none in self.none_at]
 
-    def step(self, t: Any, inputs_t: Any, state_dense: Sequence[tf.Tensor]
-             ) -> Tuple[List[tf.Tensor], List[tf.Tensor]]:
+    def step(
+        self, t: Any, inputs_t: Any, state_dense: Sequence[tf.Tensor]
+    ) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
         """Returns (dense output leaves, dense next-state leaves).
 
         Only the core call is left to AutoGraph (so a user's core written
@@ -258,9 +289,9 @@ class _Stepper:
         return self.prep.st_spec.unflatten(self.full(state_dense))
 
     @_utils.no_autograph
-    def state_out(self, t: Any, output: Any, next_state: Any,
-                  state_dense: Sequence[tf.Tensor]
-                  ) -> Tuple[List[tf.Tensor], List[tf.Tensor]]:
+    def state_out(
+        self, t: Any, output: Any, next_state: Any, state_dense: Sequence[tf.Tensor]
+    ) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
         prep = self.prep
         flat_next = self._check_next_state(next_state, state_dense)
         if self.out_spec is None:
@@ -273,29 +304,32 @@ class _Stepper:
             except (TypeError, ValueError) as e:
                 raise type(e)(
                     f"{prep.fn_name}: {_core_name(self.core)} returned outputs "
-                    f"whose structure changed between steps: {e}") from e
-        out_dense = [tf.convert_to_tensor(x) for x, none in
-                     zip(flat_out, self.out_none_at) if not none]
+                    f"whose structure changed between steps: {e}"
+                ) from e
+        out_dense = [
+            tf.convert_to_tensor(x) for x, none in zip(flat_out, self.out_none_at) if not none
+        ]
         next_dense = self.dense(flat_next)
         if prep.sequence_length is not None:
             valid = t < prep.sequence_length
-            out_dense = [tf.where(_batch_mask(valid, o), o, tf.zeros_like(o))
-                         for o in out_dense]
-            next_dense = [tf.where(_batch_mask(valid, n), n, p)
-                          for n, p in zip(next_dense, state_dense)]
+            out_dense = [tf.where(_batch_mask(valid, o), o, tf.zeros_like(o)) for o in out_dense]
+            next_dense = [
+                tf.where(_batch_mask(valid, n), n, p) for n, p in zip(next_dense, state_dense)
+            ]
         return out_dense, next_dense
 
     @_utils.no_autograph
-    def _check_next_state(self, next_state: Any, state_dense: Sequence[tf.Tensor]
-                          ) -> List[Optional[tf.Tensor]]:
+    def _check_next_state(
+        self, next_state: Any, state_dense: Sequence[tf.Tensor]
+    ) -> list[tf.Tensor | None]:
         prep = self.prep
         who = f"{prep.fn_name}: {_core_name(self.core)}"
         try:
             flat_next = prep.st_spec.flatten(next_state)
         except (TypeError, ValueError) as e:
             raise type(e)(
-                f"{who} returned a next_state whose structure differs from "
-                f"prev_state: {e}") from e
+                f"{who} returned a next_state whose structure differs from prev_state: {e}"
+            ) from e
         prev_full = self.full(state_dense)
         result = []
         for path, prev, new in zip(prep.st_spec.paths, prev_full, flat_next):
@@ -307,22 +341,26 @@ class _Stepper:
                         f"{'None' if new is None else 'a tensor'} but "
                         f"prev_state{where} is "
                         f"{'None' if prev is None else 'a tensor'}; None "
-                        "state leaves must stay None")
+                        "state leaves must stay None"
+                    )
                 result.append(None)
                 continue
             new = tf.convert_to_tensor(new)
             if new.dtype != prev.dtype:
                 raise TypeError(
                     f"{who}: next_state{where} has dtype {new.dtype.name} but "
-                    f"prev_state{where} has dtype {prev.dtype.name}")
+                    f"prev_state{where} has dtype {prev.dtype.name}"
+                )
             if not new.shape.is_compatible_with(prev.shape):
                 raise ValueError(
                     f"{who}: next_state{where} has shape {new.shape} but "
-                    f"prev_state{where} has shape {prev.shape}")
+                    f"prev_state{where} has shape {prev.shape}"
+                )
             if prep.sequence_length is not None and not new.shape.rank:
                 raise ValueError(
                     f"{who}: state leaf {where or 'the state'} has no batch "
-                    "dimension, so it cannot be masked by sequence_length")
+                    "dimension, so it cannot be masked by sequence_length"
+                )
             result.append(new)
         return result
 
@@ -331,24 +369,25 @@ class _Stepper:
 def _relaxed(a: tf.TensorShape, b: tf.TensorShape) -> tf.TensorShape:
     if a.rank is None or b.rank is None or a.rank != b.rank:
         return tf.TensorShape(None)
-    return tf.TensorShape([x if x == y else None
-                           for x, y in zip(a.as_list(), b.as_list())])
+    return tf.TensorShape([x if x == y else None for x, y in zip(a.as_list(), b.as_list())])
 
 
-def _try_fast_path(prep: _Prepared, inputs: Sequence[tf.Tensor],
-                   reverse: bool) -> Optional[Tuple[Any, Any]]:
+def _try_fast_path(
+    prep: _Prepared, inputs: Sequence[tf.Tensor], reverse: bool
+) -> tuple[Any, Any] | None:
     fast = getattr(prep.core, "unroll_fast_path", None)
     if not callable(fast):
         return None
-    result = fast(prep.inputs_structure(inputs), prep.state_structure,
-                  prep.sequence_length, reverse)
+    result = fast(
+        prep.inputs_structure(inputs), prep.state_structure, prep.sequence_length, reverse
+    )
     if result is None:
         return None
     return _check_fast_result(prep, result)
 
 
 @_utils.no_autograph
-def _check_fast_result(prep: _Prepared, result: Any) -> Tuple[Any, Any]:
+def _check_fast_result(prep: _Prepared, result: Any) -> tuple[Any, Any]:
     outputs, final_state = result
     try:
         prep.st_spec.flatten(final_state)
@@ -356,40 +395,48 @@ def _check_fast_result(prep: _Prepared, result: Any) -> Tuple[Any, Any]:
         raise type(e)(
             f"{prep.fn_name}: {_core_name(prep.core)}.unroll_fast_path "
             f"returned a final state whose structure differs from "
-            f"initial_state: {e}") from e
+            f"initial_state: {e}"
+        ) from e
     return outputs, final_state
 
 
 @_utils.no_autograph
-def _finish(prep: _Prepared, outputs: Any, final_state: Any) -> Tuple[Any, Any]:
+def _finish(prep: _Prepared, outputs: Any, final_state: Any) -> tuple[Any, Any]:
     if not prep.time_major:
         outputs = nestlib.map_structure(
-            lambda x: None if x is None else _swap_time_batch(x), outputs)
+            lambda x: None if x is None else _swap_time_batch(x), outputs
+        )
     return outputs, final_state
 
 
 @_utils.no_autograph
-def _prepare_inputs(prep: _Prepared, reverse: bool) -> List[tf.Tensor]:
+def _prepare_inputs(prep: _Prepared, reverse: bool) -> list[tf.Tensor]:
     if not reverse:
         return list(prep.inputs)
     return [_reverse_time(x, prep.sequence_length) for x in prep.inputs]
 
 
 @_utils.no_autograph
-def _unreverse(prep: _Prepared, stepper: _Stepper, dense_outputs: List[tf.Tensor],
-               reverse: bool) -> Any:
+def _unreverse(
+    prep: _Prepared, stepper: _Stepper, dense_outputs: list[tf.Tensor], reverse: bool
+) -> Any:
     if reverse:
-        dense_outputs = [_reverse_time(x, prep.sequence_length)
-                         for x in dense_outputs]
+        dense_outputs = [_reverse_time(x, prep.sequence_length) for x in dense_outputs]
     it = iter(dense_outputs)
     flat = [None if none else next(it) for none in stepper.out_none_at]
     return stepper.out_spec.unflatten(flat)
 
 
-def dynamic_unroll(core: Any, input_sequence: Any, initial_state: Any,
-                   sequence_length: Any = None, reverse: bool = False,
-                   time_major: bool = True, parallel_iterations: int = 1,
-                   swap_memory: bool = False) -> Tuple[Any, Any]:
+def dynamic_unroll(
+    core: Any,
+    input_sequence: Any,
+    initial_state: Any,
+    sequence_length: Any = None,
+    reverse: bool = False,
+    time_major: bool = True,
+    parallel_iterations: int = 1,
+    swap_memory: bool = False,
+) -> tuple[Any, Any]:
     """Unrolls ``core`` over ``input_sequence`` with a ``tf.while_loop``.
 
     The number of time steps may be unknown until run time. Returns
@@ -408,8 +455,15 @@ def dynamic_unroll(core: Any, input_sequence: Any, initial_state: Any,
     >>> float(tf.reduce_sum(tf.abs(out[2, 1:])))
     0.0
     """
-    prep = _Prepared(core, input_sequence, initial_state, sequence_length,
-                     time_major, "dynamic_unroll", need_static_t=False)
+    prep = _Prepared(
+        core,
+        input_sequence,
+        initial_state,
+        sequence_length,
+        time_major,
+        "dynamic_unroll",
+        need_static_t=False,
+    )
     fast = _try_fast_path(prep, prep.inputs, reverse)
     if fast is not None:
         return _finish(prep, *fast)
@@ -421,13 +475,17 @@ def dynamic_unroll(core: Any, input_sequence: Any, initial_state: Any,
 
     num_steps = prep.num_steps
     input_tas = [
-        tf.TensorArray(x.dtype, size=num_steps, element_shape=x.shape[1:],
-                       clear_after_read=True).unstack(x)
-        for x in inputs]
+        tf.TensorArray(
+            x.dtype, size=num_steps, element_shape=x.shape[1:], clear_after_read=True
+        ).unstack(x)
+        for x in inputs
+    ]
     output_tas = [
-        tf.TensorArray(o.dtype, size=num_steps, element_shape=o.shape,
-                       clear_after_read=True).write(0, o)
-        for o in out0]
+        tf.TensorArray(o.dtype, size=num_steps, element_shape=o.shape, clear_after_read=True).write(
+            0, o
+        )
+        for o in out0
+    ]
     invariants = [_relaxed(a.shape, b.shape) for a, b in zip(state0, state1)]
 
     def cond(t, unused_tas, unused_state):
@@ -443,12 +501,18 @@ def dynamic_unroll(core: Any, input_sequence: Any, initial_state: Any,
         final_dense, tas = state1, output_tas
     else:
         _, tas, final_dense = tf.while_loop(
-            cond, body, (tf.constant(1, tf.int32), output_tas, state1),
-            shape_invariants=(tf.TensorShape([]),
-                              [tf.TensorShape(None)] * len(output_tas),
-                              invariants),
-            parallel_iterations=parallel_iterations, swap_memory=swap_memory,
-            maximum_iterations=num_steps)
+            cond,
+            body,
+            (tf.constant(1, tf.int32), output_tas, state1),
+            shape_invariants=(
+                tf.TensorShape([]),
+                [tf.TensorShape(None)] * len(output_tas),
+                invariants,
+            ),
+            parallel_iterations=parallel_iterations,
+            swap_memory=swap_memory,
+            maximum_iterations=num_steps,
+        )
     dense_outputs = []
     for ta, o in zip(tas, out0):
         stacked = ta.stack()
@@ -459,10 +523,16 @@ def dynamic_unroll(core: Any, input_sequence: Any, initial_state: Any,
     return _finish(prep, outputs, final_state)
 
 
-def static_unroll(core: Any, input_sequence: Any, initial_state: Any,
-                  sequence_length: Any = None, reverse: bool = False,
-                  time_major: bool = True, parallel_iterations: int = 1,
-                  swap_memory: bool = False) -> Tuple[Any, Any]:
+def static_unroll(
+    core: Any,
+    input_sequence: Any,
+    initial_state: Any,
+    sequence_length: Any = None,
+    reverse: bool = False,
+    time_major: bool = True,
+    parallel_iterations: int = 1,
+    swap_memory: bool = False,
+) -> tuple[Any, Any]:
     """Unrolls ``core`` with a Python loop; the number of steps must be static.
 
     Same arguments, results and semantics as :func:`dynamic_unroll`
@@ -479,8 +549,15 @@ def static_unroll(core: Any, input_sequence: Any, initial_state: Any,
     ([4, 3, 2], [4, 2])
     """
     del parallel_iterations, swap_memory
-    prep = _Prepared(core, input_sequence, initial_state, sequence_length,
-                     time_major, "static_unroll", need_static_t=True)
+    prep = _Prepared(
+        core,
+        input_sequence,
+        initial_state,
+        sequence_length,
+        time_major,
+        "static_unroll",
+        need_static_t=True,
+    )
     fast = _try_fast_path(prep, prep.inputs, reverse)
     if fast is not None:
         return _finish(prep, *fast)
@@ -493,20 +570,23 @@ def static_unroll(core: Any, input_sequence: Any, initial_state: Any,
         x_t = prep.inputs_structure([steps[t] for steps in per_step])
         out_t, state = stepper.step(tf.constant(t, tf.int32), x_t, state)
         outputs_per_step.append(out_t)
-    dense_outputs = [tf.stack(list(column), axis=0)
-                     for column in zip(*outputs_per_step)]
+    dense_outputs = [tf.stack(list(column), axis=0) for column in zip(*outputs_per_step)]
     outputs = _unreverse(prep, stepper, dense_outputs, reverse)
     final_state = stepper.state_in(state)
     return _finish(prep, outputs, final_state)
 
 
-def bidirectional_unroll(forward_core: Any, backward_core: Any,
-                         input_sequence: Any, forward_initial_state: Any,
-                         backward_initial_state: Any,
-                         sequence_length: Any = None, time_major: bool = True,
-                         parallel_iterations: int = 1,
-                         swap_memory: bool = False
-                         ) -> Tuple[Tuple[Any, Any], Tuple[Any, Any]]:
+def bidirectional_unroll(
+    forward_core: Any,
+    backward_core: Any,
+    input_sequence: Any,
+    forward_initial_state: Any,
+    backward_initial_state: Any,
+    sequence_length: Any = None,
+    time_major: bool = True,
+    parallel_iterations: int = 1,
+    swap_memory: bool = False,
+) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
     """Runs ``forward_core`` forwards and ``backward_core`` backwards in time.
 
     Returns ``((forward_outputs, backward_outputs), (forward_final_state,
@@ -523,13 +603,16 @@ def bidirectional_unroll(forward_core: Any, backward_core: Any,
     >>> out_f.shape.as_list(), out_b.shape.as_list()
     ([5, 2, 2], [5, 2, 3])
     """
-    kwargs = dict(sequence_length=sequence_length, time_major=time_major,
-                  parallel_iterations=parallel_iterations,
-                  swap_memory=swap_memory)
-    out_f, final_f = dynamic_unroll(forward_core, input_sequence,
-                                    forward_initial_state, reverse=False,
-                                    **kwargs)
-    out_b, final_b = dynamic_unroll(backward_core, input_sequence,
-                                    backward_initial_state, reverse=True,
-                                    **kwargs)
+    kwargs = dict(
+        sequence_length=sequence_length,
+        time_major=time_major,
+        parallel_iterations=parallel_iterations,
+        swap_memory=swap_memory,
+    )
+    out_f, final_f = dynamic_unroll(
+        forward_core, input_sequence, forward_initial_state, reverse=False, **kwargs
+    )
+    out_b, final_b = dynamic_unroll(
+        backward_core, input_sequence, backward_initial_state, reverse=True, **kwargs
+    )
     return (out_f, out_b), (final_f, final_b)

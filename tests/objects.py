@@ -48,6 +48,7 @@ class Map(cabc.Mapping):
 # objects whose methods raise
 # --------------------------------------------------------------------------
 
+
 class Masked:
     """TensorFlow's nest protocol, as in its documentation (without
     ExtensionType): metadata (mask,), components (value,)."""
@@ -63,8 +64,7 @@ class Masked:
         return cls(metadata[0], components[0])
 
     def __eq__(self, other):
-        return type(other) is type(self) and (self.mask, self.value) == (other.mask,
-                                                                          other.value)
+        return type(other) is type(self) and (self.mask, self.value) == (other.mask, other.value)
 
     __hash__ = None
 
@@ -185,8 +185,7 @@ def identical(a, b) -> bool:
                 return False
             stack.extend((x[k], y[k]) for k in x)
         elif hasattr(type(x), "__attrs_attrs__"):
-            stack.extend((getattr(x, f.name), getattr(y, f.name))
-                         for f in type(x).__attrs_attrs__)
+            stack.extend((getattr(x, f.name), getattr(y, f.name)) for f in type(x).__attrs_attrs__)
         elif isinstance(x, cabc.MappingView):  # views only compare by identity
             stack.append((list(x), list(y)))
         elif isinstance(x, np.ndarray):

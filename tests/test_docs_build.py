@@ -31,11 +31,17 @@ GUIDES = {
     "performance": "Performance",
 }
 API_PAGES = {
-    "api/nestlib": ["nestlib.flatten", "nestlib.map_structure", "nestlib.spec_of",
-                    "nestlib.Spec"],
+    "api/nestlib": ["nestlib.flatten", "nestlib.map_structure", "nestlib.spec_of", "nestlib.Spec"],
     "api/testing": ["nestlib.testing.structures", "nestlib.testing.structures_with_same_shape"],
-    "api/rnn": ["rnn.RNNCore", "rnn.LSTM", "rnn.GRU", "rnn.DeepRNN", "rnn.dynamic_unroll",
-                "rnn.static_unroll", "rnn.bidirectional_unroll"],
+    "api/rnn": [
+        "rnn.RNNCore",
+        "rnn.LSTM",
+        "rnn.GRU",
+        "rnn.DeepRNN",
+        "rnn.dynamic_unroll",
+        "rnn.static_unroll",
+        "rnn.bidirectional_unroll",
+    ],
     "api/dnc": ["rnn.dnc.DNC", "rnn.dnc.DNCState"],
     "api/keras": ["rnn.keras.RNN", "rnn.keras.register_core"],
 }
@@ -43,7 +49,8 @@ API_PAGES = {
 missing = [m for m in ("sphinx", "myst_parser") if importlib.util.find_spec(m) is None]
 pytestmark = pytest.mark.skipif(
     bool(missing),
-    reason=f"{' and '.join(missing)} not installed (pip install -e '.[docs]' or '.[test]')")
+    reason=f"{' and '.join(missing)} not installed (pip install -e '.[docs]' or '.[test]')",
+)
 
 
 def _load_conf():
@@ -56,21 +63,44 @@ def _load_conf():
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> pathlib.Path:
     out = tmp_path_factory.mktemp("site")
-    command = [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-q",
-               "-d", str(out / "doctrees"), str(DOCS), str(out / "html")]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                            cwd=str(ROOT), env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    problems = [line for line in result.stderr.splitlines()
-                if re.search(r"(WARNING|ERROR|CRITICAL): ", line) and "absl::" not in line]
+    command = [
+        sys.executable,
+        "-m",
+        "sphinx",
+        "-b",
+        "html",
+        "-W",
+        "--keep-going",
+        "-q",
+        "-d",
+        str(out / "doctrees"),
+        str(DOCS),
+        str(out / "html"),
+    ]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(ROOT),
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    problems = [
+        line
+        for line in result.stderr.splitlines()
+        if re.search(r"(WARNING|ERROR|CRITICAL): ", line) and "absl::" not in line
+    ]
     assert result.returncode == 0 and not problems, (
-        "the documentation does not build cleanly:\n" + "\n".join(problems or
-                                                                 [result.stderr[-4000:]]))
+        "the documentation does not build cleanly:\n"
+        + "\n".join(problems or [result.stderr[-4000:]])
+    )
     return out / "html"
 
 
 def test_every_markdown_page_is_built(site):
-    pages = [p.relative_to(DOCS).with_suffix("") for p in DOCS.glob("**/*.md")
-             if "_build" not in p.parts]
+    pages = [
+        p.relative_to(DOCS).with_suffix("") for p in DOCS.glob("**/*.md") if "_build" not in p.parts
+    ]
     assert pages
     for page in pages:
         assert (site / page.with_suffix(".html")).is_file(), f"{page}.md was not built"
@@ -82,7 +112,9 @@ def test_the_promised_guides_exist_and_are_linked_from_the_index(site):
         assert (DOCS / f"{page}.md").is_file(), f"docs/{page}.md is missing"
         first_line = (DOCS / f"{page}.md").read_text().splitlines()[0]
         assert first_line.startswith("# ") and title in first_line.replace("`", ""), (
-            page, first_line)
+            page,
+            first_line,
+        )
         assert f'href="{page}.html"' in index, f"index does not link {page}"
     assert 'href="nest.html#differences-from-dm-tree"' in index
 
@@ -98,8 +130,11 @@ def test_api_reference_covers_every_public_nestlib_name(site):
     import nestlib
 
     html = (site / "api" / "nestlib.html").read_text()
-    undocumented = [n for n in nestlib.__all__
-                    if callable(getattr(nestlib, n)) and f'id="nestlib.{n}"' not in html]
+    undocumented = [
+        n
+        for n in nestlib.__all__
+        if callable(getattr(nestlib, n)) and f'id="nestlib.{n}"' not in html
+    ]
     assert not undocumented, undocumented
 
 
@@ -113,6 +148,8 @@ def test_bare_doctest_sessions_render_as_code(site):
 def test_fence_bare_doctests():
     fence = _load_conf().fence_bare_doctests
     text = "Text.\n>>> 1 + 1\n2\n\nMore.\n```python\n>>> x = 1\n\n```\n>>> 3"
-    assert fence(text) == ("Text.\n```pycon\n>>> 1 + 1\n2\n```\n\nMore.\n"
-                           "```python\n>>> x = 1\n\n```\n```pycon\n>>> 3\n```")
+    assert fence(text) == (
+        "Text.\n```pycon\n>>> 1 + 1\n2\n```\n\nMore.\n"
+        "```python\n>>> x = 1\n\n```\n```pycon\n>>> 3\n```"
+    )
     assert fence("no sessions\n") == "no sessions\n"

@@ -48,8 +48,12 @@ def _docstring_tests(module_name: str):
                 yield test
 
 
-DOCSTRING_TESTS = [t for m in ("nestlib", "nestlib._spec", "nestlib.testing")
-                   if importlib.util.find_spec(m) for t in _docstring_tests(m)]
+DOCSTRING_TESTS = [
+    t
+    for m in ("nestlib", "nestlib._spec", "nestlib.testing")
+    if importlib.util.find_spec(m)
+    for t in _docstring_tests(m)
+]
 
 
 @pytest.mark.parametrize("test", DOCSTRING_TESTS, ids=lambda t: t.name)
@@ -63,7 +67,9 @@ def test_every_public_nestlib_function_has_an_example():
         obj = getattr(nestlib, name)
         if callable(obj) and not doctest.DocTestFinder().find(obj, name, globs={}):
             missing.append(name)
-        elif callable(obj) and not any(t.examples for t in doctest.DocTestFinder().find(obj, name, globs={})):
+        elif callable(obj) and not any(
+            t.examples for t in doctest.DocTestFinder().find(obj, name, globs={})
+        ):
             missing.append(name)
     assert not missing, f"public names without a doctest example: {missing}"
 
@@ -120,8 +126,7 @@ def test_rnn_docstrings(test):
 @pytest.mark.skipif(not HAVE_TF, reason="rnn needs TensorFlow, which is not installed")
 def test_rnn_docstring_examples_were_collected():
     names = {t.name for t in RNN_DOCSTRING_TESTS}
-    for expected in ("rnn", "rnn.dnc", "rnn.keras", "rnn.unroll.dynamic_unroll",
-                     "rnn.cores.LSTM"):
+    for expected in ("rnn", "rnn.dnc", "rnn.keras", "rnn.unroll.dynamic_unroll", "rnn.cores.LSTM"):
         assert expected in names, f"no docstring examples collected for {expected}"
 
 

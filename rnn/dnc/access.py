@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import collections
 import math
-from typing import Any, Optional, Tuple
+from typing import Any
 
 import tensorflow as tf
 
@@ -36,9 +36,10 @@ __all__ = [
 
 
 class AccessState(
-        collections.namedtuple(
-            "AccessState",
-            ("memory", "read_weights", "write_weights", "linkage", "usage"))):
+    collections.namedtuple(
+        "AccessState", ("memory", "read_weights", "write_weights", "linkage", "usage")
+    )
+):
     """State of :class:`MemoryAccess`.
 
     Fields: ``memory`` ``[B, N, W]``, ``read_weights`` ``[B, R, N]``,
@@ -53,11 +54,22 @@ class AccessState(
 
 
 class Interface(
-        collections.namedtuple(
-            "Interface",
-            ("read_keys", "read_strengths", "write_keys", "write_strengths",
-             "erase_vectors", "write_vectors", "free_gates", "allocation_gates",
-             "write_gates", "read_modes"))):
+    collections.namedtuple(
+        "Interface",
+        (
+            "read_keys",
+            "read_strengths",
+            "write_keys",
+            "write_strengths",
+            "erase_vectors",
+            "write_vectors",
+            "free_gates",
+            "allocation_gates",
+            "write_gates",
+            "read_modes",
+        ),
+    )
+):
     """The parsed interface vector (the paper's ``xi_t``), already squashed.
 
     ``read_keys`` ``[B, R, W]``, ``read_strengths`` ``[B, R]`` (oneplus),
@@ -83,15 +95,21 @@ def interface_size(word_size: int, num_reads: int, num_writes: int) -> int:
     135
     """
     w, r, h = word_size, num_reads, num_writes
-    return (r * w + r            # read keys and strengths
-            + h * w + h          # write keys and strengths
-            + 2 * h * w          # erase and write vectors
-            + r + 2 * h          # free, allocation and write gates
-            + r * (2 * h + 1))   # read modes
+    return (
+        r * w
+        + r  # read keys and strengths
+        + h * w
+        + h  # write keys and strengths
+        + 2 * h * w  # erase and write vectors
+        + r
+        + 2 * h  # free, allocation and write gates
+        + r * (2 * h + 1)
+    )  # read modes
 
 
-def parse_interface(interface: tf.Tensor, word_size: int, num_reads: int,
-                    num_writes: int) -> Interface:
+def parse_interface(
+    interface: tf.Tensor, word_size: int, num_reads: int, num_writes: int
+) -> Interface:
     """Splits ``[B, interface_size]`` into an :class:`Interface` and applies the squashings.
 
     >>> i = parse_interface(tf.zeros([2, interface_size(3, 1, 1)]), 3, 1, 1)
@@ -103,12 +121,22 @@ def parse_interface(interface: tf.Tensor, word_size: int, num_reads: int,
         raise ValueError(
             f"interface must have shape [batch, {expected}] for word_size="
             f"{word_size}, num_reads={num_reads}, num_writes={num_writes}; "
-            f"got {interface.shape}")
+            f"got {interface.shape}"
+        )
     w, r, h = word_size, num_reads, num_writes
     sizes = [r * w, r, h * w, h, h * w, h * w, r, h, h, r * (2 * h + 1)]
-    (read_keys, read_strengths, write_keys, write_strengths, erase, write_vectors,
-     free_gates, allocation_gates, write_gates, read_modes) = tf.split(
-         interface, sizes, axis=1)
+    (
+        read_keys,
+        read_strengths,
+        write_keys,
+        write_strengths,
+        erase,
+        write_vectors,
+        free_gates,
+        allocation_gates,
+        write_gates,
+        read_modes,
+    ) = tf.split(interface, sizes, axis=1)
     batch = tf.shape(interface)[0]
     return Interface(
         read_keys=tf.reshape(read_keys, [batch, r, w]),
@@ -120,24 +148,23 @@ def parse_interface(interface: tf.Tensor, word_size: int, num_reads: int,
         free_gates=tf.sigmoid(free_gates),
         allocation_gates=tf.sigmoid(allocation_gates),
         write_gates=tf.sigmoid(write_gates),
-        read_modes=tf.nn.softmax(tf.reshape(read_modes, [batch, r, 2 * h + 1]),
-                                 axis=-1),
+        read_modes=tf.nn.softmax(tf.reshape(read_modes, [batch, r, 2 * h + 1]), axis=-1),
     )
 
 
 def _check_matches(interface: Interface, state: AccessState) -> None:
     """Static check that the interface's head counts and word size fit the state."""
-    pairs = (("read heads", interface.read_keys.shape[1], state.read_weights.shape[1]),
-             ("write heads", interface.write_keys.shape[1], state.write_weights.shape[1]),
-             ("word size", interface.write_keys.shape[2], state.memory.shape[2]))
+    pairs = (
+        ("read heads", interface.read_keys.shape[1], state.read_weights.shape[1]),
+        ("write heads", interface.write_keys.shape[1], state.write_weights.shape[1]),
+        ("word size", interface.write_keys.shape[2], state.memory.shape[2]),
+    )
     for what, got, want in pairs:
         if got is not None and want is not None and got != want:
-            raise ValueError(
-                f"the interface has {got} {what} but the memory state has {want}")
+            raise ValueError(f"the interface has {got} {what} but the memory state has {want}")
 
 
-def access_step(interface: Interface,
-                prev_state: AccessState) -> Tuple[tf.Tensor, AccessState]:
+def access_step(interface: Interface, prev_state: AccessState) -> tuple[tf.Tensor, AccessState]:
     """One memory step: usage, write weights, erase/add write, linkage, read weights, read.
 
     Returns ``(read_words [B, R, W], next_state)``.
@@ -154,33 +181,40 @@ def access_step(interface: Interface,
     num_writes = interface.write_gates.shape[-1]
     _check_matches(interface, prev_state)
     # Usage from the previous step's writes and reads (freed by the free gates).
-    usage = addressing.update_usage(prev_state.usage, prev_state.write_weights,
-                                    interface.free_gates, prev_state.read_weights)
+    usage = addressing.update_usage(
+        prev_state.usage, prev_state.write_weights, interface.free_gates, prev_state.read_weights
+    )
     # Write weighting: content lookup on the old memory, mixed with allocation.
     write_content = addressing.content_weights(
-        prev_state.memory, interface.write_keys, interface.write_strengths)
+        prev_state.memory, interface.write_keys, interface.write_strengths
+    )
     allocation = addressing.write_allocation_weights(
-        usage, interface.allocation_gates * interface.write_gates, num_writes)
+        usage, interface.allocation_gates * interface.write_gates, num_writes
+    )
     write_weights = addressing.write_weights(
-        write_content, allocation, interface.allocation_gates,
-        interface.write_gates)
-    memory = addressing.erase_and_write(prev_state.memory, write_weights,
-                                        interface.erase_vectors,
-                                        interface.write_vectors)
+        write_content, allocation, interface.allocation_gates, interface.write_gates
+    )
+    memory = addressing.erase_and_write(
+        prev_state.memory, write_weights, interface.erase_vectors, interface.write_vectors
+    )
     linkage = addressing.update_linkage(prev_state.linkage, write_weights)
     # Read weighting: content lookup on the new memory, and link traversal.
-    read_content = addressing.content_weights(
-        memory, interface.read_keys, interface.read_strengths)
+    read_content = addressing.content_weights(memory, interface.read_keys, interface.read_strengths)
     forward = addressing.directional_read_weights(
-        linkage.link, prev_state.read_weights, forward=True)
+        linkage.link, prev_state.read_weights, forward=True
+    )
     backward = addressing.directional_read_weights(
-        linkage.link, prev_state.read_weights, forward=False)
-    read_weights = addressing.read_weights(read_content, forward, backward,
-                                           interface.read_modes)
+        linkage.link, prev_state.read_weights, forward=False
+    )
+    read_weights = addressing.read_weights(read_content, forward, backward, interface.read_modes)
     words = addressing.read_words(memory, read_weights)
-    return words, AccessState(memory=memory, read_weights=read_weights,
-                              write_weights=write_weights, linkage=linkage,
-                              usage=usage)
+    return words, AccessState(
+        memory=memory,
+        read_weights=read_weights,
+        write_weights=write_weights,
+        linkage=linkage,
+        usage=usage,
+    )
 
 
 class Linear(tf.Module):
@@ -194,15 +228,14 @@ class Linear(tf.Module):
     [2, 3]
     """
 
-    def __init__(self, output_size: int, with_bias: bool = True,
-                 name: Optional[str] = None):
+    def __init__(self, output_size: int, with_bias: bool = True, name: str | None = None):
         super().__init__(name=name)
         if not isinstance(output_size, int) or output_size < 1:
             raise ValueError(f"output_size must be a positive int, got {output_size!r}")
         self.output_size = output_size
         self.with_bias = with_bias
-        self.w: Optional[tf.Variable] = None
-        self.b: Optional[tf.Variable] = None
+        self.w: tf.Variable | None = None
+        self.b: tf.Variable | None = None
 
     @tf.Module.with_name_scope
     def _create(self, input_size: int, dtype: tf.DType) -> None:
@@ -211,8 +244,11 @@ class Linear(tf.Module):
         # a while loop or an XLA cluster.
         with tf.init_scope():
             self.w = tf.Variable(
-                tf.random.truncated_normal([input_size, self.output_size],
-                                           stddev=stddev, dtype=dtype), name="w")
+                tf.random.truncated_normal(
+                    [input_size, self.output_size], stddev=stddev, dtype=dtype
+                ),
+                name="w",
+            )
             if self.with_bias:
                 self.b = tf.Variable(tf.zeros([self.output_size], dtype), name="b")
 
@@ -222,17 +258,19 @@ class Linear(tf.Module):
         if inputs.shape.rank != 2 or inputs.shape[-1] is None:
             raise ValueError(
                 f"{self.name}: inputs must be [batch, features] with a static "
-                f"feature size, got shape {inputs.shape}")
+                f"feature size, got shape {inputs.shape}"
+            )
         if self.w is None:
             self._create(int(inputs.shape[-1]), inputs.dtype)
         if inputs.shape[-1] != self.w.shape[0]:
             raise ValueError(
-                f"{self.name}: expected {self.w.shape[0]} input features, got "
-                f"{inputs.shape[-1]}")
+                f"{self.name}: expected {self.w.shape[0]} input features, got {inputs.shape[-1]}"
+            )
         if inputs.dtype != self.w.dtype:
             raise TypeError(
                 f"{self.name}: inputs have dtype {inputs.dtype.name}, the "
-                f"weights {self.w.dtype.name}")
+                f"weights {self.w.dtype.name}"
+            )
         outputs = tf.linalg.matmul(inputs, self.w)
         if self.b is not None:
             outputs = outputs + self.b
@@ -252,12 +290,21 @@ class MemoryAccess(tf.Module):
     [1, 2, 3]
     """
 
-    def __init__(self, memory_size: int = 16, word_size: int = 16,
-                 num_reads: int = 4, num_writes: int = 1,
-                 name: Optional[str] = None):
+    def __init__(
+        self,
+        memory_size: int = 16,
+        word_size: int = 16,
+        num_reads: int = 4,
+        num_writes: int = 1,
+        name: str | None = None,
+    ):
         super().__init__(name=name)
-        for arg, value in (("memory_size", memory_size), ("word_size", word_size),
-                           ("num_reads", num_reads), ("num_writes", num_writes)):
+        for arg, value in (
+            ("memory_size", memory_size),
+            ("word_size", word_size),
+            ("num_reads", num_reads),
+            ("num_writes", num_writes),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{arg} must be a positive int, got {value!r}")
         self.memory_size = memory_size
@@ -266,7 +313,8 @@ class MemoryAccess(tf.Module):
         self.num_writes = num_writes
         with self.name_scope:
             self.interface_layer = Linear(
-                interface_size(word_size, num_reads, num_writes), name="interface")
+                interface_size(word_size, num_reads, num_writes), name="interface"
+            )
 
     def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32) -> AccessState:
         """All-zero memory, weights, usage and links for ``batch_size`` examples."""
@@ -277,13 +325,14 @@ class MemoryAccess(tf.Module):
             write_weights=tf.zeros([batch_size, h, n], dtype),
             linkage=TemporalLinkageState(
                 link=tf.zeros([batch_size, h, n, n], dtype),
-                precedence_weights=tf.zeros([batch_size, h, n], dtype)),
+                precedence_weights=tf.zeros([batch_size, h, n], dtype),
+            ),
             usage=tf.zeros([batch_size, n], dtype),
         )
 
-    def __call__(self, inputs: tf.Tensor,
-                 prev_state: AccessState) -> Tuple[tf.Tensor, AccessState]:
+    def __call__(self, inputs: tf.Tensor, prev_state: AccessState) -> tuple[tf.Tensor, AccessState]:
         """One write-then-read step driven by the controller output ``inputs``."""
-        interface = parse_interface(self.interface_layer(inputs), self.word_size,
-                                    self.num_reads, self.num_writes)
+        interface = parse_interface(
+            self.interface_layer(inputs), self.word_size, self.num_reads, self.num_writes
+        )
         return access_step(interface, prev_state)

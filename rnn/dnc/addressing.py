@@ -52,8 +52,8 @@ EPSILON = 1e-6
 
 
 class TemporalLinkageState(
-        collections.namedtuple("TemporalLinkageState",
-                               ("link", "precedence_weights"))):
+    collections.namedtuple("TemporalLinkageState", ("link", "precedence_weights"))
+):
     """Temporal link state: ``link`` ``[B, Wh, N, N]`` and ``precedence_weights`` ``[B, Wh, N]``.
 
     ``link[b, h, i, j]`` is the degree to which slot ``i`` was written by write
@@ -79,12 +79,10 @@ def oneplus(x: tf.Tensor) -> tf.Tensor:
 
 def _check_rank(name: str, x: tf.Tensor, rank: int) -> None:
     if x.shape.rank is not None and x.shape.rank != rank:
-        raise ValueError(
-            f"{name} must have rank {rank}, got shape {x.shape}")
+        raise ValueError(f"{name} must have rank {rank}, got shape {x.shape}")
 
 
-def cosine_similarity(memory: tf.Tensor, keys: tf.Tensor,
-                      epsilon: float = EPSILON) -> tf.Tensor:
+def cosine_similarity(memory: tf.Tensor, keys: tf.Tensor, epsilon: float = EPSILON) -> tf.Tensor:
     """Cosine similarity ``D(k, M[i])`` of every key with every memory row.
 
     Args:
@@ -108,8 +106,7 @@ def cosine_similarity(memory: tf.Tensor, keys: tf.Tensor,
     return dot / (key_norm[:, :, tf.newaxis] * memory_norm[:, tf.newaxis, :])
 
 
-def content_weights(memory: tf.Tensor, keys: tf.Tensor,
-                    strengths: tf.Tensor) -> tf.Tensor:
+def content_weights(memory: tf.Tensor, keys: tf.Tensor, strengths: tf.Tensor) -> tf.Tensor:
     """Content-based addressing ``C(M, k, beta)``: softmax over slots of ``beta * D(k, M[i])``.
 
     Args:
@@ -135,8 +132,7 @@ def _combine_write_heads(write_weights: tf.Tensor) -> tf.Tensor:
     return 1.0 - tf.reduce_prod(1.0 - write_weights, axis=1)
 
 
-def usage_after_write(prev_usage: tf.Tensor,
-                      write_weights: tf.Tensor) -> tf.Tensor:
+def usage_after_write(prev_usage: tf.Tensor, write_weights: tf.Tensor) -> tf.Tensor:
     """``u + w - u * w``: usage raised by the previous step's writes.
 
     Args:
@@ -154,8 +150,9 @@ def usage_after_write(prev_usage: tf.Tensor,
     return prev_usage + written - prev_usage * written
 
 
-def usage_after_read(usage: tf.Tensor, free_gates: tf.Tensor,
-                     prev_read_weights: tf.Tensor) -> tf.Tensor:
+def usage_after_read(
+    usage: tf.Tensor, free_gates: tf.Tensor, prev_read_weights: tf.Tensor
+) -> tf.Tensor:
     """``u * psi`` with the retention ``psi = prod_r (1 - f_r * w_r)``.
 
     Args:
@@ -170,13 +167,16 @@ def usage_after_read(usage: tf.Tensor, free_gates: tf.Tensor,
     """
     _check_rank("free_gates", free_gates, 2)
     _check_rank("prev_read_weights", prev_read_weights, 3)
-    retention = tf.reduce_prod(
-        1.0 - free_gates[:, :, tf.newaxis] * prev_read_weights, axis=1)
+    retention = tf.reduce_prod(1.0 - free_gates[:, :, tf.newaxis] * prev_read_weights, axis=1)
     return usage * retention
 
 
-def update_usage(prev_usage: tf.Tensor, prev_write_weights: tf.Tensor,
-                 free_gates: tf.Tensor, prev_read_weights: tf.Tensor) -> tf.Tensor:
+def update_usage(
+    prev_usage: tf.Tensor,
+    prev_write_weights: tf.Tensor,
+    free_gates: tf.Tensor,
+    prev_read_weights: tf.Tensor,
+) -> tf.Tensor:
     """The usage vector ``u_t = (u_{t-1} + w^w_{t-1} - u_{t-1} w^w_{t-1}) * psi_t``.
 
     Gradients do not flow into the usage from the previous write weights
@@ -229,8 +229,9 @@ def allocation_weights(usage: tf.Tensor, epsilon: float = EPSILON) -> tf.Tensor:
     return tf.einsum("bj,bjn->bn", sorted_allocation, permutation)
 
 
-def write_allocation_weights(usage: tf.Tensor, write_gates: tf.Tensor,
-                             num_writes: int) -> tf.Tensor:
+def write_allocation_weights(
+    usage: tf.Tensor, write_gates: tf.Tensor, num_writes: int
+) -> tf.Tensor:
     """Allocation weightings for each write head, ``[B, Wh, N]``.
 
     Head ``h`` allocates from the usage left after heads ``0..h-1`` have
@@ -255,13 +256,17 @@ def write_allocation_weights(usage: tf.Tensor, write_gates: tf.Tensor,
         allocation = allocation_weights(usage)
         heads.append(allocation)
         if h + 1 < num_writes:
-            written = write_gates[:, h:h + 1] * allocation
+            written = write_gates[:, h : h + 1] * allocation
             usage = usage + (1.0 - usage) * written
     return tf.stack(heads, axis=1)
 
 
-def write_weights(write_content_weights: tf.Tensor, allocation: tf.Tensor,
-                  allocation_gates: tf.Tensor, write_gates: tf.Tensor) -> tf.Tensor:
+def write_weights(
+    write_content_weights: tf.Tensor,
+    allocation: tf.Tensor,
+    allocation_gates: tf.Tensor,
+    write_gates: tf.Tensor,
+) -> tf.Tensor:
     """``w^w = g^w (g^a a + (1 - g^a) c^w)`` for each write head.
 
     Args:
@@ -282,8 +287,9 @@ def write_weights(write_content_weights: tf.Tensor, allocation: tf.Tensor,
     return gw * (ga * allocation + (1.0 - ga) * write_content_weights)
 
 
-def erase_and_write(memory: tf.Tensor, write_weights: tf.Tensor,
-                    erase_vectors: tf.Tensor, write_vectors: tf.Tensor) -> tf.Tensor:
+def erase_and_write(
+    memory: tf.Tensor, write_weights: tf.Tensor, erase_vectors: tf.Tensor, write_vectors: tf.Tensor
+) -> tf.Tensor:
     """``M_t = M_{t-1} * prod_h (1 - w_h e_h^T) + sum_h w_h v_h^T``.
 
     Args:
@@ -308,8 +314,7 @@ def erase_and_write(memory: tf.Tensor, write_weights: tf.Tensor,
     return memory * keep + add
 
 
-def update_precedence(prev_precedence: tf.Tensor,
-                      write_weights: tf.Tensor) -> tf.Tensor:
+def update_precedence(prev_precedence: tf.Tensor, write_weights: tf.Tensor) -> tf.Tensor:
     """``p_t = (1 - sum_i w^w_t[i]) p_{t-1} + w^w_t`` for each write head.
 
     Args:
@@ -326,8 +331,9 @@ def update_precedence(prev_precedence: tf.Tensor,
     return (1.0 - total) * prev_precedence + write_weights
 
 
-def update_link(prev_link: tf.Tensor, prev_precedence: tf.Tensor,
-                write_weights: tf.Tensor) -> tf.Tensor:
+def update_link(
+    prev_link: tf.Tensor, prev_precedence: tf.Tensor, write_weights: tf.Tensor
+) -> tf.Tensor:
     """``L_t[i,j] = (1 - w[i] - w[j]) L_{t-1}[i,j] + w[i] p_{t-1}[j]``, ``L_t[i,i] = 0``.
 
     Args:
@@ -353,8 +359,9 @@ def update_link(prev_link: tf.Tensor, prev_precedence: tf.Tensor,
     return link * (1.0 - tf.eye(memory_size, dtype=link.dtype))
 
 
-def update_linkage(prev_linkage: TemporalLinkageState,
-                   write_weights: tf.Tensor) -> TemporalLinkageState:
+def update_linkage(
+    prev_linkage: TemporalLinkageState, write_weights: tf.Tensor
+) -> TemporalLinkageState:
     """Both linkage updates: the link from the *previous* precedence, then the new precedence.
 
     >>> s = update_linkage(TemporalLinkageState(tf.zeros([1, 1, 2, 2]),
@@ -363,14 +370,14 @@ def update_linkage(prev_linkage: TemporalLinkageState,
     >>> s.link.numpy().tolist(), s.precedence_weights.numpy().tolist()
     ([[[[0.0, 0.0], [1.0, 0.0]]]], [[[0.0, 1.0]]])
     """
-    link = update_link(prev_linkage.link, prev_linkage.precedence_weights,
-                       write_weights)
+    link = update_link(prev_linkage.link, prev_linkage.precedence_weights, write_weights)
     precedence = update_precedence(prev_linkage.precedence_weights, write_weights)
     return TemporalLinkageState(link=link, precedence_weights=precedence)
 
 
-def directional_read_weights(link: tf.Tensor, prev_read_weights: tf.Tensor,
-                             forward: bool) -> tf.Tensor:
+def directional_read_weights(
+    link: tf.Tensor, prev_read_weights: tf.Tensor, forward: bool
+) -> tf.Tensor:
     """Forward ``f = L w^r_{t-1}`` or backward ``b = L^T w^r_{t-1}`` weightings.
 
     Args:
@@ -397,8 +404,12 @@ def directional_read_weights(link: tf.Tensor, prev_read_weights: tf.Tensor,
     return tf.einsum("bhij,bri->brhj", link, prev_read_weights)
 
 
-def read_weights(read_content_weights: tf.Tensor, forward_weights: tf.Tensor,
-                 backward_weights: tf.Tensor, read_modes: tf.Tensor) -> tf.Tensor:
+def read_weights(
+    read_content_weights: tf.Tensor,
+    forward_weights: tf.Tensor,
+    backward_weights: tf.Tensor,
+    read_modes: tf.Tensor,
+) -> tf.Tensor:
     """``w^r = sum_h (pi_b[h] b_h + pi_f[h] f_h) + pi_c c`` for each read head.
 
     Args:
@@ -421,13 +432,16 @@ def read_weights(read_content_weights: tf.Tensor, forward_weights: tf.Tensor,
     if read_modes.shape[-1] is not None and read_modes.shape[-1] != 2 * num_writes + 1:
         raise ValueError(
             f"read_modes must have 2 * num_writes + 1 = {2 * num_writes + 1} "
-            f"modes, got shape {read_modes.shape}")
+            f"modes, got shape {read_modes.shape}"
+        )
     backward_mode = read_modes[:, :, :num_writes, tf.newaxis]
-    forward_mode = read_modes[:, :, num_writes:2 * num_writes, tf.newaxis]
-    content_mode = read_modes[:, :, 2 * num_writes:]
-    return (content_mode * read_content_weights
-            + tf.reduce_sum(forward_mode * forward_weights, axis=2)
-            + tf.reduce_sum(backward_mode * backward_weights, axis=2))
+    forward_mode = read_modes[:, :, num_writes : 2 * num_writes, tf.newaxis]
+    content_mode = read_modes[:, :, 2 * num_writes :]
+    return (
+        content_mode * read_content_weights
+        + tf.reduce_sum(forward_mode * forward_weights, axis=2)
+        + tf.reduce_sum(backward_mode * backward_weights, axis=2)
+    )
 
 
 def read_words(memory: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:

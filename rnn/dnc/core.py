@@ -20,7 +20,7 @@ usage [B, N]), controller_state=...)``.
 from __future__ import annotations
 
 import collections
-from typing import Any, Optional, Tuple
+from typing import Any
 
 import tensorflow as tf
 
@@ -33,8 +33,8 @@ __all__ = ["DNC", "DNCState", "AccessState", "TemporalLinkageState"]
 
 
 class DNCState(
-        collections.namedtuple(
-            "DNCState", ("access_output", "access_state", "controller_state"))):
+    collections.namedtuple("DNCState", ("access_output", "access_state", "controller_state"))
+):
     """State of :class:`DNC`: the last read words, the memory state, the controller state.
 
     >>> s = DNC(2, memory_size=4, word_size=3, num_reads=1).initial_state(1)
@@ -47,23 +47,22 @@ class DNCState(
 
 def _flatten_batch(name: str, structure: Any) -> tf.Tensor:
     """Concatenates every leaf of a nest of ``[B, ...]`` tensors into ``[B, F]``."""
-    leaves = [tf.convert_to_tensor(x) for x in nestlib.flatten(structure)
-              if x is not None]
+    leaves = [tf.convert_to_tensor(x) for x in nestlib.flatten(structure) if x is not None]
     if not leaves:
         raise ValueError(f"{name} has no tensors")
     flat = []
     for leaf in leaves:
         if leaf.shape.rank is None or leaf.shape.rank < 1:
             raise ValueError(
-                f"{name} leaves need a leading batch dimension, got shape {leaf.shape}")
+                f"{name} leaves need a leading batch dimension, got shape {leaf.shape}"
+            )
         if leaf.shape.rank == 1:
-            raise ValueError(
-                f"{name} leaves must be [batch, features...], got shape "
-                f"{leaf.shape}")
+            raise ValueError(f"{name} leaves must be [batch, features...], got shape {leaf.shape}")
         features = leaf.shape[1:].num_elements()
         if features is None:
             raise ValueError(
-                f"{name} leaves need static feature dimensions, got shape {leaf.shape}")
+                f"{name} leaves need static feature dimensions, got shape {leaf.shape}"
+            )
         flat.append(tf.reshape(leaf, [-1, features]))
     return flat[0] if len(flat) == 1 else tf.concat(flat, axis=1)
 
@@ -94,28 +93,38 @@ class DNC(RNNCore):
     [1, 4]
     """
 
-    def __init__(self, output_size: int, controller: Optional[RNNCore] = None,
-                 memory_size: int = 16, word_size: int = 16, num_reads: int = 4,
-                 num_writes: int = 1, clip_value: Optional[float] = None,
-                 name: Optional[str] = None):
+    def __init__(
+        self,
+        output_size: int,
+        controller: RNNCore | None = None,
+        memory_size: int = 16,
+        word_size: int = 16,
+        num_reads: int = 4,
+        num_writes: int = 1,
+        clip_value: float | None = None,
+        name: str | None = None,
+    ):
         super().__init__(name=name)
-        if isinstance(output_size, bool) or not isinstance(output_size, int) \
-                or output_size < 1:
+        if isinstance(output_size, bool) or not isinstance(output_size, int) or output_size < 1:
             raise ValueError(f"output_size must be a positive int, got {output_size!r}")
         if clip_value is not None and not clip_value > 0:
             raise ValueError(f"clip_value must be positive or None, got {clip_value!r}")
         if controller is not None and not (
-                callable(controller) and hasattr(controller, "initial_state")):
+            callable(controller) and hasattr(controller, "initial_state")
+        ):
             raise TypeError(
                 "controller must be an RNNCore (callable with initial_state), got "
-                f"{type(controller).__name__}")
+                f"{type(controller).__name__}"
+            )
         with self.name_scope:
             if controller is None:
                 import rnn  # The package imports this module: import it late.
+
                 controller = rnn.LSTM(64)
             self.controller = controller
-            self.access = MemoryAccess(memory_size, word_size, num_reads,
-                                       num_writes, name="memory_access")
+            self.access = MemoryAccess(
+                memory_size, word_size, num_reads, num_writes, name="memory_access"
+            )
             self.output_layer = Linear(output_size, name="output")
         self.output_size = output_size
         self.clip_value = clip_value
@@ -148,7 +157,7 @@ class DNC(RNNCore):
             controller_state=self.controller.initial_state(batch_size, dtype=dtype),
         )
 
-    def __call__(self, inputs: Any, prev_state: DNCState) -> Tuple[tf.Tensor, DNCState]:
+    def __call__(self, inputs: Any, prev_state: DNCState) -> tuple[tf.Tensor, DNCState]:
         """One DNC step: returns ``(output [B, output_size], next_state)``.
 
         ``inputs`` is a ``[B, F]`` tensor or any nest of ``[B, ...]`` tensors
@@ -156,27 +165,31 @@ class DNC(RNNCore):
         """
         if not isinstance(prev_state, DNCState):
             raise TypeError(
-                f"{self.name}: prev_state must be a DNCState, got "
-                f"{type(prev_state).__name__}")
+                f"{self.name}: prev_state must be a DNCState, got {type(prev_state).__name__}"
+            )
         inputs = _flatten_batch(f"{self.name} inputs", inputs)
         prev_reads = prev_state.access_output
         if inputs.dtype != prev_reads.dtype:
             raise TypeError(
                 f"{self.name}: inputs have dtype {inputs.dtype.name} but the state "
-                f"has {prev_reads.dtype.name}")
+                f"has {prev_reads.dtype.name}"
+            )
         controller_input = tf.concat(
-            [inputs, tf.reshape(prev_reads, [-1, self.num_reads * self.word_size])],
-            axis=1)
+            [inputs, tf.reshape(prev_reads, [-1, self.num_reads * self.word_size])], axis=1
+        )
         controller_output, controller_state = self.controller(
-            controller_input, prev_state.controller_state)
-        controller_output = _flatten_batch(f"{self.name} controller output",
-                                           controller_output)
-        read_words, access_state = self.access(controller_output,
-                                               prev_state.access_state)
-        output = self.output_layer(tf.concat(
-            [controller_output,
-             tf.reshape(read_words, [-1, self.num_reads * self.word_size])], axis=1))
+            controller_input, prev_state.controller_state
+        )
+        controller_output = _flatten_batch(f"{self.name} controller output", controller_output)
+        read_words, access_state = self.access(controller_output, prev_state.access_state)
+        output = self.output_layer(
+            tf.concat(
+                [controller_output, tf.reshape(read_words, [-1, self.num_reads * self.word_size])],
+                axis=1,
+            )
+        )
         if self.clip_value is not None:
             output = tf.clip_by_value(output, -self.clip_value, self.clip_value)
-        return output, DNCState(access_output=read_words, access_state=access_state,
-                                controller_state=controller_state)
+        return output, DNCState(
+            access_output=read_words, access_state=access_state, controller_state=controller_state
+        )

@@ -42,7 +42,9 @@ PLOT = 2
 
 
 class Batch(NamedTuple):
-    """One time-major batch: ``observations [T, B, bits+2]``, ``targets [T, B, bits+1]``, ``mask [T, B]``.
+    """One time-major batch.
+
+    ``observations [T, B, bits+2]``, ``targets [T, B, bits+1]``, ``mask [T, B]``.
 
     >>> Batch(np.zeros([1, 1, 3]), np.zeros([1, 1, 2]), np.zeros([1, 1])).mask.shape
     (1, 1)
@@ -77,17 +79,23 @@ class RepeatCopyTask:
     max_repeats: int = 3
 
     def __post_init__(self):
-        for name in ("num_bits", "batch_size", "min_length", "max_length",
-                     "min_repeats", "max_repeats"):
+        for name in (
+            "num_bits",
+            "batch_size",
+            "min_length",
+            "max_length",
+            "min_repeats",
+            "max_repeats",
+        ):
             _positive(name, getattr(self, name))
         if self.min_length > self.max_length:
             raise ValueError(
-                f"min_length ({self.min_length}) must be <= max_length "
-                f"({self.max_length})")
+                f"min_length ({self.min_length}) must be <= max_length ({self.max_length})"
+            )
         if self.min_repeats > self.max_repeats:
             raise ValueError(
-                f"min_repeats ({self.min_repeats}) must be <= max_repeats "
-                f"({self.max_repeats})")
+                f"min_repeats ({self.min_repeats}) must be <= max_repeats ({self.max_repeats})"
+            )
 
     @property
     def observation_size(self) -> int:
@@ -104,8 +112,7 @@ class RepeatCopyTask:
         """The longest possible example, ``max_length * (max_repeats + 1) + 3``."""
         return self.max_length * (self.max_repeats + 1) + 3
 
-    def batch(self, seed: int, stream: int, index: int,
-              batch_size: int | None = None) -> Batch:
+    def batch(self, seed: int, stream: int, index: int, batch_size: int | None = None) -> Batch:
         """The batch number ``index`` of ``stream`` (``TRAIN``, ``EVAL`` or ``PLOT``) for ``seed``.
 
         >>> task = RepeatCopyTask(batch_size=3)
@@ -128,10 +135,10 @@ class RepeatCopyTask:
             length, n = int(lengths[b]), int(repeats[b])
             pattern = rng.integers(0, 2, size=[length, bits]).astype(np.float32)
             obs[0, b, bits] = 1.0
-            obs[1:length + 1, b, :bits] = pattern
+            obs[1 : length + 1, b, :bits] = pattern
             obs[length + 1, b, bits + 1] = n / self.max_repeats
             start = length + 2
-            tgt[start:start + n * length, b, :bits] = np.tile(pattern, [n, 1])
+            tgt[start : start + n * length, b, :bits] = np.tile(pattern, [n, 1])
             tgt[start + n * length, b, bits] = 1.0
-            mask[start:start + n * length + 1, b] = 1.0
+            mask[start : start + n * length + 1, b] = 1.0
         return Batch(obs, tgt, mask)

@@ -14,7 +14,8 @@ import tensorflow as tf
 try:
     _cpus = tf.config.list_physical_devices("CPU")
     tf.config.set_logical_device_configuration(
-        _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+        _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+    )
     _SETUP_ERROR = None
 except RuntimeError as e:  # devices were already initialised
     _SETUP_ERROR = str(e)
@@ -34,6 +35,6 @@ def two_cpus():
     """The names of two logical CPU devices (fails if they could not be made)."""
     devices = tf.config.list_logical_devices("CPU")
     assert len(devices) >= 2, (
-        "tests/rnn/conftest.py could not split the CPU into two logical "
-        f"devices: {_SETUP_ERROR}")
+        f"tests/rnn/conftest.py could not split the CPU into two logical devices: {_SETUP_ERROR}"
+    )
     return [d.name for d in devices[:2]]

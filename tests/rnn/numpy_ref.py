@@ -25,8 +25,9 @@ def vanilla_step(x, h, kernel, recurrent_kernel, bias, activation=np.tanh):
     return h_new, h_new
 
 
-def lstm_step(x, h, c, kernel, recurrent_kernel, bias, projection=None,
-              layer_norm_params=None, cell_clip=None):
+def lstm_step(
+    x, h, c, kernel, recurrent_kernel, bias, projection=None, layer_norm_params=None, cell_clip=None
+):
     """Returns ``(output, (h_new, c_new))``; gate order i, f, candidate, o."""
     units = c.shape[-1]
     xw = x @ kernel
@@ -36,7 +37,7 @@ def lstm_step(x, h, c, kernel, recurrent_kernel, bias, projection=None,
         xw = layer_norm(xw, ks, ko)
         hu = layer_norm(hu, rs, ro)
     z = xw + hu + bias
-    zi, zf, zg, zo = (z[:, k * units:(k + 1) * units] for k in range(4))
+    zi, zf, zg, zo = (z[:, k * units : (k + 1) * units] for k in range(4))
     i, f, o = sigmoid(zi), sigmoid(zf), sigmoid(zo)
     g = np.tanh(zg)
     c_new = f * c + i * g
@@ -52,15 +53,14 @@ def lstm_step(x, h, c, kernel, recurrent_kernel, bias, projection=None,
 def gru_step(x, h, kernel, recurrent_kernel, bias, reset_after):
     """Keras' GRU equations (update z, reset r, candidate)."""
     units = h.shape[-1]
-    wz, wr, wh = (kernel[:, k * units:(k + 1) * units] for k in range(3))
-    uz, ur, uh = (recurrent_kernel[:, k * units:(k + 1) * units]
-                  for k in range(3))
+    wz, wr, wh = (kernel[:, k * units : (k + 1) * units] for k in range(3))
+    uz, ur, uh = (recurrent_kernel[:, k * units : (k + 1) * units] for k in range(3))
     if reset_after:
         bx, bh = bias[0], bias[1]
     else:
         bx, bh = bias, np.zeros_like(bias)
-    bxz, bxr, bxh = (bx[k * units:(k + 1) * units] for k in range(3))
-    bhz, bhr, bhh = (bh[k * units:(k + 1) * units] for k in range(3))
+    bxz, bxr, bxh = (bx[k * units : (k + 1) * units] for k in range(3))
+    bhz, bhr, bhh = (bh[k * units : (k + 1) * units] for k in range(3))
     z = sigmoid(x @ wz + bxz + h @ uz + bhz)
     r = sigmoid(x @ wr + bxr + h @ ur + bhr)
     if reset_after:
@@ -85,12 +85,12 @@ def unroll(step, xs, state, lengths=None, reverse=False):
     outputs = None
     finals = [np.array(s, copy=True) for s in state]
     for b in range(batch):
-        st = tuple(s[b:b + 1] for s in state)
+        st = tuple(s[b : b + 1] for s in state)
         order = range(lengths[b])
         if reverse:
             order = reversed(list(order))
         for t in order:
-            out, st = step(xs[t, b:b + 1], st)
+            out, st = step(xs[t, b : b + 1], st)
             if outputs is None:
                 outputs = np.zeros((num_steps, batch) + out.shape[1:])
             outputs[t, b] = out[0]

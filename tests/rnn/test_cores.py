@@ -33,8 +33,9 @@ def test_vanilla_matches_numpy(rng):
     h_ref = np.zeros((B, H))
     for x in xs:
         out, state = core(tf.constant(x), state)
-        out_ref, h_ref = ref.vanilla_step(x, h_ref, _np(core.kernel),
-                                          _np(core.recurrent_kernel), _np(core.bias))
+        out_ref, h_ref = ref.vanilla_step(
+            x, h_ref, _np(core.kernel), _np(core.recurrent_kernel), _np(core.bias)
+        )
         np.testing.assert_allclose(out.numpy(), out_ref, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(state.numpy(), h_ref, rtol=1e-10, atol=1e-12)
 
@@ -44,8 +45,14 @@ def test_vanilla_custom_activation(rng):
     x = rng.normal(size=(B, I)).astype(np.float32)
     h = rng.normal(size=(B, H)).astype(np.float32)
     out, _ = core(tf.constant(x), tf.constant(h))
-    expected, _ = ref.vanilla_step(x, h, core.kernel.numpy(), core.recurrent_kernel.numpy(),
-                                   core.bias.numpy(), activation=lambda z: np.maximum(z, 0))
+    expected, _ = ref.vanilla_step(
+        x,
+        h,
+        core.kernel.numpy(),
+        core.recurrent_kernel.numpy(),
+        core.bias.numpy(),
+        activation=lambda z: np.maximum(z, 0),
+    )
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-6)
     assert (out.numpy() >= 0).all()
 
@@ -76,8 +83,16 @@ def test_lstm_matches_numpy(rng, config):
         out, state = core(tf.constant(x), state)
         assert isinstance(state, rnn.LSTMState)
         out_ref, (h_ref, c_ref) = ref.lstm_step(
-            x, h_ref, c_ref, _np(core.kernel), _np(core.recurrent_kernel), _np(core.bias),
-            projection=proj, layer_norm_params=ln, cell_clip=kwargs.get("cell_clip"))
+            x,
+            h_ref,
+            c_ref,
+            _np(core.kernel),
+            _np(core.recurrent_kernel),
+            _np(core.bias),
+            projection=proj,
+            layer_norm_params=ln,
+            cell_clip=kwargs.get("cell_clip"),
+        )
         np.testing.assert_allclose(out.numpy(), out_ref, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(state.hidden.numpy(), h_ref, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(state.cell.numpy(), c_ref, rtol=1e-9, atol=1e-12)
@@ -95,8 +110,8 @@ def test_lstm_variable_layout_and_forget_bias():
     assert core.recurrent_kernel.shape == (H, 4 * H)
     assert core.bias.shape == (4 * H,)
     bias = core.bias.numpy()
-    np.testing.assert_array_equal(bias[H:2 * H], 2.5)
-    np.testing.assert_array_equal(np.delete(bias, np.s_[H:2 * H]), 0.0)
+    np.testing.assert_array_equal(bias[H : 2 * H], 2.5)
+    np.testing.assert_array_equal(np.delete(bias, np.s_[H : 2 * H]), 0.0)
     assert len(core.trainable_variables) == 3
     proj = rnn.LSTM(H, projection_size=2)
     out, state = proj(tf.zeros([B, I]), proj.initial_state(B))
@@ -115,8 +130,9 @@ def test_gru_matches_numpy(rng, reset_after):
     h_ref = np.zeros((B, H))
     for x in xs:
         out, state = core(tf.constant(x), state)
-        out_ref, h_ref = ref.gru_step(x, h_ref, _np(core.kernel), _np(core.recurrent_kernel),
-                                      _np(core.bias), reset_after)
+        out_ref, h_ref = ref.gru_step(
+            x, h_ref, _np(core.kernel), _np(core.recurrent_kernel), _np(core.bias), reset_after
+        )
         np.testing.assert_allclose(out.numpy(), out_ref, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(state.numpy(), h_ref, rtol=1e-9, atol=1e-12)
 
@@ -145,8 +161,7 @@ def test_keras_lstm_weight_copy_parity(rng):
     kernel, recurrent, bias = layer.get_weights()
     bias = bias + rng.normal(scale=0.3, size=bias.shape).astype(np.float32)
     layer.set_weights([kernel, recurrent, bias])
-    seq_ref, h_ref, c_ref = (t.numpy() if hasattr(t, "numpy") else np.asarray(t)
-                             for t in layer(x))
+    seq_ref, h_ref, c_ref = (t.numpy() if hasattr(t, "numpy") else np.asarray(t) for t in layer(x))
 
     core = rnn.LSTM(H)
     core(tf.zeros([B, I]), core.initial_state(B))
@@ -165,8 +180,7 @@ def test_keras_gru_weight_copy_parity(rng, reset_after):
     keras = _keras()
     T = 4
     x = rng.normal(size=(B, T, I)).astype(np.float32)
-    layer = keras.layers.GRU(H, return_sequences=True, return_state=True,
-                             reset_after=reset_after)
+    layer = keras.layers.GRU(H, return_sequences=True, return_state=True, reset_after=reset_after)
     layer(x)
     kernel, recurrent, bias = layer.get_weights()
     bias = rng.normal(scale=0.5, size=bias.shape).astype(np.float32)
@@ -178,8 +192,7 @@ def test_keras_gru_weight_copy_parity(rng, reset_after):
     for v, w in zip((core.kernel, core.recurrent_kernel, core.bias), (kernel, recurrent, bias)):
         assert v.shape == w.shape
         v.assign(w)
-    seq, state = rnn.dynamic_unroll(core, tf.constant(x), core.initial_state(B),
-                                    time_major=False)
+    seq, state = rnn.dynamic_unroll(core, tf.constant(x), core.initial_state(B), time_major=False)
     np.testing.assert_allclose(seq.numpy(), seq_ref, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(state.numpy(), h_ref, rtol=1e-5, atol=1e-5)
 
@@ -201,15 +214,25 @@ def test_recurrent_dropout_masks_hidden_state(rng):
         out, state = train(tf.constant(x), state)
         np.testing.assert_array_equal(state[1].hidden.numpy(), mask)  # fixed per sequence
         assert state[1].cell is None
-        out_ref, (h_ref, c_ref) = ref.lstm_step(x, h_ref * mask, c_ref, _np(test.kernel),
-                                                _np(test.recurrent_kernel), _np(test.bias))
+        out_ref, (h_ref, c_ref) = ref.lstm_step(
+            x, h_ref * mask, c_ref, _np(test.kernel), _np(test.recurrent_kernel), _np(test.bias)
+        )
         np.testing.assert_allclose(out.numpy(), out_ref, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(state[0].cell.numpy(), c_ref, rtol=1e-9, atol=1e-12)
     # The test core is the undropped LSTM with the same variables.
     t_out, _ = test(tf.constant(xs[0]), test.initial_state(B, tf.float64))
     np.testing.assert_allclose(
-        t_out.numpy(), ref.lstm_step(xs[0], np.zeros((B, H)), np.zeros((B, H)), _np(test.kernel),
-                                     _np(test.recurrent_kernel), _np(test.bias))[0], rtol=1e-9)
+        t_out.numpy(),
+        ref.lstm_step(
+            xs[0],
+            np.zeros((B, H)),
+            np.zeros((B, H)),
+            _np(test.kernel),
+            _np(test.recurrent_kernel),
+            _np(test.bias),
+        )[0],
+        rtol=1e-9,
+    )
     assert {id(v) for v in train.trainable_variables} == {id(v) for v in test.trainable_variables}
 
 
@@ -219,8 +242,11 @@ def test_recurrent_dropout_rate_checked(bad):
         rnn.lstm_with_recurrent_dropout(H, dropout=bad)
 
 
-@pytest.mark.parametrize("make", [lambda: rnn.VanillaRNN(H), lambda: rnn.LSTM(H),
-                                  lambda: rnn.GRU(H)], ids=["vanilla", "lstm", "gru"])
+@pytest.mark.parametrize(
+    "make",
+    [lambda: rnn.VanillaRNN(H), lambda: rnn.LSTM(H), lambda: rnn.GRU(H)],
+    ids=["vanilla", "lstm", "gru"],
+)
 def test_core_errors(make):
     core = make()
     state = core.initial_state(B)

@@ -87,10 +87,10 @@ def _manual_unroll(core, x, state, lengths, reverse):
     outs = None
     finals = []
     for b in range(xs.shape[1]):
-        st = tf.nest.map_structure(lambda s: s[b:b + 1], state)
+        st = tf.nest.map_structure(lambda s: s[b : b + 1], state)
         order = list(range(lengths[b]))
-        for t in (reversed(order) if reverse else order):
-            out, st = core(tf.constant(xs[t, b:b + 1]), st)
+        for t in reversed(order) if reverse else order:
+            out, st = core(tf.constant(xs[t, b : b + 1]), st)
             if outs is None:
                 outs = np.zeros((xs.shape[0], xs.shape[1], out.shape[-1]), np.float32)
             outs[t, b] = out.numpy()[0]

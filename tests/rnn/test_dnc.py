@@ -35,7 +35,12 @@ def test_state_structure_and_shapes():
     assert state._fields == ("access_output", "access_state", "controller_state")
     assert type(state.access_state) is AccessState
     assert state.access_state._fields == (
-        "memory", "read_weights", "write_weights", "linkage", "usage")
+        "memory",
+        "read_weights",
+        "write_weights",
+        "linkage",
+        "usage",
+    )
     assert type(state.access_state.linkage) is TemporalLinkageState
     assert state.access_state.linkage._fields == ("link", "precedence_weights")
     assert type(state.controller_state) is rnn.LSTMState
@@ -43,11 +48,14 @@ def test_state_structure_and_shapes():
     expected = DNCState(
         access_output=[B, r, w],
         access_state=AccessState(
-            memory=[B, n, w], read_weights=[B, r, n], write_weights=[B, h, n],
-            linkage=TemporalLinkageState(link=[B, h, n, n],
-                                         precedence_weights=[B, h, n]),
-            usage=[B, n]),
-        controller_state=rnn.LSTMState(hidden=[B, 8], cell=[B, 8]))
+            memory=[B, n, w],
+            read_weights=[B, r, n],
+            write_weights=[B, h, n],
+            linkage=TemporalLinkageState(link=[B, h, n, n], precedence_weights=[B, h, n]),
+            usage=[B, n],
+        ),
+        controller_state=rnn.LSTMState(hidden=[B, 8], cell=[B, 8]),
+    )
     shapes = nestlib.map_structure(lambda x: x.shape.as_list(), state)
     assert shapes == nestlib.map_structure(lambda x: x, expected)
     output, next_state = dnc(inputs()[0], state)
@@ -74,13 +82,13 @@ def test_one_step_wiring():
     output, next_state = dnc(x[1], state)
 
     prev_reads = tf.reshape(state.access_output, [B, -1])
-    ctrl_out, ctrl_state = dnc.controller(tf.concat([x[1], prev_reads], 1),
-                                          state.controller_state)
-    interface = access_lib.parse_interface(dnc.access.interface_layer(ctrl_out),
-                                           4, 2, 2)
+    ctrl_out, ctrl_state = dnc.controller(tf.concat([x[1], prev_reads], 1), state.controller_state)
+    interface = access_lib.parse_interface(dnc.access.interface_layer(ctrl_out), 4, 2, 2)
     reads, access_state = access_lib.access_step(interface, state.access_state)
-    expected = tf.concat([ctrl_out, tf.reshape(reads, [B, -1])], 1) @ \
-        dnc.output_layer.w + dnc.output_layer.b
+    expected = (
+        tf.concat([ctrl_out, tf.reshape(reads, [B, -1])], 1) @ dnc.output_layer.w
+        + dnc.output_layer.b
+    )
     assert_close(output, expected)
     assert_close(next_state, DNCState(reads, access_state, ctrl_state))
 
@@ -112,8 +120,7 @@ def test_unknown_batch_size_and_batch_one():
     eager_one = rnn.dynamic_unroll(dnc, inputs(4, b=1), dnc.initial_state(1))
     assert eager_one[0].shape == (T, 1, OUT)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, F], tf.float32)],
-                 autograph=False)
+    @tf.function(input_signature=[tf.TensorSpec([None, None, F], tf.float32)], autograph=False)
     def run(seq):
         return rnn.dynamic_unroll(dnc, seq, dnc.initial_state(tf.shape(seq)[1]))
 
@@ -127,8 +134,9 @@ def test_unknown_batch_size_and_batch_one():
 def test_sequence_length_keeps_each_examples_final_state():
     dnc = small_dnc()
     x = inputs(6)
-    out, final = rnn.dynamic_unroll(dnc, x, dnc.initial_state(B),
-                                    sequence_length=tf.constant([4, 2, 1]))
+    out, final = rnn.dynamic_unroll(
+        dnc, x, dnc.initial_state(B), sequence_length=tf.constant([4, 2, 1])
+    )
     np.testing.assert_array_equal(out.numpy()[2:, 1], 0.0)
     _, short = rnn.dynamic_unroll(dnc, x[:2, 1:2], dnc.initial_state(1))
     assert_close(nestlib.map_structure(lambda s: s[1:2], final), short)
@@ -151,21 +159,23 @@ def gradient_check(dnc, seq):
 
 
 def test_gradients_finite_and_reach_every_variable():
-    dnc = DNC(OUT, memory_size=5, word_size=3, num_reads=2, num_writes=1,
-              clip_value=20.0)
+    dnc = DNC(OUT, memory_size=5, word_size=3, num_reads=2, num_writes=1, clip_value=20.0)
     gradient_check(dnc, inputs(7))
 
     # Under XLA too, with the batch size (and T) known only at run time:
     # the same outputs, final state and gradients as eagerly.
     def loss_and_grads(seq):
         with tf.GradientTape() as tape:
-            out, final = rnn.dynamic_unroll(dnc, seq,
-                                            dnc.initial_state(tf.shape(seq)[1]))
+            out, final = rnn.dynamic_unroll(dnc, seq, dnc.initial_state(tf.shape(seq)[1]))
             loss = tf.reduce_sum(tf.square(out - 1.0))
         return out, final, tape.gradient(loss, dnc.trainable_variables)
 
-    xla = tf.function(loss_and_grads, autograph=False, jit_compile=True,
-                      input_signature=[tf.TensorSpec([None, None, F], tf.float32)])
+    xla = tf.function(
+        loss_and_grads,
+        autograph=False,
+        jit_compile=True,
+        input_signature=[tf.TensorSpec([None, None, F], tf.float32)],
+    )
     x = inputs(8)
     got, want = xla(x), loss_and_grads(x)
     assert_close(got[:2], want[:2], tol=1e-4)
@@ -181,8 +191,10 @@ def test_other_controllers_work_unchanged(controller):
         expected = tf.TensorShape([B, 7])
     else:
         ctrl = rnn.DeepRNN([rnn.LSTM(6), rnn.GRU(5)])
-        expected = (rnn.LSTMState(tf.TensorShape([B, 6]), tf.TensorShape([B, 6])),
-                    tf.TensorShape([B, 5]))
+        expected = (
+            rnn.LSTMState(tf.TensorShape([B, 6]), tf.TensorShape([B, 6])),
+            tf.TensorShape([B, 5]),
+        )
     dnc = small_dnc(controller=ctrl)
     final = gradient_check(dnc, inputs(9))
     got = nestlib.map_structure(lambda x: x.shape, final.controller_state)
@@ -197,8 +209,7 @@ def test_checkpoint_round_trip():
     before = rnn.dynamic_unroll(dnc, x, dnc.initial_state(B))[0]
     other = small_dnc()
     rnn.dynamic_unroll(other, x, other.initial_state(B))  # create its variables
-    path = tf.train.Checkpoint(model=dnc).write(
-        __import__("tempfile").mkdtemp() + "/dnc")
+    path = tf.train.Checkpoint(model=dnc).write(__import__("tempfile").mkdtemp() + "/dnc")
     tf.train.Checkpoint(model=other).read(path).assert_consumed()
     assert_close(rnn.dynamic_unroll(other, x, other.initial_state(B))[0], before)
 

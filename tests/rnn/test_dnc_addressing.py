@@ -18,6 +18,7 @@ EPS = addressing.EPSILON
 # NumPy reference (float64)
 # --------------------------------------------------------------------------
 
+
 def np_softmax(x, axis=-1):
     e = np.exp(x - np.max(x, axis=axis, keepdims=True))
     return e / np.sum(e, axis=axis, keepdims=True)
@@ -41,8 +42,9 @@ def ref_content_weights(memory, keys, strengths):
             sims = []
             for n in range(n_size):
                 m = memory[b, n]
-                sims.append(np.dot(k, m) / (np.sqrt(np.dot(k, k) + EPS)
-                                            * np.sqrt(np.dot(m, m) + EPS)))
+                sims.append(
+                    np.dot(k, m) / (np.sqrt(np.dot(k, k) + EPS) * np.sqrt(np.dot(m, m) + EPS))
+                )
             out[b, h] = np_softmax(strengths[b, h] * np.array(sims))
     return out
 
@@ -77,7 +79,7 @@ def ref_write_allocation(usage, gates, num_writes):
     for h in range(num_writes):
         a = ref_allocation(usage)
         heads.append(a)
-        usage = usage + (1.0 - usage) * gates[:, h:h + 1] * a
+        usage = usage + (1.0 - usage) * gates[:, h : h + 1] * a
     return np.stack(heads, axis=1)
 
 
@@ -110,8 +112,7 @@ def ref_link(prev_link, prev_precedence, ww):
                 for j in range(n_size):
                     if i == j:
                         continue
-                    out[b, h, i, j] = ((1 - w[i] - w[j]) * prev_link[b, h, i, j]
-                                       + w[i] * p[j])
+                    out[b, h, i, j] = (1 - w[i] - w[j]) * prev_link[b, h, i, j] + w[i] * p[j]
     return out
 
 
@@ -133,10 +134,10 @@ def ref_directional(link, prev_rw, forward):
 
 def ref_read_weights(content, fwd, bwd, modes):
     heads = fwd.shape[2]
-    out = modes[:, :, 2 * heads:] * content
+    out = modes[:, :, 2 * heads :] * content
     for h in range(heads):
-        out = out + modes[:, :, h:h + 1] * bwd[:, :, h]
-        out = out + modes[:, :, heads + h:heads + h + 1] * fwd[:, :, h]
+        out = out + modes[:, :, h : h + 1] * bwd[:, :, h]
+        out = out + modes[:, :, heads + h : heads + h + 1] * fwd[:, :, h]
     return out
 
 
@@ -148,7 +149,7 @@ def ref_access_step(xi, state, word_size, num_reads, num_writes):
 
     def take(n):
         nonlocal pos
-        out = xi[:, pos:pos + n]
+        out = xi[:, pos : pos + n]
         pos += n
         return out
 
@@ -183,6 +184,7 @@ def ref_access_step(xi, state, word_size, num_reads, num_writes):
 # Helpers
 # --------------------------------------------------------------------------
 
+
 def make_rng(seed=0):
     return np.random.default_rng(seed)
 
@@ -204,6 +206,7 @@ B, N, W, R = 3, 6, 4, 2
 # Function by function
 # --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("heads", [1, 3])
 def test_content_weights_match_reference(heads):
     g = make_rng(heads)
@@ -211,8 +214,7 @@ def test_content_weights_match_reference(heads):
     memory[0, 2] = 0.0  # an empty slot must not give NaN
     keys = g.normal(size=[B, heads, W])
     strengths = np_oneplus(g.normal(size=[B, heads]))
-    got = addressing.content_weights(tf.constant(memory), tf.constant(keys),
-                                     tf.constant(strengths))
+    got = addressing.content_weights(tf.constant(memory), tf.constant(keys), tf.constant(strengths))
     close(got, ref_content_weights(memory, keys, strengths))
     close(tf.reduce_sum(got, -1), np.ones([B, heads]))
 
@@ -242,8 +244,11 @@ def test_update_usage_matches_reference(num_writes):
 def test_usage_free_gates_release_read_slots():
     # Fully freeing the only slot that was read brings its usage to zero.
     usage = addressing.update_usage(
-        tf.constant([[1.0, 1.0, 1.0]]), tf.zeros([1, 1, 3]),
-        tf.constant([[1.0]]), tf.constant([[[0.0, 1.0, 0.0]]]))
+        tf.constant([[1.0, 1.0, 1.0]]),
+        tf.zeros([1, 1, 3]),
+        tf.constant([[1.0]]),
+        tf.constant([[[0.0, 1.0, 0.0]]]),
+    )
     np.testing.assert_allclose(usage, [[1.0, 0.0, 1.0]])
 
 
@@ -251,8 +256,8 @@ def test_allocation_matches_reference_with_ties_and_extremes():
     g = make_rng(3)
     usage = g.uniform(size=[4, N])
     usage[1] = [0.5, 0.5, 0.2, 0.2, 1.0, 0.0]  # ties, fully used, free
-    usage[2] = 1.0                            # memory full
-    usage[3] = 0.0                            # memory empty
+    usage[2] = 1.0  # memory full
+    usage[3] = 0.0  # memory empty
     got = addressing.allocation_weights(tf.constant(usage))
     close(got, ref_allocation(usage))
     # The allocation never exceeds one in total and prefers the least used slot.
@@ -278,15 +283,15 @@ def test_write_allocation_matches_reference(num_writes):
     g = make_rng(4)
     usage = g.uniform(size=[B, N])
     gates = g.uniform(size=[B, num_writes])
-    got = addressing.write_allocation_weights(tf.constant(usage), tf.constant(gates),
-                                              num_writes)
+    got = addressing.write_allocation_weights(tf.constant(usage), tf.constant(gates), num_writes)
     assert got.shape == (B, num_writes, N)
     close(got, ref_write_allocation(usage, gates, num_writes))
 
 
 def test_write_allocation_heads_pick_different_free_slots():
     got = addressing.write_allocation_weights(
-        tf.constant([[1.0, 0.0, 1.0, 0.0]]), tf.constant([[1.0, 1.0]]), 2).numpy()
+        tf.constant([[1.0, 0.0, 1.0, 0.0]]), tf.constant([[1.0, 1.0]]), 2
+    ).numpy()
     assert np.argmax(got[0, 0]) == 1 and np.argmax(got[0, 1]) == 3
 
 
@@ -306,8 +311,9 @@ def test_write_weights_and_erase_and_write_match_reference():
     memory = g.normal(size=[B, N, W])
     erase = g.uniform(size=[B, h, W])
     vectors = g.normal(size=[B, h, W])
-    got = addressing.erase_and_write(tf.constant(memory), ww, tf.constant(erase),
-                                     tf.constant(vectors))
+    got = addressing.erase_and_write(
+        tf.constant(memory), ww, tf.constant(erase), tf.constant(vectors)
+    )
     close(got, ref_erase_and_write(memory, ww.numpy(), erase, vectors))
 
 
@@ -320,8 +326,8 @@ def test_linkage_matches_reference(num_writes):
     prec = simplex(g, (B, num_writes, N))
     ww = simplex(g, (B, num_writes, N))
     got = addressing.update_linkage(
-        addressing.TemporalLinkageState(tf.constant(link), tf.constant(prec)),
-        tf.constant(ww))
+        addressing.TemporalLinkageState(tf.constant(link), tf.constant(prec)), tf.constant(ww)
+    )
     assert isinstance(got, addressing.TemporalLinkageState)
     close(got.link, ref_link(link, prec, ww))
     close(got.precedence_weights, ref_precedence(prec, ww))
@@ -330,8 +336,9 @@ def test_linkage_matches_reference(num_writes):
 
 def test_link_records_write_order_and_reads_follow_it():
     # Write slots 2, 0, 3 in that order; forward reads from 2 go to 0, then 3.
-    state = addressing.TemporalLinkageState(tf.zeros([1, 1, 4, 4], tf.float64),
-                                            tf.zeros([1, 1, 4], tf.float64))
+    state = addressing.TemporalLinkageState(
+        tf.zeros([1, 1, 4, 4], tf.float64), tf.zeros([1, 1, 4], tf.float64)
+    )
     for slot in (2, 0, 3):
         state = addressing.update_linkage(state, tf.constant(np.eye(4)[slot][None, None]))
     read = tf.constant(np.eye(4)[2][None, None])
@@ -362,14 +369,14 @@ def test_directional_and_read_weights_match_reference(num_writes):
 
 def test_read_weights_rejects_wrong_number_of_modes():
     with pytest.raises(ValueError, match="2 \\* num_writes \\+ 1"):
-        addressing.read_weights(tf.zeros([1, 1, 3]), tf.zeros([1, 1, 2, 3]),
-                                tf.zeros([1, 1, 2, 3]), tf.zeros([1, 1, 3]))
+        addressing.read_weights(
+            tf.zeros([1, 1, 3]), tf.zeros([1, 1, 2, 3]), tf.zeros([1, 1, 2, 3]), tf.zeros([1, 1, 3])
+        )
 
 
 def test_rank_errors_name_the_argument():
     with pytest.raises(ValueError, match="strengths must have rank 2"):
-        addressing.content_weights(tf.zeros([1, 2, 3]), tf.zeros([1, 1, 3]),
-                                   tf.zeros([1]))
+        addressing.content_weights(tf.zeros([1, 2, 3]), tf.zeros([1, 1, 3]), tf.zeros([1]))
     with pytest.raises(ValueError, match="memory must have rank 3"):
         addressing.read_words(tf.zeros([2, 3]), tf.zeros([1, 1, 2]))
 
@@ -377,6 +384,7 @@ def test_rank_errors_name_the_argument():
 # --------------------------------------------------------------------------
 # Interface parsing and a whole access step
 # --------------------------------------------------------------------------
+
 
 def test_interface_size_is_the_papers_for_one_write_head():
     for w, r in [(16, 4), (3, 1), (10, 7)]:
@@ -392,9 +400,14 @@ def test_parse_interface_rejects_wrong_size():
 def test_access_step_matches_reference_over_several_steps(num_writes):
     g = make_rng(8 + num_writes)
     size = access.interface_size(W, R, num_writes)
-    np_state = (np.zeros([B, N, W]), np.zeros([B, R, N]), np.zeros([B, num_writes, N]),
-                np.zeros([B, num_writes, N, N]), np.zeros([B, num_writes, N]),
-                np.zeros([B, N]))
+    np_state = (
+        np.zeros([B, N, W]),
+        np.zeros([B, R, N]),
+        np.zeros([B, num_writes, N]),
+        np.zeros([B, num_writes, N, N]),
+        np.zeros([B, num_writes, N]),
+        np.zeros([B, N]),
+    )
     module = access.MemoryAccess(N, W, R, num_writes)
     tf_state = module.initial_state(B, tf.float64)
     for _ in range(4):
@@ -403,8 +416,14 @@ def test_access_step_matches_reference_over_several_steps(num_writes):
         words, tf_state = access.access_step(interface, tf_state)
         np_words, np_state = ref_access_step(xi, np_state, W, R, num_writes)
         close(words, np_words, atol=1e-9)
-    got = (tf_state.memory, tf_state.read_weights, tf_state.write_weights,
-           tf_state.linkage.link, tf_state.linkage.precedence_weights, tf_state.usage)
+    got = (
+        tf_state.memory,
+        tf_state.read_weights,
+        tf_state.write_weights,
+        tf_state.linkage.link,
+        tf_state.linkage.precedence_weights,
+        tf_state.usage,
+    )
     for a, b in zip(got, np_state):
         close(a, b, atol=1e-9)
 
@@ -430,7 +449,7 @@ def test_access_gradients_finite_from_empty_memory():
         total = 0.0
         for _ in range(3):
             words, state = module(inputs, state)
-            total += tf.reduce_sum(words ** 2) + tf.reduce_sum(state.usage)
+            total += tf.reduce_sum(words**2) + tf.reduce_sum(state.usage)
     grads = tape.gradient(total, module.trainable_variables)
     assert len(grads) == 2
     for grad in grads:
@@ -447,7 +466,6 @@ def test_memory_access_rejects_bad_sizes():
 
 def test_access_step_rejects_an_interface_for_other_sizes():
     state = access.MemoryAccess(memory_size=4, word_size=2, num_reads=3).initial_state(1)
-    interface = access.parse_interface(tf.zeros([1, access.interface_size(2, 1, 1)]),
-                                       2, 1, 1)
+    interface = access.parse_interface(tf.zeros([1, access.interface_size(2, 1, 1)]), 2, 1, 1)
     with pytest.raises(ValueError, match="1 read heads but the memory state has 3"):
         access.access_step(interface, state)

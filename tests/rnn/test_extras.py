@@ -8,7 +8,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
-WITHOUT_TF = r'''
+WITHOUT_TF = r"""
 import importlib.abc, json, sys
 class Refuse(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
@@ -24,12 +24,13 @@ except ImportError as e:
     print(json.dumps({"type": type(e).__name__, "message": str(e)}))
 else:
     print(json.dumps({"type": None}))
-'''
+"""
 
 
 def test_import_rnn_without_tensorflow_names_the_extra():
-    out = subprocess.run([sys.executable, "-c", WITHOUT_TF], cwd=ROOT, capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TF], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     seen = json.loads(out.strip().splitlines()[-1])
     assert seen["type"] == "ImportError", seen
     assert "nestlib[tf]" in seen["message"] and "TensorFlow" in seen["message"], seen

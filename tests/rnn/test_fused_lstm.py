@@ -35,8 +35,11 @@ def numpy_lstm(x, h, c, kernel, rk, bias, lengths=None, reverse=False):
         i, f, g, o = np.split(z, 4, axis=1)
         c_new = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
         h_new = _sigmoid(o) * np.tanh(c_new)
-        valid = np.ones([x.shape[1], 1], bool) if lengths is None else (
-            t < np.asarray(lengths))[:, None]
+        valid = (
+            np.ones([x.shape[1], 1], bool)
+            if lengths is None
+            else (t < np.asarray(lengths))[:, None]
+        )
         out[t] = np.where(valid, h_new, 0.0)
         h = np.where(valid, h_new, h)
         c = np.where(valid, c_new, c)
@@ -65,15 +68,16 @@ def tf_lstm(x, h, c, kernel, rk, bias, sequence_length=None, reverse=False):
 
 def _args(seed=0, dtype=np.float32, steps=T, batch=B):
     rng = np.random.default_rng(seed)
-    shapes = [(steps, batch, I), (batch, H), (batch, H), (I, 4 * H),
-              (H, 4 * H), (4 * H,)]
+    shapes = [(steps, batch, I), (batch, H), (batch, H), (I, 4 * H), (H, 4 * H), (4 * H,)]
     return [(rng.normal(size=s) * 0.7).astype(dtype) for s in shapes]
 
 
 def _weights(seed=1, steps=T, batch=B):
     rng = np.random.default_rng(seed)
-    return [tf.constant(rng.normal(size=s).astype(np.float32))
-            for s in [(steps, batch, H), (batch, H), (batch, H)]]
+    return [
+        tf.constant(rng.normal(size=s).astype(np.float32))
+        for s in [(steps, batch, H), (batch, H), (batch, H)]
+    ]
 
 
 def _loss_and_grads(fn, args, weights, **kwargs):
@@ -81,8 +85,11 @@ def _loss_and_grads(fn, args, weights, **kwargs):
     with tf.GradientTape() as tape:
         tape.watch(args)
         out, h, c = fn(*args, **kwargs)
-        loss = (tf.reduce_sum(out * weights[0]) + tf.reduce_sum(h * weights[1])
-                + tf.reduce_sum(c * weights[2]))
+        loss = (
+            tf.reduce_sum(out * weights[0])
+            + tf.reduce_sum(h * weights[1])
+            + tf.reduce_sum(c * weights[2])
+        )
     return (out, h, c), tape.gradient(loss, args)
 
 
@@ -97,9 +104,11 @@ VARIANTS = [
 @pytest.mark.parametrize("kwargs", VARIANTS)
 def test_forward_matches_numpy(kwargs):
     args = _args()
-    want = numpy_lstm(*[a.astype(np.float64) for a in args],
-                      lengths=kwargs.get("sequence_length"),
-                      reverse=kwargs.get("reverse", False))
+    want = numpy_lstm(
+        *[a.astype(np.float64) for a in args],
+        lengths=kwargs.get("sequence_length"),
+        reverse=kwargs.get("reverse", False),
+    )
     got = lstm_sequence(*args, **kwargs)
     for w, g in zip(want, got):
         np.testing.assert_allclose(g.numpy(), w, rtol=1e-5, atol=1e-5)
@@ -112,12 +121,9 @@ def test_gradients_match_autodiff_eager(kwargs):
     ref_kwargs = dict(kwargs)
     if lengths is not None:
         ref_kwargs["sequence_length"] = tf.constant(lengths)
-    want_vals, want_grads = _loss_and_grads(tf_lstm, args, weights,
-                                            **ref_kwargs)
-    got_vals, got_grads = _loss_and_grads(lstm_sequence, args, weights,
-                                          **kwargs)
-    for w, g in zip(list(want_vals) + list(want_grads),
-                    list(got_vals) + list(got_grads)):
+    want_vals, want_grads = _loss_and_grads(tf_lstm, args, weights, **ref_kwargs)
+    got_vals, got_grads = _loss_and_grads(lstm_sequence, args, weights, **kwargs)
+    for w, g in zip(list(want_vals) + list(want_grads), list(got_vals) + list(got_grads)):
         np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-4, atol=1e-5)
 
 
@@ -127,12 +133,13 @@ def test_graph_and_xla_match_autodiff(jit):
     lengths = tf.constant([4, 5, 2])
     want = _loss_and_grads(tf_lstm, args, weights, sequence_length=lengths)
     step = tf.function(
-        lambda *a: _loss_and_grads(lstm_sequence, a, weights,
-                                   sequence_length=lengths, reverse=False),
-        jit_compile=jit)
+        lambda *a: _loss_and_grads(
+            lstm_sequence, a, weights, sequence_length=lengths, reverse=False
+        ),
+        jit_compile=jit,
+    )
     got = step(*args)
-    for w, g in zip(list(want[0]) + list(want[1]),
-                    list(got[0]) + list(got[1])):
+    for w, g in zip(list(want[0]) + list(want[1]), list(got[0]) + list(got[1])):
         np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-4, atol=1e-5)
 
 
@@ -152,9 +159,14 @@ def test_float64_gradients_match_finite_differences():
 
 
 def test_unknown_time_and_batch_in_tf_function():
-    spec = [tf.TensorSpec([None, None, I]), tf.TensorSpec([None, H]),
-            tf.TensorSpec([None, H]), tf.TensorSpec([I, 4 * H]),
-            tf.TensorSpec([H, 4 * H]), tf.TensorSpec([4 * H])]
+    spec = [
+        tf.TensorSpec([None, None, I]),
+        tf.TensorSpec([None, H]),
+        tf.TensorSpec([None, H]),
+        tf.TensorSpec([I, 4 * H]),
+        tf.TensorSpec([H, 4 * H]),
+        tf.TensorSpec([4 * H]),
+    ]
 
     @tf.function(input_signature=spec)
     def run(*a):
@@ -177,8 +189,7 @@ def test_unknown_time_and_batch_in_tf_function():
             tape.watch(k)
             o, _, c = tf_lstm(x, args[1], args[2], k, args[4], args[5])
             loss = tf.reduce_sum(o) + tf.reduce_sum(c)
-        np.testing.assert_allclose(dk.numpy(), tape.gradient(loss, k).numpy(),
-                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(dk.numpy(), tape.gradient(loss, k).numpy(), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [tf.float16, tf.bfloat16])
@@ -186,18 +197,18 @@ def test_half_precision_dtypes(dtype):
     args = _args(seed=5)
     lengths = [5, 3, 1]
     want_vals, want_grads = _loss_and_grads(
-        lstm_sequence, args, _weights(), sequence_length=lengths)
+        lstm_sequence, args, _weights(), sequence_length=lengths
+    )
     low = [tf.cast(a, dtype) for a in args]
     weights = [tf.cast(w, dtype) for w in _weights()]
-    got_vals, got_grads = _loss_and_grads(lstm_sequence, low, weights,
-                                          sequence_length=lengths)
+    got_vals, got_grads = _loss_and_grads(lstm_sequence, low, weights, sequence_length=lengths)
     tol = 0.05 if dtype == tf.float16 else 0.3
-    for w, g in zip(list(want_vals) + list(want_grads),
-                    list(got_vals) + list(got_grads)):
+    for w, g in zip(list(want_vals) + list(want_grads), list(got_vals) + list(got_grads)):
         assert g.dtype == dtype
         scale = max(1.0, float(tf.reduce_max(tf.abs(w))))
-        np.testing.assert_allclose(tf.cast(g, tf.float32).numpy() / scale,
-                                   w.numpy() / scale, atol=tol)
+        np.testing.assert_allclose(
+            tf.cast(g, tf.float32).numpy() / scale, w.numpy() / scale, atol=tol
+        )
 
 
 def test_matches_keras_lstm_with_copied_weights():
@@ -209,9 +220,9 @@ def test_matches_keras_lstm_with_copied_weights():
     layer.set_weights([kernel, rk, bias])
     seq, h, c = layer(np.transpose(x, [1, 0, 2]), initial_state=[h0, c0])
     out, h2, c2 = lstm_sequence(*args)
-    np.testing.assert_allclose(out.numpy(),
-                               np.transpose(np.asarray(seq), [1, 0, 2]),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        out.numpy(), np.transpose(np.asarray(seq), [1, 0, 2]), rtol=1e-5, atol=1e-5
+    )
     np.testing.assert_allclose(h2.numpy(), np.asarray(h), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(c2.numpy(), np.asarray(c), rtol=1e-5, atol=1e-5)
 
@@ -220,7 +231,7 @@ def test_variables_batch_one_and_unused_outputs():
     x, h0, c0, kernel, rk, bias = _args(seed=7, batch=1)
     kv, rv, bv = tf.Variable(kernel), tf.Variable(rk), tf.Variable(bias)
     with tf.GradientTape() as tape:
-        _, h, _ = lstm_sequence(x, h0, c0, kv, rv, bv)   # only h is used
+        _, h, _ = lstm_sequence(x, h0, c0, kv, rv, bv)  # only h is used
         loss = tf.reduce_sum(h)
     grads = tape.gradient(loss, [kv, rv, bv])
     with tf.GradientTape() as tape:
@@ -248,7 +259,7 @@ def test_second_order_gradients_raise():
             inner.watch(args[3])
             loss = tf.reduce_sum(lstm_sequence(*args)[0] ** 2)
         dk = inner.gradient(loss, args[3])
-        penalty = tf.reduce_sum(dk ** 2)
+        penalty = tf.reduce_sum(dk**2)
     with pytest.raises(NotImplementedError, match="first-order"):
         outer.gradient(penalty, args[3])
 
@@ -274,8 +285,10 @@ def test_bad_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match="sequence_length has 2 entries but the batch size is 3"):
         lstm_sequence(x, h0, c0, kernel, rk, bias, sequence_length=[1, 2])
 
-    run = tf.function(lambda a: lstm_sequence(a, h0, c0, kernel, rk, bias),
-                      input_signature=[tf.TensorSpec([None, B, I])])
+    run = tf.function(
+        lambda a: lstm_sequence(a, h0, c0, kernel, rk, bias),
+        input_signature=[tf.TensorSpec([None, B, I])],
+    )
     with pytest.raises(tf.errors.InvalidArgumentError, match="zero time steps"):
         run(x[:0])
 
@@ -290,19 +303,33 @@ def test_saved_model_round_trip(tmp_path):
             self.recurrent_kernel = tf.Variable(args[4])
             self.bias = tf.Variable(args[5])
 
-        @tf.function(input_signature=[tf.TensorSpec([None, None, I]),
-                                      tf.TensorSpec([None], tf.int32)])
+        @tf.function(
+            input_signature=[tf.TensorSpec([None, None, I]), tf.TensorSpec([None], tf.int32)]
+        )
         def run(self, x, lengths):
             zeros = tf.zeros([tf.shape(x)[1], H])
-            return lstm_sequence(x, zeros, zeros, self.kernel,
-                                 self.recurrent_kernel, self.bias,
-                                 sequence_length=lengths, reverse=True)[0]
+            return lstm_sequence(
+                x,
+                zeros,
+                zeros,
+                self.kernel,
+                self.recurrent_kernel,
+                self.bias,
+                sequence_length=lengths,
+                reverse=True,
+            )[0]
 
     tf.saved_model.save(Model(), str(tmp_path))
     loaded = tf.saved_model.load(str(tmp_path))
     x = args[0][:, :2]
     got = loaded.run(tf.constant(x), tf.constant([5, 3]))
     zeros = np.zeros([2, H])
-    want = numpy_lstm(x.astype(np.float64), zeros, zeros, *[
-        a.astype(np.float64) for a in args[3:]], lengths=[5, 3], reverse=True)
+    want = numpy_lstm(
+        x.astype(np.float64),
+        zeros,
+        zeros,
+        *[a.astype(np.float64) for a in args[3:]],
+        lengths=[5, 3],
+        reverse=True,
+    )
     np.testing.assert_allclose(got.numpy(), want[0], rtol=1e-5, atol=1e-5)

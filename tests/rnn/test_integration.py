@@ -35,11 +35,14 @@ CORES = {
     "deep": lambda: rnn.DeepRNN([rnn.LSTM(4), tf.nn.tanh, rnn.GRU(3)]),
     "skip": lambda: rnn.deep_rnn_with_skip_connections([rnn.GRU(3), rnn.LSTM(2)]),
     "residual": lambda: rnn.deep_rnn_with_residual_connections([rnn.LSTM(I), rnn.GRU(I)]),
-    "dnc": lambda: rnn.DNC(2, controller=rnn.LSTM(4), memory_size=3, word_size=2,
-                           num_reads=1),
+    "dnc": lambda: rnn.DNC(2, controller=rnn.LSTM(4), memory_size=3, word_size=2, num_reads=1),
     "dnc_deep_controller": lambda: rnn.DNC(
-        2, controller=rnn.DeepRNN([rnn.GRU(3), rnn.LSTM(3)]), memory_size=3, word_size=2,
-        num_reads=2),
+        2,
+        controller=rnn.DeepRNN([rnn.GRU(3), rnn.LSTM(3)]),
+        memory_size=3,
+        word_size=2,
+        num_reads=2,
+    ),
 }
 SPEC = [tf.TensorSpec([None, None, I], tf.float32), tf.TensorSpec([None, None], tf.float32)]
 
@@ -52,8 +55,12 @@ def _data(rng, batch=B):
 
 # Every core in every mode, except the DNC with a DeepRNN controller under XLA:
 # the plain DNC covers XLA and that case would only add compile time.
-TRAIN_CASES = [(name, mode) for name in CORES for mode in ("eager", "function", "jit")
-               if (name, mode) != ("dnc_deep_controller", "jit")]
+TRAIN_CASES = [
+    (name, mode)
+    for name in CORES
+    for mode in ("eager", "function", "jit")
+    if (name, mode) != ("dnc_deep_controller", "jit")
+]
 
 
 @pytest.mark.parametrize("name,mode", TRAIN_CASES, ids=[f"{n}-{m}" for n, m in TRAIN_CASES])
@@ -109,12 +116,20 @@ class _Exported(tf.Module):
         super().__init__()
         self.core = rnn.DeepRNN([rnn.LSTM(4), rnn.GRU(3)])
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, I], tf.float32),
-                                  tf.TensorSpec([None], tf.int32)])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None, I], tf.float32),
+            tf.TensorSpec([None], tf.int32),
+        ]
+    )
     def run(self, x, lengths):
-        out, state = rnn.dynamic_unroll(self.core, x,
-                                        self.core.initial_state(tf.shape(x)[1]),
-                                        sequence_length=lengths, reverse=True)
+        out, state = rnn.dynamic_unroll(
+            self.core,
+            x,
+            self.core.initial_state(tf.shape(x)[1]),
+            sequence_length=lengths,
+            reverse=True,
+        )
         return {"outputs": out, "cell": state[0].cell, "gru": state[1]}
 
 
@@ -153,9 +168,11 @@ def test_mirrored_strategy_two_cpus(rng, two_cpus):
 
     halves = [(x[:, :2], y[:, :2]), (x[:, 2:], y[:, 2:])]
     dist_x = strategy.experimental_distribute_values_from_function(
-        lambda ctx: halves[ctx.replica_id_in_sync_group][0])
+        lambda ctx: halves[ctx.replica_id_in_sync_group][0]
+    )
     dist_y = strategy.experimental_distribute_values_from_function(
-        lambda ctx: halves[ctx.replica_id_in_sync_group][1])
+        lambda ctx: halves[ctx.replica_id_in_sync_group][1]
+    )
 
     @tf.function
     def distributed_step(x, y):
@@ -190,15 +207,19 @@ def test_half_precision(rng, name, dtype):
     xh = tf.cast(x, dtype)
     half_out, half_state = rnn.dynamic_unroll(half, xh, half.initial_state(B, dtype))
     assert half_out.dtype == dtype
-    assert all(leaf.dtype == dtype for leaf in tf.nest.flatten(half_state)
-               if leaf is not None and leaf.dtype.is_floating)
+    assert all(
+        leaf.dtype == dtype
+        for leaf in tf.nest.flatten(half_state)
+        if leaf is not None and leaf.dtype.is_floating
+    )
     for v, w in zip(half.variables, full.variables):
         assert v.dtype == dtype
         v.assign(tf.cast(w, dtype))
     half_out, _ = rnn.dynamic_unroll(half, xh, half.initial_state(B, dtype))
     tol = 2e-2 if dtype == tf.float16 else 8e-2
-    np.testing.assert_allclose(tf.cast(half_out, tf.float32).numpy(), full_out.numpy(),
-                               atol=tol, rtol=tol)
+    np.testing.assert_allclose(
+        tf.cast(half_out, tf.float32).numpy(), full_out.numpy(), atol=tol, rtol=tol
+    )
     loss, grads = tf.function(functools.partial(train_step, half))(xh, y)
     assert np.isfinite(float(loss))
     assert all(np.isfinite(tf.cast(g, tf.float32).numpy()).all() for g in grads)

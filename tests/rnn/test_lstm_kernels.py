@@ -22,8 +22,9 @@ from rnn import fused_lstm
 from rnn._build_kernels import compiler
 from rnn.fused_lstm import lstm_sequence
 
-needs_kernels = pytest.mark.skipif(not fused_lstm.native_kernels_available(),
-                                   reason="rnn/_lstm_kernels.op.so is not built")
+needs_kernels = pytest.mark.skipif(
+    not fused_lstm.native_kernels_available(), reason="rnn/_lstm_kernels.op.so is not built"
+)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -32,8 +33,10 @@ def test_kernels_are_built_where_a_compiler_exists():
     that a CI machine never silently loses the fast path."""
     if not fused_lstm.native_kernels_available():
         if compiler() is not None:
-            pytest.fail(f"a C compiler exists but the LSTM kernels are not "
-                        f"available: {fused_lstm._kernels_error}")
+            pytest.fail(
+                f"a C compiler exists but the LSTM kernels are not "
+                f"available: {fused_lstm._kernels_error}"
+            )
         pytest.skip("no C compiler here: the LSTM runs on TensorFlow ops")
 
 
@@ -49,10 +52,15 @@ def tf_ops_only():
 
 def _problem(seed, steps, batch, inputs, hidden, scale=0.6):
     rng = np.random.default_rng(seed)
-    shapes = [(steps, batch, inputs), (batch, hidden), (batch, hidden),
-              (inputs, 4 * hidden), (hidden, 4 * hidden), (4 * hidden,)]
-    return [tf.constant((rng.normal(size=s) * scale).astype(np.float32))
-            for s in shapes]
+    shapes = [
+        (steps, batch, inputs),
+        (batch, hidden),
+        (batch, hidden),
+        (inputs, 4 * hidden),
+        (hidden, 4 * hidden),
+        (4 * hidden,),
+    ]
+    return [tf.constant((rng.normal(size=s) * scale).astype(np.float32)) for s in shapes]
 
 
 def _values_and_grads(args, **kwargs):
@@ -60,8 +68,11 @@ def _values_and_grads(args, **kwargs):
         tape.watch(args)
         out, h, c = lstm_sequence(*args, **kwargs)
         weights = tf.cos(tf.range(tf.size(out), dtype=tf.float32))
-        loss = (tf.reduce_sum(tf.reshape(out, [-1]) * weights)
-                + tf.reduce_sum(h * h) + tf.reduce_sum(tf.sin(c)))
+        loss = (
+            tf.reduce_sum(tf.reshape(out, [-1]) * weights)
+            + tf.reduce_sum(h * h)
+            + tf.reduce_sum(tf.sin(c))
+        )
     return [out, h, c] + tape.gradient(loss, args)
 
 
@@ -74,12 +85,18 @@ def _both(args, **kwargs):
 
 # Shapes around the kernels' blocking: 8-unit thread shares and 16/32-column
 # batch tiles (padding on both), a single unit and example, and one larger.
-SHAPES = [(1, 1, 1, 1), (3, 5, 7, 9), (4, 33, 10, 20), (2, 17, 3, 130),
-          (7, 32, 16, 64), (3, 2, 5, 257)]
+SHAPES = [
+    (1, 1, 1, 1),
+    (3, 5, 7, 9),
+    (4, 33, 10, 20),
+    (2, 17, 3, 130),
+    (7, 32, 16, 64),
+    (3, 2, 5, 257),
+]
 
 
 @needs_kernels
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "TBIH=%d,%d,%d,%d" % s)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "TBIH={},{},{},{}".format(*s))
 @pytest.mark.parametrize("masked", [False, True], ids=["full", "lengths"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 def test_kernels_match_tf_ops_programs(shape, masked, reverse):
@@ -87,16 +104,17 @@ def test_kernels_match_tf_ops_programs(shape, masked, reverse):
     args = _problem(sum(shape) + 10 * masked + reverse, *shape)
     kwargs = dict(reverse=reverse)
     if masked:
-        kwargs["sequence_length"] = np.random.default_rng(batch).integers(
-            -1, steps + 2, size=batch).astype(np.int32)
+        kwargs["sequence_length"] = (
+            np.random.default_rng(batch).integers(-1, steps + 2, size=batch).astype(np.int32)
+        )
     native, reference = _both(args, **kwargs)
-    names = ["out", "h", "c", "d_x", "d_h0", "d_c0", "d_kernel", "d_rk",
-             "d_bias"]
+    names = ["out", "h", "c", "d_x", "d_h0", "d_c0", "d_kernel", "d_rk", "d_bias"]
     for name, got, want in zip(names, native, reference):
         scale = max(1.0, float(tf.reduce_max(tf.abs(want))))
         # float32 sums in another order: agreement to ~1e-5 of the scale
-        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4,
-                                   atol=1e-5 * scale, err_msg=name)
+        np.testing.assert_allclose(
+            got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5 * scale, err_msg=name
+        )
 
 
 @needs_kernels
@@ -121,8 +139,7 @@ def test_graphs_use_the_kernels_where_they_apply():
     xla = tf.function(step, jit_compile=True)
     xla_types = op_types(xla, *args)
     assert not any(t.startswith("Nestlib") for t in xla_types)
-    np.testing.assert_allclose(xla(*args).numpy(), step(*args).numpy(),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(xla(*args).numpy(), step(*args).numpy(), rtol=1e-5, atol=1e-6)
     doubles = [tf.cast(a, tf.float64) for a in args]
     assert not any(t.startswith("Nestlib") for t in op_types(step, *doubles))
     with tf_ops_only():
@@ -147,8 +164,7 @@ def test_saturation_and_nan_propagate_like_tf_ops():
     args = _problem(7, 3, 4, 2, 8, scale=40.0)  # gates far into saturation
     native, reference = _both(args)
     for got, want in zip(native, reference):
-        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5,
-                                   atol=1e-5)
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
     assert np.all(np.abs(native[0].numpy()) <= 1.0)
     x = args[0].numpy()
     x[1, 2, 0] = np.nan  # example 2 from step 1 on is NaN, the others not
@@ -182,12 +198,14 @@ def test_nan_and_inf_in_the_padding_stay_there(reverse):
 @needs_kernels
 def test_kernels_refuse_malformed_inputs():
     ops = fused_lstm._kernels
-    zx = tf.zeros([8, 3, 2])           # H = 2, T = 3, B = 2
+    zx = tf.zeros([8, 3, 2])  # H = 2, T = 3, B = 2
     rk, state, none = tf.zeros([2, 8]), tf.zeros([2, 2]), tf.zeros([0], tf.bool)
     s, cs, hs = ops.nestlib_lstm_forward(zx, rk, state, state, none)
     assert s.shape == (3, 8, 2) and cs.shape == (4, 2, 2)
-    with pytest.raises(tf.errors.InvalidArgumentError,
-                       match="recurrent_kernel has dimension 1 of size 6, expected 8"):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match="recurrent_kernel has dimension 1 of size 6, expected 8",
+    ):
         ops.nestlib_lstm_forward(zx, tf.zeros([2, 6]), state, state, none)
     with pytest.raises(tf.errors.InvalidArgumentError, match="c0 has dimension 1"):
         ops.nestlib_lstm_forward(zx, rk, state, tf.zeros([2, 3]), none)
@@ -232,19 +250,27 @@ def test_set_native_kernels_makes_portable_saved_models(tmp_path):
             print("FAILED", type(e).__name__, str(e)[:300])
     """)
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-    for model, mode, ok in [("portable", "plain", True), ("native", "plain", False),
-                            ("native", "import", True)]:
+    for model, mode, ok in [
+        ("portable", "plain", True),
+        ("native", "plain", False),
+        ("native", "import", True),
+    ]:
         if os.path.exists(tmp_path / "got.npy"):
             os.remove(tmp_path / "got.npy")
-        done = subprocess.run([sys.executable, "-c", script, str(tmp_path), mode, model],
-                              capture_output=True, text=True, env=env, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path), mode, model],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
         if ok:
             assert "FAILED" not in done.stdout, (model, mode, done.stdout)
-            np.testing.assert_allclose(np.load(tmp_path / "got.npy"), want,
-                                       rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(np.load(tmp_path / "got.npy"), want, rtol=1e-5, atol=1e-6)
         else:
-            assert "Op type not registered 'NestlibLstm" in done.stdout, \
+            assert "Op type not registered 'NestlibLstm" in done.stdout, (
                 done.stdout + done.stderr[-2000:]
+            )
 
 
 def test_a_library_built_for_another_cpu_is_not_loaded(tmp_path, monkeypatch):
@@ -252,6 +278,7 @@ def test_a_library_built_for_another_cpu_is_not_loaded(tmp_path, monkeypatch):
     one of them (a copied virtualenv) gets the TF-ops programs and a reason,
     not an illegal-instruction crash."""
     from rnn import _build_kernels
+
     library = str(tmp_path / "k.so")
     open(library, "wb").close()
     assert _build_kernels.missing_cpu_features(library) == frozenset()  # no record
@@ -274,20 +301,24 @@ def test_a_library_built_for_another_cpu_is_not_loaded(tmp_path, monkeypatch):
 def test_build_script_reports_a_missing_compiler(tmp_path, monkeypatch):
     """Without a compiler the build is skipped with a message, not an error."""
     from rnn import _build_kernels
+
     monkeypatch.setattr(_build_kernels, "compiler", lambda: None)
     assert _build_kernels.build(str(tmp_path / "k.so")) is False
     assert not os.path.exists(tmp_path / "k.so")
 
 
-@pytest.mark.skipif(compiler() is None or shutil.which("nm") is None,
-                    reason="needs a C compiler and nm")
+@pytest.mark.skipif(
+    compiler() is None or shutil.which("nm") is None, reason="needs a C compiler and nm"
+)
 def test_build_script_builds_a_library_registering_both_ops(tmp_path):
     from rnn import _build_kernels
+
     out = str(tmp_path / "k.so")
     assert _build_kernels.build(out) is True
     assert _build_kernels.missing_cpu_features(out) == frozenset()
-    symbols = subprocess.run(["nm", "-D", "--undefined-only", out],
-                             capture_output=True, text=True).stdout
+    symbols = subprocess.run(
+        ["nm", "-D", "--undefined-only", out], capture_output=True, text=True
+    ).stdout
     assert "TF_RegisterKernelBuilder" in symbols
     strings = open(out, "rb").read()
     assert b"NestlibLstmForward" in strings and b"NestlibLstmBackward" in strings

@@ -18,19 +18,38 @@ from rnn.examples import repeat_copy as rc
 from rnn.examples.repeat_copy_task import EVAL, TRAIN, RepeatCopyTask
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TINY = ["--num_bits", "2", "--max_length", "2", "--max_repeats", "2",
-        "--batch_size", "4", "--hidden_size", "8", "--memory_size", "4",
-        "--word_size", "3", "--num_reads", "1", "--eval_batches", "1",
-        "--no-progress"]
+TINY = [
+    "--num_bits",
+    "2",
+    "--max_length",
+    "2",
+    "--max_repeats",
+    "2",
+    "--batch_size",
+    "4",
+    "--hidden_size",
+    "8",
+    "--memory_size",
+    "4",
+    "--word_size",
+    "3",
+    "--num_reads",
+    "1",
+    "--eval_batches",
+    "1",
+    "--no-progress",
+]
 
 
 # ---------------------------------------------------------------------------
 # The task
 # ---------------------------------------------------------------------------
 
+
 def test_batch_layout_matches_the_documented_one():
-    task = RepeatCopyTask(num_bits=3, batch_size=6, min_length=1, max_length=4,
-                          min_repeats=1, max_repeats=3)
+    task = RepeatCopyTask(
+        num_bits=3, batch_size=6, min_length=1, max_length=4, min_repeats=1, max_repeats=3
+    )
     batch = task.batch(seed=5, stream=TRAIN, index=2)
     obs, tgt, mask = batch
     assert obs.shape[1:] == (6, 5) and tgt.shape[1:] == (6, 4) and mask.shape[1] == 6
@@ -43,13 +62,14 @@ def test_batch_layout_matches_the_documented_one():
         length = repeat_step - 1
         n = int(round(obs[repeat_step, b, 4] * 3))
         assert 1 <= length <= 4 and 1 <= n <= 3
-        pattern = obs[1:length + 1, b, :3]
+        pattern = obs[1 : length + 1, b, :3]
         start = length + 2
-        np.testing.assert_array_equal(tgt[start:start + n * length, b, :3],
-                                      np.tile(pattern, [n, 1]))
+        np.testing.assert_array_equal(
+            tgt[start : start + n * length, b, :3], np.tile(pattern, [n, 1])
+        )
         assert tgt[start + n * length, b, 3] == 1.0 and tgt[:, b, 3].sum() == 1.0
         expected_mask = np.zeros(obs.shape[0])
-        expected_mask[start:start + n * length + 1] = 1.0
+        expected_mask[start : start + n * length + 1] = 1.0
         np.testing.assert_array_equal(mask[:, b], expected_mask)
         assert obs[start:, b].sum() == 0.0  # no input while answering
         lengths.append(length * (n + 1) + 3)
@@ -61,17 +81,18 @@ def test_batches_are_a_function_of_seed_stream_and_index():
     same = [task.batch(3, TRAIN, 7) for _ in range(2)]
     for a, b in zip(*same):
         np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(task.batch(3, TRAIN, 8).observations[:4],
-                              same[0].observations[:4])
-    assert not np.array_equal(task.batch(3, EVAL, 7).observations[:4],
-                              same[0].observations[:4])
+    assert not np.array_equal(task.batch(3, TRAIN, 8).observations[:4], same[0].observations[:4])
+    assert not np.array_equal(task.batch(3, EVAL, 7).observations[:4], same[0].observations[:4])
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(num_bits=0), "num_bits must be a positive integer"),
-    (dict(min_length=4, max_length=2), r"min_length \(4\) must be <= max_length \(2\)"),
-    (dict(min_repeats=3, max_repeats=1), r"min_repeats \(3\) must be <= max_repeats"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(num_bits=0), "num_bits must be a positive integer"),
+        (dict(min_length=4, max_length=2), r"min_length \(4\) must be <= max_length \(2\)"),
+        (dict(min_repeats=3, max_repeats=1), r"min_repeats \(3\) must be <= max_repeats"),
+    ],
+)
 def test_task_rejects_bad_sizes(kwargs, message):
     with pytest.raises(ValueError, match=message):
         RepeatCopyTask(**kwargs)
@@ -109,14 +130,21 @@ def test_sequence_sums_count_cost_and_bit_errors():
 # Flags
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("flags, message", [
-    (["--min_length", "3", "--max_length", "2"], r"--min_length \(3\) must be <= --max_length \(2\)"),
-    (["--min_repeats", "4", "--max_repeats", "2"], r"--min_repeats \(4\) must be <="),
-    (["--num_bits", "0"], "--num_bits must be >= 1, got 0"),
-    (["--core", "transformer"], "invalid choice: 'transformer'"),
-    (["--learning_rate", "-1"], "--learning_rate must be a positive number"),
-    (["--steps", "ten"], "invalid int value: 'ten'"),
-])
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (
+            ["--min_length", "3", "--max_length", "2"],
+            r"--min_length \(3\) must be <= --max_length \(2\)",
+        ),
+        (["--min_repeats", "4", "--max_repeats", "2"], r"--min_repeats \(4\) must be <="),
+        (["--num_bits", "0"], "--num_bits must be >= 1, got 0"),
+        (["--core", "transformer"], "invalid choice: 'transformer'"),
+        (["--learning_rate", "-1"], "--learning_rate must be a positive number"),
+        (["--steps", "ten"], "invalid int value: 'ten'"),
+    ],
+)
 def test_bad_flags_exit_with_a_clear_message(flags, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         rc.main(flags)
@@ -133,15 +161,14 @@ def test_resume_without_checkpoint_and_with_other_flags_is_an_error(tmp_path, ca
     assert "no checkpoint to resume from" in capsys.readouterr().err
     rc.main(TINY + ["--core", "gru", "--steps", "1", "--output_dir", out, "--no-jit"])
     with pytest.raises(SystemExit):
-        rc.main(TINY + ["--core", "lstm", "--steps", "2", "--output_dir", out,
-                        "--resume"])
-    assert "--core 'lstm' differs from the run being resumed ('gru')" in \
-        capsys.readouterr().err
+        rc.main(TINY + ["--core", "lstm", "--steps", "2", "--output_dir", out, "--resume"])
+    assert "--core 'lstm' differs from the run being resumed ('gru')" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------
 # Tiny runs
 # ---------------------------------------------------------------------------
+
 
 def read_rows(out):
     with open(os.path.join(out, "metrics.csv"), newline="") as f:
@@ -154,9 +181,23 @@ def test_every_core_trains_with_the_same_code(core, tmp_path, capsys):
     # The LSTM run takes the default path (XLA, which compiles fast for it);
     # the others the plain graph (the DNC under XLA is tested in test_dnc.py).
     jit = ["--jit"] if core == "lstm" else ["--no-jit"]
-    rc.main(TINY + jit + ["--core", core, "--steps", "3", "--eval_every", "2",
-                          "--checkpoint_every", "2", "--output_dir", out,
-                          "--progress"])
+    rc.main(
+        TINY
+        + jit
+        + [
+            "--core",
+            core,
+            "--steps",
+            "3",
+            "--eval_every",
+            "2",
+            "--checkpoint_every",
+            "2",
+            "--output_dir",
+            out,
+            "--progress",
+        ]
+    )
     captured = capsys.readouterr()
     assert f"repeat_copy: core={core} step=3 eval cost=" in captured.out
     assert "3/3 loss" in captured.err  # the progress bar
@@ -177,14 +218,30 @@ def test_without_matplotlib_training_runs_and_says_so_first(tmp_path, monkeypatc
     """matplotlib is optional: a run without it warns before training and still
     writes its metrics and checkpoints (it used to die after training)."""
     import importlib.util
+
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "matplotlib" else
-                        real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "matplotlib" else real_find_spec(name, *a),
+    )
     out = str(tmp_path / "noplots")
     with pytest.warns(RuntimeWarning, match="matplotlib is not installed"):
-        rc.main(TINY + ["--no-jit", "--core", "lstm", "--steps", "2", "--eval_every", "2",
-                        "--output_dir", out, "--no-progress"])
+        rc.main(
+            TINY
+            + [
+                "--no-jit",
+                "--core",
+                "lstm",
+                "--steps",
+                "2",
+                "--eval_every",
+                "2",
+                "--output_dir",
+                out,
+                "--no-progress",
+            ]
+        )
     assert "repeat_copy: core=lstm step=2" in capsys.readouterr().out
     assert [int(r["step"]) for r in read_rows(out)] == [2]
     assert not os.path.exists(os.path.join(out, "learning_curve.png"))
@@ -192,22 +249,57 @@ def test_without_matplotlib_training_runs_and_says_so_first(tmp_path, monkeypatc
 
 def test_training_reduces_the_cost(tmp_path):
     out = str(tmp_path / "learn")
-    summary = rc.train(rc.parse_config(
-        TINY + ["--core", "gru", "--steps", "150", "--eval_every", "150",
-                "--batch_size", "16", "--learning_rate", "0.01", "--no-jit",
-                "--output_dir", out]))
+    summary = rc.train(
+        rc.parse_config(
+            TINY
+            + [
+                "--core",
+                "gru",
+                "--steps",
+                "150",
+                "--eval_every",
+                "150",
+                "--batch_size",
+                "16",
+                "--learning_rate",
+                "0.01",
+                "--no-jit",
+                "--output_dir",
+                out,
+            ]
+        )
+    )
     # Untrained, a sequence costs about ln(2) per answer bit: ~9 nats here.
-    first = rc.train(rc.parse_config(
-        TINY + ["--core", "gru", "--steps", "1", "--eval_every", "1",
-                "--batch_size", "16", "--no-jit", "--output_dir", out + "0"]))
+    first = rc.train(
+        rc.parse_config(
+            TINY
+            + [
+                "--core",
+                "gru",
+                "--steps",
+                "1",
+                "--eval_every",
+                "1",
+                "--batch_size",
+                "16",
+                "--no-jit",
+                "--output_dir",
+                out + "0",
+            ]
+        )
+    )
     assert summary["eval_cost"] < 0.8 * first["eval_cost"]
 
 
 def checkpoint_values(out):
     reader = tf.train.load_checkpoint(os.path.join(out, "checkpoints"))
-    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-            if not any(skip in k for skip in ("elapsed_s", "save_counter",
-                                              "_CHECKPOINTABLE_OBJECT_GRAPH"))}
+    return {
+        k: reader.get_tensor(k)
+        for k in reader.get_variable_to_shape_map()
+        if not any(
+            skip in k for skip in ("elapsed_s", "save_counter", "_CHECKPOINTABLE_OBJECT_GRAPH")
+        )
+    }
 
 
 def assert_same_run(a, b, exact=True):
@@ -217,8 +309,7 @@ def assert_same_run(a, b, exact=True):
         if exact:
             np.testing.assert_array_equal(va[key], vb[key], err_msg=key)
         else:
-            np.testing.assert_allclose(va[key], vb[key], rtol=1e-5, atol=1e-6,
-                                       err_msg=key)
+            np.testing.assert_allclose(va[key], vb[key], rtol=1e-5, atol=1e-6, err_msg=key)
     rows_a, rows_b = read_rows(a), read_rows(b)
     assert [r["step"] for r in rows_a] == [r["step"] for r in rows_b]
     for ra, rb in zip(rows_a, rows_b):
@@ -230,8 +321,7 @@ def assert_same_run(a, b, exact=True):
 
 
 def test_resume_continues_exactly(tmp_path, monkeypatch):
-    flags = TINY + ["--core", "lstm", "--eval_every", "2", "--checkpoint_every", "3",
-                    "--no-jit"]
+    flags = TINY + ["--core", "lstm", "--eval_every", "2", "--checkpoint_every", "3", "--no-jit"]
     straight = str(tmp_path / "straight")
     rc.main(flags + ["--steps", "7", "--output_dir", straight])
     assert [r["step"] for r in read_rows(straight)] == ["2", "4", "6", "7"]
@@ -250,8 +340,9 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
         rc.main(flags + ["--steps", "7", "--output_dir", killed])
     monkeypatch.setattr(rc._Run, "train_step", original)
     assert [r["step"] for r in read_rows(killed)] == ["2", "4"]
-    summary = rc.train(rc.parse_config(flags + ["--steps", "7", "--resume",
-                                                "--output_dir", killed]))
+    summary = rc.train(
+        rc.parse_config(flags + ["--steps", "7", "--resume", "--output_dir", killed])
+    )
     assert summary["step"] == 7 and summary["steps_run"] == 4
     assert_same_run(straight, killed)
 
@@ -263,8 +354,9 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
     rc.main(["--resume", "--steps", "7", "--no-progress", "--output_dir", extended])
     assert_same_run(straight, extended)
     reader = tf.train.load_checkpoint(os.path.join(extended, "checkpoints"))
-    iterations = [k for k in reader.get_variable_to_shape_map()
-                  if k.startswith("optimizer/iterations")]
+    iterations = [
+        k for k in reader.get_variable_to_shape_map() if k.startswith("optimizer/iterations")
+    ]
     assert [int(reader.get_tensor(k)) for k in iterations] == [7]
 
 
@@ -276,8 +368,7 @@ def test_mirrored_matches_single_device(tmp_path, two_cpus, capsys):
     # Two replicas each see half the batch; summed gradients equal the full batch's.
     assert_same_run(single, mirrored, exact=False)
     with pytest.raises(SystemExit):
-        rc.main(flags + ["--output_dir", mirrored, "--distribute", "mirrored",
-                         "--batch_size", "3"])
+        rc.main(flags + ["--output_dir", mirrored, "--distribute", "mirrored", "--batch_size", "3"])
     assert "must be a multiple of the 2 replicas" in capsys.readouterr().err
 
 
@@ -288,10 +379,31 @@ def test_command_line_entry_point_with_multi_worker_strategy(tmp_path):
     env.pop("TF_CONFIG", None)
     out = str(tmp_path / "mw")
     proc = subprocess.run(
-        [sys.executable, "-m", "rnn.examples.repeat_copy", *TINY, "--core", "lstm",
-         "--steps", "2", "--eval_every", "2", "--no-jit", "--distribute",
-         "multi_worker", "--cpu_devices", "2", "--output_dir", out],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "rnn.examples.repeat_copy",
+            *TINY,
+            "--core",
+            "lstm",
+            "--steps",
+            "2",
+            "--eval_every",
+            "2",
+            "--no-jit",
+            "--distribute",
+            "multi_worker",
+            "--cpu_devices",
+            "2",
+            "--output_dir",
+            out,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "repeat_copy: core=lstm step=2" in proc.stdout
     assert [r["step"] for r in read_rows(out)] == ["2"]

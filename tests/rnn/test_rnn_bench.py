@@ -23,10 +23,31 @@ BENCH = os.path.join(ROOT, "bench", "rnn_bench.py")
 def test_tiny_run_prints_every_row(tmp_path):
     results = tmp_path / "results.json"
     proc = subprocess.run(
-        [sys.executable, BENCH, "--T", "3", "--reps", "1", "--first-reps", "1",
-         "--no-deep", "--only", "rnn.dynamic_unroll,keras", "--cold-T", "3",
-         "--cold-reps", "1", "--json", str(results)],
-        capture_output=True, text=True, cwd=ROOT, timeout=600, check=False)
+        [
+            sys.executable,
+            BENCH,
+            "--T",
+            "3",
+            "--reps",
+            "1",
+            "--first-reps",
+            "1",
+            "--no-deep",
+            "--only",
+            "rnn.dynamic_unroll,keras",
+            "--cold-T",
+            "3",
+            "--cold-reps",
+            "1",
+            "--json",
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     rows = {}
     for line in proc.stdout.splitlines():

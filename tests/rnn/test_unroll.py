@@ -32,6 +32,7 @@ def _gru_step(core):
     def step(x, state):
         out, h = ref.gru_step(x, state[0], k, u, b, reset_after=False)
         return out, (h,)
+
     return step
 
 
@@ -41,6 +42,7 @@ def _lstm_step(core):
 
     def step(x, state):
         return ref.lstm_step(x, state[0], state[1], k, u, b, layer_norm_params=ln)
+
     return step
 
 
@@ -56,8 +58,9 @@ def test_gru_sequence_semantics_vs_numpy(rng, unroll, reverse, lengths):
     core = _built(rnn.GRU(H), rng)
     xs = rng.normal(size=(T, B, I))
     h0 = rng.normal(size=(B, H))
-    out, final = unroll(core, tf.constant(xs), tf.constant(h0), sequence_length=lengths,
-                        reverse=reverse)
+    out, final = unroll(
+        core, tf.constant(xs), tf.constant(h0), sequence_length=lengths, reverse=reverse
+    )
     out_ref, (h_ref,) = ref.unroll(_gru_step(core), xs, (h0,), lengths, reverse)
     np.testing.assert_allclose(out.numpy(), out_ref, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(final.numpy(), h_ref, rtol=1e-9, atol=1e-12)
@@ -68,8 +71,11 @@ def test_gru_sequence_semantics_vs_numpy(rng, unroll, reverse, lengths):
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
-@pytest.mark.parametrize("layer_norm,fused", [(False, True), (False, False), (True, False)],
-                         ids=["fused", "plain-stepped", "layernorm"])
+@pytest.mark.parametrize(
+    "layer_norm,fused",
+    [(False, True), (False, False), (True, False)],
+    ids=["fused", "plain-stepped", "layernorm"],
+)
 def test_lstm_sequence_semantics_vs_numpy(rng, monkeypatch, reverse, layer_norm, fused):
     """A plain LSTM takes the fused fast path; the
     stepped variants disable it or use layer norm, which it does not cover."""
@@ -80,8 +86,9 @@ def test_lstm_sequence_semantics_vs_numpy(rng, monkeypatch, reverse, layer_norm,
     state0 = (rng.normal(size=(B, H)), rng.normal(size=(B, H)))
     init = rnn.LSTMState(*map(tf.constant, state0))
     for lengths in (None, LENGTHS):
-        out, final = rnn.dynamic_unroll(core, tf.constant(xs), init, sequence_length=lengths,
-                                        reverse=reverse)
+        out, final = rnn.dynamic_unroll(
+            core, tf.constant(xs), init, sequence_length=lengths, reverse=reverse
+        )
         out_ref, (h_ref, c_ref) = ref.unroll(_lstm_step(core), xs, state0, lengths, reverse)
         np.testing.assert_allclose(out.numpy(), out_ref, rtol=1e-8, atol=1e-10)
         np.testing.assert_allclose(final.hidden.numpy(), h_ref, rtol=1e-8, atol=1e-10)
@@ -97,16 +104,19 @@ def test_lstm_fast_path_matches_stepping(rng):
             with tf.GradientTape(persistent=True) as tape:
                 tape.watch(x)
                 fast = rnn.dynamic_unroll(core, x, init, lengths, reverse, time_major=False)
-                slow = rnn.dynamic_unroll(_stepwise(core), x, (init,), lengths, reverse,
-                                          time_major=False)
+                slow = rnn.dynamic_unroll(
+                    _stepwise(core), x, (init,), lengths, reverse, time_major=False
+                )
                 loss_fast = tf.reduce_sum(fast[0] ** 2) + tf.reduce_sum(fast[1].cell)
                 loss_slow = tf.reduce_sum(slow[0] ** 2) + tf.reduce_sum(slow[1][0].cell)
             np.testing.assert_allclose(fast[0].numpy(), slow[0].numpy(), rtol=1e-5, atol=1e-6)
-            np.testing.assert_allclose(fast[1].hidden.numpy(), slow[1][0].hidden.numpy(),
-                                       rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(
+                fast[1].hidden.numpy(), slow[1][0].hidden.numpy(), rtol=1e-5, atol=1e-6
+            )
             targets = [x] + list(core.trainable_variables)
-            for g_fast, g_slow in zip(tape.gradient(loss_fast, targets),
-                                      tape.gradient(loss_slow, targets)):
+            for g_fast, g_slow in zip(
+                tape.gradient(loss_fast, targets), tape.gradient(loss_slow, targets)
+            ):
                 np.testing.assert_allclose(g_fast.numpy(), g_slow.numpy(), rtol=1e-4, atol=1e-5)
 
 
@@ -138,8 +148,9 @@ def test_time_major_false_is_a_transpose(rng):
     core = rnn.GRU(H)
     x = tf.constant(rng.normal(size=(T, B, I)).astype(np.float32))
     tm, s1 = rnn.dynamic_unroll(core, x, core.initial_state(B))
-    bm, s2 = rnn.dynamic_unroll(core, tf.transpose(x, [1, 0, 2]), core.initial_state(B),
-                                time_major=False)
+    bm, s2 = rnn.dynamic_unroll(
+        core, tf.transpose(x, [1, 0, 2]), core.initial_state(B), time_major=False
+    )
     np.testing.assert_allclose(tf.transpose(bm, [1, 0, 2]).numpy(), tm.numpy(), rtol=1e-6)
     np.testing.assert_allclose(s1.numpy(), s2.numpy(), rtol=1e-6)
 
@@ -150,8 +161,13 @@ def test_bidirectional_unroll(rng, monkeypatch):
     xs = rng.normal(size=(T, B, I))
     h0 = rng.normal(size=(B, H))
     (out_f, out_b), (fin_f, fin_b) = rnn.bidirectional_unroll(
-        fw, bw, tf.constant(xs), tf.constant(h0), bw.initial_state(B, tf.float64),
-        sequence_length=LENGTHS)
+        fw,
+        bw,
+        tf.constant(xs),
+        tf.constant(h0),
+        bw.initial_state(B, tf.float64),
+        sequence_length=LENGTHS,
+    )
     ref_f, (ref_hf,) = ref.unroll(_gru_step(fw), xs, (h0,), LENGTHS, reverse=False)
     zeros = (np.zeros((B, 3)), np.zeros((B, 3)))
     ref_b, (ref_hb, ref_cb) = ref.unroll(_lstm_step(bw), xs, zeros, LENGTHS, reverse=True)
@@ -161,8 +177,14 @@ def test_bidirectional_unroll(rng, monkeypatch):
     np.testing.assert_allclose(fin_b.cell.numpy(), ref_cb, rtol=1e-9, atol=1e-12)
     # Time alignment: at the last valid step of example 1 the backward output has read
     # only that input, the forward output all of its inputs.
-    first_b, _ = ref.lstm_step(xs[1, 1:2], zeros[0][:1], zeros[1][:1], _np(bw.kernel),
-                               _np(bw.recurrent_kernel), _np(bw.bias))
+    first_b, _ = ref.lstm_step(
+        xs[1, 1:2],
+        zeros[0][:1],
+        zeros[1][:1],
+        _np(bw.kernel),
+        _np(bw.recurrent_kernel),
+        _np(bw.bias),
+    )
     np.testing.assert_allclose(out_b.numpy()[1, 1], first_b[0], rtol=1e-9)
 
 
@@ -177,8 +199,12 @@ class NestCore(rnn.RNNCore):
         self.w = tf.Variable([[0.5, -1.0]], dtype=tf.float32)
 
     def initial_state(self, batch_size, dtype=tf.float32):
-        return {"count": tf.zeros([batch_size, 1], dtype), "none": None,
-                "empty": (), "deep": Pair(left=[tf.ones([batch_size, 2], dtype)], right=None)}
+        return {
+            "count": tf.zeros([batch_size, 1], dtype),
+            "none": None,
+            "empty": (),
+            "deep": Pair(left=[tf.ones([batch_size, 2], dtype)], right=None),
+        }
 
     def __call__(self, inputs, prev_state):
         assert prev_state["none"] is None and prev_state["empty"] == ()
@@ -186,8 +212,7 @@ class NestCore(rnn.RNNCore):
         count = prev_state["count"] + 1.0
         left = prev_state["deep"].left[0] * self.w + inputs["a"]
         out = Pair(left=left * count, right=(inputs["b"][:, :1], None))
-        state = {"count": count, "none": None, "empty": (),
-                 "deep": Pair(left=[left], right=None)}
+        state = {"count": count, "none": None, "empty": (), "deep": Pair(left=[left], right=None)}
         return out, state
 
 
@@ -198,12 +223,16 @@ def test_nested_inputs_outputs_and_none_state_leaves(rng, mode):
     xb = rng.normal(size=(T, B, 3)).astype(np.float32)
 
     def run(xa, xb, unroll):
-        return unroll(core, {"a": xa, "b": xb}, core.initial_state(B),
-                      sequence_length=tf.constant(LENGTHS), reverse=True)
+        return unroll(
+            core,
+            {"a": xa, "b": xb},
+            core.initial_state(B),
+            sequence_length=tf.constant(LENGTHS),
+            reverse=True,
+        )
 
     if mode != "eager":
-        run = tf.function(run, jit_compile=(mode == "jit"), autograph=False,
-                          reduce_retracing=True)
+        run = tf.function(run, jit_compile=(mode == "jit"), autograph=False, reduce_retracing=True)
     results = [run(tf.constant(xa), tf.constant(xb), u) for u in UNROLLS]
     for out, final in results:
         assert final["none"] is None and final["empty"] == () and final["deep"].right is None
@@ -220,11 +249,11 @@ def test_unknown_time_and_batch_inside_tf_function(rng):
     x = rng.normal(size=(T, B, I)).astype(np.float32)
     expected, _ = rnn.dynamic_unroll(core, x, core.initial_state(B))
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, I]),
-                                  tf.TensorSpec([None], tf.int32)])
+    @tf.function(input_signature=[tf.TensorSpec([None, None, I]), tf.TensorSpec([None], tf.int32)])
     def run(x, lengths):
-        out, state = rnn.dynamic_unroll(core, x, core.initial_state(tf.shape(x)[1]),
-                                        sequence_length=lengths)
+        out, state = rnn.dynamic_unroll(
+            core, x, core.initial_state(tf.shape(x)[1]), sequence_length=lengths
+        )
         return out, state
 
     out, state = run(tf.constant(x), tf.constant([T] * B))

@@ -33,8 +33,11 @@ class Point:
         self.x, self.y, self.unit = x, y, unit
 
     def __eq__(self, other):
-        return type(other) is Point and (self.x, self.y, self.unit) == (other.x, other.y,
-                                                                        other.unit)
+        return type(other) is Point and (self.x, self.y, self.unit) == (
+            other.x,
+            other.y,
+            other.unit,
+        )
 
     def __repr__(self):
         return f"Point({self.x!r}, {self.y!r}, {self.unit!r})"
@@ -42,9 +45,12 @@ class Point:
 
 @pytest.fixture
 def point():
-    nestlib.register_node(Point, lambda p: ((p.x, p.y), p.unit),
-                          lambda unit, xy: Point(*xy, unit),
-                          flatten_with_keys_fn=lambda p: ((("x", p.x), ("y", p.y)), p.unit))
+    nestlib.register_node(
+        Point,
+        lambda p: ((p.x, p.y), p.unit),
+        lambda unit, xy: Point(*xy, unit),
+        flatten_with_keys_fn=lambda p: ((("x", p.x), ("y", p.y)), p.unit),
+    )
     yield Point
     nestlib.unregister_node(Point)
 
@@ -87,6 +93,7 @@ class Swapped:
 # register_node
 # --------------------------------------------------------------------------
 
+
 def test_registered_node_in_every_function(nest, point):
     s = {"p": Point(1, [2, 3], "cm"), "q": 4}
     assert nest.is_nested(Point(1, 2))
@@ -94,15 +101,20 @@ def test_registered_node_in_every_function(nest, point):
     assert nest.unflatten_as(s, [5, 6, 7, 8]) == {"p": Point(5, [6, 7], "cm"), "q": 8}
     assert nest.map_structure(lambda v: v * 10, s) == {"p": Point(10, [20, 30], "cm"), "q": 40}
     assert nest.map_structure(lambda a, b: a + b, s, s)["p"] == Point(2, [4, 6], "cm")
-    assert nest.flatten_with_path(s) == [(("p", "x"), 1), (("p", "y", 0), 2),
-                                         (("p", "y", 1), 3), (("q",), 4)]
+    assert nest.flatten_with_path(s) == [
+        (("p", "x"), 1),
+        (("p", "y", 0), 2),
+        (("p", "y", 1), 3),
+        (("q",), 4),
+    ]
     assert nest.map_structure_with_path(lambda p, v: p, Point(1, 2)) == Point(("x",), ("y",))
     assert list(nest.yield_flat_paths(s)) == [p for p, _ in nest.flatten_with_path(s)]
     assert nest.flatten_with_joined_string_paths(Point(1, 2)) == [("x", 1), ("y", 2)]
     assert nest.flatten_up_to({"p": Point(0, 0, "cm"), "q": 0}, s) == [1, [2, 3], 4]
     assert nest.map_structure_up_to(Point(0, 0), len, Point("a", "bc")) == Point(1, 2)
-    assert nest.traverse(lambda x: x + 1 if isinstance(x, int) else None, Point(1, 2)) == \
-        Point(2, 3)
+    assert nest.traverse(lambda x: x + 1 if isinstance(x, int) else None, Point(1, 2)) == Point(
+        2, 3
+    )
     assert nest.list_to_tuple(Point([1], 2)) == Point((1,), 2)
     nest.assert_same_structure(s, {"p": Point(0, [0, 0], "cm"), "q": 0})
     spec = nest.spec_of(s)
@@ -168,8 +180,9 @@ def test_registration_errors():
         with pytest.raises(ValueError, match="built-in node types"):
             nestlib.register_node(builtin, lambda x: ((), None), lambda m, c: None)
     with pytest.raises(ValueError, match="already a node by nestlib's built-in rules"):
-        nestlib.register_node(collections.namedtuple("NT", "a"), lambda x: ((), None),
-                              lambda m, c: None)
+        nestlib.register_node(
+            collections.namedtuple("NT", "a"), lambda x: ((), None), lambda m, c: None
+        )
     nestlib.register_node(C, lambda x: ((), None), lambda m, c: C())
     try:
         with pytest.raises(ValueError, match="already registered"):
@@ -221,6 +234,7 @@ def test_an_error_in_a_flatten_function_carries_its_path(nest):
 # --------------------------------------------------------------------------
 # register_dataclass
 # --------------------------------------------------------------------------
+
 
 def test_unregistered_dataclass_is_a_leaf(nest):
     assert nest.flatten([Layer(1, 2)]) == [Layer(1, 2)]
@@ -291,6 +305,7 @@ def test_register_dataclass_errors():
 # TensorFlow's nest protocol
 # --------------------------------------------------------------------------
 
+
 def test_protocol_object_is_a_node(nest):
     mt = Masked(True, 7)
     assert nest.is_nested(mt)
@@ -304,13 +319,21 @@ def test_protocol_nested_and_inside_other_nodes(nest):
     Pt = collections.namedtuple("Pt", "a b")
     s = {"k": [Swapped(Masked(True, 1), 2)], "n": Pt(Masked(False, (3, 4)), 5)}
     assert nest.flatten(s) == [2, 1, 3, 4, 5]
-    assert nest.flatten_with_path(s) == [(("k", 0, 0), 2), (("k", 0, 1, 0), 1),
-                                         (("n", "a", 0, 0), 3), (("n", "a", 0, 1), 4),
-                                         (("n", "b"), 5)]
+    assert nest.flatten_with_path(s) == [
+        (("k", 0, 0), 2),
+        (("k", 0, 1, 0), 1),
+        (("n", "a", 0, 0), 3),
+        (("n", "a", 0, 1), 4),
+        (("n", "b"), 5),
+    ]
     assert nest.unflatten_as(s, nest.flatten(s)) == s
     assert nest.spec_of(s).unflatten(nest.flatten(s)) == s
-    assert nest.flatten_up_to({"k": [Swapped(0, 0)], "n": Pt(0, 0)}, s) == \
-        [2, Masked(True, 1), Masked(False, (3, 4)), 5]
+    assert nest.flatten_up_to({"k": [Swapped(0, 0)], "n": Pt(0, 0)}, s) == [
+        2,
+        Masked(True, 1),
+        Masked(False, (3, 4)),
+        5,
+    ]
 
 
 def test_protocol_same_structure_compares_the_class_not_the_metadata(nest):
@@ -342,8 +365,7 @@ def test_registration_wins_over_the_protocol(nest):
         pass
 
     assert nest.flatten(Both(True, 1)) == [1]
-    nestlib.register_node(Both, lambda b: ((b.mask, b.value), None),
-                          lambda m, c: Both(*c))
+    nestlib.register_node(Both, lambda b: ((b.mask, b.value), None), lambda m, c: Both(*c))
     try:
         assert nest.flatten(Both(True, 1)) == [True, 1]
     finally:
@@ -366,12 +388,19 @@ def test_is_leaf_everywhere(nest):
     s = {"a": [1, (2, 3)], "b": (4, [5])}
     assert nest.flatten(s, is_leaf=is_tuple) == [1, (2, 3), (4, [5])]
     assert nest.flatten_with_path(s, is_leaf=is_tuple) == [
-        (("a", 0), 1), (("a", 1), (2, 3)), (("b",), (4, [5]))]
+        (("a", 0), 1),
+        (("a", 1), (2, 3)),
+        (("b",), (4, [5])),
+    ]
     assert list(nest.yield_flat_paths(s, is_leaf=is_tuple)) == [("a", 0), ("a", 1), ("b",)]
-    assert nest.map_structure(len, {"a": (1, 2), "b": [(3,)]}, is_leaf=is_tuple) == \
-        {"a": 2, "b": [1]}
-    assert nest.map_structure_with_path(lambda p, x: p, s, is_leaf=is_tuple) == \
-        {"a": [("a", 0), ("a", 1)], "b": ("b",)}
+    assert nest.map_structure(len, {"a": (1, 2), "b": [(3,)]}, is_leaf=is_tuple) == {
+        "a": 2,
+        "b": [1],
+    }
+    assert nest.map_structure_with_path(lambda p, x: p, s, is_leaf=is_tuple) == {
+        "a": [("a", 0), ("a", 1)],
+        "b": ("b",),
+    }
     assert nest.flatten_up_to([0, 0], [(1, 2), [3]], is_leaf=is_tuple) == [(1, 2), [3]]
     assert nest.traverse(lambda x: None, s, is_leaf=is_tuple) == s
     seen = []
@@ -388,8 +417,10 @@ def test_is_leaf_everywhere(nest):
 def test_is_leaf_with_several_structures(nest):
     a = [(1, 2), [3]]
     b = [{"x": 1}, [4]]
-    assert nest.map_structure(lambda x, y: (x, y), a, b, is_leaf=is_tuple) == \
-        [((1, 2), {"x": 1}), [(3, 4)]]
+    assert nest.map_structure(lambda x, y: (x, y), a, b, is_leaf=is_tuple) == [
+        ((1, 2), {"x": 1}),
+        [(3, 4)],
+    ]
     with pytest.raises(ValueError, match="structures differ at"):
         nest.map_structure(lambda x, y: x, a, [{"x": 1}, [4, 5]], is_leaf=is_tuple)
     with pytest.raises(TypeError):
@@ -412,6 +443,7 @@ def test_is_leaf_errors(nest):
 # --------------------------------------------------------------------------
 # Specs across (un)registration, pickling
 # --------------------------------------------------------------------------
+
 
 def test_spec_made_before_unregistration_refuses_to_be_wrong(nest):
     class Box:
@@ -470,9 +502,9 @@ def test_spec_made_before_a_leaf_type_is_registered(nest):
         nestlib.unregister_node(Late)
 
 
-PICKLE_CHILD = textwrap.dedent('''
+PICKLE_CHILD = textwrap.dedent("""
     import pickle, sys
-    import tests.nest.test_custom_nodes as T
+    import tests.nestlib.test_custom_nodes as T
     import nestlib
     data = sys.stdin.buffer.read()
     try:
@@ -482,26 +514,33 @@ PICKLE_CHILD = textwrap.dedent('''
     nestlib.register_dataclass(T.Layer, meta_fields=["name"])
     spec = pickle.loads(data)
     print("loaded:", spec.unflatten([1, 2]))
-''')
+""")
 
 
 def test_pickled_spec_with_registered_types(layer):
     spec = nestlib.spec_of({"l": Layer(0, 0, "x")})
     assert pickle.loads(pickle.dumps(spec)) == spec
-    out = subprocess.run([sys.executable, "-c", PICKLE_CHILD], input=pickle.dumps(spec),
-                         capture_output=True, check=True, cwd=_repo_root()).stdout.decode()
+    out = subprocess.run(
+        [sys.executable, "-c", PICKLE_CHILD],
+        input=pickle.dumps(spec),
+        capture_output=True,
+        check=True,
+        cwd=_repo_root(),
+    ).stdout.decode()
     assert "refused: True" in out
     assert "loaded: {'l': Layer(w=1, b=2, name='x')}" in out
 
 
 def _repo_root():
     import pathlib
+
     return str(pathlib.Path(__file__).resolve().parents[2])
 
 
 def test_registration_is_thread_safe():
-    classes = [type(f"T{i}", (), {"__init__": lambda self, v=1: setattr(self, "v", v)})
-               for i in range(40)]
+    classes = [
+        type(f"T{i}", (), {"__init__": lambda self, v=1: setattr(self, "v", v)}) for i in range(40)
+    ]
     errors = []
 
     def work(chunk):
@@ -527,18 +566,21 @@ def test_registration_is_thread_safe():
 # robustness: no StopIteration escapes, mutation while mapping
 # --------------------------------------------------------------------------
 
+
 def test_map_function_raising_stop_iteration(nest):
     def stop(x):
         raise StopIteration
 
-    for call in (lambda: nest.map_structure(stop, [1, 2]),
-                 lambda: nest.map_structure(lambda x, y: stop(x), [1, 2], [3, 4]),
-                 lambda: nest.map_structure_with_path(lambda p, x: stop(x), {"a": 1}),
-                 lambda: nest.map_structure_up_to([0], stop, [1]),
-                 lambda: nest.spec_of([0, 0]).map(stop, [1, 2]),
-                 lambda: nest.spec_of([0, 0]).map(lambda x, y: stop(x), [1, 2], [3, 4]),
-                 lambda: nest.spec_of({"a": Masked(1, 2)}).map(stop, {"a": Masked(1, 2)}),
-                 lambda: nest.traverse(stop, [1])):
+    for call in (
+        lambda: nest.map_structure(stop, [1, 2]),
+        lambda: nest.map_structure(lambda x, y: stop(x), [1, 2], [3, 4]),
+        lambda: nest.map_structure_with_path(lambda p, x: stop(x), {"a": 1}),
+        lambda: nest.map_structure_up_to([0], stop, [1]),
+        lambda: nest.spec_of([0, 0]).map(stop, [1, 2]),
+        lambda: nest.spec_of([0, 0]).map(lambda x, y: stop(x), [1, 2], [3, 4]),
+        lambda: nest.spec_of({"a": Masked(1, 2)}).map(stop, {"a": Masked(1, 2)}),
+        lambda: nest.traverse(stop, [1]),
+    ):
         with pytest.raises(RuntimeError, match="StopIteration"):
             call()
 
@@ -591,6 +633,7 @@ def test_public_functions_are_left_alone_by_autograph():
     """AutoGraph must call them as they are (it once turned is_nested's argument
     checks into graph conditionals inside a tf.function)."""
     import inspect
+
     for name in nestlib.__all__:
         obj = getattr(nestlib, name)
         if inspect.isfunction(obj):
@@ -600,6 +643,7 @@ def test_public_functions_are_left_alone_by_autograph():
 def test_flattening_while_another_thread_registers_the_type(nest):
     """Each flatten sees the type registered or not (never a crash, never a mix
     within one node): the C core keeps every NodeDef alive while user code runs."""
+
     class Toggle:
         def __init__(self, v):
             self.v = v
@@ -641,7 +685,7 @@ def test_flattening_while_another_thread_registers_the_type(nest):
 def test_backends_agree_on_structures_with_custom_nodes():
     """Hypothesis over every container kind, registered dataclasses and TF-protocol
     objects included: the three backends give the same results and errors."""
-    hypothesis = pytest.importorskip("hypothesis")
+    pytest.importorskip("hypothesis")
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
@@ -658,29 +702,34 @@ def test_backends_agree_on_structures_with_custom_nodes():
     def outcome(fn, *args, **kwargs):
         try:
             return ("ok", fn(*args, **kwargs))
-        except Exception as e:  # noqa: BLE001 - the class and message are compared
+        except Exception as e:
             return ("raised", type(e), str(e))
 
-    @settings(max_examples=80, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
-    @given(ab=st.one_of(nt.structures_with_same_shape(2, containers=kinds),
-                        st.tuples(nt.structures(containers=kinds),
-                                  nt.structures(containers=kinds))),
-           check_types=st.booleans())
+    @settings(
+        max_examples=80, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
+    @given(
+        ab=st.one_of(
+            nt.structures_with_same_shape(2, containers=kinds),
+            st.tuples(nt.structures(containers=kinds), nt.structures(containers=kinds)),
+        ),
+        check_types=st.booleans(),
+    )
     def check(ab, check_types):
         a, b = ab
         results = []
         for nest in apis:
-            results.append([
-                outcome(nest.flatten, a),
-                outcome(nest.flatten_with_path, a),
-                outcome(nest.map_structure, lambda x: (x,), a),
-                outcome(nest.map_structure, lambda x, y: (x, y), a, b,
-                        check_types=check_types),
-                outcome(nest.assert_same_structure, a, b, check_types=check_types),
-                outcome(nest.unflatten_as, a, nest.flatten(b)),
-                outcome(lambda: nest.spec_of(a).flatten(b)),
-            ])
+            results.append(
+                [
+                    outcome(nest.flatten, a),
+                    outcome(nest.flatten_with_path, a),
+                    outcome(nest.map_structure, lambda x: (x,), a),
+                    outcome(nest.map_structure, lambda x, y: (x, y), a, b, check_types=check_types),
+                    outcome(nest.assert_same_structure, a, b, check_types=check_types),
+                    outcome(nest.unflatten_as, a, nest.flatten(b)),
+                    outcome(lambda: nest.spec_of(a).flatten(b)),
+                ]
+            )
         for other in results[1:]:
             assert other == results[0]
 

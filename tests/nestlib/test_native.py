@@ -45,8 +45,11 @@ needs_native = pytest.mark.skipif(NA is None, reason="nestlib._cnest is not buil
 def _compiler_available() -> bool:
     cc = (sysconfig.get_config_var("CC") or "cc").split()
     include = sysconfig.get_paths().get("include") or ""
-    return bool(cc) and shutil.which(cc[0]) is not None and \
-        os.path.exists(os.path.join(include, "Python.h"))
+    return (
+        bool(cc)
+        and shutil.which(cc[0]) is not None
+        and os.path.exists(os.path.join(include, "Python.h"))
+    )
 
 
 def test_extension_is_built_where_a_compiler_exists():
@@ -54,8 +57,10 @@ def test_extension_is_built_where_a_compiler_exists():
     but did not: a CI machine must never silently lose it."""
     if NA is None:
         if _compiler_available():
-            pytest.fail(f"a C compiler and Python.h are available but nestlib._cnest did not "
-                        f"import ({NATIVE_ERROR}); run `pip install -e .` to build it")
+            pytest.fail(
+                f"a C compiler and Python.h are available but nestlib._cnest did not "
+                f"import ({NATIVE_ERROR}); run `pip install -e .` to build it"
+            )
         pytest.skip("no C compiler here: nestlib runs on its other backends")
     assert NA.backend() == "native"
 
@@ -68,7 +73,7 @@ def test_extension_is_built_where_a_compiler_exists():
 def outcome(fn, *args, **kwargs):
     try:
         return ("ok", fn(*args, **kwargs))
-    except Exception as e:  # noqa: BLE001 - class, message and notes are compared
+    except Exception as e:
         # two runs build two objects: their addresses in reprs differ
         message = re.sub(r" at 0x[0-9a-f]+", " at 0x...", str(e))
         return ("raised", type(e), message, tuple(getattr(e, "__notes__", ())))
@@ -123,17 +128,27 @@ def zoo() -> dict:
     """name -> structure (built fresh on each call)."""
     arr = np.arange(3.0)
     z = {
-        "leaf None": None, "leaf int": 3, "leaf array": arr, "leaf str": "abc",
-        "empty list": [], "empty tuple": (), "empty dict": {}, "nested empties": [[], {}, ()],
-        "list": [1, (2, 3), [None]], "dict": {"b": 1, "a": [2, {"d": 3, "c": 4}]},
-        "dict sorted": {"a": 1, "b": 2}, "int keys": {3: "x", 1: "y", 2.5: "z"},
+        "leaf None": None,
+        "leaf int": 3,
+        "leaf array": arr,
+        "leaf str": "abc",
+        "empty list": [],
+        "empty tuple": (),
+        "empty dict": {},
+        "nested empties": [[], {}, ()],
+        "list": [1, (2, 3), [None]],
+        "dict": {"b": 1, "a": [2, {"d": 3, "c": 4}]},
+        "dict sorted": {"a": 1, "b": 2},
+        "int keys": {3: "x", 1: "y", 2.5: "z"},
         "tuple keys": {(1, 2): 1, (0, 5): 2},
         "ordered dict": collections.OrderedDict([("b", 1), ("a", (2, 3))]),
         "defaultdict": collections.defaultdict(list, {"b": [1], "a": 2}),
         "mappingproxy": types.MappingProxyType({"b": 1, "a": (2,)}),
-        "namedtuple": NT(b=1, a=[2, 3]), "namedtuple sub": NTSub(b=(1,), a=2),
+        "namedtuple": NT(b=1, a=[2, 3]),
+        "namedtuple sub": NTSub(b=(1,), a=2),
         "namedtuple reversed": NTReversed(b=1, a=2),
-        "sequence": MySeq([1, [2, 3]]), "mapping": MyMapping({"z": 1, "y": [2]}),
+        "sequence": MySeq([1, [2, 3]]),
+        "mapping": MyMapping({"z": 1, "y": [2]}),
         "views": [{"b": 1, "a": 2}.values(), {"x": (1, 2)}.items(), {"k": 0}.keys()],
         "numpy leaves": {"w": arr, "b": [arr, arr]},
         "dnc-like": NT(b=NT(b=arr, a=(arr, arr)), a={"h": arr, "c": [arr, None]}),
@@ -159,6 +174,7 @@ def _maybe(name):
 
 _attr = _maybe("attr")
 if _attr is not None:
+
     @_attr.s
     class _Attrs:
         x = _attr.ib()
@@ -195,21 +211,37 @@ def test_zoo_parity(name):
     parity(name, lambda: (lambda p, x: (p, x), s()), "map_structure_with_path")
     for k in range(len(variants(s()))):
         for check_types in (True, False):
+
             def pair(k=k):
                 return s(), variants(s())[k]
 
             parity(name, pair, "assert_same_structure", check_types=check_types)
-            parity(name, lambda: (lambda x, y: (x, y),) + pair(), "map_structure",
-                   check_types=check_types)
-            parity(name, lambda: (lambda x, y, z: z,) + pair() + (s(),), "map_structure",
-                   check_types=check_types)
-            parity(name, lambda: (lambda p, x, y: (p, y),) + pair(),
-                   "map_structure_with_path", check_types=check_types)
+            parity(
+                name,
+                lambda: (lambda x, y: (x, y),) + pair(),
+                "map_structure",
+                check_types=check_types,
+            )
+            parity(
+                name,
+                lambda: (lambda x, y, z: z,) + pair() + (s(),),
+                "map_structure",
+                check_types=check_types,
+            )
+            parity(
+                name,
+                lambda: (lambda p, x, y: (p, y),) + pair(),
+                "map_structure_with_path",
+                check_types=check_types,
+            )
             parity(name, pair, "flatten_up_to", check_types=check_types)
-            parity(name, lambda: pair()[::-1], "flatten_with_path_up_to",
-                   check_types=check_types)
-            parity(name, lambda: (pair()[0], lambda x: (x,), pair()[1]),
-                   "map_structure_up_to", check_types=check_types)
+            parity(name, lambda: pair()[::-1], "flatten_with_path_up_to", check_types=check_types)
+            parity(
+                name,
+                lambda: (pair()[0], lambda x: (x,), pair()[1]),
+                "map_structure_up_to",
+                check_types=check_types,
+            )
     spec_parity(name, s)
 
 
@@ -226,8 +258,11 @@ def spec_parity(name, make):
     assert isinstance(ns, PY.Spec)
     for other in variants(make()):
         assert_same_outcome(name, outcome(ps.flatten, other), outcome(ns.flatten, other))
-        assert_same_outcome(name, outcome(ps.map, lambda x, y: (x, y), make(), other),
-                            outcome(ns.map, lambda x, y: (x, y), make(), other))
+        assert_same_outcome(
+            name,
+            outcome(ps.map, lambda x, y: (x, y), make(), other),
+            outcome(ns.map, lambda x, y: (x, y), make(), other),
+        )
     n = ns.num_leaves
     for leaves in (list(range(n)), tuple(range(n)), list(range(n + 1)), iter(range(n)), 7):
         if isinstance(leaves, cabc.Iterator):
@@ -235,8 +270,9 @@ def spec_parity(name, make):
         else:
             results = [outcome(sp.unflatten, leaves) for sp in (ps, ns)]
         assert_same_outcome(name, *results)
-    assert_same_outcome(name, outcome(ps.map, lambda x: (x,), make()),
-                        outcome(ns.map, lambda x: (x,), make()))
+    assert_same_outcome(
+        name, outcome(ps.map, lambda x: (x,), make()), outcome(ns.map, lambda x: (x,), make())
+    )
     for bad in ((), (3, make()), (len,)):
         assert_same_outcome(name, outcome(ps.map, *bad), outcome(ns.map, *bad))
 
@@ -274,10 +310,14 @@ DICT_PAIRS = {
     "equal keys of other types": lambda: ({1: "x", 2: ["y"]}, {2: ["v"], 1.0: "w"}),
     "bool and int keys": lambda: ({True: 1, 2: 3}, {1: 4, 2: 5}),
     "same size, other keys": lambda: ({"a": 1, "b": 2}, {"a": 1, "c": 2}),
-    "nested, one key renamed": lambda: ([{"k": {"a": 1, "b": 2}}, {"x": 1}],
-                                        [{"k": {"a": 1, "b": 2}}, {"y": 1}]),
-    "many dicts": lambda: ([{f"k{i}": i, f"j{i}": [i]} for i in range(20)],
-                           [{f"j{i}": [i], f"k{i}": i} for i in range(20)]),
+    "nested, one key renamed": lambda: (
+        [{"k": {"a": 1, "b": 2}}, {"x": 1}],
+        [{"k": {"a": 1, "b": 2}}, {"y": 1}],
+    ),
+    "many dicts": lambda: (
+        [{f"k{i}": i, f"j{i}": [i]} for i in range(20)],
+        [{f"j{i}": [i], f"k{i}": i} for i in range(20)],
+    ),
     "int keys": lambda: ({i: i for i in range(50, 0, -1)}, {i: -i for i in range(1, 51)}),
 }
 
@@ -288,12 +328,21 @@ def test_dict_pairs_parity(name):
     make = DICT_PAIRS[name]
     for check_types in (True, False):
         parity(name, make, "assert_same_structure", check_types=check_types)
-        parity(name, lambda: (lambda x, y: (x, y),) + make(), "map_structure",
-               check_types=check_types)
-        parity(name, lambda: (lambda x, y, z: (x, y, z),) + make() + make()[:1],
-               "map_structure", check_types=check_types)
-        parity(name, lambda: (lambda p, x, y: (p, x, y),) + make(), "map_structure_with_path",
-               check_types=check_types)
+        parity(
+            name, lambda: (lambda x, y: (x, y),) + make(), "map_structure", check_types=check_types
+        )
+        parity(
+            name,
+            lambda: (lambda x, y, z: (x, y, z),) + make() + make()[:1],
+            "map_structure",
+            check_types=check_types,
+        )
+        parity(
+            name,
+            lambda: (lambda p, x, y: (p, x, y),) + make(),
+            "map_structure_with_path",
+            check_types=check_types,
+        )
         parity(name, lambda: make()[::-1], "flatten_up_to", check_types=check_types)
     parity(name, lambda: (lambda x: (x,), make()[0]), "map_structure")
     parity(name, lambda: (lambda p, x: (p, x), make()[1]), "map_structure_with_path")
@@ -317,6 +366,7 @@ def test_spec_pickles_and_uses_the_native_engine():
 # hypothesis
 # --------------------------------------------------------------------------
 
+
 @needs_native
 def test_generated_structures_parity():
     hypothesis = pytest.importorskip("hypothesis")
@@ -325,13 +375,15 @@ def test_generated_structures_parity():
 
     nt = pytest.importorskip("nestlib.testing")
     containers = nt.CONTAINERS
-    pairs = st.one_of(nt.structures_with_same_shape(2, containers=containers),
-                      st.tuples(nt.structures(containers=containers),
-                                nt.structures(containers=containers)),
-                      nt.shallow_and_deep(containers=containers))
+    pairs = st.one_of(
+        nt.structures_with_same_shape(2, containers=containers),
+        st.tuples(nt.structures(containers=containers), nt.structures(containers=containers)),
+        nt.shallow_and_deep(containers=containers),
+    )
 
-    @settings(max_examples=150, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(pair=pairs, check_types=st.booleans())
     def check(pair, check_types):
         a, b = pair
@@ -343,18 +395,23 @@ def test_generated_structures_parity():
             parity("a", same(a), op)
         parity("a", same(a, PY.flatten(b)), "unflatten_as")
         parity("a, b", same(a, b), "assert_same_structure", check_types=check_types)
-        parity("a, b", same(lambda x, y: (x, y), a, b), "map_structure",
-               check_types=check_types)
-        parity("a, b", same(lambda p, x, y: (p, y), a, b), "map_structure_with_path",
-               check_types=check_types)
+        parity("a, b", same(lambda x, y: (x, y), a, b), "map_structure", check_types=check_types)
+        parity(
+            "a, b",
+            same(lambda p, x, y: (p, y), a, b),
+            "map_structure_with_path",
+            check_types=check_types,
+        )
         parity("a, b", same(a, b), "flatten_with_path_up_to", check_types=check_types)
-        parity("a, b", same(a, lambda x: (x,), b), "map_structure_up_to",
-               check_types=check_types)
+        parity("a, b", same(a, lambda x: (x,), b), "map_structure_up_to", check_types=check_types)
         ps, ns = outcome(PY.spec_of, a), outcome(NA.spec_of, a)
         if ps[0] == "ok":
             assert_same_outcome("spec", outcome(ps[1].flatten, b), outcome(ns[1].flatten, b))
-            assert_same_outcome("spec", outcome(ps[1].map, lambda x, y: y, a, b),
-                                outcome(ns[1].map, lambda x, y: y, a, b))
+            assert_same_outcome(
+                "spec",
+                outcome(ps[1].map, lambda x, y: y, a, b),
+                outcome(ns[1].map, lambda x, y: y, a, b),
+            )
 
     del hypothesis
     check()
@@ -373,13 +430,16 @@ def hostile() -> dict:
     dcycle: dict = {"a": 1}
     dcycle["b"] = [dcycle]
     return {
-        "cycle": cycle, "dict cycle": dcycle,
-        "deep 10k lists": chain(10_000), "deep 10k tuples": chain(10_000, wrap=lambda x: (x,)),
+        "cycle": cycle,
+        "dict cycle": dcycle,
+        "deep 10k lists": chain(10_000),
+        "deep 10k tuples": chain(10_000, wrap=lambda x: (x,)),
         "deep 10k dicts": chain(10_000, wrap=lambda x: {"k": x}),
         "deep 1001": chain(1001),
-        "raising iter": {"a": RaisingIter()}, "raising getitem": [1, RaisingGetItem()],
-        "unsortable keys": {1: "a", "b": 2}, "raising order": {RaisingOrder(): 1,
-                                                               RaisingOrder(): 2},
+        "raising iter": {"a": RaisingIter()},
+        "raising getitem": [1, RaisingGetItem()],
+        "unsortable keys": {1: "a", "b": 2},
+        "raising order": {RaisingOrder(): 1, RaisingOrder(): 2},
     }
 
 
@@ -407,6 +467,7 @@ def _mutating_cases():
         def f(x):
             d["zz" + str(len(d))] = 0
             return x
+
         return f
 
     def drop_key(d):
@@ -414,18 +475,21 @@ def _mutating_cases():
             if "a" in d:
                 del d["a"]
             return x
+
         return f
 
     def clear(d):
         def f(x):
             d.clear()
             return x
+
         return f
 
     def grow_list(lst):
         def f(x):
             lst.append(9)
             return x
+
         return f
 
     def inner(getter, make_cb):
@@ -459,7 +523,8 @@ def test_callback_mutating_the_structure(case):
         results.append(outcome(api.map_structure, counted, s))
         calls.append((count[0], n))
         s2 = make()
-        results.append(outcome(api.map_structure, lambda x, y, cb=make_cb(s2): cb(x), s2, make()))
+        cb2 = make_cb(s2)
+        results.append(outcome(api.map_structure, lambda x, y, cb=cb2: cb(x), s2, make()))
     assert_same_outcome("map", results[0], results[2])
     assert_same_outcome("map 2", results[1], results[3])
     for count, n in calls:
@@ -483,6 +548,7 @@ def test_deep_structures_do_not_need_the_recursion_limit():
 # --------------------------------------------------------------------------
 # reference leaks and memory
 # --------------------------------------------------------------------------
+
 
 class Leaf:
     """A leaf type of our own, to watch its instances' reference counts."""
@@ -520,8 +586,11 @@ def test_no_reference_leaks():
     types_watched = [NT, NTSub, collections.OrderedDict, Leaf, dict, list, tuple]
 
     def build():
-        return {"b": NT(leaf, [leaf, (leaf,)]), "a": collections.OrderedDict(y=leaf, x=NTSub(leaf, leaf)),
-                "c": [None, 1.5, "s"]}
+        return {
+            "b": NT(leaf, [leaf, (leaf,)]),
+            "a": collections.OrderedDict(y=leaf, x=NTSub(leaf, leaf)),
+            "c": [None, 1.5, "s"],
+        }
 
     s, other = build(), build()
     spec = NA.spec_of(s)
@@ -571,11 +640,15 @@ def test_memory_stays_flat():
 # threads
 # --------------------------------------------------------------------------
 
+
 @needs_native
 def test_concurrent_calls_give_correct_results():
     def make(i):
-        return {"b": NT(i, [i + 1, (i + 2,)]), "a": {f"k{j}": j * i for j in range(30)},
-                "c": [[i] * 5, collections.OrderedDict(z=i, y=-i)]}
+        return {
+            "b": NT(i, [i + 1, (i + 2,)]),
+            "a": {f"k{j}": j * i for j in range(30)},
+            "c": [[i] * 5, collections.OrderedDict(z=i, y=-i)],
+        }
 
     expected = {i: (PY.flatten(make(i)), PY.flatten_with_path(make(i))) for i in range(8)}
     shared = make(3)
@@ -597,7 +670,7 @@ def test_concurrent_calls_give_correct_results():
                 assert NA.flatten(NA.map_structure(lambda x: -x, s)) == [-x for x in flat]
                 assert spec.flatten(shared) == expected[3][0]
                 assert identical(spec.unflatten(spec.flatten(s)), s)
-        except Exception as e:  # noqa: BLE001 - reported below
+        except Exception as e:
             errors.append(e)
 
     threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
@@ -617,16 +690,19 @@ def test_concurrent_calls_give_correct_results():
 # selection and fallback
 # --------------------------------------------------------------------------
 
+
 def _run(code: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != _backend.ENV_VAR}
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env
+    )
 
 
-HIDE_EXTENSION = textwrap.dedent('''
+HIDE_EXTENSION = textwrap.dedent("""
     import importlib.abc, sys
     class _NoCore(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
@@ -634,21 +710,25 @@ HIDE_EXTENSION = textwrap.dedent('''
                 raise ImportError("nestlib._cnest hidden by the test")
             return None
     sys.meta_path.insert(0, _NoCore())
-''')
+""")
 
 
 @needs_native
 def test_native_is_the_default_and_never_imports_dm_tree():
-    proc = _run("import sys, nestlib\n"
-                "nestlib.map_structure(lambda x: x, {'a': [1, (2,)]})\n"
-                "print(nestlib.backend(), 'tree' in sys.modules, 'nestlib._cnest' in sys.modules)")
+    proc = _run(
+        "import sys, nestlib\n"
+        "nestlib.map_structure(lambda x: x, {'a': [1, (2,)]})\n"
+        "print(nestlib.backend(), 'tree' in sys.modules, 'nestlib._cnest' in sys.modules)"
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["native", "False", "True"]
     assert "Warning" not in proc.stderr
 
 
 def test_missing_extension_falls_back_with_one_warning():
-    proc = _run(HIDE_EXTENSION + textwrap.dedent('''
+    proc = _run(
+        HIDE_EXTENSION
+        + textwrap.dedent("""
         import warnings
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -656,7 +736,8 @@ def test_missing_extension_falls_back_with_one_warning():
         print(nestlib.backend())
         print(len(caught), caught[0].category.__name__, caught[0].message)
         print(nestlib.flatten({"b": 1, "a": [2]}))
-    '''))
+    """)
+    )
     assert proc.returncode == 0, proc.stderr
     name, warning, flat = proc.stdout.strip().splitlines()
     assert name in ("dm-tree", "python")

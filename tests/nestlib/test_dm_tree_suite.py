@@ -52,49 +52,37 @@ WORDING = "pins dm-tree's exact error wording"
 #: Every skipped case, with a one-line reason. Keys are ``Class.method``.
 SKIPS: dict[str, str] = {
     # -- private names ----------------------------------------------------------
-    "NestTest.testAttrsFlattenAndUnflatten":
-        f"{PRIVATE} (tree._is_attrs); its BadAttr (a class whose __attrs_attrs__ is None) "
-        "is a leaf in nestlib, dm-tree fails with 'object is not iterable'",
-    "NestTest.testAssertShallowStructure":
-        f"{PRIVATE} (tree._assert_shallow_structure and its message constants)",
-    "NestTest.testFlattenUpTo":
-        f"{PRIVATE} (message constant tree._IF_SHALLOW_IS_SEQ_INPUT_MUST_BE_SEQ, literal match)",
-    "NestTest.testFlattenWithPathUpTo":
-        f"{PRIVATE} (message constant tree._IF_SHALLOW_IS_SEQ_INPUT_MUST_BE_SEQ_WITH_PATH)",
+    "NestTest.testAttrsFlattenAndUnflatten": f"{PRIVATE} (tree._is_attrs); its BadAttr (a class whose __attrs_attrs__ is None) "
+    "is a leaf in nestlib, dm-tree fails with 'object is not iterable'",
+    "NestTest.testAssertShallowStructure": f"{PRIVATE} (tree._assert_shallow_structure and its message constants)",
+    "NestTest.testFlattenUpTo": f"{PRIVATE} (message constant tree._IF_SHALLOW_IS_SEQ_INPUT_MUST_BE_SEQ, literal match)",
+    "NestTest.testFlattenWithPathUpTo": f"{PRIVATE} (message constant tree._IF_SHALLOW_IS_SEQ_INPUT_MUST_BE_SEQ_WITH_PATH)",
     # -- error wording ----------------------------------------------------------
-    "DoctestTest.testDoctest":
-        f"{WORDING}: dm-tree's docstring examples print its TypeError text "
-        "('The two structures don't have the same nested structure.')",
+    "DoctestTest.testDoctest": f"{WORDING}: dm-tree's docstring examples print its TypeError text "
+    "('The two structures don't have the same nested structure.')",
     "NestTest.testFlattenAndUnflatten": f"{WORDING} ('Structure is a scalar')",
-    "NestTest.testUnflattenSequenceAs_wrongLengthsError":
-        f"{WORDING} ('Structure had 2 elements, but flat_sequence had 3 elements.')",
-    "NestTest.testAssertSameStructure_differentNumElements":
-        f"{WORDING} (dm-tree's multi-line 'More specifically: Substructure ...' text)",
+    "NestTest.testUnflattenSequenceAs_wrongLengthsError": f"{WORDING} ('Structure had 2 elements, but flat_sequence had 3 elements.')",
+    "NestTest.testAssertSameStructure_differentNumElements": f"{WORDING} (dm-tree's multi-line 'More specifically: Substructure ...' text)",
     "NestTest.testAssertSameStructure_listVsNdArray": f"{WORDING} ('More specifically: ...')",
     "NestTest.testAssertSameStructure_intVsList": f"{WORDING} ('More specifically: ...')",
-    "NestTest.testAssertSameStructure_differentNesting":
-        f"{WORDING} (\"don't have the same nested structure\")",
-    "NestTest.testAssertSameStructure_sameNamedTupleDifferentStructuredContents":
-        f"{WORDING} (\"don't have the same nested structure\")",
-    "NestTest.testAssertSameStructure_differentlyNestedLists":
-        f"{WORDING} (\"don't have the same nested structure\")",
-    "NestTest.testAssertSameStructure_listStructureWithAndWithoutTypes":
-        f"{WORDING} (\"don't have the same sequence type\")",
-    "NestTest.testAssertSameStructure_dictionaryDifferentKeys":
-        f"{WORDING} (\"don't have the same set of keys\")",
-    "NestTest.testAssertSameStructure_sameNameNamedTuplesDifferentStructure":
-        f"{WORDING} (\"The two structures don't have the same\")",
-    "NestTest.testMapStructure":
-        f"{WORDING} ('same number of elements', 'same nested structure', 'same sequence "
-        "type', 'Only valid keyword argument')",
+    "NestTest.testAssertSameStructure_differentNesting": f'{WORDING} ("don\'t have the same nested structure")',
+    "NestTest.testAssertSameStructure_sameNamedTupleDifferentStructuredContents": f'{WORDING} ("don\'t have the same nested structure")',
+    "NestTest.testAssertSameStructure_differentlyNestedLists": f'{WORDING} ("don\'t have the same nested structure")',
+    "NestTest.testAssertSameStructure_listStructureWithAndWithoutTypes": f'{WORDING} ("don\'t have the same sequence type")',
+    "NestTest.testAssertSameStructure_dictionaryDifferentKeys": f'{WORDING} ("don\'t have the same set of keys")',
+    "NestTest.testAssertSameStructure_sameNameNamedTuplesDifferentStructure": f'{WORDING} ("The two structures don\'t have the same")',
+    "NestTest.testMapStructure": f"{WORDING} ('same number of elements', 'same nested structure', 'same sequence "
+    "type', 'Only valid keyword argument')",
 }
 
 #: Cases re-run with exception classes checked but not wording. Those
 #: skipped for other reasons (a private predicate, a semantic difference)
 #: are not.
 CLASS_ONLY: tuple[str, ...] = tuple(
-    name for name, reason in SKIPS.items()
-    if reason.startswith(WORDING) or (reason.startswith(PRIVATE) and "constant" in reason))
+    name
+    for name, reason in SKIPS.items()
+    if reason.startswith(WORDING) or (reason.startswith(PRIVATE) and "constant" in reason)
+)
 
 #: In class-only mode, expected errors that nestlib raises with another class
 #: on purpose: dm-tree's pinned pattern -> (nestlib's class, nestlib's pattern).
@@ -111,8 +99,10 @@ def _shim(name: str, class_only: bool) -> types.ModuleType:
     # dm-tree's doctests (its DoctestTest runs them on ``tree``): the examples
     # of dm-tree's public functions, run against the shim.
     shim.__test__ = {
-        fn: getattr(real_tree, fn).__doc__ for fn in vars(api)
-        if not fn.startswith("_") and callable(getattr(real_tree, fn, None))
+        fn: getattr(real_tree, fn).__doc__
+        for fn in vars(api)
+        if not fn.startswith("_")
+        and callable(getattr(real_tree, fn, None))
         and "\n  >>> " in (getattr(real_tree, fn).__doc__ or "")
     }
     if class_only:
@@ -138,13 +128,13 @@ def _class_only_doctest() -> types.SimpleNamespace:
 
 
 def _class_only_asserts(case_cls: type) -> None:
-    def assertRaisesRegex(self, expected, regex, *args, **kwargs):  # noqa: N802
+    def assertRaisesRegex(self, expected, regex, *args, **kwargs):
         sub = CLASS_ONLY_SUBSTITUTES.get(getattr(regex, "pattern", regex))
         if sub is not None:
             return unittest.TestCase.assertRaisesRegex(self, sub[0], sub[1], *args, **kwargs)
         return self.assertRaises(expected, *args, **kwargs)
 
-    def assertRaisesWithLiteralMatch(self, expected, _message, *args, **kwargs):  # noqa: N802
+    def assertRaisesWithLiteralMatch(self, expected, _message, *args, **kwargs):
         return self.assertRaises(expected, *args, **kwargs)
 
     case_cls.assertRaisesRegex = assertRaisesRegex
@@ -167,7 +157,7 @@ def _cases(name: str, class_only: bool = False) -> dict[str, unittest.TestCase]:
             saved = sys.modules.get("tree")
             sys.modules["tree"] = shim
             try:
-                exec(code, module.__dict__)  # noqa: S102 - dm-tree's own test file
+                exec(code, module.__dict__)
             finally:
                 if saved is None:
                     sys.modules.pop("tree", None)
@@ -177,8 +167,11 @@ def _cases(name: str, class_only: bool = False) -> dict[str, unittest.TestCase]:
                 module.doctest = _class_only_doctest()
             cases: dict[str, unittest.TestCase] = {}
             for value in list(vars(module).values()):
-                if isinstance(value, type) and issubclass(value, unittest.TestCase) \
-                        and value.__module__ == module.__name__:
+                if (
+                    isinstance(value, type)
+                    and issubclass(value, unittest.TestCase)
+                    and value.__module__ == module.__name__
+                ):
                     if class_only:
                         _class_only_asserts(value)
                     for case in unittest.defaultTestLoader.loadTestsFromTestCase(value):

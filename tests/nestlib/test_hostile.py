@@ -26,8 +26,9 @@ from nestlib import _backend
 from tests.objects import identical
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-AVAILABLE = [b for b in _backend.BACKENDS
-             if b != "dm-tree" or importlib.util.find_spec("tree") is not None]
+AVAILABLE = [
+    b for b in _backend.BACKENDS if b != "dm-tree" or importlib.util.find_spec("tree") is not None
+]
 
 NT = collections.namedtuple("NT", "a b")
 
@@ -43,7 +44,7 @@ def chain(depth: int, leaf=1, wrap=lambda x: [x]):
 # the full matrix, in a child process
 # --------------------------------------------------------------------------
 
-MATRIX = textwrap.dedent('''
+MATRIX = textwrap.dedent("""
     import collections, json, sys
     from nestlib import _backend
     n = _backend.api(sys.argv[1])
@@ -124,15 +125,25 @@ MATRIX = textwrap.dedent('''
                 out.append([iname, oname, type(e).__name__, str(e)[:300]])
     out.append(["recursion limit", "", "", sys.getrecursionlimit()])
     print(json.dumps(out))
-''')
+""")
 
 
 @pytest.mark.parametrize("backend", AVAILABLE)
 def test_every_function_on_cycles_and_10k_deep_nests(backend):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    proc = subprocess.run([sys.executable, "-c", MATRIX, backend], capture_output=True,
-                          text=True, timeout=120, cwd=ROOT, env=env)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        ),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", MATRIX, backend],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]  # a crash shows up here
     rows = json.loads(proc.stdout.strip().splitlines()[-1])
     *rows, (_, _, _, limit) = rows
@@ -158,13 +169,16 @@ def test_every_function_on_cycles_and_10k_deep_nests(backend):
 # cycles and depth, in process: the exact messages
 # --------------------------------------------------------------------------
 
+
 def test_cycle_messages_name_the_path(nest):
     a = []
     a.append(a)
     with pytest.raises(ValueError) as info:
         nest.flatten(a)
-    assert str(info.value) == ("structure contains itself at [0] (a reference cycle back to "
-                               "list of length 1); nests must be trees")
+    assert str(info.value) == (
+        "structure contains itself at [0] (a reference cycle back to "
+        "list of length 1); nests must be trees"
+    )
     d = {"ok": 1}
     d["self"] = d
     with pytest.raises(ValueError, match=r"contains itself at \['self'\]"):
@@ -181,14 +195,19 @@ def test_shared_subtrees_are_not_cycles(nest):
     x = [1, {"a": 2}]
     s = [x, (x, {"b": x})]
     assert nest.flatten(s) == [1, 2, 1, 2, 1, 2]
-    assert nest.map_structure(lambda v: v * 10, s) == [[10, {"a": 20}], ([10, {"a": 20}],
-                                                                         {"b": [10, {"a": 20}]})]
+    assert nest.map_structure(lambda v: v * 10, s) == [
+        [10, {"a": 20}],
+        ([10, {"a": 20}], {"b": [10, {"a": 20}]}),
+    ]
     nest.assert_same_structure(s, s)
     assert nest.spec_of(s).num_leaves == 6
 
 
-@pytest.mark.parametrize("wrap", [lambda x: [x], lambda x: {"k": x}, lambda x: NT(x, 0),
-                                  lambda x: (x,)], ids=["list", "dict", "namedtuple", "tuple"])
+@pytest.mark.parametrize(
+    "wrap",
+    [lambda x: [x], lambda x: {"k": x}, lambda x: NT(x, 0), lambda x: (x,)],
+    ids=["list", "dict", "namedtuple", "tuple"],
+)
 def test_max_depth_is_legal_on_both_backends(nest, wrap):
     limit = sys.getrecursionlimit()
     leaf = "leaf"
@@ -220,9 +239,14 @@ def test_one_more_level_than_max_depth_is_rejected(nest):
     ok, too_deep = chain(nest.MAX_DEPTH), chain(nest.MAX_DEPTH + 1)
     assert nest.flatten(ok) == [1]
     nest.traverse(lambda x: None, ok)
-    for fn in (nest.flatten, nest.flatten_with_path, nest.spec_of, nest.list_to_tuple,
-               lambda s: nest.assert_same_structure(s, s),
-               lambda s: nest.traverse(lambda x: None, s)):
+    for fn in (
+        nest.flatten,
+        nest.flatten_with_path,
+        nest.spec_of,
+        nest.list_to_tuple,
+        lambda s: nest.assert_same_structure(s, s),
+        lambda s: nest.traverse(lambda x: None, s),
+    ):
         with pytest.raises(ValueError, match="nested more than 1000 levels deep"):
             fn(too_deep)
 
@@ -241,8 +265,18 @@ def test_deep_mismatch_reports_the_path_without_recursing(nest):
 # objects whose methods raise
 # --------------------------------------------------------------------------
 
-from tests.objects import (BadEq, BadGetItem, BadIter, BadKeys, BadLen,  # noqa: E402
-                           BadOrder, BadRepr, Boom, Map, Seq)
+from tests.objects import (  # noqa: E402
+    BadEq,
+    BadGetItem,
+    BadIter,
+    BadKeys,
+    BadLen,
+    BadOrder,
+    BadRepr,
+    Boom,
+    Map,
+    Seq,
+)
 
 
 def all_functions(nest):
@@ -290,13 +324,17 @@ def test_sequence_whose_len_raises_is_iterated(nest):
         nest.map_structure(lambda x: x, [BadLen()])
 
 
-@pytest.mark.parametrize("structure, message, path", [
-    ({"a": BadIter()}, "iter", "['a']"),
-    ([BadKeys()], "iter", "[0]"),
-    ([1, BadGetItem()], "getitem", "[1]"),
-    ({BadOrder(): 1, BadOrder(): 2}, "lt", "the top level"),
-    ({"x": [0, (1, {"y": BadIter()})]}, "iter", "['x'][1][1]['y']"),
-], ids=["iter", "keys", "getitem", "key-order", "deep"])
+@pytest.mark.parametrize(
+    "structure, message, path",
+    [
+        ({"a": BadIter()}, "iter", "['a']"),
+        ([BadKeys()], "iter", "[0]"),
+        ([1, BadGetItem()], "getitem", "[1]"),
+        ({BadOrder(): 1, BadOrder(): 2}, "lt", "the top level"),
+        ({"x": [0, (1, {"y": BadIter()})]}, "iter", "['x'][1][1]['y']"),
+    ],
+    ids=["iter", "keys", "getitem", "key-order", "deep"],
+)
 def test_user_exceptions_propagate_with_the_path(nest, structure, message, path):
     for name, fn in all_functions(nest).items():
         if name == "is_nested":
@@ -360,29 +398,43 @@ def rebuilding_functions(nest, n_leaves):
         "map_structure 2": lambda s: nest.map_structure(lambda x, y: 99, s, s),
         "map_structure_with_path": lambda s: nest.map_structure_with_path(lambda p, x: 99, s),
         "map_structure_up_to": lambda s: nest.map_structure_up_to(s, lambda x: 99, s),
-        "map_structure_with_path_up_to":
-            lambda s: nest.map_structure_with_path_up_to(s, lambda p, x: 99, s),
+        "map_structure_with_path_up_to": lambda s: nest.map_structure_with_path_up_to(
+            s, lambda p, x: 99, s
+        ),
         "traverse": lambda s: nest.traverse(lambda x: 99 if x == 1 else None, s),
-        "traverse bottom-up":
-            lambda s: nest.traverse(lambda x: 99 if x == 1 else None, s, top_down=False),
+        "traverse bottom-up": lambda s: nest.traverse(
+            lambda x: 99 if x == 1 else None, s, top_down=False
+        ),
         "Spec.unflatten": lambda s: nest.spec_of(s).unflatten([99] * n_leaves),
         "Spec.map": lambda s: nest.spec_of(s).map(lambda x: 99, s),
     }
 
 
-@pytest.mark.parametrize("node", [
-    PickyTuple(1, 1), PickyList([1, 1]), PickyDict({"k": 1, "j": 1}),
-    PickyMapping({"k": 1, "j": 1}), PickySeq([1, 1]), PickyAttrs(1, 1),
-], ids=lambda n: type(n).__name__)
+@pytest.mark.parametrize(
+    "node",
+    [
+        PickyTuple(1, 1),
+        PickyList([1, 1]),
+        PickyDict({"k": 1, "j": 1}),
+        PickyMapping({"k": 1, "j": 1}),
+        PickySeq([1, 1]),
+        PickyAttrs(1, 1),
+    ],
+    ids=lambda n: type(n).__name__,
+)
 def test_a_node_type_refusing_its_values_is_named_by_path(nest, node):
     s = {"x": [0, (node, 2)], "y": [3]}
     for name, fn in rebuilding_functions(nest, len(nest.flatten(s))).items():
-        with pytest.raises(TypeError, match=f"could not rebuild a {type(node).__name__} "
-                                            f"from 2 values: 99 is refused") as info:
+        with pytest.raises(
+            TypeError,
+            match=f"could not rebuild a {type(node).__name__} from 2 values: 99 is refused",
+        ) as info:
             fn(s)
         notes = getattr(info.value, "__notes__", [])
-        assert notes == ["(nestlib: raised while rebuilding the node at ['x'][1][0])"], \
-            (name, notes)
+        assert notes == ["(nestlib: raised while rebuilding the node at ['x'][1][0])"], (
+            name,
+            notes,
+        )
         assert isinstance(info.value.__cause__, Boom), name
     # the same values are fine where the type accepts them
     accepted = nest.map_structure(lambda x: 5, s)["x"][1][0]
@@ -398,7 +450,8 @@ def test_a_refusing_node_shared_by_two_places_names_both(nest):
         also = "" if name.startswith("Spec") else " (the same object is also at [1])"
         # (a Spec rebuilds from its own skeleton, which shares nothing)
         assert info.value.__notes__ == [
-            f"(nestlib: raised while rebuilding the node at [0]['a']{also})"], name
+            f"(nestlib: raised while rebuilding the node at [0]['a']{also})"
+        ], name
 
 
 def test_hostile_nodes_compared_with_plain_ones_give_structure_errors(nest):
@@ -420,6 +473,7 @@ def test_unsortable_keys_everywhere(nest):
 # --------------------------------------------------------------------------
 # callbacks that raise
 # --------------------------------------------------------------------------
+
 
 def test_callback_exceptions_propagate_unchanged(nest):
     class Mine(Exception):

@@ -22,7 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 # Installed before nestlib is imported: makes ``import tree`` (dm-tree) fail
 # as if it were not installed.
-HIDE_DM_TREE = textwrap.dedent('''
+HIDE_DM_TREE = textwrap.dedent("""
     import importlib.abc, sys
 
     class _NoDmTree(importlib.abc.MetaPathFinder):
@@ -34,20 +34,28 @@ HIDE_DM_TREE = textwrap.dedent('''
     sys.meta_path.insert(0, _NoDmTree())
     for _name in [m for m in sys.modules if m == "tree" or m.startswith("tree.")]:
         del sys.modules[_name]
-''')
+""")
 
 
-def run_python(code: str, backend: str | None = None, hide_dm_tree: bool = False,
-               timeout: float = 120) -> subprocess.CompletedProcess:
+def run_python(
+    code: str, backend: str | None = None, hide_dm_tree: bool = False, timeout: float = 120
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != _backend.ENV_VAR}
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
     if backend is not None:
         env[_backend.ENV_VAR] = backend
     if hide_dm_tree:
         code = HIDE_DM_TREE + code
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=env,
+    )
 
 
 def last_json(proc: subprocess.CompletedProcess):
@@ -58,6 +66,7 @@ def last_json(proc: subprocess.CompletedProcess):
 # --------------------------------------------------------------------------
 # selection
 # --------------------------------------------------------------------------
+
 
 def _native_built() -> bool:
     try:
@@ -70,14 +79,23 @@ def _native_built() -> bool:
 NATIVE = _native_built()
 
 
-@pytest.mark.parametrize("requested, expected", [
-    (None, "native" if NATIVE else "dm-tree"), ("dm-tree", "dm-tree"), ("python", "python"),
-    (" python ", "python")] + ([("native", "native")] if NATIVE else []))
+@pytest.mark.parametrize(
+    "requested, expected",
+    [
+        (None, "native" if NATIVE else "dm-tree"),
+        ("dm-tree", "dm-tree"),
+        ("python", "python"),
+        (" python ", "python"),
+    ]
+    + ([("native", "native")] if NATIVE else []),
+)
 def test_environment_variable_selects_the_backend(requested, expected):
     pytest.importorskip("tree")
-    proc = run_python("import json, nestlib, sys\n"
-                      "print(json.dumps([nestlib.backend(), 'tree._tree' in sys.modules]))",
-                      backend=requested)
+    proc = run_python(
+        "import json, nestlib, sys\n"
+        "print(json.dumps([nestlib.backend(), 'tree._tree' in sys.modules]))",
+        backend=requested,
+    )
     name, loaded_dm_tree = last_json(proc)
     assert name == expected
     assert loaded_dm_tree == (expected == "dm-tree")
@@ -108,7 +126,7 @@ def test_in_process_backend_matches_the_default():
 # without dm-tree
 # --------------------------------------------------------------------------
 
-WORKLOAD = textwrap.dedent('''
+WORKLOAD = textwrap.dedent("""
     import collections, json, pickle, sys
     import nestlib
     State = collections.namedtuple("State", "hidden cell")
@@ -136,7 +154,7 @@ WORKLOAD = textwrap.dedent('''
     except ValueError as e:
         out["cycle"] = str(e)
     print(json.dumps(out))
-''')
+""")
 
 
 def test_python_backend_works_with_dm_tree_unimportable():
@@ -177,7 +195,7 @@ def test_requesting_dm_tree_without_it_is_a_clear_error():
 
 def test_testing_module_works_without_dm_tree():
     pytest.importorskip("hypothesis")
-    code = textwrap.dedent('''
+    code = textwrap.dedent("""
         import json, nestlib
         from hypothesis import given, settings
         from nestlib.testing import structures
@@ -189,7 +207,7 @@ def test_testing_module_works_without_dm_tree():
             seen.append(1)
         check()
         print(json.dumps([nestlib.backend(), len(seen)]))
-    ''')
+    """)
     name, runs = last_json(run_python(code, backend="python", hide_dm_tree=True))
     assert name == "python" and runs >= 20
 
@@ -198,10 +216,13 @@ def test_testing_module_works_without_dm_tree():
 # what `import nestlib` pulls in
 # --------------------------------------------------------------------------
 
+
 def test_import_nestlib_is_light():
-    code = ("import json, sys, nestlib\n"
-            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('tensorflow', 'hypothesis', 'rnn', 'keras', 'optree', 'sonnet', 'nestlib'))))")
+    code = (
+        "import json, sys, nestlib\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('tensorflow', 'hypothesis', 'rnn', 'keras', 'optree', 'sonnet', 'nestlib'))))"
+    )
     for backend in _backend.BACKENDS if NATIVE else ("python", "dm-tree"):
         loaded = last_json(run_python(code, backend=backend))
         assert all(m.startswith("nestlib") for m in loaded), loaded
@@ -211,7 +232,7 @@ def test_import_nestlib_is_light():
 def test_expand_composites_imports_tensorflow_only_when_used():
     # A stand-in "tensorflow" (importing the real one takes many seconds) that
     # records when it is imported.
-    code = textwrap.dedent('''
+    code = textwrap.dedent("""
         import importlib.abc, importlib.machinery, json, sys, types
         imported = []
 
@@ -237,7 +258,7 @@ def test_expand_composites_imports_tensorflow_only_when_used():
         before = bool(imported)
         flat = nestlib.flatten([1, (2,)], expand_composites=True)
         print(json.dumps([before, bool(imported), flat]))
-    ''')
+    """)
     assert last_json(run_python(code, backend="python")) == [False, True, [1, 2]]
 
 
@@ -245,7 +266,7 @@ def test_expand_composites_imports_tensorflow_only_when_used():
 # dm-tree's compiled code and wrapt.ObjectProxy
 # --------------------------------------------------------------------------
 
-PROXY_ORDER = textwrap.dedent('''
+PROXY_ORDER = textwrap.dedent("""
     import json, sys, wrapt, nestlib
     from tree import _tree
     P = wrapt.ObjectProxy
@@ -267,15 +288,19 @@ PROXY_ORDER = textwrap.dedent('''
         except Exception as e:
             out.append(type(e).__name__)
     print(json.dumps(out))
-''')
+""")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "dm-tree's compiled code decides once per type whether a wrapt.ObjectProxy is a node "
-    "(the first proxy it sees decides for every later one), and the dm-tree backend trusts "
-    "its flatten/is_sequence; so a proxied node can flatten as one leaf, a proxied dict as "
-    "its keys, a proxied str as its characters, and map_structure can fail, depending on "
-    "what the process did earlier"))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "dm-tree's compiled code decides once per type whether a wrapt.ObjectProxy is a node "
+        "(the first proxy it sees decides for every later one), and the dm-tree backend trusts "
+        "its flatten/is_sequence; so a proxied node can flatten as one leaf, a proxied dict as "
+        "its keys, a proxied str as its characters, and map_structure can fail, depending on "
+        "what the process did earlier"
+    ),
+)
 def test_dm_tree_backend_agrees_on_object_proxies_whatever_dm_tree_saw_first():
     pytest.importorskip("wrapt")
     pytest.importorskip("tree")
@@ -283,9 +308,13 @@ def test_dm_tree_backend_agrees_on_object_proxies_whatever_dm_tree_saw_first():
     for backend in ("python", "dm-tree"):
         for order in ("leaf-first", "node-first"):
             proc = subprocess.run(
-                [sys.executable, "-c", PROXY_ORDER, order], capture_output=True, text=True,
-                timeout=120, cwd=ROOT,
-                env=dict(os.environ, PYTHONPATH=str(ROOT), **{_backend.ENV_VAR: backend}))
+                [sys.executable, "-c", PROXY_ORDER, order],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                cwd=ROOT,
+                env=dict(os.environ, PYTHONPATH=str(ROOT), **{_backend.ENV_VAR: backend}),
+            )
             results[backend, order] = last_json(proc)
     expected = results["python", "leaf-first"]
     assert expected[0] == ["1", "2"] and expected[2] == ["2", "1"]  # nestlib's rule

@@ -13,6 +13,9 @@ def test_round_trip(nest):
 
 
 def test_mismatch_names_path(nest):
-    with pytest.raises(ValueError, match=r"structures differ at \['a'\]\.cell: "
-                                         r"tuple of length 2 vs tuple of length 3"):
+    with pytest.raises(
+        ValueError,
+        match=r"structures differ at \['a'\]\.cell: "
+        r"tuple of length 2 vs tuple of length 3",
+    ):
         nest.assert_same_structure({"a": State(1, (1, 2))}, {"a": State(1, (1, 2, 3))})

@@ -32,5 +32,5 @@ def nest(request):
     except ImportError as e:
         if request.param != "native":
             raise
-        # tests/nest/test_native.py fails instead where a compiler could have built it
+        # tests/nestlib/test_native.py fails instead where a compiler could have built it
         pytest.skip(f"nestlib's compiled core is not built here: {e}")

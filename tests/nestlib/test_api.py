@@ -42,6 +42,7 @@ class SubPoint(Point):
 
 
 if attr is not None:
+
     @attr.s
     class Cell:
         zeta = attr.ib()
@@ -57,6 +58,7 @@ if attr is not None:
 # the public surface
 # --------------------------------------------------------------------------
 
+
 def test_all_names_exist_and_backends_expose_the_same_names(nest):
     for name in nestlib.__all__:
         assert hasattr(nestlib, name), name
@@ -66,8 +68,7 @@ def test_all_names_exist_and_backends_expose_the_same_names(nest):
     assert nestlib.backend() in _backend.BACKENDS
 
 
-@pytest.mark.parametrize("name", [n for n in nestlib.__all__
-                                  if callable(getattr(nestlib, n))])
+@pytest.mark.parametrize("name", [n for n in nestlib.__all__ if callable(getattr(nestlib, n))])
 def test_public_callables_have_doctest_examples(name):
     doc = getattr(nestlib, name).__doc__ or ""
     assert ">>>" in doc, f"nestlib.{name} has no example in its docstring"
@@ -81,7 +82,8 @@ def _missing_hints():
             continue
         sig = inspect.signature(fn)
         if sig.return_annotation is inspect.Signature.empty or any(
-                p.annotation is inspect.Parameter.empty for p in sig.parameters.values()):
+            p.annotation is inspect.Parameter.empty for p in sig.parameters.values()
+        ):
             missing.append(name)
     return missing
 
@@ -112,13 +114,14 @@ SIGNATURES = {
 @pytest.mark.parametrize("name", sorted(SIGNATURES))
 def test_parameter_names_match_dm_tree(nest, name):
     params = list(inspect.signature(getattr(nest, name)).parameters)
-    assert params[:len(SIGNATURES[name])] == SIGNATURES[name]
+    assert params[: len(SIGNATURES[name])] == SIGNATURES[name]
 
 
 def test_keyword_calls_written_for_dm_tree_work(nest):
     assert nest.flatten_up_to(shallow_structure=[0, 0], input_structure=[[1], 2]) == [[1], 2]
-    assert nest.flatten_with_path_up_to(shallow_structure=(0,), input_structure=((1, 2),)) == \
-        [((0,), (1, 2))]
+    assert nest.flatten_with_path_up_to(shallow_structure=(0,), input_structure=((1, 2),)) == [
+        ((0,), (1, 2))
+    ]
     assert nest.map_structure_with_path_up_to([0], lambda p, x: (p, x), [7]) == [((0,), 7)]
     nest.assert_shallow_structure(shallow_tree=[0], input_tree=[[1]])
     nest.assert_same_structure(a=[1], b=[2], check_types=True)
@@ -129,8 +132,24 @@ def test_keyword_calls_written_for_dm_tree_work(nest):
 # leaves and nodes
 # --------------------------------------------------------------------------
 
-LEAVES = [None, 0, 1.5, True, "str", b"bytes", bytearray(b"ba"), {1, 2}, frozenset({3}),
-          np.zeros([2, 3]), np.float32(1.0), np.int64(3), 1 + 2j, object, len, Ellipsis]
+LEAVES = [
+    None,
+    0,
+    1.5,
+    True,
+    "str",
+    b"bytes",
+    bytearray(b"ba"),
+    {1, 2},
+    frozenset({3}),
+    np.zeros([2, 3]),
+    np.float32(1.0),
+    np.int64(3),
+    1 + 2j,
+    object,
+    len,
+    Ellipsis,
+]
 
 
 @pytest.mark.parametrize("leaf", LEAVES, ids=lambda x: type(x).__name__)
@@ -160,9 +179,11 @@ def test_none_is_a_leaf_everywhere(nest):
     assert nest.flatten_up_to([None, None], [[1], 2]) == [[1], 2]
 
 
-@pytest.mark.parametrize("node", [[], (), {}, Empty(), [[]], {"a": ()},
-                                  collections.OrderedDict(), types.MappingProxyType({})],
-                         ids=repr)
+@pytest.mark.parametrize(
+    "node",
+    [[], (), {}, Empty(), [[]], {"a": ()}, collections.OrderedDict(), types.MappingProxyType({})],
+    ids=repr,
+)
 def test_empty_nodes_have_no_leaves(nest, node):
     assert nest.is_nested(node)
     assert nest.flatten(node) == []
@@ -173,9 +194,21 @@ def test_empty_nodes_have_no_leaves(nest, node):
 
 def test_nodes(nest):
     records = [Cell(1, 2)] if attr is not None else []
-    for node in ([1], (1,), Point(1, 2), {"a": 1}, *records, Seq([1]), Map(a=1),
-                 types.MappingProxyType({"a": 1}), {"a": 1}.values(), {"a": 1}.keys(),
-                 {"a": 1}.items(), range(2), collections.deque([1])):
+    for node in (
+        [1],
+        (1,),
+        Point(1, 2),
+        {"a": 1},
+        *records,
+        Seq([1]),
+        Map(a=1),
+        types.MappingProxyType({"a": 1}),
+        {"a": 1}.values(),
+        {"a": 1}.keys(),
+        {"a": 1}.items(),
+        range(2),
+        collections.deque([1]),
+    ):
         assert nest.is_nested(node), node
 
 
@@ -207,12 +240,16 @@ def test_numpy_arrays_are_leaves_not_sequences(nest):
 # mappings: sorted flatten order, original rebuild order
 # --------------------------------------------------------------------------
 
+
 def test_dicts_flatten_in_sorted_key_order(nest):
     assert nest.flatten({"b": 1, "a": 2, "c": 3}) == [2, 1, 3]
     assert nest.flatten({10: "x", 2: "y"}) == ["y", "x"]
     assert nest.flatten(collections.OrderedDict([("b", 1), ("a", 2)])) == [2, 1]
-    assert [p for p, _ in nest.flatten_with_path({"b": 1, "a": {"d": 2, "c": 3}})] == \
-        [("a", "c"), ("a", "d"), ("b",)]
+    assert [p for p, _ in nest.flatten_with_path({"b": 1, "a": {"d": 2, "c": 3}})] == [
+        ("a", "c"),
+        ("a", "d"),
+        ("b",),
+    ]
 
 
 def test_mappings_rebuild_in_their_own_key_order(nest):
@@ -239,9 +276,13 @@ def test_dict_and_ordered_dict_interchange(nest):
 
 def test_defaultdict_keeps_its_factory(nest):
     dd = collections.defaultdict(list, [("b", [None]), ("a", [None, None])])
-    for out in (nest.unflatten_as(dd, [1, 2, 3]), nest.map_structure(lambda x: 1, dd),
-                nest.spec_of(dd).unflatten([1, 2, 3]), nest.traverse(lambda x: None, dd),
-                nest.list_to_tuple(dd)):
+    for out in (
+        nest.unflatten_as(dd, [1, 2, 3]),
+        nest.map_structure(lambda x: 1, dd),
+        nest.spec_of(dd).unflatten([1, 2, 3]),
+        nest.traverse(lambda x: None, dd),
+        nest.list_to_tuple(dd),
+    ):
         assert type(out) is collections.defaultdict
         assert out.default_factory is list
         assert list(out) == ["b", "a"]
@@ -270,7 +311,7 @@ def test_user_mapping_and_sequence_are_nodes(nest):
 
 def test_mapping_views_are_nodes_rebuilt_as_lists(nest):
     d = {"b": 1, "a": 2}
-    assert nest.flatten(d.values()) == [1, 2]          # view order, not sorted
+    assert nest.flatten(d.values()) == [1, 2]  # view order, not sorted
     assert nest.flatten(d.keys()) == ["b", "a"]
     assert nest.flatten(d.items()) == ["b", 1, "a", 2]
     assert nest.unflatten_as(d.values(), [5, 6]) == [5, 6]
@@ -289,14 +330,18 @@ def test_unsortable_keys_raise_type_error(nest):
 # namedtuples, attrs, proxies, other sequences
 # --------------------------------------------------------------------------
 
+
 def test_namedtuples(nest):
     s = State(hidden=Point(1, 2), cell=[3])
     assert nest.flatten(s) == [1, 2, 3]
     out = nest.unflatten_as(s, ["a", "b", "c"])
     assert type(out) is State and type(out.hidden) is Point
     assert out == State(Point("a", "b"), ["c"])
-    assert nest.flatten_with_path(s) == [(("hidden", "x"), 1), (("hidden", "y"), 2),
-                                         (("cell", 0), 3)]
+    assert nest.flatten_with_path(s) == [
+        (("hidden", "x"), 1),
+        (("hidden", "y"), 2),
+        (("cell", 0), 3),
+    ]
     assert type(nest.map_structure(str, SubPoint(1, 2))) is SubPoint
     assert identical(nest.unflatten_as(Empty(), []), Empty())
 
@@ -308,7 +353,7 @@ def test_namedtuple_fields_flatten_in_field_order_not_sorted(nest):
 
 
 def test_namedtuple_type_checks(nest):
-    Twin = collections.namedtuple("Point", "x y")       # same name and fields
+    Twin = collections.namedtuple("Point", "x y")  # same name and fields
     Other = collections.namedtuple("Other", "x y")
     nest.assert_same_structure(Point(1, 2), Twin(3, 4))
     with pytest.raises(TypeError):
@@ -350,9 +395,11 @@ def test_other_sequences_rebuild_with_their_type(nest):
         nest.unflatten_as(range(2), [5, 6])
 
 
-PROXY_XFAIL = ("dm-tree's compiled code classifies wrapt.ObjectProxy once per type (the first "
-               "proxy it sees decides for all), so the dm-tree backend's fast path can "
-               "disagree with nestlib's rule; see test_backends.py")
+PROXY_XFAIL = (
+    "dm-tree's compiled code classifies wrapt.ObjectProxy once per type (the first "
+    "proxy it sees decides for all), so the dm-tree backend's fast path can "
+    "disagree with nestlib's rule; see test_backends.py"
+)
 
 
 def _proxy_case(nest, body):
@@ -361,7 +408,7 @@ def _proxy_case(nest, body):
         return body()
     try:
         body()
-    except (AssertionError, Exception) as e:  # noqa: BLE001
+    except (AssertionError, Exception) as e:
         pytest.xfail(f"{PROXY_XFAIL} ({type(e).__name__}: {e})"[:400])
 
 
@@ -379,7 +426,7 @@ def _check_proxy_nodes(nest):
     assert nest.flatten(wrapt.ObjectProxy({"b": 1, "a": 2})) == [2, 1]
     rec = wrapt.ObjectProxy(Point([1], 2))
     assert nest.flatten_with_path(rec) == [(("x", 0), 1), (("y",), 2)]
-    assert type(nest.map_structure(str, rec)) is Point      # records come back unwrapped
+    assert type(nest.map_structure(str, rec)) is Point  # records come back unwrapped
     nest.assert_same_structure(wrapt.ObjectProxy([1]), [2])
     with pytest.raises(TypeError):
         nest.assert_same_structure(wrapt.ObjectProxy([1]), (2,))
@@ -407,11 +454,11 @@ def test_sets_are_leaves_even_though_iterable(nest):
 # flatten / unflatten_as / pack_sequence_as
 # --------------------------------------------------------------------------
 
+
 def test_flatten_and_unflatten(nest):
     s = ((3, 4), 5, (6, 7, (9, 10), 8))
     assert nest.flatten(s) == [3, 4, 5, 6, 7, 9, 10, 8]
-    assert nest.unflatten_as(s, list("abcdefgh")) == \
-        (("a", "b"), "c", ("d", "e", ("f", "g"), "h"))
+    assert nest.unflatten_as(s, list("abcdefgh")) == (("a", "b"), "c", ("d", "e", ("f", "g"), "h"))
     assert nest.pack_sequence_as(s, tuple("abcdefgh")) == nest.unflatten_as(s, list("abcdefgh"))
 
 
@@ -445,6 +492,7 @@ def test_unflatten_does_not_reuse_the_input_list(nest):
 # --------------------------------------------------------------------------
 # map_structure family
 # --------------------------------------------------------------------------
+
 
 def test_map_structure(nest):
     s1 = (((1, 2), 3), 4, (5, 6))
@@ -489,12 +537,15 @@ def test_map_structure_list_subclass_matches_list(nest):
 
 def test_map_structure_with_path_family(nest):
     s = {"a": [1, 2], "b": Point(3, 4)}
-    assert nest.map_structure_with_path(lambda p, x: p, s) == \
-        {"a": [("a", 0), ("a", 1)], "b": Point(("b", "x"), ("b", "y"))}
-    assert nest.map_structure_with_tuple_paths(lambda p, x, y: (p, x + y), [1], [2]) == \
-        [((0,), 3)]
-    assert nest.map_structure_with_paths(lambda p, x: p, s) == \
-        {"a": ["a/0", "a/1"], "b": Point("b/x", "b/y")}
+    assert nest.map_structure_with_path(lambda p, x: p, s) == {
+        "a": [("a", 0), ("a", 1)],
+        "b": Point(("b", "x"), ("b", "y")),
+    }
+    assert nest.map_structure_with_tuple_paths(lambda p, x, y: (p, x + y), [1], [2]) == [((0,), 3)]
+    assert nest.map_structure_with_paths(lambda p, x: p, s) == {
+        "a": ["a/0", "a/1"],
+        "b": Point("b/x", "b/y"),
+    }
     # unlike dm-tree, the structures are checked as in map_structure
     with pytest.raises(TypeError):
         nest.map_structure_with_path(lambda p, x, y: 0, [1], (1,))
@@ -529,6 +580,7 @@ def test_map_structure_exceptions_propagate_unchanged(nest):
 # paths (tf.nest vocabulary)
 # --------------------------------------------------------------------------
 
+
 def test_flatten_with_path_and_friends(nest):
     s = [{"foo": 42}, "x", Point(1, [2])]
     expected = [((0, "foo"), 42), ((1,), "x"), ((2, "x"), 1), ((2, "y", 0), 2)]
@@ -536,7 +588,11 @@ def test_flatten_with_path_and_friends(nest):
     assert nest.flatten_with_tuple_paths(s) == expected
     assert list(nest.yield_flat_paths(s)) == [p for p, _ in expected]
     assert nest.flatten_with_joined_string_paths(s) == [
-        ("0/foo", 42), ("1", "x"), ("2/x", 1), ("2/y/0", 2)]
+        ("0/foo", 42),
+        ("1", "x"),
+        ("2/x", 1),
+        ("2/y/0", 2),
+    ]
     assert nest.flatten_with_joined_string_paths(s, separator=".")[0] == ("0.foo", 42)
     assert nest.flatten_with_path(5) == [((), 5)]
     assert nest.flatten_with_joined_string_paths(5) == [("", 5)]
@@ -550,6 +606,7 @@ def test_yield_flat_paths_is_an_iterator(nest):
 # --------------------------------------------------------------------------
 # assert_same_structure
 # --------------------------------------------------------------------------
+
 
 def test_assert_same_structure(nest):
     nest.assert_same_structure((((1, 2), 3), 4, (5, 6)), ((("a", "b"), "c"), "d", ("e", "f")))
@@ -571,12 +628,18 @@ def test_assert_same_structure(nest):
 # the *_up_to family
 # --------------------------------------------------------------------------
 
+
 def test_flatten_up_to(nest):
     deep = [[[2, 2], [3, 3]], [[4, 9], [5, 5]]]
-    assert nest.flatten_up_to([[True, True], [False, True]], deep) == \
-        [[2, 2], [3, 3], [4, 9], [5, 5]]
-    assert nest.flatten_up_to({"a": 0, "b": 0, "d": [0, 0]},
-                              {"a": 1, "b": {"c": 2}, "d": [3, (4, 5)]}) == [1, {"c": 2}, 3, (4, 5)]
+    assert nest.flatten_up_to([[True, True], [False, True]], deep) == [
+        [2, 2],
+        [3, 3],
+        [4, 9],
+        [5, 5],
+    ]
+    assert nest.flatten_up_to(
+        {"a": 0, "b": 0, "d": [0, 0]}, {"a": 1, "b": {"c": 2}, "d": [3, (4, 5)]}
+    ) == [1, {"c": 2}, 3, (4, 5)]
     assert nest.flatten_up_to(0, [1, 2]) == [[1, 2]]
     assert nest.flatten_up_to("leaf", "other") == ["other"]
     with pytest.raises(TypeError, match="prefix"):
@@ -587,35 +650,46 @@ def test_flatten_up_to(nest):
 
 
 def test_flatten_with_path_up_to(nest):
-    assert nest.flatten_with_path_up_to({"a": 0, "d": [0, 0]},
-                                        {"a": 1, "d": [3, (4, 5)]}) == \
-        [(("a",), 1), (("d", 0), 3), (("d", 1), (4, 5))]
+    assert nest.flatten_with_path_up_to({"a": 0, "d": [0, 0]}, {"a": 1, "d": [3, (4, 5)]}) == [
+        (("a",), 1),
+        (("d", 0), 3),
+        (("d", 1), (4, 5)),
+    ]
     assert nest.flatten_with_path_up_to(0, [0]) == [((), [0])]
 
 
 def test_map_structure_up_to(nest):
     ab = collections.namedtuple("ab", "a b")
     op = collections.namedtuple("op", "add mul")
-    out = nest.map_structure_up_to(ab(2, 3), lambda v, o: (v + o.add) * o.mul,
-                                   ab(2, 3), ab(op(1, 2), op(2, 3)))
+    out = nest.map_structure_up_to(
+        ab(2, 3), lambda v, o: (v + o.add) * o.mul, ab(2, 3), ab(op(1, 2), op(2, 3))
+    )
     assert out == ab(6, 15) and type(out) is ab
     names = ["evens", ["odds", "primes"]]
     data = [[2, 4, 6, 8], [[1, 3, 5, 7, 9], [3, 5, 7]]]
-    assert nest.map_structure_up_to(names, lambda n, d: f"{len(d)}_{n}", names, data) == \
-        ["4_evens", ["5_odds", "3_primes"]]
+    assert nest.map_structure_up_to(names, lambda n, d: f"{len(d)}_{n}", names, data) == [
+        "4_evens",
+        ["5_odds", "3_primes"],
+    ]
     # like dm-tree, types are not compared; the result has the shallow structure's types
     assert nest.map_structure_up_to([0, (0,)], lambda x: x, [1, [2]]) == [1, (2,)]
-    assert nest.map_structure_with_path_up_to({"a": 0}, lambda p, x: (p, x), {"a": [1]}) == \
-        {"a": (("a",), [1])}
+    assert nest.map_structure_with_path_up_to({"a": 0}, lambda p, x: (p, x), {"a": [1]}) == {
+        "a": (("a",), [1])
+    }
 
 
 def test_map_structure_up_to_selects_across_subtrees(nest):
     # as dm-tree: the shallow structure picks children by key; extra ones are left out
-    assert nest.map_structure_up_to([1, [1]], lambda *a: sum(a), [1, [2, 3]], [2, [3, 4]]) == [3, [5]]
-    assert nest.map_structure_up_to({"a": 1, "b": {"c": 2}}, lambda *a: a,
-                                    {"a": 2, "b": {"c": 3, "d": 2}, "e": 4},
-                                    {"a": 3, "b": {"c": 2, "d": 3}, "e": 1}) == \
-        {"a": (2, 3), "b": {"c": (3, 2)}}
+    assert nest.map_structure_up_to([1, [1]], lambda *a: sum(a), [1, [2, 3]], [2, [3, 4]]) == [
+        3,
+        [5],
+    ]
+    assert nest.map_structure_up_to(
+        {"a": 1, "b": {"c": 2}},
+        lambda *a: a,
+        {"a": 2, "b": {"c": 3, "d": 2}, "e": 4},
+        {"a": 3, "b": {"c": 2, "d": 3}, "e": 1},
+    ) == {"a": (2, 3), "b": {"c": (3, 2)}}
     with pytest.raises(ValueError, match=r"shallow structure has key 'b' at the top level"):
         nest.map_structure_up_to({"a": 1, "b": 1}, lambda x: x, {"a": 1, "c": 2})
     with pytest.raises(ValueError, match=r"key 2 at \[1\]"):
@@ -631,8 +705,10 @@ def test_map_structure_up_to_selects_across_subtrees(nest):
 
 def test_assert_shallow_structure(nest):
     nest.assert_shallow_structure([None, None], [1, [2, 3]])
-    nest.assert_shallow_structure(collections.OrderedDict([("a", 1), ("b", (2, 3))]),
-                                  collections.OrderedDict([("b", (2, 3)), ("a", 1)]))
+    nest.assert_shallow_structure(
+        collections.OrderedDict([("a", 1), ("b", (2, 3))]),
+        collections.OrderedDict([("b", (2, 3)), ("a", 1)]),
+    )
     nest.assert_shallow_structure({0: "foo"}, ["foo"], check_types=False)
     with pytest.raises(ValueError):
         nest.assert_shallow_structure(["a", "b", "c"], ["a", "b"])
@@ -640,8 +716,9 @@ def test_assert_shallow_structure(nest):
         nest.assert_shallow_structure([[1, 1], [2, 2]], [(1, 1), (2, 2)])
     nest.assert_shallow_structure([[1, 1], [2, 2]], [(1, 1), (2, 2)], check_types=False)
     with pytest.raises(ValueError, match="'d'"):
-        nest.assert_shallow_structure({"a": (1, 1), "b": {"d": (2, 2)}},
-                                      {"a": (1, 1), "b": {"c": (2, 2)}})
+        nest.assert_shallow_structure(
+            {"a": (1, 1), "b": {"d": (2, 2)}}, {"a": (1, 1), "b": {"c": (2, 2)}}
+        )
     with pytest.raises(TypeError, match=r"\['a'\]\['b'\]"):
         nest.assert_shallow_structure({"a": {"b": [0, 1]}}, {"a": {"b": {0, 1}}})
 
@@ -649,6 +726,7 @@ def test_assert_shallow_structure(nest):
 # --------------------------------------------------------------------------
 # traverse
 # --------------------------------------------------------------------------
+
 
 def test_traverse_top_down_and_early_stop(nest):
     structure = [(1, [2]), [3, (4, 5, 6)]]
@@ -659,16 +737,28 @@ def test_traverse_top_down_and_early_stop(nest):
         return "X" if isinstance(x, tuple) and len(x) > 2 else None
 
     assert nest.traverse(visit, structure) == [(1, [2]), [3, "X"]]
-    assert visited == [[(1, [2]), [3, (4, 5, 6)]], (1, [2]), 1, [2], 2, [3, (4, 5, 6)], 3,
-                       (4, 5, 6)]
+    assert visited == [
+        [(1, [2]), [3, (4, 5, 6)]],
+        (1, [2]),
+        1,
+        [2],
+        2,
+        [3, (4, 5, 6)],
+        3,
+        (4, 5, 6),
+    ]
 
 
 def test_traverse_bottom_up_and_map_to_none(nest):
     s = [(1, 2), [3], {"a": [4]}]
-    assert nest.traverse(lambda x: tuple(x) if isinstance(x, list) else None, s,
-                         top_down=False) == ((1, 2), (3,), {"a": (4,)})
-    assert nest.traverse(lambda x: nest.MAP_TO_NONE if x == 3 else None, s) == \
-        [(1, 2), [None], {"a": [4]}]
+    assert nest.traverse(
+        lambda x: tuple(x) if isinstance(x, list) else None, s, top_down=False
+    ) == ((1, 2), (3,), {"a": (4,)})
+    assert nest.traverse(lambda x: nest.MAP_TO_NONE if x == 3 else None, s) == [
+        (1, 2),
+        [None],
+        {"a": [4]},
+    ]
     assert nest.traverse(lambda x: nest.MAP_TO_NONE, s) is None
 
 
@@ -683,6 +773,7 @@ def test_traverse_with_path(nest):
 # list_to_tuple
 # --------------------------------------------------------------------------
 
+
 def test_list_to_tuple(nest):
     s = [1, {"a": [2, (3, [4])]}, Point([5], 6)]
     out = nest.list_to_tuple(s)
@@ -694,6 +785,7 @@ def test_list_to_tuple(nest):
 # --------------------------------------------------------------------------
 # Spec
 # --------------------------------------------------------------------------
+
 
 def test_spec_basics(nest):
     s = State(hidden=1, cell={"b": [2, 3], "a": None})
@@ -722,8 +814,11 @@ def test_spec_of_a_leaf(nest):
 def test_spec_flatten_checks_the_structure(nest):
     spec = nest.spec_of({"a": [1, 2], "b": None})
     assert spec.flatten(collections.OrderedDict(b=3, a=[1, 2])) == [1, 2, 3]
-    with pytest.raises(ValueError, match=r"structures differ at \['a'\]: list of length 2 vs "
-                                         r"list of length 1"):
+    with pytest.raises(
+        ValueError,
+        match=r"structures differ at \['a'\]: list of length 2 vs "
+        r"list of length 1",
+    ):
         spec.flatten({"a": [1], "b": 2})
     with pytest.raises(TypeError, match=r"at \['a'\]"):
         spec.flatten({"a": (1, 2), "b": 2})
@@ -737,8 +832,11 @@ def test_spec_flatten_checks_the_structure(nest):
 
 def test_spec_unflatten_and_map_errors(nest):
     spec = nest.spec_of({"a": [1, 2], "b": None})
-    with pytest.raises(ValueError, match=r"Spec.unflatten: the structure has 3 leaves but "
-                                         r"flat_sequence has 1.*\['a'\]\[1\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"Spec.unflatten: the structure has 3 leaves but "
+        r"flat_sequence has 1.*\['a'\]\[1\]",
+    ):
         spec.unflatten([1])
     with pytest.raises(ValueError, match="3 leaves but flat_sequence has 4"):
         spec.unflatten([1, 2, 3, 4])
@@ -803,6 +901,7 @@ def test_spec_keeps_no_reference_to_the_leaves(nest):
 # expand_composites (needs TensorFlow; compared with tf.nest)
 # --------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tf():
     return pytest.importorskip("tensorflow")
@@ -817,7 +916,8 @@ def composites(tf):
 
 def _same_tensors(xs, ys):
     return len(xs) == len(ys) and all(
-        type(x) is type(y) and np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(xs, ys))
+        type(x) is type(y) and np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(xs, ys)
+    )
 
 
 def test_composites_are_leaves_by_default(nest, composites):
@@ -839,8 +939,11 @@ def test_pack_and_map_expand_composites_match_tf_nest(nest, tf, composites):
     packed = nest.pack_sequence_as(s, flat, expand_composites=True)
     assert isinstance(packed["a"], tf.SparseTensor) and isinstance(packed["b"][0], tf.RaggedTensor)
     theirs = tf.nest.pack_sequence_as(s, flat, expand_composites=True)
-    assert _same_tensors(tf.nest.flatten(packed, expand_composites=True),
-                         tf.nest.flatten(theirs, expand_composites=True))
+    assert _same_tensors(
+        tf.nest.flatten(packed, expand_composites=True),
+        tf.nest.flatten(theirs, expand_composites=True),
+    )
+
     def double_floats(t):
         return t * 2 if getattr(t, "dtype", tf.int32).is_floating else t
 
@@ -864,8 +967,7 @@ def test_assert_same_structure_expand_composites_matches_tf_nest(nest, tf, compo
     for a, b in [(sparse, ragged), (ragged, deeper_ragged), ([sparse], [1.0])]:
         for check_types in (True, False):
             with pytest.raises((ValueError, TypeError)) as theirs:
-                tf.nest.assert_same_structure(a, b, check_types=check_types,
-                                              expand_composites=True)
+                tf.nest.assert_same_structure(a, b, check_types=check_types, expand_composites=True)
             with pytest.raises(theirs.type) as ours:
                 nest.assert_same_structure(a, b, check_types=check_types, expand_composites=True)
             assert str(ours.value).startswith("structures differ at ")
@@ -886,13 +988,13 @@ def test_tf_nest_vocabulary_matches_tf_nest(nest, tf):
     from tensorflow.python.util import nest as tf_nest  # the full tf.nest module
 
     s = {"b": [1, (2, Point(3, [4]))], "a": None, "c": collections.OrderedDict(z=5, y=6)}
-    for name in ("flatten_with_joined_string_paths", "flatten_with_tuple_paths",
-                 "list_to_tuple"):
+    for name in ("flatten_with_joined_string_paths", "flatten_with_tuple_paths", "list_to_tuple"):
         if hasattr(tf_nest, name):
             assert identical(getattr(nest, name)(s), getattr(tf_nest, name)(s)), name
     assert list(nest.yield_flat_paths(s)) == list(tf_nest.yield_flat_paths(s))
-    assert nest.flatten_with_joined_string_paths(s, separator=".") == \
-        tf_nest.flatten_with_joined_string_paths(s, separator=".")
+    assert nest.flatten_with_joined_string_paths(
+        s, separator="."
+    ) == tf_nest.flatten_with_joined_string_paths(s, separator=".")
     for name in ("map_structure_with_paths", "map_structure_with_tuple_paths"):
         ours = getattr(nest, name)(lambda p, x, y: (p, y), s, s)
         assert identical(ours, getattr(tf_nest, name)(lambda p, x, y: (p, y), s, s)), name

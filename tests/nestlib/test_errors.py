@@ -26,6 +26,7 @@ Other = collections.namedtuple("Other", "memory linkage")
 
 
 if attr is not None:
+
     @attr.s
     class Core:
         weights = attr.ib()
@@ -45,49 +46,101 @@ def message(exc_class, fn, *args, **kwargs) -> str:
 # paths and descriptions
 # --------------------------------------------------------------------------
 
+
 def test_the_issue_example(nest):
     a = {"access_state": Access(memory=1, linkage=(0, (2, 3)))}
     b = {"access_state": Access(memory=1, linkage=(0, (2, 3, 4)))}
-    expected = ("structures differ at ['access_state'].linkage[1]: "
-                "tuple of length 2 vs tuple of length 3")
+    expected = (
+        "structures differ at ['access_state'].linkage[1]: tuple of length 2 vs tuple of length 3"
+    )
     assert message(ValueError, nest.assert_same_structure, a, b) == expected
     assert message(ValueError, nest.map_structure, lambda x, y: x, a, b) == expected
     assert message(ValueError, nest.map_structure_with_path, lambda p, x, y: x, a, b) == expected
     assert message(ValueError, nest.spec_of(a).flatten, b) == expected
 
 
-@pytest.mark.parametrize("a, b, exc, text", [
-    ((1, 2), (1, 2, 3), ValueError,
-     "structures differ at the top level: tuple of length 2 vs tuple of length 3"),
-    ([1, [2]], [1, 2], ValueError,
-     "structures differ at [1]: list of length 1 vs leaf int 2"),
-    ([1, 2], [1, [2]], ValueError,
-     "structures differ at [1]: leaf int 2 vs list of length 1"),
-    ({"a": 1}, {"a": {"b": 1}}, ValueError,
-     "structures differ at ['a']: leaf int 1 vs dict with keys ['b']"),
-    ({3: [1]}, {3: [1, 2]}, ValueError,
-     "structures differ at [3]: list of length 1 vs list of length 2"),
-    (Access(1, 2), Other(1, 2), TypeError,
-     "structures differ at the top level: namedtuple Access of length 2 vs "
-     "namedtuple Other of length 2"),
-    ((1, 2), [1, 2], TypeError,
-     "structures differ at the top level: tuple of length 2 vs list of length 2"),
-    (collections.OrderedDict(a=1), [1], TypeError,
-     "structures differ at the top level: OrderedDict with keys ['a'] vs list of length 1"),
-    ({"a": 1}, {"b": 1}, ValueError,
-     "structures differ at the top level: dict with keys ['a'] vs dict with keys ['b'] "
-     "(key 'a' is only in the first)"),
-    ({"a": 1, "c": 2}, {"a": 1, "b": 2, "c": 3}, ValueError,
-     "structures differ at the top level: dict with keys ['a', 'c'] vs dict with keys "
-     "['a', 'b', 'c'] (key 'b' is only in the second)"),
-    ("abc", ["abc"], ValueError,
-     "structures differ at the top level: leaf str 'abc' vs list of length 1"),
-] + ([
-    (Core(1, [2]), Core(1, [2, 3]), ValueError,
-     "structures differ at .state: list of length 1 vs list of length 2"),
-    ([Core(1, 2)], [(1, 2)], TypeError,
-     "structures differ at [0]: attrs Core with 2 fields vs tuple of length 2"),
-] if attr is not None else []))
+@pytest.mark.parametrize(
+    "a, b, exc, text",
+    [
+        (
+            (1, 2),
+            (1, 2, 3),
+            ValueError,
+            "structures differ at the top level: tuple of length 2 vs tuple of length 3",
+        ),
+        ([1, [2]], [1, 2], ValueError, "structures differ at [1]: list of length 1 vs leaf int 2"),
+        ([1, 2], [1, [2]], ValueError, "structures differ at [1]: leaf int 2 vs list of length 1"),
+        (
+            {"a": 1},
+            {"a": {"b": 1}},
+            ValueError,
+            "structures differ at ['a']: leaf int 1 vs dict with keys ['b']",
+        ),
+        (
+            {3: [1]},
+            {3: [1, 2]},
+            ValueError,
+            "structures differ at [3]: list of length 1 vs list of length 2",
+        ),
+        (
+            Access(1, 2),
+            Other(1, 2),
+            TypeError,
+            "structures differ at the top level: namedtuple Access of length 2 vs "
+            "namedtuple Other of length 2",
+        ),
+        (
+            (1, 2),
+            [1, 2],
+            TypeError,
+            "structures differ at the top level: tuple of length 2 vs list of length 2",
+        ),
+        (
+            collections.OrderedDict(a=1),
+            [1],
+            TypeError,
+            "structures differ at the top level: OrderedDict with keys ['a'] vs list of length 1",
+        ),
+        (
+            {"a": 1},
+            {"b": 1},
+            ValueError,
+            "structures differ at the top level: dict with keys ['a'] vs dict with keys ['b'] "
+            "(key 'a' is only in the first)",
+        ),
+        (
+            {"a": 1, "c": 2},
+            {"a": 1, "b": 2, "c": 3},
+            ValueError,
+            "structures differ at the top level: dict with keys ['a', 'c'] vs dict with keys "
+            "['a', 'b', 'c'] (key 'b' is only in the second)",
+        ),
+        (
+            "abc",
+            ["abc"],
+            ValueError,
+            "structures differ at the top level: leaf str 'abc' vs list of length 1",
+        ),
+    ]
+    + (
+        [
+            (
+                Core(1, [2]),
+                Core(1, [2, 3]),
+                ValueError,
+                "structures differ at .state: list of length 1 vs list of length 2",
+            ),
+            (
+                [Core(1, 2)],
+                [(1, 2)],
+                TypeError,
+                "structures differ at [0]: attrs Core with 2 fields vs tuple of length 2",
+            ),
+        ]
+        if attr is not None
+        else []
+    ),
+)
 def test_messages(nest, a, b, exc, text):
     assert message(exc, nest.assert_same_structure, a, b) == text
 
@@ -102,13 +155,15 @@ def test_first_difference_is_reported_in_flatten_order(nest):
     a = [[[1]], 2]
     b = [[[1, 2]], [3]]
     assert message(ValueError, nest.assert_same_structure, a, b).startswith(
-        "structures differ at [0][0]:")
+        "structures differ at [0][0]:"
+    )
 
 
 def test_check_types_false_ignores_types_but_not_keys_order_free(nest):
     nest.assert_same_structure({"a": 1, "b": 2}, {"x": 1, "y": 2}, check_types=False)
-    text = message(ValueError, nest.assert_same_structure, {"a": 1}, {"x": 1, "y": 2},
-                   check_types=False)
+    text = message(
+        ValueError, nest.assert_same_structure, {"a": 1}, {"x": 1, "y": 2}, check_types=False
+    )
     assert text.startswith("structures differ at the top level: dict with keys ['a'] vs")
 
 
@@ -122,11 +177,14 @@ def test_proxy_descriptions(nest):
 # counts, non-sequences, callables
 # --------------------------------------------------------------------------
 
+
 def test_unflatten_count_mismatch_says_where(nest):
     s = {"a": [0, {"b": 0}], "c": 0}
     text = message(ValueError, nest.unflatten_as, s, [1])
-    assert text == ("unflatten_as: the structure has 3 leaves but flat_sequence has 1 "
-                    "elements; the first leaf without a value is at ['a'][1]['b']")
+    assert text == (
+        "unflatten_as: the structure has 3 leaves but flat_sequence has 1 "
+        "elements; the first leaf without a value is at ['a'][1]['b']"
+    )
     text = message(ValueError, nest.unflatten_as, s, [1, 2, 3, 4, 5])
     assert text.startswith("unflatten_as: the structure has 3 leaves but flat_sequence has 5")
     assert "at ['c']" in message(ValueError, nest.unflatten_as, s, [1, 2])
@@ -134,22 +192,25 @@ def test_unflatten_count_mismatch_says_where(nest):
     text = message(ValueError, nest.spec_of(s).unflatten, [1])
     assert text.startswith("Spec.unflatten: the structure has 3 leaves") and "['a'][1]['b']" in text
     assert message(ValueError, nest.pack_sequence_as, 0, [1, 2]).endswith(
-        "the structure has 1 leaves but flat_sequence has 2 elements")
+        "the structure has 1 leaves but flat_sequence has 2 elements"
+    )
 
 
 @pytest.mark.parametrize("flat", ["ab", {"a": 1}, 5, None, {1, 2}])
 def test_flat_sequence_must_be_a_sequence(nest, flat):
     text = message(TypeError, nest.unflatten_as, [0, 0], flat)
-    assert text.startswith(f"flat_sequence must be a sequence (list or tuple), "
-                           f"not {type(flat).__name__}")
+    assert text.startswith(
+        f"flat_sequence must be a sequence (list or tuple), not {type(flat).__name__}"
+    )
     message(TypeError, nest.spec_of([0, 0]).unflatten, flat)
 
 
 def test_func_must_be_callable(nest):
     for fn in (nest.map_structure, nest.map_structure_with_path):
         assert message(TypeError, fn, 3, [1]) == "func must be callable, got 3"
-    assert message(TypeError, nest.map_structure_up_to, [0], 3, [1]) == \
-        "func must be callable, got 3"
+    assert (
+        message(TypeError, nest.map_structure_up_to, [0], 3, [1]) == "func must be callable, got 3"
+    )
     message(TypeError, nest.spec_of([0]).map, 3, [1])
 
 
@@ -163,20 +224,25 @@ def test_unsortable_keys(nest):
 def test_shallow_structure_messages(nest):
     assert message(TypeError, nest.flatten_up_to, [0], 5) == (
         "shallow structure is not a prefix of the input at the top level: "
-        "expected a node like list of length 1, found leaf int 5")
-    assert message(ValueError, nest.flatten_up_to, {"a": [0, 0]}, {"a": [1]}) == \
-        "structures differ at ['a']: list of length 2 vs list of length 1"
+        "expected a node like list of length 1, found leaf int 5"
+    )
+    assert (
+        message(ValueError, nest.flatten_up_to, {"a": [0, 0]}, {"a": [1]})
+        == "structures differ at ['a']: list of length 2 vs list of length 1"
+    )
     assert message(ValueError, nest.flatten_up_to, {"a": 0, "c": 0}, {"a": 1, "b": 2}) == (
         "shallow structure has key 'c' at the top level which the input lacks: "
-        "dict with keys ['a', 'c'] vs dict with keys ['a', 'b']")
-    assert message(TypeError, nest.map_structure_up_to, {"x": {"y": [0]}}, len,
-                   {"x": {"y": "ab"}}).startswith(
-        "shallow structure is not a prefix of the input at ['x']['y']")
+        "dict with keys ['a', 'c'] vs dict with keys ['a', 'b']"
+    )
+    assert message(
+        TypeError, nest.map_structure_up_to, {"x": {"y": [0]}}, len, {"x": {"y": "ab"}}
+    ).startswith("shallow structure is not a prefix of the input at ['x']['y']")
 
 
 # --------------------------------------------------------------------------
 # bounded messages for huge inputs
 # --------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def huge_dicts():
@@ -203,8 +269,9 @@ def test_dict_of_100k_keys_names_the_differing_key(nest, huge_dicts):
 def test_long_lists(nest):
     n = 100_000
     text = message(ValueError, nest.assert_same_structure, list(range(n)), list(range(n + 1)))
-    assert text == (f"structures differ at the top level: list of length {n} "
-                    f"vs list of length {n + 1}")
+    assert text == (
+        f"structures differ at the top level: list of length {n} vs list of length {n + 1}"
+    )
     text = message(ValueError, nest.unflatten_as, list(range(n)), list(range(n - 1)))
     assert f"the first leaf without a value is at [{n - 1}]" in text
     message(ValueError, nest.unflatten_as, list(range(n)), list(range(n + 7)))

@@ -25,9 +25,12 @@ import nestlib.testing as nt  # noqa: E402
 from nestlib import _backend  # noqa: E402
 from tests.objects import identical  # noqa: E402
 
-SETTINGS = settings(max_examples=60, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                           HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 PYTHON = _backend.api("python")
 DM = _backend.api("dm-tree")
 
@@ -36,11 +39,12 @@ DM = _backend.api("dm-tree")
 # helpers
 # --------------------------------------------------------------------------
 
+
 def outcome(fn, *args, **kwargs):
     """("ok", result) or ("raised", exception class, message)."""
     try:
         return ("ok", fn(*args, **kwargs))
-    except Exception as e:  # noqa: BLE001 - the class is what we compare
+    except Exception as e:
         return ("raised", type(e), str(e))
 
 
@@ -73,9 +77,16 @@ def _mutate(shape: tuple, draw) -> tuple:
             return new
         _, meta, children = shape
         if how == "kind":
-            swap = {"list": "tuple", "tuple": "list", "dict": "list", "ordered_dict": "tuple",
-                    "defaultdict": "tuple", "namedtuple": "tuple", "attrs": "tuple",
-                    "mappingproxy": "list"}
+            swap = {
+                "list": "tuple",
+                "tuple": "list",
+                "dict": "list",
+                "ordered_dict": "tuple",
+                "defaultdict": "tuple",
+                "namedtuple": "tuple",
+                "attrs": "tuple",
+                "mappingproxy": "list",
+            }
             return (swap[kind], None, children)
         if how == "drop":
             if kind in ("namedtuple", "attrs"):
@@ -94,7 +105,7 @@ def _mutate(shape: tuple, draw) -> tuple:
     if not children:
         return ("leaf",)
     i = draw(st.integers(0, len(children) - 1))
-    return (kind, meta, children[:i] + (_mutate(children[i], draw),) + children[i + 1:])
+    return (kind, meta, children[:i] + (_mutate(children[i], draw),) + children[i + 1 :])
 
 
 @st.composite
@@ -113,6 +124,7 @@ def pairs():
 # --------------------------------------------------------------------------
 # flatten / unflatten against dm-tree
 # --------------------------------------------------------------------------
+
 
 @SETTINGS
 @given(s=nt.structures(containers=nt.DM_TREE_CONTAINERS))
@@ -148,13 +160,15 @@ def test_paths_match_dm_tree(nest, s):
     assert nest.flatten_with_tuple_paths(s) == pairs_
     assert list(nest.yield_flat_paths(s)) == [p for p, _ in pairs_]
     assert nest.flatten_with_joined_string_paths(s, separator="|") == [
-        ("|".join(str(k) for k in p), v) for p, v in pairs_]
+        ("|".join(str(k) for k in p), v) for p, v in pairs_
+    ]
     assert [v for _, v in pairs_] == nest.flatten(s)
 
 
 # --------------------------------------------------------------------------
 # map_structure family against dm-tree
 # --------------------------------------------------------------------------
+
 
 @SETTINGS
 @given(ab=nt.structures_with_same_shape(2, containers=nt.DM_TREE_CONTAINERS))
@@ -163,14 +177,22 @@ def test_map_structure_matches_dm_tree(nest, ab):
     assert identical(nest.map_structure(repr, a), tree.map_structure(repr, a))
     both = nest.map_structure(lambda x, y: (x, y), a, b)
     assert identical(both, tree.map_structure(lambda x, y: (x, y), a, b))
-    assert identical(nest.map_structure(lambda x, y: y, a, b, check_types=False),
-                     tree.map_structure(lambda x, y: y, a, b, check_types=False))
-    assert identical(nest.map_structure_with_path(lambda p, x, y: (p, y), a, b),
-                     tree.map_structure_with_path(lambda p, x, y: (p, y), a, b))
-    assert identical(nest.map_structure_with_tuple_paths(lambda p, x: p, a),
-                     tree.map_structure_with_path(lambda p, x: p, a))
-    assert identical(nest.map_structure_with_paths(lambda p, x: p, a),
-                     tree.map_structure_with_path(lambda p, x: "/".join(map(str, p)), a))
+    assert identical(
+        nest.map_structure(lambda x, y: y, a, b, check_types=False),
+        tree.map_structure(lambda x, y: y, a, b, check_types=False),
+    )
+    assert identical(
+        nest.map_structure_with_path(lambda p, x, y: (p, y), a, b),
+        tree.map_structure_with_path(lambda p, x, y: (p, y), a, b),
+    )
+    assert identical(
+        nest.map_structure_with_tuple_paths(lambda p, x: p, a),
+        tree.map_structure_with_path(lambda p, x: p, a),
+    )
+    assert identical(
+        nest.map_structure_with_paths(lambda p, x: p, a),
+        tree.map_structure_with_path(lambda p, x: "/".join(map(str, p)), a),
+    )
 
 
 @SETTINGS
@@ -213,12 +235,16 @@ def test_unsortable_keys_in_the_second_structure_agree_with_dm_tree(nest, ab, se
 _Empty = collections.namedtuple("_Empty", [])
 
 
-@pytest.mark.parametrize("ab", [
-    ((_Empty(), []), ([],)),          # first pair differs in type: TypeError
-    (([], _Empty()), ([],)),          # common pair fine: the count, ValueError
-    (([1], [2, 3]), ([1],)),
-    (([[1], 2], [(1,)]), [[[1], 2]]),
-], ids=["type-before-count", "count", "count-after-equal", "nested"])
+@pytest.mark.parametrize(
+    "ab",
+    [
+        ((_Empty(), []), ([],)),  # first pair differs in type: TypeError
+        (([], _Empty()), ([],)),  # common pair fine: the count, ValueError
+        (([1], [2, 3]), ([1],)),
+        (([[1], 2], [(1,)]), [[[1], 2]]),
+    ],
+    ids=["type-before-count", "count", "count-after-equal", "nested"],
+)
 def test_differences_are_found_in_dm_trees_order(nest, ab):
     """dm-tree compares the children two nodes both have before their count
     (found by hypothesis on a CI run: a length difference was reported where
@@ -234,20 +260,23 @@ def test_differences_are_found_in_dm_trees_order(nest, ab):
 # the *_up_to family against dm-tree
 # --------------------------------------------------------------------------
 
+
 @SETTINGS
 @given(pair=nt.shallow_and_deep(containers=nt.DM_TREE_CONTAINERS))
 def test_up_to_family_matches_dm_tree(nest, pair):
     shallow, deep = pair
     nest.assert_shallow_structure(shallow, deep)
     assert nest.flatten_up_to(shallow, deep) == tree.flatten_up_to(shallow, deep)
-    assert nest.flatten_with_path_up_to(shallow, deep) == \
-        tree.flatten_with_path_up_to(shallow, deep)
-    assert identical(nest.map_structure_up_to(shallow, repr, deep),
-                     tree.map_structure_up_to(shallow, repr, deep))
-    assert identical(nest.map_structure_with_path_up_to(shallow, lambda p, x, y: (p, y),
-                                                        deep, deep),
-                     tree.map_structure_with_path_up_to(shallow, lambda p, x, y: (p, y),
-                                                        deep, deep))
+    assert nest.flatten_with_path_up_to(shallow, deep) == tree.flatten_with_path_up_to(
+        shallow, deep
+    )
+    assert identical(
+        nest.map_structure_up_to(shallow, repr, deep), tree.map_structure_up_to(shallow, repr, deep)
+    )
+    assert identical(
+        nest.map_structure_with_path_up_to(shallow, lambda p, x, y: (p, y), deep, deep),
+        tree.map_structure_with_path_up_to(shallow, lambda p, x, y: (p, y), deep, deep),
+    )
     # a structure is a shallow structure of itself
     assert nest.flatten_up_to(deep, deep) == nest.flatten(deep)
 
@@ -269,16 +298,19 @@ def test_flatten_up_to_error_class_matches_dm_tree(nest, ab):
 # traverse and list_to_tuple
 # --------------------------------------------------------------------------
 
+
 @SETTINGS
 @given(s=nt.structures(containers=nt.DM_TREE_CONTAINERS))
 def test_traverse_matches_dm_tree(nest, s):
     ours, theirs = [], []
-    assert identical(nest.traverse(lambda x: ours.append(x), s),
-                     tree.traverse(lambda x: theirs.append(x), s))
+    assert identical(
+        nest.traverse(lambda x: ours.append(x), s), tree.traverse(lambda x: theirs.append(x), s)
+    )
     assert len(ours) == len(theirs) and all(identical(x, y) for x, y in zip(ours, theirs))
     up = nest.traverse(lambda x: repr(x) if not nest.is_nested(x) else None, s, top_down=False)
-    assert identical(up, tree.traverse(lambda x: repr(x) if not tree.is_nested(x) else None,
-                                       s, top_down=False))
+    assert identical(
+        up, tree.traverse(lambda x: repr(x) if not tree.is_nested(x) else None, s, top_down=False)
+    )
     assert identical(nest.traverse_with_path(lambda p, x: None, s), s)
 
 
@@ -295,6 +327,7 @@ def test_list_to_tuple_has_no_lists_and_same_leaves(nest, s):
 # Spec against the from-scratch functions
 # --------------------------------------------------------------------------
 
+
 @SETTINGS
 @given(ab=nt.structures_with_same_shape(2))
 def test_spec_agrees_with_functions(nest, ab):
@@ -308,8 +341,9 @@ def test_spec_agrees_with_functions(nest, ab):
     assert identical(spec.unflatten(marks), nest.unflatten_as(a, marks))
     assert identical(spec.unflatten(tuple(marks)), nest.unflatten_as(a, marks))
     assert identical(spec.map(repr, b), nest.map_structure(repr, b))
-    assert identical(spec.map(lambda x, y: (x, y), a, b),
-                     nest.map_structure(lambda x, y: (x, y), a, b))
+    assert identical(
+        spec.map(lambda x, y: (x, y), a, b), nest.map_structure(lambda x, y: (x, y), a, b)
+    )
     clone = pickle.loads(pickle.dumps(spec))
     assert clone == spec and hash(clone) == hash(spec)
     assert identical(clone.unflatten(marks), spec.unflatten(marks))
@@ -346,6 +380,7 @@ def test_spec_unflatten_count_errors_match_unflatten_as(nest, s, extra):
 # the two backends agree exactly
 # --------------------------------------------------------------------------
 
+
 def _all_ops(api, a, b):
     return [
         outcome(api.is_nested, a),
@@ -381,14 +416,22 @@ def test_backends_agree_exactly(ab):
 # the strategies themselves
 # --------------------------------------------------------------------------
 
+
 @SETTINGS
 @given(data=st.data())
 def test_strategies_respect_their_bounds(data):
     max_leaves = data.draw(st.integers(0, 6))
     max_depth = data.draw(st.integers(0, 3))
     kinds = data.draw(st.lists(st.sampled_from(nt.CONTAINERS), min_size=1, unique=True))
-    s = data.draw(nt.structures(st.integers(), max_leaves=max_leaves, max_depth=max_depth,
-                                containers=kinds, max_children=3))
+    s = data.draw(
+        nt.structures(
+            st.integers(),
+            max_leaves=max_leaves,
+            max_depth=max_depth,
+            containers=kinds,
+            max_children=3,
+        )
+    )
     assert len(PYTHON.flatten(s)) <= max_leaves
     assert all(isinstance(x, int) for x in PYTHON.flatten(s))
 
@@ -412,15 +455,18 @@ def test_strategies_respect_their_bounds(data):
     PYTHON.assert_shallow_structure(shallow, deep)
 
 
-@pytest.mark.parametrize("bad, exc", [
-    (dict(containers="list"), TypeError),
-    (dict(containers=["list", "set"]), ValueError),
-    (dict(max_leaves=-1), ValueError),
-    (dict(max_depth=1.5), TypeError),
-    (dict(max_children=99), ValueError),
-    (dict(leaves=[1, 2]), TypeError),
-    (dict(max_leaves=0, containers=[]), ValueError),
-])
+@pytest.mark.parametrize(
+    "bad, exc",
+    [
+        (dict(containers="list"), TypeError),
+        (dict(containers=["list", "set"]), ValueError),
+        (dict(max_leaves=-1), ValueError),
+        (dict(max_depth=1.5), TypeError),
+        (dict(max_children=99), ValueError),
+        (dict(leaves=[1, 2]), TypeError),
+        (dict(max_leaves=0, containers=[]), ValueError),
+    ],
+)
 def test_strategy_arguments_are_checked(bad, exc):
     for fn in (nt.structures, nt.shallow_and_deep):
         with pytest.raises(exc):
@@ -445,4 +491,3 @@ def test_generated_record_types_are_shared_and_pickle():
         at = nt._record_type("attrs", ("h", "a"))
         assert [f.name for f in at.__attrs_attrs__] == ["h", "a"]
         assert pickle.loads(pickle.dumps(at(1, 2))) == at(1, 2)
-

@@ -20,8 +20,9 @@ pytest.importorskip("tree")  # the reference every ratio is taken against
 
 
 def run_bench(*args: str) -> str:
-    proc = subprocess.run([sys.executable, BENCH, *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, BENCH, *args], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return proc.stdout
 
@@ -54,8 +55,16 @@ def test_quick_run_prints_a_table_per_op():
 
 
 def test_markdown_tables():
-    out = run_bench("--quick", "--no-tf", "--ops", "unflatten", "--structures", "a",
-                    "--markdown", "--no-import-times")
+    out = run_bench(
+        "--quick",
+        "--no-tf",
+        "--ops",
+        "unflatten",
+        "--structures",
+        "a",
+        "--markdown",
+        "--no-import-times",
+    )
     assert "### unflatten: " in out
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("| structure |"))
@@ -77,10 +86,18 @@ def test_verdicts(bench):
         assert (label, limit, passed) == ("nestlib", 1.0, verdict)
         assert ratio == pytest.approx(nestlib_us)  # medians, not means
     cell = bench.Cell("unflatten", structures["lstm"], impls, base_ns)
-    cell.samples = {"dm-tree": [10.0], "nestlib": [2.0], "nestlib py": [11.0],
-                    "optree spec": [1.0], "nestlib Spec": [1.4]}
+    cell.samples = {
+        "dm-tree": [10.0],
+        "nestlib": [2.0],
+        "nestlib py": [11.0],
+        "optree spec": [1.0],
+        "nestlib Spec": [1.4],
+    }
     assert [(c[0], c[3]) for c in cell.checks()] == [
-        ("nestlib", True), ("py", False), ("Spec", True)]
+        ("nestlib", True),
+        ("py", False),
+        ("Spec", True),
+    ]
     assert bench._fmt_check(cell) == "MISS: py 1.10x>1.00x"
 
 
