@@ -4,9 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# rnn's compiled LSTM kernels, built against the installed TensorFlow (skipped
-# with a message where there is no C compiler).
-KERNELS := rnn/_lstm_kernels.op.so
+# rnn's compiled kernels, built against the installed TensorFlow into the
+# per-user cache (~/.cache/rnn; skipped with a message where there is no C
+# compiler). Without this step the first LSTM run would build them.
+KERNELS := $(VENV)/.kernels
 
 .PHONY: demo test test-fast bench bench-rnn docs clean
 
@@ -16,8 +17,9 @@ $(STAMP): pyproject.toml setup.py nestlib/_cnest.c
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-$(KERNELS): $(STAMP) rnn/_lstm_kernels.c rnn/_build_kernels.py
-	$(PY) rnn/_build_kernels.py
+$(KERNELS): $(STAMP) rnn/ops/lstm/kernels.c rnn/ops/_build.py
+	$(PY) -m rnn.ops
+	touch $(KERNELS)
 
 demo: $(STAMP) $(KERNELS)
 	$(PY) -m rnn.examples.repeat_copy
@@ -41,4 +43,4 @@ docs: $(STAMP) $(KERNELS)
 	@echo "open docs/_build/html/index.html"
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis $(KERNELS) $(KERNELS).cpu
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

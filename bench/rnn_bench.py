@@ -5,9 +5,9 @@ it times, forward and forward+backward (gradients of ``sum(outputs)`` with
 respect to every trainable variable):
 
 * ``rnn.dynamic_unroll(rnn.LSTM)`` (the whole-sequence fast path,
-  :func:`rnn.fused_lstm.lstm_sequence`), and that function called directly;
+  :func:`rnn.ops.lstm.lstm_sequence`), and that function called directly;
   "rnn.LSTM without kernels" is the first with the compiled kernels turned
-  off (:func:`rnn.fused_lstm.set_native_kernels`), the TensorFlow-ops
+  off (:func:`rnn.ops.lstm.set_native_kernels`), the TensorFlow-ops
   programs that XLA, GPUs and other dtypes run;
 * ``snt.dynamic_unroll(snt.LSTM)`` and ``snt.UnrolledLSTM`` (Sonnet 2);
 * ``keras.layers.LSTM`` (Keras 3, TensorFlow backend, batch-major input as
@@ -80,9 +80,9 @@ class _Contender:
 
 
 def _clear_our_caches() -> None:
-    from rnn import fused_lstm  # pylint: disable=import-outside-toplevel
+    from rnn.ops.lstm import sequence  # pylint: disable=import-outside-toplevel
 
-    fused_lstm._PROGRAMS.clear()  # pylint: disable=protected-access
+    sequence._PROGRAMS.clear()  # pylint: disable=protected-access
 
 
 def _contenders(layers_list: Sequence[int]) -> list[_Contender]:
@@ -90,8 +90,8 @@ def _contenders(layers_list: Sequence[int]) -> list[_Contender]:
     import sonnet as snt  # pylint: disable=import-outside-toplevel
 
     import rnn  # pylint: disable=import-outside-toplevel
-    from rnn import fused_lstm  # pylint: disable=import-outside-toplevel
-    from rnn.fused_lstm import lstm_sequence  # pylint: disable=import-outside-toplevel
+    from rnn.ops import lstm as fused_lstm  # pylint: disable=import-outside-toplevel
+    from rnn.ops.lstm import lstm_sequence  # pylint: disable=import-outside-toplevel
 
     def ours(layers):
         def make(x):
@@ -195,7 +195,7 @@ def _contenders(layers_list: Sequence[int]) -> list[_Contender]:
             ),
         ]
         if not deep:
-            out.append(_Contender("rnn.fused_lstm.lstm_sequence", False, deep, fused))
+            out.append(_Contender("rnn.ops.lstm.lstm_sequence", False, deep, fused))
             if fused_lstm.native_kernels_available():
                 out.append(
                     _Contender("rnn.LSTM without kernels", False, deep, without_kernels(ours(1)))
@@ -394,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     >>> main(["--T", "3", "--reps", "1", "--modes", "eager",
     ...       "--only", "lstm_sequence"])  # doctest: +ELLIPSIS
-    TensorFlow ...| 3 | eager | rnn.fused_lstm.lstm_sequence | ...
+    TensorFlow ...| 3 | eager | rnn.ops.lstm.lstm_sequence | ...
     0
     """
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

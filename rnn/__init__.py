@@ -32,6 +32,7 @@ from rnn.deep import (
     deep_rnn_with_skip_connections,
 )
 from rnn.dnc import DNC, DNCState
+from rnn.ops import kernel_info, kernels_available
 from rnn.unroll import bidirectional_unroll, dynamic_unroll, static_unroll
 
 __all__ = [
@@ -51,4 +52,6 @@ __all__ = [
     "bidirectional_unroll",
     "DNC",
     "DNCState",
+    "kernels_available",
+    "kernel_info",
 ]

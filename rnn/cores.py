@@ -23,8 +23,9 @@ from typing import Any, NamedTuple
 import tensorflow as tf
 
 import nestlib
-from rnn import _utils, fused_lstm
+from rnn import _utils
 from rnn.base import RNNCore
+from rnn.ops import lstm as lstm_ops
 
 __all__ = [
     "VanillaRNN",
@@ -287,7 +288,7 @@ class LSTM(_LazyCore):
 
     The state is :class:`LSTMState` ``(hidden, cell)``; the output is
     ``hidden``. A plain LSTM (no extras) processes whole sequences through
-    ``rnn.fused_lstm.lstm_sequence`` when the unrollers ask for it.
+    ``rnn.ops.lstm.lstm_sequence`` when the unrollers ask for it.
 
     >>> core = LSTM(3)
     >>> out, state = core(tf.ones([2, 5]), core.initial_state(2))
@@ -398,7 +399,7 @@ class LSTM(_LazyCore):
 
         Applies when the LSTM has no projection, layer norm or cell clip and
         the inputs are one floating-point ``[T, B, I]`` tensor with a known
-        feature size; the work is done by :func:`rnn.fused_lstm.lstm_sequence`
+        feature size; the work is done by :func:`rnn.ops.lstm.lstm_sequence`
         (with ``sequence_length`` and ``reverse`` passed through). Returns
         None otherwise (the unroller then steps the core).
 
@@ -417,7 +418,7 @@ class LSTM(_LazyCore):
             return None
         self._build(input_sequence)  # uses only the feature size and dtype
         state = self._check_state(initial_state, input_sequence.dtype)
-        outputs, h_t, c_t = fused_lstm.lstm_sequence(
+        outputs, h_t, c_t = lstm_ops.lstm_sequence(
             input_sequence,
             state.hidden,
             state.cell,

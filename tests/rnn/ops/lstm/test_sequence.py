@@ -1,11 +1,10 @@
-"""Tests for rnn.fused_lstm.lstm_sequence (the whole-sequence LSTM fast path)."""
+"""Tests for rnn.ops.lstm.lstm_sequence (the whole-sequence LSTM fast path)."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from rnn import fused_lstm
-from rnn.fused_lstm import lstm_sequence
+from rnn.ops.lstm import lstm_sequence, native
 
 T, B, I, H = 5, 3, 4, 6
 
@@ -14,11 +13,11 @@ T, B, I, H = 5, 3, 4, 6
 def lstm_path(request):
     """Every test runs on both programs: the compiled kernels (float32 on
     CPU) and the TensorFlow while_loops (everything else)."""
-    if request.param == "kernels" and not fused_lstm.native_kernels_available():
-        pytest.skip("rnn/_lstm_kernels.op.so is not built")
-    previous = fused_lstm.set_native_kernels(request.param == "kernels")
+    if request.param == "kernels" and not native.native_kernels_available():
+        pytest.skip("the LSTM kernels are not available here")
+    previous = native.set_native_kernels(request.param == "kernels")
     yield request.param
-    fused_lstm.set_native_kernels(previous)
+    native.set_native_kernels(previous)
 
 
 def _sigmoid(z):

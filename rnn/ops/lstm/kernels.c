@@ -1,15 +1,15 @@
-/* Whole-sequence LSTM kernels for rnn.fused_lstm (float32, CPU).
+/* Whole-sequence LSTM kernels for rnn.ops.lstm (float32, CPU).
  *
  * Two TensorFlow ops, registered through TensorFlow's stable C API (no C++
- * ABI to match) when tf.load_op_library loads this library:
+ * ABI to match) when tf.load_op_library loads the library:
  *
- *   NestlibLstmForward(zx, recurrent_kernel, h0, c0, mask) -> (s, cs, hs)
- *   NestlibLstmBackward(s, cs, d_out, dh, dc, recurrent_kernel, mask)
+ *   RnnLstmForward(zx, recurrent_kernel, h0, c0, mask) -> (s, cs, hs)
+ *   RnnLstmBackward(s, cs, d_out, dh, dc, recurrent_kernel, mask)
  *       -> (dz, dh0, dc0)
  *
  * They run the recurrences that the pure-TensorFlow programs in
- * fused_lstm.py run as tf.while_loops, with the same inputs and outputs
- * (all tiles are [features, batch], batch contiguous; see fused_lstm.py):
+ * programs.py run as tf.while_loops, with the same inputs and outputs
+ * (all tiles are [features, batch], batch contiguous; see programs.py):
  *
  *   zx    [4H, T, B]   input projection x_t @ kernel + bias, gate-major
  *   rk    [H, 4H]      recurrent kernel (Keras layout, gates i, f, g, o)
@@ -32,6 +32,14 @@
  * the inner kernel streams them; batch columns are padded to a multiple of
  * the tile width inside the kernel. Every element is computed the same way
  * whatever the thread count, so results do not depend on it.
+ *
+ * One library for every x86-64 CPU (rnn/ops/_build.py): this file is
+ * compiled once per instruction set with -DRNN_KERNEL_ISA=<name> and that
+ * set's -march level (the compute part below, whose entry points are
+ * named after the set), and once with -DRNN_KERNEL_REGISTER (the op
+ * registration at the end), which picks at load time the widest set this
+ * CPU and OS support. RNN_KERNEL_ISA=<name> in the environment picks a
+ * narrower one (tests compare them).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -45,6 +53,14 @@
 #include <time.h>
 #include <unistd.h>
 
+/* kernels.h defines a constant with external linkage (fine in C++, a
+ * duplicate symbol in C once per compiled instruction set): renamed in all
+ * but the registration unit. */
+#define CAT_(a, b) a##_##b
+#define CAT(a, b) CAT_(a, b)
+#ifdef RNN_KERNEL_ISA
+#define TF_InputRange_Args_STRUCT_SIZE CAT(TF_InputRange_Args_STRUCT_SIZE, RNN_KERNEL_ISA)
+#endif
 /* ops.h declares these as C++ structs without typedefs. */
 typedef struct TF_DimensionHandle TF_DimensionHandle;
 typedef struct TF_OpDefinitionBuilder TF_OpDefinitionBuilder;
@@ -54,6 +70,9 @@ typedef struct TF_ShapeInferenceContext TF_ShapeInferenceContext;
 #include "tensorflow/c/ops.h"
 #include "tensorflow/c/tf_status.h"
 #include "tensorflow/c/tf_tensor.h"
+
+#ifdef RNN_KERNEL_ISA
+/* ============================================== the compute part, per ISA */
 
 /* Vector width VW (floats), accumulator vectors per row NV, rows per panel
  * MR (two hidden units x four gates in the forward product). */
@@ -622,16 +641,16 @@ static void end_call(job_t *j, TF_Tensor **in, int n_in, TF_Tensor **out, int n_
     TF_DeleteStatus(st);
 }
 
-static void forward_compute(void *kernel, TF_OpKernelContext *ctx) {
+void CAT(rnn_lstm_forward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx) {
     (void)kernel;
-    static const char *op = "NestlibLstmForward";
+    static const char *op = "RnnLstmForward";
     TF_Status *st = TF_NewStatus();
     TF_Tensor *in[5] = {0}, *out[3] = {0};
     job_t j;
     memset(&j, 0, sizeof j);
     if (!get_inputs(ctx, st, in, 5)) goto done;
     if (TF_NumDims(in[0]) != 3) {
-        fail(ctx, st, TF_INVALID_ARGUMENT, "NestlibLstmForward: zx must be [4H, T, B]");
+        fail(ctx, st, TF_INVALID_ARGUMENT, "RnnLstmForward: zx must be [4H, T, B]");
         goto done;
     }
     const int64_t G = TF_Dim(in[0], 0), T = TF_Dim(in[0], 1), B = TF_Dim(in[0], 2);
@@ -652,7 +671,7 @@ static void forward_compute(void *kernel, TF_OpKernelContext *ctx) {
     j.zx = TF_TensorData(in[0]);
     j.rk = TF_TensorData(in[1]);
     if (!set_mask(&j, in[4])) {
-        fail(ctx, st, TF_RESOURCE_EXHAUSTED, "NestlibLstmForward: out of memory");
+        fail(ctx, st, TF_RESOURCE_EXHAUSTED, "RnnLstmForward: out of memory");
         goto done;
     }
     j.s = TF_TensorData(out[0]);
@@ -668,7 +687,7 @@ static void forward_compute(void *kernel, TF_OpKernelContext *ctx) {
     j.vbuf[0] = alloc_floats(j.Hp * j.Bp);
     j.vbuf[1] = alloc_floats(j.Hp * j.Bp);
     if (!j.packed || !j.zbuf || !j.vbuf[0] || !j.vbuf[1]) {
-        fail(ctx, st, TF_RESOURCE_EXHAUSTED, "NestlibLstmForward: out of memory");
+        fail(ctx, st, TF_RESOURCE_EXHAUSTED, "RnnLstmForward: out of memory");
     } else {
         run_threads(&j, j.nthreads, forward_work);
     }
@@ -676,16 +695,16 @@ done:
     end_call(&j, in, 5, out, 3, st);
 }
 
-static void backward_compute(void *kernel, TF_OpKernelContext *ctx) {
+void CAT(rnn_lstm_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx) {
     (void)kernel;
-    static const char *op = "NestlibLstmBackward";
+    static const char *op = "RnnLstmBackward";
     TF_Status *st = TF_NewStatus();
     TF_Tensor *in[7] = {0}, *out[3] = {0};
     job_t j;
     memset(&j, 0, sizeof j);
     if (!get_inputs(ctx, st, in, 7)) goto done;
     if (TF_NumDims(in[0]) != 3) {
-        fail(ctx, st, TF_INVALID_ARGUMENT, "NestlibLstmBackward: s must be [T, 4H, B]");
+        fail(ctx, st, TF_INVALID_ARGUMENT, "RnnLstmBackward: s must be [T, 4H, B]");
         goto done;
     }
     const int64_t T = TF_Dim(in[0], 0), G = TF_Dim(in[0], 1), B = TF_Dim(in[0], 2);
@@ -711,7 +730,7 @@ static void backward_compute(void *kernel, TF_OpKernelContext *ctx) {
     j.d_out = TF_TensorData(in[2]);
     j.rk = TF_TensorData(in[5]);
     if (!set_mask(&j, in[6])) {
-        fail(ctx, st, TF_RESOURCE_EXHAUSTED, "NestlibLstmBackward: out of memory");
+        fail(ctx, st, TF_RESOURCE_EXHAUSTED, "RnnLstmBackward: out of memory");
         goto done;
     }
     j.dz = TF_TensorData(out[0]);
@@ -730,7 +749,7 @@ static void backward_compute(void *kernel, TF_OpKernelContext *ctx) {
     j.dh = alloc_floats(j.Hp * j.Bp);
     j.dc = j.dc0; /* the cell gradient is carried in the output itself */
     if (!j.packed || !j.vbuf[0] || !j.vbuf[1] || !j.dh) {
-        fail(ctx, st, TF_RESOURCE_EXHAUSTED, "NestlibLstmBackward: out of memory");
+        fail(ctx, st, TF_RESOURCE_EXHAUSTED, "RnnLstmBackward: out of memory");
     } else {
         const float *dh = TF_TensorData(in[3]);
         for (int64_t u = 0; u < H; u++) memcpy(j.dh + u * j.Bp, dh + u * B, B * sizeof(float));
@@ -740,6 +759,83 @@ static void backward_compute(void *kernel, TF_OpKernelContext *ctx) {
     }
 done:
     end_call(&j, in, 7, out, 3, st);
+}
+
+#endif /* RNN_KERNEL_ISA */
+
+#ifdef RNN_KERNEL_REGISTER
+/* ===================================== op registration and ISA dispatch */
+
+typedef void (*compute_fn)(void *, TF_OpKernelContext *);
+typedef struct {
+    const char *name;
+    compute_fn forward, backward;
+    bool (*supported)(void);
+} isa_t;
+
+#define DECLARE(isa)                                          \
+    void rnn_lstm_forward_##isa(void *, TF_OpKernelContext *); \
+    void rnn_lstm_backward_##isa(void *, TF_OpKernelContext *);
+#define ENTRY(isa) {#isa, rnn_lstm_forward_##isa, rnn_lstm_backward_##isa, supports_##isa}
+
+static bool supports_generic(void) { return true; }
+DECLARE(generic)
+#if defined(__x86_64__)
+/* x86-64-v4 and v3, as the -march levels these sets are compiled with.
+ * __builtin_cpu_supports also checks that the OS saves the registers. */
+static bool supports_avx512(void) {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("bmi2");
+}
+static bool supports_avx2(void) {
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
+           __builtin_cpu_supports("f16c");
+}
+DECLARE(avx512)
+DECLARE(avx2)
+static const isa_t ISAS[] = {ENTRY(avx512), ENTRY(avx2), ENTRY(generic)};
+#else
+static const isa_t ISAS[] = {ENTRY(generic)};
+#endif
+#define N_ISAS ((int)(sizeof ISAS / sizeof ISAS[0]))
+
+static const isa_t *chosen;
+
+/* The instruction set in use (for rnn.ops.kernel_info through ctypes). */
+const char *rnn_lstm_isa(void) { return chosen ? chosen->name : ""; }
+
+/* The widest supported set, or the one RNN_KERNEL_ISA names if supported. */
+static const isa_t *choose_isa(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+#endif
+    const char *want = getenv("RNN_KERNEL_ISA");
+    if (want && *want) {
+        for (int i = 0; i < N_ISAS; i++) {
+            if (strcmp(ISAS[i].name, want) != 0) continue;
+            if (ISAS[i].supported()) return &ISAS[i];
+            fprintf(stderr, "rnn: RNN_KERNEL_ISA=%s: this CPU does not support it; ignored\n",
+                    want);
+            want = NULL;
+            break;
+        }
+        if (want) fprintf(stderr, "rnn: RNN_KERNEL_ISA=%s: not an instruction set of this build; "
+                                  "ignored\n", want);
+    }
+    for (int i = 0; i < N_ISAS; i++)
+        if (ISAS[i].supported()) return &ISAS[i];
+    return &ISAS[N_ISAS - 1];
+}
+
+static void forward_compute(void *kernel, TF_OpKernelContext *ctx) {
+    chosen->forward(kernel, ctx);
+}
+
+static void backward_compute(void *kernel, TF_OpKernelContext *ctx) {
+    chosen->backward(kernel, ctx);
 }
 
 static void unknown_shapes(TF_ShapeInferenceContext *ctx, TF_Status *st) {
@@ -772,6 +868,8 @@ __attribute__((constructor)) static void register_lstm_ops(void) {
                                          "dh: float", "dc: float",
                                          "recurrent_kernel: float", "mask: bool"};
     static const char *const bwd_out[] = {"dz: float", "dh0: float", "dc0: float"};
-    register_op("NestlibLstmForward", fwd_in, 5, fwd_out, 3, forward_compute);
-    register_op("NestlibLstmBackward", bwd_in, 7, bwd_out, 3, backward_compute);
+    chosen = choose_isa();
+    register_op("RnnLstmForward", fwd_in, 5, fwd_out, 3, forward_compute);
+    register_op("RnnLstmBackward", bwd_in, 7, bwd_out, 3, backward_compute);
 }
+#endif /* RNN_KERNEL_REGISTER */

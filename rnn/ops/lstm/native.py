@@ -1,0 +1,161 @@
+"""The LSTM programs with each recurrence as one compiled op, and when to use them.
+
+Where it can (float32, no visible GPU, not under XLA, not while a SavedModel
+is being written), :func:`rnn.ops.lstm.lstm_sequence` runs each recurrence
+as one op of ``kernels.c`` instead of a ``tf.while_loop``: the same per-step
+work without the executor's per-op and per-iteration costs between the small
+matmuls and element-wise ops, the products split by hidden unit over a few
+threads (one per CPU, ``RNN_LSTM_THREADS`` overrides) that meet once per
+step. There the input projection of all steps is one
+``[4H, I+1] x [I+1, T*B]`` matmul before the op. The kernels take and
+produce the tensors the ``while_loop`` programs do (the gate gradients
+directly in the ``[4H, T * B]`` columns layout the weight-gradient matmuls
+take), so the rest (those matmuls, masking, reversal) is shared
+(:mod:`rnn.ops.lstm.programs`).
+
+**Exported graphs are plain TensorFlow.** ``tf.saved_model.save`` (and
+everything built on it: Keras' ``model.export``, ``tf.keras`` SavedModels,
+TF Serving, the TFLite converter reading a SavedModel) traces the functions
+it writes again inside its save context; there this module answers "no
+kernels", so what is written uses TensorFlow ops only and loads in any
+process, with or without rnn. The one way to write the ops into an export is
+to trace a concrete function before saving and pass that concrete function
+itself (``signatures=f.get_concrete_function(...)``); trace it under
+``with rnn.ops.lstm.portable():`` (or pass the ``tf.function``) instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
+from tensorflow.python.saved_model import save_context
+
+from rnn.ops._library import LIBRARIES
+from rnn.ops.lstm import programs
+
+__all__ = ["native_kernels_available", "portable", "set_native_kernels"]
+
+_LIBRARY = LIBRARIES["lstm"]
+_enabled = True
+_portable = threading.local()  # .depth: nesting of portable() in this thread
+_gpu_present: bool | None = None
+
+
+def native_kernels_available() -> bool:
+    """Whether the compiled LSTM kernels are built and loaded in this process.
+
+    :func:`rnn.ops.lstm.lstm_sequence` runs its recurrences as two compiled
+    ops (one forward, one backward) where it can: float32 on a machine
+    without a visible GPU, outside XLA compilation and SavedModel export,
+    and unless :func:`set_native_kernels` turned them off. Elsewhere it runs
+    the same computation as TensorFlow ``while_loop`` s. The first call
+    compiles the library (once per user and TensorFlow version, into a
+    cache; ``python -m rnn.ops`` does it ahead) and loads it; without a C
+    compiler it is absent, a ``RuntimeWarning`` says so, and this returns
+    False. ``rnn.kernel_info()`` says which instruction set it runs with.
+
+    >>> isinstance(native_kernels_available(), bool)
+    True
+    """
+    return _LIBRARY.load() is not None
+
+
+def set_native_kernels(enabled: bool) -> bool:
+    """Turns the compiled LSTM kernels on or off; returns the previous setting.
+
+    It applies to functions traced afterwards (and to eager calls), in every
+    thread; :func:`portable` is the scoped form.
+
+    >>> import tensorflow as tf
+    >>> from rnn.ops.lstm import lstm_sequence
+    >>> previous = set_native_kernels(False)
+    >>> out, h, c = lstm_sequence(tf.ones([2, 1, 3]), tf.zeros([1, 4]),
+    ...                           tf.zeros([1, 4]), tf.zeros([3, 16]),
+    ...                           tf.zeros([4, 16]), tf.zeros([16]))
+    >>> set_native_kernels(previous)
+    False
+    >>> float(h[0, 0])      # sigmoid(0) * tanh(c), c = 0.5 * 0 + 0.5 * 0
+    0.0
+    """
+    global _enabled
+    previous, _enabled = _enabled, bool(enabled)
+    return previous
+
+
+@contextlib.contextmanager
+def portable() -> Iterator[None]:
+    """Within it (this thread), LSTM programs are traced with TensorFlow ops only.
+
+    Export does this by itself; use it to trace a concrete function you will
+    pass to an exporter yourself, so that the graph loads where rnn's
+    kernels are not.
+
+    >>> import tensorflow as tf
+    >>> from rnn.ops.lstm import lstm_sequence
+    >>> f = tf.function(lambda x: lstm_sequence(x, tf.zeros([1, 4]), tf.zeros([1, 4]),
+    ...                 tf.zeros([3, 16]), tf.zeros([4, 16]), tf.zeros([16]))[1])
+    >>> with portable():
+    ...     graph = f.get_concrete_function(tf.TensorSpec([2, 1, 3])).graph
+    >>> any(node.op.startswith("RnnLstm")
+    ...     for fn in graph.as_graph_def().library.function for node in fn.node_def)
+    False
+    """
+    _portable.depth = getattr(_portable, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _portable.depth -= 1
+
+
+def _in_xla_context() -> bool:
+    graph = tf.compat.v1.get_default_graph()
+    return control_flow_util.GraphOrParentsInXlaContext(graph)
+
+
+def use_native(dtype: tf.DType) -> bool:
+    """Whether a program traced (or run eagerly) now should use the kernels."""
+    global _gpu_present
+    if not _enabled or dtype != tf.float32 or getattr(_portable, "depth", 0):
+        return False
+    if save_context.in_save_context():
+        return False  # what is exported must load without rnn
+    if _gpu_present is None:
+        _gpu_present = bool(tf.config.list_logical_devices("GPU"))
+    if _gpu_present or _in_xla_context():
+        return False
+    return _LIBRARY.load() is not None
+
+
+def _kernel_mask(mask: tf.Tensor | None) -> tf.Tensor:
+    """The kernels' mask argument: ``[T, B]`` in processing order or ``[0]``."""
+    return tf.zeros([0], tf.bool) if mask is None else mask[:, 0, :]
+
+
+def forward(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *, masked, reverse):
+    """:func:`rnn.ops.lstm.programs.forward` with the recurrence as one compiled op."""
+    n, xa, mask = programs.inputs(x, lengths, masked=masked, reverse=reverse)
+    # The input projection of every step as one matmul, [4H, T, B].
+    wx = tf.transpose(tf.concat([kernel, bias[tf.newaxis]], axis=0))
+    zx = tf.reshape(tf.matmul(wx, programs.columns(xa)), [-1, n, tf.shape(xa)[2]])
+    ss, cs, hs = _LIBRARY.load().rnn_lstm_forward(
+        zx, recurrent_kernel, tf.transpose(h0), tf.transpose(c0), _kernel_mask(mask)
+    )
+    out = programs.outputs(hs, mask, reverse)
+    return (out, tf.transpose(hs[-1]), tf.transpose(cs[-1]), xa, hs, ss, cs)
+
+
+def backward(
+    d_out, d_h, d_c, kernel, recurrent_kernel, lengths, xa, hs, ss, cs, *, masked, reverse
+):
+    """:func:`rnn.ops.lstm.programs.backward` with the reverse recurrence as one compiled op."""
+    n = tf.shape(xa)[0]
+    d_out, mask = programs.output_gradients(d_out, lengths, n, masked=masked, reverse=reverse)
+    dz, dh0, dc0 = _LIBRARY.load().rnn_lstm_backward(
+        ss, cs, d_out, tf.transpose(d_h), tf.transpose(d_c), recurrent_kernel, _kernel_mask(mask)
+    )  # dz: [4H, T, B], no transpose
+    dz = tf.reshape(dz, [tf.shape(dz)[0], -1])
+    return programs.gradients(dz, dh0, dc0, kernel, xa, hs, reverse=reverse)

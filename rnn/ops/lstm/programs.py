@@ -1,0 +1,230 @@
+"""The LSTM's whole-sequence programs in TensorFlow ops (the portable path).
+
+:func:`rnn.ops.lstm.lstm_sequence` runs one of these, or the same program
+with each recurrence as one compiled op (:mod:`rnn.ops.lstm.native`). They
+compute what stepping the cell once per time step computes (up to float
+rounding), organised for speed on CPU:
+
+* The recurrences work on transposed ``[features, batch]`` tiles, so the four
+  gates are contiguous row blocks and splitting them copies nothing.
+* Forward: a ``tf.while_loop`` whose critical path per step is one
+  ``[4H, H] x [H, B]`` matmul, one ``tanh`` over all four gates (the sigmoid
+  gates use ``sigmoid(z) = (1 + tanh(z / 2)) / 2``, their weights halved
+  once per call) and a few ``[H, B]`` element-wise ops. The input projection
+  ``[kernel; bias]^T [x_t; 1]`` does not depend on the recurrence, so the
+  loop computes it ahead, off the critical path (``parallel_iterations``).
+  Each step hands its gate activations and states to ``TensorList`` s by
+  reference (stacked once at the end) for the backward pass.
+* Backward: the reverse recurrence is one ``[H, 4H] x [4H, B]`` matmul and
+  a few element-wise ops per step; the activation derivatives it needs are
+  again computed off its critical path. Then the weight gradients are two
+  large matmuls over all ``T * B`` columns (``dZ [X; 1]^T`` gives kernel and
+  bias, ``dZ H_prev^T`` the recurrent kernel) and the input gradient one
+  more, instead of ``T`` small weight-gradient matmuls and accumulations
+  inside the loop as autodiff of a stepped cell does. Inside
+  ``tf.function`` TensorFlow drops the input gradient when nothing uses it.
+
+Measured alternatives (bench/rnn_bench.py and notes in the report): one big
+``x @ kernel`` matmul before the loop (more memory traffic, a longer loop
+step for wide inputs), folding ``x_t`` into the recurrent matmul (a longer
+critical path), per-step transposes (slow small oneDNN ops) and
+XLA-compiled loops (recompiled for every new ``T``) were all slower or no
+faster here.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+# Steps of the forward/backward loops that may run concurrently (only work
+# that does not depend on the recurrence can actually overlap).
+_PARALLEL_ITERATIONS = 10
+
+
+def time_mask(lengths: tf.Tensor, n: tf.Tensor, reverse: bool) -> tf.Tensor:
+    """``[T, 1, B]`` bool in processing order: True where ``t < lengths[b]``."""
+    t = tf.range(n)
+    if reverse:
+        t = n - 1 - t
+    return t[:, tf.newaxis, tf.newaxis] < lengths[tf.newaxis, tf.newaxis, :]
+
+
+def inputs(x, lengths, *, masked, reverse):
+    """The start of both forward programs: ``(T, xa, mask)``.
+
+    ``xa`` is ``[T, I+1, B]`` in processing order (inputs with a row of ones)
+    and ``mask`` the ``[T, 1, B]`` valid steps (None when not masked). The
+    steps past each example's length are zeroed in ``xa``: nothing there
+    reaches an output, but the weight gradients multiply all of ``xa`` (a
+    zero gradient times a NaN or inf in the padding is NaN).
+    """
+    n, batch = tf.shape(x)[0], tf.shape(x)[1]
+    with tf.control_dependencies(
+        [
+            tf.debugging.assert_positive(
+                n, message="lstm_sequence: the input sequence has zero time steps"
+            )
+        ]
+    ):
+        n = tf.identity(n)
+    if reverse:
+        x = tf.reverse(x, axis=[0])
+    xa = tf.concat([tf.transpose(x, [0, 2, 1]), tf.ones([n, 1, batch], x.dtype)], axis=1)
+    mask = None
+    if masked:
+        mask = time_mask(lengths, n, reverse)
+        xa = tf.where(mask, xa, tf.zeros([], xa.dtype))
+    return n, xa, mask
+
+
+def outputs(hs, mask, reverse):
+    """``[T, B, H]`` outputs in input time order from ``hs [T+1, H, B]``."""
+    out = hs[1:]
+    if mask is not None:
+        out = tf.where(mask, out, tf.zeros([], hs.dtype))
+    if reverse:
+        out = tf.reverse(out, axis=[0])
+    return tf.transpose(out, [0, 2, 1])
+
+
+def output_gradients(d_out, lengths, n, *, masked, reverse):
+    """The start of both backward programs: ``(d_out [T, H, B], mask)`` in
+    processing order, zero where masked (``mask`` as in :func:`inputs`)."""
+    if reverse:
+        d_out = tf.reverse(d_out, axis=[0])
+    d_out = tf.transpose(d_out, [0, 2, 1])
+    mask = None
+    if masked:
+        mask = time_mask(lengths, n, reverse)
+        d_out = tf.where(mask, d_out, tf.zeros([], d_out.dtype))
+    return d_out, mask
+
+
+def forward(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *, masked, reverse):
+    """The forward program: outputs, final state and what backward needs.
+
+    Returns ``(outputs [T, B, H], h [B, H], c [B, H], xa, hs, ss, cs)``
+    where, in processing order, ``xa`` is ``[T, I+1, B]`` (inputs with a row
+    of ones), ``hs`` and ``cs`` are ``[T + 1, H, B]`` (the hidden and cell
+    state before every step and after the last) and ``ss`` is
+    ``[T, 4H, B]``, each step's gate sigmoids.
+    """
+    dtype = x.dtype
+    hidden = tf.shape(recurrent_kernel)[0]
+    n, xa, mask = inputs(x, lengths, masked=masked, reverse=reverse)
+    # One tanh covers all four gates: sigmoid(z) = (1 + tanh(z / 2)) / 2, so
+    # the sigmoid gates' weights are halved once per call.
+    half = tf.constant(0.5, dtype)
+    halves = tf.fill([hidden], half)
+    scale = tf.concat([halves, halves, halves + halves, halves], axis=0)
+    wx = tf.transpose(tf.concat([kernel, bias[tf.newaxis]], axis=0) * scale)
+    wh = tf.transpose(recurrent_kernel * scale)  # [4H, H]
+    h0t, c0t = tf.transpose(h0), tf.transpose(c0)
+    s_acc = tf.TensorArray(dtype, size=n)
+    c_acc = tf.TensorArray(dtype, size=n + 1).write(0, c0t)
+    h_acc = tf.TensorArray(dtype, size=n + 1).write(0, h0t)
+
+    def body(k, h, c, s_acc, c_acc, h_acc):
+        # wx @ xa[k] (the input projection and bias, [4H, I+1] x [I+1, B])
+        # only depends on k, so it runs ahead of the recurrence.
+        u = tf.tanh(tf.matmul(wx, xa[k]) + tf.matmul(wh, h))
+        s = u * half + half  # gate sigmoids; rows 2H:3H hold (1 + g) / 2
+        i, f, _, o = tf.split(s, 4, axis=0)
+        g = tf.split(u, 4, axis=0)[2]
+        c_new = f * c + i * g
+        h_new = o * tf.tanh(c_new)
+        if masked:
+            m = mask[k]
+            c_new = tf.where(m, c_new, c)
+            h_new = tf.where(m, h_new, h)
+        return (
+            k + 1,
+            h_new,
+            c_new,
+            s_acc.write(k, s),
+            c_acc.write(k + 1, c_new),
+            h_acc.write(k + 1, h_new),
+        )
+
+    _, h, c, s_acc, c_acc, h_acc = tf.while_loop(
+        lambda k, *_: k < n,
+        body,
+        (tf.constant(0), h0t, c0t, s_acc, c_acc, h_acc),
+        parallel_iterations=_PARALLEL_ITERATIONS,
+    )
+    hs = h_acc.stack()  # [T+1, H, B]
+    out = outputs(hs, mask, reverse)
+    # Stacked (not TensorList handles) so that the gradient function only
+    # captures plain tensors, which SavedModel can serialise.
+    return (out, tf.transpose(h), tf.transpose(c), xa, hs, s_acc.stack(), c_acc.stack())
+
+
+def backward(
+    d_out, d_h, d_c, kernel, recurrent_kernel, lengths, xa, hs, ss, cs, *, masked, reverse
+):
+    """The backward program: gradients for x, h0, c0, kernel, rk, bias."""
+    dtype = xa.dtype
+    n = tf.shape(xa)[0]
+    unit = tf.constant(1, dtype)
+    two = tf.constant(2, dtype)
+    four = tf.constant(4, dtype)
+    zero = tf.zeros([], dtype)
+    d_out, mask = output_gradients(d_out, lengths, n, masked=masked, reverse=reverse)
+    dz_acc = tf.TensorArray(dtype, size=n)
+
+    def body(k, dh, dc, dz_acc):
+        k = k - 1
+        # Factors that do not depend on the reverse recurrence.
+        s = ss[k]
+        c_prev = cs[k]
+        tc = tf.tanh(cs[k + 1])
+        i, f, g, o = tf.split(s, 4, axis=0)
+        g = g * two - unit  # s holds (1 + g) / 2 in the candidate rows
+        # Through c = f * c_prev + i * g and h = o * tanh(c):
+        # dc += dh * a and dz = [dc, dc, dc, dh] * p (z: gate pre-activations;
+        # for the candidate rows s (1 - s) = (1 - g^2) / 4).
+        a = o * (unit - tc * tc)
+        p = s * (unit - s) * tf.concat([g, c_prev, four * i, tc], axis=0)
+        if masked:
+            m = mask[k]
+            a = tf.where(m, a, zero)
+            p = tf.where(m, p, zero)
+            f = tf.where(m, f, unit)
+        dh = dh + d_out[k]
+        dc = dc + dh * a
+        dz = tf.concat([dc, dc, dc, dh], axis=0) * p
+        dh_prev = tf.matmul(recurrent_kernel, dz)
+        if masked:
+            dh_prev = dh_prev + tf.where(m, zero, dh)
+        return k, dh_prev, dc * f, dz_acc.write(k, dz)
+
+    _, dh0, dc0, dz_acc = tf.while_loop(
+        lambda k, *_: k > 0,
+        body,
+        (n, tf.transpose(d_h), tf.transpose(d_c), dz_acc),
+        parallel_iterations=_PARALLEL_ITERATIONS,
+    )
+    return gradients(columns(dz_acc.stack()), dh0, dc0, kernel, xa, hs, reverse=reverse)
+
+
+def columns(stacked: tf.Tensor) -> tf.Tensor:
+    """``[T, F, B] -> [F, T * B]``."""
+    shape = tf.shape(stacked)
+    return tf.reshape(tf.transpose(stacked, [1, 0, 2]), [-1, shape[0] * shape[2]])
+
+
+def gradients(dz, dh0, dc0, kernel, xa, hs, *, reverse):
+    """The six gradients from the gate gradients ``dz [4H, T * B]`` of all
+    steps (column ``t * B + b``: step ``t`` of example ``b``).
+
+    The weight gradients are two large matmuls over all ``T * B`` columns at
+    once, the input gradient one more.
+    """
+    n, batch = tf.shape(xa)[0], tf.shape(xa)[2]
+    d_kernel_bias = tf.matmul(columns(xa), dz, transpose_b=True)  # [I+1, 4H]
+    d_rk = tf.matmul(columns(hs[:-1]), dz, transpose_b=True)  # [H, 4H]
+    d_x = tf.matmul(kernel, dz)  # [I, TB]
+    d_x = tf.transpose(tf.reshape(d_x, [-1, n, batch]), [1, 2, 0])  # [T, B, I]
+    if reverse:
+        d_x = tf.reverse(d_x, axis=[0])
+    return (d_x, tf.transpose(dh0), tf.transpose(dc0), d_kernel_bias[:-1], d_rk, d_kernel_bias[-1])

@@ -1,0 +1,253 @@
+"""``lstm_sequence``: a whole-sequence LSTM with a hand-written backward pass.
+
+The LSTM's fast path (``rnn.LSTM`` uses it when the unrollers ask for a whole
+sequence). Each call runs one forward program, and its gradient one backward
+program: TensorFlow-ops programs (:mod:`rnn.ops.lstm.programs`) or the same
+with each recurrence as one compiled op (:mod:`rnn.ops.lstm.native`, where
+it can). The programs are ``tf.function`` s traced once per process for
+each dtype and variant (masked or not, reversed or not, kernels or not)
+with unknown ``T`` and batch size: eager calls run as one graph call each
+way, and tracing a model that uses them does not trace the loops again.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from rnn import _utils
+from rnn.ops.lstm import native as native_ops
+from rnn.ops.lstm import programs
+
+__all__ = ["lstm_sequence"]
+
+_SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+
+# (dtype, masked, reverse, native, "fwd" | "bwd") -> concrete function.
+_PROGRAMS = {}
+
+
+def _program(dtype: tf.DType, masked: bool, reverse: bool, native: bool, which: str):
+    """The concrete forward or backward function, traced once per key.
+
+    Traced lazily (a model that never asks for gradients never traces the
+    backward program), with unknown ``T`` and batch size.
+    """
+    key = (dtype, masked, reverse, native, which)
+    if key not in _PROGRAMS:
+        t3 = tf.TensorSpec([None, None, None], dtype)
+        t2 = tf.TensorSpec([None, None], dtype)
+        t1 = tf.TensorSpec([None], dtype)
+        lens = [tf.TensorSpec([None], tf.int32)] if masked else []
+        flags = dict(masked=masked, reverse=reverse)
+        if which == "fwd":
+
+            def fwd(x, h0, c0, kernel, rk, bias, *lengths):
+                program = native_ops.forward if native else programs.forward
+                return program(x, h0, c0, kernel, rk, bias, lengths[0] if masked else None, **flags)
+
+            fn = tf.function(fwd, autograph=False).get_concrete_function(
+                t3, t2, t2, t2, t2, t1, *lens
+            )
+        else:
+
+            def bwd(d_out, d_h, d_c, kernel, rk, xa, hs, s, c, *lengths):
+                program = native_ops.backward if native else programs.backward
+                return program(
+                    d_out,
+                    d_h,
+                    d_c,
+                    kernel,
+                    rk,
+                    lengths[0] if masked else None,
+                    xa,
+                    hs,
+                    s,
+                    c,
+                    **flags,
+                )
+
+            fn = tf.function(bwd, autograph=False).get_concrete_function(
+                t3, t2, t2, t2, t2, t3, t3, t3, t3, *lens
+            )
+        _PROGRAMS[key] = fn
+    return _PROGRAMS[key]
+
+
+@tf.custom_gradient
+def _first_order_only(*grads):
+    """Identity on the gradients that refuses to be differentiated again."""
+
+    def second_order(*unused):
+        raise NotImplementedError(
+            "lstm_sequence supports first-order gradients only: its backward "
+            "pass is hand-written and not differentiable. For higher-order "
+            "gradients step the cell yourself (call the core once per step "
+            "in a loop) instead of using the whole-sequence fast path."
+        )
+
+    return grads, second_order
+
+
+def _static_dim(shape: tf.TensorShape, axis: int) -> int | None:
+    if shape.rank is None:
+        return None
+    return shape[axis]
+
+
+def _check_dim(what: str, got: int | None, want: int | None, meaning: str) -> None:
+    if got is not None and want is not None and got != want:
+        raise ValueError(f"lstm_sequence: {what} should be {want} ({meaning}), got {got}")
+
+
+@tf.autograph.experimental.do_not_convert
+def lstm_sequence(
+    inputs: tf.Tensor,
+    h0: tf.Tensor,
+    c0: tf.Tensor,
+    kernel: tf.Tensor,
+    recurrent_kernel: tf.Tensor,
+    bias: tf.Tensor,
+    sequence_length: tf.Tensor | None = None,
+    reverse: bool = False,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Runs an LSTM over a whole time-major sequence; returns outputs and state.
+
+    The cell is Keras' ``LSTM`` cell with sigmoid gates and ``tanh``
+    activations: for each step ``z = x_t @ kernel + h @ recurrent_kernel +
+    bias`` is split into the gates ``(i, f, g, o)`` in that order (the layout
+    of ``keras.layers.LSTM`` weights), then ``c = sigmoid(f) * c +
+    sigmoid(i) * tanh(g)`` and ``h = sigmoid(o) * tanh(c)``. No forget bias is
+    added at run time (fold it into ``bias``).
+
+    Args:
+      inputs: ``[T, B, I]`` time-major inputs (``T`` and ``B`` may be unknown
+        inside ``tf.function``; ``T`` must be at least 1). float16, bfloat16,
+        float32 or float64; everything is computed in this dtype.
+      h0, c0: ``[B, H]`` initial hidden and cell state.
+      kernel: ``[I, 4H]`` input weights.
+      recurrent_kernel: ``[H, 4H]`` recurrent weights.
+      bias: ``[4H]`` bias.
+      sequence_length: optional ``[B]`` integer lengths. Outputs at
+        ``t >= sequence_length[b]`` are zeros and the final state of example
+        ``b`` is its state after its last valid step (steps past the length
+        leave the state unchanged). Lengths above ``T`` act as ``T`` and
+        lengths of 0 or less leave the initial state unchanged.
+      reverse: process each example's valid steps from its last one back to
+        ``t = 0``; outputs stay in input time order.
+
+    Returns:
+      ``(outputs, h, c)``: ``[T, B, H]`` hidden states per step and the
+      ``[B, H]`` final hidden and cell state.
+
+    Gradients (``tf.GradientTape``, ``tf.gradients``) flow to all six tensor
+    arguments and work eagerly, in ``tf.function`` and with
+    ``jit_compile=True``. They are first order only: differentiating the
+    gradients again raises ``NotImplementedError``.
+
+    Raises:
+      TypeError: an unsupported dtype, arguments of different dtypes, or a
+        non-integer ``sequence_length``.
+      ValueError: statically known shapes that do not fit together, or zero
+        time steps (``tf.errors.InvalidArgumentError`` at run time when
+        ``T`` is only known then).
+
+    Example:
+
+    >>> x = tf.ones([5, 2, 3])                 # T=5, B=2, I=3
+    >>> h0 = c0 = tf.zeros([2, 4])             # H=4
+    >>> kernel = tf.fill([3, 16], 0.1)
+    >>> recurrent_kernel = tf.fill([4, 16], 0.1)
+    >>> out, h, c = lstm_sequence(x, h0, c0, kernel, recurrent_kernel,
+    ...                           tf.zeros([16]), sequence_length=[5, 2])
+    >>> out.shape.as_list(), h.shape.as_list()
+    ([5, 2, 4], [2, 4])
+    >>> bool(tf.reduce_all(out[2:, 1] == 0.0))
+    True
+    >>> bool(tf.reduce_all(h[1] == out[1, 1]))
+    True
+    """
+    x = tf.convert_to_tensor(inputs)
+    dtype = x.dtype
+    if dtype not in _SUPPORTED_DTYPES:
+        raise TypeError(
+            f"lstm_sequence: inputs must be float16, bfloat16, float32 or float64, got {dtype.name}"
+        )
+    tensors = []
+    for name, value in (
+        ("h0", h0),
+        ("c0", c0),
+        ("kernel", kernel),
+        ("recurrent_kernel", recurrent_kernel),
+        ("bias", bias),
+    ):
+        got = getattr(value, "dtype", None)
+        if isinstance(value, (tf.Tensor, tf.Variable)) and got != dtype:
+            raise TypeError(
+                f"lstm_sequence: {name} has dtype {tf.as_dtype(got).name} but "
+                f"inputs have {dtype.name}; cast them to one dtype"
+            )
+        tensors.append(tf.convert_to_tensor(value, dtype, name=name))
+    h0, c0, kernel, recurrent_kernel, bias = tensors
+
+    for name, t, rank in (
+        ("inputs", x, 3),
+        ("h0", h0, 2),
+        ("c0", c0, 2),
+        ("kernel", kernel, 2),
+        ("recurrent_kernel", recurrent_kernel, 2),
+        ("bias", bias, 1),
+    ):
+        if t.shape.rank is not None and t.shape.rank != rank:
+            raise ValueError(f"lstm_sequence: {name} must have rank {rank}, got shape {t.shape}")
+    n, b, i = (_static_dim(x.shape, a) for a in range(3))
+    if n == 0:
+        raise ValueError("lstm_sequence: the input sequence has zero time steps")
+    hidden = _static_dim(recurrent_kernel.shape, 0)
+    gates = _static_dim(recurrent_kernel.shape, 1)
+    if hidden is not None and gates is not None and gates != 4 * hidden:
+        raise ValueError(
+            f"lstm_sequence: recurrent_kernel must be [H, 4H], got {recurrent_kernel.shape}"
+        )
+    if gates is None:
+        for t in (kernel, bias):
+            gates = gates or _static_dim(t.shape, -1)
+    if hidden is None and gates is not None:
+        hidden = gates // 4
+    _check_dim("kernel.shape[0]", _static_dim(kernel.shape, 0), i, "input size")
+    _check_dim("kernel.shape[1]", _static_dim(kernel.shape, 1), gates, "4 * hidden size")
+    _check_dim("bias.shape[0]", _static_dim(bias.shape, 0), gates, "4 * hidden size")
+    for name, t in (("h0", h0), ("c0", c0)):
+        _check_dim(f"{name}.shape[0]", _static_dim(t.shape, 0), b, "batch size of inputs")
+        _check_dim(f"{name}.shape[1]", _static_dim(t.shape, 1), hidden, "hidden size")
+
+    extra = []
+    if sequence_length is not None:
+        extra.append(_utils.sequence_lengths("lstm_sequence", sequence_length, b))
+    variant = (dtype, bool(extra), bool(reverse), native_ops.use_native(dtype))
+    fwd = _program(*variant, "fwd")
+
+    @tf.custom_gradient
+    def run(x, h0, c0, kernel, recurrent_kernel, bias):
+        args = [tf.stop_gradient(t) for t in (x, h0, c0, kernel, recurrent_kernel, bias)]
+        out, h, c, *saved = fwd(*args, *extra)
+
+        def grad(d_out, d_h, d_c):
+            d_out = tf.zeros_like(out) if d_out is None else d_out
+            d_h = tf.zeros_like(h) if d_h is None else d_h
+            d_c = tf.zeros_like(c) if d_c is None else d_c
+            bwd = _program(*variant, "bwd")
+            grads = bwd(d_out, d_h, d_c, args[3], args[4], *saved, *extra)
+            grads = _first_order_only(*grads)
+            if not tf.executing_eagerly():
+                for g, t in zip(grads, (x, h0, c0, kernel, recurrent_kernel, bias)):
+                    g.set_shape(t.shape)
+            return grads
+
+        return (out, h, c), grad
+
+    out, h, c = run(x, h0, c0, kernel, recurrent_kernel, bias)
+    if not tf.executing_eagerly():
+        out.set_shape([n, b, hidden])
+        h.set_shape([b, hidden])
+        c.set_shape([b, hidden])
+    return out, h, c
