@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # compiler). Without this step the first LSTM run would build them.
 KERNELS := $(VENV)/.kernels
 
-.PHONY: demo test test-fast bench bench-rnn docs clean
+.PHONY: demo test test-fast bench bench-rnn docs figures clean
 
 $(STAMP): pyproject.toml setup.py nestlib/_cnest.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,16 @@ bench-rnn: $(STAMP) $(KERNELS)
 docs: $(STAMP) $(KERNELS)
 	$(PY) -m sphinx -b html -W --keep-going -q docs docs/_build/html
 	@echo "open docs/_build/html/index.html"
+
+# The two figures of the DNC guide (docs/dnc.md), made by the main job itself:
+# the default run of `make demo` into a scratch folder, then its learning curve,
+# memory plot and the metrics.csv they plot copied into docs/figures/.
+FIGURES_RUN := build/figures_run
+figures: $(STAMP) $(KERNELS)
+	rm -rf $(FIGURES_RUN)
+	$(PY) -m rnn.examples.repeat_copy --output_dir $(FIGURES_RUN) --no-progress
+	mkdir -p docs/figures
+	cp $(FIGURES_RUN)/learning_curve.png $(FIGURES_RUN)/memory.png $(FIGURES_RUN)/metrics.csv docs/figures/
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -2,11 +2,15 @@
 
 ``make docs`` runs the same Sphinx command into docs/_build/html; here the
 site is built into a temporary folder, in a child process (Sphinx imports the
-packages, TensorFlow included, to read their docstrings).
+packages, TensorFlow included, to read their docstrings). The site uses the
+Furo theme with the project's stylesheet, the DNC guide shows the main job's
+figures (made by ``make figures``), and getting started gives pip commands
+whose extras exist.
 """
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import os
 import pathlib
@@ -46,7 +50,13 @@ API_PAGES = {
     "api/keras": ["rnn.keras.RNN", "rnn.keras.register_core"],
 }
 
-missing = [m for m in ("sphinx", "myst_parser") if importlib.util.find_spec(m) is None]
+# The figures of the DNC guide, made by the repeat-copy job (`make figures`).
+FIGURES = DOCS / "figures"
+FIGURE_FILES = ("learning_curve.png", "memory.png")
+MAX_FIGURE_BYTES = 200_000
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+missing = [m for m in ("sphinx", "myst_parser", "furo") if importlib.util.find_spec(m) is None]
 pytestmark = pytest.mark.skipif(
     bool(missing),
     reason=f"{' and '.join(missing)} not installed (pip install -e '.[docs]' or '.[test]')",
@@ -153,3 +163,64 @@ def test_fence_bare_doctests():
         "```python\n>>> x = 1\n\n```\n```pycon\n>>> 3\n```"
     )
     assert fence("no sessions\n") == "no sessions\n"
+
+
+def test_the_site_uses_furo_and_the_project_stylesheet(site):
+    assert _load_conf().html_theme == "furo"
+    assert (site / "_static" / "styles" / "furo.css").is_file()
+    built_css = site / "_static" / "custom.css"
+    assert built_css.read_text() == (DOCS / "_static" / "custom.css").read_text()
+    # The stylesheet widens Furo's content column: a rule for .content with a max-width.
+    assert re.search(r"\.content\s*\{[^}]*max-width", built_css.read_text())
+    for page in ("index", "dnc", "performance", "api/nestlib"):
+        html = (site / f"{page}.html").read_text()
+        for sheet in ("_static/styles/furo.css", "_static/custom.css"):
+            assert re.search(rf'<link[^>]+href="(\.\./)?{re.escape(sheet)}', html), (page, sheet)
+
+
+def test_the_dnc_guide_shows_the_jobs_figures(site):
+    html = (site / "dnc.html").read_text()
+    for name in FIGURE_FILES:
+        source = FIGURES / name
+        data = source.read_bytes()
+        assert data.startswith(PNG_SIGNATURE), f"docs/figures/{name} is not a PNG"
+        assert len(data) < MAX_FIGURE_BYTES, f"docs/figures/{name}: {len(data)} bytes"
+        assert re.search(rf'<img[^>]+src="_images/{name}"', html), f"dnc.html does not show {name}"
+        built = site / "_images" / name
+        assert built.is_file() and built.read_bytes() == data, f"{name} is not in the built site"
+    link = re.search(r'href="(_downloads/[0-9a-f]+/metrics\.csv)"', html)
+    assert link, "dnc.html does not link the figures' metrics.csv"
+    assert (site / link.group(1)).read_bytes() == (FIGURES / "metrics.csv").read_bytes()
+
+
+def test_the_dnc_guide_quotes_the_figures_command_and_numbers():
+    # The command the guide names is the one `make figures` runs ...
+    makefile = (ROOT / "Makefile").read_text()
+    run_dir = re.search(r"^FIGURES_RUN := (\S+)$", makefile, re.M)
+    recipe = re.search(r"^\t\$\(PY\) (-m rnn\.examples\.repeat_copy .*)$", makefile, re.M)
+    assert run_dir and recipe, "the Makefile has no figures target running the job"
+    command = "python " + recipe.group(1).replace("$(FIGURES_RUN)", run_dir.group(1))
+    guide = (DOCS / "dnc.md").read_text()
+    assert command in guide, f"docs/dnc.md does not give the command {command!r}"
+    # ... and the numbers it quotes are the last row of the CSV committed beside the figures.
+    with open(FIGURES / "metrics.csv", newline="") as f:
+        last = list(csv.DictReader(f))[-1]
+    cost, bits = float(last["eval_cost"]), float(last["eval_bit_errors"])
+    assert f"{cost:.3f} at step {last['step']}" in guide, (cost, last["step"])
+    assert f"end at {bits:.3f} per sequence" in guide, bits
+
+
+def test_getting_started_gives_pip_commands_with_existing_extras(site):
+    tomllib = pytest.importorskip("tomllib")
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert any(d.startswith("furo") for d in extras["docs"]), "the docs extra lacks the theme"
+    assert any(d.startswith("furo") for d in extras["test"]), "the test extra lacks the theme"
+    text = (DOCS / "getting_started.md").read_text()
+    for command in ("pip install .", "pip install '.[tf]'", "pip install -e '.[test]'"):
+        assert f"\n{command} " in text, f"getting_started.md lacks {command!r}"
+    for extra in re.findall(r"pip install (?:-e )?'\.\[([\w,]+)\]'", text):
+        for name in extra.split(","):
+            assert name in extras, f"getting_started.md names a missing extra {name!r}"
+    assert 'id="installing-with-pip"' in (site / "getting_started.html").read_text()
