@@ -1,5 +1,6 @@
-# Two entry points: `make demo` (the main job) and `make test` (the whole suite).
-# Both create .venv when it is missing and install the project into it.
+# Entry points: `make demo` (the main job), `make test` (the static checks, then
+# the whole suite) and `make lint` (the static checks alone). Each creates .venv
+# when it is missing and installs the project into it.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed
 # with a message where there is no C compiler).
 KERNELS := rnn/_lstm_kernels.op.so
 
-.PHONY: demo test test-fast bench bench-rnn docs clean
+.PHONY: demo test test-fast lint bench bench-rnn docs clean
 
 $(STAMP): pyproject.toml setup.py nestlib/_cnest.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,10 +20,33 @@ $(STAMP): pyproject.toml setup.py nestlib/_cnest.c
 $(KERNELS): $(STAMP) rnn/_lstm_kernels.c rnn/_build_kernels.py
 	$(PY) rnn/_build_kernels.py
 
+# The static checks need only the lint extra (no TensorFlow).
+LINT_STAMP := $(VENV)/.installed-lint
+CLANG_FORMAT := $(VENV)/bin/clang-format
+# C sources under clang-format (.clang-format); rnn's kernels join once formatted.
+C_SOURCES := $(wildcard nestlib/*.c nestlib/*.h)
+
+$(LINT_STAMP): pyproject.toml setup.py nestlib/_cnest.c
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[lint]'
+	touch $(LINT_STAMP)
+
+# ruff (lint + format) and mypy as configured in pyproject.toml, the C core's
+# stub against the built module, clang-format on the C sources.
+lint: $(LINT_STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+	if $(PY) -c 'import nestlib._cnest' 2>/dev/null; then \
+	    $(PY) -m mypy.stubtest nestlib._cnest; \
+	else echo "nestlib's compiled core is not built: its stub is not checked"; fi
+	$(CLANG_FORMAT) --dry-run -Werror $(C_SOURCES)
+
 demo: $(STAMP) $(KERNELS)
 	$(PY) -m rnn.examples.repeat_copy
 
-test: $(STAMP) $(KERNELS)
+test: lint $(STAMP) $(KERNELS)
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 # The peers the benchmarks measure against are test dependencies too, but
