@@ -39,7 +39,7 @@ lint: $(LINT_STAMP)
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	if $(PY) -c 'import nestlib._cnest' 2>/dev/null; then \
-	    $(PY) -m mypy.stubtest nestlib._cnest; \
+	    $(PY) -m mypy.stubtest --mypy-config-file pyproject.toml nestlib._cnest; \
 	else echo "nestlib's compiled core is not built: its stub is not checked"; fi
 	$(CLANG_FORMAT) --dry-run -Werror $(C_SOURCES)
 
