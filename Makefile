@@ -1,5 +1,6 @@
-# Two entry points: `make demo` (the main job) and `make test` (the whole suite).
-# Both create .venv when it is missing and install the project into it.
+# Entry points: `make demo` (the main job), `make test` (the static checks, then
+# the whole suite) and `make lint` (the static checks alone). Each creates .venv
+# when it is missing and installs the project into it.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed
 # compiler). Without this step the first LSTM run would build them.
 KERNELS := $(VENV)/.kernels
 
-.PHONY: demo test test-fast bench bench-rnn docs figures clean
+.PHONY: demo test test-fast lint bench bench-rnn docs figures clean
 
 $(STAMP): pyproject.toml setup.py nestlib/_cnest.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,10 +22,33 @@ $(KERNELS): $(STAMP) rnn/ops/lstm/kernels.c rnn/ops/_build.py
 	$(PY) -m rnn.ops
 	touch $(KERNELS)
 
+# The static checks need only the lint extra (no TensorFlow).
+LINT_STAMP := $(VENV)/.installed-lint
+CLANG_FORMAT := $(VENV)/bin/clang-format
+# C sources under clang-format (.clang-format).
+C_SOURCES := $(wildcard nestlib/*.c nestlib/*.h rnn/ops/*/*.c)
+
+$(LINT_STAMP): pyproject.toml setup.py nestlib/_cnest.c
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[lint]'
+	touch $(LINT_STAMP)
+
+# ruff (lint + format) and mypy as configured in pyproject.toml, the C core's
+# stub against the built module, clang-format on the C sources.
+lint: $(LINT_STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+	if $(PY) -c 'import nestlib._cnest' 2>/dev/null; then \
+	    $(PY) -m mypy.stubtest --mypy-config-file pyproject.toml nestlib._cnest; \
+	else echo "nestlib's compiled core is not built: its stub is not checked"; fi
+	$(CLANG_FORMAT) --dry-run -Werror $(C_SOURCES)
+
 demo: $(STAMP) $(KERNELS)
 	$(PY) -m rnn.examples.repeat_copy
 
-test: $(STAMP) $(KERNELS)
+test: lint $(STAMP) $(KERNELS)
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 # The peers the benchmarks measure against are test dependencies too, but

@@ -12,7 +12,6 @@ from .api import (
     MAP_TO_NONE,
     MAX_DEPTH,
     Spec,
-    __all__,
     assert_same_structure,
     assert_shallow_structure,
     backend,
@@ -50,5 +49,6 @@ from .api import (
     unregister_node,
     yield_flat_paths,
 )
+from .api import __all__ as __all__  # the names above (explicitly re-exported)
 
 __version__ = "0.1.0"

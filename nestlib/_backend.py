@@ -27,18 +27,38 @@ import os
 import types
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import _nodes as N
 from . import _registry as R
 from . import _spec as S
 from . import _walk as W
 
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class Engine(Protocol):
+        """The operations of one backend that ``nestlib.api`` calls (see ``engine``);
+        a ``types.SimpleNamespace`` at run time."""
+
+        name: str
+        flatten: Callable[[Any], list[Any]]
+        is_nested: Callable[[Any], bool]
+        same: Callable[[Any, Any, bool], None]
+        map: Callable[..., Any]  # (func, *structures, check_types=True)
+        map_path: Callable[..., Any]  # (func, *structures, check_types=True)
+        unflatten: Callable[[Any, Any], Any]
+        paths: Callable[[Any], list[tuple[tuple[Any, ...], Any]]]
+        up_to: Callable[[Any, Any, bool], list[Any]]
+        paths_up_to: Callable[[Any, Any, bool], list[tuple[tuple[Any, ...], Any]]]
+        spec_of: Callable[[Any], S.Spec]
+
+
 BACKENDS = ("native", "dm-tree", "python")
 ENV_VAR = "NESTLIB_BACKEND"
 
 
-def _python_core() -> dict[str, Callable]:
+def _python_core() -> dict[str, Callable[..., Any]]:
     return {
         "flatten": W.flatten,
         "is_nested": W.is_nested,
@@ -46,17 +66,17 @@ def _python_core() -> dict[str, Callable]:
     }
 
 
-def _dm_tree_core() -> dict[str, Callable]:
+def _dm_tree_core() -> dict[str, Callable[..., Any]]:
     from tree import _tree  # compiled part of dm-tree
 
-    tree_flatten = _tree.flatten
+    tree_flatten: Callable[[Any], list[Any]] = _tree.flatten
     py_flatten = W.flatten
     py_same = W.assert_same_structure
 
-    known_leaf_types: set = set()  # types checked to be leaves under today's rules
+    known_leaf_types: set[Any] = set()  # types checked to be leaves under today's rules
     R.add_listener(known_leaf_types.clear)
 
-    def flatten(structure: Any) -> list:
+    def flatten(structure: Any) -> list[Any]:
         try:
             leaves = tree_flatten(structure)
         except Exception:  # redo in Python: our semantics and our error
@@ -82,7 +102,7 @@ def _dm_tree_core() -> dict[str, Callable]:
     return {"flatten": flatten, "is_nested": W.is_nested, "assert_same_structure": py_same}
 
 
-def _native_core() -> dict[str, Callable]:
+def _native_core() -> dict[str, Callable[..., Any]]:
     from . import _native  # ImportError when the extension was not built
 
     return _native.core()
@@ -92,7 +112,7 @@ def _native_core() -> dict[str, Callable]:
 NOT_GIVEN: Any = object()
 
 
-def engine(name: str) -> types.SimpleNamespace:
+def engine(name: str) -> Engine:
     """The operations of backend ``name`` that ``nestlib.api`` calls (built once).
 
     ``flatten(s)``, ``is_nested(s)``, ``same(a, b, check_types)``,
@@ -112,27 +132,30 @@ def engine(name: str) -> types.SimpleNamespace:
         raise ValueError(f"unknown nestlib backend {name!r}; expected one of {BACKENDS}")
     flatten = core["flatten"]
     same = core["assert_same_structure"]
-    ops = types.SimpleNamespace(
-        name=name,
-        flatten=flatten,
-        is_nested=core["is_nested"],
-        same=same,
-        map=core.get("map_structure") or W.make_map_structure(flatten, same),
-        map_path=core.get("map_structure_with_path") or W.make_map_structure_with_path(same),
-        unflatten=core.get("unflatten_as", W.unflatten_as),
-        paths=core.get("flatten_with_path", W.flatten_with_path),
-        up_to=core.get("flatten_up_to", W.flatten_up_to),
-        paths_up_to=core.get("flatten_with_path_up_to", W.flatten_with_path_up_to),
-        spec_of=core.get("spec_of", S.spec_of),
+    ops = cast(
+        "Engine",
+        types.SimpleNamespace(
+            name=name,
+            flatten=flatten,
+            is_nested=core["is_nested"],
+            same=same,
+            map=core.get("map_structure") or W.make_map_structure(flatten, same),
+            map_path=core.get("map_structure_with_path") or W.make_map_structure_with_path(same),
+            unflatten=core.get("unflatten_as", W.unflatten_as),
+            paths=core.get("flatten_with_path", W.flatten_with_path),
+            up_to=core.get("flatten_up_to", W.flatten_up_to),
+            paths_up_to=core.get("flatten_with_path_up_to", W.flatten_with_path_up_to),
+            spec_of=core.get("spec_of", S.spec_of),
+        ),
     )
     _engines[name] = ops
     return ops
 
 
-_engines: dict[str, types.SimpleNamespace] = {}
+_engines: dict[str, Engine] = {}
 
 
-def _bound_api(ops: types.SimpleNamespace) -> types.SimpleNamespace:
+def _bound_api(ops: Engine) -> types.SimpleNamespace:
     """nestlib.api's public functions, copied with their globals bound to ``ops``."""
     from . import api as A
 

@@ -31,9 +31,18 @@
 
 /* Node kinds: must equal nestlib._nodes' constants (checked by init()). */
 enum {
-    K_LEAF = 0, K_LIST = 1, K_TUPLE = 2, K_NAMEDTUPLE = 3, K_MAPPING = 4,
-    K_ATTRS = 5, K_SEQUENCE = 6, K_VIEW = 7, K_PROXY = 8, K_COMPOSITE = 9,
-    K_CUSTOM = 10, K_LAST = 10
+    K_LEAF = 0,
+    K_LIST = 1,
+    K_TUPLE = 2,
+    K_NAMEDTUPLE = 3,
+    K_MAPPING = 4,
+    K_ATTRS = 5,
+    K_SEQUENCE = 6,
+    K_VIEW = 7,
+    K_PROXY = 8,
+    K_COMPOSITE = 9,
+    K_CUSTOM = 10,
+    K_LAST = 10
 };
 
 /* ------------------------------------------------------------------------ */
@@ -62,14 +71,14 @@ static PyObject *g_defs;             /* _nodes.DEFS: CUSTOM type -> NodeDef
                                         meta_matters, ...) */
 
 /* Python functions that redo a whole call when the native path gives up. */
-static PyObject *fb_flatten, *fb_is_nested, *fb_unflatten, *fb_pack_trusted,
-    *fb_same, *fb_map, *fb_paths, *fb_map_path, *fb_up_to, *fb_paths_up_to,
-    *fb_spec_slow, *fb_spec_count_error, *fb_spec_map_check;
+static PyObject *fb_flatten, *fb_is_nested, *fb_unflatten, *fb_pack_trusted, *fb_same, *fb_map,
+    *fb_paths, *fb_map_path, *fb_up_to, *fb_paths_up_to, *fb_spec_slow, *fb_spec_count_error,
+    *fb_spec_map_check;
 
-static PyObject *s_fields;           /* interned "_fields" */
-static PyObject *s_check_types;      /* interned "check_types" */
-static PyObject *s_tf_flatten;       /* interned "__tf_flatten__" */
-static PyObject *g_empty_tuple;      /* () */
+static PyObject *s_fields;      /* interned "_fields" */
+static PyObject *s_check_types; /* interned "check_types" */
+static PyObject *s_tf_flatten;  /* interned "__tf_flatten__" */
+static PyObject *g_empty_tuple; /* () */
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
@@ -199,8 +208,18 @@ py_children(PyObject *x, int k)
  * call and raises its error. */
 
 /* NodeDef items (see _nodes.NodeDef) */
-enum { D_FLATTEN, D_UNFLATTEN, D_KEYS, D_META_MATTERS, D_LABEL, D_CLS, D_FIELDS, D_PROTOCOL,
-       D_TF_UNFLATTEN, D_SIZE };
+enum {
+    D_FLATTEN,
+    D_UNFLATTEN,
+    D_KEYS,
+    D_META_MATTERS,
+    D_LABEL,
+    D_CLS,
+    D_FIELDS,
+    D_PROTOCOL,
+    D_TF_UNFLATTEN,
+    D_SIZE
+};
 /* items of D_FIELDS (register_dataclass) */
 enum { F_DATA, F_META, F_PLAIN, F_ALL };
 
@@ -275,8 +294,8 @@ dataclass_pair(PyObject *x, PyObject *fields)
 static PyObject *
 tf_flatten(PyObject *x)
 {
-    PyObject *r = PyObject_VectorcallMethod(s_tf_flatten, &x,
-                                            1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    PyObject *r =
+        PyObject_VectorcallMethod(s_tf_flatten, &x, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     if (r != NULL && (!PyTuple_CheckExact(r) || PyTuple_GET_SIZE(r) != 2 ||
                       !PyTuple_CheckExact(PyTuple_GET_ITEM(r, 1))))
         Py_CLEAR(r);
@@ -464,9 +483,9 @@ values_for(PyObject *m, PyObject *skeys)
  * keys (same size, every key found), which the value lookups do anyway. A
  * wrong or stale hint costs a sort, never a wrong result. */
 typedef struct {
-    PyObject **keys;     /* sorted key lists (strong) or NULL (no hint) */
-    Py_ssize_t n, cap;   /* recorded */
-    Py_ssize_t next;     /* the next one to try */
+    PyObject **keys;   /* sorted key lists (strong) or NULL (no hint) */
+    Py_ssize_t n, cap; /* recorded */
+    Py_ssize_t next;   /* the next one to try */
 } hints_t;
 
 static void
@@ -706,8 +725,8 @@ py_unwrap(PyObject **x, int *k)
 
 /* Parses (a, b[, check_types]) / check_types= of a fastcall function. */
 static int
-parse_check_types(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-                  Py_ssize_t npos, int *check_types)
+parse_check_types(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, Py_ssize_t npos,
+                  int *check_types)
 {
     PyObject *ct = NULL;
     *check_types = 1;
@@ -829,7 +848,7 @@ cn_is_nested(PyObject *self, PyObject *s)
 /* ------------------------------------------------------------------------ */
 
 typedef struct {
-    PyObject *flat;   /* exact list or tuple */
+    PyObject *flat; /* exact list or tuple */
     Py_ssize_t pos;
 } feed_t;
 
@@ -1068,8 +1087,8 @@ direct_seq(PyObject *x, int k)
  * leaves of a and b are appended to out_a / out_b when not NULL), -1 when it
  * would not, or when this code cannot tell (the caller falls back). */
 static int
-same_walk(PyObject *a, PyObject *b, int check_types, PyObject *out_a, PyObject *out_b,
-          int depth, hints_t *rec)
+same_walk(PyObject *a, PyObject *b, int check_types, PyObject *out_a, PyObject *out_b, int depth,
+          hints_t *rec)
 {
     int ka, kb, rc = -1;
     PyObject *ca = NULL, *cb = NULL, *ska = NULL, *skb = NULL;
@@ -1178,8 +1197,7 @@ done:
 }
 
 static PyObject *
-cn_assert_same_structure(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
-                         PyObject *kwnames)
+cn_assert_same_structure(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     int check_types;
     if (not_ready())
@@ -1210,7 +1228,8 @@ stop_iteration_to_runtime_error(Py_ssize_t leaf)
     PyErr_Format(PyExc_RuntimeError,
                  "the mapped function raised StopIteration on leaf number %zd (counting "
                  "from 0); nestlib does not let StopIteration escape, since it would end "
-                 "a caller's loop", leaf);
+                 "a caller's loop",
+                 leaf);
     PyErr_Fetch(&t2, &v2, &tb2);
     PyErr_NormalizeException(&t2, &v2, &tb2);
     if (v2 != NULL && v != NULL) {
@@ -1377,11 +1396,11 @@ fallback:
 /* ------------------------------------------------------------------------ */
 
 typedef struct {
-    PyObject **keys;     /* keys[d]: the key at depth d of the current path */
-    PyObject *pairs;     /* [(path, leaf)] or NULL */
-    PyObject *paths;     /* [path] or NULL */
-    PyObject *leaves;    /* [leaf] or NULL */
-    hints_t *rec;        /* records the sorted keys of dicts, or NULL */
+    PyObject **keys;  /* keys[d]: the key at depth d of the current path */
+    PyObject *pairs;  /* [(path, leaf)] or NULL */
+    PyObject *paths;  /* [path] or NULL */
+    PyObject *leaves; /* [leaf] or NULL */
+    hints_t *rec;     /* records the sorted keys of dicts, or NULL */
 } paths_t;
 
 static PyObject *
@@ -1474,7 +1493,8 @@ paths_into(PyObject *s, int k, paths_t *P, int depth)
         }
         r = PyObject_CallOneArg(PyTuple_GET_ITEM(d, D_KEYS), s);
         if (r != NULL && PyTuple_CheckExact(r) && PyTuple_GET_SIZE(r) == 2 &&
-            (PyTuple_CheckExact(PyTuple_GET_ITEM(r, 0)) || PyList_CheckExact(PyTuple_GET_ITEM(r, 0))))
+            (PyTuple_CheckExact(PyTuple_GET_ITEM(r, 0)) ||
+             PyList_CheckExact(PyTuple_GET_ITEM(r, 0))))
             pairs = PySequence_List(PyTuple_GET_ITEM(r, 0));
         Py_XDECREF(r);
         break;
@@ -1779,23 +1799,23 @@ enum { U_LEAF, U_LIST, U_TUPLE, U_NTNEW, U_DICT, U_DICTCALL, U_DDICT, U_GENERIC 
 enum { F_NONE, F_LIST, F_TUPLE, F_NT, F_DICT, F_ATTRS };
 
 typedef struct {
-    unsigned char umode;   /* how unflatten builds it */
-    unsigned char fmode;   /* how flatten checks and reads it */
+    unsigned char umode; /* how unflatten builds it */
+    unsigned char fmode; /* how flatten checks and reads it */
     int kind;
     Py_ssize_t nkids;
-    PyObject *type;        /* type(node) */
-    PyObject *tmpl;        /* U_DICT*: dict with the node's keys in its order;
+    PyObject *type;    /* type(node) */
+    PyObject *tmpl;    /* U_DICT*: dict with the node's keys in its order;
                               U_GENERIC: the skeleton node itself */
-    PyObject *keys;        /* F_DICT / U_DICT*: tuple of sorted keys;
+    PyObject *keys;    /* F_DICT / U_DICT*: tuple of sorted keys;
                               F_ATTRS: tuple of field names */
-    PyObject *factory;     /* U_DDICT: default_factory */
+    PyObject *factory; /* U_DDICT: default_factory */
 } snode;
 
 typedef struct {
     PyObject_HEAD
     Py_ssize_t nnodes, cap, nleaves;
     snode *nodes;
-    int fast_flatten;      /* every node has a flatten mode */
+    int fast_flatten; /* every node has a flatten mode */
     PyObject *skeleton;
 } SpecCore;
 
@@ -1877,7 +1897,9 @@ spec_compile(SpecCore *sp, PyObject *x, int k, int depth)
              (t == (PyObject *)&PyDict_Type || t == g_ordered_dict || t == g_default_dict)) {
         Py_ssize_t pos = 0;
         PyObject *key, *val;
-        nd->umode = t == (PyObject *)&PyDict_Type ? U_DICT : t == g_ordered_dict ? U_DICTCALL : U_DDICT;
+        nd->umode = t == (PyObject *)&PyDict_Type ? U_DICT
+                    : t == g_ordered_dict         ? U_DICTCALL
+                                                  : U_DDICT;
         nd->fmode = F_DICT;
         nd->keys = PyList_AsTuple(skeys);
         nd->tmpl = PyDict_New();
@@ -2026,9 +2048,9 @@ spec_build(SpecCore *sp, Py_ssize_t *ni, PyObject *L, Py_ssize_t *li)
     case U_LIST:
     case U_TUPLE:
     case U_NTNEW:
-        r = nd->umode == U_LIST ? PyList_New(n)
+        r = nd->umode == U_LIST    ? PyList_New(n)
             : nd->umode == U_TUPLE ? PyTuple_New(n)
-            : nt_alloc((PyTypeObject *)nd->type, n);
+                                   : nt_alloc((PyTypeObject *)nd->type, n);
         if (r == NULL)
             return NULL;
         for (i = 0; i < n; i++) {
@@ -2457,10 +2479,16 @@ take(PyObject *config, const char *name, PyObject **slot, int need_callable)
 static PyObject *
 cn_init(PyObject *self, PyObject *config)
 {
-    static const struct { const char *name; int value; } kinds[] = {
-        {"LEAF", K_LEAF}, {"LIST", K_LIST}, {"TUPLE", K_TUPLE}, {"NAMEDTUPLE", K_NAMEDTUPLE},
-        {"MAPPING", K_MAPPING}, {"ATTRS", K_ATTRS}, {"SEQUENCE", K_SEQUENCE}, {"VIEW", K_VIEW},
-        {"PROXY", K_PROXY}, {"COMPOSITE", K_COMPOSITE}, {"CUSTOM", K_CUSTOM},
+    static const struct {
+        const char *name;
+        int value;
+    } kinds[] = {
+        {"LEAF", K_LEAF},         {"LIST", K_LIST},
+        {"TUPLE", K_TUPLE},       {"NAMEDTUPLE", K_NAMEDTUPLE},
+        {"MAPPING", K_MAPPING},   {"ATTRS", K_ATTRS},
+        {"SEQUENCE", K_SEQUENCE}, {"VIEW", K_VIEW},
+        {"PROXY", K_PROXY},       {"COMPOSITE", K_COMPOSITE},
+        {"CUSTOM", K_CUSTOM},
     };
     PyObject *v, *kind_values;
     long depth;
@@ -2479,8 +2507,8 @@ cn_init(PyObject *self, PyObject *config)
         PyObject *kv = PyDict_GetItemString(kind_values, kinds[i].name);
         if (kv == NULL || PyLong_AsLong(kv) != kinds[i].value) {
             PyErr_Clear();
-            PyErr_Format(PyExc_ValueError,
-                         "nestlib._cnest was built for a different _nodes.%s", kinds[i].name);
+            PyErr_Format(PyExc_ValueError, "nestlib._cnest was built for a different _nodes.%s",
+                         kinds[i].name);
             return NULL;
         }
     }
@@ -2497,11 +2525,9 @@ cn_init(PyObject *self, PyObject *config)
         return NULL;
     }
     g_ready = 0;
-    if (take(config, "kinds", &g_kinds, 0) < 0 ||
-        take(config, "defs", &g_defs, 0) < 0 ||
+    if (take(config, "kinds", &g_kinds, 0) < 0 || take(config, "defs", &g_defs, 0) < 0 ||
         take(config, "classify", &g_classify, 1) < 0 ||
-        take(config, "children", &g_children, 1) < 0 ||
-        take(config, "items", &g_items, 1) < 0 ||
+        take(config, "children", &g_children, 1) < 0 || take(config, "items", &g_items, 1) < 0 ||
         take(config, "rebuild", &g_rebuild, 1) < 0 ||
         take(config, "rebuild_mapping", &g_rebuild_mapping, 1) < 0 ||
         take(config, "unwrap", &g_unwrap, 1) < 0 ||
@@ -2556,7 +2582,8 @@ static PyMethodDef cnest_methods[] = {
      "forget_defs(): drops the remembered NodeDef (called on every (un)registration)."},
     {"make_plain", (PyCFunction)(void (*)(void))cn_make_plain, METH_FASTCALL,
      "make_plain(cls, names, *values): a plain registered dataclass, built without __init__."},
-    {"init", (PyCFunction)cn_init, METH_O, "init(config): wires the core to nestlib's Python engine."},
+    {"init", (PyCFunction)cn_init, METH_O,
+     "init(config): wires the core to nestlib's Python engine."},
     {"flatten", (PyCFunction)cn_flatten, METH_O, "flatten(structure)"},
     {"is_nested", (PyCFunction)cn_is_nested, METH_O, "is_nested(structure)"},
     {"unflatten_as", (PyCFunction)(void (*)(void))cn_unflatten_as, METH_FASTCALL,
@@ -2565,15 +2592,17 @@ static PyMethodDef cnest_methods[] = {
      "pack_trusted(structure, values)"},
     {"assert_same_structure", (PyCFunction)(void (*)(void))cn_assert_same_structure,
      METH_FASTCALL | METH_KEYWORDS, "assert_same_structure(a, b, check_types=True)"},
-    {"map_structure", (PyCFunction)(void (*)(void))cn_map_structure,
-     METH_FASTCALL | METH_KEYWORDS, "map_structure(func, *structures, check_types=True)"},
-    {"flatten_with_path", (PyCFunction)cn_flatten_with_path, METH_O, "flatten_with_path(structure)"},
+    {"map_structure", (PyCFunction)(void (*)(void))cn_map_structure, METH_FASTCALL | METH_KEYWORDS,
+     "map_structure(func, *structures, check_types=True)"},
+    {"flatten_with_path", (PyCFunction)cn_flatten_with_path, METH_O,
+     "flatten_with_path(structure)"},
     {"map_structure_with_path", (PyCFunction)(void (*)(void))cn_map_structure_with_path,
      METH_FASTCALL | METH_KEYWORDS, "map_structure_with_path(func, *structures, check_types=True)"},
-    {"flatten_up_to", (PyCFunction)(void (*)(void))cn_flatten_up_to,
-     METH_FASTCALL | METH_KEYWORDS, "flatten_up_to(shallow, structure, check_types=True)"},
+    {"flatten_up_to", (PyCFunction)(void (*)(void))cn_flatten_up_to, METH_FASTCALL | METH_KEYWORDS,
+     "flatten_up_to(shallow, structure, check_types=True)"},
     {"flatten_with_path_up_to", (PyCFunction)(void (*)(void))cn_flatten_with_path_up_to,
-     METH_FASTCALL | METH_KEYWORDS, "flatten_with_path_up_to(shallow, structure, check_types=True)"},
+     METH_FASTCALL | METH_KEYWORDS,
+     "flatten_with_path_up_to(shallow, structure, check_types=True)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2595,8 +2624,7 @@ PyInit__cnest(void)
     s_check_types = PyUnicode_InternFromString("check_types");
     s_tf_flatten = PyUnicode_InternFromString("__tf_flatten__");
     g_empty_tuple = PyTuple_New(0);
-    if (s_fields == NULL || s_check_types == NULL || s_tf_flatten == NULL ||
-        g_empty_tuple == NULL)
+    if (s_fields == NULL || s_check_types == NULL || s_tf_flatten == NULL || g_empty_tuple == NULL)
         return NULL;
     m = PyModule_Create(&cnest_module);
     if (m == NULL)

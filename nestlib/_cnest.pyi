@@ -6,7 +6,7 @@ whole call with the Python engine function that ``init`` was given (see
 """
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, final
 
 def init(config: dict[str, Any]) -> None:
     """Wires the core to nestlib's Python engine (kinds, node table, fallbacks)."""
@@ -31,12 +31,15 @@ def forget_defs() -> None:
 def make_plain(cls: type, names: tuple[str, ...], /, *values: Any) -> Any:
     """A plain registered dataclass, built as its generated ``__init__`` would."""
 
+@final
 class SpecCore:
     """A structure compiled into a flat array of nodes (no CUSTOM nodes)."""
 
-    num_leaves: int
-    fast_flatten: bool
-    def __init__(self, skeleton: Any, /) -> None: ...
+    @property
+    def num_leaves(self) -> int: ...
+    @property
+    def fast_flatten(self) -> bool: ...
+    def __new__(cls, skeleton: Any, /) -> SpecCore: ...
     def flatten(self, structure: Any, /) -> list[Any]: ...
     def unflatten(self, leaves: Any, /) -> Any: ...
     def unflatten_trusted(self, leaves: list[Any], /) -> Any: ...

@@ -8,6 +8,7 @@ children are its component tensors, exactly as ``tf.nest`` expands them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import _errors as E
@@ -15,7 +16,7 @@ from . import _nodes as N
 from . import _walk as W
 
 
-def _tf():
+def _tf() -> Any:  # the tensorflow module (untyped)
     import tensorflow as tf
 
     return tf
@@ -32,15 +33,16 @@ def kind(x: Any) -> int:
     return N.COMPOSITE if is_composite(x) else N.classify(x)
 
 
-def components(x: Any) -> list:
-    return _tf().nest.flatten(x, expand_composites=True)
+def components(x: Any) -> list[Any]:
+    flat: list[Any] = _tf().nest.flatten(x, expand_composites=True)
+    return flat
 
 
-def rebuild(x: Any, values: list) -> Any:
+def rebuild(x: Any, values: list[Any]) -> Any:
     return _tf().nest.pack_sequence_as(x, values, expand_composites=True)
 
 
-def _flatten_into(s: Any, out: list) -> None:
+def _flatten_into(s: Any, out: list[Any]) -> None:
     k = kind(s)
     if k == N.LEAF:
         out.append(s)
@@ -51,8 +53,8 @@ def _flatten_into(s: Any, out: list) -> None:
             _flatten_into(c, out)
 
 
-def flatten(structure: Any) -> list:
-    out: list = []
+def flatten(structure: Any) -> list[Any]:
+    out: list[Any] = []
     try:
         _flatten_into(structure, out)
     except RecursionError:
@@ -61,7 +63,7 @@ def flatten(structure: Any) -> list:
     return out
 
 
-def _pack(s: Any, nxt) -> Any:
+def _pack(s: Any, nxt: Callable[[], Any]) -> Any:
     k = kind(s)
     if k == N.LEAF:
         return nxt()
@@ -86,7 +88,9 @@ def assert_same(a: Any, b: Any, check_types: bool) -> None:
     W._compare(a, b, check_types, kind_fn=kind)
 
 
-def compare(x: Any, kx: int, y: Any, ky: int, check_types: bool, steps) -> None:
+def compare(
+    x: Any, kx: int, y: Any, ky: int, check_types: bool, steps: Iterable[tuple[int, Any]]
+) -> None:
     """Called by the generic comparison when either side is a composite."""
     if kx != ky:
         cls = TypeError if check_types else ValueError
@@ -106,7 +110,7 @@ def compare(x: Any, kx: int, y: Any, ky: int, check_types: bool, steps) -> None:
         ) from None
 
 
-def map_structure(func, *structures, check_types: bool = True) -> Any:
+def map_structure(func: Callable[..., Any], *structures: Any, check_types: bool = True) -> Any:
     for other in structures[1:]:
         assert_same(structures[0], other, check_types)
     flats = [flatten(s) for s in structures]

@@ -69,7 +69,7 @@ def format_path(steps: Iterable[tuple[int, Any]]) -> str:
     return text
 
 
-def format_tuple_path(path: tuple) -> str:
+def format_tuple_path(path: tuple[Any, ...]) -> str:
     """Renders a plain path tuple (as in ``flatten_with_path``)."""
     if not path:
         return "the top level"
@@ -113,13 +113,13 @@ def bounded(message: str) -> str:
     return message
 
 
-def differ(steps, first: str, second: str, detail: str = "") -> str:
+def differ(steps: Iterable[tuple[int, Any]], first: str, second: str, detail: str = "") -> str:
     return bounded(
         STRUCTURES_DIFFER.format(path=format_path(steps), first=first, second=second) + detail
     )
 
 
-def key_difference(first: list, second: list) -> str:
+def key_difference(first: list[Any], second: list[Any]) -> str:
     """``" (key 'b' is only in the first)"``: the first key, in sorted order,
     that one mapping has and the other lacks; "" when the key sets agree."""
     in_first, in_second = set(first), set(second)
@@ -137,14 +137,14 @@ def key_difference(first: list, second: list) -> str:
     return f" (key {short_repr(key)} is only in the {side})"
 
 
-def add_path_note(exc: BaseException, steps) -> BaseException:
+def add_path_note(exc: BaseException, steps: Iterable[tuple[int, Any]]) -> BaseException:
     """Adds a note naming where in the structure a user exception arose."""
     if hasattr(exc, "add_note"):
         exc.add_note(f"(nestlib: raised while reading the structure at {format_path(steps)})")
     return exc
 
 
-def add_rebuild_note(exc: BaseException, paths: list) -> BaseException:
+def add_rebuild_note(exc: BaseException, paths: list[Any]) -> BaseException:
     """Adds a note naming where the node whose rebuild failed sits.
 
     ``paths`` are the ``(kind, key)`` steps of every place that node object

@@ -37,7 +37,7 @@ _lock = threading.Lock()
 _module: Any = None
 
 
-def _spec_slow_flatten(skeleton: Any, x: Any) -> list:
+def _spec_slow_flatten(skeleton: Any, x: Any) -> list[Any]:
     """``Spec.flatten``'s general case: check the structure, then flatten."""
     W.assert_same_structure(skeleton, x, check_types=True)
     return W.flatten(x)
@@ -130,7 +130,7 @@ class Spec(S.Spec):
 
     __slots__ = ("map", "_core")
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (S._unpickle, (self._skeleton,))
 
 
@@ -195,7 +195,7 @@ def spec_of(structure: Any) -> S.Spec:
 # --------------------------------------------------------------------------
 
 
-def core() -> dict[str, Callable]:
+def core() -> dict[str, Callable[..., Any]]:
     """The engine operations the ``native`` backend takes from the compiled core."""
     C = load()
     return {

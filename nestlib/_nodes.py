@@ -38,7 +38,10 @@ import collections.abc as cabc
 import sys
 import types
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from wrapt import ObjectProxy  # optional at run time: see _proxy_types
 
 LEAF = 0
 LIST = 1
@@ -84,14 +87,14 @@ KINDS: dict[type, int] = {
 kind_get = KINDS.get
 
 
-def _proxy_types() -> tuple[type, ...]:
+def _proxy_types() -> tuple[type[ObjectProxy[Any]], ...]:
     """``(wrapt.ObjectProxy,)`` once wrapt is imported, else ``()``.
 
     wrapt is optional and costs tens of milliseconds to import, so nestlib
     does not import it: until someone else has, no object can be a proxy.
     Only types missing from KINDS get here, and proxy types never enter it.
     """
-    proxy = getattr(sys.modules.get("wrapt"), "ObjectProxy", None)
+    proxy: type[ObjectProxy[Any]] | None = getattr(sys.modules.get("wrapt"), "ObjectProxy", None)
     return (proxy,) if isinstance(proxy, type) else ()
 
 
@@ -108,9 +111,9 @@ class NodeDef(NamedTuple):
     (TensorFlow's protocol: tf.nest compares the classes only).
     """
 
-    flatten: Callable[[Any], tuple]
+    flatten: Callable[[Any], tuple[Any, ...]]
     unflatten: Callable[[Any, Any], Any]
-    flatten_with_keys: Callable[[Any], tuple] | None
+    flatten_with_keys: Callable[[Any], tuple[Any, ...]] | None
     meta_matters: bool
     label: str  # "registered node" or "nest-protocol object", for messages
     cls: type
@@ -118,11 +121,11 @@ class NodeDef(NamedTuple):
     # all names), so the C core reads and sets the fields itself; plain when
     # the dataclass-generated __init__ does nothing but set them (see
     # _registry._plain_dataclass).
-    fields: tuple | None = None
+    fields: tuple[Any, ...] | None = None
     # TF's protocol: the C core calls __tf_flatten__ and this (the class's
     # __tf_unflatten__, as met when the class was first classified) itself
     protocol: bool = False
-    tf_unflatten: Callable[[Any, tuple], Any] | None = None
+    tf_unflatten: Callable[[Any, tuple[Any, ...]], Any] | None = None
 
 
 # type -> NodeDef of every CUSTOM type: the registered ones, and the TF-protocol
@@ -151,7 +154,7 @@ def _protocol_def(t: type) -> NodeDef | None:
     if not (callable(tf_flatten) and callable(tf_unflatten)):
         return None
 
-    def flatten(x: Any) -> tuple:
+    def flatten(x: Any) -> tuple[Any, ...]:
         pair = x.__tf_flatten__()
         if type(pair) is not tuple or len(pair) != 2 or type(pair[1]) is not tuple:
             raise TypeError(
@@ -238,7 +241,7 @@ def unwrap(x: Any, k: int) -> tuple[Any, int]:
 UNSORTABLE = "_nestlib_unsortable_keys"
 
 
-def sorted_keys(mapping: Any) -> list:
+def sorted_keys(mapping: Any) -> list[Any]:
     """The keys of ``mapping`` in flatten order (sorted)."""
     try:
         return sorted(mapping)
@@ -254,7 +257,7 @@ def sorted_keys(mapping: Any) -> list:
 PLAIN_NAMEDTUPLES: dict[type, int] = {}
 
 
-def plain_namedtuple_size(t: type) -> int:
+def plain_namedtuple_size(t: type[Any]) -> int:
     """``len(t._fields)`` if ``t`` builds like a tuple (see PLAIN_NAMEDTUPLES), else -1."""
     n = PLAIN_NAMEDTUPLES.get(t)
     if n is None:
@@ -267,7 +270,7 @@ def plain_namedtuple_size(t: type) -> int:
     return n
 
 
-def attrs_names(t: type) -> list[str]:
+def attrs_names(t: type[Any]) -> list[str]:
     return [a.name for a in t.__attrs_attrs__]
 
 
@@ -289,7 +292,7 @@ def _bad_flatten(x: Any, what: str, got: Any) -> TypeError:
     )
 
 
-def custom_flatten(x: Any) -> tuple[list, Any]:
+def custom_flatten(x: Any) -> tuple[list[Any], Any]:
     """``(children, metadata)`` of CUSTOM node ``x``, checked."""
     pair = custom_def(x).flatten(x)
     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
@@ -302,7 +305,7 @@ def custom_flatten(x: Any) -> tuple[list, Any]:
     return kids, pair[1]
 
 
-def custom_items(x: Any) -> list[tuple]:
+def custom_items(x: Any) -> list[tuple[Any, ...]]:
     """``(key, child)`` pairs of CUSTOM node ``x``: its registered keys, or indices."""
     d = custom_def(x)
     if d.flatten_with_keys is None:
@@ -334,7 +337,7 @@ def same_meta(a: Any, b: Any) -> bool:
         return ma is mb
 
 
-def children(x: Any, k: int) -> list:
+def children(x: Any, k: int) -> list[Any]:
     """The children of node ``x`` of kind ``k``, in flatten order."""
     if k == LIST or k == TUPLE or k == NAMEDTUPLE:
         return list(x)
@@ -356,7 +359,7 @@ def children(x: Any, k: int) -> list:
     raise AssertionError(f"not a node kind: {k}")
 
 
-def keys(x: Any, k: int) -> list:
+def keys(x: Any, k: int) -> list[Any]:
     """The path keys of the children of node ``x``, in flatten order."""
     if k == MAPPING:
         return sorted_keys(x)
@@ -374,7 +377,7 @@ def keys(x: Any, k: int) -> list:
     return list(range(len(x)))
 
 
-def items(x: Any, k: int) -> list[tuple]:
+def items(x: Any, k: int) -> list[tuple[Any, ...]]:
     """``(path key, child)`` pairs of node ``x`` in flatten order."""
     if k == MAPPING:
         return [(key, x[key]) for key in sorted_keys(x)]
@@ -405,7 +408,7 @@ def _rebuild_error(x: Any, n: int, e: Exception) -> Exception:
     return err
 
 
-def rebuild(x: Any, k: int, values: list) -> Any:
+def rebuild(x: Any, k: int, values: list[Any]) -> Any:
     """A node like ``x`` (same type, same key order) holding ``values``.
 
     ``values`` are in flatten order (sorted keys for mappings). When ``x``'s
@@ -446,7 +449,7 @@ def rebuild(x: Any, k: int, values: list) -> Any:
     raise AssertionError(f"not a node kind: {k}")
 
 
-def rebuild_mapping(x: Any, values: list, skeys: list | None = None) -> Any:
+def rebuild_mapping(x: Any, values: list[Any], skeys: list[Any] | None = None) -> Any:
     """A mapping like ``x`` with ``values`` given in sorted-key order."""
     if skeys is None:
         skeys = sorted_keys(x)
@@ -485,7 +488,7 @@ def length(x: Any, k: int) -> int:
     return len(x)
 
 
-def same_namedtuple_types(a: type, b: type) -> bool:
+def same_namedtuple_types(a: type[Any], b: type[Any]) -> bool:
     return a.__name__ == b.__name__ and tuple(a._fields) == tuple(b._fields)
 
 
@@ -496,4 +499,4 @@ def node_type(x: Any, k: int) -> type:
     return type(x)
 
 
-MakeFn = Callable[[list], Any]
+MakeFn = Callable[[list[Any]], Any]

@@ -15,7 +15,7 @@ import collections
 import threading
 import types
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from . import _errors as E
 from . import _nodes as N
@@ -86,10 +86,10 @@ def _install(cls: type, d: N.NodeDef) -> None:
 
 def register_node(
     cls: type,
-    flatten_fn: Callable[[Any], tuple],
+    flatten_fn: Callable[[Any], tuple[Any, Any]],
     unflatten_fn: Callable[[Any, Any], Any],
     *,
-    flatten_with_keys_fn: Callable[[Any], tuple] | None = None,
+    flatten_with_keys_fn: Callable[[Any], tuple[Any, Any]] | None = None,
 ) -> None:
     """The engine of ``nestlib.register_node`` (documented there)."""
     _check_class(cls, "register_node")
@@ -152,8 +152,11 @@ def _plain_dataclass(cls: type) -> bool:
         and set(code.co_varnames[1 : code.co_argcount + code.co_kwonlyargcount])
         == {f.name for f in dataclasses.fields(cls)}
         and not hasattr(cls, "__post_init__")
-        and cls.__new__ is object.__new__
-        and (getattr(params, "frozen", False) or cls.__setattr__ is object.__setattr__)
+        # (mypy reads these class attributes as bound methods of ``type``)
+        and cls.__new__ is object.__new__  # type: ignore[comparison-overlap]
+        and (
+            getattr(params, "frozen", False) or cls.__setattr__ is object.__setattr__  # type: ignore[comparison-overlap]
+        )
     )
 
 
@@ -167,7 +170,7 @@ def register_dataclass(
     if cls is None:
 
         def decorate(c: T) -> T:
-            return register_dataclass(c, data_fields=data_fields, meta_fields=meta_fields)
+            return cast(T, register_dataclass(c, data_fields=data_fields, meta_fields=meta_fields))
 
         return decorate
     import dataclasses  # imports inspect (~7 ms): only when a dataclass is registered
@@ -178,11 +181,12 @@ def register_dataclass(
             f"register_node for other classes"
         )
     init_fields = [f.name for f in dataclasses.fields(cls) if f.init]
-    if data_fields is None and meta_fields is None:
-        data, meta = init_fields, []
-    elif data_fields is None:
-        meta = list(meta_fields)
-        data = [f for f in init_fields if f not in meta]
+    if data_fields is None:
+        if meta_fields is None:
+            data, meta = init_fields, []
+        else:
+            meta = list(meta_fields)
+            data = [f for f in init_fields if f not in meta]
     elif meta_fields is None:
         data = list(data_fields)
         meta = [f for f in init_fields if f not in data]

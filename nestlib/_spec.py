@@ -18,7 +18,7 @@ import keyword
 import operator
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 from . import _errors as E
 from . import _nodes as N
@@ -29,6 +29,8 @@ from ._nodes import ATTRS, CUSTOM, LEAF, LIST, MAPPING, NAMEDTUPLE, TUPLE
 _DICT_TYPES = (dict, collections.OrderedDict, collections.defaultdict)
 _HOIST_EVERY = 24  # expression depth at which subexpressions become statements
 MAX_GENERATED_NODES = 500  # bigger structures use the general functions
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Gen:
@@ -83,14 +85,18 @@ class Spec:
     )
 
     num_leaves: int
-    paths: tuple
-    flatten: Callable[[Any], list]
+    paths: tuple[Any, ...]
+    flatten: Callable[[Any], list[Any]]
     unflatten: Callable[[Any], Any]
+    _def: Any
+    _skeleton: Any
+    _unflatten_trusted: Callable[[list[Any]], Any]
+    _hash: int
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("use nestlib.spec_of(structure) to make a Spec")
 
-    def map(self, func: Callable, *structures: Any) -> Any:
+    def map(self, func: Callable[..., Any], *structures: Any) -> Any:
         """Maps ``func`` over leaves of ``structures`` (each must match this spec).
 
         The result is built with this spec's node types.
@@ -116,17 +122,17 @@ class Spec:
     def __hash__(self) -> int:
         return self._hash
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         prefix = self._def is not None and self._def[0] == _PREFIX
         return (
             _unpickle,
             (self._skeleton, _registered_types(self._def[1] if prefix else self._def), prefix),
         )
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Spec is immutable")
 
-    def __delattr__(self, name):
+    def __delattr__(self, name: str) -> None:
         raise AttributeError("Spec is immutable")
 
     def __repr__(self) -> str:
@@ -138,7 +144,7 @@ class Spec:
         return E.bounded(f"Spec({text})")
 
 
-def _registered_types(treedef: Any) -> tuple:
+def _registered_types(treedef: Any) -> tuple[Any, ...]:
     """The registered (not TF-protocol) node types a treedef uses."""
     out, stack = [], [treedef]
     while stack:
@@ -151,7 +157,7 @@ def _registered_types(treedef: Any) -> tuple:
     return tuple(out)
 
 
-def _unpickle(skeleton: Any, registered: tuple = (), prefix: bool = False) -> Spec:
+def _unpickle(skeleton: Any, registered: tuple[Any, ...] = (), prefix: bool = False) -> Spec:
     """A pickled Spec, made again where its registered node types are registered too."""
     missing = [t for t in registered if t not in N.REGISTERED]
     if missing:
@@ -184,7 +190,7 @@ class _LeafSlot:
     def __repr__(self) -> str:
         return "*"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_leaf_slot, ())
 
 
@@ -218,7 +224,7 @@ def _treedef(x: Any) -> Any:
     return (k, t, aux, kids)
 
 
-def _emit_unflatten(g: _Gen, node: Any, k: int, counter: list, depth: int) -> str:
+def _emit_unflatten(g: _Gen, node: Any, k: int, counter: list[Any], depth: int) -> str:
     """Returns an expression building ``node`` from ``L[i]`` leaves."""
     kids = N.children(node, k)
     start = counter[0]
@@ -285,16 +291,16 @@ def _emit_unflatten(g: _Gen, node: Any, k: int, counter: list, depth: int) -> st
     return expr
 
 
-def _names(names: tuple) -> bool:
+def _names(names: tuple[Any, ...]) -> bool:
     return all(n.isidentifier() and not keyword.iskeyword(n) for n in names)
 
 
 #: ``_cnest.make_plain`` once the compiled core is loaded (``_native`` sets it):
 #: builds a plain registered dataclass without running its generated __init__.
-make_plain: Callable | None = None
+make_plain: Callable[..., Any] | None = None
 
 
-def _emit_custom_build(g: _Gen, node: Any, t: type, parts: list) -> str:
+def _emit_custom_build(g: _Gen, node: Any, t: type, parts: list[Any]) -> str:
     """An expression rebuilding CUSTOM ``node`` from ``parts``: the dataclass
     constructor or the protocol's ``__tf_unflatten__`` called directly, or the
     registered unflatten function. Once per call, a guard checks that the rules
@@ -340,7 +346,7 @@ def _emit_custom_read(g: _Gen, var: str, node: Any, t: type, n: int) -> str:
     return kv
 
 
-def _emit_flatten(g: _Gen, var: str, node: Any, k: int, pieces: list, ok: list) -> bool:
+def _emit_flatten(g: _Gen, var: str, node: Any, k: int, pieces: list[Any], ok: list[Any]) -> bool:
     """Emits checks/unpacking of ``var`` like ``node``; False if not codegen-able."""
     t = type(node)
     tn = g.const(t, "_t")
@@ -389,7 +395,7 @@ def _emit_flatten(g: _Gen, var: str, node: Any, k: int, pieces: list, ok: list) 
     return True
 
 
-def _compile(source: str, consts: dict, fn_name: str | tuple) -> Any:
+def _compile(source: str, consts: dict[Any, Any], fn_name: str | tuple[Any, ...]) -> Any:
     namespace = dict(consts)
     exec(compile(source, f"<nestlib.Spec {fn_name}>", "exec"), namespace)
     names = fn_name if isinstance(fn_name, tuple) else (fn_name,)
@@ -400,7 +406,7 @@ def _compile(source: str, consts: dict, fn_name: str | tuple) -> Any:
     return namespace[fn_name]
 
 
-def mark_not_for_autograph(fn: Callable) -> Callable:
+def mark_not_for_autograph(fn: F) -> F:
     """Tells TensorFlow's AutoGraph to call ``fn`` as it is, not to convert it.
 
     nestlib only rearranges containers, which needs no conversion; converting
@@ -409,13 +415,13 @@ def mark_not_for_autograph(fn: Callable) -> Callable:
     own ``do_not_convert`` sets), so no TensorFlow import is needed here.
     """
     try:
-        fn.autograph_info__ = {}
+        fn.autograph_info__ = {}  # type: ignore[attr-defined]
     except (AttributeError, TypeError):
         pass
     return fn
 
 
-Spec.map = mark_not_for_autograph(Spec.map)
+Spec.map = mark_not_for_autograph(Spec.map)  # type: ignore[method-assign]
 
 
 def _node_count(treedef: Any) -> int:
@@ -469,11 +475,11 @@ def _build(structure: Any, treedef: Any, prefix: bool = False) -> Spec:
                 )
             )
 
-    def stale():
+    def stale() -> NoReturn:
         check_current()
         raise _Fail  # replaced by an equal def: the general path rebuilds
 
-    def redo(skel, leaves):
+    def redo(skel: Any, leaves: list[Any] | tuple[Any, ...]) -> Any:
         check_current()
         return W.pack_trusted(skel, leaves)
 
@@ -499,23 +505,23 @@ def _build(structure: Any, treedef: Any, prefix: bool = False) -> Spec:
     generic = _node_count(structure_def) > MAX_GENERATED_NODES
     if generic and k != LEAF:  # compiling code for so many nodes costs more than it saves
 
-        def unflatten(leaves):
+        def unflatten(leaves: Any) -> Any:
             leaves = W.check_flat_sequence(leaves)
             if len(leaves) != n:
                 raise count_error(len(leaves))
             return redo(skeleton, leaves)
 
-        def trusted(leaves):
+        def trusted(leaves: list[Any]) -> Any:
             return redo(skeleton, leaves)
     elif k == LEAF:
 
-        def unflatten(leaves):
+        def unflatten(leaves: Any) -> Any:
             leaves = W.check_flat_sequence(leaves)
             if len(leaves) != 1:
                 raise count_error(len(leaves))
             return leaves[0]
 
-        def trusted(leaves):
+        def trusted(leaves: list[Any]) -> Any:
             return leaves[0]
     else:
         g = _Gen()
@@ -550,7 +556,7 @@ def _build(structure: Any, treedef: Any, prefix: bool = False) -> Spec:
     put(spec, "unflatten", unflatten)
     put(spec, "_unflatten_trusted", trusted)
 
-    def slow(x):
+    def slow(x: Any) -> list[Any]:
         check_current()
         if prefix:
             W.assert_shallow_structure(skeleton, x, check_types=True)
@@ -558,7 +564,7 @@ def _build(structure: Any, treedef: Any, prefix: bool = False) -> Spec:
         W.assert_same_structure(skeleton, x, check_types=True)
         return W.flatten(x)
 
-    def leaf_flatten(x):
+    def leaf_flatten(x: Any) -> list[Any]:
         if N.kind_get(type(x), -1):
             return slow(x)
         return [x]
@@ -568,8 +574,8 @@ def _build(structure: Any, treedef: Any, prefix: bool = False) -> Spec:
         flatten = (lambda x: [x]) if prefix else leaf_flatten
     elif not generic:
         g = _Gen()
-        pieces: list = []
-        ok: list = []
+        pieces: list[Any] = []
+        ok: list[Any] = []
         if _emit_flatten(g, "x", skeleton, k, pieces, ok):
             lines = "\n".join(g.stmts)
             if prefix:  # leaves stand for any subtree: nothing to check there

@@ -54,11 +54,11 @@ def is_nested_or_composite(seq: Any) -> bool:
     return _composites.is_composite(seq)
 
 
-def flatten_dict_items(dictionary: Any) -> dict:
+def flatten_dict_items(dictionary: Any) -> dict[Any, Any]:
     """The engine of ``nestlib.flatten_dict_items`` (documented there)."""
     if not isinstance(dictionary, cabc.Mapping):
         raise TypeError(f"flatten_dict_items takes a mapping, got {E.describe(dictionary)}")
-    flat: dict = {}
+    flat: dict[Any, Any] = {}
     for key, value in dictionary.items():
         if W.is_nested(key):
             keys, values = W.flatten(key), W.flatten(value)
@@ -82,7 +82,10 @@ def flatten_dict_items(dictionary: Any) -> dict:
 
 
 def _shallow(
-    traverse_fn: Callable, structure: Any, steps: tuple, kind_fn: Callable[[Any], int]
+    traverse_fn: Callable[..., Any],
+    structure: Any,
+    steps: tuple[Any, ...],
+    kind_fn: Callable[[Any], int],
 ) -> Any:
     to_traverse = traverse_fn(structure)
     k = kind_fn(structure)

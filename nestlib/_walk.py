@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _errors as E
 from . import _nodes as N
@@ -36,6 +36,12 @@ from ._nodes import (
     kind_get,
     sorted_keys,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Literal
+
+R = TypeVar("R")
 
 #: Deepest nesting nestlib accepts; deeper input raises ValueError.
 MAX_DEPTH = 1000
@@ -57,7 +63,7 @@ def _diagnose(
     structure: Any,
     kind_fn: Callable[[Any], int] = classify,
     find: Any = None,
-    found: list | None = None,
+    found: list[Any] | None = None,
 ) -> int:
     """Walks ``structure`` without recursion; returns its depth.
 
@@ -81,7 +87,7 @@ def _diagnose(
             raise E.add_path_note(e, steps)
         if k == LEAF:
             continue
-        if x is find:
+        if x is find and found is not None:
             found.append(steps)
         depth = len(steps)
         if depth >= MAX_DEPTH:
@@ -110,10 +116,10 @@ class _RaisedRecursionLimit:
     """Temporarily lifts the interpreter's recursion limit for a deep (but
     acyclic, at most MAX_DEPTH levels) structure."""
 
-    def __init__(self, depth: int):
+    def __init__(self, depth: int) -> None:
         self.need = sys.getrecursionlimit() + 4 * depth + 200
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         global _limit_users, _limit_saved
         with _limit_lock:
             if _limit_users == 0:
@@ -122,7 +128,7 @@ class _RaisedRecursionLimit:
             if sys.getrecursionlimit() < self.need:
                 sys.setrecursionlimit(self.need)
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         global _limit_users
         with _limit_lock:
             _limit_users -= 1
@@ -131,7 +137,9 @@ class _RaisedRecursionLimit:
         return False
 
 
-def retry_deep(fn: Callable, args: tuple, structures: tuple, error: BaseException):
+def retry_deep(
+    fn: Callable[..., R], args: tuple[Any, ...], structures: tuple[Any, ...], error: BaseException
+) -> R:
     """Called when ``fn(*args)`` failed; says why, or retries it.
 
     A RecursionError on an acyclic structure within MAX_DEPTH is retried
@@ -155,7 +163,7 @@ def _diagnose_noting(structure: Any, error: BaseException) -> int:
     if node is None:
         return _diagnose(structure)
     delattr(error, N.REBUILD_NODE)  # noted once, by the first walker that sees it
-    paths: list = []
+    paths: list[Any] = []
     depth = _diagnose(structure, find=node, found=paths)
     E.add_rebuild_note(error, paths)
     return depth
@@ -173,7 +181,7 @@ def is_nested(structure: Any) -> bool:
     return k != LEAF
 
 
-def _flatten_into(s: Any, k: int, out: list) -> None:
+def _flatten_into(s: Any, k: int, out: list[Any]) -> None:
     if k == MAPPING:
         s_items = [s[key] for key in sorted_keys(s)]
     elif k <= NAMEDTUPLE:  # LIST, TUPLE, NAMEDTUPLE iterate directly
@@ -194,18 +202,18 @@ def _flatten_into(s: Any, k: int, out: list) -> None:
             _flatten_into(c, ck, out)
 
 
-def _flatten(structure: Any) -> list:
+def _flatten(structure: Any) -> list[Any]:
     k = kind_get(type(structure))
     if k is None:
         k = classify(structure)
     if k == LEAF:
         return [structure]
-    out: list = []
+    out: list[Any] = []
     _flatten_into(structure, k, out)
     return out
 
 
-def flatten(structure: Any) -> list:
+def flatten(structure: Any) -> list[Any]:
     try:
         return _flatten(structure)
     except Exception as e:
@@ -243,10 +251,10 @@ def _pack(s: Any, k: int, nxt: Callable[[], Any]) -> Any:
     return N.rebuild(s, k, values)
 
 
-def check_flat_sequence(flat_sequence: Any) -> list | tuple:
+def check_flat_sequence(flat_sequence: Any) -> list[Any] | tuple[Any, ...]:
     t = type(flat_sequence)
-    if t is list or t is tuple:
-        return flat_sequence
+    if t is list or t is tuple:  # (mypy does not narrow through ``t``)
+        return flat_sequence  # type: ignore[no-any-return]
     k = classify(flat_sequence)
     if (
         k == LEAF
@@ -272,7 +280,7 @@ def _count_error(what: str, structure: Any, found: int) -> ValueError:
     )
 
 
-def _unflatten(structure: Any, flat: list | tuple) -> Any:
+def _unflatten(structure: Any, flat: list[Any] | tuple[Any, ...]) -> Any:
     k = kind_get(type(structure))
     if k is None:
         k = classify(structure)
@@ -395,7 +403,7 @@ def _meta_differs(x: Any, kx: int, y: Any, ky: int) -> bool:
     return kx == CUSTOM and ky == CUSTOM and type(x) is type(y) and not N.same_meta(x, y)
 
 
-def _meta_error(x: Any, kx: int, y: Any, ky: int, steps: tuple) -> ValueError:
+def _meta_error(x: Any, kx: int, y: Any, ky: int, steps: tuple[Any, ...]) -> ValueError:
     return ValueError(
         E.differ(
             steps,
@@ -487,9 +495,9 @@ def assert_same_structure(a: Any, b: Any, check_types: bool = True) -> None:
 # --------------------------------------------------------------------------
 
 
-def _paths_into(s: Any, k: int, path: tuple, out: list) -> None:
+def _paths_into(s: Any, k: int, path: tuple[Any, ...], out: list[Any]) -> None:
     if k == LIST or k == TUPLE or k == N.SEQUENCE or k == N.VIEW:
-        pairs = enumerate(s if k <= TUPLE else N.children(s, k))
+        pairs: Iterable[tuple[Any, Any]] = enumerate(s if k <= TUPLE else N.children(s, k))
     elif k == MAPPING:
         pairs = [(key, s[key]) for key in sorted_keys(s)]
     elif k == NAMEDTUPLE:
@@ -510,23 +518,23 @@ def _paths_into(s: Any, k: int, path: tuple, out: list) -> None:
             _paths_into(c, ck, path + (key,), out)
 
 
-def _flatten_with_path(structure: Any) -> list:
+def _flatten_with_path(structure: Any) -> list[Any]:
     k = classify(structure)
     if k == LEAF:
         return [((), structure)]
-    out: list = []
+    out: list[Any] = []
     _paths_into(structure, k, (), out)
     return out
 
 
-def flatten_with_path(structure: Any) -> list:
+def flatten_with_path(structure: Any) -> list[Any]:
     try:
         return _flatten_with_path(structure)
     except Exception as e:
         return retry_deep(_flatten_with_path, (structure,), (structure,), e)
 
 
-def yield_flat_paths(structure: Any) -> Iterator[tuple]:
+def yield_flat_paths(structure: Any) -> Iterator[tuple[Any, ...]]:
     for path, _ in flatten_with_path(structure):
         yield path
 
@@ -536,7 +544,7 @@ def yield_flat_paths(structure: Any) -> Iterator[tuple]:
 # --------------------------------------------------------------------------
 
 
-def _check_func(func: Any, structures: tuple) -> None:
+def _check_func(func: Any, structures: tuple[Any, ...]) -> None:
     if not callable(func):
         raise TypeError(f"func must be callable, got {E.short_repr(func)}")
     if not structures:
@@ -570,7 +578,7 @@ def _changed_error(structure: Any, found: int) -> RuntimeError:
     )
 
 
-def _pack_exactly(structure: Any, values: list) -> Any:
+def _pack_exactly(structure: Any, values: Sequence[Any]) -> Any:
     k = classify(structure)
     if k == LEAF:
         if len(values) != 1:
@@ -586,7 +594,7 @@ def _pack_exactly(structure: Any, values: list) -> Any:
     return result
 
 
-def pack_trusted(structure: Any, values: list) -> Any:
+def pack_trusted(structure: Any, values: Sequence[Any]) -> Any:
     """unflatten_as for values made from the structure's leaves (their count was
     right): RuntimeError if the structure has changed since."""
     k = kind_get(type(structure))
@@ -617,7 +625,7 @@ class _NotPlain(Exception):
     """The one-pass walk of two structures met a case it leaves to the general path."""
 
 
-def _zip2_into(a: Any, b: Any, k: int, out_a: list, out_b: list) -> None:
+def _zip2_into(a: Any, b: Any, k: int, out_a: list[Any], out_b: list[Any]) -> None:
     """Appends the leaves of two nodes of one exact type to ``out_a`` and ``out_b``."""
     if k == MAPPING:
         if a.keys() != b.keys():
@@ -650,7 +658,7 @@ def _zip2_into(a: Any, b: Any, k: int, out_a: list, out_b: list) -> None:
             raise _NotPlain
 
 
-def _zip2(a: Any, b: Any) -> tuple[list, list] | None:
+def _zip2(a: Any, b: Any) -> tuple[list[Any], list[Any]] | None:
     """The leaves of ``a`` and of ``b`` in flatten order, in one pass, when the
     two are plainly the same structure (identical node types, lengths and
     keys); None for anything else, which the caller hands to the general path."""
@@ -659,8 +667,8 @@ def _zip2(a: Any, b: Any) -> tuple[list, list] | None:
         return [a], [b]
     if not k or type(b) is not type(a):
         return None
-    out_a: list = []
-    out_b: list = []
+    out_a: list[Any] = []
+    out_b: list[Any] = []
     try:
         _zip2_into(a, b, k, out_a, out_b)
     except Exception:  # _NotPlain, too deep, or an odd object's method raised
@@ -676,7 +684,7 @@ def _stopped_in_map(leaf: int) -> RuntimeError:
     )
 
 
-def mapped(func: Callable, *columns: list) -> list:
+def mapped(func: Callable[..., Any], *columns: list[Any]) -> list[Any]:
     """``list(map(func, *columns))``, which ends silently where ``func`` raises
     StopIteration; that is turned into a RuntimeError saying so."""
     values = list(map(func, *columns))
@@ -685,10 +693,12 @@ def mapped(func: Callable, *columns: list) -> list:
     return values
 
 
-def make_map_structure(flatten_fn: Callable, same_fn: Callable) -> Callable:
+def make_map_structure(
+    flatten_fn: Callable[..., Any], same_fn: Callable[..., Any]
+) -> Callable[..., Any]:
     """Builds map_structure over a backend's flatten and structure check."""
 
-    def map_structure(func, *structures, check_types=True):
+    def map_structure(func: Callable[..., Any], *structures: Any, check_types: bool = True) -> Any:
         _check_func(func, structures)
         s0 = structures[0]
         if len(structures) == 1:
@@ -711,8 +721,10 @@ def make_map_structure(flatten_fn: Callable, same_fn: Callable) -> Callable:
 map_structure = make_map_structure(flatten, assert_same_structure)
 
 
-def make_map_structure_with_path(same_fn: Callable) -> Callable:
-    def map_structure_with_path(func, *structures, check_types=True):
+def make_map_structure_with_path(same_fn: Callable[..., Any]) -> Callable[..., Any]:
+    def map_structure_with_path(
+        func: Callable[..., Any], *structures: Any, check_types: bool = True
+    ) -> Any:
         _check_func(func, structures)
         s0 = structures[0]
         for other in structures[1:]:
@@ -736,7 +748,7 @@ map_structure_with_path = make_map_structure_with_path(assert_same_structure)
 
 def assert_shallow_structure(shallow_tree: Any, input_tree: Any, check_types: bool = True) -> None:
     """dm-tree's rule: every node of ``shallow_tree`` must be matched in ``input_tree``."""
-    stack: list[tuple[Any, Any, tuple]] = [(shallow_tree, input_tree, ())]
+    stack: list[tuple[Any, Any, tuple[Any, ...]]] = [(shallow_tree, input_tree, ())]
     while stack:
         s, d, steps = stack.pop()
         try:
@@ -785,7 +797,7 @@ def assert_shallow_structure(shallow_tree: Any, input_tree: Any, check_types: bo
             stack.append((sc, dmap[key], steps + ((us, key),)))
 
 
-def _up_to_pairs(shallow: Any, deep: Any, path: tuple, out: list) -> None:
+def _up_to_pairs(shallow: Any, deep: Any, path: tuple[Any, ...], out: list[Any]) -> None:
     ks = classify(shallow)
     if ks == LEAF:
         out.append((path, deep))
@@ -795,15 +807,15 @@ def _up_to_pairs(shallow: Any, deep: Any, path: tuple, out: list) -> None:
         _up_to_pairs(sc, dmap[key], path + (key,), out)
 
 
-def _up_to_list(shallow: Any, deep: Any) -> list:
-    out: list = []
+def _up_to_list(shallow: Any, deep: Any) -> list[Any]:
+    out: list[Any] = []
     _up_to_pairs(shallow, deep, (), out)
     return out
 
 
 def flatten_with_path_up_to(
     shallow_structure: Any, input_structure: Any, check_types: bool = True
-) -> list:
+) -> list[Any]:
     assert_shallow_structure(shallow_structure, input_structure, check_types)
     try:
         return _up_to_list(shallow_structure, input_structure)
@@ -816,11 +828,13 @@ def flatten_with_path_up_to(
         )
 
 
-def flatten_up_to(shallow_structure: Any, input_structure: Any, check_types: bool = True) -> list:
+def flatten_up_to(
+    shallow_structure: Any, input_structure: Any, check_types: bool = True
+) -> list[Any]:
     return [v for _, v in flatten_with_path_up_to(shallow_structure, input_structure, check_types)]
 
 
-def _select_into(shallow: Any, deep: Any, steps: tuple, out: list) -> None:
+def _select_into(shallow: Any, deep: Any, steps: tuple[Any, ...], out: list[Any]) -> None:
     """dm-tree's selection rule: each node of ``shallow`` picks, by key (mapping
     key, field name or index), the matching child of ``deep``; children of
     ``deep`` that ``shallow`` does not name are left out."""
@@ -850,14 +864,14 @@ def _select_into(shallow: Any, deep: Any, steps: tuple, out: list) -> None:
         _select_into(sc, dmap[key], steps + ((us, key),), out)
 
 
-def _select(shallow: Any, deep: Any) -> list:
-    out: list = []
+def _select(shallow: Any, deep: Any) -> list[Any]:
+    out: list[Any] = []
     _select_into(shallow, deep, (), out)
     return out
 
 
 def map_structure_with_path_up_to(
-    shallow_structure: Any, func: Callable, *structures: Any, check_types: bool = False
+    shallow_structure: Any, func: Callable[..., Any], *structures: Any, check_types: bool = False
 ) -> Any:
     _check_func(func, structures)
     columns = []
@@ -874,7 +888,7 @@ def map_structure_with_path_up_to(
 
 
 def map_structure_up_to(
-    shallow_structure: Any, func: Callable, *structures: Any, check_types: bool = False
+    shallow_structure: Any, func: Callable[..., Any], *structures: Any, check_types: bool = False
 ) -> Any:
     _check_func(func, structures)
     return map_structure_with_path_up_to(
@@ -890,9 +904,13 @@ MAP_TO_NONE = object()
 
 
 def _traverse(
-    fn: Callable, path: tuple, s: Any, top_down: bool, is_leaf: Callable[[Any], bool] | None = None
+    fn: Callable[..., Any],
+    path: tuple[Any, ...],
+    s: Any,
+    top_down: bool,
+    is_leaf: Callable[[Any], bool] | None = None,
 ) -> Any:
-    def subtrees(node):
+    def subtrees(node: Any) -> Any:
         k = LEAF if is_leaf is not None and is_leaf(node) else classify(node)
         if k == LEAF:
             return node
@@ -916,7 +934,7 @@ def _traverse(
 
 
 def traverse_with_path(
-    fn: Callable,
+    fn: Callable[..., Any],
     structure: Any,
     top_down: bool = True,
     is_leaf: Callable[[Any], bool] | None = None,
@@ -934,7 +952,7 @@ def traverse_with_path(
 
 
 def traverse(
-    fn: Callable,
+    fn: Callable[..., Any],
     structure: Any,
     top_down: bool = True,
     is_leaf: Callable[[Any], bool] | None = None,
@@ -947,7 +965,7 @@ def traverse(
 # --------------------------------------------------------------------------
 
 
-def drop_path(func: Callable) -> Callable:
+def drop_path(func: Callable[..., Any]) -> Callable[..., Any]:
     """``func`` called as a path function: ``(path, *values) -> func(*values)``."""
     return lambda _, *xs: func(*xs)
 
@@ -990,7 +1008,7 @@ def prefix_of(structure: Any, is_leaf: Callable[[Any], bool]) -> Any:
 
 
 def list_to_tuple(structure: Any) -> Any:
-    def convert(x):
+    def convert(x: Any) -> Any:
         k = classify(x)
         if k == LEAF:
             return x

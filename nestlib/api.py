@@ -112,7 +112,7 @@ def _one(fname: str, name: str, value: Any, alias: str, alias_value: Any) -> Any
     return alias_value
 
 
-def _unknown_keywords(kwargs: dict) -> ValueError:
+def _unknown_keywords(kwargs: dict[Any, Any]) -> ValueError:
     # tf.nest's (and dm-tree's) exception class for an unknown keyword of a map function
     return ValueError(
         "Only valid keyword arguments are check_types, expand_composites and "
@@ -135,7 +135,7 @@ def _no_composites_with_is_leaf(expand_composites: bool) -> None:
         )
 
 
-def _refuse_composites(fname: str, structures: tuple) -> None:
+def _refuse_composites(fname: str, structures: tuple[Any, ...]) -> None:
     """``expand_composites=True`` for a function that does not expand them:
     fine while no composite tensor is in the structures, else a clear error."""
     if "tensorflow" not in sys.modules:
@@ -150,7 +150,11 @@ def _refuse_composites(fname: str, structures: tuple) -> None:
 
 
 def _map_with_is_leaf(
-    func: Callable, structures: tuple, is_leaf: IsLeaf, check_types: bool, with_path: bool
+    func: Callable[..., Any],
+    structures: tuple[Any, ...],
+    is_leaf: IsLeaf,
+    check_types: bool,
+    with_path: bool,
 ) -> Any:
     """map_structure(_with_path) with ``is_leaf``: up to the first structure's prefix."""
     W._check_func(func, structures)
@@ -164,7 +168,7 @@ def _map_with_is_leaf(
 
 def _flatten_up_to(
     fname: str,
-    op: Callable,
+    op: Callable[[Any, Any, bool], list[Any]],
     shallow: Any,
     deep: Any,
     check_types: bool,
@@ -172,7 +176,7 @@ def _flatten_up_to(
     is_leaf: IsLeaf | None,
     shallow_tree: Any,
     input_tree: Any,
-) -> list:
+) -> list[Any]:
     """flatten_up_to and flatten_with_path_up_to with the engine's ``op``."""
     shallow = _one(fname, "shallow_structure", shallow, "shallow_tree", shallow_tree)
     deep = _one(fname, "input_structure", deep, "input_tree", input_tree)
@@ -190,7 +194,7 @@ def _map_up_to(
     fname: str,
     shallow: Any,
     func: Any,
-    structures: tuple,
+    structures: tuple[Any, ...],
     check_types: bool,
     expand_composites: bool,
     is_leaf: IsLeaf | None,
@@ -233,7 +237,9 @@ def is_nested(structure: Any = _NO, seq: Any = _NO) -> bool:
         raise _stopped(e) from e
 
 
-def flatten(structure: Any, expand_composites: bool = False, is_leaf: IsLeaf | None = None) -> list:
+def flatten(
+    structure: Any, expand_composites: bool = False, is_leaf: IsLeaf | None = None
+) -> list[Any]:
     """Returns the leaves of ``structure`` as a list, in a fixed order.
 
     Mappings contribute their values in sorted-key order; a leaf flattens to
@@ -515,7 +521,7 @@ def map_structure_with_paths(
 
 def flatten_with_path(
     structure: Any, expand_composites: bool = False, is_leaf: IsLeaf | None = None
-) -> list[tuple[tuple, Any]]:
+) -> list[tuple[tuple[Any, ...], Any]]:
     """Returns ``(path, leaf)`` pairs in flatten order.
 
     >>> import nestlib
@@ -535,7 +541,7 @@ def flatten_with_path(
 
 def flatten_with_tuple_paths(
     structure: Any, expand_composites: bool = False, is_leaf: IsLeaf | None = None
-) -> list[tuple[tuple, Any]]:
+) -> list[tuple[tuple[Any, ...], Any]]:
     """tf.nest's name for :func:`flatten_with_path`.
 
     >>> import nestlib
@@ -570,7 +576,7 @@ def yield_flat_paths(
     expand_composites: bool = False,
     is_leaf: IsLeaf | None = None,
     nest: Any = _NO,
-) -> Iterator[tuple]:
+) -> Iterator[tuple[Any, ...]]:
     """Yields the path of every leaf, in flatten order.
 
     >>> import nestlib
@@ -582,7 +588,7 @@ def yield_flat_paths(
 
 
 def traverse_with_path(
-    fn: Callable[[tuple, Any], Any],
+    fn: Callable[[tuple[Any, ...], Any], Any],
     structure: Any,
     top_down: bool = True,
     is_leaf: IsLeaf | None = None,
@@ -638,7 +644,7 @@ def flatten_up_to(
     is_leaf: IsLeaf | None = None,
     shallow_tree: Any = _NO,
     input_tree: Any = _NO,
-) -> list:
+) -> list[Any]:
     """Flattens ``input_structure`` only as deep as ``shallow_structure``.
 
     >>> import nestlib
@@ -666,7 +672,7 @@ def flatten_with_path_up_to(
     is_leaf: IsLeaf | None = None,
     shallow_tree: Any = _NO,
     input_tree: Any = _NO,
-) -> list[tuple[tuple, Any]]:
+) -> list[tuple[tuple[Any, ...], Any]]:
     """Like :func:`flatten_up_to`, returning ``(path, value)`` pairs.
 
     >>> import nestlib
@@ -692,7 +698,7 @@ def flatten_with_tuple_paths_up_to(
     check_types: bool = True,
     expand_composites: bool = False,
     is_leaf: IsLeaf | None = None,
-) -> list[tuple[tuple, Any]]:
+) -> list[tuple[tuple[Any, ...], Any]]:
     """tf.nest's name for :func:`flatten_with_path_up_to`.
 
     Its arguments are named ``shallow_tree`` and ``input_tree`` as in tf.nest.
@@ -854,7 +860,7 @@ def get_traverse_shallow_structure(
 # --------------------------------------------------------------------------
 
 
-def flatten_dict_items(dictionary: Any) -> dict:
+def flatten_dict_items(dictionary: Any) -> dict[Any, Any]:
     """A dict whose items are those of ``dictionary`` with nested keys unpacked.
 
     A key that is a structure is flattened and zipped with its value,
@@ -985,10 +991,10 @@ def spec_of(structure: Any, is_leaf: IsLeaf | None = None) -> Spec:
 
 def register_node(
     cls: type,
-    flatten_fn: Callable[[Any], tuple],
+    flatten_fn: Callable[[Any], tuple[Any, ...]],
     unflatten_fn: Callable[[Any, Any], Any],
     *,
-    flatten_with_keys_fn: Callable[[Any], tuple] | None = None,
+    flatten_with_keys_fn: Callable[[Any], tuple[Any, ...]] | None = None,
 ) -> None:
     """Makes instances of ``cls`` nodes of every nestlib function.
 

@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 try:  # attrs is optional: without it "attrs" is simply not a default container.
     import attr as _attr
 except ImportError:  # pragma: no cover - exercised only without attrs
-    _attr = None
+    _attr = None  # type: ignore[assignment]
 
 __all__ = [
     "CONTAINERS",
@@ -89,14 +89,14 @@ class _TFProtocolNode:
     """Base of the generated classes with TensorFlow's nest protocol: components
     (the children) and metadata; equal when type, metadata and components are."""
 
-    def __init__(self, *components: Any, meta: Any = 0):
+    def __init__(self, *components: Any, meta: Any = 0) -> None:
         self.components, self.meta = components, meta
 
-    def __tf_flatten__(self) -> tuple:
+    def __tf_flatten__(self) -> tuple[Any, ...]:
         return self.meta, self.components
 
     @classmethod
-    def __tf_unflatten__(cls, metadata: Any, components: tuple) -> Any:
+    def __tf_unflatten__(cls, metadata: Any, components: tuple[Any, ...]) -> Any:
         return cls(*components, meta=metadata)
 
     def __eq__(self, other: Any) -> bool:
@@ -112,12 +112,18 @@ class _TFProtocolNode:
         inner = ", ".join(map(repr, self.components))
         return f"{type(self).__name__}({inner}{', ' if inner else ''}meta={self.meta!r})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_protocol, (type(self), self.components, self.meta))
 
 
-def _rebuild_protocol(cls: type, components: tuple, meta: Any) -> Any:
+def _rebuild_protocol(cls: type, components: tuple[Any, ...], meta: Any) -> Any:
     return cls(*components, meta=meta)
+
+
+def _namedtuple(name: str, fields: tuple[str, ...]) -> type:
+    # A function so that mypy sees a call making a class, not a namedtuple
+    # statement (which must name its class with a string literal).
+    return collections.namedtuple(name, fields)
 
 
 def _record_type(kind: str, fields: tuple[str, ...]) -> type:
@@ -134,7 +140,7 @@ def _record_type(kind: str, fields: tuple[str, ...]) -> type:
         }[kind]
         name = f"{prefix}_{'_'.join(fields)}" if fields else f"{prefix}_empty"
         if kind == "namedtuple":
-            cls = collections.namedtuple(name, fields)
+            cls = _namedtuple(name, fields)
         elif kind == "attrs":
             cls = _attr.make_class(name, list(fields))
         elif kind == "registered_dataclass":
@@ -176,7 +182,7 @@ def leaves() -> st.SearchStrategy[Any]:
 
 def _check_args(
     leaf_strategy: Any, max_leaves: Any, containers: Any, max_depth: Any, max_children: Any
-) -> tuple[st.SearchStrategy, tuple[str, ...]]:
+) -> tuple[st.SearchStrategy[Any], tuple[str, ...]]:
     if leaf_strategy is None:
         leaf_strategy = leaves()
     if not isinstance(leaf_strategy, st.SearchStrategy):
@@ -218,10 +224,10 @@ def _check_args(
 
 def _draw_shape(
     draw: Any, kinds: tuple[str, ...], max_leaves: int, max_depth: int, max_children: int
-) -> tuple:
+) -> tuple[Any, ...]:
     budget = [max_leaves]
 
-    def node(depth: int) -> tuple:
+    def node(depth: int) -> tuple[Any, ...]:
         options = ["leaf"] if budget[0] > 0 else []
         if depth < max_depth or not options:
             options += kinds
@@ -230,7 +236,7 @@ def _draw_shape(
             budget[0] -= 1
             return ("leaf",)
         n = draw(st.integers(min_value=0, max_value=max_children))
-        children: list[tuple] = []
+        children: list[tuple[Any, ...]] = []
         while len(children) < n and budget[0] > 0:
             children.append(node(depth + 1))
         n = len(children)
@@ -256,7 +262,7 @@ def _draw_shape(
     return node(0)
 
 
-def _fill(shape: tuple, draw: Any, leaf_strategy: st.SearchStrategy) -> Any:
+def _fill(shape: tuple[Any, ...], draw: Any, leaf_strategy: st.SearchStrategy[Any]) -> Any:
     kind = shape[0]
     if kind == "leaf":
         return draw(leaf_strategy)
@@ -286,7 +292,7 @@ def _fill(shape: tuple, draw: Any, leaf_strategy: st.SearchStrategy) -> Any:
     raise AssertionError(kind)
 
 
-def _cut(shape: tuple, draw: Any) -> tuple:
+def _cut(shape: tuple[Any, ...], draw: Any) -> tuple[Any, ...]:
     """A prefix of ``shape``: some subtrees replaced by a single leaf."""
     if shape[0] == "leaf" or draw(st.booleans()):
         return ("leaf",)
@@ -329,7 +335,7 @@ def structures(
     leaf_strategy, kinds = _check_args(leaves, max_leaves, containers, max_depth, max_children)
 
     @st.composite
-    def strategy(draw):
+    def strategy(draw: st.DrawFn) -> Any:
         return _fill(
             _draw_shape(draw, kinds, max_leaves, max_depth, max_children), draw, leaf_strategy
         )
@@ -345,7 +351,7 @@ def structures_with_same_shape(
     containers: Iterable[str] | None = None,
     max_depth: int = 4,
     max_children: int = 4,
-) -> st.SearchStrategy[tuple]:
+) -> st.SearchStrategy[tuple[Any, ...]]:
     """A strategy for tuples of ``count`` structures with one layout.
 
     The structures share node types, lengths, keys and key order; their
@@ -371,7 +377,7 @@ def structures_with_same_shape(
     leaf_strategy, kinds = _check_args(leaves, max_leaves, containers, max_depth, max_children)
 
     @st.composite
-    def strategy(draw):
+    def strategy(draw: st.DrawFn) -> tuple[Any, ...]:
         shape = _draw_shape(draw, kinds, max_leaves, max_depth, max_children)
         return tuple(_fill(shape, draw, leaf_strategy) for _ in range(count))
 
@@ -406,7 +412,7 @@ def shallow_and_deep(
     leaf_strategy, kinds = _check_args(leaves, max_leaves, containers, max_depth, max_children)
 
     @st.composite
-    def strategy(draw):
+    def strategy(draw: st.DrawFn) -> tuple[Any, Any]:
         shape = _draw_shape(draw, kinds, max_leaves, max_depth, max_children)
         deep = _fill(shape, draw, leaf_strategy)
         shallow = _fill(_cut(shape, draw), draw, leaf_strategy)

@@ -57,7 +57,7 @@
  * duplicate symbol in C once per compiled instruction set): renamed in all
  * but the registration unit. */
 #define CAT_(a, b) a##_##b
-#define CAT(a, b) CAT_(a, b)
+#define CAT(a, b)  CAT_(a, b)
 #ifdef RNN_KERNEL_ISA
 #define TF_InputRange_Args_STRUCT_SIZE CAT(TF_InputRange_Args_STRUCT_SIZE, RNN_KERNEL_ISA)
 #endif
@@ -86,8 +86,8 @@ typedef struct TF_ShapeInferenceContext TF_ShapeInferenceContext;
 #define VW 4
 #define NV 2
 #endif
-#define MR 8
-#define NR (VW * NV)
+#define MR         8
+#define NR         (VW * NV)
 #define UNIT_ALIGN 8 /* units per thread share: a multiple of MR / 4 and MR */
 
 typedef float vf __attribute__((vector_size(VW * sizeof(float)), aligned(4)));
@@ -102,7 +102,9 @@ typedef float vf __attribute__((vector_size(VW * sizeof(float)), aligned(4)));
 
 /* tanh as a rational function on [-7.9, 7.9] (float accuracy; beyond that
  * tanh rounds to +-1); branch-free so the loops vectorise. NaN passes. */
-static inline float tanh_f(float x) {
+static inline float
+tanh_f(float x)
+{
     const float lim = 7.90531110763549805f;
     x = x > lim ? lim : x;
     x = x < -lim ? -lim : x;
@@ -121,47 +123,62 @@ static inline float tanh_f(float x) {
     return x * p / q;
 }
 
-static inline float sigmoid_f(float x) { return 0.5f * tanh_f(0.5f * x) + 0.5f; }
+static inline float
+sigmoid_f(float x)
+{
+    return 0.5f * tanh_f(0.5f * x) + 0.5f;
+}
 
 /* c[MR x nv*VW] = sum_k a[k][0:MR] (x) b[k][0:nv*VW]: a is one packed
  * panel, b has row stride ldb, c row stride ldc. Always inlined with a
  * constant nv, so each width is its own fully unrolled kernel. */
 static inline __attribute__((always_inline)) void
-micro_kernel(int nv, int64_t K, const float *restrict a, const float *restrict b,
-             int64_t ldb, float *restrict c, int64_t ldc) {
+micro_kernel(int nv, int64_t K, const float *restrict a, const float *restrict b, int64_t ldb,
+             float *restrict c, int64_t ldc)
+{
     vf acc[MR][NV];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) acc[i][v] = (vf){0};
+        for (int v = 0; v < nv; v++)
+            acc[i][v] = (vf){0};
     for (int64_t k = 0; k < K; k++) {
         vf bv[NV];
 #pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) bv[v] = *(const vf *)(b + k * ldb + v * VW);
+        for (int v = 0; v < nv; v++)
+            bv[v] = *(const vf *)(b + k * ldb + v * VW);
 #pragma GCC unroll 8
         for (int i = 0; i < MR; i++) {
             const float ai = a[k * MR + i];
 #pragma GCC unroll 4
-            for (int v = 0; v < nv; v++) acc[i][v] += ai * bv[v];
+            for (int v = 0; v < nv; v++)
+                acc[i][v] += ai * bv[v];
         }
     }
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) *(vf *)(c + i * ldc + v * VW) = acc[i][v];
+        for (int v = 0; v < nv; v++)
+            *(vf *)(c + i * ldc + v * VW) = acc[i][v];
 }
 
 /* c[MR x nr] = panel (K x MR) times b[K x nr], nr = NR or (narrow) VW. */
-static void tile_product(int64_t K, const float *a, const float *b, int64_t ldb,
-                         float *c, int64_t ldc, int64_t nr) {
-    if (nr == NR) micro_kernel(NV, K, a, b, ldb, c, ldc);
-    else micro_kernel(1, K, a, b, ldb, c, ldc);
+static void
+tile_product(int64_t K, const float *a, const float *b, int64_t ldb, float *c, int64_t ldc,
+             int64_t nr)
+{
+    if (nr == NR)
+        micro_kernel(NV, K, a, b, ldb, c, ldc);
+    else
+        micro_kernel(1, K, a, b, ldb, c, ldc);
 }
 
 /* c[rows p0*MR .. p1*MR) = packed panels p0..p1 of a (each K x MR) times
  * b [K x ldb]; all ldb columns (a multiple of nr). */
-static void panel_product(const float *a, int64_t K, int64_t p0, int64_t p1,
-                          const float *b, int64_t ldb, float *c, int64_t nr) {
+static void
+panel_product(const float *a, int64_t K, int64_t p0, int64_t p1, const float *b, int64_t ldb,
+              float *c, int64_t nr)
+{
     for (int64_t p = p0; p < p1; p++)
         for (int64_t j = 0; j < ldb; j += nr)
             tile_product(K, a + p * K * MR, b + j, ldb, c + p * MR * ldb + j, ldb, nr);
@@ -170,12 +187,12 @@ static void panel_product(const float *a, int64_t K, int64_t p0, int64_t p1,
 /* One hidden unit's step over the batch. z: its four product rows (stride
  * zs), x: its four input-projection rows (stride xs), keep: 1 where the
  * step is valid; s: its four gate rows (stride ss). */
-__attribute__((noinline)) static void forward_cell(int64_t B, const float *restrict z, int64_t zs,
-                         const float *restrict x, int64_t xs,
-                         const unsigned char *restrict keep,
-                         const float *restrict c_prev, const float *restrict h_prev,
-                         float *restrict s, int64_t ss, float *restrict c_new,
-                         float *restrict h_new, float *restrict h_operand) {
+__attribute__((noinline)) static void
+forward_cell(int64_t B, const float *restrict z, int64_t zs, const float *restrict x, int64_t xs,
+             const unsigned char *restrict keep, const float *restrict c_prev,
+             const float *restrict h_prev, float *restrict s, int64_t ss, float *restrict c_new,
+             float *restrict h_new, float *restrict h_operand)
+{
     for (int64_t b = 0; b < B; b++) {
         const float i = sigmoid_f(z[b] + x[b]);
         const float f = sigmoid_f(z[zs + b] + x[xs + b]);
@@ -198,11 +215,12 @@ __attribute__((noinline)) static void forward_cell(int64_t B, const float *restr
  * length; the product adds rk dz later) and dc, and writes dz both to the
  * output rows (stride zs) and to its four interleaved operand rows (stride
  * vs). */
-__attribute__((noinline)) static void backward_cell(int64_t B, const float *restrict s, int64_t ss,
-                          const float *restrict c_prev, const float *restrict c_cur,
-                          const float *restrict d_out, const unsigned char *restrict keep,
-                          float *restrict dh, float *restrict dc, float *restrict dz,
-                          int64_t zs, float *restrict v, int64_t vs) {
+__attribute__((noinline)) static void
+backward_cell(int64_t B, const float *restrict s, int64_t ss, const float *restrict c_prev,
+              const float *restrict c_cur, const float *restrict d_out,
+              const unsigned char *restrict keep, float *restrict dh, float *restrict dc,
+              float *restrict dz, int64_t zs, float *restrict v, int64_t vs)
+{
     for (int64_t b = 0; b < B; b++) {
         const float i = s[b], f = s[ss + b], g = 2.0f * s[2 * ss + b] - 1.0f;
         const float o = s[3 * ss + b];
@@ -227,7 +245,8 @@ __attribute__((noinline)) static void backward_cell(int64_t B, const float *rest
     }
     /* (A separate copy: storing to both in the loop above stops GCC from
      * vectorising it.) */
-    for (int q = 0; q < 4; q++) memcpy(v + q * vs, dz + q * zs, B * sizeof(float));
+    for (int q = 0; q < 4; q++)
+        memcpy(v + q * vs, dz + q * zs, B * sizeof(float));
 }
 
 /* --------------------------------------------------------------- threads */
@@ -247,22 +266,34 @@ typedef struct {
 #ifdef __linux__
 #include <linux/futex.h>
 #include <sys/syscall.h>
-static void futex_wait(atomic_int *word, int expected) {
+static void
+futex_wait(atomic_int *word, int expected)
+{
     syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
 }
-static void futex_wake_all(atomic_int *word) {
+static void
+futex_wake_all(atomic_int *word)
+{
     syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 0x7fffffff, NULL, NULL, 0);
 }
 #else
-static void futex_wait(atomic_int *word, int expected) {
+static void
+futex_wait(atomic_int *word, int expected)
+{
     (void)word;
     (void)expected;
     sched_yield();
 }
-static void futex_wake_all(atomic_int *word) { (void)word; }
+static void
+futex_wake_all(atomic_int *word)
+{
+    (void)word;
+}
 #endif
 
-static double seconds(void) {
+static double
+seconds(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
@@ -275,7 +306,7 @@ static double seconds(void) {
 /* Calls after a job gave up its threads that run on one thread right away
  * (then threads are tried again). */
 #define CONTENDED_CALLS 4
-#define WARM_ROUNDS 6
+#define WARM_ROUNDS     6
 static atomic_int contended_calls_left;
 
 /* Waits until all b->n threads have arrived. A waiter spins for up to
@@ -285,41 +316,52 @@ static atomic_int contended_calls_left;
  * when they are frequent the last thread sets b->single and the job
  * continues on thread 0 alone (lockstep threads that are descheduled in
  * turn are far slower than one thread). */
-static void barrier_wait(barrier_t *b) {
-    if (b->n == 1) return;
+static void
+barrier_wait(barrier_t *b)
+{
+    if (b->n == 1)
+        return;
     const int gen = atomic_load_explicit(&b->generation, memory_order_acquire);
     if (atomic_fetch_add_explicit(&b->arrived, 1, memory_order_acq_rel) == b->n - 1) {
         /* Judged after WARM_ROUNDS (whose first touches of the outputs'
          * pages make the shares uneven) over at least as many more. */
-        if (++b->rounds == WARM_ROUNDS) atomic_store(&b->long_waits, 0);
+        if (++b->rounds == WARM_ROUNDS)
+            atomic_store(&b->long_waits, 0);
         const int judged = b->rounds - WARM_ROUNDS;
         if (judged >= WARM_ROUNDS && 3 * atomic_load(&b->long_waits) > judged) {
             atomic_store(&b->single, 1);
             atomic_store(&contended_calls_left, CONTENDED_CALLS);
         }
         atomic_store_explicit(&b->arrived, 0, memory_order_relaxed);
-        atomic_store(&b->generation, gen + 1);           /* seq_cst: see below */
-        if (atomic_load(&b->sleepers) > 0) futex_wake_all(&b->generation);
+        atomic_store(&b->generation, gen + 1); /* seq_cst: see below */
+        if (atomic_load(&b->sleepers) > 0)
+            futex_wake_all(&b->generation);
         return;
     }
     const double start = seconds();
     for (int spins = 0;; spins++) {
-        if (atomic_load_explicit(&b->generation, memory_order_acquire) != gen) return;
+        if (atomic_load_explicit(&b->generation, memory_order_acquire) != gen)
+            return;
         CPU_RELAX();
-        if ((spins & 15) == 15 && seconds() - start > SPIN_SECONDS) break;
+        if ((spins & 15) == 15 && seconds() - start > SPIN_SECONDS)
+            break;
     }
     atomic_fetch_add(&b->long_waits, 1);
     /* Announce the sleep before the last check (both seq_cst), so that the
      * last thread either sees a sleeper and wakes it, or this check sees the
      * new generation; futex_wait itself returns at once if it changed. */
     atomic_fetch_add(&b->sleepers, 1);
-    while (atomic_load(&b->generation) == gen) futex_wait(&b->generation, gen);
+    while (atomic_load(&b->generation) == gen)
+        futex_wait(&b->generation, gen);
     atomic_fetch_sub(&b->sleepers, 1);
 }
 
-static int available_cpus(void) {
+static int
+available_cpus(void)
+{
     cpu_set_t set;
-    if (sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) == 0)
+        return CPU_COUNT(&set);
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }
@@ -330,23 +372,29 @@ static int available_cpus(void) {
  * thread to beat the barrier, at most one per CPU and one per UNIT_ALIGN
  * units, and one for a while after a job found the cores contended.
  * RNN_LSTM_THREADS overrides (for benchmarks and tests). */
-static int thread_count(double flops, int64_t units) {
+static int
+thread_count(double flops, int64_t units)
+{
     double n;
     const char *env = getenv("RNN_LSTM_THREADS");
     if (env && atoi(env) > 0) {
         n = atoi(env);
-    } else {
+    }
+    else {
         n = available_cpus();
-        if (flops / 2.0e6 < n) n = flops / 2.0e6;
+        if (flops / 2.0e6 < n)
+            n = flops / 2.0e6;
         int left = atomic_load(&contended_calls_left);
         if (left > 0) {
             atomic_compare_exchange_strong(&contended_calls_left, &left, left - 1);
             n = 1;
         }
     }
-    if (n > MAX_THREADS) n = MAX_THREADS;
+    if (n > MAX_THREADS)
+        n = MAX_THREADS;
     const double by_units = (double)((units + UNIT_ALIGN - 1) / UNIT_ALIGN);
-    if (n > by_units) n = by_units;
+    if (n > by_units)
+        n = by_units;
     return n < 1 ? 1 : (int)n;
 }
 
@@ -360,9 +408,12 @@ typedef struct {
     atomic_int *go;
 } worker_arg_t;
 
-static void *worker_main(void *p) {
+static void *
+worker_main(void *p)
+{
     worker_arg_t *w = p;
-    while (!atomic_load_explicit(w->go, memory_order_acquire)) sched_yield();
+    while (!atomic_load_explicit(w->go, memory_order_acquire))
+        sched_yield();
     w->fn(w->job, w->index);
     return NULL;
 }
@@ -372,54 +423,62 @@ static void set_threads(job_t *j, int n);
 /* Runs fn(job, i) for i in [0, n) on n threads (the caller is thread 0). The
  * workers wait until all are started; if the system refuses a thread, the
  * work is shared among those that started. */
-static void run_threads(job_t *job, int n, work_fn fn) {
+static void
+run_threads(job_t *job, int n, work_fn fn)
+{
     pthread_t tid[MAX_THREADS];
     worker_arg_t args[MAX_THREADS];
     atomic_int go = 0;
     int started = 1;
     for (int i = 1; i < n; i++) {
         args[i] = (worker_arg_t){job, i, fn, &go};
-        if (pthread_create(&tid[i], NULL, worker_main, &args[i]) != 0) break;
+        if (pthread_create(&tid[i], NULL, worker_main, &args[i]) != 0)
+            break;
         started++;
     }
     set_threads(job, started);
     atomic_store_explicit(&go, 1, memory_order_release);
     fn(job, 0);
-    for (int i = 1; i < started; i++) pthread_join(tid[i], NULL);
+    for (int i = 1; i < started; i++)
+        pthread_join(tid[i], NULL);
 }
 
 /* ------------------------------------------------------------------ jobs */
 
 struct job {
-    int64_t T, B, H, Hp;      /* Hp: H padded to UNIT_ALIGN */
-    int64_t Bp, nr;           /* B padded to a multiple of the tile width nr */
+    int64_t T, B, H, Hp; /* Hp: H padded to UNIT_ALIGN */
+    int64_t Bp, nr;      /* B padded to a multiple of the tile width nr */
     int nthreads;
     barrier_t barrier;
-    const float *rk;          /* [H, 4H] */
+    const float *rk;           /* [H, 4H] */
     const unsigned char *mask; /* [T, B] bools, or one row of ones */
     int64_t mask_stride;       /* B, or 0 for the row of ones */
-    unsigned char *ones;      /* owned row of ones, or NULL */
-    float *packed;            /* packed weight panels */
-    float *zbuf;              /* per-thread-rows scratch [4 Hp, Bp] (fwd) */
-    float *vbuf[2];           /* double-buffered [., Bp] product operand */
-    float *dh;                /* [Hp, Bp] (bwd) */
-    float *dc;                /* [H, B] (bwd) */
+    unsigned char *ones;       /* owned row of ones, or NULL */
+    float *packed;             /* packed weight panels */
+    float *zbuf;               /* per-thread-rows scratch [4 Hp, Bp] (fwd) */
+    float *vbuf[2];            /* double-buffered [., Bp] product operand */
+    float *dh;                 /* [Hp, Bp] (bwd) */
+    float *dc;                 /* [H, B] (bwd) */
     /* forward */
-    const float *zx;          /* [4H, T, B] */
+    const float *zx; /* [4H, T, B] */
     float *s, *cs, *hs;
     /* backward */
     const float *ss, *d_out;
     float *dz, *dc0, *dh0;
 };
 
-static void set_threads(job_t *j, int n) {
+static void
+set_threads(job_t *j, int n)
+{
     j->nthreads = n;
     j->barrier.n = n;
 }
 
 /* Thread `index`'s hidden units [u0, u1): UNIT_ALIGN-unit blocks shared as
  * evenly as they go (every thread gets at least one: nthreads <= blocks). */
-static void unit_range(const job_t *j, int index, int64_t *u0, int64_t *u1) {
+static void
+unit_range(const job_t *j, int index, int64_t *u0, int64_t *u1)
+{
     const int64_t blocks = j->Hp / UNIT_ALIGN, n = j->nthreads;
     *u0 = index * blocks / n * UNIT_ALIGN;
     *u1 = (index + 1) * blocks / n * UNIT_ALIGN;
@@ -427,9 +486,13 @@ static void unit_range(const job_t *j, int index, int64_t *u0, int64_t *u1) {
 
 /* After a barrier: whether this thread stops because the job went on to
  * thread 0 alone; thread 0 then takes every unit. */
-static bool leave_if_single(job_t *j, int index, int64_t *u0, int64_t *u1) {
-    if (j->barrier.n == 1 || !atomic_load(&j->barrier.single)) return false;
-    if (index != 0) return true;
+static bool
+leave_if_single(job_t *j, int index, int64_t *u0, int64_t *u1)
+{
+    if (j->barrier.n == 1 || !atomic_load(&j->barrier.single))
+        return false;
+    if (index != 0)
+        return true;
     j->barrier.n = 1;
     *u0 = 0;
     *u1 = j->Hp;
@@ -438,7 +501,9 @@ static bool leave_if_single(job_t *j, int index, int64_t *u0, int64_t *u1) {
 
 /* Forward panels: row 4u + q of the product is unit u, gate q, so that a
  * thread's rows hold every gate of its units; column k is rk[k, q H + u]. */
-static void pack_forward(job_t *j, int64_t u0, int64_t u1) {
+static void
+pack_forward(job_t *j, int64_t u0, int64_t u1)
+{
     const int64_t H = j->H, G = 4 * H;
     for (int64_t p = u0 * 4 / MR; p < u1 * 4 / MR; p++) {
         float *panel = j->packed + p * H * MR;
@@ -452,7 +517,9 @@ static void pack_forward(job_t *j, int64_t u0, int64_t u1) {
 
 /* Backward panels: row u, column 4v + q is rk[u, q H + v] (the layout of
  * the interleaved dz rows the cell writes). */
-static void pack_backward(job_t *j, int64_t u0, int64_t u1) {
+static void
+pack_backward(job_t *j, int64_t u0, int64_t u1)
+{
     const int64_t H = j->H, G = 4 * H, K = 4 * j->Hp;
     for (int64_t p = u0 / MR; p < u1 / MR; p++) {
         float *panel = j->packed + p * K * MR;
@@ -466,7 +533,9 @@ static void pack_backward(job_t *j, int64_t u0, int64_t u1) {
     }
 }
 
-static void forward_work(job_t *j, int index) {
+static void
+forward_work(job_t *j, int index)
+{
     const int64_t T = j->T, B = j->B, H = j->H, Bp = j->Bp, HB = H * B;
     int64_t u0, u1;
     unit_range(j, index, &u0, &u1);
@@ -476,7 +545,8 @@ static void forward_work(job_t *j, int index) {
         memcpy(j->vbuf[0] + u * Bp, j->hs + u * B, B * sizeof(float));
     barrier_wait(&j->barrier);
     for (int64_t t = 0; t < T; t++) {
-        if (leave_if_single(j, index, &u0, &u1)) return;
+        if (leave_if_single(j, index, &u0, &u1))
+            return;
         const float *hcur = j->vbuf[t & 1];
         float *hnext = j->vbuf[(t + 1) & 1];
         panel_product(j->packed, H, u0 * 4 / MR, u1 * 4 / MR, hcur, Bp, j->zbuf, j->nr);
@@ -486,15 +556,17 @@ static void forward_work(job_t *j, int index) {
         float *s = j->s + t * 4 * HB;
         for (int64_t u = u0; u < u1 && u < H; u++) {
             const float *x = j->zx + u * T * B + t * B;
-            forward_cell(B, j->zbuf + 4 * u * Bp, Bp, x, H * T * B, m,
-                         c_prev + u * B, h_prev + u * B, s + u * B, HB,
-                         c_new + u * B, h_new + u * B, hnext + u * Bp);
+            forward_cell(B, j->zbuf + 4 * u * Bp, Bp, x, H * T * B, m, c_prev + u * B,
+                         h_prev + u * B, s + u * B, HB, c_new + u * B, h_new + u * B,
+                         hnext + u * Bp);
         }
         barrier_wait(&j->barrier);
     }
 }
 
-static void backward_work(job_t *j, int index) {
+static void
+backward_work(job_t *j, int index)
+{
     const int64_t T = j->T, B = j->B, H = j->H, Bp = j->Bp, HB = H * B, nr = j->nr;
     const int64_t K = 4 * j->Hp;
     int64_t u0, u1;
@@ -502,7 +574,8 @@ static void backward_work(job_t *j, int index) {
     pack_backward(j, u0, u1);
     barrier_wait(&j->barrier);
     for (int64_t t = T - 1; t >= 0; t--) {
-        if (leave_if_single(j, index, &u0, &u1)) return;
+        if (leave_if_single(j, index, &u0, &u1))
+            return;
         float *dzv = j->vbuf[t & 1];
         const unsigned char *m = j->mask + t * j->mask_stride;
         const float *s = j->ss + t * 4 * HB;
@@ -510,11 +583,12 @@ static void backward_work(job_t *j, int index) {
         const float *dout = j->d_out + t * HB;
         float *dz = j->dz + t * B; /* [4H, T, B]: unit u at + u T B */
         for (int64_t u = u0; u < u1 && u < H; u++)
-            backward_cell(B, s + u * B, HB, c_prev + u * B, c_cur + u * B, dout + u * B,
-                          m, j->dh + u * Bp, j->dc + u * B, dz + u * T * B, H * T * B,
+            backward_cell(B, s + u * B, HB, c_prev + u * B, c_cur + u * B, dout + u * B, m,
+                          j->dh + u * Bp, j->dc + u * B, dz + u * T * B, H * T * B,
                           dzv + 4 * u * Bp, Bp);
         barrier_wait(&j->barrier);
-        if (leave_if_single(j, index, &u0, &u1)) return;
+        if (leave_if_single(j, index, &u0, &u1))
+            return;
         /* dh_prev = rk dz for the own units, added to what passed through. */
         for (int64_t p = u0 / MR; p < u1 / MR; p++) {
             float tile[MR * NR] __attribute__((aligned(64)));
@@ -522,7 +596,8 @@ static void backward_work(job_t *j, int index) {
                 tile_product(K, j->packed + p * K * MR, dzv + c0, Bp, tile, nr, nr);
                 for (int i = 0; i < MR; i++) {
                     float *dst = j->dh + (p * MR + i) * Bp + c0;
-                    for (int64_t c = 0; c < nr; c++) dst[c] += tile[i * nr + c];
+                    for (int64_t c = 0; c < nr; c++)
+                        dst[c] += tile[i * nr + c];
                 }
             }
         }
@@ -531,21 +606,28 @@ static void backward_work(job_t *j, int index) {
 
 /* ----------------------------------------------------------- op plumbing */
 
-static void *alloc_floats(int64_t n) {
+static void *
+alloc_floats(int64_t n)
+{
     size_t bytes = ((size_t)(n > 0 ? n : 1) * sizeof(float) + 63) / 64 * 64;
     void *p = aligned_alloc(64, bytes);
-    if (p) memset(p, 0, bytes);
+    if (p)
+        memset(p, 0, bytes);
     return p;
 }
 
-static bool fail(TF_OpKernelContext *ctx, TF_Status *st, TF_Code code, const char *msg) {
+static bool
+fail(TF_OpKernelContext *ctx, TF_Status *st, TF_Code code, const char *msg)
+{
     TF_SetStatus(st, code, msg);
     TF_OpKernelContext_Failure(ctx, st);
     return false;
 }
 
-static bool check_dims(TF_OpKernelContext *ctx, TF_Status *st, const char *op,
-                       const char *name, TF_Tensor *t, int rank, const int64_t *want) {
+static bool
+check_dims(TF_OpKernelContext *ctx, TF_Status *st, const char *op, const char *name, TF_Tensor *t,
+           int rank, const int64_t *want)
+{
     char msg[256];
     if (TF_NumDims(t) != rank) {
         snprintf(msg, sizeof msg, "%s: %s must have rank %d, got %d", op, name, rank,
@@ -554,26 +636,31 @@ static bool check_dims(TF_OpKernelContext *ctx, TF_Status *st, const char *op,
     }
     for (int d = 0; d < rank; d++)
         if (want[d] >= 0 && TF_Dim(t, d) != want[d]) {
-            snprintf(msg, sizeof msg, "%s: %s has dimension %d of size %lld, expected %lld",
-                     op, name, d, (long long)TF_Dim(t, d), (long long)want[d]);
+            snprintf(msg, sizeof msg, "%s: %s has dimension %d of size %lld, expected %lld", op,
+                     name, d, (long long)TF_Dim(t, d), (long long)want[d]);
             return fail(ctx, st, TF_INVALID_ARGUMENT, msg);
         }
     return true;
 }
 
-static bool check_mask(TF_OpKernelContext *ctx, TF_Status *st, const char *op,
-                       TF_Tensor *mask, int64_t T, int64_t B) {
-    if (TF_NumDims(mask) == 1 && TF_Dim(mask, 0) == 0) return true;
+static bool
+check_mask(TF_OpKernelContext *ctx, TF_Status *st, const char *op, TF_Tensor *mask, int64_t T,
+           int64_t B)
+{
+    if (TF_NumDims(mask) == 1 && TF_Dim(mask, 0) == 0)
+        return true;
     const int64_t want[2] = {T, B};
     return check_dims(ctx, st, op, "mask", mask, 2, want);
 }
 
-static TF_Tensor *output(TF_OpKernelContext *ctx, TF_Status *st, int index,
-                         const int64_t *dims, int rank) {
+static TF_Tensor *
+output(TF_OpKernelContext *ctx, TF_Status *st, int index, const int64_t *dims, int rank)
+{
     int64_t n = 1;
-    for (int d = 0; d < rank; d++) n *= dims[d];
-    TF_Tensor *t = TF_AllocateOutput(ctx, index, TF_FLOAT, dims, rank,
-                                     (size_t)n * sizeof(float), st);
+    for (int d = 0; d < rank; d++)
+        n *= dims[d];
+    TF_Tensor *t =
+        TF_AllocateOutput(ctx, index, TF_FLOAT, dims, rank, (size_t)n * sizeof(float), st);
     if (TF_GetCode(st) != TF_OK) {
         TF_OpKernelContext_Failure(ctx, st);
         return NULL;
@@ -581,7 +668,9 @@ static TF_Tensor *output(TF_OpKernelContext *ctx, TF_Status *st, int index,
     return t;
 }
 
-static void init_job(job_t *j, int64_t T, int64_t B, int64_t H, double flops) {
+static void
+init_job(job_t *j, int64_t T, int64_t B, int64_t H, double flops)
+{
     memset(j, 0, sizeof *j);
     j->T = T;
     j->B = B;
@@ -594,21 +683,26 @@ static void init_job(job_t *j, int64_t T, int64_t B, int64_t H, double flops) {
 
 /* The [T, B] mask tensor, or (for the [0] "no mask") one row of ones that
  * every step reads; freed by finish_job. */
-static bool set_mask(job_t *j, TF_Tensor *mask) {
+static bool
+set_mask(job_t *j, TF_Tensor *mask)
+{
     if (TF_NumDims(mask) == 2) {
         j->mask = TF_TensorData(mask);
         j->mask_stride = j->B;
         return true;
     }
     unsigned char *ones = malloc(j->B > 0 ? j->B : 1);
-    if (!ones) return false;
+    if (!ones)
+        return false;
     memset(ones, 1, j->B > 0 ? j->B : 1);
     j->mask = j->ones = ones;
     j->mask_stride = 0;
     return true;
 }
 
-static void finish_job(job_t *j) {
+static void
+finish_job(job_t *j)
+{
     free(j->ones);
     free(j->packed);
     free(j->zbuf);
@@ -618,7 +712,9 @@ static void finish_job(job_t *j) {
 }
 
 /* The op's n inputs into in[]; false (the op failed) if one is missing. */
-static bool get_inputs(TF_OpKernelContext *ctx, TF_Status *st, TF_Tensor **in, int n) {
+static bool
+get_inputs(TF_OpKernelContext *ctx, TF_Status *st, TF_Tensor **in, int n)
+{
     for (int i = 0; i < n; i++) {
         TF_GetInput(ctx, i, &in[i], st);
         if (TF_GetCode(st) != TF_OK) {
@@ -631,24 +727,30 @@ static bool get_inputs(TF_OpKernelContext *ctx, TF_Status *st, TF_Tensor **in, i
 
 /* The end of every call, on every path: frees the job's buffers, the
  * tensor handles (NULL where never obtained) and the status. */
-static void end_call(job_t *j, TF_Tensor **in, int n_in, TF_Tensor **out, int n_out,
-                     TF_Status *st) {
+static void
+end_call(job_t *j, TF_Tensor **in, int n_in, TF_Tensor **out, int n_out, TF_Status *st)
+{
     finish_job(j);
     for (int i = 0; i < n_in; i++)
-        if (in[i]) TF_DeleteTensor(in[i]);
+        if (in[i])
+            TF_DeleteTensor(in[i]);
     for (int i = 0; i < n_out; i++)
-        if (out[i]) TF_DeleteTensor(out[i]);
+        if (out[i])
+            TF_DeleteTensor(out[i]);
     TF_DeleteStatus(st);
 }
 
-void CAT(rnn_lstm_forward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx) {
+void
+CAT(rnn_lstm_forward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
+{
     (void)kernel;
     static const char *op = "RnnLstmForward";
     TF_Status *st = TF_NewStatus();
     TF_Tensor *in[5] = {0}, *out[3] = {0};
     job_t j;
     memset(&j, 0, sizeof j);
-    if (!get_inputs(ctx, st, in, 5)) goto done;
+    if (!get_inputs(ctx, st, in, 5))
+        goto done;
     if (TF_NumDims(in[0]) != 3) {
         fail(ctx, st, TF_INVALID_ARGUMENT, "RnnLstmForward: zx must be [4H, T, B]");
         goto done;
@@ -659,12 +761,10 @@ void CAT(rnn_lstm_forward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx
     if (!check_dims(ctx, st, op, "zx", in[0], 3, zx_dims) ||
         !check_dims(ctx, st, op, "recurrent_kernel", in[1], 2, rk_dims) ||
         !check_dims(ctx, st, op, "h0", in[2], 2, state) ||
-        !check_dims(ctx, st, op, "c0", in[3], 2, state) ||
-        !check_mask(ctx, st, op, in[4], T, B))
+        !check_dims(ctx, st, op, "c0", in[3], 2, state) || !check_mask(ctx, st, op, in[4], T, B))
         goto done;
     const int64_t s_dims[3] = {T, 4 * H, B}, c_dims[3] = {T + 1, H, B};
-    if (!(out[0] = output(ctx, st, 0, s_dims, 3)) ||
-        !(out[1] = output(ctx, st, 1, c_dims, 3)) ||
+    if (!(out[0] = output(ctx, st, 0, s_dims, 3)) || !(out[1] = output(ctx, st, 1, c_dims, 3)) ||
         !(out[2] = output(ctx, st, 2, c_dims, 3)))
         goto done;
     init_job(&j, T, B, H, 8.0 * H * H * B);
@@ -681,28 +781,33 @@ void CAT(rnn_lstm_forward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx
         memcpy(j.hs, TF_TensorData(in[2]), H * B * sizeof(float));
         memcpy(j.cs, TF_TensorData(in[3]), H * B * sizeof(float));
     }
-    if (T == 0 || H == 0 || B == 0) goto done; /* nothing to step */
+    if (T == 0 || H == 0 || B == 0)
+        goto done; /* nothing to step */
     j.packed = alloc_floats(4 * j.Hp * H);
     j.zbuf = alloc_floats(4 * j.Hp * j.Bp);
     j.vbuf[0] = alloc_floats(j.Hp * j.Bp);
     j.vbuf[1] = alloc_floats(j.Hp * j.Bp);
     if (!j.packed || !j.zbuf || !j.vbuf[0] || !j.vbuf[1]) {
         fail(ctx, st, TF_RESOURCE_EXHAUSTED, "RnnLstmForward: out of memory");
-    } else {
+    }
+    else {
         run_threads(&j, j.nthreads, forward_work);
     }
 done:
     end_call(&j, in, 5, out, 3, st);
 }
 
-void CAT(rnn_lstm_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx) {
+void
+CAT(rnn_lstm_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
+{
     (void)kernel;
     static const char *op = "RnnLstmBackward";
     TF_Status *st = TF_NewStatus();
     TF_Tensor *in[7] = {0}, *out[3] = {0};
     job_t j;
     memset(&j, 0, sizeof j);
-    if (!get_inputs(ctx, st, in, 7)) goto done;
+    if (!get_inputs(ctx, st, in, 7))
+        goto done;
     if (TF_NumDims(in[0]) != 3) {
         fail(ctx, st, TF_INVALID_ARGUMENT, "RnnLstmBackward: s must be [T, 4H, B]");
         goto done;
@@ -720,8 +825,7 @@ void CAT(rnn_lstm_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ct
         !check_mask(ctx, st, op, in[6], T, B))
         goto done;
     const int64_t dz_dims[3] = {4 * H, T, B};
-    if (!(out[0] = output(ctx, st, 0, dz_dims, 3)) ||
-        !(out[1] = output(ctx, st, 1, state, 2)) ||
+    if (!(out[0] = output(ctx, st, 0, dz_dims, 3)) || !(out[1] = output(ctx, st, 1, state, 2)) ||
         !(out[2] = output(ctx, st, 2, state, 2)))
         goto done;
     init_job(&j, T, B, H, 8.0 * H * H * B);
@@ -750,12 +854,15 @@ void CAT(rnn_lstm_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ct
     j.dc = j.dc0; /* the cell gradient is carried in the output itself */
     if (!j.packed || !j.vbuf[0] || !j.vbuf[1] || !j.dh) {
         fail(ctx, st, TF_RESOURCE_EXHAUSTED, "RnnLstmBackward: out of memory");
-    } else {
+    }
+    else {
         const float *dh = TF_TensorData(in[3]);
-        for (int64_t u = 0; u < H; u++) memcpy(j.dh + u * j.Bp, dh + u * B, B * sizeof(float));
+        for (int64_t u = 0; u < H; u++)
+            memcpy(j.dh + u * j.Bp, dh + u * B, B * sizeof(float));
         memcpy(j.dc, TF_TensorData(in[4]), H * B * sizeof(float));
         run_threads(&j, j.nthreads, backward_work);
-        for (int64_t u = 0; u < H; u++) memcpy(j.dh0 + u * B, j.dh + u * j.Bp, B * sizeof(float));
+        for (int64_t u = 0; u < H; u++)
+            memcpy(j.dh0 + u * B, j.dh + u * j.Bp, B * sizeof(float));
     }
 done:
     end_call(&j, in, 7, out, 3, st);
@@ -773,23 +880,31 @@ typedef struct {
     bool (*supported)(void);
 } isa_t;
 
-#define DECLARE(isa)                                          \
+#define DECLARE(isa)                                           \
     void rnn_lstm_forward_##isa(void *, TF_OpKernelContext *); \
     void rnn_lstm_backward_##isa(void *, TF_OpKernelContext *);
 #define ENTRY(isa) {#isa, rnn_lstm_forward_##isa, rnn_lstm_backward_##isa, supports_##isa}
 
-static bool supports_generic(void) { return true; }
+static bool
+supports_generic(void)
+{
+    return true;
+}
 DECLARE(generic)
 #if defined(__x86_64__)
 /* x86-64-v4 and v3, as the -march levels these sets are compiled with.
  * __builtin_cpu_supports also checks that the OS saves the registers. */
-static bool supports_avx512(void) {
+static bool
+supports_avx512(void)
+{
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
            __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
            __builtin_cpu_supports("bmi2");
 }
-static bool supports_avx2(void) {
+static bool
+supports_avx2(void)
+{
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
            __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
            __builtin_cpu_supports("f16c");
@@ -805,50 +920,71 @@ static const isa_t ISAS[] = {ENTRY(generic)};
 static const isa_t *chosen;
 
 /* The instruction set in use (for rnn.ops.kernel_info through ctypes). */
-const char *rnn_lstm_isa(void) { return chosen ? chosen->name : ""; }
+const char *
+rnn_lstm_isa(void)
+{
+    return chosen ? chosen->name : "";
+}
 
 /* The widest supported set, or the one RNN_KERNEL_ISA names if supported. */
-static const isa_t *choose_isa(void) {
+static const isa_t *
+choose_isa(void)
+{
 #if defined(__x86_64__)
     __builtin_cpu_init();
 #endif
     const char *want = getenv("RNN_KERNEL_ISA");
     if (want && *want) {
         for (int i = 0; i < N_ISAS; i++) {
-            if (strcmp(ISAS[i].name, want) != 0) continue;
-            if (ISAS[i].supported()) return &ISAS[i];
+            if (strcmp(ISAS[i].name, want) != 0)
+                continue;
+            if (ISAS[i].supported())
+                return &ISAS[i];
             fprintf(stderr, "rnn: RNN_KERNEL_ISA=%s: this CPU does not support it; ignored\n",
                     want);
             want = NULL;
             break;
         }
-        if (want) fprintf(stderr, "rnn: RNN_KERNEL_ISA=%s: not an instruction set of this build; "
-                                  "ignored\n", want);
+        if (want)
+            fprintf(stderr,
+                    "rnn: RNN_KERNEL_ISA=%s: not an instruction set of this build; "
+                    "ignored\n",
+                    want);
     }
     for (int i = 0; i < N_ISAS; i++)
-        if (ISAS[i].supported()) return &ISAS[i];
+        if (ISAS[i].supported())
+            return &ISAS[i];
     return &ISAS[N_ISAS - 1];
 }
 
-static void forward_compute(void *kernel, TF_OpKernelContext *ctx) {
+static void
+forward_compute(void *kernel, TF_OpKernelContext *ctx)
+{
     chosen->forward(kernel, ctx);
 }
 
-static void backward_compute(void *kernel, TF_OpKernelContext *ctx) {
+static void
+backward_compute(void *kernel, TF_OpKernelContext *ctx)
+{
     chosen->backward(kernel, ctx);
 }
 
-static void unknown_shapes(TF_ShapeInferenceContext *ctx, TF_Status *st) {
+static void
+unknown_shapes(TF_ShapeInferenceContext *ctx, TF_Status *st)
+{
     TF_ShapeInferenceContextSetUnknownShape(ctx, st);
 }
 
-static void register_op(const char *name, const char *const *inputs, int n_in,
-                        const char *const *outputs, int n_out,
-                        void (*compute)(void *, TF_OpKernelContext *)) {
+static void
+register_op(const char *name, const char *const *inputs, int n_in, const char *const *outputs,
+            int n_out, void (*compute)(void *, TF_OpKernelContext *))
+{
     TF_Status *st = TF_NewStatus();
     TF_OpDefinitionBuilder *b = TF_NewOpDefinitionBuilder(name);
-    for (int i = 0; i < n_in; i++) TF_OpDefinitionBuilderAddInput(b, inputs[i]);
-    for (int i = 0; i < n_out; i++) TF_OpDefinitionBuilderAddOutput(b, outputs[i]);
+    for (int i = 0; i < n_in; i++)
+        TF_OpDefinitionBuilderAddInput(b, inputs[i]);
+    for (int i = 0; i < n_out; i++)
+        TF_OpDefinitionBuilderAddOutput(b, outputs[i]);
     TF_OpDefinitionBuilderSetShapeInferenceFunction(b, unknown_shapes);
     TF_RegisterOpDefinition(b, st);
     if (TF_GetCode(st) == TF_OK) {
@@ -860,13 +996,15 @@ static void register_op(const char *name, const char *const *inputs, int n_in,
     TF_DeleteStatus(st);
 }
 
-__attribute__((constructor)) static void register_lstm_ops(void) {
-    static const char *const fwd_in[] = {"zx: float", "recurrent_kernel: float",
-                                         "h0: float", "c0: float", "mask: bool"};
+__attribute__((constructor)) static void
+register_lstm_ops(void)
+{
+    static const char *const fwd_in[] = {"zx: float", "recurrent_kernel: float", "h0: float",
+                                         "c0: float", "mask: bool"};
     static const char *const fwd_out[] = {"s: float", "cs: float", "hs: float"};
-    static const char *const bwd_in[] = {"s: float", "cs: float", "d_out: float",
-                                         "dh: float", "dc: float",
-                                         "recurrent_kernel: float", "mask: bool"};
+    static const char *const bwd_in[] = {"s: float",  "cs: float", "d_out: float",
+                                         "dh: float", "dc: float", "recurrent_kernel: float",
+                                         "mask: bool"};
     static const char *const bwd_out[] = {"dz: float", "dh0: float", "dc0: float"};
     chosen = choose_isa();
     register_op("RnnLstmForward", fwd_in, 5, fwd_out, 3, forward_compute);
