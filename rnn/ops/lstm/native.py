@@ -135,7 +135,18 @@ def _kernel_mask(mask: tf.Tensor | None) -> tf.Tensor:
     return tf.zeros([0], tf.bool) if mask is None else mask[:, 0, :]
 
 
-def forward(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *, masked, reverse):
+def forward(
+    x: tf.Tensor,
+    h0: tf.Tensor,
+    c0: tf.Tensor,
+    kernel: tf.Tensor,
+    recurrent_kernel: tf.Tensor,
+    bias: tf.Tensor,
+    lengths: tf.Tensor | None,
+    *,
+    masked: bool,
+    reverse: bool,
+) -> tuple[tf.Tensor, ...]:
     """:func:`rnn.ops.lstm.programs.forward` with the recurrence as one compiled op."""
     n, xa, mask = programs.inputs(x, lengths, masked=masked, reverse=reverse)
     # The input projection of every step as one matmul, [4H, T, B].
@@ -149,8 +160,20 @@ def forward(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *, masked, rever
 
 
 def backward(
-    d_out, d_h, d_c, kernel, recurrent_kernel, lengths, xa, hs, ss, cs, *, masked, reverse
-):
+    d_out: tf.Tensor,
+    d_h: tf.Tensor,
+    d_c: tf.Tensor,
+    kernel: tf.Tensor,
+    recurrent_kernel: tf.Tensor,
+    lengths: tf.Tensor | None,
+    xa: tf.Tensor,
+    hs: tf.Tensor,
+    ss: tf.Tensor,
+    cs: tf.Tensor,
+    *,
+    masked: bool,
+    reverse: bool,
+) -> tuple[tf.Tensor, ...]:
     """:func:`rnn.ops.lstm.programs.backward` with the reverse recurrence as one compiled op."""
     n = tf.shape(xa)[0]
     d_out, mask = programs.output_gradients(d_out, lengths, n, masked=masked, reverse=reverse)

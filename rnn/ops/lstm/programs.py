@@ -34,6 +34,8 @@ faster here.
 
 from __future__ import annotations
 
+from typing import Any
+
 import tensorflow as tf
 
 # Steps of the forward/backward loops that may run concurrently (only work
@@ -49,7 +51,9 @@ def time_mask(lengths: tf.Tensor, n: tf.Tensor, reverse: bool) -> tf.Tensor:
     return t[:, tf.newaxis, tf.newaxis] < lengths[tf.newaxis, tf.newaxis, :]
 
 
-def inputs(x, lengths, *, masked, reverse):
+def inputs(
+    x: tf.Tensor, lengths: tf.Tensor | None, *, masked: bool, reverse: bool
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
     """The start of both forward programs: ``(T, xa, mask)``.
 
     ``xa`` is ``[T, I+1, B]`` in processing order (inputs with a row of ones)
@@ -77,7 +81,7 @@ def inputs(x, lengths, *, masked, reverse):
     return n, xa, mask
 
 
-def outputs(hs, mask, reverse):
+def outputs(hs: tf.Tensor, mask: tf.Tensor | None, reverse: bool) -> tf.Tensor:
     """``[T, B, H]`` outputs in input time order from ``hs [T+1, H, B]``."""
     out = hs[1:]
     if mask is not None:
@@ -87,7 +91,9 @@ def outputs(hs, mask, reverse):
     return tf.transpose(out, [0, 2, 1])
 
 
-def output_gradients(d_out, lengths, n, *, masked, reverse):
+def output_gradients(
+    d_out: tf.Tensor, lengths: tf.Tensor | None, n: tf.Tensor, *, masked: bool, reverse: bool
+) -> tuple[tf.Tensor, tf.Tensor | None]:
     """The start of both backward programs: ``(d_out [T, H, B], mask)`` in
     processing order, zero where masked (``mask`` as in :func:`inputs`)."""
     if reverse:
@@ -100,7 +106,18 @@ def output_gradients(d_out, lengths, n, *, masked, reverse):
     return d_out, mask
 
 
-def forward(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *, masked, reverse):
+def forward(
+    x: tf.Tensor,
+    h0: tf.Tensor,
+    c0: tf.Tensor,
+    kernel: tf.Tensor,
+    recurrent_kernel: tf.Tensor,
+    bias: tf.Tensor,
+    lengths: tf.Tensor | None,
+    *,
+    masked: bool,
+    reverse: bool,
+) -> tuple[tf.Tensor, ...]:
     """The forward program: outputs, final state and what backward needs.
 
     Returns ``(outputs [T, B, H], h [B, H], c [B, H], xa, hs, ss, cs)``
@@ -124,7 +141,7 @@ def forward(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *, masked, rever
     c_acc = tf.TensorArray(dtype, size=n + 1).write(0, c0t)
     h_acc = tf.TensorArray(dtype, size=n + 1).write(0, h0t)
 
-    def body(k, h, c, s_acc, c_acc, h_acc):
+    def body(k: tf.Tensor, h: tf.Tensor, c: tf.Tensor, s_acc: Any, c_acc: Any, h_acc: Any) -> Any:
         # wx @ xa[k] (the input projection and bias, [4H, I+1] x [I+1, B])
         # only depends on k, so it runs ahead of the recurrence.
         u = tf.tanh(tf.matmul(wx, xa[k]) + tf.matmul(wh, h))
@@ -133,7 +150,7 @@ def forward(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *, masked, rever
         g = tf.split(u, 4, axis=0)[2]
         c_new = f * c + i * g
         h_new = o * tf.tanh(c_new)
-        if masked:
+        if mask is not None:  # (masked)
             m = mask[k]
             c_new = tf.where(m, c_new, c)
             h_new = tf.where(m, h_new, h)
@@ -160,8 +177,20 @@ def forward(x, h0, c0, kernel, recurrent_kernel, bias, lengths, *, masked, rever
 
 
 def backward(
-    d_out, d_h, d_c, kernel, recurrent_kernel, lengths, xa, hs, ss, cs, *, masked, reverse
-):
+    d_out: tf.Tensor,
+    d_h: tf.Tensor,
+    d_c: tf.Tensor,
+    kernel: tf.Tensor,
+    recurrent_kernel: tf.Tensor,
+    lengths: tf.Tensor | None,
+    xa: tf.Tensor,
+    hs: tf.Tensor,
+    ss: tf.Tensor,
+    cs: tf.Tensor,
+    *,
+    masked: bool,
+    reverse: bool,
+) -> tuple[tf.Tensor, ...]:
     """The backward program: gradients for x, h0, c0, kernel, rk, bias."""
     dtype = xa.dtype
     n = tf.shape(xa)[0]
@@ -172,7 +201,7 @@ def backward(
     d_out, mask = output_gradients(d_out, lengths, n, masked=masked, reverse=reverse)
     dz_acc = tf.TensorArray(dtype, size=n)
 
-    def body(k, dh, dc, dz_acc):
+    def body(k: tf.Tensor, dh: tf.Tensor, dc: tf.Tensor, dz_acc: Any) -> Any:
         k = k - 1
         # Factors that do not depend on the reverse recurrence.
         s = ss[k]
@@ -185,7 +214,7 @@ def backward(
         # for the candidate rows s (1 - s) = (1 - g^2) / 4).
         a = o * (unit - tc * tc)
         p = s * (unit - s) * tf.concat([g, c_prev, four * i, tc], axis=0)
-        if masked:
+        if mask is not None:  # (masked)
             m = mask[k]
             a = tf.where(m, a, zero)
             p = tf.where(m, p, zero)
@@ -213,7 +242,16 @@ def columns(stacked: tf.Tensor) -> tf.Tensor:
     return tf.reshape(tf.transpose(stacked, [1, 0, 2]), [-1, shape[0] * shape[2]])
 
 
-def gradients(dz, dh0, dc0, kernel, xa, hs, *, reverse):
+def gradients(
+    dz: tf.Tensor,
+    dh0: tf.Tensor,
+    dc0: tf.Tensor,
+    kernel: tf.Tensor,
+    xa: tf.Tensor,
+    hs: tf.Tensor,
+    *,
+    reverse: bool,
+) -> tuple[tf.Tensor, ...]:
     """The six gradients from the gate gradients ``dz [4H, T * B]`` of all
     steps (column ``t * B + b``: step ``t`` of example ``b``).
 

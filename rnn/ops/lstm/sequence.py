@@ -12,6 +12,8 @@ way, and tracing a model that uses them does not trace the loops again.
 
 from __future__ import annotations
 
+from typing import Any
+
 import tensorflow as tf
 
 from rnn import _utils
@@ -23,10 +25,10 @@ __all__ = ["lstm_sequence"]
 _SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 
 # (dtype, masked, reverse, native, "fwd" | "bwd") -> concrete function.
-_PROGRAMS = {}
+_PROGRAMS: dict[tuple[Any, ...], Any] = {}
 
 
-def _program(dtype: tf.DType, masked: bool, reverse: bool, native: bool, which: str):
+def _program(dtype: tf.DType, masked: bool, reverse: bool, native: bool, which: str) -> Any:
     """The concrete forward or backward function, traced once per key.
 
     Traced lazily (a model that never asks for gradients never traces the
@@ -38,10 +40,12 @@ def _program(dtype: tf.DType, masked: bool, reverse: bool, native: bool, which: 
         t2 = tf.TensorSpec([None, None], dtype)
         t1 = tf.TensorSpec([None], dtype)
         lens = [tf.TensorSpec([None], tf.int32)] if masked else []
-        flags = dict(masked=masked, reverse=reverse)
+        flags: dict[str, bool] = dict(masked=masked, reverse=reverse)
         if which == "fwd":
 
-            def fwd(x, h0, c0, kernel, rk, bias, *lengths):
+            def fwd(
+                x: Any, h0: Any, c0: Any, kernel: Any, rk: Any, bias: Any, *lengths: Any
+            ) -> Any:
                 program = native_ops.forward if native else programs.forward
                 return program(x, h0, c0, kernel, rk, bias, lengths[0] if masked else None, **flags)
 
@@ -50,7 +54,18 @@ def _program(dtype: tf.DType, masked: bool, reverse: bool, native: bool, which: 
             )
         else:
 
-            def bwd(d_out, d_h, d_c, kernel, rk, xa, hs, s, c, *lengths):
+            def bwd(
+                d_out: Any,
+                d_h: Any,
+                d_c: Any,
+                kernel: Any,
+                rk: Any,
+                xa: Any,
+                hs: Any,
+                s: Any,
+                c: Any,
+                *lengths: Any,
+            ) -> Any:
                 program = native_ops.backward if native else programs.backward
                 return program(
                     d_out,
@@ -74,10 +89,10 @@ def _program(dtype: tf.DType, masked: bool, reverse: bool, native: bool, which: 
 
 
 @tf.custom_gradient
-def _first_order_only(*grads):
+def _first_order_only(*grads: tf.Tensor) -> Any:
     """Identity on the gradients that refuses to be differentiated again."""
 
-    def second_order(*unused):
+    def second_order(*unused: Any) -> Any:
         raise NotImplementedError(
             "lstm_sequence supports first-order gradients only: its backward "
             "pass is hand-written and not differentiable. For higher-order "
@@ -227,11 +242,18 @@ def lstm_sequence(
     fwd = _program(*variant, "fwd")
 
     @tf.custom_gradient
-    def run(x, h0, c0, kernel, recurrent_kernel, bias):
+    def run(
+        x: tf.Tensor,
+        h0: tf.Tensor,
+        c0: tf.Tensor,
+        kernel: tf.Tensor,
+        recurrent_kernel: tf.Tensor,
+        bias: tf.Tensor,
+    ) -> Any:
         args = [tf.stop_gradient(t) for t in (x, h0, c0, kernel, recurrent_kernel, bias)]
         out, h, c, *saved = fwd(*args, *extra)
 
-        def grad(d_out, d_h, d_c):
+        def grad(d_out: Any, d_h: Any, d_c: Any) -> Any:
             d_out = tf.zeros_like(out) if d_out is None else d_out
             d_h = tf.zeros_like(h) if d_h is None else d_h
             d_c = tf.zeros_like(c) if d_c is None else d_c
