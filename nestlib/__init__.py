@@ -23,6 +23,7 @@ from .api import (
     flatten_with_path_up_to,
     flatten_with_tuple_paths,
     flatten_with_tuple_paths_up_to,
+    format_path,
     get_traverse_shallow_structure,
     is_attrs,
     is_mapping,

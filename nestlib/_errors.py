@@ -69,11 +69,36 @@ def format_path(steps: Iterable[tuple[int, Any]]) -> str:
     return text
 
 
-def format_tuple_path(path: tuple[Any, ...]) -> str:
-    """Renders a plain path tuple (as in ``flatten_with_path``)."""
-    if not path:
-        return "the top level"
-    return "".join(f"[{short_repr(p)}]" for p in path)
+def path_steps(path: Iterable[Any], structure: Any = None) -> list[tuple[int, Any]]:
+    """The ``(kind, key)`` steps of a plain path (as in ``flatten_with_path``).
+
+    Each key's kind is that of the node it indexes in ``structure``, found by
+    walking the path down from the root; where the walk cannot go on (no
+    structure given, a leaf, a key the node lacks, a node whose methods
+    raise), the remaining keys render as plain keys (``['a']``, ``[0]``).
+    """
+    steps: list[tuple[int, Any]] = []
+    node, walking = structure, True
+    for key in path:
+        kind = N.MAPPING  # plain-key rendering
+        if walking:
+            walking = False
+            try:
+                node, node_kind = N.unwrap(node, N.classify(node))
+                if node_kind != N.LEAF:
+                    for child_key, child in N.items(node, node_kind):
+                        if child_key == key:
+                            kind, node, walking = node_kind, child, True
+                            break
+            except Exception:  # display only: a hostile node ends the walk
+                walking = False
+        steps.append((kind, key))
+    return steps
+
+
+def format_tuple_path(path: tuple[Any, ...], structure: Any = None) -> str:
+    """Renders a plain path tuple (as in ``flatten_with_path``), see ``path_steps``."""
+    return format_path(path_steps(path, structure))
 
 
 def describe(x: Any, kind: int | None = None) -> str:

@@ -52,6 +52,7 @@ __all__ = [  # grouped: tree ops, paths, up_to, tf.nest helpers, specs, registry
     "flatten_with_joined_string_paths",
     "yield_flat_paths",
     "traverse_with_path",
+    "format_path",
     "assert_shallow_structure",
     "flatten_up_to",
     "flatten_with_path_up_to",
@@ -605,6 +606,33 @@ def traverse_with_path(
         return W.traverse_with_path(fn, structure, top_down, is_leaf)
     except StopIteration as e:
         raise _stopped(e) from e
+
+
+def format_path(path: Sequence[Any], structure: Any = None) -> str:
+    """Renders a path (a tuple of keys, as from :func:`flatten_with_path`) as error messages do.
+
+    Mapping keys and indices show as ``['key']`` and ``[0]``. Given the
+    ``structure`` the path leads into, the fields of namedtuples, attrs classes
+    and registered nodes show as ``.name``; where the path leaves the structure
+    (or without one), keys show as plain keys. The empty path is
+    ``the top level``; long keys and paths are shortened.
+
+    >>> import collections, nestlib
+    >>> State = collections.namedtuple("State", "hidden cell")
+    >>> nest = {"core": State(hidden=1, cell=[2, 3])}
+    >>> nestlib.format_path(("core", "cell", 1), nest)
+    "['core'].cell[1]"
+    >>> nestlib.format_path(("core", "cell", 1))
+    "['core']['cell'][1]"
+    >>> nestlib.format_path(())
+    'the top level'
+    """
+    if isinstance(path, (str, bytes)) or not isinstance(path, Sequence):
+        raise TypeError(
+            "format_path: path must be a tuple or list of keys (as from flatten_with_path), "
+            f"got {type(path).__name__} {E.short_repr(path)}"
+        )
+    return E.format_tuple_path(tuple(path), structure)
 
 
 # --------------------------------------------------------------------------

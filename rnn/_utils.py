@@ -1,40 +1,16 @@
-"""Private helpers shared by the rnn modules: paths, dtype checks, initialisers."""
+"""Private helpers shared by the rnn modules: dtype checks, initialisers.
+
+Paths in messages are rendered by :func:`nestlib.format_path`; argument checks
+live in :mod:`rnn._checks`.
+"""
 
 from __future__ import annotations
 
-import collections.abc
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import tensorflow as tf
-
-
-def format_path(structure: Any, path: Sequence[Any]) -> str:
-    """Renders a dm-tree style path as ``.cell[0]['key']`` by walking ``structure``.
-
-    Namedtuple and attrs fields show as ``.name``, mapping keys as ``['key']``
-    and sequence indices as ``[i]``. The empty path is ``the top level``.
-    """
-    if not path:
-        return "the top level"
-    parts = []
-    node = structure
-    for key in path:
-        is_attrs = hasattr(type(node), "__attrs_attrs__")
-        if (isinstance(node, tuple) and hasattr(node, "_fields")) or is_attrs:
-            parts.append(f".{key}")
-            node = getattr(node, key, None)
-        elif isinstance(node, collections.abc.Mapping):
-            parts.append(f"[{key!r}]")
-            node = node.get(key) if hasattr(node, "get") else None
-        else:
-            parts.append(f"[{key!r}]" if not isinstance(key, int) else f"[{key}]")
-            try:
-                node = node[key]
-            except Exception:  # pragma: no cover - defensive, display only
-                node = None
-    return "".join(parts)
 
 
 def check_rank2(core_name: str, inputs: Any) -> tf.Tensor:

@@ -10,6 +10,7 @@ combinators in this package handle every state structure through
 from __future__ import annotations
 
 import abc
+import inspect
 from typing import Any
 
 import tensorflow as tf
@@ -85,6 +86,53 @@ class RNNCore(tf.Module, metaclass=abc.ABCMeta):
         del input_sequence, initial_state, sequence_length, reverse
         return None
 
+    def get_config(self) -> dict[str, Any]:
+        """Returns the constructor arguments that rebuild this core (without its weights).
+
+        Values are JSON types (numbers, strings, ``None``, lists, dicts) or the
+        objects the constructor was given: other cores (the layers of a
+        :class:`rnn.DeepRNN`, a DNC's controller) and functions (an
+        activation). :func:`rnn.keras.serialize_core` encodes those, as Keras
+        3 does with the Keras objects in a layer's config. Every core of this
+        package defines it; a core of your own defines it to be saved in a
+        Keras model. The default raises NotImplementedError naming the class.
+
+        >>> import rnn
+        >>> rnn.GRU(4, reset_after=True).get_config()
+        {'hidden_size': 4, 'reset_after': True, 'name': 'gru'}
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not define get_config(); define it to return "
+            "the constructor arguments (a dict) that rebuild the core"
+        )
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> RNNCore:
+        """Builds a new core (with fresh weights) from :meth:`get_config` 's output.
+
+        The default calls ``cls(**config)``; a core whose constructor does not
+        take its config as keyword arguments overrides it.
+
+        >>> import rnn
+        >>> lstm = rnn.LSTM.from_config(rnn.LSTM(3, cell_clip=2.0).get_config())
+        >>> lstm.get_config()["cell_clip"]
+        2.0
+        """
+        if not isinstance(config, dict):
+            raise TypeError(
+                f"{cls.__name__}.from_config expects a dict of constructor arguments, "
+                f"got {type(config).__name__}"
+            )
+        try:
+            inspect.signature(cls).bind(**config)
+        except TypeError as e:
+            raise TypeError(
+                f"{cls.__name__}.from_config cannot call {cls.__name__}(**config) with "
+                f"the keys {sorted(config)}: {e}. Define from_config, or make get_config "
+                "return the constructor's keyword arguments"
+            ) from None
+        return cls(**config)
+
 
 def _batch_of(batch_size: Any) -> Any:
     if isinstance(batch_size, int):
@@ -130,7 +178,7 @@ class TrainableState(tf.Module):
                 if not isinstance(m, bool):
                     raise TypeError(
                         f"mask leaves must be Python bools, got "
-                        f"{type(m).__name__} at {_path_str(path)}"
+                        f"{type(m).__name__} at {nestlib.format_path(path)}"
                     )
         self._leaves = []
         with self.name_scope:
@@ -187,9 +235,3 @@ class TrainableState(tf.Module):
             return tf.tile(x[tf.newaxis], multiples)
 
         return self._spec.unflatten([tile(v) for v in self._leaves])
-
-
-def _path_str(path: tuple[Any, ...]) -> str:
-    if not path:
-        return "the top level"
-    return "".join(f"[{p!r}]" for p in path)

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 import nestlib
 from rnn import _utils
+from rnn._checks import positive_int
 from rnn.base import RNNCore
 from rnn.ops import lstm as lstm_ops
 
@@ -160,12 +161,6 @@ def _gru_fn(
 # --------------------------------------------------------------------------
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 @_utils.no_autograph
 def _check_state_tensor(core: str, path: str, value: Any, dtype: tf.DType, width: int) -> tf.Tensor:
     if value is None:
@@ -241,7 +236,7 @@ class VanillaRNN(_LazyCore):
         name: str | None = None,
     ):
         super().__init__(name=name)
-        self._hidden_size = _positive_int("hidden_size", hidden_size)
+        self._hidden_size = positive_int("hidden_size", hidden_size)
         if not callable(activation):
             raise TypeError(f"activation must be callable, got {activation!r}")
         self._activation = activation
@@ -249,6 +244,14 @@ class VanillaRNN(_LazyCore):
     @property
     def hidden_size(self) -> int:
         return self._hidden_size
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments (the activation is the function itself).
+
+        >>> VanillaRNN(3, activation=tf.nn.relu).get_config()["activation"] is tf.nn.relu
+        True
+        """
+        return {"hidden_size": self._hidden_size, "activation": self._activation, "name": self.name}
 
     def _create_variables(self, input_size: int, dtype: tf.DType) -> None:
         h = self._hidden_size
@@ -306,10 +309,10 @@ class LSTM(_LazyCore):
         name: str | None = None,
     ):
         super().__init__(name=name)
-        self._hidden_size = _positive_int("hidden_size", hidden_size)
+        self._hidden_size = positive_int("hidden_size", hidden_size)
         self._forget_bias = float(forget_bias)
         if projection_size is not None:
-            projection_size = _positive_int("projection_size", projection_size)
+            projection_size = positive_int("projection_size", projection_size)
         self._projection_size = projection_size
         self._use_layer_norm = bool(use_layer_norm)
         if cell_clip is not None:
@@ -325,6 +328,22 @@ class LSTM(_LazyCore):
     @property
     def output_size(self) -> int:
         return self._projection_size or self._hidden_size
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments.
+
+        >>> config = LSTM(4, projection_size=2).get_config()
+        >>> config["hidden_size"], config["projection_size"], config["cell_clip"]
+        (4, 2, None)
+        """
+        return {
+            "hidden_size": self._hidden_size,
+            "forget_bias": self._forget_bias,
+            "projection_size": self._projection_size,
+            "use_layer_norm": self._use_layer_norm,
+            "cell_clip": self._cell_clip,
+            "name": self.name,
+        }
 
     def _create_variables(self, input_size: int, dtype: tf.DType) -> None:
         h, p = self._hidden_size, self.output_size
@@ -447,12 +466,24 @@ class GRU(_LazyCore):
 
     def __init__(self, hidden_size: int, reset_after: bool = False, name: str | None = None):
         super().__init__(name=name)
-        self._hidden_size = _positive_int("hidden_size", hidden_size)
+        self._hidden_size = positive_int("hidden_size", hidden_size)
         self._reset_after = bool(reset_after)
 
     @property
     def hidden_size(self) -> int:
         return self._hidden_size
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments.
+
+        >>> GRU(3).get_config()
+        {'hidden_size': 3, 'reset_after': False, 'name': 'gru'}
+        """
+        return {
+            "hidden_size": self._hidden_size,
+            "reset_after": self._reset_after,
+            "name": self.name,
+        }
 
     def _create_variables(self, input_size: int, dtype: tf.DType) -> None:
         h = self._hidden_size

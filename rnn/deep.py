@@ -110,6 +110,16 @@ class DeepRNN(RNNCore):
     def layers(self) -> tuple[Layer, ...]:
         return tuple(self._layers)
 
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments: the layers themselves (cores and functions).
+
+        >>> import rnn
+        >>> config = DeepRNN([rnn.GRU(2), tf.nn.relu]).get_config()
+        >>> [type(layer).__name__ for layer in config["layers"]], config["name"]
+        (['GRU', 'function'], 'deep_rnn')
+        """
+        return {"layers": list(self._layers), "name": self.name}
+
     @_utils.no_autograph
     def _check_state(self, prev_state: Any) -> tuple[Any, ...]:
         if not isinstance(prev_state, tuple) or hasattr(prev_state, "_fields"):
@@ -205,6 +215,14 @@ class _DeepRNNWithSkips(DeepRNN):
         RNNCore.__init__(self, name=name)
         self._init_layers(cores, skip_connections=True, concat_final_output=concat_final_output)
 
+    def get_config(self) -> dict[str, Any]:
+        """The arguments of :func:`deep_rnn_with_skip_connections`."""
+        return {
+            "cores": list(self._layers),
+            "concat_final_output": self._concat_final_output,
+            "name": self.name,
+        }
+
 
 def deep_rnn_with_skip_connections(
     cores: Sequence[RNNCore], concat_final_output: bool = True, name: str | None = None
@@ -246,6 +264,15 @@ class ResidualCore(RNNCore):
     @property
     def core(self) -> RNNCore:
         return self._core
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments: the wrapped core itself and the name.
+
+        >>> import rnn
+        >>> type(ResidualCore(rnn.GRU(2)).get_config()["core"]).__name__
+        'GRU'
+        """
+        return {"core": self._core, "name": self.name}
 
     def __call__(self, inputs: Any, prev_state: Any) -> tuple[Any, Any]:
         """Returns ``(inputs + output, next_state)`` of the wrapped core."""

@@ -191,11 +191,11 @@ class _Prepared:
 
     @_utils.no_autograph
     def in_path(self, path: Sequence[Any]) -> str:
-        return "" if not path else _utils.format_path(self.input_structure, path)
+        return "" if not path else nestlib.format_path(path, self.input_structure)
 
     @_utils.no_autograph
     def st_path(self, path: Sequence[Any]) -> str:
-        return "" if not path else _utils.format_path(self.state_structure, path)
+        return "" if not path else nestlib.format_path(path, self.state_structure)
 
     @_utils.no_autograph
     def _check_lengths(self, sequence_length: Any) -> tf.Tensor:

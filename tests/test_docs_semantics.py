@@ -473,6 +473,7 @@ def dm_deep_nestlib(nest):
         "map_structure_with_path_up_to": lambda: nest.map_structure_with_path_up_to(s, f, s),
         "traverse": lambda: nest.traverse(lambda x: None, s),
         "traverse_with_path": lambda: nest.traverse_with_path(lambda p, x: None, s),
+        "format_path": lambda: nest.format_path((0,) * 1000, s),
         "list_to_tuple": lambda: nest.list_to_tuple(s),
         "spec_of": lambda: nest.spec_of(s).unflatten([3]),
         "flatten_with_tuple_paths_up_to": lambda: nest.flatten_with_tuple_paths_up_to(s, s),

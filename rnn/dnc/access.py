@@ -21,6 +21,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from rnn._checks import positive_int
 from rnn.dnc import addressing
 from rnn.dnc.addressing import TemporalLinkageState
 
@@ -299,18 +300,10 @@ class MemoryAccess(tf.Module):
         name: str | None = None,
     ):
         super().__init__(name=name)
-        for arg, value in (
-            ("memory_size", memory_size),
-            ("word_size", word_size),
-            ("num_reads", num_reads),
-            ("num_writes", num_writes),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{arg} must be a positive int, got {value!r}")
-        self.memory_size = memory_size
-        self.word_size = word_size
-        self.num_reads = num_reads
-        self.num_writes = num_writes
+        self.memory_size = positive_int("memory_size", memory_size)
+        self.word_size = positive_int("word_size", word_size)
+        self.num_reads = positive_int("num_reads", num_reads)
+        self.num_writes = positive_int("num_writes", num_writes)
         with self.name_scope:
             self.interface_layer = Linear(
                 interface_size(word_size, num_reads, num_writes), name="interface"

@@ -26,6 +26,8 @@ import collections
 
 import tensorflow as tf
 
+from rnn._checks import positive_int
+
 __all__ = [
     "TemporalLinkageState",
     "oneplus",
@@ -248,8 +250,7 @@ def write_allocation_weights(
     >>> [[round(float(x), 3) for x in head] for head in a[0]]
     [[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
     """
-    if not isinstance(num_writes, int) or num_writes < 1:
-        raise ValueError(f"num_writes must be a positive int, got {num_writes!r}")
+    num_writes = positive_int("num_writes", num_writes)
     _check_rank("write_gates", write_gates, 2)
     heads = []
     for h in range(num_writes):

@@ -25,6 +25,7 @@ from typing import Any
 import tensorflow as tf
 
 import nestlib
+from rnn._checks import positive_int
 from rnn.base import RNNCore
 from rnn.dnc.access import AccessState, Linear, MemoryAccess
 from rnn.dnc.addressing import TemporalLinkageState
@@ -105,8 +106,7 @@ class DNC(RNNCore):
         name: str | None = None,
     ):
         super().__init__(name=name)
-        if isinstance(output_size, bool) or not isinstance(output_size, int) or output_size < 1:
-            raise ValueError(f"output_size must be a positive int, got {output_size!r}")
+        output_size = positive_int("output_size", output_size)
         if clip_value is not None and not clip_value > 0:
             raise ValueError(f"clip_value must be positive or None, got {clip_value!r}")
         if controller is not None and not (
@@ -128,6 +128,24 @@ class DNC(RNNCore):
             self.output_layer = Linear(output_size, name="output")
         self.output_size = output_size
         self.clip_value = clip_value
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments (the controller is the core itself).
+
+        >>> config = DNC(2, memory_size=4, word_size=3).get_config()
+        >>> config["memory_size"], type(config["controller"]).__name__
+        (4, 'LSTM')
+        """
+        return {
+            "output_size": self.output_size,
+            "controller": self.controller,
+            "memory_size": self.memory_size,
+            "word_size": self.word_size,
+            "num_reads": self.num_reads,
+            "num_writes": self.num_writes,
+            "clip_value": self.clip_value,
+            "name": self.name,
+        }
 
     @property
     def memory_size(self) -> int:

@@ -7,10 +7,13 @@ backend (formerly tests/nest/test_api.py, split by API family).
 
 from __future__ import annotations
 
+import collections.abc
+import re
+
 import numpy as np
 import pytest
 
-from tests.nestlib.api_objects import Point
+from tests.nestlib.api_objects import Cell, Point, State, attr
 from tests.objects import Seq, identical
 
 # --------------------------------------------------------------------------
@@ -244,3 +247,59 @@ def test_list_to_tuple(nest):
     assert identical(out, (1, {"a": (2, (3, (4,)))}, Point((5,), 6)))
     assert nest.list_to_tuple(7) == 7
     assert nest.list_to_tuple([]) == ()
+
+
+def test_format_path_renders_paths_as_the_error_messages_do(nest):
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Pair:
+        left: object
+        right: object
+
+    nest.register_dataclass(Pair)
+    try:
+        s = {"core": State(hidden=[1, 2], cell=Pair(3, {"k": 4})), "x": (6,)}
+        rendered = {nest.format_path(path, s): leaf for path, leaf in nest.flatten_with_path(s)}
+        assert rendered == {
+            "['core'].hidden[0]": 1,
+            "['core'].hidden[1]": 2,
+            "['core'].cell.left": 3,
+            "['core'].cell.right['k']": 4,
+            "['x'][0]": 6,
+        }
+        assert nest.format_path(("core", "cell", "right", "k"), s) == "['core'].cell.right['k']"
+        # without the structure, or where the path leaves it: plain keys
+        assert nest.format_path(("core", "cell", 0)) == "['core']['cell'][0]"
+        assert nest.format_path(["core", "nope", "x"], s) == "['core']['nope']['x']"
+        assert nest.format_path(("x", 0, 1, 2), s) == "['x'][0][1][2]"
+        assert nest.format_path((), s) == nest.format_path([]) == "the top level"
+        # the same text as a mismatch error names
+        with pytest.raises(ValueError, match=re.escape("['core'].cell.right")):
+            nest.assert_same_structure(s, {"core": State([1, 2], Pair(3, 4)), "x": (6,)})
+        if attr is not None:
+            assert nest.format_path((0, "alpha"), [Cell(zeta=1, alpha=2)]) == "[0].alpha"
+        assert len(nest.format_path(("k" * 200,) * 10)) < 320  # long paths are shortened
+    finally:
+        nest.unregister_node(Pair)
+
+
+def test_format_path_rejects_a_path_that_is_not_a_sequence_of_keys(nest):
+    with pytest.raises(TypeError, match="path must be a tuple or list of keys.*got str 'ab'"):
+        nest.format_path("ab")
+    with pytest.raises(TypeError, match="path must be a tuple or list.*got int 3"):
+        nest.format_path(3)
+
+
+def test_format_path_survives_a_hostile_structure(nest):
+    class Hostile(collections.abc.Mapping):
+        def __getitem__(self, key):
+            raise RuntimeError("boom")
+
+        def __iter__(self):
+            raise RuntimeError("boom")
+
+        def __len__(self):
+            return 1
+
+    assert nest.format_path((0, "a"), [Hostile()]) == "[0]['a']"

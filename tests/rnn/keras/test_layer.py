@@ -1,8 +1,4 @@
-"""rnn.keras.RNN: our cores as Keras 3 layers (training, masks, states, saving)."""
-
-import doctest
-import subprocess
-import sys
+"""rnn.keras.layer: the RNN layer (training, unroll parity, states, masks, models)."""
 
 import keras
 import numpy as np
@@ -12,76 +8,10 @@ import tensorflow as tf
 import nestlib
 import rnn
 import rnn.keras as rk
-from rnn.dnc import DNC, DNCState
+from rnn.dnc import DNCState
+from tests.rnn.keras.common import CORES, TOKENS, B, F, T, assert_close, data, small_dnc, time_major
 
-B, T, F = 4, 5, 3
-
-
-def small_dnc(controller=None):
-    return DNC(
-        3,
-        controller=rnn.LSTM(6) if controller is None else controller,
-        memory_size=4,
-        word_size=3,
-        num_reads=2,
-    )
-
-
-CORES = {
-    "lstm": lambda: rnn.LSTM(4),
-    "gru": lambda: rnn.GRU(4, reset_after=True),
-    "deep": lambda: rnn.DeepRNN([rnn.LSTM(4), tf.nn.relu, rnn.GRU(3)]),
-    "dnc": small_dnc,
-}
-
-
-def data(seed=0, b=B, t=T, f=F):
-    r = np.random.default_rng(seed)
-    x = r.normal(size=(b, t, f)).astype("float32")
-    # A target the model can fit: a running mean of the first feature.
-    y = np.stack([x[:, :, 0].mean(1), x[:, :, 1].sum(1) / t], 1).astype("float32")
-    return x, y
-
-
-def numpy_of(structure):
-    return nestlib.map_structure(lambda v: np.asarray(v), structure)
-
-
-def assert_close(a, b, tol=1e-5):
-    nestlib.assert_same_structure(a, b)
-    for u, v in zip(nestlib.flatten(a), nestlib.flatten(b)):
-        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=tol, atol=tol)
-
-
-def time_major(x):
-    return tf.transpose(x, [1, 0, 2])
-
-
-# ---------------------------------------------------------------- weights
-
-
-def test_weights_share_the_cores_variables():
-    core = rnn.LSTM(4, use_layer_norm=True)
-    layer = rk.RNN(core)
-    layer(np.zeros((2, 3, F), "float32"))
-    assert len(layer.weights) == len(core.variables) == 9
-    for w, v in zip(layer.weights, core.variables):
-        assert w.value is v  # the same storage, not a copy
-    kernel = next(w for w in layer.weights if w.value is core.kernel)
-    kernel.assign(np.ones(core.kernel.shape, "float32"))
-    assert float(tf.reduce_min(core.kernel)) == 1.0
-    assert layer.count_params() == sum(int(np.prod(v.shape)) for v in core.variables)
-
-
-def test_two_layers_holding_one_core_share_weight_objects():
-    core = rnn.GRU(3)
-    inp = keras.Input((None, F))
-    first = rk.RNN(core, return_sequences=True)
-    second = rk.RNN(core)
-    model = keras.Model(inp, second(keras.layers.Dense(F)(first(inp))))
-    assert [id(w) for w in first.weights] == [id(w) for w in second.weights]
-    # Keras deduplicates them, so one optimizer step updates each variable once.
-    assert len(model.trainable_weights) == 3 + 2
+# ------------------------------------------------------------- training
 
 
 @pytest.mark.parametrize("name", sorted(CORES))
@@ -107,7 +37,7 @@ def test_fit_trains_every_core_variable_and_summary_counts_them(name):
     assert not unchanged
 
 
-# ------------------------------------------------------------ unroll parity
+# -------------------------------------------------------- unroll parity
 
 
 @pytest.mark.parametrize("name", ["lstm", "dnc"])
@@ -144,6 +74,27 @@ def test_initial_state_with_the_wrong_structure_names_the_path():
     bad = (rnn.LSTMState(tf.zeros([B, 3]), tf.zeros([B, 3])), (tf.zeros([B, 2]),))
     with pytest.raises((TypeError, ValueError), match=r"initial_state.*\[1\]"):
         layer(x, initial_state=bad)
+
+
+def test_initial_state_given_as_lists_takes_the_cores_structure():
+    # Keras' functional config stores namedtuples and tuples as lists.
+    core = rnn.DeepRNN([rnn.LSTM(3), rnn.GRU(2)])
+    x, _ = data(2)
+    start = nestlib.map_structure(lambda s: tf.random.normal(s.shape), core.initial_state(B))
+    layer = rk.RNN(core, return_state=True)
+    expected_out, expected_state = layer(x, initial_state=start)
+    as_lists = [[start[0].hidden, start[0].cell], start[1]]
+    outputs, state = layer(x, initial_state=as_lists)
+    assert type(state) is tuple and type(state[0]) is rnn.LSTMState
+    assert_close(outputs, expected_out)
+    assert_close(state, expected_state)
+    for bad in (
+        [[start[0].hidden, None], start[1]],  # None where the core has a tensor
+        [[start[0].hidden], start[1]],  # a leaf missing
+        [{"hidden": start[0].hidden, "cell": start[0].cell}, start[1]],  # a dict for a tuple
+    ):
+        with pytest.raises((TypeError, ValueError), match="initial_state must have the structure"):
+            layer(x, initial_state=bad)
 
 
 def test_static_unroll_matches_dynamic_and_needs_a_static_length():
@@ -200,9 +151,7 @@ def test_nested_outputs_keep_their_structure_and_masks():
     np.testing.assert_allclose(state_v[1], h_v[1, 1], rtol=1e-6)
 
 
-# ------------------------------------------------------------------ masks
-
-TOKENS = np.array([[3, 1, 4, 0, 0], [2, 7, 1, 8, 2], [5, 0, 0, 0, 0], [0, 0, 0, 0, 0]])
+# ---------------------------------------------------------------- masks
 
 
 @pytest.mark.parametrize("go_backwards", [False, True])
@@ -268,7 +217,7 @@ def test_left_padded_masks_raise_eagerly_and_in_graphs():
         graph_call(x, bad)
 
 
-# ----------------------------------------------------------------- models
+# --------------------------------------------------------------- models
 
 
 def test_functional_model_with_states_between_layers():
@@ -366,122 +315,10 @@ def test_mirrored_strategy_trains_every_variable(two_cpus):
     assert all(not np.array_equal(v.numpy(), b) for v, b in zip(variables, before))
 
 
-# ----------------------------------------------------------------- saving
+# --------------------------------------------------------------- errors
 
 
-def test_save_load_round_trip_lstm_gru_deep_dnc(tmp_path):
-    keras.utils.set_random_seed(3)
-    inp = keras.Input((None, F))
-    a = rk.RNN(
-        rnn.LSTM(4, forget_bias=0.5, use_layer_norm=True, cell_clip=3.0), return_sequences=True
-    )(inp)
-    b, gru_state = rk.RNN(rnn.GRU(4, reset_after=True), return_sequences=True, return_state=True)(a)
-    deep = rnn.DeepRNN(
-        [rnn.LSTM(3, projection_size=2), tf.nn.relu, rnn.VanillaRNN(3, activation=tf.nn.elu)]
-    )
-    c = rk.RNN(deep, return_sequences=True, go_backwards=True)(b)
-    d, dnc_state = rk.RNN(small_dnc(controller=rnn.GRU(5)), return_state=True)(c)
-    _, lstm_state = rk.RNN(rnn.LSTM(3), return_state=True)(inp)
-    e = rk.RNN(rnn.LSTM(3))(inp, initial_state=lstm_state)
-    model = keras.Model(inp, [d, gru_state, dnc_state.access_state.usage, e])
-    x, _ = data(8)
-    expected = model.predict(x, verbose=0)
-
-    path = str(tmp_path / "model.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    for u, v in zip(expected, loaded.predict(x, verbose=0)):
-        np.testing.assert_array_equal(u, v)
-    loaded_dnc = next(
-        layer.core for layer in loaded.layers if isinstance(getattr(layer, "core", None), DNC)
-    )
-    assert type(loaded_dnc) is DNC and loaded_dnc.num_reads == 2
-    assert type(loaded_dnc.controller) is rnn.GRU
-    assert loaded.count_params() == model.count_params()
-
-    weights = str(tmp_path / "model.weights.h5")
-    model.save_weights(weights)
-    fresh = keras.Model.from_config(model.get_config())
-    assert not np.allclose(fresh.predict(x, verbose=0)[0], expected[0])
-    fresh.load_weights(weights)
-    for u, v in zip(expected, fresh.predict(x, verbose=0)):
-        np.testing.assert_array_equal(u, v)
-
-
-def test_sequential_with_masking_round_trips(tmp_path):
-    model = keras.Sequential(
-        [
-            keras.Input((T,), dtype="int32"),
-            keras.layers.Embedding(10, F, mask_zero=True),
-            rk.RNN(
-                rnn.deep_rnn_with_skip_connections([rnn.GRU(2), rnn.LSTM(2)]), return_sequences=True
-            ),
-            rk.RNN(rnn.ResidualCore(rnn.VanillaRNN(4))),
-        ]
-    )
-    expected = model.predict(TOKENS, verbose=0)
-    path = str(tmp_path / "seq.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_array_equal(loaded.predict(TOKENS, verbose=0), expected)
-
-
-def test_keras_layers_inside_a_core_are_trained_and_saved(tmp_path):
-    keras.utils.set_random_seed(5)
-    dense = keras.layers.Dense(3, activation="tanh")
-    core = rnn.DeepRNN([rnn.GRU(4), dense, rnn.LSTM(2)])
-    model = keras.Sequential([keras.Input((T, F)), rk.RNN(core), keras.layers.Dense(2)])
-    assert model.count_params() == (
-        sum(int(np.prod(v.shape)) for v in core.variables) + (4 * 3 + 3) + (2 * 2 + 2)
-    )
-    model.compile(keras.optimizers.Adam(0.03), "mse")
-    before = [w.numpy().copy() for w in dense.weights]
-    x, y = data(12, b=16)
-    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
-    assert all(not np.array_equal(w.numpy(), b) for w, b in zip(dense.weights, before))
-    path = str(tmp_path / "dense_inside.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
-
-
-class _Scaled(rnn.RNNCore):
-    """A user core: a GRU whose output is scaled by a constant."""
-
-    def __init__(self, size, scale, name=None):
-        super().__init__(name=name)
-        self.gru = rnn.GRU(size)
-        self.scale = scale
-
-    def __call__(self, inputs, prev_state):
-        out, state = self.gru(inputs, prev_state)
-        return self.scale * out, state
-
-    def initial_state(self, batch_size, dtype=tf.float32):
-        return self.gru.initial_state(batch_size, dtype)
-
-    def get_config(self):
-        return {"size": self.gru.hidden_size, "scale": self.scale}
-
-
-def test_user_cores_register_and_round_trip(tmp_path):
-    layer = rk.RNN(_Scaled(3, 2.5))
-    with pytest.raises(TypeError, match="register_core"):
-        layer.get_config()
-    rk.register_core(_Scaled, name="tests._Scaled")
-    model = keras.Sequential([keras.Input((T, F)), layer])
-    x, _ = data(9)
-    path = str(tmp_path / "user.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
-    assert loaded.layers[0].core.scale == 2.5
-
-
-# ----------------------------------------------------------------- errors
-
-
-def test_bad_arguments_raise_clear_errors():
+def test_bad_layer_arguments_raise_clear_errors():
     with pytest.raises(TypeError, match="needs a core"):
         rk.RNN(keras.layers.Dense(3))
     with pytest.raises(ValueError, match="'dynamic' or 'static'"):
@@ -490,36 +327,3 @@ def test_bad_arguments_raise_clear_errors():
         rk.RNN(rnn.GRU(2), return_sequences=1)
     with pytest.raises(ValueError, match=r"batch, time, features"):
         rk.RNN(rnn.GRU(2))(np.zeros((2, 3), "float32"))
-    with pytest.raises(TypeError, match="activation"):
-        rk.serialize_core(rnn.VanillaRNN(2, activation=lambda x: x))
-    with pytest.raises(ValueError, match="unknown core class"):
-        rk.deserialize_core({"class_name": "nope.Core", "config": {}})
-    with pytest.raises(ValueError, match="unknown function"):
-        rk.deserialize_core(
-            {
-                "class_name": "rnn.VanillaRNN",
-                "config": {"hidden_size": 2, "activation": {"__function__": "os.system"}},
-            }
-        )
-    with pytest.raises(ValueError, match="already used"):
-        rk.register_core(_Scaled, name="rnn.LSTM")
-
-
-def test_importing_rnn_does_not_import_rnn_keras():
-    code = "import sys, rnn; assert 'rnn.keras' not in sys.modules, 'imported'"
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-
-
-def test_module_docstring_examples():
-    finder = doctest.DocTestFinder(exclude_empty=True)
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
-    tests = [t for t in finder.find(rk, "rnn.keras") if t.examples]
-    names = {t.name for t in tests}
-    for public in rk.__all__:
-        assert f"rnn.keras.{public}" in names, f"{public} has no example"
-    for test in tests:
-        runner.run(test)
-    assert runner.summarize(verbose=False).failed == 0
