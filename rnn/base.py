@@ -180,7 +180,7 @@ class TrainableState(tf.Module):
                         f"mask leaves must be Python bools, got "
                         f"{type(m).__name__} at {nestlib.format_path(path)}"
                     )
-        self._leaves = []
+        self._leaves: list[tf.Variable | None] = []
         with self.name_scope:
             for i, (v, m) in enumerate(zip(flat_values, flat_mask)):
                 if v is None:
@@ -206,7 +206,7 @@ class TrainableState(tf.Module):
             )
         state = core.initial_state(1, dtype=dtype)
 
-        def squeeze(x):
+        def squeeze(x: Any) -> tf.Tensor | None:
             if x is None:
                 return None
             x = tf.convert_to_tensor(x)
@@ -224,7 +224,7 @@ class TrainableState(tf.Module):
         """Returns the state tiled to ``[batch_size, ...]`` for every leaf."""
         batch_size = _batch_of(batch_size)
 
-        def tile(v):
+        def tile(v: tf.Variable | None) -> tf.Tensor | None:
             if v is None:
                 return None
             x = tf.convert_to_tensor(v)

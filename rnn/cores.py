@@ -536,7 +536,7 @@ class _RecurrentDropoutWrapper(RNNCore):
         core_state, masks = prev_state
         nestlib.assert_same_structure(core_state, masks)
 
-        def apply(x, mask):
+        def apply(x: Any, mask: Any) -> Any:
             return x if mask is None else x * mask
 
         dropped = nestlib.map_structure(apply, core_state, masks)
@@ -548,7 +548,7 @@ class _RecurrentDropoutWrapper(RNNCore):
         """``(core.initial_state(...), masks)`` with freshly drawn masks."""
         core_state = self._core.initial_state(batch_size, dtype=dtype)
 
-        def mask(rate, x):
+        def mask(rate: float | None, x: tf.Tensor) -> tf.Tensor | None:
             if rate is None:
                 return None
             keep = tf.random.uniform(tf.shape(x), dtype=tf.float32, seed=self._seed) >= rate

@@ -212,7 +212,9 @@ class _DeepRNNWithSkips(DeepRNN):
     def __init__(
         self, cores: Sequence[RNNCore], concat_final_output: bool, name: str | None = None
     ):
-        RNNCore.__init__(self, name=name)
+        # RNNCore's initialiser, not DeepRNN's: the layers are checked by
+        # _init_layers below with the skip-connection rules.
+        super(DeepRNN, self).__init__(name=name)
         self._init_layers(cores, skip_connections=True, concat_final_output=concat_final_output)
 
     def get_config(self) -> dict[str, Any]:

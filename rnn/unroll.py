@@ -331,7 +331,7 @@ class _Stepper:
                 f"{who} returned a next_state whose structure differs from prev_state: {e}"
             ) from e
         prev_full = self.full(state_dense)
-        result = []
+        result: list[tf.Tensor | None] = []
         for path, prev, new in zip(prep.st_spec.paths, prev_full, flat_next):
             where = prep.st_path(path)
             if prev is None or new is None:
@@ -422,6 +422,9 @@ def _unreverse(
 ) -> Any:
     if reverse:
         dense_outputs = [_reverse_time(x, prep.sequence_length) for x in dense_outputs]
+    # Both unrollers step the core at least once (zero time steps are refused),
+    # and the first step sets the output Spec.
+    assert stepper.out_spec is not None, "the core has not been stepped"
     it = iter(dense_outputs)
     flat = [None if none else next(it) for none in stepper.out_none_at]
     return stepper.out_spec.unflatten(flat)
@@ -488,10 +491,14 @@ def dynamic_unroll(
     ]
     invariants = [_relaxed(a.shape, b.shape) for a, b in zip(state0, state1)]
 
-    def cond(t, unused_tas, unused_state):
+    def cond(
+        t: tf.Tensor, unused_tas: list[tf.TensorArray], unused_state: list[tf.Tensor]
+    ) -> tf.Tensor:
         return t < num_steps
 
-    def body(t, tas, state):
+    def body(
+        t: tf.Tensor, tas: list[tf.TensorArray], state: list[tf.Tensor]
+    ) -> tuple[tf.Tensor, list[tf.TensorArray], list[tf.Tensor]]:
         x_t = prep.inputs_structure([ta.read(t) for ta in input_tas])
         out_t, next_state = stepper.step(t, x_t, state)
         tas = [ta.write(t, o) for ta, o in zip(tas, out_t)]
@@ -558,15 +565,17 @@ def static_unroll(
         "static_unroll",
         need_static_t=True,
     )
+    num_steps = prep.static_t
+    assert num_steps is not None, "_Prepared(need_static_t=True) refuses an unknown T"
     fast = _try_fast_path(prep, prep.inputs, reverse)
     if fast is not None:
         return _finish(prep, *fast)
     inputs = _prepare_inputs(prep, reverse)
-    per_step = [tf.unstack(x, num=prep.static_t, axis=0) for x in inputs]
+    per_step = [tf.unstack(x, num=num_steps, axis=0) for x in inputs]
     stepper = _Stepper(prep)
     state = stepper.dense(prep.state_leaves)
     outputs_per_step = []
-    for t in range(prep.static_t):
+    for t in range(num_steps):
         x_t = prep.inputs_structure([steps[t] for steps in per_step])
         out_t, state = stepper.step(tf.constant(t, tf.int32), x_t, state)
         outputs_per_step.append(out_t)

@@ -177,7 +177,7 @@ class RNN(keras.layers.Layer):
         if not dtype.is_floating:
             dtype = tf.float32
 
-        def dummy(shape):
+        def dummy(shape: tuple[int | None, ...]) -> tf.Tensor:
             if len(shape) < 3:
                 raise ValueError(
                     f"RNN layer {self.name!r}: inputs must be [batch, time, "
