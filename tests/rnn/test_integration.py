@@ -141,8 +141,10 @@ def test_saved_model_runs_after_reload(rng, tmp_path):
     tf.saved_model.save(module, str(tmp_path / "saved"))
     loaded = tf.saved_model.load(str(tmp_path / "saved"))
     got = loaded.run(x, lengths)
+    # The export holds the TF-ops programs, this process ran the compiled
+    # kernels: the same maths up to float rounding.
     for key in expected:
-        np.testing.assert_allclose(got[key].numpy(), expected[key].numpy(), rtol=1e-6)
+        np.testing.assert_allclose(got[key].numpy(), expected[key].numpy(), rtol=1e-5, atol=1e-7)
     # Unknown time and batch survive the export.
     other = loaded.run(x[:2, :1], tf.constant([2]))
     assert other["outputs"].shape == (2, 1, 3)
