@@ -429,7 +429,7 @@ def test_access_step_matches_reference_over_several_steps(num_writes):
 
 
 def test_access_step_same_in_eager_and_function():
-    # (XLA is checked on the whole DNC in test_dnc.py.)
+    # (XLA is checked on the whole DNC in tests/rnn/dnc/test_core.py.)
     g = make_rng(11)
     module = access.MemoryAccess(N, W, R, 2)
     state = module.initial_state(B)
