@@ -8,6 +8,8 @@ import tensorflow as tf
 
 import rnn.examples.repeat_copy as rc
 from rnn.examples.repeat_copy import training
+from rnn.examples.repeat_copy.checkpoints import Checkpoints
+from rnn.examples.repeat_copy.config import ConfigError
 from tests.rnn.examples.tiny_runs import TINY, assert_same_run, read_rows
 
 
@@ -64,3 +66,16 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
         if re.match(r"optimizer/_?iterations/", k)
     ]
     assert [int(reader.get_tensor(k)) for k in iterations] == [7]
+
+
+def test_a_checkpoint_of_another_model_or_optimizer_is_a_clear_error(tmp_path):
+    # E.g. one written when the job had its own Adam (variables m_*/v_*, not Keras').
+    old_optimizer = tf.Module()
+    old_optimizer.m_w = tf.Variable([0.0])
+    core = tf.Module()
+    core.w = tf.Variable([1.0])
+    Checkpoints(str(tmp_path), core, old_optimizer).save(3, 1.0, [0.0, 0.0, 0.0])
+    with pytest.raises(ConfigError, match="does not match the model and optimizer of this run"):
+        Checkpoints(str(tmp_path), core, tf.Module()).restore()
+    with pytest.raises(ConfigError, match="no checkpoint to resume from"):
+        Checkpoints(str(tmp_path / "empty"), core, tf.Module()).restore()
