@@ -32,6 +32,7 @@ from rnn.deep import (
     deep_rnn_with_skip_connections,
 )
 from rnn.dnc import DNC, DNCState
+from rnn.linear import Linear
 from rnn.ops import kernel_info, kernels_available
 from rnn.unroll import bidirectional_unroll, dynamic_unroll, static_unroll
 
@@ -47,6 +48,7 @@ __all__ = [
     "deep_rnn_with_skip_connections",
     "deep_rnn_with_residual_connections",
     "ResidualCore",
+    "Linear",
     "static_unroll",
     "dynamic_unroll",
     "bidirectional_unroll",

@@ -42,6 +42,7 @@ API_PAGES = {
         "rnn.LSTM",
         "rnn.GRU",
         "rnn.DeepRNN",
+        "rnn.Linear",
         "rnn.dynamic_unroll",
         "rnn.static_unroll",
         "rnn.bidirectional_unroll",

@@ -12,9 +12,10 @@ any :class:`rnn.RNNCore`.
 [1, 2]
 """
 
-from rnn.dnc.access import AccessState, Linear, MemoryAccess
+from rnn.dnc.access import AccessState, MemoryAccess
 from rnn.dnc.addressing import TemporalLinkageState
 from rnn.dnc.core import DNC, DNCState
+from rnn.linear import Linear  # rnn.Linear, kept here too (it used to live in rnn.dnc)
 
 __all__ = [
     "DNC",

@@ -16,7 +16,6 @@ memory step from them as a pure function; :class:`MemoryAccess` is the
 from __future__ import annotations
 
 import collections
-import math
 from typing import Any
 
 import tensorflow as tf
@@ -24,11 +23,12 @@ import tensorflow as tf
 from rnn._checks import positive_int
 from rnn.dnc import addressing
 from rnn.dnc.addressing import TemporalLinkageState
+from rnn.linear import Linear
 
 __all__ = [
     "AccessState",
     "Interface",
-    "Linear",
+    "Linear",  # (defined in rnn.linear; kept here, the same object, for compatibility)
     "MemoryAccess",
     "interface_size",
     "parse_interface",
@@ -216,66 +216,6 @@ def access_step(interface: Interface, prev_state: AccessState) -> tuple[tf.Tenso
         linkage=linkage,
         usage=usage,
     )
-
-
-class Linear(tf.Module):
-    """A dense layer ``y = x W + b`` whose input size is fixed on the first call.
-
-    Weights start truncated-normal with standard deviation ``1/sqrt(fan_in)``
-    and biases at zero.
-
-    >>> layer = Linear(3)
-    >>> layer(tf.ones([2, 5])).shape.as_list()
-    [2, 3]
-    """
-
-    def __init__(self, output_size: int, with_bias: bool = True, name: str | None = None):
-        super().__init__(name=name)
-        if not isinstance(output_size, int) or output_size < 1:
-            raise ValueError(f"output_size must be a positive int, got {output_size!r}")
-        self.output_size = output_size
-        self.with_bias = with_bias
-        self.w: tf.Variable | None = None
-        self.b: tf.Variable | None = None
-
-    @tf.Module.with_name_scope
-    def _create(self, input_size: int, dtype: tf.DType) -> None:
-        stddev = 1.0 / math.sqrt(input_size)
-        # Computed eagerly, so the first call may happen inside tf.function,
-        # a while loop or an XLA cluster.
-        with tf.init_scope():
-            self.w = tf.Variable(
-                tf.random.truncated_normal(
-                    [input_size, self.output_size], stddev=stddev, dtype=dtype
-                ),
-                name="w",
-            )
-            if self.with_bias:
-                self.b = tf.Variable(tf.zeros([self.output_size], dtype), name="b")
-
-    def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
-        """Applies the layer to ``[B, input_size]`` inputs."""
-        inputs = tf.convert_to_tensor(inputs)
-        if inputs.shape.rank != 2 or inputs.shape[-1] is None:
-            raise ValueError(
-                f"{self.name}: inputs must be [batch, features] with a static "
-                f"feature size, got shape {inputs.shape}"
-            )
-        if self.w is None:
-            self._create(int(inputs.shape[-1]), inputs.dtype)
-        if inputs.shape[-1] != self.w.shape[0]:
-            raise ValueError(
-                f"{self.name}: expected {self.w.shape[0]} input features, got {inputs.shape[-1]}"
-            )
-        if inputs.dtype != self.w.dtype:
-            raise TypeError(
-                f"{self.name}: inputs have dtype {inputs.dtype.name}, the "
-                f"weights {self.w.dtype.name}"
-            )
-        outputs = tf.linalg.matmul(inputs, self.w)
-        if self.b is not None:
-            outputs = outputs + self.b
-        return outputs
 
 
 class MemoryAccess(tf.Module):

@@ -27,8 +27,9 @@ import tensorflow as tf
 import nestlib
 from rnn._checks import positive_int
 from rnn.base import RNNCore
-from rnn.dnc.access import AccessState, Linear, MemoryAccess
+from rnn.dnc.access import AccessState, MemoryAccess
 from rnn.dnc.addressing import TemporalLinkageState
+from rnn.linear import Linear
 
 __all__ = ["DNC", "DNCState", "AccessState", "TemporalLinkageState"]
 

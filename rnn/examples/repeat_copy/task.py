@@ -34,6 +34,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from rnn._checks import positive_int
+
 __all__ = ["Batch", "RepeatCopyTask", "TRAIN", "EVAL", "PLOT"]
 
 TRAIN = 0
@@ -55,11 +57,6 @@ class Batch(NamedTuple):
     mask: np.ndarray
 
 
-def _positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 @dataclasses.dataclass(frozen=True)
 class RepeatCopyTask:
     """Generator of repeat-copy batches (see the module docstring for the layout).
@@ -78,7 +75,7 @@ class RepeatCopyTask:
     min_repeats: int = 1
     max_repeats: int = 3
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in (
             "num_bits",
             "batch_size",
@@ -87,7 +84,7 @@ class RepeatCopyTask:
             "min_repeats",
             "max_repeats",
         ):
-            _positive(name, getattr(self, name))
+            positive_int(name, getattr(self, name))
         if self.min_length > self.max_length:
             raise ValueError(
                 f"min_length ({self.min_length}) must be <= max_length ({self.max_length})"
@@ -121,7 +118,7 @@ class RepeatCopyTask:
         True
         """
         batch_size = self.batch_size if batch_size is None else batch_size
-        _positive("batch_size", batch_size)
+        positive_int("batch_size", batch_size)
         rng = np.random.default_rng([seed, stream, index])
         lengths = rng.integers(self.min_length, self.max_length + 1, size=batch_size)
         repeats = rng.integers(self.min_repeats, self.max_repeats + 1, size=batch_size)
