@@ -247,6 +247,15 @@ def test_max_depth_is_legal_on_both_backends(nest, wrap):
 DM_TREE_FLATTENS_PAST_MAX_DEPTH = sys.version_info >= (3, 12)
 
 
+def test_spec_of_a_deep_nest_again_comes_from_the_cache_or_is_rebuilt(nest):
+    # Python 3.12 compares the cached 999-deep treedef in C, past its C
+    # recursion limit: the Spec is then built again instead of failing (or,
+    # as it once did, retrying forever).
+    for _ in range(2):
+        spec = nest.spec_of(chain(999, "x"))
+        assert spec.num_leaves == 1 and spec.unflatten(["y"]) == chain(999, "y")
+
+
 def test_one_more_level_than_max_depth_is_rejected(nest):
     ok, too_deep = chain(nest.MAX_DEPTH), chain(nest.MAX_DEPTH + 1)
     assert nest.flatten(ok) == [1]
