@@ -162,10 +162,32 @@ def key_difference(first: list[Any], second: list[Any]) -> str:
     return f" (key {short_repr(key)} is only in the {side})"
 
 
+def add_note(exc: BaseException, note: str) -> None:
+    """``exc.add_note(note)``, on Python 3.10 too.
+
+    Python 3.10 has no ``BaseException.add_note``; there the note is appended to
+    ``exc.__notes__``, the attribute ``add_note`` keeps (PEP 678), as the
+    exceptiongroup backport and hypothesis do: the path is then in the same
+    place for code that reads it, and pytest and the backport's traceback show
+    it (3.10's own traceback does not). An exception that takes no attributes,
+    or whose ``__notes__`` is not a list, is left as it is.
+    """
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+        return
+    notes = getattr(exc, "__notes__", None)
+    try:
+        if notes is None:
+            exc.__notes__ = [note]  # type: ignore[attr-defined]
+        elif isinstance(notes, list):
+            notes.append(note)
+    except (AttributeError, TypeError):
+        pass
+
+
 def add_path_note(exc: BaseException, steps: Iterable[tuple[int, Any]]) -> BaseException:
     """Adds a note naming where in the structure a user exception arose."""
-    if hasattr(exc, "add_note"):
-        exc.add_note(f"(nestlib: raised while reading the structure at {format_path(steps)})")
+    add_note(exc, f"(nestlib: raised while reading the structure at {format_path(steps)})")
     return exc
 
 
@@ -175,11 +197,11 @@ def add_rebuild_note(exc: BaseException, paths: list[Any]) -> BaseException:
     ``paths`` are the ``(kind, key)`` steps of every place that node object
     occupies (one, unless the structure shares it), in flatten order.
     """
-    if paths and hasattr(exc, "add_note"):
+    if paths:
         where = format_path(paths[0])
         if len(paths) > 1:
             others = ", ".join(format_path(p) for p in paths[1:3])
             more = ", ..." if len(paths) > 3 else ""
             where += f" (the same object is also at {others}{more})"
-        exc.add_note(f"(nestlib: raised while rebuilding the node at {where})")
+        add_note(exc, f"(nestlib: raised while rebuilding the node at {where})")
     return exc

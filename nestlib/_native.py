@@ -180,11 +180,14 @@ def spec_of(structure: Any) -> S.Spec:
             if spec is not None:
                 _cache.move_to_end(py)
                 return spec
-    except TypeError:  # unhashable: do not cache
+    except (TypeError, RecursionError):  # unhashable, or too deep to compare: see S.spec_of
         return _compiled(py)
     spec = _compiled(py)
     with _cache_lock:
-        _cache[py] = spec
+        try:
+            _cache[py] = spec
+        except RecursionError:
+            return spec
         if len(_cache) > S._CACHE_SIZE:
             _cache.popitem(last=False)
     return spec

@@ -219,8 +219,12 @@ def _treedef(x: Any) -> Any:
         aux = N.node_type(x, k)
     elif k == CUSTOM:  # its rules and its metadata (a different def: a different Spec)
         kids_list, meta = N.custom_flatten(x)
-        return (k, t, (N.DEFS[t], meta), tuple(_treedef(c) for c in kids_list))
-    kids = tuple(_treedef(c) for c in N.children(x, k))
+        return (k, t, (N.DEFS[t], meta), tuple([_treedef(c) for c in kids_list]))
+    # List comprehensions, not generators: a generator's frames are resumed from
+    # C (tuple() calling next()), and from Python 3.12 on, C-level recursion has
+    # its own fixed limit (~1,500) that the deep-structure retry cannot raise;
+    # a comprehension calls _treedef straight from Python.
+    kids = tuple([_treedef(c) for c in N.children(x, k)])
     return (k, t, aux, kids)
 
 
@@ -648,11 +652,17 @@ def spec_of(structure: Any, is_leaf: Callable[[Any], bool] | None = None) -> Spe
             if cached is not None:
                 _cache.move_to_end(treedef)
                 return cached
-    except TypeError:  # unhashable aux data: do not cache
+    except (TypeError, RecursionError):
+        # Unhashable aux data, or a treedef nested too deep for comparing
+        # tuples in C (Python 3.12+ gives C its own recursion limit, ~1,500
+        # tuples deep on 3.12, that no retry can raise): do not cache.
         return _build(structure, treedef, is_leaf is not None)
     spec = _build(structure, treedef, is_leaf is not None)
     with _cache_lock:
-        _cache[treedef] = spec
+        try:
+            _cache[treedef] = spec
+        except RecursionError:  # (as above, against a colliding deep key)
+            return spec
         if len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return spec

@@ -150,10 +150,20 @@ def retry_deep(
     depth = _diagnose_noting(structures[0], error)
     for s in structures[1:]:
         depth = max(depth, _diagnose(s))
-    if isinstance(error, RecursionError):
-        with _RaisedRecursionLimit(depth):
-            return fn(*args)
+    if isinstance(error, RecursionError) and not getattr(_retrying, "active", False):
+        # Once per call: a RecursionError the raised limit does not cure (a
+        # C-level recursion limit, Python 3.12+) propagates instead of being
+        # retried again and again with an ever higher limit.
+        _retrying.active = True
+        try:
+            with _RaisedRecursionLimit(depth):
+                return fn(*args)
+        finally:
+            _retrying.active = False
     raise error
+
+
+_retrying = threading.local()  # inside retry_deep's retry, on this thread
 
 
 def _diagnose_noting(structure: Any, error: BaseException) -> int:

@@ -97,13 +97,14 @@ def _shim(name: str, class_only: bool) -> types.ModuleType:
     shim = types.ModuleType("tree")
     shim.__dict__.update(vars(api))
     # dm-tree's doctests (its DoctestTest runs them on ``tree``): the examples
-    # of dm-tree's public functions, run against the shim.
+    # of dm-tree's public functions, run against the shim. (Found by a prompt
+    # at any indentation: Python 3.13 strips docstrings' common indentation.)
     shim.__test__ = {
         fn: getattr(real_tree, fn).__doc__
         for fn in vars(api)
         if not fn.startswith("_")
         and callable(getattr(real_tree, fn, None))
-        and "\n  >>> " in (getattr(real_tree, fn).__doc__ or "")
+        and re.search(r"^[ \t]*>>> ", getattr(real_tree, fn).__doc__ or "", re.M)
     }
     if class_only:
         for const in dir(real_tree):
