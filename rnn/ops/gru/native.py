@@ -32,7 +32,7 @@ from rnn.ops.gru import programs
 
 __all__ = ["native_kernels_available", "portable", "set_native_kernels"]
 
-_LIBRARY = LIBRARIES.get("gru")  # STAGE1
+_LIBRARY = LIBRARIES["gru"]
 _enabled = True
 _portable = threading.local()  # .depth: nesting of portable() in this thread
 _gpu_present: bool | None = None
@@ -54,7 +54,7 @@ def native_kernels_available() -> bool:
     >>> isinstance(native_kernels_available(), bool)
     True
     """
-    return _LIBRARY is not None and _LIBRARY.load() is not None
+    return _LIBRARY.load() is not None
 
 
 def set_native_kernels(enabled: bool) -> bool:
@@ -119,7 +119,7 @@ def use_native(dtype: tf.DType) -> bool:
         _gpu_present = bool(tf.config.list_logical_devices("GPU"))
     if _gpu_present or _in_xla_context():
         return False
-    return _LIBRARY is not None and _LIBRARY.load() is not None
+    return _LIBRARY.load() is not None
 
 
 def _kernel_mask(mask: tf.Tensor | None) -> tf.Tensor:
@@ -146,7 +146,6 @@ def forward(
     zx = tf.reshape(tf.matmul(wx, programs.columns(xa)), [-1, n, tf.shape(xa)[2]])
     # The candidate's recurrent bias selects the form: [H] reset_after, [0] Cho's.
     bn = programs.candidate_bias(bias)[:, 0] if reset_after else tf.zeros([0], x.dtype)
-    assert _LIBRARY is not None  # STAGE1
     ss, hs = _LIBRARY.load().rnn_gru_forward(
         zx, recurrent_kernel, bn, tf.transpose(h0), _kernel_mask(mask)
     )
@@ -171,7 +170,6 @@ def backward(
     """:func:`rnn.ops.gru.programs.backward` with the reverse recurrence as one compiled op."""
     n = tf.shape(xa)[0]
     d_out, mask = programs.output_gradients(d_out, lengths, n, masked=masked, reverse=reverse)
-    assert _LIBRARY is not None  # STAGE1
     da, dh0 = _LIBRARY.load().rnn_gru_backward(
         ss, hs, d_out, tf.transpose(d_h), recurrent_kernel, _kernel_mask(mask)
     )  # da: [G, T, B], no transpose
