@@ -1,4 +1,4 @@
-"""LSTM unrolling benchmark: rnn vs Sonnet 2 vs Keras 3, one process, interleaved.
+"""LSTM and GRU unrolling benchmark: rnn vs Sonnet 2 vs Keras 3, one process, interleaved.
 
 Batch 32, input 64, hidden 256, float32, on CPU. For every sequence length T
 it times, forward and forward+backward (gradients of ``sum(outputs)`` with
@@ -12,7 +12,12 @@ respect to every trainable variable):
 * ``snt.dynamic_unroll(snt.LSTM)`` and ``snt.UnrolledLSTM`` (Sonnet 2);
 * ``keras.layers.LSTM`` (Keras 3, TensorFlow backend, batch-major input as
   it expects; the transpose is done once, outside the timing);
-* the same with a 3-layer stack (``rnn.DeepRNN``, ``snt.DeepRNN``, three
+* ``rnn.dynamic_unroll(rnn.GRU)`` in both forms (the whole-sequence fast
+  path, :func:`rnn.ops.gru.gru_sequence`, with and without its kernels),
+  each against the peers' same form: Cho's (``snt.GRU``,
+  ``keras.layers.GRU(reset_after=False)``) and Keras'/cuDNN's
+  (``keras.layers.GRU(reset_after=True)``, Keras' default);
+* the LSTMs with a 3-layer stack (``rnn.DeepRNN``, ``snt.DeepRNN``, three
   ``snt.UnrolledLSTM``, a ``keras.Sequential`` of three LSTMs);
 
 inside ``tf.function`` ("graph"), eagerly, and the first call of a fresh
@@ -26,7 +31,8 @@ contenders) is what a program pays at start-up, when nobody's caches are
 warm. Samples of all
 contenders are interleaved (the order rotates every round) and the table
 gives the median in ms and the ratio to the best peer (Sonnet or Keras) in
-the same column: below 1.00 is faster than every peer. Eager timing stops
+the same column computing the same thing (LSTM, GRU, GRU reset_after): below 1.00
+is faster than every peer. Eager timing stops
 at T=100 and the 3-layer stacks at T=100 by default (step-by-step eager
 peers take seconds per call at T=500); see the flags.
 
@@ -63,7 +69,12 @@ DEFAULT_T = (20, 100, 500)
 
 
 class _Contender:
-    """One implementation: builds fresh modules and a forward function."""
+    """One implementation: builds fresh modules and a forward function.
+
+    ``family`` is what it computes (``"lstm"``, ``"gru"``: the Cho/Sonnet
+    form, ``"gru reset_after"``: the Keras/cuDNN form); ratios compare a
+    row with the best peer of its own family.
+    """
 
     def __init__(
         self,
@@ -71,8 +82,10 @@ class _Contender:
         peer: bool,
         deep: bool,
         make: Callable[[tf.Tensor], tuple[Callable[[], tf.Tensor], Callable[[], list]]],
+        family: str = "lstm",
     ):
         self.name, self.peer, self.deep, self._make = name, peer, deep, make
+        self.family = family
 
     def make(self, x_time_major: tf.Tensor):
         """Returns ``(forward, variables)``: ``forward()`` gives outputs."""
@@ -80,12 +93,122 @@ class _Contender:
 
 
 def _clear_our_caches() -> None:
+    from rnn.ops.gru import sequence as gru  # pylint: disable=import-outside-toplevel
     from rnn.ops.lstm import sequence  # pylint: disable=import-outside-toplevel
 
     sequence._PROGRAMS.clear()  # pylint: disable=protected-access
+    gru._PROGRAMS.clear()  # pylint: disable=protected-access
 
 
-def _contenders(layers_list: Sequence[int]) -> list[_Contender]:
+def _contenders(
+    layers_list: Sequence[int], cores: Sequence[str] = ("lstm", "gru")
+) -> list[_Contender]:
+    out = _lstm_contenders(layers_list) if "lstm" in cores else []
+    if "gru" in cores:
+        out += _gru_contenders()
+    return out
+
+
+def _gru_contenders() -> list[_Contender]:
+    """Single-layer GRUs, each form against the peers' same form."""
+    import keras  # pylint: disable=import-outside-toplevel
+    import sonnet as snt  # pylint: disable=import-outside-toplevel
+
+    import rnn  # pylint: disable=import-outside-toplevel
+    from rnn.ops import gru as fused_gru  # pylint: disable=import-outside-toplevel
+
+    def ours(reset_after):
+        def make(x):
+            core = rnn.GRU(HIDDEN, reset_after=reset_after)
+            rnn.dynamic_unroll(core, x[:1], core.initial_state(BATCH))  # build
+
+            def forward():
+                return rnn.dynamic_unroll(core, x, core.initial_state(BATCH))[0]
+
+            return forward, core.trainable_variables
+
+        return make
+
+    @contextlib.contextmanager
+    def kernels_off():
+        previous = fused_gru.set_native_kernels(False)
+        try:
+            yield
+        finally:
+            fused_gru.set_native_kernels(previous)
+
+    def without_kernels(make):
+        def wrapped(x):
+            with kernels_off():
+                forward, variables = make(x)
+
+            def forward_tf_ops():  # the setting is read when tracing and on eager calls
+                with kernels_off():
+                    return forward()
+
+            return forward_tf_ops, variables
+
+        return wrapped
+
+    def snt_gru(x):
+        core = snt.GRU(HIDDEN)
+        snt.dynamic_unroll(core, x[:1], core.initial_state(BATCH))
+
+        def forward():
+            return snt.dynamic_unroll(core, x, core.initial_state(BATCH))[0]
+
+        return forward, core.trainable_variables
+
+    def keras_gru(reset_after):
+        def make(x):
+            x_bm = tf.transpose(x, [1, 0, 2])
+            model = keras.Sequential(
+                [
+                    keras.Input((None, INPUT)),
+                    keras.layers.GRU(HIDDEN, return_sequences=True, reset_after=reset_after),
+                ]
+            )
+
+            def forward():
+                return model(x_bm)
+
+            return forward, model.trainable_variables
+
+        return make
+
+    kernels = fused_gru.native_kernels_available()
+    out = []
+    for reset_after, family, tag in (
+        (False, "gru", ""),
+        (True, "gru reset_after", "reset_after=True"),
+    ):
+        name = f"rnn.dynamic_unroll(rnn.GRU({tag}))"
+        out.append(_Contender(name, False, False, ours(reset_after), family))
+        if kernels:
+            out.append(
+                _Contender(
+                    f"rnn.GRU({tag}) without kernels",
+                    False,
+                    False,
+                    without_kernels(ours(reset_after)),
+                    family,
+                )
+            )
+        if not reset_after:
+            out.append(_Contender("snt.dynamic_unroll(snt.GRU)", True, False, snt_gru, family))
+        out.append(
+            _Contender(
+                f"keras.layers.GRU(reset_after={reset_after})",
+                True,
+                False,
+                keras_gru(reset_after),
+                family,
+            )
+        )
+    return out
+
+
+def _lstm_contenders(layers_list: Sequence[int]) -> list[_Contender]:
     import keras  # pylint: disable=import-outside-toplevel
     import sonnet as snt  # pylint: disable=import-outside-toplevel
 
@@ -368,7 +491,12 @@ def _ratio_table(
     label: str,
     t: int,
 ) -> None:
-    groups = [[c for c in contenders if not c.deep], [c for c in contenders if c.deep]]
+    families = list(dict.fromkeys(c.family for c in contenders))
+    groups = [
+        [c for c in contenders if c.deep == deep and c.family == family]
+        for family in families
+        for deep in (False, True)
+    ]
     for group in groups:
         if not group:
             continue
@@ -415,6 +543,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=100,
         help="skip eager timing above this T (default 100: the "
         "step-by-step peers take seconds per eager call)",
+    )
+    p.add_argument(
+        "--cores",
+        default="lstm,gru",
+        help="comma-separated subset of lstm,gru (default both; the GRUs are single-layer)",
     )
     p.add_argument("--no-deep", action="store_true", help="skip the 3-layer stacks")
     p.add_argument(
@@ -474,6 +607,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.cold_reps = min(args.cold_reps, 1)
     cold_ts = {int(v) for v in args.cold_T.split(",") if v.strip()}
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    cores = [c.strip() for c in args.cores.split(",") if c.strip()]
+    for c in cores:
+        if c not in ("lstm", "gru"):
+            p.error(f"unknown core {c!r}")
     for m in modes:
         if m not in ("graph", "eager"):
             p.error(f"unknown mode {m!r}")
@@ -498,7 +635,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dump = {}
     for t in ts:
         layers = [1] if (args.no_deep or t > args.deep_max_T) else [1, 3]
-        contenders = _contenders(layers)
+        contenders = _contenders(layers, cores)
         if args.only:
             wanted = [w.strip() for w in args.only.split(",")]
             contenders = [c for c in contenders if any(w in c.name for w in wanted)]

@@ -26,6 +26,7 @@ import nestlib
 from rnn import _utils
 from rnn._checks import positive_int
 from rnn.base import RNNCore
+from rnn.ops import gru as gru_ops
 from rnn.ops import lstm as lstm_ops
 
 __all__ = [
@@ -457,6 +458,9 @@ class GRU(_LazyCore):
     the previous state before the recurrent matmul); ``reset_after=True``
     matches ``keras.layers.GRU``'s default (and cuDNN), with separate input
     and recurrent biases. The state and the output are ``[B, H]`` tensors.
+    Whole sequences go through ``rnn.ops.gru.gru_sequence`` when the
+    unrollers ask for it; there ``reset_after=True`` is the faster form (one
+    recurrent matmul per step instead of two dependent ones).
 
     >>> core = GRU(3, reset_after=True)
     >>> out, state = core(tf.ones([2, 4]), core.initial_state(2))
@@ -509,6 +513,54 @@ class GRU(_LazyCore):
         """Zeros of shape ``[batch_size, hidden_size]``."""
         dtype = self._check_initial_dtype(dtype)
         return tf.zeros([batch_size, self._hidden_size], dtype)
+
+    @_utils.no_autograph
+    def unroll_fast_path(
+        self,
+        input_sequence: Any,
+        initial_state: Any,
+        sequence_length: tf.Tensor | None,
+        reverse: bool,
+    ) -> tuple[tf.Tensor, tf.Tensor] | None:
+        """Runs the GRU over a whole ``[T, B, I]`` sequence at once.
+
+        Applies (in both forms) when the inputs are one floating-point
+        ``[T, B, I]`` tensor with a known feature size and the state one
+        tensor; the work is done by :func:`rnn.ops.gru.gru_sequence` (with
+        ``sequence_length`` and ``reverse`` passed through). Returns None
+        otherwise (the unroller then steps the core).
+
+        >>> core = GRU(2)
+        >>> out, h = core.unroll_fast_path(tf.ones([3, 1, 2]), core.initial_state(1),
+        ...                                None, False)
+        >>> out.shape.as_list(), h.shape.as_list()
+        ([3, 1, 2], [1, 2])
+        >>> core.unroll_fast_path((tf.ones([3, 1, 2]),), core.initial_state(1),
+        ...                       None, False) is None
+        True
+        """
+        if not isinstance(input_sequence, tf.Tensor) or not isinstance(
+            initial_state, (tf.Tensor, tf.Variable)
+        ):
+            return None
+        if input_sequence.shape.rank != 3 or input_sequence.shape[-1] is None:
+            return None
+        if not input_sequence.dtype.is_floating:
+            return None
+        self._build(input_sequence)  # uses only the feature size and dtype
+        state = _check_state_tensor(
+            "GRU", "", initial_state, input_sequence.dtype, self._hidden_size
+        )
+        return gru_ops.gru_sequence(
+            input_sequence,
+            state,
+            self.kernel,
+            self.recurrent_kernel,
+            self.bias,
+            sequence_length=sequence_length,
+            reverse=reverse,
+            reset_after=self._reset_after,
+        )
 
 
 class _RecurrentDropoutWrapper(RNNCore):

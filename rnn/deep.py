@@ -295,10 +295,14 @@ class ResidualCore(RNNCore):
         """Uses the wrapped core's fast path when it has one (else None).
 
         >>> import rnn
-        >>> core = ResidualCore(rnn.GRU(2))
+        >>> core = ResidualCore(rnn.VanillaRNN(2))
         >>> core.unroll_fast_path(tf.ones([3, 1, 2]), core.initial_state(1),
         ...                       None, False) is None
         True
+        >>> core = ResidualCore(rnn.GRU(2))
+        >>> core.unroll_fast_path(tf.ones([3, 1, 2]), core.initial_state(1),
+        ...                       None, False)[0].shape.as_list()
+        [3, 1, 2]
         """
         if not _overrides_fast_path(self._core):
             return None

@@ -1,6 +1,6 @@
 """rnn's compiled recurrences: whole-sequence programs and their kernels.
 
-Each subpackage (:mod:`rnn.ops.lstm`) holds one core's whole-sequence
+Each subpackage (:mod:`rnn.ops.lstm`, :mod:`rnn.ops.gru`) holds one core's whole-sequence
 programs (TensorFlow ops), the C source of its compiled kernels and their
 use. The kernels are compiled on first use into a per-user cache for the
 installed TensorFlow (``python -m rnn.ops`` compiles them ahead) and loaded
@@ -19,7 +19,7 @@ __all__ = ["KernelStatus", "kernel_info", "kernels_available"]
 
 
 def kernels_available(name: str = "lstm") -> bool:
-    """Whether the compiled kernels ``name`` (``"lstm"``) are loaded and usable.
+    """Whether the compiled kernels ``name`` (``"lstm"``, ``"gru"``) are loaded and usable.
 
     Compiles (once per user and TensorFlow version) and loads them if that
     was not tried yet in this process; False, with one ``RuntimeWarning``
@@ -28,6 +28,8 @@ def kernels_available(name: str = "lstm") -> bool:
 
     >>> import rnn
     >>> isinstance(rnn.kernels_available("lstm"), bool)
+    True
+    >>> isinstance(rnn.kernels_available("gru"), bool)
     True
     """
     return _get(name).load() is not None

@@ -111,4 +111,7 @@ LIBRARIES: dict[str, KernelLibrary] = {
     "lstm": KernelLibrary(
         "lstm", os.path.join(_HERE, "lstm", "kernels.c"), ("RnnLstmForward", "RnnLstmBackward")
     ),
+    "gru": KernelLibrary(
+        "gru", os.path.join(_HERE, "gru", "kernels.c"), ("RnnGruForward", "RnnGruBackward")
+    ),
 }

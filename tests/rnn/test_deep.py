@@ -130,8 +130,10 @@ def test_no_layerwise_path_with_plain_callables_or_without_fast_cores():
     x = tf.zeros([T, B, I])
     with_fn = rnn.DeepRNN([rnn.LSTM(2), tf.tanh])
     assert with_fn.unroll_fast_path(x, with_fn.initial_state(B), None, False) is None
-    grus = rnn.DeepRNN([rnn.GRU(2), rnn.GRU(2)])
-    assert grus.unroll_fast_path(x, grus.initial_state(B), None, False) is None
+    plain = rnn.DeepRNN([rnn.VanillaRNN(2), rnn.VanillaRNN(2)])
+    assert plain.unroll_fast_path(x, plain.initial_state(B), None, False) is None
+    grus = rnn.DeepRNN([rnn.GRU(2), rnn.GRU(2)])  # the GRU has a fast path
+    assert grus.unroll_fast_path(x, grus.initial_state(B), None, False) is not None
 
 
 def test_deep_rnn_errors():

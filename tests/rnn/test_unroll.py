@@ -120,6 +120,67 @@ def test_lstm_fast_path_matches_stepping(rng):
                 np.testing.assert_allclose(g_fast.numpy(), g_slow.numpy(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("reset_after", [False, True], ids=["cho", "reset_after"])
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+def test_gru_fast_path_matches_stepping(rng, reset_after, mode):
+    """The GRU's whole-sequence path (both forms) against stepping the same
+    core: outputs, final states and gradients, under every option
+    (lengths, reverse, batch-major input, unknown batch size, XLA)."""
+    core = _built(rnn.GRU(H, reset_after=reset_after), rng, dtype=tf.float32)
+    x = tf.constant(rng.normal(size=(B, T, I)).astype(np.float32))
+    h0 = tf.constant(rng.normal(size=(B, H)).astype(np.float32))
+    targets = list(core.trainable_variables)
+
+    def run(x, h0, lengths, reverse):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch([x, h0])
+            fast = rnn.dynamic_unroll(core, x, h0, lengths, reverse, time_major=False)
+            slow = rnn.dynamic_unroll(_stepwise(core), x, (h0,), lengths, reverse, time_major=False)
+            loss_fast = tf.reduce_sum(fast[0] ** 2) + tf.reduce_sum(tf.sin(fast[1]))
+            loss_slow = tf.reduce_sum(slow[0] ** 2) + tf.reduce_sum(tf.sin(slow[1][0]))
+        grads_fast = tape.gradient(loss_fast, [x, h0] + targets)
+        grads_slow = tape.gradient(loss_slow, [x, h0] + targets)
+        return [fast[0], fast[1]] + grads_fast, [slow[0], slow[1][0]] + grads_slow
+
+    if mode != "eager":
+        spec = [tf.TensorSpec([None, T, I]), tf.TensorSpec([None, H])]
+        fns = {}
+
+    for lengths in (None, LENGTHS):
+        for reverse in (False, True):
+            if mode == "eager":
+                got, want = run(x, h0, lengths, reverse)
+            else:
+                key = (lengths is None, reverse)
+                if key not in fns:
+                    fns[key] = tf.function(
+                        lambda a, b, lengths=lengths, reverse=reverse: run(a, b, lengths, reverse),
+                        input_signature=spec,
+                        jit_compile=mode == "xla",
+                    )
+                got, want = fns[key](x, h0)
+            for g, w in zip(got, want):
+                np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_gru_unrolls_use_the_fast_path(monkeypatch):
+    """rnn.GRU's whole-sequence path is what the unrollers run (both forms)."""
+    calls = []
+    real = rnn.GRU.unroll_fast_path
+
+    def spy(self, *args):
+        result = real(self, *args)
+        calls.append(result is not None)
+        return result
+
+    monkeypatch.setattr(rnn.GRU, "unroll_fast_path", spy)
+    for reset_after in (False, True):
+        core = rnn.GRU(H, reset_after=reset_after)
+        rnn.dynamic_unroll(core, tf.zeros([T, B, I]), core.initial_state(B))
+        rnn.static_unroll(core, tf.zeros([T, B, I]), core.initial_state(B))
+    assert calls == [True] * 4
+
+
 CORES = {
     "vanilla": lambda: rnn.VanillaRNN(H),
     "lstm_ln": lambda: rnn.LSTM(H, use_layer_norm=True, projection_size=3),

@@ -1,0 +1,1180 @@
+/* Whole-sequence GRU kernels for rnn.ops.gru (float32, CPU), both forms.
+ *
+ * Two TensorFlow ops, registered through TensorFlow's stable C API when
+ * tf.load_op_library loads the library:
+ *
+ *   RnnGruForward(zx, recurrent_kernel, bn, h0, mask) -> (s, hs)
+ *   RnnGruBackward(s, hs, d_out, dh, recurrent_kernel, mask) -> (da, dh0)
+ *
+ * They run the recurrences that the pure-TensorFlow programs in
+ * programs.py run as tf.while_loops, with the same inputs and outputs
+ * (all tiles are [features, batch], batch contiguous; see programs.py):
+ *
+ *   zx    [3H, T, B]   input projection x_t @ kernel + bias, gate-major
+ *                      (z, r, n; with reset_after the z and r rows hold the
+ *                      recurrent bias too)
+ *   rk    [H, 3H]      recurrent kernel (Keras layout, gates z, r, n)
+ *   bn    [H] or [0]   the candidate's recurrent bias: [H] selects the
+ *                      reset_after form, [0] Cho's form
+ *   h0    [H, B]       initial state
+ *   mask  [T, B] bool  valid steps in processing order, or [0]: all valid
+ *   s     [T, G, B]    gates: G = 3H rows z, r, n (Cho) or G = 4H rows
+ *                      z, r, n, h U_n + bn (reset_after)
+ *   hs    [T+1, H, B]  states before every step and after the last
+ *   d_out [T, H, B]    gradient of the outputs (zero where masked)
+ *   da    [G, T, B]    pre-activation gradients, rows as programs.backward
+ *                      writes them (the columns layout the weight-gradient
+ *                      matmuls take)
+ *
+ * reset_after: per step the forward does one [3H, H] x [H, B] product and
+ * the backward one [H, 3H] x [3H, B] product, then the element-wise cell.
+ * Cho's form reads (r * h) U_n: two dependent products each way, with the
+ * element-wise work between them, so two barriers per step.
+ *
+ * The products are split by hidden unit over a few threads that meet at the
+ * barriers (the threading, the packed panels and the micro-kernel are the
+ * LSTM's, rnn/ops/lstm/kernels.c): each thread owns all gate rows of its
+ * units, so it can run the cell for them right after its share of a
+ * product. Every element is computed the same way whatever the thread
+ * count, so results do not depend on it.
+ *
+ * One library for every x86-64 CPU (rnn/ops/_build.py): this file is
+ * compiled once per instruction set with -DRNN_KERNEL_ISA=<name> and that
+ * set's -march level (the compute part below, whose entry points are
+ * named after the set), and once with -DRNN_KERNEL_REGISTER (the op
+ * registration at the end), which picks at load time the widest set this
+ * CPU and OS support. RNN_KERNEL_ISA=<name> in the environment picks a
+ * narrower one (tests compare them).
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* kernels.h defines a constant with external linkage (fine in C++, a
+ * duplicate symbol in C once per compiled instruction set): renamed in all
+ * but the registration unit. */
+#define CAT_(a, b) a##_##b
+#define CAT(a, b)  CAT_(a, b)
+#ifdef RNN_KERNEL_ISA
+#define TF_InputRange_Args_STRUCT_SIZE CAT(TF_InputRange_Args_STRUCT_SIZE, RNN_KERNEL_ISA)
+#endif
+/* ops.h declares these as C++ structs without typedefs. */
+typedef struct TF_DimensionHandle TF_DimensionHandle;
+typedef struct TF_OpDefinitionBuilder TF_OpDefinitionBuilder;
+typedef struct TF_ShapeHandle TF_ShapeHandle;
+typedef struct TF_ShapeInferenceContext TF_ShapeInferenceContext;
+#include "tensorflow/c/kernels.h"
+#include "tensorflow/c/ops.h"
+#include "tensorflow/c/tf_status.h"
+#include "tensorflow/c/tf_tensor.h"
+
+#ifdef RNN_KERNEL_ISA
+/* ============================================== the compute part, per ISA */
+
+/* Vector width VW (floats), accumulator vectors per row NV, rows per panel
+ * MR (two hidden units x four gates in the forward product). */
+#if defined(__AVX512F__)
+#define VW 16
+#define NV 2
+#elif defined(__AVX__)
+#define VW 8
+#define NV 1
+#else
+#define VW 4
+#define NV 2
+#endif
+#define MR         8
+#define NR         (VW * NV)
+#define UNIT_ALIGN 8 /* units per thread share: a multiple of MR / 4 and MR */
+
+typedef float vf __attribute__((vector_size(VW * sizeof(float)), aligned(4)));
+
+#if defined(__x86_64__) || defined(__i386__)
+#define CPU_RELAX() __builtin_ia32_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+/* ------------------------------------------------------------------ math */
+
+/* tanh as a rational function on [-7.9, 7.9] (float accuracy; beyond that
+ * tanh rounds to +-1); branch-free so the loops vectorise. NaN passes. */
+static inline float
+tanh_f(float x)
+{
+    const float lim = 7.90531110763549805f;
+    x = x > lim ? lim : x;
+    x = x < -lim ? -lim : x;
+    const float x2 = x * x;
+    float p = -2.76076847742355e-16f;
+    p = p * x2 + 2.00018790482477e-13f;
+    p = p * x2 - 8.60467152213735e-11f;
+    p = p * x2 + 5.12229709037114e-08f;
+    p = p * x2 + 1.48572235717979e-05f;
+    p = p * x2 + 6.37261928875436e-04f;
+    p = p * x2 + 4.89352455891786e-03f;
+    float q = 1.19825839466702e-06f;
+    q = q * x2 + 1.18534705686654e-04f;
+    q = q * x2 + 2.26843463243900e-03f;
+    q = q * x2 + 4.89352518554385e-03f;
+    return x * p / q;
+}
+
+static inline float
+sigmoid_f(float x)
+{
+    return 0.5f * tanh_f(0.5f * x) + 0.5f;
+}
+
+/* c[MR x nv*VW] = sum_k a[k][0:MR] (x) b[k][0:nv*VW]: a is one packed
+ * panel, b has row stride ldb, c row stride ldc. Always inlined with a
+ * constant nv, so each width is its own fully unrolled kernel. */
+static inline __attribute__((always_inline)) void
+micro_kernel(int nv, int64_t K, const float *restrict a, const float *restrict b, int64_t ldb,
+             float *restrict c, int64_t ldc)
+{
+    vf acc[MR][NV];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++)
+            acc[i][v] = (vf){0};
+    for (int64_t k = 0; k < K; k++) {
+        vf bv[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++)
+            bv[v] = *(const vf *)(b + k * ldb + v * VW);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            const float ai = a[k * MR + i];
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++)
+                acc[i][v] += ai * bv[v];
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++)
+            *(vf *)(c + i * ldc + v * VW) = acc[i][v];
+}
+
+/* c[MR x nr] = panel (K x MR) times b[K x nr], nr = NR or (narrow) VW. */
+static void
+tile_product(int64_t K, const float *a, const float *b, int64_t ldb, float *c, int64_t ldc,
+             int64_t nr)
+{
+    if (nr == NR)
+        micro_kernel(NV, K, a, b, ldb, c, ldc);
+    else
+        micro_kernel(1, K, a, b, ldb, c, ldc);
+}
+
+/* c[rows p0*MR .. p1*MR) = packed panels p0..p1 of a (each K x MR) times
+ * b [K x ldb]; all ldb columns (a multiple of nr). */
+static void
+panel_product(const float *a, int64_t K, int64_t p0, int64_t p1, const float *b, int64_t ldb,
+              float *c, int64_t nr)
+{
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t j = 0; j < ldb; j += nr)
+            tile_product(K, a + p * K * MR, b + j, ldb, c + p * MR * ldb + j, ldb, nr);
+}
+
+/* One hidden unit's step over the batch. z: its four product rows (stride
+ * zs), x: its four input-projection rows (stride xs), keep: 1 where the
+ * step is valid; s: its four gate rows (stride ss). */
+/* ----------------------------------------------------------------- cells */
+
+/* reset_after, one hidden unit's step over the batch. p: its three product
+ * rows (z, r, n of h U; stride ps), x: its three input-projection rows
+ * (stride xs), bn: its candidate's recurrent bias, keep: 1 where the step
+ * is valid; s: its four gate rows z, r, n, hn (stride ss). */
+__attribute__((noinline)) static void
+forward_cell_ra(int64_t B, const float *restrict p, int64_t ps, const float *restrict x, int64_t xs,
+                float bn, const unsigned char *restrict keep, const float *restrict h_prev,
+                float *restrict s, int64_t ss, float *restrict h_new, float *restrict h_operand)
+{
+    for (int64_t b = 0; b < B; b++) {
+        const float z = sigmoid_f(p[b] + x[b]);
+        const float r = sigmoid_f(p[ps + b] + x[xs + b]);
+        const float hn = p[2 * ps + b] + bn;
+        const float n = tanh_f(x[2 * xs + b] + r * hn);
+        const float h = n + z * (h_prev[b] - n);
+        s[b] = z;
+        s[ss + b] = r;
+        s[2 * ss + b] = n;
+        s[3 * ss + b] = hn;
+        h_new[b] = h_operand[b] = keep[b] != 0 ? h : h_prev[b];
+    }
+}
+
+/* Cho's form, first half of a unit's step: the gates z, r from the product
+ * rows p (stride ps) and input rows x (stride xs) into s (stride ss), and
+ * the candidate's operand q = r * h_prev. */
+__attribute__((noinline)) static void
+forward_gates_cho(int64_t B, const float *restrict p, int64_t ps, const float *restrict x,
+                  int64_t xs, const float *restrict h_prev, float *restrict s, int64_t ss,
+                  float *restrict q)
+{
+    for (int64_t b = 0; b < B; b++) {
+        const float z = sigmoid_f(p[b] + x[b]);
+        const float r = sigmoid_f(p[ps + b] + x[xs + b]);
+        s[b] = z;
+        s[ss + b] = r;
+        q[b] = r * h_prev[b];
+    }
+}
+
+/* Cho's form, second half: the candidate from its product row p ((r h) U_n)
+ * and input row x, the new state; sz is the unit's z row, sn its n row. */
+__attribute__((noinline)) static void
+forward_candidate_cho(int64_t B, const float *restrict p, const float *restrict x,
+                      const unsigned char *restrict keep, const float *restrict h_prev,
+                      const float *restrict sz, float *restrict sn, float *restrict h_new,
+                      float *restrict h_operand)
+{
+    for (int64_t b = 0; b < B; b++) {
+        const float n = tanh_f(x[b] + p[b]);
+        const float h = n + sz[b] * (h_prev[b] - n);
+        sn[b] = n;
+        h_new[b] = h_operand[b] = keep[b] != 0 ? h : h_prev[b];
+    }
+}
+
+/* reset_after, one unit's backward step: reads its gate rows s (stride ss),
+ * carries dh (replaced by dh * z, or what passes through a step past the
+ * length; the product adds rk da later), writes da (rows z, r, n, hn,
+ * stride das) and its three operand rows z, r, hn (stride vs). A step past
+ * the length leaves the state unchanged: its factors are selected away (not
+ * multiplied by 0, which would let a NaN or inf through). */
+__attribute__((noinline)) static void
+backward_cell_ra(int64_t B, const float *restrict s, int64_t ss, const float *restrict h_prev,
+                 const float *restrict d_out, const unsigned char *restrict keep,
+                 float *restrict dh, float *restrict da, int64_t das, float *restrict v, int64_t vs)
+{
+    for (int64_t b = 0; b < B; b++) {
+        const float z = s[b], r = s[ss + b], n = s[2 * ss + b], hn = s[3 * ss + b];
+        const bool valid = keep[b] != 0;
+        const float pn = valid ? (1.0f - z) * (1.0f - n * n) : 0.0f;
+        const float pz = valid ? (h_prev[b] - n) * z * (1.0f - z) : 0.0f;
+        const float dht = dh[b] + d_out[b];
+        const float dan = dht * pn;
+        da[b] = dht * pz;
+        da[das + b] = dan * hn * r * (1.0f - r);
+        da[2 * das + b] = dan;
+        da[3 * das + b] = dan * r;
+        dh[b] = dht * (valid ? z : 1.0f);
+    }
+    /* (A separate copy: storing to both in the loop above stops GCC from
+     * vectorising it.) */
+    memcpy(v, da, B * sizeof(float));
+    memcpy(v + vs, da + das, B * sizeof(float));
+    memcpy(v + 2 * vs, da + 3 * das, B * sizeof(float));
+}
+
+/* Cho's form, first half of a unit's backward step: dh becomes the total
+ * gradient of the step's output; the candidate's and z's pre-activation
+ * gradients go to dan and daz, and dan to the operand row v. */
+__attribute__((noinline)) static void
+backward_candidate_cho(int64_t B, const float *restrict s, int64_t ss, const float *restrict h_prev,
+                       const float *restrict d_out, const unsigned char *restrict keep,
+                       float *restrict dh, float *restrict daz, float *restrict dan,
+                       float *restrict v)
+{
+    for (int64_t b = 0; b < B; b++) {
+        const float z = s[b], n = s[2 * ss + b];
+        const bool valid = keep[b] != 0;
+        const float pn = valid ? (1.0f - z) * (1.0f - n * n) : 0.0f;
+        const float pz = valid ? (h_prev[b] - n) * z * (1.0f - z) : 0.0f;
+        const float dht = dh[b] + d_out[b];
+        dh[b] = dht;
+        daz[b] = dht * pz;
+        dan[b] = dht * pn;
+    }
+    memcpy(v, dan, B * sizeof(float));
+}
+
+/* Cho's form, second half: dq is the unit's row of U_n dan (the gradient of
+ * q = r * h); r's pre-activation gradient goes to dar, dh becomes
+ * dh * z + dq * r (the product adds U_zr [daz; dar] later), and daz, dar
+ * to the operand rows v (stride vs). */
+__attribute__((noinline)) static void
+backward_reset_cho(int64_t B, const float *restrict s, int64_t ss, const float *restrict h_prev,
+                   const unsigned char *restrict keep, const float *restrict dq, float *restrict dh,
+                   const float *restrict daz, float *restrict dar, float *restrict v, int64_t vs)
+{
+    for (int64_t b = 0; b < B; b++) {
+        const float z = s[b], r = s[ss + b];
+        const bool valid = keep[b] != 0;
+        dar[b] = valid ? dq[b] * h_prev[b] * r * (1.0f - r) : 0.0f;
+        dh[b] = valid ? dh[b] * z + dq[b] * r : dh[b];
+    }
+    memcpy(v, daz, B * sizeof(float));
+    memcpy(v + vs, dar, B * sizeof(float));
+}
+
+/* --------------------------------------------------------------- threads */
+
+/* The barrier's counters sit on their own cache line, apart from the job's
+ * read-mostly fields. */
+typedef struct {
+    _Alignas(64) atomic_int arrived;
+    atomic_int generation;
+    atomic_int sleepers;
+    atomic_int long_waits; /* waits that outlasted the spin (all rounds) */
+    int rounds;            /* completed rounds (written by the last thread) */
+    atomic_int single;     /* set: the rest of the job runs on thread 0 */
+    int n;
+} barrier_t;
+
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+static void
+futex_wait(atomic_int *word, int expected)
+{
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+}
+static void
+futex_wake_all(atomic_int *word)
+{
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 0x7fffffff, NULL, NULL, 0);
+}
+#else
+static void
+futex_wait(atomic_int *word, int expected)
+{
+    (void)word;
+    (void)expected;
+    sched_yield();
+}
+static void
+futex_wake_all(atomic_int *word)
+{
+    (void)word;
+}
+#endif
+
+static double
+seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* Spin budget of a waiter: when every thread has a core, the last one
+ * arrives within microseconds (the imbalance of one step's shares). */
+#define SPIN_SECONDS 200e-6
+
+/* Calls after a job gave up its threads that run on one thread right away
+ * (then threads are tried again). */
+#define CONTENDED_CALLS 4
+#define WARM_ROUNDS     6
+static atomic_int contended_calls_left;
+
+/* Waits until all b->n threads have arrived. A waiter spins for up to
+ * SPIN_SECONDS, then sleeps on a futex: when other work competes for the
+ * cores, spinning would take the CPU from the very thread it waits for.
+ * Such long waits mean the threads do not have the cores to themselves;
+ * when they are frequent the last thread sets b->single and the job
+ * continues on thread 0 alone (lockstep threads that are descheduled in
+ * turn are far slower than one thread). */
+static void
+barrier_wait(barrier_t *b)
+{
+    if (b->n == 1)
+        return;
+    const int gen = atomic_load_explicit(&b->generation, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&b->arrived, 1, memory_order_acq_rel) == b->n - 1) {
+        /* Judged after WARM_ROUNDS (whose first touches of the outputs'
+         * pages make the shares uneven) over at least as many more. */
+        if (++b->rounds == WARM_ROUNDS)
+            atomic_store(&b->long_waits, 0);
+        const int judged = b->rounds - WARM_ROUNDS;
+        if (judged >= WARM_ROUNDS && 3 * atomic_load(&b->long_waits) > judged) {
+            atomic_store(&b->single, 1);
+            atomic_store(&contended_calls_left, CONTENDED_CALLS);
+        }
+        atomic_store_explicit(&b->arrived, 0, memory_order_relaxed);
+        atomic_store(&b->generation, gen + 1); /* seq_cst: see below */
+        if (atomic_load(&b->sleepers) > 0)
+            futex_wake_all(&b->generation);
+        return;
+    }
+    const double start = seconds();
+    for (int spins = 0;; spins++) {
+        if (atomic_load_explicit(&b->generation, memory_order_acquire) != gen)
+            return;
+        CPU_RELAX();
+        if ((spins & 15) == 15 && seconds() - start > SPIN_SECONDS)
+            break;
+    }
+    atomic_fetch_add(&b->long_waits, 1);
+    /* Announce the sleep before the last check (both seq_cst), so that the
+     * last thread either sees a sleeper and wakes it, or this check sees the
+     * new generation; futex_wait itself returns at once if it changed. */
+    atomic_fetch_add(&b->sleepers, 1);
+    while (atomic_load(&b->generation) == gen)
+        futex_wait(&b->generation, gen);
+    atomic_fetch_sub(&b->sleepers, 1);
+}
+
+static int
+available_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0)
+        return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+#define MAX_THREADS 16
+
+/* Threads for a step of `flops` over `units` hidden units: enough work per
+ * thread to beat the barrier, at most one per CPU and one per UNIT_ALIGN
+ * units, and one for a while after a job found the cores contended.
+ * RNN_GRU_THREADS overrides (for benchmarks and tests). */
+static int
+thread_count(double flops, int64_t units)
+{
+    double n;
+    const char *env = getenv("RNN_GRU_THREADS");
+    if (env && atoi(env) > 0) {
+        n = atoi(env);
+    }
+    else {
+        n = available_cpus();
+        if (flops / 2.0e6 < n)
+            n = flops / 2.0e6;
+        int left = atomic_load(&contended_calls_left);
+        if (left > 0) {
+            atomic_compare_exchange_strong(&contended_calls_left, &left, left - 1);
+            n = 1;
+        }
+    }
+    if (n > MAX_THREADS)
+        n = MAX_THREADS;
+    const double by_units = (double)((units + UNIT_ALIGN - 1) / UNIT_ALIGN);
+    if (n > by_units)
+        n = by_units;
+    return n < 1 ? 1 : (int)n;
+}
+
+typedef struct job job_t;
+typedef void (*work_fn)(job_t *, int);
+
+typedef struct {
+    job_t *job;
+    int index;
+    work_fn fn;
+    atomic_int *go;
+} worker_arg_t;
+
+static void *
+worker_main(void *p)
+{
+    worker_arg_t *w = p;
+    while (!atomic_load_explicit(w->go, memory_order_acquire))
+        sched_yield();
+    w->fn(w->job, w->index);
+    return NULL;
+}
+
+static void set_threads(job_t *j, int n);
+
+/* Runs fn(job, i) for i in [0, n) on n threads (the caller is thread 0). The
+ * workers wait until all are started; if the system refuses a thread, the
+ * work is shared among those that started. */
+static void
+run_threads(job_t *job, int n, work_fn fn)
+{
+    pthread_t tid[MAX_THREADS];
+    worker_arg_t args[MAX_THREADS];
+    atomic_int go = 0;
+    int started = 1;
+    for (int i = 1; i < n; i++) {
+        args[i] = (worker_arg_t){job, i, fn, &go};
+        if (pthread_create(&tid[i], NULL, worker_main, &args[i]) != 0)
+            break;
+        started++;
+    }
+    set_threads(job, started);
+    atomic_store_explicit(&go, 1, memory_order_release);
+    fn(job, 0);
+    for (int i = 1; i < started; i++)
+        pthread_join(tid[i], NULL);
+}
+
+/* ------------------------------------------------------------------ jobs */
+
+struct job {
+    int64_t T, B, H, Hp; /* Hp: H padded to UNIT_ALIGN */
+    int64_t Bp, nr;      /* B padded to a multiple of the tile width nr */
+    int nthreads;
+    barrier_t barrier;
+    bool reset_after;
+    const float *rk;           /* [H, 3H] */
+    const float *bn;           /* [H] (reset_after) */
+    const unsigned char *mask; /* [T, B] bools, or one row of ones */
+    int64_t mask_stride;       /* B, or 0 for the row of ones */
+    unsigned char *ones;       /* owned row of ones, or NULL */
+    float *packed, *packed2;   /* packed weight panels (packed2: Cho's second product) */
+    float *pbuf, *pbuf2;       /* product rows scratch [3 Hp, Bp], [Hp, Bp] */
+    float *vbuf[2];            /* product operands [3 Hp, Bp] (double-buffered where needed) */
+    float *dh;                 /* [Hp, Bp] (bwd) */
+    /* forward */
+    const float *zx; /* [3H, T, B] */
+    float *s, *hs;
+    /* backward */
+    const float *ss, *hs_in, *d_out;
+    float *da, *dh0;
+};
+
+static void
+set_threads(job_t *j, int n)
+{
+    j->nthreads = n;
+    j->barrier.n = n;
+}
+
+/* Thread `index`'s hidden units [u0, u1): UNIT_ALIGN-unit blocks shared as
+ * evenly as they go (every thread gets at least one: nthreads <= blocks). */
+static void
+unit_range(const job_t *j, int index, int64_t *u0, int64_t *u1)
+{
+    const int64_t blocks = j->Hp / UNIT_ALIGN, n = j->nthreads;
+    *u0 = index * blocks / n * UNIT_ALIGN;
+    *u1 = (index + 1) * blocks / n * UNIT_ALIGN;
+}
+
+/* After a barrier: whether this thread stops because the job went on to
+ * thread 0 alone; thread 0 then takes every unit. */
+static bool
+leave_if_single(job_t *j, int index, int64_t *u0, int64_t *u1)
+{
+    if (j->barrier.n == 1 || !atomic_load(&j->barrier.single))
+        return false;
+    if (index != 0)
+        return true;
+    j->barrier.n = 1;
+    *u0 = 0;
+    *u1 = j->Hp;
+    return false;
+}
+
+/* Forward panels of `gates` gates from gate q0 on: row g u + q of the
+ * product is unit u, gate q0 + q, so that a thread's rows hold every gate
+ * of its units; column k is rk[k, (q0 + q) H + u]. */
+static void
+pack_forward(const job_t *j, float *packed, int gates, int q0, int64_t u0, int64_t u1)
+{
+    const int64_t H = j->H, G = 3 * H;
+    for (int64_t p = u0 * gates / MR; p < u1 * gates / MR; p++) {
+        float *panel = packed + p * H * MR;
+        for (int64_t k = 0; k < H; k++)
+            for (int i = 0; i < MR; i++) {
+                int64_t row = p * MR + i, u = row / gates, q = row % gates;
+                panel[k * MR + i] = u < H ? j->rk[k * G + (q0 + q) * H + u] : 0.0f;
+            }
+    }
+}
+
+/* Backward panels: row u, column g v + q is rk[u, (q0 + q) H + v] (the
+ * layout of the interleaved operand rows the cells write); K = g Hp. */
+static void
+pack_backward(const job_t *j, float *packed, int gates, int q0, int64_t u0, int64_t u1)
+{
+    const int64_t H = j->H, G = 3 * H, K = gates * j->Hp;
+    for (int64_t p = u0 / MR; p < u1 / MR; p++) {
+        float *panel = packed + p * K * MR;
+        for (int64_t k = 0; k < K; k++) {
+            int64_t v = k / gates, q = k % gates;
+            for (int i = 0; i < MR; i++) {
+                int64_t u = p * MR + i;
+                panel[k * MR + i] = (u < H && v < H) ? j->rk[u * G + (q0 + q) * H + v] : 0.0f;
+            }
+        }
+    }
+}
+
+/* dst rows [u0, u1) (stride ldb) += packed backward panels (K columns) times
+ * the operand b [K x ldb]. */
+static void
+add_product(const float *packed, int64_t K, int64_t u0, int64_t u1, const float *b, int64_t ldb,
+            int64_t nr, float *dst)
+{
+    for (int64_t p = u0 / MR; p < u1 / MR; p++) {
+        float tile[MR * NR] __attribute__((aligned(64)));
+        for (int64_t c0 = 0; c0 < ldb; c0 += nr) {
+            tile_product(K, packed + p * K * MR, b + c0, ldb, tile, nr, nr);
+            for (int i = 0; i < MR; i++) {
+                float *row = dst + (p * MR + i) * ldb + c0;
+                for (int64_t c = 0; c < nr; c++)
+                    row[c] += tile[i * nr + c];
+            }
+        }
+    }
+}
+
+static void
+forward_work_ra(job_t *j, int index)
+{
+    const int64_t T = j->T, B = j->B, H = j->H, Bp = j->Bp, HB = H * B, XS = H * T * B;
+    int64_t u0, u1;
+    unit_range(j, index, &u0, &u1);
+    pack_forward(j, j->packed, 3, 0, u0, u1);
+    /* The initial state into the first operand buffer (own rows). */
+    for (int64_t u = u0; u < u1 && u < H; u++)
+        memcpy(j->vbuf[0] + u * Bp, j->hs + u * B, B * sizeof(float));
+    barrier_wait(&j->barrier);
+    for (int64_t t = 0; t < T; t++) {
+        if (leave_if_single(j, index, &u0, &u1))
+            return;
+        const float *hcur = j->vbuf[t & 1];
+        float *hnext = j->vbuf[(t + 1) & 1];
+        panel_product(j->packed, H, u0 * 3 / MR, u1 * 3 / MR, hcur, Bp, j->pbuf, j->nr);
+        const unsigned char *m = j->mask + t * j->mask_stride;
+        const float *h_prev = j->hs + t * HB;
+        float *h_new = j->hs + (t + 1) * HB, *s = j->s + t * 4 * HB;
+        for (int64_t u = u0; u < u1 && u < H; u++)
+            forward_cell_ra(B, j->pbuf + 3 * u * Bp, Bp, j->zx + u * T * B + t * B, XS, j->bn[u], m,
+                            h_prev + u * B, s + u * B, HB, h_new + u * B, hnext + u * Bp);
+        barrier_wait(&j->barrier);
+    }
+}
+
+/* Cho's form: two barriers per step, so single operand buffers suffice (a
+ * buffer is written only after every thread has passed the barrier that
+ * follows its last read). */
+static void
+forward_work_cho(job_t *j, int index)
+{
+    const int64_t T = j->T, B = j->B, H = j->H, Bp = j->Bp, HB = H * B, XS = H * T * B;
+    int64_t u0, u1;
+    unit_range(j, index, &u0, &u1);
+    pack_forward(j, j->packed, 2, 0, u0, u1);
+    pack_forward(j, j->packed2, 1, 2, u0, u1);
+    float *hbuf = j->vbuf[0], *qbuf = j->vbuf[1];
+    for (int64_t u = u0; u < u1 && u < H; u++)
+        memcpy(hbuf + u * Bp, j->hs + u * B, B * sizeof(float));
+    barrier_wait(&j->barrier);
+    for (int64_t t = 0; t < T; t++) {
+        if (leave_if_single(j, index, &u0, &u1))
+            return;
+        const float *h_prev = j->hs + t * HB;
+        float *h_new = j->hs + (t + 1) * HB, *s = j->s + t * 3 * HB;
+        panel_product(j->packed, H, u0 * 2 / MR, u1 * 2 / MR, hbuf, Bp, j->pbuf, j->nr);
+        for (int64_t u = u0; u < u1 && u < H; u++)
+            forward_gates_cho(B, j->pbuf + 2 * u * Bp, Bp, j->zx + u * T * B + t * B, XS,
+                              h_prev + u * B, s + u * B, HB, qbuf + u * Bp);
+        barrier_wait(&j->barrier);
+        if (leave_if_single(j, index, &u0, &u1))
+            return;
+        panel_product(j->packed2, H, u0 / MR, u1 / MR, qbuf, Bp, j->pbuf2, j->nr);
+        const unsigned char *m = j->mask + t * j->mask_stride;
+        for (int64_t u = u0; u < u1 && u < H; u++)
+            forward_candidate_cho(B, j->pbuf2 + u * Bp, j->zx + (2 * H + u) * T * B + t * B, m,
+                                  h_prev + u * B, s + u * B, s + 2 * HB + u * B, h_new + u * B,
+                                  hbuf + u * Bp);
+        barrier_wait(&j->barrier);
+    }
+}
+
+static void
+backward_work_ra(job_t *j, int index)
+{
+    const int64_t T = j->T, B = j->B, H = j->H, Bp = j->Bp, HB = H * B, nr = j->nr;
+    const int64_t K = 3 * j->Hp, DS = H * T * B;
+    int64_t u0, u1;
+    unit_range(j, index, &u0, &u1);
+    pack_backward(j, j->packed, 3, 0, u0, u1);
+    barrier_wait(&j->barrier);
+    for (int64_t t = T - 1; t >= 0; t--) {
+        if (leave_if_single(j, index, &u0, &u1))
+            return;
+        float *v = j->vbuf[t & 1];
+        const unsigned char *m = j->mask + t * j->mask_stride;
+        const float *s = j->ss + t * 4 * HB, *h_prev = j->hs_in + t * HB;
+        const float *dout = j->d_out + t * HB;
+        float *da = j->da + t * B; /* [4H, T, B]: unit u at + u T B */
+        for (int64_t u = u0; u < u1 && u < H; u++)
+            backward_cell_ra(B, s + u * B, HB, h_prev + u * B, dout + u * B, m, j->dh + u * Bp,
+                             da + u * T * B, DS, v + 3 * u * Bp, Bp);
+        barrier_wait(&j->barrier);
+        if (leave_if_single(j, index, &u0, &u1))
+            return;
+        add_product(j->packed, K, u0, u1, v, Bp, nr, j->dh);
+    }
+}
+
+static void
+backward_work_cho(job_t *j, int index)
+{
+    const int64_t T = j->T, B = j->B, H = j->H, Bp = j->Bp, HB = H * B, nr = j->nr;
+    const int64_t Hp = j->Hp, TB = T * B;
+    int64_t u0, u1;
+    unit_range(j, index, &u0, &u1);
+    pack_backward(j, j->packed, 1, 2, u0, u1);
+    pack_backward(j, j->packed2, 2, 0, u0, u1);
+    float *nbuf = j->vbuf[0], *zrbuf = j->vbuf[1];
+    barrier_wait(&j->barrier);
+    for (int64_t t = T - 1; t >= 0; t--) {
+        if (leave_if_single(j, index, &u0, &u1))
+            return;
+        const unsigned char *m = j->mask + t * j->mask_stride;
+        const float *s = j->ss + t * 3 * HB, *h_prev = j->hs_in + t * HB;
+        const float *dout = j->d_out + t * HB;
+        float *da = j->da + t * B; /* [3H, T, B] */
+        for (int64_t u = u0; u < u1 && u < H; u++)
+            backward_candidate_cho(B, s + u * B, HB, h_prev + u * B, dout + u * B, m,
+                                   j->dh + u * Bp, da + u * TB, da + (2 * H + u) * TB,
+                                   nbuf + u * Bp);
+        barrier_wait(&j->barrier);
+        if (leave_if_single(j, index, &u0, &u1))
+            return;
+        panel_product(j->packed, Hp, u0 / MR, u1 / MR, nbuf, Bp, j->pbuf, nr); /* U_n dan */
+        for (int64_t u = u0; u < u1 && u < H; u++)
+            backward_reset_cho(B, s + u * B, HB, h_prev + u * B, m, j->pbuf + u * Bp,
+                               j->dh + u * Bp, da + u * TB, da + (H + u) * TB, zrbuf + 2 * u * Bp,
+                               Bp);
+        barrier_wait(&j->barrier);
+        if (leave_if_single(j, index, &u0, &u1))
+            return;
+        add_product(j->packed2, 2 * Hp, u0, u1, zrbuf, Bp, nr, j->dh);
+    }
+}
+
+static void
+finish_job(job_t *j)
+{
+    free(j->ones);
+    free(j->packed);
+    free(j->packed2);
+    free(j->pbuf);
+    free(j->pbuf2);
+    free(j->vbuf[0]);
+    free(j->vbuf[1]);
+    free(j->dh);
+}
+
+/* ----------------------------------------------------------- op plumbing */
+
+static void *
+alloc_floats(int64_t n)
+{
+    size_t bytes = ((size_t)(n > 0 ? n : 1) * sizeof(float) + 63) / 64 * 64;
+    void *p = aligned_alloc(64, bytes);
+    if (p)
+        memset(p, 0, bytes);
+    return p;
+}
+
+static bool
+fail(TF_OpKernelContext *ctx, TF_Status *st, TF_Code code, const char *msg)
+{
+    TF_SetStatus(st, code, msg);
+    TF_OpKernelContext_Failure(ctx, st);
+    return false;
+}
+
+static bool
+check_dims(TF_OpKernelContext *ctx, TF_Status *st, const char *op, const char *name, TF_Tensor *t,
+           int rank, const int64_t *want)
+{
+    char msg[256];
+    if (TF_NumDims(t) != rank) {
+        snprintf(msg, sizeof msg, "%s: %s must have rank %d, got %d", op, name, rank,
+                 TF_NumDims(t));
+        return fail(ctx, st, TF_INVALID_ARGUMENT, msg);
+    }
+    for (int d = 0; d < rank; d++)
+        if (want[d] >= 0 && TF_Dim(t, d) != want[d]) {
+            snprintf(msg, sizeof msg, "%s: %s has dimension %d of size %lld, expected %lld", op,
+                     name, d, (long long)TF_Dim(t, d), (long long)want[d]);
+            return fail(ctx, st, TF_INVALID_ARGUMENT, msg);
+        }
+    return true;
+}
+
+static bool
+check_mask(TF_OpKernelContext *ctx, TF_Status *st, const char *op, TF_Tensor *mask, int64_t T,
+           int64_t B)
+{
+    if (TF_NumDims(mask) == 1 && TF_Dim(mask, 0) == 0)
+        return true;
+    const int64_t want[2] = {T, B};
+    return check_dims(ctx, st, op, "mask", mask, 2, want);
+}
+
+static TF_Tensor *
+output(TF_OpKernelContext *ctx, TF_Status *st, int index, const int64_t *dims, int rank)
+{
+    int64_t n = 1;
+    for (int d = 0; d < rank; d++)
+        n *= dims[d];
+    TF_Tensor *t =
+        TF_AllocateOutput(ctx, index, TF_FLOAT, dims, rank, (size_t)n * sizeof(float), st);
+    if (TF_GetCode(st) != TF_OK) {
+        TF_OpKernelContext_Failure(ctx, st);
+        return NULL;
+    }
+    return t;
+}
+
+static void
+init_job(job_t *j, int64_t T, int64_t B, int64_t H, double flops)
+{
+    memset(j, 0, sizeof *j);
+    j->T = T;
+    j->B = B;
+    j->H = H;
+    j->nr = B <= VW ? VW : NR; /* narrow tiles for small batches */
+    j->Bp = (B + j->nr - 1) / j->nr * j->nr;
+    j->Hp = (H + UNIT_ALIGN - 1) / UNIT_ALIGN * UNIT_ALIGN;
+    set_threads(j, thread_count(flops, j->Hp));
+}
+
+/* The [T, B] mask tensor, or (for the [0] "no mask") one row of ones that
+ * every step reads; freed by finish_job. */
+static bool
+set_mask(job_t *j, TF_Tensor *mask)
+{
+    if (TF_NumDims(mask) == 2) {
+        j->mask = TF_TensorData(mask);
+        j->mask_stride = j->B;
+        return true;
+    }
+    unsigned char *ones = malloc(j->B > 0 ? j->B : 1);
+    if (!ones)
+        return false;
+    memset(ones, 1, j->B > 0 ? j->B : 1);
+    j->mask = j->ones = ones;
+    j->mask_stride = 0;
+    return true;
+}
+
+static bool
+get_inputs(TF_OpKernelContext *ctx, TF_Status *st, TF_Tensor **in, int n)
+{
+    for (int i = 0; i < n; i++) {
+        TF_GetInput(ctx, i, &in[i], st);
+        if (TF_GetCode(st) != TF_OK) {
+            TF_OpKernelContext_Failure(ctx, st);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The end of every call, on every path: frees the job's buffers, the
+ * tensor handles (NULL where never obtained) and the status. */
+static void
+end_call(job_t *j, TF_Tensor **in, int n_in, TF_Tensor **out, int n_out, TF_Status *st)
+{
+    finish_job(j);
+    for (int i = 0; i < n_in; i++)
+        if (in[i])
+            TF_DeleteTensor(in[i]);
+    for (int i = 0; i < n_out; i++)
+        if (out[i])
+            TF_DeleteTensor(out[i]);
+    TF_DeleteStatus(st);
+}
+
+void
+CAT(rnn_gru_forward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
+{
+    (void)kernel;
+    static const char *op = "RnnGruForward";
+    TF_Status *st = TF_NewStatus();
+    TF_Tensor *in[5] = {0}, *out[2] = {0};
+    job_t j;
+    memset(&j, 0, sizeof j);
+    if (!get_inputs(ctx, st, in, 5))
+        goto done;
+    if (TF_NumDims(in[0]) != 3) {
+        fail(ctx, st, TF_INVALID_ARGUMENT, "RnnGruForward: zx must be [3H, T, B]");
+        goto done;
+    }
+    const int64_t H = TF_Dim(in[0], 0) / 3, T = TF_Dim(in[0], 1), B = TF_Dim(in[0], 2);
+    const int64_t rk_dims[2] = {H, 3 * H}, state[2] = {H, B}, zx_dims[3] = {3 * H, T, B};
+    if (!check_dims(ctx, st, op, "zx", in[0], 3, zx_dims) ||
+        !check_dims(ctx, st, op, "recurrent_kernel", in[1], 2, rk_dims))
+        goto done;
+    if (TF_NumDims(in[2]) != 1 || (TF_Dim(in[2], 0) != 0 && TF_Dim(in[2], 0) != H)) {
+        fail(ctx, st, TF_INVALID_ARGUMENT, "RnnGruForward: bn must be [H] or [0]");
+        goto done;
+    }
+    const bool reset_after = TF_Dim(in[2], 0) == H && H > 0;
+    if (!check_dims(ctx, st, op, "h0", in[3], 2, state) || !check_mask(ctx, st, op, in[4], T, B))
+        goto done;
+    const int64_t s_dims[3] = {T, (reset_after ? 4 : 3) * H, B}, h_dims[3] = {T + 1, H, B};
+    if (!(out[0] = output(ctx, st, 0, s_dims, 3)) || !(out[1] = output(ctx, st, 1, h_dims, 3)))
+        goto done;
+    init_job(&j, T, B, H, 6.0 * H * H * B);
+    j.reset_after = reset_after;
+    j.zx = TF_TensorData(in[0]);
+    j.rk = TF_TensorData(in[1]);
+    j.bn = TF_TensorData(in[2]);
+    if (!set_mask(&j, in[4])) {
+        fail(ctx, st, TF_RESOURCE_EXHAUSTED, "RnnGruForward: out of memory");
+        goto done;
+    }
+    j.s = TF_TensorData(out[0]);
+    j.hs = TF_TensorData(out[1]);
+    if (H * B > 0)
+        memcpy(j.hs, TF_TensorData(in[3]), H * B * sizeof(float));
+    if (T == 0 || H == 0 || B == 0)
+        goto done; /* nothing to step */
+    j.packed = alloc_floats(3 * j.Hp * H);
+    j.packed2 = reset_after ? NULL : alloc_floats(j.Hp * H);
+    j.pbuf = alloc_floats(3 * j.Hp * j.Bp);
+    j.pbuf2 = reset_after ? NULL : alloc_floats(j.Hp * j.Bp);
+    j.vbuf[0] = alloc_floats(j.Hp * j.Bp);
+    j.vbuf[1] = alloc_floats(j.Hp * j.Bp);
+    if (!j.packed || !j.pbuf || !j.vbuf[0] || !j.vbuf[1] ||
+        (!reset_after && (!j.packed2 || !j.pbuf2))) {
+        fail(ctx, st, TF_RESOURCE_EXHAUSTED, "RnnGruForward: out of memory");
+    }
+    else {
+        run_threads(&j, j.nthreads, reset_after ? forward_work_ra : forward_work_cho);
+    }
+done:
+    end_call(&j, in, 5, out, 2, st);
+}
+
+void
+CAT(rnn_gru_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
+{
+    (void)kernel;
+    static const char *op = "RnnGruBackward";
+    TF_Status *st = TF_NewStatus();
+    TF_Tensor *in[6] = {0}, *out[2] = {0};
+    job_t j;
+    memset(&j, 0, sizeof j);
+    if (!get_inputs(ctx, st, in, 6))
+        goto done;
+    if (TF_NumDims(in[0]) != 3 || TF_NumDims(in[1]) != 3) {
+        fail(ctx, st, TF_INVALID_ARGUMENT, "RnnGruBackward: s and hs must have rank 3");
+        goto done;
+    }
+    const int64_t T = TF_Dim(in[0], 0), G = TF_Dim(in[0], 1), B = TF_Dim(in[0], 2);
+    const int64_t H = TF_Dim(in[1], 1);
+    if (G != 3 * H && G != 4 * H) {
+        fail(ctx, st, TF_INVALID_ARGUMENT,
+             "RnnGruBackward: s must be [T, 3H, B] (Cho's form) or [T, 4H, B] (reset_after)");
+        goto done;
+    }
+    const bool reset_after = G == 4 * H && H > 0;
+    const int64_t s_dims[3] = {T, G, B}, h_dims[3] = {T + 1, H, B};
+    const int64_t o_dims[3] = {T, H, B}, state[2] = {H, B}, rk_dims[2] = {H, 3 * H};
+    if (!check_dims(ctx, st, op, "s", in[0], 3, s_dims) ||
+        !check_dims(ctx, st, op, "hs", in[1], 3, h_dims) ||
+        !check_dims(ctx, st, op, "d_out", in[2], 3, o_dims) ||
+        !check_dims(ctx, st, op, "dh", in[3], 2, state) ||
+        !check_dims(ctx, st, op, "recurrent_kernel", in[4], 2, rk_dims) ||
+        !check_mask(ctx, st, op, in[5], T, B))
+        goto done;
+    const int64_t da_dims[3] = {G, T, B};
+    if (!(out[0] = output(ctx, st, 0, da_dims, 3)) || !(out[1] = output(ctx, st, 1, state, 2)))
+        goto done;
+    init_job(&j, T, B, H, 6.0 * H * H * B);
+    j.reset_after = reset_after;
+    j.ss = TF_TensorData(in[0]);
+    j.hs_in = TF_TensorData(in[1]);
+    j.d_out = TF_TensorData(in[2]);
+    j.rk = TF_TensorData(in[4]);
+    if (!set_mask(&j, in[5])) {
+        fail(ctx, st, TF_RESOURCE_EXHAUSTED, "RnnGruBackward: out of memory");
+        goto done;
+    }
+    j.da = TF_TensorData(out[0]);
+    j.dh0 = TF_TensorData(out[1]);
+    if (T == 0 || H == 0 || B == 0) {
+        if (H * B > 0)
+            memcpy(j.dh0, TF_TensorData(in[3]), H * B * sizeof(float));
+        goto done;
+    }
+    if (reset_after) {
+        j.packed = alloc_floats(j.Hp * 3 * j.Hp);
+        j.vbuf[0] = alloc_floats(3 * j.Hp * j.Bp);
+        j.vbuf[1] = alloc_floats(3 * j.Hp * j.Bp);
+    }
+    else {
+        j.packed = alloc_floats(j.Hp * j.Hp);
+        j.packed2 = alloc_floats(j.Hp * 2 * j.Hp);
+        j.pbuf = alloc_floats(j.Hp * j.Bp);
+        j.vbuf[0] = alloc_floats(j.Hp * j.Bp);
+        j.vbuf[1] = alloc_floats(2 * j.Hp * j.Bp);
+    }
+    j.dh = alloc_floats(j.Hp * j.Bp);
+    if (!j.packed || !j.vbuf[0] || !j.vbuf[1] || !j.dh ||
+        (!reset_after && (!j.packed2 || !j.pbuf))) {
+        fail(ctx, st, TF_RESOURCE_EXHAUSTED, "RnnGruBackward: out of memory");
+    }
+    else {
+        const float *dh = TF_TensorData(in[3]);
+        for (int64_t u = 0; u < H; u++)
+            memcpy(j.dh + u * j.Bp, dh + u * B, B * sizeof(float));
+        run_threads(&j, j.nthreads, reset_after ? backward_work_ra : backward_work_cho);
+        for (int64_t u = 0; u < H; u++)
+            memcpy(j.dh0 + u * B, j.dh + u * j.Bp, B * sizeof(float));
+    }
+done:
+    end_call(&j, in, 6, out, 2, st);
+}
+
+#endif /* RNN_KERNEL_ISA */
+
+#ifdef RNN_KERNEL_REGISTER
+/* ===================================== op registration and ISA dispatch */
+
+typedef void (*compute_fn)(void *, TF_OpKernelContext *);
+typedef struct {
+    const char *name;
+    compute_fn forward, backward;
+    bool (*supported)(void);
+} isa_t;
+
+#define DECLARE(isa)                                          \
+    void rnn_gru_forward_##isa(void *, TF_OpKernelContext *); \
+    void rnn_gru_backward_##isa(void *, TF_OpKernelContext *);
+#define ENTRY(isa) {#isa, rnn_gru_forward_##isa, rnn_gru_backward_##isa, supports_##isa}
+
+static bool
+supports_generic(void)
+{
+    return true;
+}
+DECLARE(generic)
+#if defined(__x86_64__)
+/* x86-64-v4 and v3, as the -march levels these sets are compiled with.
+ * __builtin_cpu_supports also checks that the OS saves the registers. */
+static bool
+supports_avx512(void)
+{
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("bmi2");
+}
+static bool
+supports_avx2(void)
+{
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
+           __builtin_cpu_supports("f16c");
+}
+DECLARE(avx512)
+DECLARE(avx2)
+static const isa_t ISAS[] = {ENTRY(avx512), ENTRY(avx2), ENTRY(generic)};
+#else
+static const isa_t ISAS[] = {ENTRY(generic)};
+#endif
+#define N_ISAS ((int)(sizeof ISAS / sizeof ISAS[0]))
+
+static const isa_t *chosen;
+
+/* The instruction set in use (for rnn.ops.kernel_info through ctypes). */
+const char *
+rnn_gru_isa(void)
+{
+    return chosen ? chosen->name : "";
+}
+
+/* The widest supported set, or the one RNN_KERNEL_ISA names if supported. */
+static const isa_t *
+choose_isa(void)
+{
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+#endif
+    const char *want = getenv("RNN_KERNEL_ISA");
+    if (want && *want) {
+        for (int i = 0; i < N_ISAS; i++) {
+            if (strcmp(ISAS[i].name, want) != 0)
+                continue;
+            if (ISAS[i].supported())
+                return &ISAS[i];
+            fprintf(stderr, "rnn: RNN_KERNEL_ISA=%s: this CPU does not support it; ignored\n",
+                    want);
+            want = NULL;
+            break;
+        }
+        if (want)
+            fprintf(stderr,
+                    "rnn: RNN_KERNEL_ISA=%s: not an instruction set of this build; "
+                    "ignored\n",
+                    want);
+    }
+    for (int i = 0; i < N_ISAS; i++)
+        if (ISAS[i].supported())
+            return &ISAS[i];
+    return &ISAS[N_ISAS - 1];
+}
+
+static void
+forward_compute(void *kernel, TF_OpKernelContext *ctx)
+{
+    chosen->forward(kernel, ctx);
+}
+
+static void
+backward_compute(void *kernel, TF_OpKernelContext *ctx)
+{
+    chosen->backward(kernel, ctx);
+}
+
+static void
+unknown_shapes(TF_ShapeInferenceContext *ctx, TF_Status *st)
+{
+    TF_ShapeInferenceContextSetUnknownShape(ctx, st);
+}
+
+static void
+register_op(const char *name, const char *const *inputs, int n_in, const char *const *outputs,
+            int n_out, void (*compute)(void *, TF_OpKernelContext *))
+{
+    TF_Status *st = TF_NewStatus();
+    TF_OpDefinitionBuilder *b = TF_NewOpDefinitionBuilder(name);
+    for (int i = 0; i < n_in; i++)
+        TF_OpDefinitionBuilderAddInput(b, inputs[i]);
+    for (int i = 0; i < n_out; i++)
+        TF_OpDefinitionBuilderAddOutput(b, outputs[i]);
+    TF_OpDefinitionBuilderSetShapeInferenceFunction(b, unknown_shapes);
+    TF_RegisterOpDefinition(b, st);
+    if (TF_GetCode(st) == TF_OK) {
+        TF_KernelBuilder *k = TF_NewKernelBuilder(name, "CPU", NULL, compute, NULL);
+        TF_RegisterKernelBuilder(name, k, st);
+    }
+    if (TF_GetCode(st) != TF_OK)
+        fprintf(stderr, "rnn: registering %s failed: %s\n", name, TF_Message(st));
+    TF_DeleteStatus(st);
+}
+
+__attribute__((constructor)) static void
+register_gru_ops(void)
+{
+    static const char *const fwd_in[] = {"zx: float", "recurrent_kernel: float", "bn: float",
+                                         "h0: float", "mask: bool"};
+    static const char *const fwd_out[] = {"s: float", "hs: float"};
+    static const char *const bwd_in[] = {
+        "s: float",  "hs: float", "d_out: float", "dh: float", "recurrent_kernel: float",
+        "mask: bool"};
+    static const char *const bwd_out[] = {"da: float", "dh0: float"};
+    chosen = choose_isa();
+    register_op("RnnGruForward", fwd_in, 5, fwd_out, 2, forward_compute);
+    register_op("RnnGruBackward", bwd_in, 6, bwd_out, 2, backward_compute);
+}
+#endif /* RNN_KERNEL_REGISTER */

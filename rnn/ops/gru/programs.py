@@ -1,0 +1,289 @@
+"""The GRU's whole-sequence programs in TensorFlow ops (the portable path).
+
+:func:`rnn.ops.gru.gru_sequence` runs one of these, or the same program with
+each recurrence as one compiled op (:mod:`rnn.ops.gru.native`). They compute
+what stepping ``rnn.GRU`` once per time step computes (up to float
+rounding), organised like the LSTM's programs (:mod:`rnn.ops.lstm.programs`):
+transposed ``[features, batch]`` tiles (the gates are contiguous row blocks),
+the input projection ``[kernel; bias]^T [x_t; 1]`` computed ahead of the
+recurrence, per-step values handed to ``TensorArray`` s, and the weight
+gradients as a few large matmuls over all ``T * B`` columns after the
+reverse recurrence.
+
+The two forms differ in the recurrence's critical path:
+
+* ``reset_after=True`` (Keras' and cuDNN's form): one ``[3H, H] x [H, B]``
+  matmul per step, ``n = tanh(x_n + r * (h U_n + b_n))``; backward one
+  ``[H, 3H] x [3H, B]`` matmul.
+* ``reset_after=False`` (Cho et al.'s form, Sonnet's): the candidate reads
+  ``(r * h) U_n``, so each step is two dependent matmuls, ``[2H, H] x [H, B]``
+  then ``[H, H] x [H, B]`` (and two backward), with the element-wise work
+  between them on the critical path. That is why this form is slower.
+
+Gates are in Keras' order (update ``z``, reset ``r``, candidate ``n``), and
+``h_new = z * h + (1 - z) * n``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+
+# The helpers that do not depend on the cell are the LSTM's.
+from rnn.ops.lstm.programs import columns, output_gradients, outputs, time_mask
+
+__all__ = [
+    "backward",
+    "columns",
+    "forward",
+    "gradients",
+    "inputs",
+    "output_gradients",
+    "outputs",
+]
+
+# Steps of the forward/backward loops that may run concurrently (only work
+# that does not depend on the recurrence can actually overlap).
+_PARALLEL_ITERATIONS = 10
+
+
+def inputs(
+    x: tf.Tensor, lengths: tf.Tensor | None, *, masked: bool, reverse: bool
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
+    """The start of every forward program: ``(T, xa, mask)``.
+
+    ``xa`` is ``[T, I+1, B]`` in processing order (inputs with a row of ones)
+    and ``mask`` the ``[T, 1, B]`` valid steps (None when not masked). The
+    steps past each example's length are zeroed in ``xa`` (the weight
+    gradients multiply all of it: a zero gradient times a NaN is NaN).
+    """
+    n, batch = tf.shape(x)[0], tf.shape(x)[1]
+    with tf.control_dependencies(
+        [
+            tf.debugging.assert_positive(
+                n, message="gru_sequence: the input sequence has zero time steps"
+            )
+        ]
+    ):
+        n = tf.identity(n)
+    if reverse:
+        x = tf.reverse(x, axis=[0])
+    xa = tf.concat([tf.transpose(x, [0, 2, 1]), tf.ones([n, 1, batch], x.dtype)], axis=1)
+    mask = None
+    if masked:
+        mask = time_mask(lengths, n, reverse)
+        xa = tf.where(mask, xa, tf.zeros([], xa.dtype))
+    return n, xa, mask
+
+
+def input_weights(kernel: tf.Tensor, bias: tf.Tensor, reset_after: bool) -> tf.Tensor:
+    """``[3H, I+1]``: the transposed kernel with the input-side bias column.
+
+    With ``reset_after`` the recurrent bias of ``z`` and ``r`` is added to
+    it (those pre-activations just sum both); the candidate's recurrent bias
+    stays inside ``r * (...)`` (:func:`candidate_bias`).
+    """
+    if reset_after:
+        hidden = tf.shape(kernel)[1] // 3
+        b1 = bias[1]
+        folded = bias[0] + tf.concat([b1[: 2 * hidden], tf.zeros_like(b1[2 * hidden :])], axis=0)
+    else:
+        folded = bias
+    return tf.transpose(tf.concat([kernel, folded[tf.newaxis]], axis=0))
+
+
+def candidate_bias(bias: tf.Tensor) -> tf.Tensor:
+    """``[H, 1]``: the recurrent bias of the candidate (``reset_after`` only)."""
+    hidden = tf.shape(bias)[1] // 3
+    return bias[1, 2 * hidden :, tf.newaxis]
+
+
+def forward(
+    x: tf.Tensor,
+    h0: tf.Tensor,
+    kernel: tf.Tensor,
+    recurrent_kernel: tf.Tensor,
+    bias: tf.Tensor,
+    lengths: tf.Tensor | None,
+    *,
+    masked: bool,
+    reverse: bool,
+    reset_after: bool,
+) -> tuple[tf.Tensor, ...]:
+    """The forward program: outputs, final state and what backward needs.
+
+    Returns ``(outputs [T, B, H], h [B, H], xa, hs, ss)`` where, in
+    processing order, ``xa`` is ``[T, I+1, B]``, ``hs`` is ``[T + 1, H, B]``
+    (the state before every step and after the last) and ``ss`` each step's
+    gates: ``[T, 3H, B]`` rows ``(z, r, n)``, with ``reset_after``
+    ``[T, 4H, B]`` rows ``(z, r, n, h U_n + b_n)``.
+    """
+    dtype = x.dtype
+    hidden = tf.shape(recurrent_kernel)[0]
+    n, xa, mask = inputs(x, lengths, masked=masked, reverse=reverse)
+    wx = input_weights(kernel, bias, reset_after)  # [3H, I+1]
+    wh = tf.transpose(recurrent_kernel)  # [3H, H]
+    h0t = tf.transpose(h0)
+    s_acc = tf.TensorArray(dtype, size=n)
+    h_acc = tf.TensorArray(dtype, size=n + 1).write(0, h0t)
+    # Gate blocks are taken with tf.split (not slices with computed bounds):
+    # XLA infers the loop's TensorList shapes from them.
+    if reset_after:
+        bn = candidate_bias(bias)
+    else:
+        wh_zr, wh_n = wh[: 2 * hidden], wh[2 * hidden :]
+        wx_zr, wx_n = wx[: 2 * hidden], wx[2 * hidden :]
+
+    def body(k: tf.Tensor, h: tf.Tensor, s_acc: Any, h_acc: Any) -> Any:
+        # wx @ xa[k] only depends on k, so it runs ahead of the recurrence.
+        if reset_after:
+            x_z, x_r, x_n = tf.split(tf.matmul(wx, xa[k]), 3, axis=0)
+            h_z, h_r, hn = tf.split(tf.matmul(wh, h), 3, axis=0)
+            z = tf.sigmoid(x_z + h_z)
+            r = tf.sigmoid(x_r + h_r)
+            hn = hn + bn
+            cand = tf.tanh(x_n + r * hn)
+            s = tf.concat([z, r, cand, hn], axis=0)
+        else:
+            x_zr, x_n = tf.matmul(wx_zr, xa[k]), tf.matmul(wx_n, xa[k])
+            z, r = tf.split(tf.sigmoid(x_zr + tf.matmul(wh_zr, h)), 2, axis=0)
+            cand = tf.tanh(x_n + tf.matmul(wh_n, r * h))
+            s = tf.concat([z, r, cand], axis=0)
+        h_new = cand + z * (h - cand)
+        if mask is not None:  # (masked)
+            h_new = tf.where(mask[k], h_new, h)
+        return k + 1, h_new, s_acc.write(k, s), h_acc.write(k + 1, h_new)
+
+    _, h, s_acc, h_acc = tf.while_loop(
+        lambda k, *_: k < n,
+        body,
+        (tf.constant(0), h0t, s_acc, h_acc),
+        parallel_iterations=_PARALLEL_ITERATIONS,
+    )
+    hs = h_acc.stack()  # [T+1, H, B]
+    out = outputs(hs, mask, reverse)
+    # Stacked (not TensorList handles) so that the gradient function only
+    # captures plain tensors, which SavedModel can serialise.
+    return (out, tf.transpose(h), xa, hs, s_acc.stack())
+
+
+def backward(
+    d_out: tf.Tensor,
+    d_h: tf.Tensor,
+    kernel: tf.Tensor,
+    recurrent_kernel: tf.Tensor,
+    lengths: tf.Tensor | None,
+    xa: tf.Tensor,
+    hs: tf.Tensor,
+    ss: tf.Tensor,
+    *,
+    masked: bool,
+    reverse: bool,
+    reset_after: bool,
+) -> tuple[tf.Tensor, ...]:
+    """The backward program: gradients for x, h0, kernel, rk, bias.
+
+    The reverse recurrence hands each step's pre-activation gradients to a
+    ``TensorArray``: rows ``(z, r, n)`` for the input side, and with
+    ``reset_after`` a fourth block, the gradient of ``h U_n + b_n``
+    (``r`` times the candidate's).
+    """
+    dtype = xa.dtype
+    n = tf.shape(xa)[0]
+    hidden = tf.shape(recurrent_kernel)[0]
+    unit = tf.constant(1, dtype)
+    zero = tf.zeros([], dtype)
+    d_out, mask = output_gradients(d_out, lengths, n, masked=masked, reverse=reverse)
+    da_acc = tf.TensorArray(dtype, size=n)
+    rk_zr, rk_n = recurrent_kernel[:, : 2 * hidden], recurrent_kernel[:, 2 * hidden :]
+
+    def body(k: tf.Tensor, dh: tf.Tensor, da_acc: Any) -> Any:
+        k = k - 1
+        # Factors that do not depend on the reverse recurrence.
+        s = ss[k]
+        h = hs[k]
+        if reset_after:
+            z, r, cand, hn = tf.split(s, 4, axis=0)
+        else:
+            z, r, cand = tf.split(s, 3, axis=0)
+        # Through h_new = z * h + (1 - z) * n:
+        p_n = (unit - z) * (unit - cand * cand)
+        p_z = (h - cand) * z * (unit - z)
+        p_r = r * (unit - r)
+        keep = z
+        if mask is not None:  # (masked): the step leaves h unchanged
+            m = mask[k]
+            p_n = tf.where(m, p_n, zero)
+            p_z = tf.where(m, p_z, zero)
+            keep = tf.where(m, z, unit)
+        dh = dh + d_out[k]
+        da_n = dh * p_n
+        da_z = dh * p_z
+        if reset_after:
+            da_r = da_n * hn * p_r
+            dhn = da_n * r
+            da = tf.concat([da_z, da_r, da_n, dhn], axis=0)
+            dh_prev = dh * keep + tf.matmul(recurrent_kernel, tf.concat([da_z, da_r, dhn], axis=0))
+        else:
+            dq = tf.matmul(rk_n, da_n)  # q = r * h
+            da_r = dq * h * p_r
+            dzr = tf.concat([da_z, da_r], axis=0)
+            da = tf.concat([dzr, da_n], axis=0)
+            dh_prev = dh * keep + dq * r + tf.matmul(rk_zr, dzr)
+        return k, dh_prev, da_acc.write(k, da)
+
+    _, dh0, da_acc = tf.while_loop(
+        lambda k, *_: k > 0,
+        body,
+        (n, tf.transpose(d_h), da_acc),
+        parallel_iterations=_PARALLEL_ITERATIONS,
+    )
+    return gradients(
+        columns(da_acc.stack()), dh0, kernel, xa, hs, ss, reverse=reverse, reset_after=reset_after
+    )
+
+
+def gradients(
+    da: tf.Tensor,
+    dh0: tf.Tensor,
+    kernel: tf.Tensor,
+    xa: tf.Tensor,
+    hs: tf.Tensor,
+    ss: tf.Tensor,
+    *,
+    reverse: bool,
+    reset_after: bool,
+) -> tuple[tf.Tensor, ...]:
+    """The five gradients from the pre-activation gradients ``da`` of all
+    steps, ``[3H or 4H, T * B]`` (column ``t * B + b``: step ``t`` of example
+    ``b``; rows as :func:`backward` writes them).
+
+    The weight gradients are a few large matmuls over all ``T * B``
+    columns at once, the input gradient one more.
+    """
+    n, batch = tf.shape(xa)[0], tf.shape(xa)[2]
+    hidden = tf.shape(hs)[1]
+    dx_side = da[: 3 * hidden]
+    d_kernel_bias = tf.matmul(columns(xa), dx_side, transpose_b=True)  # [I+1, 3H]
+    h_prev = columns(hs[:-1])  # [H, TB]
+    if reset_after:
+        dh_side = tf.concat([da[: 2 * hidden], da[3 * hidden :]], axis=0)
+        d_rk = tf.matmul(h_prev, dh_side, transpose_b=True)  # [H, 3H]
+        d_bias = tf.stack([d_kernel_bias[-1], tf.reduce_sum(dh_side, axis=1)])
+    else:
+        # The candidate's recurrent operand is q = r * h_prev.
+        q = columns(ss[:, hidden : 2 * hidden] * hs[:-1])
+        d_rk = tf.concat(
+            [
+                tf.matmul(h_prev, da[: 2 * hidden], transpose_b=True),
+                tf.matmul(q, da[2 * hidden :], transpose_b=True),
+            ],
+            axis=1,
+        )
+        d_bias = d_kernel_bias[-1]
+    d_x = tf.matmul(kernel, dx_side)  # [I, TB]
+    d_x = tf.transpose(tf.reshape(d_x, [-1, n, batch]), [1, 2, 0])  # [T, B, I]
+    if reverse:
+        d_x = tf.reverse(d_x, axis=[0])
+    return (d_x, tf.transpose(dh0), d_kernel_bias[:-1], d_rk, d_bias)

@@ -1,0 +1,262 @@
+"""``gru_sequence``: a whole-sequence GRU with a hand-written backward pass.
+
+The GRU's fast path (``rnn.GRU`` uses it when the unrollers ask for a whole
+sequence), in both of its forms. Each call runs one forward program, and its
+gradient one backward program: TensorFlow-ops programs
+(:mod:`rnn.ops.gru.programs`) or the same with each recurrence as one
+compiled op (:mod:`rnn.ops.gru.native`, where it can). As for the LSTM
+(:mod:`rnn.ops.lstm.sequence`) the programs are ``tf.function`` s traced
+once per process for each dtype and variant (form, masked or not, reversed
+or not, kernels or not) with unknown ``T`` and batch size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+
+from rnn import _utils
+from rnn.ops.gru import native as native_ops
+from rnn.ops.gru import programs
+
+__all__ = ["gru_sequence"]
+
+_SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+
+# (dtype, reset_after, masked, reverse, native, "fwd" | "bwd") -> concrete function.
+_PROGRAMS: dict[tuple[Any, ...], Any] = {}
+
+
+def _program(
+    dtype: tf.DType, reset_after: bool, masked: bool, reverse: bool, native: bool, which: str
+) -> Any:
+    """The concrete forward or backward function, traced once per key.
+
+    Traced lazily (a model that never asks for gradients never traces the
+    backward program), with unknown ``T`` and batch size.
+    """
+    key = (dtype, reset_after, masked, reverse, native, which)
+    if key not in _PROGRAMS:
+        t3 = tf.TensorSpec([None, None, None], dtype)
+        t2 = tf.TensorSpec([None, None], dtype)
+        bias = tf.TensorSpec([2, None] if reset_after else [None], dtype)
+        lens = [tf.TensorSpec([None], tf.int32)] if masked else []
+        flags: dict[str, bool] = dict(masked=masked, reverse=reverse, reset_after=reset_after)
+        if which == "fwd":
+
+            def fwd(x: Any, h0: Any, kernel: Any, rk: Any, b: Any, *lengths: Any) -> Any:
+                program = native_ops.forward if native else programs.forward
+                return program(x, h0, kernel, rk, b, lengths[0] if masked else None, **flags)
+
+            fn = tf.function(fwd, autograph=False).get_concrete_function(
+                t3, t2, t2, t2, bias, *lens
+            )
+        else:
+
+            def bwd(
+                d_out: Any, d_h: Any, kernel: Any, rk: Any, xa: Any, hs: Any, s: Any, *lengths: Any
+            ) -> Any:
+                program = native_ops.backward if native else programs.backward
+                length = lengths[0] if masked else None
+                return program(d_out, d_h, kernel, rk, length, xa, hs, s, **flags)
+
+            fn = tf.function(bwd, autograph=False).get_concrete_function(
+                t3, t2, t2, t2, t3, t3, t3, *lens
+            )
+        _PROGRAMS[key] = fn
+    return _PROGRAMS[key]
+
+
+@tf.custom_gradient
+def _first_order_only(*grads: tf.Tensor) -> Any:
+    """Identity on the gradients that refuses to be differentiated again."""
+
+    def second_order(*unused: Any) -> Any:
+        raise NotImplementedError(
+            "gru_sequence supports first-order gradients only: its backward "
+            "pass is hand-written and not differentiable. For higher-order "
+            "gradients step the core yourself (call it once per step in a "
+            "loop) instead of using the whole-sequence fast path."
+        )
+
+    return grads, second_order
+
+
+def _static_dim(shape: tf.TensorShape, axis: int) -> int | None:
+    if shape.rank is None:
+        return None
+    return shape[axis]
+
+
+def _check_dim(what: str, got: int | None, want: int | None, meaning: str) -> None:
+    if got is not None and want is not None and got != want:
+        raise ValueError(f"gru_sequence: {what} should be {want} ({meaning}), got {got}")
+
+
+@tf.autograph.experimental.do_not_convert
+def gru_sequence(
+    inputs: tf.Tensor,
+    h0: tf.Tensor,
+    kernel: tf.Tensor,
+    recurrent_kernel: tf.Tensor,
+    bias: tf.Tensor,
+    sequence_length: tf.Tensor | None = None,
+    reverse: bool = False,
+    reset_after: bool = False,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Runs a GRU over a whole time-major sequence; returns outputs and state.
+
+    The cell is ``rnn.GRU`` (and ``keras.layers.GRU``) with Keras' weight
+    layout, gates in the order update ``z``, reset ``r``, candidate ``n``:
+    ``z = sigmoid(x_t W_z + h U_z + b_z)``, ``r`` likewise, and
+    ``h = z * h + (1 - z) * n`` where
+
+    * ``reset_after=False`` (Cho et al. 2014, Sonnet's GRU):
+      ``n = tanh(x_t W_n + (r * h) U_n + b_n)``, ``bias`` is ``[3H]``;
+    * ``reset_after=True`` (Keras' default, cuDNN's):
+      ``n = tanh(x_t W_n + b_n + r * (h U_n + b'_n))``, ``bias`` is
+      ``[2, 3H]`` (input bias, recurrent bias).
+
+    The ``reset_after=True`` form is the faster one: each step is one
+    recurrent matmul, where ``reset_after=False`` needs two dependent ones
+    (the candidate's reads ``r * h``, known only after the first).
+
+    Args:
+      inputs: ``[T, B, I]`` time-major inputs (``T`` and ``B`` may be unknown
+        inside ``tf.function``; ``T`` must be at least 1). float16, bfloat16,
+        float32 or float64; everything is computed in this dtype.
+      h0: ``[B, H]`` initial state.
+      kernel: ``[I, 3H]`` input weights.
+      recurrent_kernel: ``[H, 3H]`` recurrent weights.
+      bias: ``[3H]``, or ``[2, 3H]`` with ``reset_after``.
+      sequence_length: optional ``[B]`` integer lengths. Outputs at
+        ``t >= sequence_length[b]`` are zeros and the final state of example
+        ``b`` is its state after its last valid step. Lengths above ``T``
+        act as ``T`` and lengths of 0 or less leave the initial state.
+      reverse: process each example's valid steps from its last one back to
+        ``t = 0``; outputs stay in input time order.
+      reset_after: which form (above).
+
+    Returns:
+      ``(outputs, h)``: ``[T, B, H]`` states per step and the ``[B, H]``
+      final state.
+
+    Gradients flow to all five tensor arguments and work eagerly, in
+    ``tf.function`` and with ``jit_compile=True``; first order only
+    (differentiating them again raises ``NotImplementedError``).
+
+    Raises:
+      TypeError: an unsupported dtype, arguments of different dtypes, or a
+        non-integer ``sequence_length``.
+      ValueError: statically known shapes that do not fit together, or zero
+        time steps (``tf.errors.InvalidArgumentError`` at run time when
+        ``T`` is only known then).
+
+    Example:
+
+    >>> x = tf.ones([5, 2, 3])                 # T=5, B=2, I=3
+    >>> h0 = tf.zeros([2, 4])                  # H=4
+    >>> kernel = tf.fill([3, 12], 0.1)
+    >>> recurrent_kernel = tf.fill([4, 12], 0.1)
+    >>> out, h = gru_sequence(x, h0, kernel, recurrent_kernel, tf.zeros([2, 12]),
+    ...                       sequence_length=[5, 2], reset_after=True)
+    >>> out.shape.as_list(), h.shape.as_list()
+    ([5, 2, 4], [2, 4])
+    >>> bool(tf.reduce_all(out[2:, 1] == 0.0))
+    True
+    >>> bool(tf.reduce_all(h[1] == out[1, 1]))
+    True
+    """
+    x = tf.convert_to_tensor(inputs)
+    dtype = x.dtype
+    if dtype not in _SUPPORTED_DTYPES:
+        raise TypeError(
+            f"gru_sequence: inputs must be float16, bfloat16, float32 or float64, got {dtype.name}"
+        )
+    tensors = []
+    for name, value in (
+        ("h0", h0),
+        ("kernel", kernel),
+        ("recurrent_kernel", recurrent_kernel),
+        ("bias", bias),
+    ):
+        got = getattr(value, "dtype", None)
+        if isinstance(value, (tf.Tensor, tf.Variable)) and got != dtype:
+            raise TypeError(
+                f"gru_sequence: {name} has dtype {tf.as_dtype(got).name} but "
+                f"inputs have {dtype.name}; cast them to one dtype"
+            )
+        tensors.append(tf.convert_to_tensor(value, dtype, name=name))
+    h0, kernel, recurrent_kernel, bias = tensors
+    reset_after = bool(reset_after)
+
+    for name, t, rank in (
+        ("inputs", x, 3),
+        ("h0", h0, 2),
+        ("kernel", kernel, 2),
+        ("recurrent_kernel", recurrent_kernel, 2),
+        ("bias", bias, 2 if reset_after else 1),
+    ):
+        if t.shape.rank is not None and t.shape.rank != rank:
+            why = f" (reset_after={reset_after})" if name == "bias" else ""
+            raise ValueError(
+                f"gru_sequence: {name} must have rank {rank}{why}, got shape {t.shape}"
+            )
+    n, b, i = (_static_dim(x.shape, a) for a in range(3))
+    if n == 0:
+        raise ValueError("gru_sequence: the input sequence has zero time steps")
+    hidden = _static_dim(recurrent_kernel.shape, 0)
+    gates = _static_dim(recurrent_kernel.shape, 1)
+    if hidden is not None and gates is not None and gates != 3 * hidden:
+        raise ValueError(
+            f"gru_sequence: recurrent_kernel must be [H, 3H], got {recurrent_kernel.shape}"
+        )
+    if gates is None:
+        for t in (kernel, bias):
+            gates = gates or _static_dim(t.shape, -1)
+    if hidden is None and gates is not None:
+        hidden = gates // 3
+    _check_dim("kernel.shape[0]", _static_dim(kernel.shape, 0), i, "input size")
+    _check_dim("kernel.shape[1]", _static_dim(kernel.shape, 1), gates, "3 * hidden size")
+    _check_dim("bias.shape[-1]", _static_dim(bias.shape, -1), gates, "3 * hidden size")
+    if reset_after:
+        _check_dim("bias.shape[0]", _static_dim(bias.shape, 0), 2, "input and recurrent bias")
+    _check_dim("h0.shape[0]", _static_dim(h0.shape, 0), b, "batch size of inputs")
+    _check_dim("h0.shape[1]", _static_dim(h0.shape, 1), hidden, "hidden size")
+
+    extra = []
+    if sequence_length is not None:
+        extra.append(_utils.sequence_lengths("gru_sequence", sequence_length, b))
+    variant = (dtype, reset_after, bool(extra), bool(reverse), native_ops.use_native(dtype))
+    fwd = _program(*variant, "fwd")
+
+    @tf.custom_gradient
+    def run(
+        x: tf.Tensor,
+        h0: tf.Tensor,
+        kernel: tf.Tensor,
+        recurrent_kernel: tf.Tensor,
+        bias: tf.Tensor,
+    ) -> Any:
+        args = [tf.stop_gradient(t) for t in (x, h0, kernel, recurrent_kernel, bias)]
+        out, h, *saved = fwd(*args, *extra)
+
+        def grad(d_out: Any, d_h: Any) -> Any:
+            d_out = tf.zeros_like(out) if d_out is None else d_out
+            d_h = tf.zeros_like(h) if d_h is None else d_h
+            bwd = _program(*variant, "bwd")
+            grads = bwd(d_out, d_h, args[2], args[3], *saved, *extra)
+            grads = _first_order_only(*grads)
+            if not tf.executing_eagerly():
+                for g, t in zip(grads, (x, h0, kernel, recurrent_kernel, bias)):
+                    g.set_shape(t.shape)
+            return grads
+
+        return (out, h), grad
+
+    out, h = run(x, h0, kernel, recurrent_kernel, bias)
+    if not tf.executing_eagerly():
+        out.set_shape([n, b, hidden])
+        h.set_shape([b, hidden])
+    return out, h

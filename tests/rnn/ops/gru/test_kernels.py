@@ -1,0 +1,317 @@
+"""The compiled GRU kernels (rnn/ops/gru/kernels.c) behind rnn.ops.gru.
+
+The kernels must compute what the TensorFlow-ops programs compute (the other
+tests of gru_sequence check both against NumPy and autodiff); here, for both
+forms: that they are built, chosen where they apply and not elsewhere, agree
+with the TF-ops programs on awkward shapes, do not depend on the thread
+count or the instruction set, keep NaN in the padding there, and refuse
+malformed inputs.
+"""
+
+import contextlib
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import rnn
+from rnn.ops._build import compiler
+from rnn.ops.gru import gru_sequence, native
+
+needs_kernels = pytest.mark.skipif(
+    compiler() is None, reason="no C compiler: the GRU kernels cannot be built here"
+)
+
+
+def test_kernels_are_built_where_a_compiler_exists():
+    """Fails (rather than skips) when a compiler could have built them."""
+    if not rnn.kernels_available("gru"):
+        if compiler() is not None:
+            pytest.fail(
+                f"a C compiler exists but the GRU kernels are not "
+                f"available: {rnn.kernel_info()['gru'].reason}"
+            )
+        pytest.skip("no C compiler here: the GRU runs on TensorFlow ops")
+
+
+@pytest.fixture(params=[False, True], ids=["cho", "reset_after"])
+def reset_after(request):
+    return request.param
+
+
+@contextlib.contextmanager
+def tf_ops_only():
+    """Traces and eager calls inside use the TF-ops programs."""
+    previous = native.set_native_kernels(False)
+    try:
+        yield
+    finally:
+        native.set_native_kernels(previous)
+
+
+def _problem(reset_after, seed, steps, batch, inputs, hidden, scale=0.6):
+    rng = np.random.default_rng(seed)
+    bias = (2, 3 * hidden) if reset_after else (3 * hidden,)
+    shapes = [(steps, batch, inputs), (batch, hidden), (inputs, 3 * hidden), (hidden, 3 * hidden)]
+    return [tf.constant((rng.normal(size=s) * scale).astype(np.float32)) for s in shapes + [bias]]
+
+
+def _values_and_grads(args, **kwargs):
+    with tf.GradientTape() as tape:
+        tape.watch(args)
+        out, h = gru_sequence(*args, **kwargs)
+        weights = tf.cos(tf.range(tf.size(out), dtype=tf.float32))
+        loss = tf.reduce_sum(tf.reshape(out, [-1]) * weights) + tf.reduce_sum(tf.sin(h))
+    return [out, h] + tape.gradient(loss, args)
+
+
+def _both(args, **kwargs):
+    kernels = _values_and_grads(args, **kwargs)
+    with tf_ops_only():
+        reference = _values_and_grads(args, **kwargs)
+    return kernels, reference
+
+
+# Shapes around the kernels' blocking: 8-unit thread shares and 16/32-column
+# batch tiles (padding on both), a single unit and example, and one larger.
+SHAPES = [
+    (1, 1, 1, 1),
+    (3, 5, 7, 9),
+    (4, 33, 10, 20),
+    (2, 17, 3, 130),
+    (7, 32, 16, 64),
+]
+
+
+@needs_kernels
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "TBIH={},{},{},{}".format(*s))
+@pytest.mark.parametrize("masked", [False, True], ids=["full", "lengths"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+def test_kernels_match_tf_ops_programs(shape, masked, reverse, reset_after):
+    steps, batch = shape[0], shape[1]
+    args = _problem(reset_after, sum(shape) + 10 * masked + reverse, *shape)
+    kwargs = dict(reverse=reverse, reset_after=reset_after)
+    if masked:
+        kwargs["sequence_length"] = (
+            np.random.default_rng(batch).integers(-1, steps + 2, size=batch).astype(np.int32)
+        )
+    kernels, reference = _both(args, **kwargs)
+    names = ["out", "h", "d_x", "d_h0", "d_kernel", "d_rk", "d_bias"]
+    for name, got, want in zip(names, kernels, reference):
+        scale = max(1.0, float(tf.reduce_max(tf.abs(want))))
+        np.testing.assert_allclose(
+            got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5 * scale, err_msg=name
+        )
+
+
+def _op_types(fn, *a):
+    graph = tf.function(fn).get_concrete_function(*a).graph
+    types = {op.type for op in graph.get_operations()}
+    for f in graph.as_graph_def().library.function:
+        types.update(node.op for node in f.node_def)
+    return types
+
+
+@needs_kernels
+def test_graphs_use_the_kernels_where_they_apply(reset_after):
+    args = _problem(reset_after, 0, 3, 2, 4, 8)
+
+    def step(*a):
+        with tf.GradientTape() as tape:
+            tape.watch(a[2])
+            out = gru_sequence(*a, reset_after=reset_after)[0]
+        return tape.gradient(out, a[2])
+
+    assert {"RnnGruForward", "RnnGruBackward"} <= _op_types(step, *args)
+    # Not under XLA (no XLA kernel), nor for other dtypes, nor when turned off.
+    xla = tf.function(step, jit_compile=True)
+    assert not any(t.startswith("RnnGru") for t in _op_types(xla, *args))
+    np.testing.assert_allclose(xla(*args).numpy(), step(*args).numpy(), rtol=1e-5, atol=1e-6)
+    doubles = [tf.cast(a, tf.float64) for a in args]
+    assert not any(t.startswith("RnnGru") for t in _op_types(step, *doubles))
+    with tf_ops_only():
+        assert not any(t.startswith("RnnGru") for t in _op_types(step, *args))
+    with native.portable():
+        assert not any(t.startswith("RnnGru") for t in _op_types(step, *args))
+
+
+@needs_kernels
+@pytest.mark.parametrize("threads", ["2", "3"])
+def test_results_do_not_depend_on_the_thread_count(threads, monkeypatch, reset_after):
+    args = _problem(reset_after, 5, 4, 20, 6, 40)  # 40 units: up to five 8-unit shares
+    lengths = np.array([4, 0, 2, 3] * 5, np.int32)
+    kwargs = dict(sequence_length=lengths, reset_after=reset_after)
+    monkeypatch.setenv("RNN_GRU_THREADS", "1")
+    want = _values_and_grads(args, **kwargs)
+    monkeypatch.setenv("RNN_GRU_THREADS", threads)
+    got = _values_and_grads(args, **kwargs)
+    for w, g in zip(want, got):  # each element is computed the same way
+        np.testing.assert_array_equal(g.numpy(), w.numpy())
+
+
+@needs_kernels
+@pytest.mark.parametrize("reverse", [False, True])
+def test_saturation_and_nan_in_the_padding(reverse, reset_after):
+    """Gates far into saturation agree; NaN or inf past an example's length
+    reaches no output or gradient (selected away, as tf.where does)."""
+    args = _problem(reset_after, 7, 3, 4, 2, 8, scale=40.0)
+    kernels, reference = _both(args, reset_after=reset_after)
+    for got, want in zip(kernels, reference):
+        # The kernels' sigmoid rounds to exactly 1 a little earlier than
+        # tf.sigmoid: a gradient of ~1e-5 (with inputs and weights of ~40)
+        # can come out as 0.
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=5e-5)
+    args = _problem(reset_after, 8, 5, 4, 3, 9)
+    lengths = np.array([5, 2, 0, 3], np.int32)
+    x = args[0].numpy()
+    for b, n in enumerate(lengths):
+        x[n:, b] = np.where(np.arange(3) % 2 == 0, np.nan, np.inf)
+    args[0] = tf.constant(x)
+    kwargs = dict(sequence_length=lengths, reverse=reverse, reset_after=reset_after)
+    kernels, reference = _both(args, **kwargs)
+    for got, want in zip(kernels, reference):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)
+    assert all(np.isfinite(kernels[i].numpy()).all() for i in (0, 1, 3, 4, 5, 6))
+    d_x = kernels[2].numpy()
+    for b, n in enumerate(lengths):
+        assert np.isfinite(d_x[:n, b]).all() and (d_x[n:, b] == 0).all()
+
+
+@needs_kernels
+def test_kernels_refuse_malformed_inputs():
+    ops = native._LIBRARY.load()
+    zx = tf.zeros([6, 3, 2])  # H = 2, T = 3, B = 2
+    rk, state, none = tf.zeros([2, 6]), tf.zeros([2, 2]), tf.zeros([0], tf.bool)
+    cho, after = tf.zeros([0]), tf.zeros([2])
+    s, hs = ops.rnn_gru_forward(zx, rk, cho, state, none)
+    assert s.shape == (3, 6, 2) and hs.shape == (4, 2, 2)
+    s4, hs4 = ops.rnn_gru_forward(zx, rk, after, state, none)
+    assert s4.shape == (3, 8, 2)
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match="recurrent_kernel has dimension 1 of size 4, expected 6",
+    ):
+        ops.rnn_gru_forward(zx, tf.zeros([2, 4]), cho, state, none)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"bn must be \[H\] or \[0\]"):
+        ops.rnn_gru_forward(zx, rk, tf.zeros([3]), state, none)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="h0 has dimension 1"):
+        ops.rnn_gru_forward(zx, rk, cho, tf.zeros([2, 3]), none)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="mask has dimension 0"):
+        ops.rnn_gru_forward(zx, rk, cho, state, tf.zeros([2, 2], tf.bool))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="zx must be"):
+        ops.rnn_gru_forward(tf.zeros([6, 3]), rk, cho, state, none)
+    da, dh0 = ops.rnn_gru_backward(s, hs, hs[1:], state, rk, none)
+    assert da.shape == (6, 3, 2) and dh0.shape == (2, 2)  # da: [3H, T, B]
+    da4, _ = ops.rnn_gru_backward(s4, hs4, hs4[1:], state, rk, none)
+    assert da4.shape == (8, 3, 2)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="d_out has dimension 0"):
+        ops.rnn_gru_backward(s, hs, tf.zeros([2, 2, 2]), state, rk, none)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"s must be \[T, 3H, B\]"):
+        ops.rnn_gru_backward(s[:, :5], hs, hs[1:], state, rk, none)
+
+
+_ISA_SCRIPT = textwrap.dedent("""
+    import sys, numpy as np, tensorflow as tf, rnn
+    from rnn.ops.gru import gru_sequence
+    d = np.load(sys.argv[1])
+    for reset_after in (False, True):
+        args = [tf.constant(d[k + str(int(reset_after))]) for k in ("x", "h0", "k", "rk", "b")]
+        with tf.GradientTape() as tape:
+            tape.watch(args)
+            out, h = gru_sequence(*args, sequence_length=tf.constant(d["lengths"]),
+                                  reset_after=reset_after)
+            loss = tf.reduce_sum(out * out) + tf.reduce_sum(h)
+        got = [out, h] + tape.gradient(loss, args)
+        np.savez(sys.argv[2] + str(int(reset_after)), *[g.numpy() for g in got])
+    print("ISA", rnn.kernel_info()["gru"].isa)
+""")
+
+
+@needs_kernels
+def test_every_instruction_set_this_cpu_has_gives_the_same_results(tmp_path):
+    """Each instruction set this CPU can run, forced with RNN_KERNEL_ISA,
+    matches the TensorFlow-ops programs, in both forms."""
+    lengths = np.array([9, 3, 1, 9, 7, 2, 8, 9, 5, 4, 9, 6, 1, 9, 3, 9, 8, 2, 9], np.int32)
+    names = ("x", "h0", "k", "rk", "b")
+    problems, arrays = {}, {}
+    for reset_after in (False, True):
+        problems[reset_after] = _problem(reset_after, 5, 9, 19, 6, 20)
+        for k, a in zip(names, problems[reset_after]):
+            arrays[k + str(int(reset_after))] = a.numpy()
+    np.savez(tmp_path / "in.npz", lengths=lengths, **arrays)
+    want = {}
+    with tf_ops_only():
+        for reset_after, args in problems.items():
+            with tf.GradientTape() as tape:
+                tape.watch(args)
+                out, h = gru_sequence(*args, sequence_length=lengths, reset_after=reset_after)
+                loss = tf.reduce_sum(out * out) + tf.reduce_sum(h)
+            want[reset_after] = [out, h] + tape.gradient(loss, args)
+    seen = {}
+    for isa in ("avx512", "avx2", "generic"):
+        done = subprocess.run(
+            [sys.executable, "-c", _ISA_SCRIPT, str(tmp_path / "in.npz"), str(tmp_path / isa)],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, RNN_KERNEL_ISA=isa, TF_CPP_MIN_LOG_LEVEL="3"),
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        seen[isa] = done.stdout.split("ISA ")[-1].strip()
+        if seen[isa] != isa:  # this CPU lacks it: the library says so
+            assert "not support" in done.stderr, done.stderr[-2000:]
+            continue
+        for reset_after in (False, True):
+            got = np.load(tmp_path / f"{isa}{int(reset_after)}.npz")
+            for i, w in enumerate(want[reset_after]):
+                np.testing.assert_allclose(got[f"arr_{i}"], w.numpy(), rtol=2e-4, atol=2e-5)
+    assert seen["generic"] == "generic"
+
+
+_LOAD_SCRIPT = textwrap.dedent("""
+    import sys, numpy as np, tensorflow as tf
+    loaded = tf.saved_model.load(sys.argv[1])
+    np.save(sys.argv[2], loaded.run(tf.constant(np.load(sys.argv[3]))).numpy())
+    assert "rnn" not in sys.modules
+""")
+
+
+@needs_kernels
+def test_saved_model_loads_without_rnn(tmp_path, reset_after):
+    """A module traced with the kernels is exported as plain TensorFlow."""
+    args = _problem(reset_after, 3, 4, 2, 3, 5)
+    spec = tf.TensorSpec([None, None, 3])
+
+    class Model(tf.Module):
+        def __init__(self):
+            self.weights = [tf.Variable(a) for a in args[2:]]
+
+        @tf.function(input_signature=[spec])
+        def run(self, x):
+            zeros = tf.zeros([tf.shape(x)[1], 5])
+            return gru_sequence(x, zeros, *self.weights, reset_after=reset_after)[0]
+
+    m = Model()
+    concrete = m.run.get_concrete_function(spec)
+    ops = {n.op for f in concrete.graph.as_graph_def().library.function for n in f.node_def}
+    assert "RnnGruForward" in ops | {op.type for op in concrete.graph.get_operations()}
+    want = m.run(args[0]).numpy()
+    np.save(tmp_path / "x.npy", args[0].numpy())
+    tf.saved_model.save(m, str(tmp_path / "module"))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD_SCRIPT, str(tmp_path / "module"), str(tmp_path / "y.npy")]
+        + [str(tmp_path / "x.npy")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(tmp_path),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), want, rtol=1e-5, atol=1e-6)
