@@ -14,8 +14,9 @@ True
 from __future__ import annotations
 
 from rnn.ops._library import LIBRARIES, KernelLibrary, KernelStatus
+from rnn.ops._native import portable
 
-__all__ = ["KernelStatus", "kernel_info", "kernels_available"]
+__all__ = ["KernelStatus", "kernel_info", "kernels_available", "portable"]
 
 
 def kernels_available(name: str = "lstm") -> bool:

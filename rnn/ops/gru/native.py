@@ -14,28 +14,22 @@ matmuls take), so the rest is shared (:mod:`rnn.ops.gru.programs`).
 
 **Exported graphs are plain TensorFlow**, exactly as for the LSTM: inside a
 SavedModel save context this module answers "no kernels"; trace a concrete
-function you export yourself under ``with rnn.ops.gru.portable():``.
+function you export yourself under ``with rnn.ops.portable():``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Iterator
-
 import tensorflow as tf
-from tensorflow.python.ops import control_flow_util
-from tensorflow.python.saved_model import save_context
 
+from rnn.ops import _native, _programs
 from rnn.ops._library import LIBRARIES
+from rnn.ops._native import portable
 from rnn.ops.gru import programs
 
 __all__ = ["native_kernels_available", "portable", "set_native_kernels"]
 
 _LIBRARY = LIBRARIES["gru"]
 _enabled = True
-_portable = threading.local()  # .depth: nesting of portable() in this thread
-_gpu_present: bool | None = None
 
 
 def native_kernels_available() -> bool:
@@ -78,53 +72,9 @@ def set_native_kernels(enabled: bool) -> bool:
     return previous
 
 
-@contextlib.contextmanager
-def portable() -> Iterator[None]:
-    """Within it (this thread), GRU programs are traced with TensorFlow ops only.
-
-    Export does this by itself; use it to trace a concrete function you will
-    pass to an exporter yourself, so that the graph loads where rnn's
-    kernels are not.
-
-    >>> import tensorflow as tf
-    >>> from rnn.ops.gru import gru_sequence
-    >>> f = tf.function(lambda x: gru_sequence(x, tf.zeros([1, 4]), tf.zeros([3, 12]),
-    ...                 tf.zeros([4, 12]), tf.zeros([12]))[1])
-    >>> with portable():
-    ...     graph = f.get_concrete_function(tf.TensorSpec([2, 1, 3])).graph
-    >>> any(node.op.startswith("RnnGru")
-    ...     for fn in graph.as_graph_def().library.function for node in fn.node_def)
-    False
-    """
-    _portable.depth = getattr(_portable, "depth", 0) + 1
-    try:
-        yield
-    finally:
-        _portable.depth -= 1
-
-
-def _in_xla_context() -> bool:
-    graph = tf.compat.v1.get_default_graph()
-    return control_flow_util.GraphOrParentsInXlaContext(graph)
-
-
 def use_native(dtype: tf.DType) -> bool:
     """Whether a program traced (or run eagerly) now should use the kernels."""
-    global _gpu_present
-    if not _enabled or dtype != tf.float32 or getattr(_portable, "depth", 0):
-        return False
-    if save_context.in_save_context():
-        return False  # what is exported must load without rnn
-    if _gpu_present is None:
-        _gpu_present = bool(tf.config.list_logical_devices("GPU"))
-    if _gpu_present or _in_xla_context():
-        return False
-    return _LIBRARY.load() is not None
-
-
-def _kernel_mask(mask: tf.Tensor | None) -> tf.Tensor:
-    """The kernels' mask argument: ``[T, B]`` in processing order or ``[0]``."""
-    return tf.zeros([0], tf.bool) if mask is None else mask[:, 0, :]
+    return _native.use_native(_LIBRARY, _enabled, dtype)
 
 
 def forward(
@@ -143,13 +93,13 @@ def forward(
     n, xa, mask = programs.inputs(x, lengths, masked=masked, reverse=reverse)
     # The input projection of every step as one matmul, [3H, T, B].
     wx = programs.input_weights(kernel, bias, reset_after)
-    zx = tf.reshape(tf.matmul(wx, programs.columns(xa)), [-1, n, tf.shape(xa)[2]])
+    zx = tf.reshape(tf.matmul(wx, _programs.columns(xa)), [-1, n, tf.shape(xa)[2]])
     # The candidate's recurrent bias selects the form: [H] reset_after, [0] Cho's.
     bn = programs.candidate_bias(bias)[:, 0] if reset_after else tf.zeros([0], x.dtype)
     ss, hs = _LIBRARY.load().rnn_gru_forward(
-        zx, recurrent_kernel, bn, tf.transpose(h0), _kernel_mask(mask)
+        zx, recurrent_kernel, bn, tf.transpose(h0), _native.kernel_mask(mask)
     )
-    out = programs.outputs(hs, mask, reverse)
+    out = _programs.outputs(hs, mask, reverse)
     return (out, tf.transpose(hs[-1]), xa, hs, ss)
 
 
@@ -169,9 +119,9 @@ def backward(
 ) -> tuple[tf.Tensor, ...]:
     """:func:`rnn.ops.gru.programs.backward` with the reverse recurrence as one compiled op."""
     n = tf.shape(xa)[0]
-    d_out, mask = programs.output_gradients(d_out, lengths, n, masked=masked, reverse=reverse)
+    d_out, mask = _programs.output_gradients(d_out, lengths, n, masked=masked, reverse=reverse)
     da, dh0 = _LIBRARY.load().rnn_gru_backward(
-        ss, hs, d_out, tf.transpose(d_h), recurrent_kernel, _kernel_mask(mask)
+        ss, hs, d_out, tf.transpose(d_h), recurrent_kernel, _native.kernel_mask(mask)
     )  # da: [G, T, B], no transpose
     da = tf.reshape(da, [tf.shape(da)[0], -1])
     return programs.gradients(da, dh0, kernel, xa, hs, ss, reverse=reverse, reset_after=reset_after)

@@ -31,7 +31,7 @@ from typing import Any
 import tensorflow as tf
 
 # The helpers that do not depend on the cell are the LSTM's.
-from rnn.ops.lstm.programs import columns, output_gradients, outputs, time_mask
+from rnn.ops._programs import columns, output_gradients, outputs, time_mask
 
 __all__ = [
     "backward",

@@ -21,28 +21,22 @@ kernels", so what is written uses TensorFlow ops only and loads in any
 process, with or without rnn. The one way to write the ops into an export is
 to trace a concrete function before saving and pass that concrete function
 itself (``signatures=f.get_concrete_function(...)``); trace it under
-``with rnn.ops.lstm.portable():`` (or pass the ``tf.function``) instead.
+``with rnn.ops.portable():`` (or pass the ``tf.function``) instead.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Iterator
-
 import tensorflow as tf
-from tensorflow.python.ops import control_flow_util
-from tensorflow.python.saved_model import save_context
 
+from rnn.ops import _native, _programs
 from rnn.ops._library import LIBRARIES
+from rnn.ops._native import portable
 from rnn.ops.lstm import programs
 
 __all__ = ["native_kernels_available", "portable", "set_native_kernels"]
 
 _LIBRARY = LIBRARIES["lstm"]
 _enabled = True
-_portable = threading.local()  # .depth: nesting of portable() in this thread
-_gpu_present: bool | None = None
 
 
 def native_kernels_available() -> bool:
@@ -86,53 +80,9 @@ def set_native_kernels(enabled: bool) -> bool:
     return previous
 
 
-@contextlib.contextmanager
-def portable() -> Iterator[None]:
-    """Within it (this thread), LSTM programs are traced with TensorFlow ops only.
-
-    Export does this by itself; use it to trace a concrete function you will
-    pass to an exporter yourself, so that the graph loads where rnn's
-    kernels are not.
-
-    >>> import tensorflow as tf
-    >>> from rnn.ops.lstm import lstm_sequence
-    >>> f = tf.function(lambda x: lstm_sequence(x, tf.zeros([1, 4]), tf.zeros([1, 4]),
-    ...                 tf.zeros([3, 16]), tf.zeros([4, 16]), tf.zeros([16]))[1])
-    >>> with portable():
-    ...     graph = f.get_concrete_function(tf.TensorSpec([2, 1, 3])).graph
-    >>> any(node.op.startswith("RnnLstm")
-    ...     for fn in graph.as_graph_def().library.function for node in fn.node_def)
-    False
-    """
-    _portable.depth = getattr(_portable, "depth", 0) + 1
-    try:
-        yield
-    finally:
-        _portable.depth -= 1
-
-
-def _in_xla_context() -> bool:
-    graph = tf.compat.v1.get_default_graph()
-    return control_flow_util.GraphOrParentsInXlaContext(graph)
-
-
 def use_native(dtype: tf.DType) -> bool:
     """Whether a program traced (or run eagerly) now should use the kernels."""
-    global _gpu_present
-    if not _enabled or dtype != tf.float32 or getattr(_portable, "depth", 0):
-        return False
-    if save_context.in_save_context():
-        return False  # what is exported must load without rnn
-    if _gpu_present is None:
-        _gpu_present = bool(tf.config.list_logical_devices("GPU"))
-    if _gpu_present or _in_xla_context():
-        return False
-    return _LIBRARY.load() is not None
-
-
-def _kernel_mask(mask: tf.Tensor | None) -> tf.Tensor:
-    """The kernels' mask argument: ``[T, B]`` in processing order or ``[0]``."""
-    return tf.zeros([0], tf.bool) if mask is None else mask[:, 0, :]
+    return _native.use_native(_LIBRARY, _enabled, dtype)
 
 
 def forward(
@@ -151,11 +101,11 @@ def forward(
     n, xa, mask = programs.inputs(x, lengths, masked=masked, reverse=reverse)
     # The input projection of every step as one matmul, [4H, T, B].
     wx = tf.transpose(tf.concat([kernel, bias[tf.newaxis]], axis=0))
-    zx = tf.reshape(tf.matmul(wx, programs.columns(xa)), [-1, n, tf.shape(xa)[2]])
+    zx = tf.reshape(tf.matmul(wx, _programs.columns(xa)), [-1, n, tf.shape(xa)[2]])
     ss, cs, hs = _LIBRARY.load().rnn_lstm_forward(
-        zx, recurrent_kernel, tf.transpose(h0), tf.transpose(c0), _kernel_mask(mask)
+        zx, recurrent_kernel, tf.transpose(h0), tf.transpose(c0), _native.kernel_mask(mask)
     )
-    out = programs.outputs(hs, mask, reverse)
+    out = _programs.outputs(hs, mask, reverse)
     return (out, tf.transpose(hs[-1]), tf.transpose(cs[-1]), xa, hs, ss, cs)
 
 
@@ -176,9 +126,15 @@ def backward(
 ) -> tuple[tf.Tensor, ...]:
     """:func:`rnn.ops.lstm.programs.backward` with the reverse recurrence as one compiled op."""
     n = tf.shape(xa)[0]
-    d_out, mask = programs.output_gradients(d_out, lengths, n, masked=masked, reverse=reverse)
+    d_out, mask = _programs.output_gradients(d_out, lengths, n, masked=masked, reverse=reverse)
     dz, dh0, dc0 = _LIBRARY.load().rnn_lstm_backward(
-        ss, cs, d_out, tf.transpose(d_h), tf.transpose(d_c), recurrent_kernel, _kernel_mask(mask)
+        ss,
+        cs,
+        d_out,
+        tf.transpose(d_h),
+        tf.transpose(d_c),
+        recurrent_kernel,
+        _native.kernel_mask(mask),
     )  # dz: [4H, T, B], no transpose
     dz = tf.reshape(dz, [tf.shape(dz)[0], -1])
     return programs.gradients(dz, dh0, dc0, kernel, xa, hs, reverse=reverse)

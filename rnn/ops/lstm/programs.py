@@ -38,17 +38,11 @@ from typing import Any
 
 import tensorflow as tf
 
+from rnn.ops._programs import columns, output_gradients, outputs, time_mask
+
 # Steps of the forward/backward loops that may run concurrently (only work
 # that does not depend on the recurrence can actually overlap).
 _PARALLEL_ITERATIONS = 10
-
-
-def time_mask(lengths: tf.Tensor, n: tf.Tensor, reverse: bool) -> tf.Tensor:
-    """``[T, 1, B]`` bool in processing order: True where ``t < lengths[b]``."""
-    t = tf.range(n)
-    if reverse:
-        t = n - 1 - t
-    return t[:, tf.newaxis, tf.newaxis] < lengths[tf.newaxis, tf.newaxis, :]
 
 
 def inputs(
@@ -79,31 +73,6 @@ def inputs(
         mask = time_mask(lengths, n, reverse)
         xa = tf.where(mask, xa, tf.zeros([], xa.dtype))
     return n, xa, mask
-
-
-def outputs(hs: tf.Tensor, mask: tf.Tensor | None, reverse: bool) -> tf.Tensor:
-    """``[T, B, H]`` outputs in input time order from ``hs [T+1, H, B]``."""
-    out = hs[1:]
-    if mask is not None:
-        out = tf.where(mask, out, tf.zeros([], hs.dtype))
-    if reverse:
-        out = tf.reverse(out, axis=[0])
-    return tf.transpose(out, [0, 2, 1])
-
-
-def output_gradients(
-    d_out: tf.Tensor, lengths: tf.Tensor | None, n: tf.Tensor, *, masked: bool, reverse: bool
-) -> tuple[tf.Tensor, tf.Tensor | None]:
-    """The start of both backward programs: ``(d_out [T, H, B], mask)`` in
-    processing order, zero where masked (``mask`` as in :func:`inputs`)."""
-    if reverse:
-        d_out = tf.reverse(d_out, axis=[0])
-    d_out = tf.transpose(d_out, [0, 2, 1])
-    mask = None
-    if masked:
-        mask = time_mask(lengths, n, reverse)
-        d_out = tf.where(mask, d_out, tf.zeros([], d_out.dtype))
-    return d_out, mask
 
 
 def forward(
@@ -234,12 +203,6 @@ def backward(
         parallel_iterations=_PARALLEL_ITERATIONS,
     )
     return gradients(columns(dz_acc.stack()), dh0, dc0, kernel, xa, hs, reverse=reverse)
-
-
-def columns(stacked: tf.Tensor) -> tf.Tensor:
-    """``[T, F, B] -> [F, T * B]``."""
-    shape = tf.shape(stacked)
-    return tf.reshape(tf.transpose(stacked, [1, 0, 2]), [-1, shape[0] * shape[2]])
 
 
 def gradients(
