@@ -224,7 +224,7 @@ def build_all() -> int:
             print(
                 f"rnn: {lib.name} kernels not built: {e}; TensorFlow ops are used", file=sys.stderr
             )
-        except RuntimeError as e:
+        except (RuntimeError, OSError) as e:
             print(f"rnn: {e}", file=sys.stderr)
             status = 1
         else:

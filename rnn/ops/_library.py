@@ -71,6 +71,9 @@ class KernelLibrary:
         except RuntimeError as e:
             self._fail(str(e))
             return
+        except OSError as e:  # the cache cannot be written (read-only home, full disk)
+            self._fail(f"the {self.name} kernels cannot be built in {_build.cache_dir()}: {e}")
+            return
         try:
             module = tf.load_op_library(path)
         except (tf.errors.OpError, OSError) as e:

@@ -450,3 +450,19 @@ def test_build_caches_one_portable_library_per_source_and_tensorflow(tmp_path, m
     with open(source, "a") as f:
         f.write("\n/* changed */\n")
     assert _build.library_path("lstm", str(source), "cc", _build.tensorflow_dir()) != out
+
+
+def test_an_unwritable_cache_is_a_warning_not_a_crash(tmp_path, monkeypatch):
+    """A cache directory that cannot be created (a read-only home, a file in
+    the way) gives the one warning and the TensorFlow-ops programs."""
+    from rnn.ops._library import KernelLibrary
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache directory should go")
+    monkeypatch.setenv("RNN_KERNEL_CACHE", str(blocker))
+    lib = KernelLibrary("lstm", native._LIBRARY.source, native._LIBRARY.ops)
+    if compiler() is None:
+        pytest.skip("no C compiler: nothing is built anyway")
+    with pytest.warns(RuntimeWarning, match="cannot be built in .*not-a-dir"):
+        assert lib.load() is None
+    assert not lib.status().available
