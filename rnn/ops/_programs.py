@@ -3,14 +3,27 @@
 Masks in processing order, outputs back in input order, output gradients
 into processing order, and the ``[F, T, B] -> [F, T*B]`` columns the
 weight-gradient matmuls take: shared by the LSTM's and the GRU's programs
-(:mod:`rnn.ops.lstm.programs`, :mod:`rnn.ops.gru.programs`).
+(:mod:`rnn.ops.lstm.programs`, :mod:`rnn.ops.gru.programs`); and what their
+public functions (``lstm_sequence``, ``gru_sequence``) share: the static
+shape checks and the refusal of second-order gradients.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import tensorflow as tf
 
-__all__ = ["columns", "output_gradients", "outputs", "time_mask"]
+__all__ = [
+    "check_dim",
+    "columns",
+    "first_order_only",
+    "output_gradients",
+    "outputs",
+    "static_dim",
+    "time_mask",
+]
 
 
 def time_mask(lengths: tf.Tensor, n: tf.Tensor, reverse: bool) -> tf.Tensor:
@@ -50,3 +63,34 @@ def columns(stacked: tf.Tensor) -> tf.Tensor:
     """``[T, F, B] -> [F, T * B]``."""
     shape = tf.shape(stacked)
     return tf.reshape(tf.transpose(stacked, [1, 0, 2]), [-1, shape[0] * shape[2]])
+
+
+def static_dim(shape: tf.TensorShape, axis: int) -> int | None:
+    """``shape[axis]`` where the rank is known, else None."""
+    if shape.rank is None:
+        return None
+    return shape[axis]
+
+
+def check_dim(fn_name: str, what: str, got: int | None, want: int | None, meaning: str) -> None:
+    """ValueError naming ``fn_name`` where two known sizes differ."""
+    if got is not None and want is not None and got != want:
+        raise ValueError(f"{fn_name}: {what} should be {want} ({meaning}), got {got}")
+
+
+def first_order_only(fn_name: str) -> Callable[..., Any]:
+    """An identity on gradients that refuses to be differentiated again."""
+
+    @tf.custom_gradient
+    def identity(*grads: tf.Tensor) -> Any:
+        def second_order(*unused: Any) -> Any:
+            raise NotImplementedError(
+                f"{fn_name} supports first-order gradients only: its backward "
+                "pass is hand-written and not differentiable. For higher-order "
+                "gradients step the core yourself (call it once per step in a "
+                "loop) instead of using the whole-sequence fast path."
+            )
+
+        return grads, second_order
+
+    return identity

@@ -17,6 +17,8 @@ from typing import Any
 import tensorflow as tf
 
 from rnn import _utils
+from rnn.ops import _programs
+from rnn.ops._programs import static_dim
 from rnn.ops.gru import native as native_ops
 from rnn.ops.gru import programs
 
@@ -68,30 +70,11 @@ def _program(
     return _PROGRAMS[key]
 
 
-@tf.custom_gradient
-def _first_order_only(*grads: tf.Tensor) -> Any:
-    """Identity on the gradients that refuses to be differentiated again."""
-
-    def second_order(*unused: Any) -> Any:
-        raise NotImplementedError(
-            "gru_sequence supports first-order gradients only: its backward "
-            "pass is hand-written and not differentiable. For higher-order "
-            "gradients step the core yourself (call it once per step in a "
-            "loop) instead of using the whole-sequence fast path."
-        )
-
-    return grads, second_order
-
-
-def _static_dim(shape: tf.TensorShape, axis: int) -> int | None:
-    if shape.rank is None:
-        return None
-    return shape[axis]
+_first_order_only = _programs.first_order_only("gru_sequence")
 
 
 def _check_dim(what: str, got: int | None, want: int | None, meaning: str) -> None:
-    if got is not None and want is not None and got != want:
-        raise ValueError(f"gru_sequence: {what} should be {want} ({meaning}), got {got}")
+    _programs.check_dim("gru_sequence", what, got, want, meaning)
 
 
 @tf.autograph.experimental.do_not_convert
@@ -203,27 +186,27 @@ def gru_sequence(
             raise ValueError(
                 f"gru_sequence: {name} must have rank {rank}{why}, got shape {t.shape}"
             )
-    n, b, i = (_static_dim(x.shape, a) for a in range(3))
+    n, b, i = (static_dim(x.shape, a) for a in range(3))
     if n == 0:
         raise ValueError("gru_sequence: the input sequence has zero time steps")
-    hidden = _static_dim(recurrent_kernel.shape, 0)
-    gates = _static_dim(recurrent_kernel.shape, 1)
+    hidden = static_dim(recurrent_kernel.shape, 0)
+    gates = static_dim(recurrent_kernel.shape, 1)
     if hidden is not None and gates is not None and gates != 3 * hidden:
         raise ValueError(
             f"gru_sequence: recurrent_kernel must be [H, 3H], got {recurrent_kernel.shape}"
         )
     if gates is None:
         for t in (kernel, bias):
-            gates = gates or _static_dim(t.shape, -1)
+            gates = gates or static_dim(t.shape, -1)
     if hidden is None and gates is not None:
         hidden = gates // 3
-    _check_dim("kernel.shape[0]", _static_dim(kernel.shape, 0), i, "input size")
-    _check_dim("kernel.shape[1]", _static_dim(kernel.shape, 1), gates, "3 * hidden size")
-    _check_dim("bias.shape[-1]", _static_dim(bias.shape, -1), gates, "3 * hidden size")
+    _check_dim("kernel.shape[0]", static_dim(kernel.shape, 0), i, "input size")
+    _check_dim("kernel.shape[1]", static_dim(kernel.shape, 1), gates, "3 * hidden size")
+    _check_dim("bias.shape[-1]", static_dim(bias.shape, -1), gates, "3 * hidden size")
     if reset_after:
-        _check_dim("bias.shape[0]", _static_dim(bias.shape, 0), 2, "input and recurrent bias")
-    _check_dim("h0.shape[0]", _static_dim(h0.shape, 0), b, "batch size of inputs")
-    _check_dim("h0.shape[1]", _static_dim(h0.shape, 1), hidden, "hidden size")
+        _check_dim("bias.shape[0]", static_dim(bias.shape, 0), 2, "input and recurrent bias")
+    _check_dim("h0.shape[0]", static_dim(h0.shape, 0), b, "batch size of inputs")
+    _check_dim("h0.shape[1]", static_dim(h0.shape, 1), hidden, "hidden size")
 
     extra = []
     if sequence_length is not None:
