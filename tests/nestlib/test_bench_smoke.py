@@ -50,8 +50,9 @@ def test_quick_run_prints_a_table_per_op():
     assert re.search(r"^targets: \d+ PASS, \d+ TIE .*, \d+ MISS, of 26$", out, re.M)
     assert "NOT TIMED" not in out
     times = dict(re.findall(r"^(python -c pass|import nestlib|import tree)\s+(\d+)", out, re.M))
+    # Only that each import was timed: comparing the times would be a timed
+    # assertion, and on a loaded 2-core machine the two can tie.
     assert set(times) == {"python -c pass", "import nestlib", "import tree"}
-    assert int(times["import nestlib"]) > int(times["python -c pass"])
 
 
 def test_markdown_tables():
