@@ -96,8 +96,8 @@ def _clear_our_caches() -> None:
     from rnn.ops.gru import sequence as gru  # pylint: disable=import-outside-toplevel
     from rnn.ops.lstm import sequence  # pylint: disable=import-outside-toplevel
 
-    sequence._PROGRAMS.clear()  # pylint: disable=protected-access
-    gru._PROGRAMS.clear()  # pylint: disable=protected-access
+    sequence.PROGRAMS.clear()
+    gru.PROGRAMS.clear()
 
 
 def _contenders(

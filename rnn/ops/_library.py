@@ -31,13 +31,17 @@ class KernelStatus:
     ``available``: loaded and usable in this process; ``isa``: the
     instruction set its compute code runs with (``"avx512"``, ``"avx2"``,
     ``"generic"``), None when not loaded; ``path``: the library file;
-    ``reason``: why it is not available (None when it is).
+    ``reason``: why it is not available (None when it is); ``calls``: how
+    many times its forward and backward ops have run in this process (the
+    graphs rnn traces hold TensorFlow ops and TensorFlow's runtime swaps in
+    the kernels on CPU, so this is how to see that they ran).
     """
 
     available: bool
     isa: str | None
     path: str | None
     reason: str | None
+    calls: dict[str, int]
 
 
 class KernelLibrary:
@@ -104,10 +108,21 @@ class KernelLibrary:
         fn.restype = ctypes.c_char_p
         return fn().decode() or None
 
+    def calls(self) -> dict[str, int]:
+        """How many times the forward and backward ops ran in this process."""
+        if self._module is None or self._path is None:
+            return {"forward": 0, "backward": 0}
+        fn = getattr(ctypes.CDLL(self._path), f"rnn_{self.name}_calls")
+        fn.restype = ctypes.c_longlong
+        fn.argtypes = [ctypes.c_int]
+        return {"forward": int(fn(0)), "backward": int(fn(1))}
+
     def status(self) -> KernelStatus:
         """Loads the library if not tried yet, and says what is in use."""
         self.load()
-        return KernelStatus(self._module is not None, self.isa(), self._path, self._error)
+        return KernelStatus(
+            self._module is not None, self.isa(), self._path, self._error, self.calls()
+        )
 
 
 LIBRARIES: dict[str, KernelLibrary] = {

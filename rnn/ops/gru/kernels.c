@@ -1093,6 +1093,17 @@ rnn_gru_isa(void)
     return chosen ? chosen->name : "";
 }
 
+/* How many times each op (0: forward, 1: backward) has run in this process
+   (for rnn.ops.kernel_info through ctypes: the graphs hold TensorFlow ops and
+   the runtime picks these, so counting is how one sees that they ran). */
+static atomic_llong calls[2];
+
+long long
+rnn_gru_calls(int op)
+{
+    return op == 0 || op == 1 ? atomic_load(&calls[op]) : -1;
+}
+
 /* The widest supported set, or the one RNN_KERNEL_ISA names if supported. */
 static const isa_t *
 choose_isa(void)
@@ -1127,12 +1138,14 @@ choose_isa(void)
 static void
 forward_compute(void *kernel, TF_OpKernelContext *ctx)
 {
+    atomic_fetch_add_explicit(&calls[0], 1, memory_order_relaxed);
     chosen->forward(kernel, ctx);
 }
 
 static void
 backward_compute(void *kernel, TF_OpKernelContext *ctx)
 {
+    atomic_fetch_add_explicit(&calls[1], 1, memory_order_relaxed);
     chosen->backward(kernel, ctx);
 }
 

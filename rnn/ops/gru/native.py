@@ -1,7 +1,7 @@
 """The GRU programs with each recurrence as one compiled op, and when to use them.
 
-Where it can (float32, no visible GPU, not under XLA, not while a SavedModel
-is being written), :func:`rnn.ops.gru.gru_sequence` runs each recurrence as
+Where it can (float32, no visible GPU, not under XLA),
+:func:`rnn.ops.gru.gru_sequence` runs each recurrence as
 one op of ``kernels.c`` instead of a ``tf.while_loop``, as the LSTM does
 (:mod:`rnn.ops.lstm.native`): the same per-step work without the executor's
 per-op and per-iteration costs, the products split by hidden unit over a
@@ -12,9 +12,9 @@ produce the tensors the ``while_loop`` programs do (the pre-activation
 gradients directly in the ``[G, T * B]`` columns layout the weight-gradient
 matmuls take), so the rest is shared (:mod:`rnn.ops.gru.programs`).
 
-**Exported graphs are plain TensorFlow**, exactly as for the LSTM: inside a
-SavedModel save context this module answers "no kernels"; trace a concrete
-function you export yourself under ``with rnn.ops.portable():``.
+**Exported graphs are plain TensorFlow**, exactly as for the LSTM: graphs
+hold the ``while_loop`` programs and the runtime swaps in these on CPU
+(:mod:`rnn.ops._native`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from rnn.ops.gru import programs
 
 __all__ = ["native_kernels_available", "portable", "set_native_kernels"]
 
-_LIBRARY = LIBRARIES["gru"]
+LIBRARY = LIBRARIES["gru"]
 _enabled = True
 
 
@@ -37,7 +37,7 @@ def native_kernels_available() -> bool:
 
     :func:`rnn.ops.gru.gru_sequence` runs its recurrences as two compiled
     ops (one forward, one backward) where it can: float32 on a machine
-    without a visible GPU, outside XLA compilation and SavedModel export,
+    without a visible GPU, outside XLA compilation,
     and unless :func:`set_native_kernels` turned them off. Elsewhere it runs
     the same computation as TensorFlow ``while_loop`` s. The first call
     compiles the library (once per user and TensorFlow version, into a
@@ -48,7 +48,7 @@ def native_kernels_available() -> bool:
     >>> isinstance(native_kernels_available(), bool)
     True
     """
-    return _LIBRARY.load() is not None
+    return LIBRARY.load() is not None
 
 
 def set_native_kernels(enabled: bool) -> bool:
@@ -72,9 +72,9 @@ def set_native_kernels(enabled: bool) -> bool:
     return previous
 
 
-def use_native(dtype: tf.DType) -> bool:
-    """Whether a program traced (or run eagerly) now should use the kernels."""
-    return _native.use_native(_LIBRARY, _enabled, dtype)
+def enabled() -> bool:
+    """The :func:`set_native_kernels` setting."""
+    return _enabled
 
 
 def forward(
@@ -96,7 +96,7 @@ def forward(
     zx = tf.reshape(tf.matmul(wx, _programs.columns(xa)), [-1, n, tf.shape(xa)[2]])
     # The candidate's recurrent bias selects the form: [H] reset_after, [0] Cho's.
     bn = programs.candidate_bias(bias)[:, 0] if reset_after else tf.zeros([0], x.dtype)
-    ss, hs = _LIBRARY.load().rnn_gru_forward(
+    ss, hs = LIBRARY.load().rnn_gru_forward(
         zx, recurrent_kernel, bn, tf.transpose(h0), _native.kernel_mask(mask)
     )
     out = _programs.outputs(hs, mask, reverse)
@@ -120,7 +120,7 @@ def backward(
     """:func:`rnn.ops.gru.programs.backward` with the reverse recurrence as one compiled op."""
     n = tf.shape(xa)[0]
     d_out, mask = _programs.output_gradients(d_out, lengths, n, masked=masked, reverse=reverse)
-    da, dh0 = _LIBRARY.load().rnn_gru_backward(
+    da, dh0 = LIBRARY.load().rnn_gru_backward(
         ss, hs, d_out, tf.transpose(d_h), recurrent_kernel, _native.kernel_mask(mask)
     )  # da: [G, T, B], no transpose
     da = tf.reshape(da, [tf.shape(da)[0], -1])

@@ -7,17 +7,19 @@ gradient one backward program: TensorFlow-ops programs
 compiled op (:mod:`rnn.ops.gru.native`, where it can). As for the LSTM
 (:mod:`rnn.ops.lstm.sequence`) the programs are ``tf.function`` s traced
 once per process for each dtype and variant (form, masked or not, reversed
-or not, kernels or not) with unknown ``T`` and batch size.
+or not) with unknown ``T`` and batch size; graphs hold the TensorFlow-ops
+programs and on CPU the runtime swaps in the compiled ones.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import tensorflow as tf
 
 from rnn import _utils
-from rnn.ops import _programs
+from rnn.ops import _native, _programs
 from rnn.ops._programs import static_dim
 from rnn.ops.gru import native as native_ops
 from rnn.ops.gru import programs
@@ -26,49 +28,41 @@ __all__ = ["gru_sequence"]
 
 _SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 
-# (dtype, reset_after, masked, reverse, native, "fwd" | "bwd") -> concrete function.
-_PROGRAMS: dict[tuple[Any, ...], Any] = {}
+
+def _trace(variant: tuple[Any, ...], which: str, native: bool) -> tuple[Any, list[Any]]:
+    """One program of one variant (``(dtype, reset_after, masked, reverse)``)
+    and its signature."""
+    dtype, reset_after, masked, reverse = variant
+    t3 = tf.TensorSpec([None, None, None], dtype)
+    t2 = tf.TensorSpec([None, None], dtype)
+    bias = tf.TensorSpec([2, None] if reset_after else [None], dtype)
+    lens = [tf.TensorSpec([None], tf.int32)] if masked else []
+    flags: dict[str, bool] = dict(masked=masked, reverse=reverse, reset_after=reset_after)
+    if which == "fwd":
+
+        def fwd(x: Any, h0: Any, kernel: Any, rk: Any, b: Any, *lengths: Any) -> Any:
+            program = native_ops.forward if native else programs.forward
+            return program(x, h0, kernel, rk, b, lengths[0] if masked else None, **flags)
+
+        return fwd, [t3, t2, t2, t2, bias, *lens]
+
+    def bwd(
+        d_out: Any, d_h: Any, kernel: Any, rk: Any, xa: Any, hs: Any, s: Any, *lengths: Any
+    ) -> Any:
+        program = native_ops.backward if native else programs.backward
+        length = lengths[0] if masked else None
+        return program(d_out, d_h, kernel, rk, length, xa, hs, s, **flags)
+
+    return bwd, [t3, t2, t2, t2, t3, t3, t3, *lens]
 
 
-def _program(
-    dtype: tf.DType, reset_after: bool, masked: bool, reverse: bool, native: bool, which: str
-) -> Any:
-    """The concrete forward or backward function, traced once per key.
-
-    Traced lazily (a model that never asks for gradients never traces the
-    backward program), with unknown ``T`` and batch size.
-    """
-    key = (dtype, reset_after, masked, reverse, native, which)
-    if key not in _PROGRAMS:
-        t3 = tf.TensorSpec([None, None, None], dtype)
-        t2 = tf.TensorSpec([None, None], dtype)
-        bias = tf.TensorSpec([2, None] if reset_after else [None], dtype)
-        lens = [tf.TensorSpec([None], tf.int32)] if masked else []
-        flags: dict[str, bool] = dict(masked=masked, reverse=reverse, reset_after=reset_after)
-        if which == "fwd":
-
-            def fwd(x: Any, h0: Any, kernel: Any, rk: Any, b: Any, *lengths: Any) -> Any:
-                program = native_ops.forward if native else programs.forward
-                return program(x, h0, kernel, rk, b, lengths[0] if masked else None, **flags)
-
-            fn = tf.function(fwd, autograph=False).get_concrete_function(
-                t3, t2, t2, t2, bias, *lens
-            )
-        else:
-
-            def bwd(
-                d_out: Any, d_h: Any, kernel: Any, rk: Any, xa: Any, hs: Any, s: Any, *lengths: Any
-            ) -> Any:
-                program = native_ops.backward if native else programs.backward
-                length = lengths[0] if masked else None
-                return program(d_out, d_h, kernel, rk, length, xa, hs, s, **flags)
-
-            fn = tf.function(bwd, autograph=False).get_concrete_function(
-                t3, t2, t2, t2, t3, t3, t3, *lens
-            )
-        _PROGRAMS[key] = fn
-    return _PROGRAMS[key]
-
+_HERE = os.path.dirname(os.path.abspath(__file__))
+PROGRAMS = _native.Programs(
+    "gru",
+    native_ops.LIBRARY,
+    [os.path.join(_HERE, f) for f in ("programs.py", "native.py", "kernels.c")],
+    _trace,
+)
 
 _first_order_only = _programs.first_order_only("gru_sequence")
 
@@ -211,8 +205,8 @@ def gru_sequence(
     extra = []
     if sequence_length is not None:
         extra.append(_utils.sequence_lengths("gru_sequence", sequence_length, b))
-    variant = (dtype, reset_after, bool(extra), bool(reverse), native_ops.use_native(dtype))
-    fwd = _program(*variant, "fwd")
+    variant = (dtype, reset_after, bool(extra), bool(reverse))
+    fwd = PROGRAMS.select(variant, "fwd", native_ops.enabled())
 
     @tf.custom_gradient
     def run(
@@ -228,7 +222,7 @@ def gru_sequence(
         def grad(d_out: Any, d_h: Any) -> Any:
             d_out = tf.zeros_like(out) if d_out is None else d_out
             d_h = tf.zeros_like(h) if d_h is None else d_h
-            bwd = _program(*variant, "bwd")
+            bwd = PROGRAMS.select(variant, "bwd", native_ops.enabled())
             grads = bwd(d_out, d_h, args[2], args[3], *saved, *extra)
             grads = _first_order_only(*grads)
             if not tf.executing_eagerly():

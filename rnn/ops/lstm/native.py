@@ -1,7 +1,7 @@
 """The LSTM programs with each recurrence as one compiled op, and when to use them.
 
-Where it can (float32, no visible GPU, not under XLA, not while a SavedModel
-is being written), :func:`rnn.ops.lstm.lstm_sequence` runs each recurrence
+Where it can (float32, no visible GPU, not under XLA),
+:func:`rnn.ops.lstm.lstm_sequence` runs each recurrence
 as one op of ``kernels.c`` instead of a ``tf.while_loop``: the same per-step
 work without the executor's per-op and per-iteration costs between the small
 matmuls and element-wise ops, the products split by hidden unit over a few
@@ -13,15 +13,11 @@ directly in the ``[4H, T * B]`` columns layout the weight-gradient matmuls
 take), so the rest (those matmuls, masking, reversal) is shared
 (:mod:`rnn.ops.lstm.programs`).
 
-**Exported graphs are plain TensorFlow.** ``tf.saved_model.save`` (and
-everything built on it: Keras' ``model.export``, ``tf.keras`` SavedModels,
-TF Serving, the TFLite converter reading a SavedModel) traces the functions
-it writes again inside its save context; there this module answers "no
-kernels", so what is written uses TensorFlow ops only and loads in any
-process, with or without rnn. The one way to write the ops into an export is
-to trace a concrete function before saving and pass that concrete function
-itself (``signatures=f.get_concrete_function(...)``); trace it under
-``with rnn.ops.portable():`` (or pass the ``tf.function``) instead.
+**Exported graphs are plain TensorFlow.** Graphs hold the ``while_loop``
+programs; TensorFlow's runtime swaps in these on CPU when a graph runs
+(:mod:`rnn.ops._native`). A SavedModel, Keras' ``model.export``, a concrete
+function traced before saving, a frozen ``GraphDef``: whatever leaves the
+process uses TensorFlow ops only and loads where rnn is not.
 """
 
 from __future__ import annotations
@@ -35,7 +31,7 @@ from rnn.ops.lstm import programs
 
 __all__ = ["native_kernels_available", "portable", "set_native_kernels"]
 
-_LIBRARY = LIBRARIES["lstm"]
+LIBRARY = LIBRARIES["lstm"]
 _enabled = True
 
 
@@ -44,7 +40,7 @@ def native_kernels_available() -> bool:
 
     :func:`rnn.ops.lstm.lstm_sequence` runs its recurrences as two compiled
     ops (one forward, one backward) where it can: float32 on a machine
-    without a visible GPU, outside XLA compilation and SavedModel export,
+    without a visible GPU, outside XLA compilation,
     and unless :func:`set_native_kernels` turned them off. Elsewhere it runs
     the same computation as TensorFlow ``while_loop`` s. The first call
     compiles the library (once per user and TensorFlow version, into a
@@ -55,7 +51,7 @@ def native_kernels_available() -> bool:
     >>> isinstance(native_kernels_available(), bool)
     True
     """
-    return _LIBRARY.load() is not None
+    return LIBRARY.load() is not None
 
 
 def set_native_kernels(enabled: bool) -> bool:
@@ -80,9 +76,9 @@ def set_native_kernels(enabled: bool) -> bool:
     return previous
 
 
-def use_native(dtype: tf.DType) -> bool:
-    """Whether a program traced (or run eagerly) now should use the kernels."""
-    return _native.use_native(_LIBRARY, _enabled, dtype)
+def enabled() -> bool:
+    """The :func:`set_native_kernels` setting."""
+    return _enabled
 
 
 def forward(
@@ -102,7 +98,7 @@ def forward(
     # The input projection of every step as one matmul, [4H, T, B].
     wx = tf.transpose(tf.concat([kernel, bias[tf.newaxis]], axis=0))
     zx = tf.reshape(tf.matmul(wx, _programs.columns(xa)), [-1, n, tf.shape(xa)[2]])
-    ss, cs, hs = _LIBRARY.load().rnn_lstm_forward(
+    ss, cs, hs = LIBRARY.load().rnn_lstm_forward(
         zx, recurrent_kernel, tf.transpose(h0), tf.transpose(c0), _native.kernel_mask(mask)
     )
     out = _programs.outputs(hs, mask, reverse)
@@ -127,7 +123,7 @@ def backward(
     """:func:`rnn.ops.lstm.programs.backward` with the reverse recurrence as one compiled op."""
     n = tf.shape(xa)[0]
     d_out, mask = _programs.output_gradients(d_out, lengths, n, masked=masked, reverse=reverse)
-    dz, dh0, dc0 = _LIBRARY.load().rnn_lstm_backward(
+    dz, dh0, dc0 = LIBRARY.load().rnn_lstm_backward(
         ss,
         cs,
         d_out,

@@ -5,19 +5,22 @@ sequence). Each call runs one forward program, and its gradient one backward
 program: TensorFlow-ops programs (:mod:`rnn.ops.lstm.programs`) or the same
 with each recurrence as one compiled op (:mod:`rnn.ops.lstm.native`, where
 it can). The programs are ``tf.function`` s traced once per process for
-each dtype and variant (masked or not, reversed or not, kernels or not)
-with unknown ``T`` and batch size: eager calls run as one graph call each
-way, and tracing a model that uses them does not trace the loops again.
+each dtype and variant (masked or not, reversed or not) with unknown ``T``
+and batch size: eager calls run as one graph call each way, and tracing a
+model that uses them does not trace the loops again. Graphs hold the
+TensorFlow-ops programs; on CPU the runtime swaps in the compiled ones
+(:mod:`rnn.ops._native`).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import tensorflow as tf
 
 from rnn import _utils
-from rnn.ops import _programs
+from rnn.ops import _native, _programs
 from rnn.ops._programs import static_dim
 from rnn.ops.lstm import native as native_ops
 from rnn.ops.lstm import programs
@@ -26,68 +29,49 @@ __all__ = ["lstm_sequence"]
 
 _SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 
-# (dtype, masked, reverse, native, "fwd" | "bwd") -> concrete function.
-_PROGRAMS: dict[tuple[Any, ...], Any] = {}
+
+def _trace(variant: tuple[Any, ...], which: str, native: bool) -> tuple[Any, list[Any]]:
+    """One program of one variant (``(dtype, masked, reverse)``) and its signature."""
+    dtype, masked, reverse = variant
+    t3 = tf.TensorSpec([None, None, None], dtype)
+    t2 = tf.TensorSpec([None, None], dtype)
+    t1 = tf.TensorSpec([None], dtype)
+    lens = [tf.TensorSpec([None], tf.int32)] if masked else []
+    flags: dict[str, bool] = dict(masked=masked, reverse=reverse)
+    if which == "fwd":
+
+        def fwd(x: Any, h0: Any, c0: Any, kernel: Any, rk: Any, bias: Any, *lengths: Any) -> Any:
+            program = native_ops.forward if native else programs.forward
+            return program(x, h0, c0, kernel, rk, bias, lengths[0] if masked else None, **flags)
+
+        return fwd, [t3, t2, t2, t2, t2, t1, *lens]
+
+    def bwd(
+        d_out: Any,
+        d_h: Any,
+        d_c: Any,
+        kernel: Any,
+        rk: Any,
+        xa: Any,
+        hs: Any,
+        s: Any,
+        c: Any,
+        *lengths: Any,
+    ) -> Any:
+        program = native_ops.backward if native else programs.backward
+        length = lengths[0] if masked else None
+        return program(d_out, d_h, d_c, kernel, rk, length, xa, hs, s, c, **flags)
+
+    return bwd, [t3, t2, t2, t2, t2, t3, t3, t3, t3, *lens]
 
 
-def _program(dtype: tf.DType, masked: bool, reverse: bool, native: bool, which: str) -> Any:
-    """The concrete forward or backward function, traced once per key.
-
-    Traced lazily (a model that never asks for gradients never traces the
-    backward program), with unknown ``T`` and batch size.
-    """
-    key = (dtype, masked, reverse, native, which)
-    if key not in _PROGRAMS:
-        t3 = tf.TensorSpec([None, None, None], dtype)
-        t2 = tf.TensorSpec([None, None], dtype)
-        t1 = tf.TensorSpec([None], dtype)
-        lens = [tf.TensorSpec([None], tf.int32)] if masked else []
-        flags: dict[str, bool] = dict(masked=masked, reverse=reverse)
-        if which == "fwd":
-
-            def fwd(
-                x: Any, h0: Any, c0: Any, kernel: Any, rk: Any, bias: Any, *lengths: Any
-            ) -> Any:
-                program = native_ops.forward if native else programs.forward
-                return program(x, h0, c0, kernel, rk, bias, lengths[0] if masked else None, **flags)
-
-            fn = tf.function(fwd, autograph=False).get_concrete_function(
-                t3, t2, t2, t2, t2, t1, *lens
-            )
-        else:
-
-            def bwd(
-                d_out: Any,
-                d_h: Any,
-                d_c: Any,
-                kernel: Any,
-                rk: Any,
-                xa: Any,
-                hs: Any,
-                s: Any,
-                c: Any,
-                *lengths: Any,
-            ) -> Any:
-                program = native_ops.backward if native else programs.backward
-                return program(
-                    d_out,
-                    d_h,
-                    d_c,
-                    kernel,
-                    rk,
-                    lengths[0] if masked else None,
-                    xa,
-                    hs,
-                    s,
-                    c,
-                    **flags,
-                )
-
-            fn = tf.function(bwd, autograph=False).get_concrete_function(
-                t3, t2, t2, t2, t2, t3, t3, t3, t3, *lens
-            )
-        _PROGRAMS[key] = fn
-    return _PROGRAMS[key]
+_HERE = os.path.dirname(os.path.abspath(__file__))
+PROGRAMS = _native.Programs(
+    "lstm",
+    native_ops.LIBRARY,
+    [os.path.join(_HERE, f) for f in ("programs.py", "native.py", "kernels.c")],
+    _trace,
+)
 
 
 _first_order_only = _programs.first_order_only("lstm_sequence")
@@ -221,8 +205,8 @@ def lstm_sequence(
     extra = []
     if sequence_length is not None:
         extra.append(_utils.sequence_lengths("lstm_sequence", sequence_length, b))
-    variant = (dtype, bool(extra), bool(reverse), native_ops.use_native(dtype))
-    fwd = _program(*variant, "fwd")
+    variant = (dtype, bool(extra), bool(reverse))
+    fwd = PROGRAMS.select(variant, "fwd", native_ops.enabled())
 
     @tf.custom_gradient
     def run(
@@ -240,7 +224,7 @@ def lstm_sequence(
             d_out = tf.zeros_like(out) if d_out is None else d_out
             d_h = tf.zeros_like(h) if d_h is None else d_h
             d_c = tf.zeros_like(c) if d_c is None else d_c
-            bwd = _program(*variant, "bwd")
+            bwd = PROGRAMS.select(variant, "bwd", native_ops.enabled())
             grads = bwd(d_out, d_h, d_c, args[3], args[4], *saved, *extra)
             grads = _first_order_only(*grads)
             if not tf.executing_eagerly():

@@ -108,16 +108,27 @@ def test_kernels_match_tf_ops_programs(shape, masked, reverse, reset_after):
         )
 
 
-def _op_types(fn, *a):
-    graph = tf.function(fn).get_concrete_function(*a).graph
+def _op_types(concrete):
+    """Every op type in a concrete function's graph and its function library."""
+    graph = concrete.graph
     types = {op.type for op in graph.get_operations()}
     for f in graph.as_graph_def().library.function:
         types.update(node.op for node in f.node_def)
     return types
 
 
+def _runs(fn, *args):
+    """How many times the forward and backward kernels ran during ``fn(*args)``."""
+    before = native.LIBRARY.calls()
+    result = fn(*args)
+    after = native.LIBRARY.calls()
+    return result, (after["forward"] - before["forward"], after["backward"] - before["backward"])
+
+
 @needs_kernels
-def test_graphs_use_the_kernels_where_they_apply(reset_after):
+def test_graphs_hold_tf_ops_and_run_the_kernels_where_they_apply(reset_after):
+    """As for the LSTM: no kernel op in a traced graph, the kernels run on
+    this CPU all the same, and not under XLA, for float64 or when off."""
     args = _problem(reset_after, 0, 3, 2, 4, 8)
 
     def step(*a):
@@ -126,17 +137,50 @@ def test_graphs_use_the_kernels_where_they_apply(reset_after):
             out = gru_sequence(*a, reset_after=reset_after)[0]
         return tape.gradient(out, a[2])
 
-    assert {"RnnGruForward", "RnnGruBackward"} <= _op_types(step, *args)
-    # Not under XLA (no XLA kernel), nor for other dtypes, nor when turned off.
-    xla = tf.function(step, jit_compile=True)
-    assert not any(t.startswith("RnnGru") for t in _op_types(xla, *args))
-    np.testing.assert_allclose(xla(*args).numpy(), step(*args).numpy(), rtol=1e-5, atol=1e-6)
+    graph_step = tf.function(step)
+    assert not any(t.startswith("Rnn") for t in _op_types(graph_step.get_concrete_function(*args)))
+    want, runs = _runs(graph_step, *args)
+    assert runs == (1, 1)
+    got, runs = _runs(step, *args)  # eagerly
+    assert runs == (1, 1)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    got, runs = _runs(tf.function(step, jit_compile=True), *args)
+    assert runs == (0, 0)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
     doubles = [tf.cast(a, tf.float64) for a in args]
-    assert not any(t.startswith("RnnGru") for t in _op_types(step, *doubles))
+    assert _runs(tf.function(step), *doubles)[1] == (0, 0)
     with tf_ops_only():
-        assert not any(t.startswith("RnnGru") for t in _op_types(step, *args))
+        off = tf.function(step)
+        off.get_concrete_function(*args)
+    assert _runs(off, *args)[1] == (0, 0)
     with native.portable():
-        assert not any(t.startswith("RnnGru") for t in _op_types(step, *args))
+        assert _runs(step, *args)[1] == (0, 0)
+
+
+@needs_kernels
+@pytest.mark.parametrize("masked", [False, True], ids=["full", "lengths"])
+def test_each_program_takes_the_other_forms_saved_tensors(masked, reset_after):
+    """Either backward program on either forward program's saved tensors
+    gives the same gradients (the runtime picks each program on its own)."""
+    from rnn.ops.gru import sequence
+
+    x, h0, k, rk, b = _problem(reset_after, 4, 5, 3, 4, 6)
+    lengths = [tf.constant([5, 0, 3])] if masked else []
+    variant = (tf.float32, reset_after, masked, False)
+    d_out = tf.cos(tf.reshape(tf.range(5 * 3 * 6, dtype=tf.float32), [5, 3, 6]))
+    d_h = tf.sin(h0 + 1.0)
+    results = {}
+    for fwd_form in ("native", "tf"):
+        out, h, *saved = sequence.PROGRAMS.get(variant, "fwd", fwd_form)(x, h0, k, rk, b, *lengths)
+        for bwd_form in ("native", "tf"):
+            grads = sequence.PROGRAMS.get(variant, "bwd", bwd_form)(
+                d_out, d_h, k, rk, *saved, *lengths
+            )
+            results[fwd_form, bwd_form] = [out, h, *grads]
+    want = results["tf", "tf"]
+    for key, got in results.items():
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-4, atol=1e-5, err_msg=key)
 
 
 @needs_kernels
@@ -183,7 +227,7 @@ def test_saturation_and_nan_in_the_padding(reverse, reset_after):
 
 @needs_kernels
 def test_kernels_refuse_malformed_inputs():
-    ops = native._LIBRARY.load()
+    ops = native.LIBRARY.load()
     zx = tf.zeros([6, 3, 2])  # H = 2, T = 3, B = 2
     rk, state, none = tf.zeros([2, 6]), tf.zeros([2, 2]), tf.zeros([0], tf.bool)
     cho, after = tf.zeros([0]), tf.zeros([2])
@@ -275,14 +319,16 @@ def test_every_instruction_set_this_cpu_has_gives_the_same_results(tmp_path):
 _LOAD_SCRIPT = textwrap.dedent("""
     import sys, numpy as np, tensorflow as tf
     loaded = tf.saved_model.load(sys.argv[1])
-    np.save(sys.argv[2], loaded.run(tf.constant(np.load(sys.argv[3]))).numpy())
+    run = loaded.signatures["serving_default"]
+    np.save(sys.argv[2], list(run(tf.constant(np.load(sys.argv[3]))).values())[0].numpy())
     assert "rnn" not in sys.modules
 """)
 
 
 @needs_kernels
 def test_saved_model_loads_without_rnn(tmp_path, reset_after):
-    """A module traced with the kernels is exported as plain TensorFlow."""
+    """A concrete function traced and run with the kernels, exported as a
+    signature, is plain TensorFlow: it loads and runs without rnn."""
     args = _problem(reset_after, 3, 4, 2, 3, 5)
     spec = tf.TensorSpec([None, None, 3])
 
@@ -297,11 +343,12 @@ def test_saved_model_loads_without_rnn(tmp_path, reset_after):
 
     m = Model()
     concrete = m.run.get_concrete_function(spec)
-    ops = {n.op for f in concrete.graph.as_graph_def().library.function for n in f.node_def}
-    assert "RnnGruForward" in ops | {op.type for op in concrete.graph.get_operations()}
-    want = m.run(args[0]).numpy()
+    assert not any(t.startswith("Rnn") for t in _op_types(concrete))
+    want, runs = _runs(concrete, args[0])
+    want = want.numpy()
+    assert runs == (1, 0)
     np.save(tmp_path / "x.npy", args[0].numpy())
-    tf.saved_model.save(m, str(tmp_path / "module"))
+    tf.saved_model.save(m, str(tmp_path / "module"), signatures=concrete)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     env.pop("PYTHONPATH", None)
     done = subprocess.run(

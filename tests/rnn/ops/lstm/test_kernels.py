@@ -120,16 +120,29 @@ def test_kernels_match_tf_ops_programs(shape, masked, reverse):
         )
 
 
-@needs_kernels
-def test_graphs_use_the_kernels_where_they_apply():
-    args = _problem(0, 3, 2, 4, 8)
+def _op_types(concrete):
+    """Every op type in a concrete function's graph and its function library."""
+    graph = concrete.graph
+    types = {op.type for op in graph.get_operations()}
+    for f in graph.as_graph_def().library.function:
+        types.update(node.op for node in f.node_def)
+    return types
 
-    def op_types(fn, *a):
-        graph = tf.function(fn).get_concrete_function(*a).graph
-        types = {op.type for op in graph.get_operations()}
-        for f in graph.as_graph_def().library.function:
-            types.update(node.op for node in f.node_def)
-        return types
+
+def _runs(fn, *args):
+    """How many times the forward and backward kernels ran during ``fn(*args)``."""
+    before = native.LIBRARY.calls()
+    result = fn(*args)
+    after = native.LIBRARY.calls()
+    return result, (after["forward"] - before["forward"], after["backward"] - before["backward"])
+
+
+@needs_kernels
+def test_graphs_hold_tf_ops_and_run_the_kernels_where_they_apply():
+    """A traced training step holds no kernel op (it is plain TensorFlow),
+    yet on this CPU the runtime runs the kernels, once each way per call;
+    eager calls run them directly."""
+    args = _problem(0, 3, 2, 4, 8)
 
     def step(*a):
         with tf.GradientTape() as tape:
@@ -137,16 +150,57 @@ def test_graphs_use_the_kernels_where_they_apply():
             out = lstm_sequence(*a)[0]
         return tape.gradient(out, a[3])
 
-    assert {"RnnLstmForward", "RnnLstmBackward"} <= op_types(step, *args)
+    graph_step = tf.function(step)
+    assert not any(t.startswith("Rnn") for t in _op_types(graph_step.get_concrete_function(*args)))
+    want, runs = _runs(graph_step, *args)
+    assert runs == (1, 1)
+    got, runs = _runs(step, *args)  # eagerly
+    assert runs == (1, 1)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
     # Not under XLA (no XLA kernel), nor for other dtypes, nor when turned off.
     xla = tf.function(step, jit_compile=True)
-    xla_types = op_types(xla, *args)
-    assert not any(t.startswith("RnnLstm") for t in xla_types)
-    np.testing.assert_allclose(xla(*args).numpy(), step(*args).numpy(), rtol=1e-5, atol=1e-6)
+    got, runs = _runs(xla, *args)
+    assert runs == (0, 0)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
     doubles = [tf.cast(a, tf.float64) for a in args]
-    assert not any(t.startswith("RnnLstm") for t in op_types(step, *doubles))
+    assert _runs(tf.function(step), *doubles)[1] == (0, 0)
     with tf_ops_only():
-        assert not any(t.startswith("RnnLstm") for t in op_types(step, *args))
+        off = tf.function(step)
+        off.get_concrete_function(*args)
+    assert _runs(off, *args)[1] == (0, 0)  # traced without: never, wherever it runs
+    with native.portable():
+        assert _runs(step, *args)[1] == (0, 0)
+
+
+@needs_kernels
+@pytest.mark.parametrize("masked", [False, True], ids=["full", "lengths"])
+def test_each_program_takes_the_other_forms_saved_tensors(masked):
+    """The runtime picks the forward and the backward program separately
+    (a graph loaded where only one has been traced, devices of different
+    types), so the compiled and the TF-ops forms must save the same tensors:
+    either backward program on either forward program's output gives the
+    same gradients."""
+    from rnn.ops.lstm import sequence
+
+    x, h0, c0, k, rk, b = _problem(4, 5, 3, 4, 6)
+    lengths = [tf.constant([5, 0, 3])] if masked else []
+    variant = (tf.float32, masked, False)
+    d_out = tf.cos(tf.reshape(tf.range(5 * 3 * 6, dtype=tf.float32), [5, 3, 6]))
+    d_h, d_c = tf.sin(h0 + 1.0), tf.cos(c0)
+    results = {}
+    for fwd_form in ("native", "tf"):
+        out, h, c, *saved = sequence.PROGRAMS.get(variant, "fwd", fwd_form)(
+            x, h0, c0, k, rk, b, *lengths
+        )
+        for bwd_form in ("native", "tf"):
+            grads = sequence.PROGRAMS.get(variant, "bwd", bwd_form)(
+                d_out, d_h, d_c, k, rk, *saved, *lengths
+            )
+            results[fwd_form, bwd_form] = [out, h, c, *grads]
+    want = results["tf", "tf"]
+    for key, got in results.items():
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-4, atol=1e-5, err_msg=key)
 
 
 @needs_kernels
@@ -200,7 +254,7 @@ def test_nan_and_inf_in_the_padding_stay_there(reverse):
 
 @needs_kernels
 def test_kernels_refuse_malformed_inputs():
-    ops = native._LIBRARY.load()
+    ops = native.LIBRARY.load()
     zx = tf.zeros([8, 3, 2])  # H = 2, T = 3, B = 2
     rk, state, none = tf.zeros([2, 8]), tf.zeros([2, 2]), tf.zeros([0], tf.bool)
     s, cs, hs = ops.rnn_lstm_forward(zx, rk, state, state, none)
@@ -224,15 +278,23 @@ def test_kernels_refuse_malformed_inputs():
         ops.rnn_lstm_backward(s, state, hs[1:], state, state, rk, none)
 
 
-# A child process that loads a SavedModel without importing rnn (as TF
-# Serving and converters do), runs it and saves the result.
+# A child process that loads a SavedModel (or a frozen GraphDef) without
+# importing rnn (as TF Serving and converters do), runs it and saves the result.
 _LOAD_SCRIPT = textwrap.dedent("""
     import sys, numpy as np, tensorflow as tf
     x = np.load(sys.argv[1] + "/x.npy")
     try:
-        loaded = tf.saved_model.load(sys.argv[1] + "/" + sys.argv[2])
-        got = loaded.signatures["serving_default"](tf.constant(x)) if sys.argv[3] == "sig" \
-            else loaded.run(tf.constant(x))
+        if sys.argv[3] == "graphdef":
+            gd = tf.compat.v1.GraphDef()
+            gd.ParseFromString(open(sys.argv[1] + "/" + sys.argv[2], "rb").read())
+            inputs, outputs = open(sys.argv[1] + "/" + sys.argv[2] + ".io").read().split()
+            fn = tf.compat.v1.wrap_function(
+                lambda: tf.compat.v1.import_graph_def(gd, name=""), [])
+            got = fn.prune(inputs, outputs)(tf.constant(x))
+        else:
+            loaded = tf.saved_model.load(sys.argv[1] + "/" + sys.argv[2])
+            got = loaded.signatures["serving_default"](tf.constant(x)) \
+                if sys.argv[3] == "sig" else loaded.run(tf.constant(x))
         got = got if not isinstance(got, dict) else list(got.values())[0]
         np.save(sys.argv[1] + "/" + sys.argv[2] + ".npy", got.numpy())
     except Exception as e:
@@ -258,18 +320,15 @@ def _load_without_rnn(tmp_path, model, how):
     return np.load(tmp_path / f"{model}.npy")
 
 
-def _library_ops(concrete):
-    return {
-        op.op for fn in concrete.graph.as_graph_def().library.function for op in fn.node_def
-    } | {op.type for op in concrete.graph.get_operations()}
-
-
 @needs_kernels
 def test_saved_models_load_without_rnn(tmp_path):
     """Exported graphs are plain TensorFlow: a model trained and traced with
-    the kernels is saved (the tf.function, a signature, Keras' export) and
+    the kernels is exported every usual way (the module with its
+    tf.function, the tf.function as signature, a concrete function traced
+    before saving as signature, a frozen GraphDef of it, Keras' export) and
     loaded in a process that never imports rnn, with the same outputs."""
     import keras
+    from tensorflow.python.framework import convert_to_constants
 
     import rnn.keras as rk
 
@@ -278,24 +337,31 @@ def test_saved_models_load_without_rnn(tmp_path):
 
     class Model(tf.Module):
         def __init__(self):
-            self.weights = [tf.Variable(a) for a in args[3:]]
+            self.core = rnn.LSTM(5)
 
         @tf.function(input_signature=[spec])
         def run(self, x):
-            zeros = tf.zeros([tf.shape(x)[1], 5])
-            return lstm_sequence(x, zeros, zeros, *self.weights)[0]
+            out, _ = rnn.dynamic_unroll(self.core, x, self.core.initial_state(tf.shape(x)[1]))
+            return out
 
     m = Model()
     # Trained with the kernels first (the gradient is saved too).
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(m.run(args[0]) ** 2)
-    grads = tape.gradient(loss, m.weights)
-    assert all(g is not None for g in grads)
-    assert {"RnnLstmForward"} <= _library_ops(m.run.get_concrete_function(spec))
-    want = m.run(args[0]).numpy()
+    grads, runs = _runs(tape.gradient, loss, m.core.trainable_variables)
+    assert all(g is not None for g in grads) and runs == (0, 1)
+    concrete = m.run.get_concrete_function(spec)  # traced before saving
+    want, runs = _runs(m.run, args[0])
+    want = want.numpy()
+    assert runs == (1, 0)
+    assert not any(t.startswith("Rnn") for t in _op_types(concrete))
     np.save(tmp_path / "x.npy", args[0].numpy())
     tf.saved_model.save(m, str(tmp_path / "module"))
     tf.saved_model.save(m, str(tmp_path / "signature"), signatures=m.run)
+    tf.saved_model.save(m, str(tmp_path / "concrete"), signatures=concrete)
+    frozen = convert_to_constants.convert_variables_to_constants_v2(concrete)
+    (tmp_path / "frozen").write_bytes(frozen.graph.as_graph_def().SerializeToString())
+    (tmp_path / "frozen.io").write_text(f"{frozen.inputs[0].name} {frozen.outputs[0].name}")
 
     # A Keras model with the rnn.keras layer, exported the Keras way.
     inputs = keras.Input([None, 3], batch_size=2)
@@ -303,32 +369,26 @@ def test_saved_models_load_without_rnn(tmp_path):
     keras_want = model(args[0].numpy().transpose(1, 0, 2)).numpy()
     model.export(str(tmp_path / "keras"))
 
-    np.testing.assert_allclose(
-        _load_without_rnn(tmp_path, "module", "run"), want, rtol=1e-5, atol=1e-6
-    )
-    np.testing.assert_allclose(
-        _load_without_rnn(tmp_path, "signature", "sig"), want, rtol=1e-5, atol=1e-6
-    )
+    for name, how in (
+        ("module", "run"),
+        ("signature", "sig"),
+        ("concrete", "sig"),
+        ("frozen", "graphdef"),
+    ):
+        np.testing.assert_allclose(
+            _load_without_rnn(tmp_path, name, how), want, rtol=1e-5, atol=1e-6, err_msg=name
+        )
     np.save(tmp_path / "x.npy", args[0].numpy().transpose(1, 0, 2))
     np.testing.assert_allclose(
         _load_without_rnn(tmp_path, "keras", "sig"), keras_want, rtol=1e-5, atol=1e-6
     )
-    # The kernels stay in use in this process after the export.
-    assert {"RnnLstmForward"} <= _library_ops(m.run.get_concrete_function(spec))
-
-
-@needs_kernels
-def test_portable_traces_without_the_kernels():
-    """A concrete function traced under portable() (to hand to an exporter
-    oneself) holds no kernel op; outside it the same trace does."""
-    args = _problem(3, 4, 2, 3, 5)
-    f = tf.function(lambda x: lstm_sequence(x, *args[1:])[0])
-    with native.portable():
-        assert not any(
-            t.startswith("RnnLstm") for t in _library_ops(f.get_concrete_function(args[0]))
-        )
-    g = tf.function(lambda x: lstm_sequence(x, *args[1:])[0])
-    assert {"RnnLstmForward"} <= _library_ops(g.get_concrete_function(args[0]))
+    # The kernels stay in use in this process after the export, and a
+    # SavedModel loaded where rnn is gets them too.
+    assert _runs(m.run, args[0])[1] == (1, 0)
+    loaded = tf.saved_model.load(str(tmp_path / "module"))
+    got, runs = _runs(loaded.run, args[0])
+    assert runs == (1, 0)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
 
 
 _ISA_SCRIPT = textwrap.dedent("""
@@ -415,11 +475,15 @@ def test_without_a_compiler_one_warning_and_the_tf_ops_programs(tmp_path, monkey
 
     monkeypatch.setattr(_build, "compiler", lambda: None)
     monkeypatch.setenv("RNN_KERNEL_CACHE", str(tmp_path))
-    lib = KernelLibrary("lstm", native._LIBRARY.source, native._LIBRARY.ops)
-    monkeypatch.setattr(native, "_LIBRARY", lib)
+    from rnn.ops import _native
+    from rnn.ops.lstm import sequence
+
+    lib = KernelLibrary("lstm", native.LIBRARY.source, native.LIBRARY.ops)
+    monkeypatch.setattr(native, "LIBRARY", lib)
+    monkeypatch.setattr(sequence.PROGRAMS, "library", lib)
     with pytest.warns(RuntimeWarning, match="no C compiler found.*TensorFlow ops instead"):
         assert not native.native_kernels_available()
-    assert not native.use_native(tf.float32)
+    assert not _native.use_native(lib, True, tf.float32)
     status = lib.status()
     assert not status.available and status.isa is None and "no C compiler" in status.reason
     args = _problem(2, 3, 2, 3, 4)
@@ -437,7 +501,7 @@ def test_build_caches_one_portable_library_per_source_and_tensorflow(tmp_path, m
     library."""
     monkeypatch.setenv("RNN_KERNEL_CACHE", str(tmp_path / "cache"))
     source = tmp_path / "kernels.c"
-    shutil.copy(native._LIBRARY.source, source)
+    shutil.copy(native.LIBRARY.source, source)
     out = _build.build("lstm", str(source))
     assert out.startswith(str(tmp_path / "cache")) and os.path.exists(out)
     assert _build.build("lstm", str(source)) == out  # cached
@@ -460,7 +524,7 @@ def test_an_unwritable_cache_is_a_warning_not_a_crash(tmp_path, monkeypatch):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the cache directory should go")
     monkeypatch.setenv("RNN_KERNEL_CACHE", str(blocker))
-    lib = KernelLibrary("lstm", native._LIBRARY.source, native._LIBRARY.ops)
+    lib = KernelLibrary("lstm", native.LIBRARY.source, native.LIBRARY.ops)
     if compiler() is None:
         pytest.skip("no C compiler: nothing is built anyway")
     with pytest.warns(RuntimeWarning, match="cannot be built in .*not-a-dir"):
