@@ -28,6 +28,7 @@ from rnn._checks import positive_int
 from rnn.base import RNNCore
 from rnn.ops import gru as gru_ops
 from rnn.ops import lstm as lstm_ops
+from rnn.ops import vanilla as vanilla_ops
 
 __all__ = [
     "VanillaRNN",
@@ -223,6 +224,8 @@ class VanillaRNN(_LazyCore):
 
     Same layout as ``keras.layers.SimpleRNN`` (``kernel [I, H]``,
     ``recurrent_kernel [H, H]``, ``bias [H]``); the output is the new state.
+    With the default ``tanh`` it processes whole sequences through
+    ``rnn.ops.vanilla.vanilla_sequence`` when the unrollers ask for it.
 
     >>> core = VanillaRNN(3)
     >>> out, state = core(tf.ones([2, 4]), core.initial_state(2))
@@ -279,6 +282,54 @@ class VanillaRNN(_LazyCore):
         """Zeros of shape ``[batch_size, hidden_size]``."""
         dtype = self._check_initial_dtype(dtype)
         return tf.zeros([batch_size, self._hidden_size], dtype)
+
+    @_utils.no_autograph
+    def unroll_fast_path(
+        self,
+        input_sequence: Any,
+        initial_state: Any,
+        sequence_length: tf.Tensor | None,
+        reverse: bool,
+    ) -> tuple[tf.Tensor, tf.Tensor] | None:
+        """Runs the core over a whole ``[T, B, I]`` sequence at once.
+
+        Applies when the activation is ``tanh``, the inputs are one
+        floating-point ``[T, B, I]`` tensor with a known feature size and
+        the state one tensor; :func:`rnn.ops.vanilla.vanilla_sequence` does
+        the work. Returns None otherwise (the unroller then steps the core).
+
+        >>> core = VanillaRNN(2)
+        >>> out, h = core.unroll_fast_path(tf.ones([3, 1, 2]), core.initial_state(1),
+        ...                                None, False)
+        >>> out.shape.as_list(), h.shape.as_list()
+        ([3, 1, 2], [1, 2])
+        >>> VanillaRNN(2, activation=tf.nn.relu).unroll_fast_path(
+        ...     tf.ones([3, 1, 2]), tf.zeros([1, 2]), None, False) is None
+        True
+        """
+        if self._activation is not tf.tanh:
+            return None
+        if not isinstance(input_sequence, tf.Tensor) or not isinstance(
+            initial_state, (tf.Tensor, tf.Variable)
+        ):
+            return None
+        if input_sequence.shape.rank != 3 or input_sequence.shape[-1] is None:
+            return None
+        if not input_sequence.dtype.is_floating:
+            return None
+        self._build(input_sequence)  # uses only the feature size and dtype
+        state = _check_state_tensor(
+            "VanillaRNN", "", initial_state, input_sequence.dtype, self._hidden_size
+        )
+        return vanilla_ops.vanilla_sequence(
+            input_sequence,
+            state,
+            self.kernel,
+            self.recurrent_kernel,
+            self.bias,
+            sequence_length=sequence_length,
+            reverse=reverse,
+        )
 
 
 class LSTM(_LazyCore):

@@ -295,7 +295,7 @@ class ResidualCore(RNNCore):
         """Uses the wrapped core's fast path when it has one (else None).
 
         >>> import rnn
-        >>> core = ResidualCore(rnn.VanillaRNN(2))
+        >>> core = ResidualCore(rnn.VanillaRNN(2, activation=tf.nn.relu))
         >>> core.unroll_fast_path(tf.ones([3, 1, 2]), core.initial_state(1),
         ...                       None, False) is None
         True

@@ -69,10 +69,10 @@ def _in_xla_context() -> bool:
     return control_flow_util.GraphOrParentsInXlaContext(graph)
 
 
-def use_native(library: KernelLibrary, enabled: bool, dtype: tf.DType) -> bool:
+def use_native(library: KernelLibrary | None, enabled: bool, dtype: tf.DType) -> bool:
     """Whether a program traced (or run eagerly) now should use ``library``."""
     global _gpu_present
-    if not enabled or dtype != tf.float32 or getattr(_portable, "depth", 0):
+    if library is None or not enabled or dtype != tf.float32 or getattr(_portable, "depth", 0):
         return False
     if _gpu_present is None:
         _gpu_present = bool(tf.config.list_logical_devices("GPU"))
@@ -115,11 +115,12 @@ class Programs:
     asks for gradients never traces the backward one) with unknown ``T`` and
     batch size, in three forms: ``"tf"`` (TensorFlow ops, nothing else),
     ``"native"`` (the compiled op; eager calls and the runtime's swap) and
-    ``"selectable"`` (the ``"tf"`` program marked for the swap).
+    ``"selectable"`` (the ``"tf"`` program marked for the swap). A cell
+    without kernels (``library`` None) has the ``"tf"`` form only.
     """
 
     def __init__(
-        self, cell: str, library: KernelLibrary, sources: Sequence[str], trace: Tracer
+        self, cell: str, library: KernelLibrary | None, sources: Sequence[str], trace: Tracer
     ) -> None:
         self.cell = cell
         self.library = library

@@ -10,20 +10,25 @@ shape checks and the refusal of second-order gradients.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import tensorflow as tf
 
 __all__ = [
+    "call_with_gradient",
     "check_dim",
     "columns",
+    "convert_arguments",
     "first_order_only",
     "output_gradients",
     "outputs",
+    "sequence_inputs",
     "static_dim",
     "time_mask",
 ]
+
+_SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 
 
 def time_mask(lengths: tf.Tensor, n: tf.Tensor, reverse: bool) -> tf.Tensor:
@@ -32,6 +37,36 @@ def time_mask(lengths: tf.Tensor, n: tf.Tensor, reverse: bool) -> tf.Tensor:
     if reverse:
         t = n - 1 - t
     return t[:, tf.newaxis, tf.newaxis] < lengths[tf.newaxis, tf.newaxis, :]
+
+
+def sequence_inputs(
+    fn_name: str, x: tf.Tensor, lengths: tf.Tensor | None, *, masked: bool, reverse: bool
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
+    """The start of every forward program: ``(T, xa, mask)``.
+
+    ``xa`` is ``[T, I+1, B]`` in processing order (inputs with a row of ones)
+    and ``mask`` the ``[T, 1, B]`` valid steps (None when not masked). The
+    steps past each example's length are zeroed in ``xa``: nothing there
+    reaches an output, but the weight gradients multiply all of ``xa`` (a
+    zero gradient times a NaN or inf in the padding is NaN).
+    """
+    n, batch = tf.shape(x)[0], tf.shape(x)[1]
+    with tf.control_dependencies(
+        [
+            tf.debugging.assert_positive(
+                n, message=f"{fn_name}: the input sequence has zero time steps"
+            )
+        ]
+    ):
+        n = tf.identity(n)
+    if reverse:
+        x = tf.reverse(x, axis=[0])
+    xa = tf.concat([tf.transpose(x, [0, 2, 1]), tf.ones([n, 1, batch], x.dtype)], axis=1)
+    mask = None
+    if masked:
+        mask = time_mask(lengths, n, reverse)
+        xa = tf.where(mask, xa, tf.zeros([], xa.dtype))
+    return n, xa, mask
 
 
 def outputs(hs: tf.Tensor, mask: tf.Tensor | None, reverse: bool) -> tf.Tensor:
@@ -94,3 +129,80 @@ def first_order_only(fn_name: str) -> Callable[..., Any]:
         return grads, second_order
 
     return identity
+
+
+def convert_arguments(
+    fn_name: str,
+    inputs: Any,
+    others: Sequence[tuple[str, Any, int]],
+    notes: dict[str, str] | None = None,
+) -> list[tf.Tensor]:
+    """``inputs`` and the ``(name, value, rank)`` others as tensors of one dtype.
+
+    TypeError for an unsupported dtype or a tensor of another dtype than
+    ``inputs``; ValueError for a known rank that differs (``inputs`` must
+    have rank 3; ``notes[name]`` is added to the message) or zero time steps.
+    """
+    x = tf.convert_to_tensor(inputs)
+    dtype = x.dtype
+    if dtype not in _SUPPORTED_DTYPES:
+        raise TypeError(
+            f"{fn_name}: inputs must be float16, bfloat16, float32 or float64, got {dtype.name}"
+        )
+    tensors = [x]
+    for name, value, _ in others:
+        got = getattr(value, "dtype", None)
+        if isinstance(value, (tf.Tensor, tf.Variable)) and got != dtype:
+            raise TypeError(
+                f"{fn_name}: {name} has dtype {tf.as_dtype(got).name} but "
+                f"inputs have {dtype.name}; cast them to one dtype"
+            )
+        tensors.append(tf.convert_to_tensor(value, dtype, name=name))
+    for (name, _, rank), t in zip([("inputs", None, 3), *others], tensors):
+        if t.shape.rank is not None and t.shape.rank != rank:
+            note = (notes or {}).get(name, "")
+            raise ValueError(f"{fn_name}: {name} must have rank {rank}{note}, got shape {t.shape}")
+    if static_dim(x.shape, 0) == 0:
+        raise ValueError(f"{fn_name}: the input sequence has zero time steps")
+    return tensors
+
+
+def call_with_gradient(
+    fn_name: str,
+    forward: Any,
+    backward: Callable[[], Any],
+    tensors: Sequence[tf.Tensor],
+    extra: Sequence[tf.Tensor],
+    num_results: int,
+    weights: Sequence[int],
+) -> list[tf.Tensor]:
+    """Runs a forward program with its hand-written backward program as gradient.
+
+    ``forward(*tensors, *extra)`` returns the ``num_results`` results
+    (outputs and final state) followed by the tensors its backward program
+    needs; ``backward()`` gives the backward concrete function, called
+    (traced lazily, only where a gradient is asked for) with the results'
+    gradients, ``tensors[i]`` for ``i`` in ``weights``, the saved tensors
+    and ``extra``; it returns one gradient per tensor. Gradients are first
+    order only.
+    """
+    refuse = first_order_only(fn_name)
+
+    @tf.custom_gradient
+    def run(*args: tf.Tensor) -> Any:
+        args = tuple(tf.stop_gradient(t) for t in args)
+        results = forward(*args, *extra)
+        values, saved = list(results[:num_results]), list(results[num_results:])
+
+        def grad(*d_values: Any) -> Any:
+            d = [tf.zeros_like(v) if g is None else g for g, v in zip(d_values, values)]
+            grads = backward()(*d, *(args[i] for i in weights), *saved, *extra)
+            grads = refuse(*grads)
+            if not tf.executing_eagerly():
+                for g, t in zip(grads, tensors):
+                    g.set_shape(t.shape)
+            return grads
+
+        return tuple(values), grad
+
+    return list(run(*tensors))

@@ -130,8 +130,18 @@ def test_no_layerwise_path_with_plain_callables_or_without_fast_cores():
     x = tf.zeros([T, B, I])
     with_fn = rnn.DeepRNN([rnn.LSTM(2), tf.tanh])
     assert with_fn.unroll_fast_path(x, with_fn.initial_state(B), None, False) is None
-    plain = rnn.DeepRNN([rnn.VanillaRNN(2), rnn.VanillaRNN(2)])
+
+    class Stepped(rnn.RNNCore):  # a core without a fast path
+        def __call__(self, inputs, prev_state):
+            return inputs[:, :2], prev_state
+
+        def initial_state(self, batch_size, dtype=tf.float32):
+            return tf.zeros([batch_size, 1], dtype)
+
+    plain = rnn.DeepRNN([Stepped(), Stepped()])
     assert plain.unroll_fast_path(x, plain.initial_state(B), None, False) is None
+    tanh = rnn.DeepRNN([rnn.VanillaRNN(2), rnn.VanillaRNN(2)])  # the tanh one has
+    assert tanh.unroll_fast_path(x, tanh.initial_state(B), None, False) is not None
     grus = rnn.DeepRNN([rnn.GRU(2), rnn.GRU(2)])  # the GRU has a fast path
     assert grus.unroll_fast_path(x, grus.initial_state(B), None, False) is not None
 

@@ -26,8 +26,6 @@ from rnn.ops.gru import programs
 
 __all__ = ["gru_sequence"]
 
-_SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
-
 
 def _trace(variant: tuple[Any, ...], which: str, native: bool) -> tuple[Any, list[Any]]:
     """One program of one variant (``(dtype, reset_after, masked, reverse)``)
@@ -63,8 +61,6 @@ PROGRAMS = _native.Programs(
     [os.path.join(_HERE, f) for f in ("programs.py", "native.py", "kernels.c")],
     _trace,
 )
-
-_first_order_only = _programs.first_order_only("gru_sequence")
 
 
 def _check_dim(what: str, got: int | None, want: int | None, meaning: str) -> None:
@@ -145,44 +141,19 @@ def gru_sequence(
     >>> bool(tf.reduce_all(h[1] == out[1, 1]))
     True
     """
-    x = tf.convert_to_tensor(inputs)
-    dtype = x.dtype
-    if dtype not in _SUPPORTED_DTYPES:
-        raise TypeError(
-            f"gru_sequence: inputs must be float16, bfloat16, float32 or float64, got {dtype.name}"
-        )
-    tensors = []
-    for name, value in (
-        ("h0", h0),
-        ("kernel", kernel),
-        ("recurrent_kernel", recurrent_kernel),
-        ("bias", bias),
-    ):
-        got = getattr(value, "dtype", None)
-        if isinstance(value, (tf.Tensor, tf.Variable)) and got != dtype:
-            raise TypeError(
-                f"gru_sequence: {name} has dtype {tf.as_dtype(got).name} but "
-                f"inputs have {dtype.name}; cast them to one dtype"
-            )
-        tensors.append(tf.convert_to_tensor(value, dtype, name=name))
-    h0, kernel, recurrent_kernel, bias = tensors
     reset_after = bool(reset_after)
-
-    for name, t, rank in (
-        ("inputs", x, 3),
-        ("h0", h0, 2),
-        ("kernel", kernel, 2),
-        ("recurrent_kernel", recurrent_kernel, 2),
-        ("bias", bias, 2 if reset_after else 1),
-    ):
-        if t.shape.rank is not None and t.shape.rank != rank:
-            why = f" (reset_after={reset_after})" if name == "bias" else ""
-            raise ValueError(
-                f"gru_sequence: {name} must have rank {rank}{why}, got shape {t.shape}"
-            )
+    x, h0, kernel, recurrent_kernel, bias = _programs.convert_arguments(
+        "gru_sequence",
+        inputs,
+        [
+            ("h0", h0, 2),
+            ("kernel", kernel, 2),
+            ("recurrent_kernel", recurrent_kernel, 2),
+            ("bias", bias, 2 if reset_after else 1),
+        ],
+        notes={"bias": f" (reset_after={reset_after})"},
+    )
     n, b, i = (static_dim(x.shape, a) for a in range(3))
-    if n == 0:
-        raise ValueError("gru_sequence: the input sequence has zero time steps")
     hidden = static_dim(recurrent_kernel.shape, 0)
     gates = static_dim(recurrent_kernel.shape, 1)
     if hidden is not None and gates is not None and gates != 3 * hidden:
@@ -205,34 +176,16 @@ def gru_sequence(
     extra = []
     if sequence_length is not None:
         extra.append(_utils.sequence_lengths("gru_sequence", sequence_length, b))
-    variant = (dtype, reset_after, bool(extra), bool(reverse))
-    fwd = PROGRAMS.select(variant, "fwd", native_ops.enabled())
-
-    @tf.custom_gradient
-    def run(
-        x: tf.Tensor,
-        h0: tf.Tensor,
-        kernel: tf.Tensor,
-        recurrent_kernel: tf.Tensor,
-        bias: tf.Tensor,
-    ) -> Any:
-        args = [tf.stop_gradient(t) for t in (x, h0, kernel, recurrent_kernel, bias)]
-        out, h, *saved = fwd(*args, *extra)
-
-        def grad(d_out: Any, d_h: Any) -> Any:
-            d_out = tf.zeros_like(out) if d_out is None else d_out
-            d_h = tf.zeros_like(h) if d_h is None else d_h
-            bwd = PROGRAMS.select(variant, "bwd", native_ops.enabled())
-            grads = bwd(d_out, d_h, args[2], args[3], *saved, *extra)
-            grads = _first_order_only(*grads)
-            if not tf.executing_eagerly():
-                for g, t in zip(grads, (x, h0, kernel, recurrent_kernel, bias)):
-                    g.set_shape(t.shape)
-            return grads
-
-        return (out, h), grad
-
-    out, h = run(x, h0, kernel, recurrent_kernel, bias)
+    variant = (x.dtype, reset_after, bool(extra), bool(reverse))
+    out, h = _programs.call_with_gradient(
+        "gru_sequence",
+        PROGRAMS.select(variant, "fwd", native_ops.enabled()),
+        lambda: PROGRAMS.select(variant, "bwd", native_ops.enabled()),
+        [x, h0, kernel, recurrent_kernel, bias],
+        extra,
+        num_results=2,
+        weights=(2, 3),
+    )
     if not tf.executing_eagerly():
         out.set_shape([n, b, hidden])
         h.set_shape([b, hidden])

@@ -38,7 +38,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from rnn.ops._programs import columns, output_gradients, outputs, time_mask
+from rnn.ops._programs import columns, output_gradients, outputs, sequence_inputs
 
 # Steps of the forward/backward loops that may run concurrently (only work
 # that does not depend on the recurrence can actually overlap).
@@ -48,31 +48,9 @@ _PARALLEL_ITERATIONS = 10
 def inputs(
     x: tf.Tensor, lengths: tf.Tensor | None, *, masked: bool, reverse: bool
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
-    """The start of both forward programs: ``(T, xa, mask)``.
-
-    ``xa`` is ``[T, I+1, B]`` in processing order (inputs with a row of ones)
-    and ``mask`` the ``[T, 1, B]`` valid steps (None when not masked). The
-    steps past each example's length are zeroed in ``xa``: nothing there
-    reaches an output, but the weight gradients multiply all of ``xa`` (a
-    zero gradient times a NaN or inf in the padding is NaN).
-    """
-    n, batch = tf.shape(x)[0], tf.shape(x)[1]
-    with tf.control_dependencies(
-        [
-            tf.debugging.assert_positive(
-                n, message="lstm_sequence: the input sequence has zero time steps"
-            )
-        ]
-    ):
-        n = tf.identity(n)
-    if reverse:
-        x = tf.reverse(x, axis=[0])
-    xa = tf.concat([tf.transpose(x, [0, 2, 1]), tf.ones([n, 1, batch], x.dtype)], axis=1)
-    mask = None
-    if masked:
-        mask = time_mask(lengths, n, reverse)
-        xa = tf.where(mask, xa, tf.zeros([], xa.dtype))
-    return n, xa, mask
+    """The start of both forward programs: ``(T, xa, mask)`` (see
+    :func:`rnn.ops._programs.sequence_inputs`)."""
+    return sequence_inputs("lstm_sequence", x, lengths, masked=masked, reverse=reverse)
 
 
 def forward(

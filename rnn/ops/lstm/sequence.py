@@ -27,8 +27,6 @@ from rnn.ops.lstm import programs
 
 __all__ = ["lstm_sequence"]
 
-_SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
-
 
 def _trace(variant: tuple[Any, ...], which: str, native: bool) -> tuple[Any, list[Any]]:
     """One program of one variant (``(dtype, masked, reverse)``) and its signature."""
@@ -72,9 +70,6 @@ PROGRAMS = _native.Programs(
     [os.path.join(_HERE, f) for f in ("programs.py", "native.py", "kernels.c")],
     _trace,
 )
-
-
-_first_order_only = _programs.first_order_only("lstm_sequence")
 
 
 def _check_dim(what: str, got: int | None, want: int | None, meaning: str) -> None:
@@ -148,42 +143,18 @@ def lstm_sequence(
     >>> bool(tf.reduce_all(h[1] == out[1, 1]))
     True
     """
-    x = tf.convert_to_tensor(inputs)
-    dtype = x.dtype
-    if dtype not in _SUPPORTED_DTYPES:
-        raise TypeError(
-            f"lstm_sequence: inputs must be float16, bfloat16, float32 or float64, got {dtype.name}"
-        )
-    tensors = []
-    for name, value in (
-        ("h0", h0),
-        ("c0", c0),
-        ("kernel", kernel),
-        ("recurrent_kernel", recurrent_kernel),
-        ("bias", bias),
-    ):
-        got = getattr(value, "dtype", None)
-        if isinstance(value, (tf.Tensor, tf.Variable)) and got != dtype:
-            raise TypeError(
-                f"lstm_sequence: {name} has dtype {tf.as_dtype(got).name} but "
-                f"inputs have {dtype.name}; cast them to one dtype"
-            )
-        tensors.append(tf.convert_to_tensor(value, dtype, name=name))
-    h0, c0, kernel, recurrent_kernel, bias = tensors
-
-    for name, t, rank in (
-        ("inputs", x, 3),
-        ("h0", h0, 2),
-        ("c0", c0, 2),
-        ("kernel", kernel, 2),
-        ("recurrent_kernel", recurrent_kernel, 2),
-        ("bias", bias, 1),
-    ):
-        if t.shape.rank is not None and t.shape.rank != rank:
-            raise ValueError(f"lstm_sequence: {name} must have rank {rank}, got shape {t.shape}")
+    x, h0, c0, kernel, recurrent_kernel, bias = _programs.convert_arguments(
+        "lstm_sequence",
+        inputs,
+        [
+            ("h0", h0, 2),
+            ("c0", c0, 2),
+            ("kernel", kernel, 2),
+            ("recurrent_kernel", recurrent_kernel, 2),
+            ("bias", bias, 1),
+        ],
+    )
     n, b, i = (static_dim(x.shape, a) for a in range(3))
-    if n == 0:
-        raise ValueError("lstm_sequence: the input sequence has zero time steps")
     hidden = static_dim(recurrent_kernel.shape, 0)
     gates = static_dim(recurrent_kernel.shape, 1)
     if hidden is not None and gates is not None and gates != 4 * hidden:
@@ -205,36 +176,16 @@ def lstm_sequence(
     extra = []
     if sequence_length is not None:
         extra.append(_utils.sequence_lengths("lstm_sequence", sequence_length, b))
-    variant = (dtype, bool(extra), bool(reverse))
-    fwd = PROGRAMS.select(variant, "fwd", native_ops.enabled())
-
-    @tf.custom_gradient
-    def run(
-        x: tf.Tensor,
-        h0: tf.Tensor,
-        c0: tf.Tensor,
-        kernel: tf.Tensor,
-        recurrent_kernel: tf.Tensor,
-        bias: tf.Tensor,
-    ) -> Any:
-        args = [tf.stop_gradient(t) for t in (x, h0, c0, kernel, recurrent_kernel, bias)]
-        out, h, c, *saved = fwd(*args, *extra)
-
-        def grad(d_out: Any, d_h: Any, d_c: Any) -> Any:
-            d_out = tf.zeros_like(out) if d_out is None else d_out
-            d_h = tf.zeros_like(h) if d_h is None else d_h
-            d_c = tf.zeros_like(c) if d_c is None else d_c
-            bwd = PROGRAMS.select(variant, "bwd", native_ops.enabled())
-            grads = bwd(d_out, d_h, d_c, args[3], args[4], *saved, *extra)
-            grads = _first_order_only(*grads)
-            if not tf.executing_eagerly():
-                for g, t in zip(grads, (x, h0, c0, kernel, recurrent_kernel, bias)):
-                    g.set_shape(t.shape)
-            return grads
-
-        return (out, h, c), grad
-
-    out, h, c = run(x, h0, c0, kernel, recurrent_kernel, bias)
+    variant = (x.dtype, bool(extra), bool(reverse))
+    out, h, c = _programs.call_with_gradient(
+        "lstm_sequence",
+        PROGRAMS.select(variant, "fwd", native_ops.enabled()),
+        lambda: PROGRAMS.select(variant, "bwd", native_ops.enabled()),
+        [x, h0, c0, kernel, recurrent_kernel, bias],
+        extra,
+        num_results=3,
+        weights=(3, 4),
+    )
     if not tf.executing_eagerly():
         out.set_shape([n, b, hidden])
         h.set_shape([b, hidden])

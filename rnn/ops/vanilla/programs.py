@@ -1,0 +1,126 @@
+"""The vanilla RNN's whole-sequence programs in TensorFlow ops.
+
+They compute what stepping ``rnn.VanillaRNN`` (``h = tanh(x_t W + h U +
+b)``) once per time step computes, up to float rounding, organised like the
+LSTM's programs (:mod:`rnn.ops.lstm.programs`): transposed ``[H, B]`` tiles,
+the input projection ``[W; b]^T [x_t; 1]`` computed ahead of the recurrence
+(off its critical path), each step's state handed to a ``TensorArray``, and
+after the reverse recurrence the weight gradients as two large matmuls over
+all ``T * B`` columns instead of ``T`` small ones inside the loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+
+from rnn.ops._programs import columns, output_gradients, outputs, sequence_inputs
+
+__all__ = ["backward", "forward", "gradients"]
+
+# Steps of the loops that may run concurrently (only the input projection,
+# which does not depend on the recurrence, actually overlaps).
+_PARALLEL_ITERATIONS = 10
+
+
+def forward(
+    x: tf.Tensor,
+    h0: tf.Tensor,
+    kernel: tf.Tensor,
+    recurrent_kernel: tf.Tensor,
+    bias: tf.Tensor,
+    lengths: tf.Tensor | None,
+    *,
+    masked: bool,
+    reverse: bool,
+) -> tuple[tf.Tensor, ...]:
+    """The forward program: ``(outputs [T, B, H], h [B, H], xa, hs)``.
+
+    In processing order ``xa`` is ``[T, I+1, B]`` and ``hs`` ``[T + 1, H,
+    B]``, the state before every step and after the last.
+    """
+    n, xa, mask = sequence_inputs("vanilla_sequence", x, lengths, masked=masked, reverse=reverse)
+    wx = tf.transpose(tf.concat([kernel, bias[tf.newaxis]], axis=0))  # [H, I+1]
+    wh = tf.transpose(recurrent_kernel)  # [H, H]
+    h0t = tf.transpose(h0)
+    h_acc = tf.TensorArray(x.dtype, size=n + 1).write(0, h0t)
+
+    def body(k: tf.Tensor, h: tf.Tensor, h_acc: Any) -> Any:
+        h_new = tf.tanh(tf.matmul(wx, xa[k]) + tf.matmul(wh, h))
+        if mask is not None:  # (masked): the step leaves h unchanged
+            h_new = tf.where(mask[k], h_new, h)
+        return k + 1, h_new, h_acc.write(k + 1, h_new)
+
+    _, h, h_acc = tf.while_loop(
+        lambda k, *_: k < n,
+        body,
+        (tf.constant(0), h0t, h_acc),
+        parallel_iterations=_PARALLEL_ITERATIONS,
+    )
+    hs = h_acc.stack()
+    return (outputs(hs, mask, reverse), tf.transpose(h), xa, hs)
+
+
+def backward(
+    d_out: tf.Tensor,
+    d_h: tf.Tensor,
+    kernel: tf.Tensor,
+    recurrent_kernel: tf.Tensor,
+    lengths: tf.Tensor | None,
+    xa: tf.Tensor,
+    hs: tf.Tensor,
+    *,
+    masked: bool,
+    reverse: bool,
+) -> tuple[tf.Tensor, ...]:
+    """The backward program: gradients for x, h0, kernel, recurrent_kernel, bias."""
+    dtype = xa.dtype
+    n = tf.shape(xa)[0]
+    unit = tf.constant(1, dtype)
+    zero = tf.zeros([], dtype)
+    d_out, mask = output_gradients(d_out, lengths, n, masked=masked, reverse=reverse)
+    da_acc = tf.TensorArray(dtype, size=n)
+
+    def body(k: tf.Tensor, dh: tf.Tensor, da_acc: Any) -> Any:
+        k = k - 1
+        h = hs[k + 1]
+        slope = unit - h * h  # tanh' off the critical path
+        dh = dh + d_out[k]
+        if mask is not None:  # (masked): the step passed h through
+            m = mask[k]
+            da = tf.where(m, dh * slope, zero)
+            dh_prev = tf.where(m, zero, dh) + tf.matmul(recurrent_kernel, da)
+        else:
+            da = dh * slope
+            dh_prev = tf.matmul(recurrent_kernel, da)
+        return k, dh_prev, da_acc.write(k, da)
+
+    _, dh0, da_acc = tf.while_loop(
+        lambda k, *_: k > 0,
+        body,
+        (n, tf.transpose(d_h), da_acc),
+        parallel_iterations=_PARALLEL_ITERATIONS,
+    )
+    return gradients(columns(da_acc.stack()), dh0, kernel, xa, hs, reverse=reverse)
+
+
+def gradients(
+    da: tf.Tensor,
+    dh0: tf.Tensor,
+    kernel: tf.Tensor,
+    xa: tf.Tensor,
+    hs: tf.Tensor,
+    *,
+    reverse: bool,
+) -> tuple[tf.Tensor, ...]:
+    """The five gradients from the pre-activation gradients ``da [H, T * B]``
+    of all steps (column ``t * B + b``: step ``t`` of example ``b``)."""
+    n, batch = tf.shape(xa)[0], tf.shape(xa)[2]
+    d_kernel_bias = tf.matmul(columns(xa), da, transpose_b=True)  # [I+1, H]
+    d_rk = tf.matmul(columns(hs[:-1]), da, transpose_b=True)  # [H, H]
+    d_x = tf.matmul(kernel, da)  # [I, TB]
+    d_x = tf.transpose(tf.reshape(d_x, [-1, n, batch]), [1, 2, 0])  # [T, B, I]
+    if reverse:
+        d_x = tf.reverse(d_x, axis=[0])
+    return (d_x, tf.transpose(dh0), d_kernel_bias[:-1], d_rk, d_kernel_bias[-1])
