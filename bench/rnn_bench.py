@@ -1,4 +1,4 @@
-"""LSTM and GRU unrolling benchmark: rnn vs Sonnet 2 vs Keras 3, one process, interleaved.
+"""LSTM, GRU and vanilla RNN unrolling benchmark: rnn vs Sonnet 2 vs Keras 3, interleaved.
 
 Batch 32, input 64, hidden 256, float32, on CPU. For every sequence length T
 it times, forward and forward+backward (gradients of ``sum(outputs)`` with
@@ -17,6 +17,9 @@ respect to every trainable variable):
   each against the peers' same form: Cho's (``snt.GRU``,
   ``keras.layers.GRU(reset_after=False)``) and Keras'/cuDNN's
   (``keras.layers.GRU(reset_after=True)``, Keras' default);
+* ``rnn.dynamic_unroll(rnn.VanillaRNN)`` (``tanh``, the whole-sequence
+  program :func:`rnn.ops.vanilla.vanilla_sequence`) against
+  ``snt.dynamic_unroll(snt.VanillaRNN)`` and ``keras.layers.SimpleRNN``;
 * the LSTMs with a 3-layer stack (``rnn.DeepRNN``, ``snt.DeepRNN``, three
   ``snt.UnrolledLSTM``, a ``keras.Sequential`` of three LSTMs);
 
@@ -31,7 +34,7 @@ contenders) is what a program pays at start-up, when nobody's caches are
 warm. Samples of all
 contenders are interleaved (the order rotates every round) and the table
 gives the median in ms and the ratio to the best peer (Sonnet or Keras) in
-the same column computing the same thing (LSTM, GRU, GRU reset_after): below 1.00
+the same column computing the same thing (LSTM, GRU, GRU reset_after, vanilla): below 1.00
 is faster than every peer. Eager timing stops
 at T=100 and the 3-layer stacks at T=100 by default (step-by-step eager
 peers take seconds per call at T=500); see the flags.
@@ -95,18 +98,66 @@ class _Contender:
 def _clear_our_caches() -> None:
     from rnn.ops.gru import sequence as gru  # pylint: disable=import-outside-toplevel
     from rnn.ops.lstm import sequence  # pylint: disable=import-outside-toplevel
+    from rnn.ops.vanilla import sequence as vanilla  # pylint: disable=import-outside-toplevel
 
     sequence.PROGRAMS.clear()
     gru.PROGRAMS.clear()
+    vanilla.PROGRAMS.clear()
 
 
-def _contenders(
-    layers_list: Sequence[int], cores: Sequence[str] = ("lstm", "gru")
-) -> list[_Contender]:
+CORES = ("lstm", "gru", "vanilla")
+
+
+def _contenders(layers_list: Sequence[int], cores: Sequence[str] = CORES) -> list[_Contender]:
     out = _lstm_contenders(layers_list) if "lstm" in cores else []
     if "gru" in cores:
         out += _gru_contenders()
+    if "vanilla" in cores:
+        out += _vanilla_contenders()
     return out
+
+
+def _vanilla_contenders() -> list[_Contender]:
+    """Single-layer tanh vanilla RNNs: rnn.VanillaRNN, snt.VanillaRNN, SimpleRNN."""
+    import keras  # pylint: disable=import-outside-toplevel
+    import sonnet as snt  # pylint: disable=import-outside-toplevel
+
+    import rnn  # pylint: disable=import-outside-toplevel
+
+    def ours(x):
+        core = rnn.VanillaRNN(HIDDEN)
+        rnn.dynamic_unroll(core, x[:1], core.initial_state(BATCH))  # build
+
+        def forward():
+            return rnn.dynamic_unroll(core, x, core.initial_state(BATCH))[0]
+
+        return forward, core.trainable_variables
+
+    def snt_vanilla(x):
+        core = snt.VanillaRNN(HIDDEN)
+        snt.dynamic_unroll(core, x[:1], core.initial_state(BATCH))
+
+        def forward():
+            return snt.dynamic_unroll(core, x, core.initial_state(BATCH))[0]
+
+        return forward, core.trainable_variables
+
+    def keras_simple_rnn(x):
+        x_bm = tf.transpose(x, [1, 0, 2])
+        model = keras.Sequential(
+            [keras.Input((None, INPUT)), keras.layers.SimpleRNN(HIDDEN, return_sequences=True)]
+        )
+
+        def forward():
+            return model(x_bm)
+
+        return forward, model.trainable_variables
+
+    return [
+        _Contender("rnn.dynamic_unroll(rnn.VanillaRNN)", False, False, ours, "vanilla"),
+        _Contender("snt.dynamic_unroll(snt.VanillaRNN)", True, False, snt_vanilla, "vanilla"),
+        _Contender("keras.layers.SimpleRNN", True, False, keras_simple_rnn, "vanilla"),
+    ]
 
 
 def _gru_contenders() -> list[_Contender]:
@@ -546,8 +597,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument(
         "--cores",
-        default="lstm,gru",
-        help="comma-separated subset of lstm,gru (default both; the GRUs are single-layer)",
+        default=",".join(CORES),
+        help="comma-separated subset of lstm,gru,vanilla (default all; only the LSTMs "
+        "have 3-layer rows)",
     )
     p.add_argument("--no-deep", action="store_true", help="skip the 3-layer stacks")
     p.add_argument(
@@ -609,7 +661,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     cores = [c.strip() for c in args.cores.split(",") if c.strip()]
     for c in cores:
-        if c not in ("lstm", "gru"):
+        if c not in CORES:
             p.error(f"unknown core {c!r}")
     for m in modes:
         if m not in ("graph", "eager"):
