@@ -1,0 +1,34 @@
+"""Smoke test of bench/dnc_bench.py: a tiny run prints a row per step variant.
+
+The numbers of such a run mean nothing; the test checks that the job's
+configuration trains under XLA, without it and eagerly, and that every
+variant gets a time and a speed.
+"""
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BENCH = os.path.join(ROOT, "bench", "dnc_bench.py")
+
+
+def test_tiny_run_prints_every_variant():
+    proc = subprocess.run(
+        [sys.executable, BENCH, "--blocks", "2", "--block", "2", "--eager-steps", "1"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    rows = {}
+    for line in proc.stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0] in ("jit", "graph", "eager"):
+            rows[cells[0]] = cells[1:]
+    assert set(rows) == {"jit", "graph", "eager"}, proc.stdout
+    for name, (first, ms, per_s) in rows.items():
+        assert float(ms) > 0 and abs(float(per_s) * float(ms) / 1000 - 1) < 0.01, (name, rows)
+        assert name == "eager" or float(first) > 0
