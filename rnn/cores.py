@@ -208,6 +208,23 @@ class _LazyCore(RNNCore):
             )
         _utils.check_same_dtype(name, self._dtype, "inputs", inputs, "its variables")
 
+    def _whole_sequence_state(
+        self, name: str, input_sequence: Any, initial_state: Any
+    ) -> tf.Tensor | None:
+        """The checked one-tensor state where a whole-sequence program applies
+        (one floating-point ``[T, B, I]`` tensor with a known feature size and
+        a one-tensor state; the variables are built), else None."""
+        if not isinstance(input_sequence, tf.Tensor) or not isinstance(
+            initial_state, (tf.Tensor, tf.Variable)
+        ):
+            return None
+        if input_sequence.shape.rank != 3 or input_sequence.shape[-1] is None:
+            return None
+        if not input_sequence.dtype.is_floating:
+            return None
+        self._build(input_sequence)  # uses only the feature size and dtype
+        return _check_state_tensor(name, "", initial_state, input_sequence.dtype, self._hidden_size)
+
     @_utils.no_autograph
     def _check_initial_dtype(self, dtype: Any) -> tf.DType:
         dtype = tf.as_dtype(dtype)
@@ -309,18 +326,9 @@ class VanillaRNN(_LazyCore):
         """
         if self._activation is not tf.tanh:
             return None
-        if not isinstance(input_sequence, tf.Tensor) or not isinstance(
-            initial_state, (tf.Tensor, tf.Variable)
-        ):
+        state = self._whole_sequence_state("VanillaRNN", input_sequence, initial_state)
+        if state is None:
             return None
-        if input_sequence.shape.rank != 3 or input_sequence.shape[-1] is None:
-            return None
-        if not input_sequence.dtype.is_floating:
-            return None
-        self._build(input_sequence)  # uses only the feature size and dtype
-        state = _check_state_tensor(
-            "VanillaRNN", "", initial_state, input_sequence.dtype, self._hidden_size
-        )
         return vanilla_ops.vanilla_sequence(
             input_sequence,
             state,
@@ -590,18 +598,9 @@ class GRU(_LazyCore):
         ...                       None, False) is None
         True
         """
-        if not isinstance(input_sequence, tf.Tensor) or not isinstance(
-            initial_state, (tf.Tensor, tf.Variable)
-        ):
+        state = self._whole_sequence_state("GRU", input_sequence, initial_state)
+        if state is None:
             return None
-        if input_sequence.shape.rank != 3 or input_sequence.shape[-1] is None:
-            return None
-        if not input_sequence.dtype.is_floating:
-            return None
-        self._build(input_sequence)  # uses only the feature size and dtype
-        state = _check_state_tensor(
-            "GRU", "", initial_state, input_sequence.dtype, self._hidden_size
-        )
         return gru_ops.gru_sequence(
             input_sequence,
             state,
