@@ -47,7 +47,7 @@ def kernel_info() -> dict[str, KernelStatus]:
     >>> info.isa in (None, "avx512", "avx2", "generic")
     True
     >>> sorted(info.calls)
-    ['backward', 'forward']
+    ['RnnLstmBackward', 'RnnLstmForward']
     """
     return {name: lib.status() for name, lib in LIBRARIES.items()}
 

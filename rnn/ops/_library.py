@@ -32,7 +32,7 @@ class KernelStatus:
     instruction set its compute code runs with (``"avx512"``, ``"avx2"``,
     ``"generic"``), None when not loaded; ``path``: the library file;
     ``reason``: why it is not available (None when it is); ``calls``: how
-    many times its forward and backward ops have run in this process (the
+    many times each of its ops has run in this process, by op name (the
     graphs rnn traces hold TensorFlow ops and TensorFlow's runtime swaps in
     the kernels on CPU, so this is how to see that they ran).
     """
@@ -109,13 +109,13 @@ class KernelLibrary:
         return fn().decode() or None
 
     def calls(self) -> dict[str, int]:
-        """How many times the forward and backward ops ran in this process."""
+        """How many times each op ran in this process, by op name."""
         if self._module is None or self._path is None:
-            return {"forward": 0, "backward": 0}
+            return dict.fromkeys(self.ops, 0)
         fn = getattr(ctypes.CDLL(self._path), f"rnn_{self.name}_calls")
         fn.restype = ctypes.c_longlong
         fn.argtypes = [ctypes.c_int]
-        return {"forward": int(fn(0)), "backward": int(fn(1))}
+        return {op: int(fn(i)) for i, op in enumerate(self.ops)}
 
     def status(self) -> KernelStatus:
         """Loads the library if not tried yet, and says what is in use."""
@@ -129,7 +129,10 @@ LIBRARIES: dict[str, KernelLibrary] = {
     "lstm": KernelLibrary(
         "lstm", os.path.join(_HERE, "lstm", "kernels.c"), ("RnnLstmForward", "RnnLstmBackward")
     ),
+    # The vanilla RNN's recurrences are the GRU kernels' third form.
     "gru": KernelLibrary(
-        "gru", os.path.join(_HERE, "gru", "kernels.c"), ("RnnGruForward", "RnnGruBackward")
+        "gru",
+        os.path.join(_HERE, "gru", "kernels.c"),
+        ("RnnGruForward", "RnnGruBackward", "RnnVanillaForward", "RnnVanillaBackward"),
     ),
 }

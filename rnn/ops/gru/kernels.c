@@ -5,6 +5,8 @@
  *
  *   RnnGruForward(zx, recurrent_kernel, bn, h0, mask) -> (s, hs)
  *   RnnGruBackward(s, hs, d_out, dh, recurrent_kernel, mask) -> (da, dh0)
+ *   RnnVanillaForward(zx, recurrent_kernel, h0, mask) -> hs
+ *   RnnVanillaBackward(hs, d_out, dh, recurrent_kernel, mask) -> (da, dh0)
  *
  * They run the recurrences that the pure-TensorFlow programs in
  * programs.py run as tf.while_loops, with the same inputs and outputs
@@ -25,6 +27,12 @@
  *   da    [G, T, B]    pre-activation gradients, rows as programs.backward
  *                      writes them (the columns layout the weight-gradient
  *                      matmuls take)
+ *
+ * The vanilla RNN (rnn.ops.vanilla, h = tanh(x W + h U + b)) is the GRU's
+ * degenerate third form, update gate closed and reset gate open: zx is
+ * [H, T, B], recurrent_kernel [H, H], da [H, T, B], and a step is one
+ * [H, H] x [H, B] product each way; it shares everything below but the
+ * cells.
  *
  * reset_after: per step the forward does one [3H, H] x [H, B] product and
  * the backward one [H, 3H] x [3H, B] product, then the element-wise cell.
@@ -215,6 +223,36 @@ forward_cell_ra(int64_t B, const float *restrict p, int64_t ps, const float *res
         s[3 * ss + b] = hn;
         h_new[b] = h_operand[b] = keep[b] != 0 ? h : h_prev[b];
     }
+}
+
+/* The vanilla RNN, one unit's step: the state from its product row p and
+ * input row x. */
+__attribute__((noinline)) static void
+forward_cell_vanilla(int64_t B, const float *restrict p, const float *restrict x,
+                     const unsigned char *restrict keep, const float *restrict h_prev,
+                     float *restrict h_new, float *restrict h_operand)
+{
+    for (int64_t b = 0; b < B; b++) {
+        const float h = tanh_f(x[b] + p[b]);
+        h_new[b] = h_operand[b] = keep[b] != 0 ? h : h_prev[b];
+    }
+}
+
+/* The vanilla RNN, one unit's backward step: h is its state after the step;
+ * dh becomes what passes through a step past the length (0 for a valid
+ * step: the product adds U da later); da to the operand row v. */
+__attribute__((noinline)) static void
+backward_cell_vanilla(int64_t B, const float *restrict h, const float *restrict d_out,
+                      const unsigned char *restrict keep, float *restrict dh, float *restrict da,
+                      float *restrict v)
+{
+    for (int64_t b = 0; b < B; b++) {
+        const bool valid = keep[b] != 0;
+        const float dht = dh[b] + d_out[b];
+        da[b] = valid ? dht * (1.0f - h[b] * h[b]) : 0.0f;
+        dh[b] = valid ? 0.0f : dht;
+    }
+    memcpy(v, da, B * sizeof(float));
 }
 
 /* Cho's form, first half of a unit's step: the gates z, r from the product
@@ -524,7 +562,8 @@ struct job {
     int nthreads;
     barrier_t barrier;
     bool reset_after;
-    const float *rk;           /* [H, 3H] */
+    int64_t G;                 /* columns of rk: 3H (GRU) or H (vanilla) */
+    const float *rk;           /* [H, G] */
     const float *bn;           /* [H] (reset_after) */
     const unsigned char *mask; /* [T, B] bools, or one row of ones */
     int64_t mask_stride;       /* B, or 0 for the row of ones */
@@ -579,7 +618,7 @@ leave_if_single(job_t *j, int index, int64_t *u0, int64_t *u1)
 static void
 pack_forward(const job_t *j, float *packed, int gates, int q0, int64_t u0, int64_t u1)
 {
-    const int64_t H = j->H, G = 3 * H;
+    const int64_t H = j->H, G = j->G;
     for (int64_t p = u0 * gates / MR; p < u1 * gates / MR; p++) {
         float *panel = packed + p * H * MR;
         for (int64_t k = 0; k < H; k++)
@@ -595,7 +634,7 @@ pack_forward(const job_t *j, float *packed, int gates, int q0, int64_t u0, int64
 static void
 pack_backward(const job_t *j, float *packed, int gates, int q0, int64_t u0, int64_t u1)
 {
-    const int64_t H = j->H, G = 3 * H, K = gates * j->Hp;
+    const int64_t H = j->H, G = j->G, K = gates * j->Hp;
     for (int64_t p = u0 / MR; p < u1 / MR; p++) {
         float *panel = packed + p * K * MR;
         for (int64_t k = 0; k < K; k++) {
@@ -752,6 +791,57 @@ backward_work_cho(job_t *j, int index)
         if (leave_if_single(j, index, &u0, &u1))
             return;
         add_product(j->packed2, 2 * Hp, u0, u1, zrbuf, Bp, nr, j->dh);
+    }
+}
+
+static void
+forward_work_vanilla(job_t *j, int index)
+{
+    const int64_t T = j->T, B = j->B, H = j->H, Bp = j->Bp, HB = H * B;
+    int64_t u0, u1;
+    unit_range(j, index, &u0, &u1);
+    pack_forward(j, j->packed, 1, 0, u0, u1);
+    for (int64_t u = u0; u < u1 && u < H; u++)
+        memcpy(j->vbuf[0] + u * Bp, j->hs + u * B, B * sizeof(float));
+    barrier_wait(&j->barrier);
+    for (int64_t t = 0; t < T; t++) {
+        if (leave_if_single(j, index, &u0, &u1))
+            return;
+        const float *hcur = j->vbuf[t & 1];
+        float *hnext = j->vbuf[(t + 1) & 1];
+        panel_product(j->packed, H, u0 / MR, u1 / MR, hcur, Bp, j->pbuf, j->nr);
+        const unsigned char *m = j->mask + t * j->mask_stride;
+        const float *h_prev = j->hs + t * HB;
+        float *h_new = j->hs + (t + 1) * HB;
+        for (int64_t u = u0; u < u1 && u < H; u++)
+            forward_cell_vanilla(B, j->pbuf + u * Bp, j->zx + u * T * B + t * B, m, h_prev + u * B,
+                                 h_new + u * B, hnext + u * Bp);
+        barrier_wait(&j->barrier);
+    }
+}
+
+static void
+backward_work_vanilla(job_t *j, int index)
+{
+    const int64_t T = j->T, B = j->B, H = j->H, Bp = j->Bp, HB = H * B, nr = j->nr;
+    int64_t u0, u1;
+    unit_range(j, index, &u0, &u1);
+    pack_backward(j, j->packed, 1, 0, u0, u1);
+    barrier_wait(&j->barrier);
+    for (int64_t t = T - 1; t >= 0; t--) {
+        if (leave_if_single(j, index, &u0, &u1))
+            return;
+        float *v = j->vbuf[t & 1];
+        const unsigned char *m = j->mask + t * j->mask_stride;
+        const float *h = j->hs_in + (t + 1) * HB, *dout = j->d_out + t * HB;
+        float *da = j->da + t * B; /* [H, T, B]: unit u at + u T B */
+        for (int64_t u = u0; u < u1 && u < H; u++)
+            backward_cell_vanilla(B, h + u * B, dout + u * B, m, j->dh + u * Bp, da + u * T * B,
+                                  v + u * Bp);
+        barrier_wait(&j->barrier);
+        if (leave_if_single(j, index, &u0, &u1))
+            return;
+        add_product(j->packed, j->Hp, u0, u1, v, Bp, nr, j->dh);
     }
 }
 
@@ -924,6 +1014,7 @@ CAT(rnn_gru_forward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
         goto done;
     init_job(&j, T, B, H, 6.0 * H * H * B);
     j.reset_after = reset_after;
+    j.G = 3 * H;
     j.zx = TF_TensorData(in[0]);
     j.rk = TF_TensorData(in[1]);
     j.bn = TF_TensorData(in[2]);
@@ -991,6 +1082,7 @@ CAT(rnn_gru_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
         goto done;
     init_job(&j, T, B, H, 6.0 * H * H * B);
     j.reset_after = reset_after;
+    j.G = 3 * H;
     j.ss = TF_TensorData(in[0]);
     j.hs_in = TF_TensorData(in[1]);
     j.d_out = TF_TensorData(in[2]);
@@ -1035,6 +1127,117 @@ done:
     end_call(&j, in, 6, out, 2, st);
 }
 
+void
+CAT(rnn_vanilla_forward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
+{
+    (void)kernel;
+    static const char *op = "RnnVanillaForward";
+    TF_Status *st = TF_NewStatus();
+    TF_Tensor *in[4] = {0}, *out[1] = {0};
+    job_t j;
+    memset(&j, 0, sizeof j);
+    if (!get_inputs(ctx, st, in, 4))
+        goto done;
+    if (TF_NumDims(in[0]) != 3) {
+        fail(ctx, st, TF_INVALID_ARGUMENT, "RnnVanillaForward: zx must be [H, T, B]");
+        goto done;
+    }
+    const int64_t H = TF_Dim(in[0], 0), T = TF_Dim(in[0], 1), B = TF_Dim(in[0], 2);
+    const int64_t rk_dims[2] = {H, H}, state[2] = {H, B}, h_dims[3] = {T + 1, H, B};
+    if (!check_dims(ctx, st, op, "recurrent_kernel", in[1], 2, rk_dims) ||
+        !check_dims(ctx, st, op, "h0", in[2], 2, state) || !check_mask(ctx, st, op, in[3], T, B))
+        goto done;
+    if (!(out[0] = output(ctx, st, 0, h_dims, 3)))
+        goto done;
+    init_job(&j, T, B, H, 2.0 * H * H * B);
+    j.G = H;
+    j.zx = TF_TensorData(in[0]);
+    j.rk = TF_TensorData(in[1]);
+    if (!set_mask(&j, in[3])) {
+        fail(ctx, st, TF_RESOURCE_EXHAUSTED, "RnnVanillaForward: out of memory");
+        goto done;
+    }
+    j.hs = TF_TensorData(out[0]);
+    if (H * B > 0)
+        memcpy(j.hs, TF_TensorData(in[2]), H * B * sizeof(float));
+    if (T == 0 || H == 0 || B == 0)
+        goto done;
+    j.packed = alloc_floats(j.Hp * H);
+    j.pbuf = alloc_floats(j.Hp * j.Bp);
+    j.vbuf[0] = alloc_floats(j.Hp * j.Bp);
+    j.vbuf[1] = alloc_floats(j.Hp * j.Bp);
+    if (!j.packed || !j.pbuf || !j.vbuf[0] || !j.vbuf[1])
+        fail(ctx, st, TF_RESOURCE_EXHAUSTED, "RnnVanillaForward: out of memory");
+    else
+        run_threads(&j, j.nthreads, forward_work_vanilla);
+done:
+    end_call(&j, in, 4, out, 1, st);
+}
+
+void
+CAT(rnn_vanilla_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
+{
+    (void)kernel;
+    static const char *op = "RnnVanillaBackward";
+    TF_Status *st = TF_NewStatus();
+    TF_Tensor *in[5] = {0}, *out[2] = {0};
+    job_t j;
+    memset(&j, 0, sizeof j);
+    if (!get_inputs(ctx, st, in, 5))
+        goto done;
+    if (TF_NumDims(in[0]) != 3) {
+        fail(ctx, st, TF_INVALID_ARGUMENT, "RnnVanillaBackward: hs must be [T + 1, H, B]");
+        goto done;
+    }
+    const int64_t T = TF_Dim(in[0], 0) - 1, H = TF_Dim(in[0], 1), B = TF_Dim(in[0], 2);
+    if (T < 0) {
+        fail(ctx, st, TF_INVALID_ARGUMENT, "RnnVanillaBackward: hs must be [T + 1, H, B]");
+        goto done;
+    }
+    const int64_t o_dims[3] = {T, H, B}, state[2] = {H, B}, rk_dims[2] = {H, H};
+    if (!check_dims(ctx, st, op, "d_out", in[1], 3, o_dims) ||
+        !check_dims(ctx, st, op, "dh", in[2], 2, state) ||
+        !check_dims(ctx, st, op, "recurrent_kernel", in[3], 2, rk_dims) ||
+        !check_mask(ctx, st, op, in[4], T, B))
+        goto done;
+    const int64_t da_dims[3] = {H, T, B};
+    if (!(out[0] = output(ctx, st, 0, da_dims, 3)) || !(out[1] = output(ctx, st, 1, state, 2)))
+        goto done;
+    init_job(&j, T, B, H, 2.0 * H * H * B);
+    j.G = H;
+    j.hs_in = TF_TensorData(in[0]);
+    j.d_out = TF_TensorData(in[1]);
+    j.rk = TF_TensorData(in[3]);
+    if (!set_mask(&j, in[4])) {
+        fail(ctx, st, TF_RESOURCE_EXHAUSTED, "RnnVanillaBackward: out of memory");
+        goto done;
+    }
+    j.da = TF_TensorData(out[0]);
+    j.dh0 = TF_TensorData(out[1]);
+    if (T == 0 || H == 0 || B == 0) {
+        if (H * B > 0)
+            memcpy(j.dh0, TF_TensorData(in[2]), H * B * sizeof(float));
+        goto done;
+    }
+    j.packed = alloc_floats(j.Hp * j.Hp);
+    j.vbuf[0] = alloc_floats(j.Hp * j.Bp);
+    j.vbuf[1] = alloc_floats(j.Hp * j.Bp);
+    j.dh = alloc_floats(j.Hp * j.Bp);
+    if (!j.packed || !j.vbuf[0] || !j.vbuf[1] || !j.dh) {
+        fail(ctx, st, TF_RESOURCE_EXHAUSTED, "RnnVanillaBackward: out of memory");
+    }
+    else {
+        const float *dh = TF_TensorData(in[2]);
+        for (int64_t u = 0; u < H; u++)
+            memcpy(j.dh + u * j.Bp, dh + u * B, B * sizeof(float));
+        run_threads(&j, j.nthreads, backward_work_vanilla);
+        for (int64_t u = 0; u < H; u++)
+            memcpy(j.dh0 + u * B, j.dh + u * j.Bp, B * sizeof(float));
+    }
+done:
+    end_call(&j, in, 5, out, 2, st);
+}
+
 #endif /* RNN_KERNEL_ISA */
 
 #ifdef RNN_KERNEL_REGISTER
@@ -1043,14 +1246,20 @@ done:
 typedef void (*compute_fn)(void *, TF_OpKernelContext *);
 typedef struct {
     const char *name;
-    compute_fn forward, backward;
+    compute_fn ops[4]; /* in the order of calls[] and of registration */
     bool (*supported)(void);
 } isa_t;
 
-#define DECLARE(isa)                                          \
-    void rnn_gru_forward_##isa(void *, TF_OpKernelContext *); \
-    void rnn_gru_backward_##isa(void *, TF_OpKernelContext *);
-#define ENTRY(isa) {#isa, rnn_gru_forward_##isa, rnn_gru_backward_##isa, supports_##isa}
+#define DECLARE(isa)                                              \
+    void rnn_gru_forward_##isa(void *, TF_OpKernelContext *);     \
+    void rnn_gru_backward_##isa(void *, TF_OpKernelContext *);    \
+    void rnn_vanilla_forward_##isa(void *, TF_OpKernelContext *); \
+    void rnn_vanilla_backward_##isa(void *, TF_OpKernelContext *);
+#define ENTRY(isa)                                                              \
+    {#isa,                                                                      \
+     {rnn_gru_forward_##isa, rnn_gru_backward_##isa, rnn_vanilla_forward_##isa, \
+      rnn_vanilla_backward_##isa},                                              \
+     supports_##isa}
 
 static bool
 supports_generic(void)
@@ -1093,15 +1302,16 @@ rnn_gru_isa(void)
     return chosen ? chosen->name : "";
 }
 
-/* How many times each op (0: forward, 1: backward) has run in this process
-   (for rnn.ops.kernel_info through ctypes: the graphs hold TensorFlow ops and
-   the runtime picks these, so counting is how one sees that they ran). */
-static atomic_llong calls[2];
+/* How many times each op (in the order registered below) has run in this
+   process (for rnn.ops.kernel_info through ctypes: the graphs hold
+   TensorFlow ops and the runtime picks these, so counting is how one sees
+   that they ran). */
+static atomic_llong calls[4];
 
 long long
 rnn_gru_calls(int op)
 {
-    return op == 0 || op == 1 ? atomic_load(&calls[op]) : -1;
+    return op >= 0 && op < 4 ? atomic_load(&calls[op]) : -1;
 }
 
 /* The widest supported set, or the one RNN_KERNEL_ISA names if supported. */
@@ -1135,19 +1345,16 @@ choose_isa(void)
     return &ISAS[N_ISAS - 1];
 }
 
-static void
-forward_compute(void *kernel, TF_OpKernelContext *ctx)
-{
-    atomic_fetch_add_explicit(&calls[0], 1, memory_order_relaxed);
-    chosen->forward(kernel, ctx);
-}
-
-static void
-backward_compute(void *kernel, TF_OpKernelContext *ctx)
-{
-    atomic_fetch_add_explicit(&calls[1], 1, memory_order_relaxed);
-    chosen->backward(kernel, ctx);
-}
+#define COMPUTE(i)                                                     \
+    static void compute_##i(void *kernel, TF_OpKernelContext *ctx)     \
+    {                                                                  \
+        atomic_fetch_add_explicit(&calls[i], 1, memory_order_relaxed); \
+        chosen->ops[i](kernel, ctx);                                   \
+    }
+COMPUTE(0)
+COMPUTE(1)
+COMPUTE(2)
+COMPUTE(3)
 
 static void
 unknown_shapes(TF_ShapeInferenceContext *ctx, TF_Status *st)
@@ -1186,8 +1393,15 @@ register_gru_ops(void)
         "s: float",  "hs: float", "d_out: float", "dh: float", "recurrent_kernel: float",
         "mask: bool"};
     static const char *const bwd_out[] = {"da: float", "dh0: float"};
+    static const char *const vfwd_in[] = {"zx: float", "recurrent_kernel: float", "h0: float",
+                                          "mask: bool"};
+    static const char *const vfwd_out[] = {"hs: float"};
+    static const char *const vbwd_in[] = {"hs: float", "d_out: float", "dh: float",
+                                          "recurrent_kernel: float", "mask: bool"};
     chosen = choose_isa();
-    register_op("RnnGruForward", fwd_in, 5, fwd_out, 2, forward_compute);
-    register_op("RnnGruBackward", bwd_in, 6, bwd_out, 2, backward_compute);
+    register_op("RnnGruForward", fwd_in, 5, fwd_out, 2, compute_0);
+    register_op("RnnGruBackward", bwd_in, 6, bwd_out, 2, compute_1);
+    register_op("RnnVanillaForward", vfwd_in, 4, vfwd_out, 1, compute_2);
+    register_op("RnnVanillaBackward", vbwd_in, 5, bwd_out, 2, compute_3);
 }
 #endif /* RNN_KERNEL_REGISTER */

@@ -10,6 +10,7 @@ import tensorflow as tf
 from rnn import _utils
 from rnn.ops import _native, _programs
 from rnn.ops._programs import static_dim
+from rnn.ops.vanilla import native as native_ops
 from rnn.ops.vanilla import programs
 
 __all__ = ["vanilla_sequence"]
@@ -26,21 +27,26 @@ def _trace(variant: tuple[Any, ...], which: str, native: bool) -> tuple[Any, lis
     if which == "fwd":
 
         def fwd(x: Any, h0: Any, kernel: Any, rk: Any, bias: Any, *lengths: Any) -> Any:
-            return programs.forward(
-                x, h0, kernel, rk, bias, lengths[0] if masked else None, **flags
-            )
+            program = native_ops.forward if native else programs.forward
+            return program(x, h0, kernel, rk, bias, lengths[0] if masked else None, **flags)
 
         return fwd, [t3, t2, t2, t2, t1, *lens]
 
     def bwd(d_out: Any, d_h: Any, kernel: Any, rk: Any, xa: Any, hs: Any, *lengths: Any) -> Any:
         length = lengths[0] if masked else None
-        return programs.backward(d_out, d_h, kernel, rk, length, xa, hs, **flags)
+        program = native_ops.backward if native else programs.backward
+        return program(d_out, d_h, kernel, rk, length, xa, hs, **flags)
 
     return bwd, [t3, t2, t2, t2, t3, t3, *lens]
 
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
 PROGRAMS = _native.Programs(
-    "vanilla", None, [os.path.join(os.path.dirname(__file__), "programs.py")], _trace
+    "vanilla",
+    native_ops.LIBRARY,
+    [os.path.join(_HERE, "programs.py"), os.path.join(_HERE, "native.py")]
+    + [os.path.join(os.path.dirname(_HERE), "gru", "kernels.c")],
+    _trace,
 )
 
 
@@ -134,8 +140,8 @@ def vanilla_sequence(
     variant = (x.dtype, bool(extra), bool(reverse))
     out, h = _programs.call_with_gradient(
         name,
-        PROGRAMS.select(variant, "fwd", False),
-        lambda: PROGRAMS.select(variant, "bwd", False),
+        PROGRAMS.select(variant, "fwd", native_ops.enabled()),
+        lambda: PROGRAMS.select(variant, "bwd", native_ops.enabled()),
         [x, h0, kernel, recurrent_kernel, bias],
         extra,
         num_results=2,

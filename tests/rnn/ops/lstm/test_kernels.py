@@ -134,7 +134,7 @@ def _runs(fn, *args):
     before = native.LIBRARY.calls()
     result = fn(*args)
     after = native.LIBRARY.calls()
-    return result, (after["forward"] - before["forward"], after["backward"] - before["backward"])
+    return result, tuple(after[op] - before[op] for op in ("RnnLstmForward", "RnnLstmBackward"))
 
 
 @needs_kernels

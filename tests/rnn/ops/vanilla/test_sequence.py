@@ -1,6 +1,7 @@
 """Tests for rnn.ops.vanilla.vanilla_sequence (the whole-sequence vanilla RNN).
 
-Against the NumPy reference (tests/rnn/numpy_ref.py), against autodiff of
+Every test runs on both programs (the compiled recurrences where they apply,
+the TensorFlow while_loops). Against the NumPy reference (tests/rnn/numpy_ref.py), against autodiff of
 stepping the core's own step function, Keras' SimpleRNN with the same
 weights, and through rnn.VanillaRNN and the unrollers (which must choose
 the fast path only where it applies).
@@ -12,10 +13,21 @@ import tensorflow as tf
 
 import rnn
 from rnn.cores import _vanilla_fn
-from rnn.ops.vanilla import vanilla_sequence
+from rnn.ops.vanilla import native, vanilla_sequence
 from tests.rnn import numpy_ref as ref
 
 T, B, I, H = 5, 3, 4, 6
+
+
+@pytest.fixture(autouse=True, params=["kernels", "tf_ops"])
+def vanilla_path(request):
+    """Every test runs on both programs: the compiled recurrences (float32
+    on CPU) and the TensorFlow while_loops (everything else)."""
+    if request.param == "kernels" and not native.native_kernels_available():
+        pytest.skip("the compiled recurrences are not available here")
+    previous = native.set_native_kernels(request.param == "kernels")
+    yield request.param
+    native.set_native_kernels(previous)
 
 
 def numpy_vanilla(x, h, kernel, rk, bias, lengths=None, reverse=False):
