@@ -171,6 +171,7 @@ def call_with_gradient(
     fn_name: str,
     forward: Any,
     backward: Callable[[], Any],
+    finish: Callable[..., Sequence[tf.Tensor]],
     tensors: Sequence[tf.Tensor],
     extra: Sequence[tf.Tensor],
     num_results: int,
@@ -183,8 +184,11 @@ def call_with_gradient(
     needs; ``backward()`` gives the backward concrete function, called
     (traced lazily, only where a gradient is asked for) with the results'
     gradients, ``tensors[i]`` for ``i`` in ``weights``, the saved tensors
-    and ``extra``; it returns one gradient per tensor. Gradients are first
-    order only.
+    and ``extra``; it returns the reverse recurrence's results, which
+    ``finish(those, tensors, saved)`` turns into one gradient per tensor. (That last
+    part, large matmuls, stays in the caller's graph, so TensorFlow drops
+    the gradients nobody uses, typically the inputs'; the kernel programs
+    are function calls it cannot look into.) Gradients are first order only.
     """
     refuse = first_order_only(fn_name)
 
@@ -196,8 +200,8 @@ def call_with_gradient(
 
         def grad(*d_values: Any) -> Any:
             d = [tf.zeros_like(v) if g is None else g for g, v in zip(d_values, values)]
-            grads = backward()(*d, *(args[i] for i in weights), *saved, *extra)
-            grads = refuse(*grads)
+            recurrence = backward()(*d, *(args[i] for i in weights), *saved, *extra)
+            grads = refuse(*finish(recurrence, args, saved))
             if not tf.executing_eagerly():
                 for g, t in zip(grads, tensors):
                     g.set_shape(t.shape)

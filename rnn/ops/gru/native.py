@@ -124,4 +124,4 @@ def backward(
         ss, hs, d_out, tf.transpose(d_h), recurrent_kernel, _native.kernel_mask(mask)
     )  # da: [G, T, B], no transpose
     da = tf.reshape(da, [tf.shape(da)[0], -1])
-    return programs.gradients(da, dh0, kernel, xa, hs, ss, reverse=reverse, reset_after=reset_after)
+    return (da, dh0)

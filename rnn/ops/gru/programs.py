@@ -161,7 +161,8 @@ def backward(
     reverse: bool,
     reset_after: bool,
 ) -> tuple[tf.Tensor, ...]:
-    """The backward program: gradients for x, h0, kernel, rk, bias.
+    """The backward program: the reverse recurrence, ``(da [3H or 4H, T * B], dh0)``
+    (:func:`gradients` makes the five gradients of them).
 
     The reverse recurrence hands each step's pre-activation gradients to a
     ``TensorArray``: rows ``(z, r, n)`` for the input side, and with
@@ -218,9 +219,7 @@ def backward(
         (n, tf.transpose(d_h), da_acc),
         parallel_iterations=_PARALLEL_ITERATIONS,
     )
-    return gradients(
-        columns(da_acc.stack()), dh0, kernel, xa, hs, ss, reverse=reverse, reset_after=reset_after
-    )
+    return (columns(da_acc.stack()), dh0)  # gradients() turns these into the five
 
 
 def gradients(

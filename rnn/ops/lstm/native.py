@@ -133,4 +133,4 @@ def backward(
         _native.kernel_mask(mask),
     )  # dz: [4H, T, B], no transpose
     dz = tf.reshape(dz, [tf.shape(dz)[0], -1])
-    return programs.gradients(dz, dh0, dc0, kernel, xa, hs, reverse=reverse)
+    return (dz, dh0, dc0)

@@ -138,7 +138,8 @@ def backward(
     masked: bool,
     reverse: bool,
 ) -> tuple[tf.Tensor, ...]:
-    """The backward program: gradients for x, h0, c0, kernel, rk, bias."""
+    """The backward program: the reverse recurrence, ``(dz [4H, T * B], dh0, dc0)``
+    (:func:`gradients` makes the six gradients of them)."""
     dtype = xa.dtype
     n = tf.shape(xa)[0]
     unit = tf.constant(1, dtype)
@@ -180,7 +181,7 @@ def backward(
         (n, tf.transpose(d_h), tf.transpose(d_c), dz_acc),
         parallel_iterations=_PARALLEL_ITERATIONS,
     )
-    return gradients(columns(dz_acc.stack()), dh0, dc0, kernel, xa, hs, reverse=reverse)
+    return (columns(dz_acc.stack()), dh0, dc0)  # gradients() turns these into the six
 
 
 def gradients(

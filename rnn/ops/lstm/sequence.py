@@ -181,6 +181,9 @@ def lstm_sequence(
         "lstm_sequence",
         PROGRAMS.select(variant, "fwd", native_ops.enabled()),
         lambda: PROGRAMS.select(variant, "bwd", native_ops.enabled()),
+        lambda r, a, saved: programs.gradients(
+            r[0], r[1], r[2], a[3], saved[0], saved[1], reverse=bool(reverse)
+        ),
         [x, h0, c0, kernel, recurrent_kernel, bias],
         extra,
         num_results=3,

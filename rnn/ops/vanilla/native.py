@@ -22,7 +22,6 @@ import tensorflow as tf
 
 from rnn.ops import _native, _programs
 from rnn.ops._library import LIBRARIES
-from rnn.ops.vanilla import programs
 
 __all__ = ["enabled", "native_kernels_available", "set_native_kernels"]
 
@@ -99,4 +98,4 @@ def backward(
         hs, d_out, tf.transpose(d_h), recurrent_kernel, _native.kernel_mask(mask)
     )  # da: [H, T, B]
     da = tf.reshape(da, [tf.shape(da)[0], -1])
-    return programs.gradients(da, dh0, kernel, xa, hs, reverse=reverse)
+    return (da, dh0)

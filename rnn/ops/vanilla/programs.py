@@ -76,7 +76,8 @@ def backward(
     masked: bool,
     reverse: bool,
 ) -> tuple[tf.Tensor, ...]:
-    """The backward program: gradients for x, h0, kernel, recurrent_kernel, bias."""
+    """The backward program: the reverse recurrence, ``(da [H, T * B], dh0)``
+    (:func:`gradients` makes the five gradients of them)."""
     dtype = xa.dtype
     n = tf.shape(xa)[0]
     unit = tf.constant(1, dtype)
@@ -104,7 +105,7 @@ def backward(
         (n, tf.transpose(d_h), da_acc),
         parallel_iterations=_PARALLEL_ITERATIONS,
     )
-    return gradients(columns(da_acc.stack()), dh0, kernel, xa, hs, reverse=reverse)
+    return (columns(da_acc.stack()), dh0)  # gradients() turns these into the five
 
 
 def gradients(

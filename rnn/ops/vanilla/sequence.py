@@ -142,6 +142,9 @@ def vanilla_sequence(
         name,
         PROGRAMS.select(variant, "fwd", native_ops.enabled()),
         lambda: PROGRAMS.select(variant, "bwd", native_ops.enabled()),
+        lambda r, a, saved: programs.gradients(
+            r[0], r[1], a[2], saved[0], saved[1], reverse=bool(reverse)
+        ),
         [x, h0, kernel, recurrent_kernel, bias],
         extra,
         num_results=2,

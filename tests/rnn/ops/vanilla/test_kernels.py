@@ -21,7 +21,13 @@ needs_kernels = pytest.mark.skipif(
 
 def _problem(seed, steps, batch, inputs, hidden, scale=0.6):
     rng = np.random.default_rng(seed)
-    shapes = [(steps, batch, inputs), (batch, hidden), (inputs, hidden), (hidden, hidden), (hidden,)]
+    shapes = [
+        (steps, batch, inputs),
+        (batch, hidden),
+        (inputs, hidden),
+        (hidden, hidden),
+        (hidden,),
+    ]
     return [tf.constant((rng.normal(size=s) * scale).astype(np.float32)) for s in shapes]
 
 

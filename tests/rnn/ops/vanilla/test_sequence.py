@@ -1,8 +1,9 @@
 """Tests for rnn.ops.vanilla.vanilla_sequence (the whole-sequence vanilla RNN).
 
-Every test runs on both programs (the compiled recurrences where they apply,
-the TensorFlow while_loops). Against the NumPy reference (tests/rnn/numpy_ref.py), against autodiff of
-stepping the core's own step function, Keras' SimpleRNN with the same
+Every test runs on both programs (the compiled recurrences where they
+apply, the TensorFlow while_loops). Against the NumPy reference
+(tests/rnn/numpy_ref.py), against autodiff of stepping the core's own step
+function, Keras' SimpleRNN with the same
 weights, and through rnn.VanillaRNN and the unrollers (which must choose
 the fast path only where it applies).
 """
