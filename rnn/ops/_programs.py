@@ -10,6 +10,7 @@ shape checks and the refusal of second-order gradients.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -113,8 +114,10 @@ def check_dim(fn_name: str, what: str, got: int | None, want: int | None, meanin
         raise ValueError(f"{fn_name}: {what} should be {want} ({meaning}), got {got}")
 
 
+@functools.cache
 def first_order_only(fn_name: str) -> Callable[..., Any]:
-    """An identity on gradients that refuses to be differentiated again."""
+    """An identity on gradients that refuses to be differentiated again
+    (one per function name, built once)."""
 
     @tf.custom_gradient
     def identity(*grads: tf.Tensor) -> Any:
