@@ -982,6 +982,19 @@ end_call(job_t *j, TF_Tensor **in, int n_in, TF_Tensor **out, int n_out, TF_Stat
     TF_DeleteStatus(st);
 }
 
+/* Runs a backward job: the incoming state gradient dh [H, B] into the padded
+ * carry j->dh, the reverse recurrence, and the carry out to j->dh0. */
+static void
+run_backward(job_t *j, const float *dh, work_fn fn)
+{
+    const int64_t H = j->H, B = j->B;
+    for (int64_t u = 0; u < H; u++)
+        memcpy(j->dh + u * j->Bp, dh + u * B, B * sizeof(float));
+    run_threads(j, j->nthreads, fn);
+    for (int64_t u = 0; u < H; u++)
+        memcpy(j->dh0 + u * B, j->dh + u * j->Bp, B * sizeof(float));
+}
+
 void
 CAT(rnn_gru_forward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
 {
@@ -1116,12 +1129,7 @@ CAT(rnn_gru_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
         fail(ctx, st, TF_RESOURCE_EXHAUSTED, "RnnGruBackward: out of memory");
     }
     else {
-        const float *dh = TF_TensorData(in[3]);
-        for (int64_t u = 0; u < H; u++)
-            memcpy(j.dh + u * j.Bp, dh + u * B, B * sizeof(float));
-        run_threads(&j, j.nthreads, reset_after ? backward_work_ra : backward_work_cho);
-        for (int64_t u = 0; u < H; u++)
-            memcpy(j.dh0 + u * B, j.dh + u * j.Bp, B * sizeof(float));
+        run_backward(&j, TF_TensorData(in[3]), reset_after ? backward_work_ra : backward_work_cho);
     }
 done:
     end_call(&j, in, 6, out, 2, st);
@@ -1227,12 +1235,7 @@ CAT(rnn_vanilla_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
         fail(ctx, st, TF_RESOURCE_EXHAUSTED, "RnnVanillaBackward: out of memory");
     }
     else {
-        const float *dh = TF_TensorData(in[2]);
-        for (int64_t u = 0; u < H; u++)
-            memcpy(j.dh + u * j.Bp, dh + u * B, B * sizeof(float));
-        run_threads(&j, j.nthreads, backward_work_vanilla);
-        for (int64_t u = 0; u < H; u++)
-            memcpy(j.dh0 + u * B, j.dh + u * j.Bp, B * sizeof(float));
+        run_backward(&j, TF_TensorData(in[2]), backward_work_vanilla);
     }
 done:
     end_call(&j, in, 5, out, 2, st);
