@@ -21,6 +21,7 @@ import tensorflow as tf
 import rnn
 from rnn.ops._build import compiler
 from rnn.ops.gru import gru_sequence, native
+from tests.rnn.ops.kernel_runs import kernel_runs, op_types
 
 needs_kernels = pytest.mark.skipif(
     compiler() is None, reason="no C compiler: the GRU kernels cannot be built here"
@@ -108,21 +109,9 @@ def test_kernels_match_tf_ops_programs(shape, masked, reverse, reset_after):
         )
 
 
-def _op_types(concrete):
-    """Every op type in a concrete function's graph and its function library."""
-    graph = concrete.graph
-    types = {op.type for op in graph.get_operations()}
-    for f in graph.as_graph_def().library.function:
-        types.update(node.op for node in f.node_def)
-    return types
-
-
 def _runs(fn, *args):
     """How many times the forward and backward kernels ran during ``fn(*args)``."""
-    before = native.LIBRARY.calls()
-    result = fn(*args)
-    after = native.LIBRARY.calls()
-    return result, tuple(after[op] - before[op] for op in ("RnnGruForward", "RnnGruBackward"))
+    return kernel_runs(native.LIBRARY, ("RnnGruForward", "RnnGruBackward"), fn, *args)
 
 
 @needs_kernels
@@ -138,7 +127,7 @@ def test_graphs_hold_tf_ops_and_run_the_kernels_where_they_apply(reset_after):
         return tape.gradient(out, a[2])
 
     graph_step = tf.function(step)
-    assert not any(t.startswith("Rnn") for t in _op_types(graph_step.get_concrete_function(*args)))
+    assert not any(t.startswith("Rnn") for t in op_types(graph_step.get_concrete_function(*args)))
     want, runs = _runs(graph_step, *args)
     assert runs == (1, 1)
     got, runs = _runs(step, *args)  # eagerly
@@ -343,7 +332,7 @@ def test_saved_model_loads_without_rnn(tmp_path, reset_after):
 
     m = Model()
     concrete = m.run.get_concrete_function(spec)
-    assert not any(t.startswith("Rnn") for t in _op_types(concrete))
+    assert not any(t.startswith("Rnn") for t in op_types(concrete))
     want, runs = _runs(concrete, args[0])
     want = want.numpy()
     assert runs == (1, 0)

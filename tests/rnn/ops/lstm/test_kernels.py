@@ -22,6 +22,7 @@ import rnn
 from rnn.ops import _build
 from rnn.ops._build import compiler
 from rnn.ops.lstm import lstm_sequence, native
+from tests.rnn.ops.kernel_runs import kernel_runs, op_types
 
 needs_kernels = pytest.mark.skipif(
     compiler() is None, reason="no C compiler: the LSTM kernels cannot be built here"
@@ -120,21 +121,9 @@ def test_kernels_match_tf_ops_programs(shape, masked, reverse):
         )
 
 
-def _op_types(concrete):
-    """Every op type in a concrete function's graph and its function library."""
-    graph = concrete.graph
-    types = {op.type for op in graph.get_operations()}
-    for f in graph.as_graph_def().library.function:
-        types.update(node.op for node in f.node_def)
-    return types
-
-
 def _runs(fn, *args):
     """How many times the forward and backward kernels ran during ``fn(*args)``."""
-    before = native.LIBRARY.calls()
-    result = fn(*args)
-    after = native.LIBRARY.calls()
-    return result, tuple(after[op] - before[op] for op in ("RnnLstmForward", "RnnLstmBackward"))
+    return kernel_runs(native.LIBRARY, ("RnnLstmForward", "RnnLstmBackward"), fn, *args)
 
 
 @needs_kernels
@@ -151,7 +140,7 @@ def test_graphs_hold_tf_ops_and_run_the_kernels_where_they_apply():
         return tape.gradient(out, a[3])
 
     graph_step = tf.function(step)
-    assert not any(t.startswith("Rnn") for t in _op_types(graph_step.get_concrete_function(*args)))
+    assert not any(t.startswith("Rnn") for t in op_types(graph_step.get_concrete_function(*args)))
     want, runs = _runs(graph_step, *args)
     assert runs == (1, 1)
     got, runs = _runs(step, *args)  # eagerly
@@ -354,7 +343,7 @@ def test_saved_models_load_without_rnn(tmp_path):
     want, runs = _runs(m.run, args[0])
     want = want.numpy()
     assert runs == (1, 0)
-    assert not any(t.startswith("Rnn") for t in _op_types(concrete))
+    assert not any(t.startswith("Rnn") for t in op_types(concrete))
     np.save(tmp_path / "x.npy", args[0].numpy())
     tf.saved_model.save(m, str(tmp_path / "module"))
     tf.saved_model.save(m, str(tmp_path / "signature"), signatures=m.run)

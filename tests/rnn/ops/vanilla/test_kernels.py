@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from rnn.ops._build import compiler
 from rnn.ops.vanilla import native, vanilla_sequence
+from tests.rnn.ops.kernel_runs import kernel_runs, op_types
 
 needs_kernels = pytest.mark.skipif(
     compiler() is None, reason="no C compiler: the kernels cannot be built here"
@@ -52,11 +53,7 @@ def _both(args, **kwargs):
 
 def _runs(fn, *args):
     """How many times the forward and backward kernels ran during ``fn(*args)``."""
-    before = native.LIBRARY.calls()
-    result = fn(*args)
-    after = native.LIBRARY.calls()
-    ops = ("RnnVanillaForward", "RnnVanillaBackward")
-    return result, tuple(after[op] - before[op] for op in ops)
+    return kernel_runs(native.LIBRARY, ("RnnVanillaForward", "RnnVanillaBackward"), fn, *args)
 
 
 # Around the kernels' blocking: 8-unit thread shares, 16/32-column batch tiles.
@@ -94,9 +91,7 @@ def test_graphs_hold_tf_ops_and_run_the_kernels_where_they_apply():
         return tape.gradient(out, a[2])
 
     graph_step = tf.function(step)
-    graph = graph_step.get_concrete_function(*args).graph.as_graph_def()
-    ops = {n.op for f in graph.library.function for n in f.node_def} | {n.op for n in graph.node}
-    assert not any(t.startswith("Rnn") for t in ops)
+    assert not any(t.startswith("Rnn") for t in op_types(graph_step.get_concrete_function(*args)))
     want, runs = _runs(graph_step, *args)
     assert runs == (1, 1)
     got, runs = _runs(step, *args)  # eagerly
