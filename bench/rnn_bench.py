@@ -18,7 +18,8 @@ respect to every trainable variable):
   ``keras.layers.GRU(reset_after=False)``) and Keras'/cuDNN's
   (``keras.layers.GRU(reset_after=True)``, Keras' default);
 * ``rnn.dynamic_unroll(rnn.VanillaRNN)`` (``tanh``, the whole-sequence
-  program :func:`rnn.ops.vanilla.vanilla_sequence`) against
+  program :func:`rnn.ops.vanilla.vanilla_sequence`, with and without its
+  compiled recurrences) against
   ``snt.dynamic_unroll(snt.VanillaRNN)`` and ``keras.layers.SimpleRNN``;
 * the LSTMs with a 3-layer stack (``rnn.DeepRNN``, ``snt.DeepRNN``, three
   ``snt.UnrolledLSTM``, a ``keras.Sequential`` of three LSTMs);
@@ -95,6 +96,34 @@ class _Contender:
         return self._make(x_time_major)
 
 
+@contextlib.contextmanager
+def _kernels_off(module):
+    """``module.set_native_kernels(False)`` for the duration (one rnn.ops cell)."""
+    previous = module.set_native_kernels(False)
+    try:
+        yield
+    finally:
+        module.set_native_kernels(previous)
+
+
+def _without_kernels(module, make):
+    """A contender's ``make`` with ``module``'s compiled kernels off, when
+    building and on every call (the setting is read when tracing and on
+    eager calls)."""
+
+    def wrapped(x):
+        with _kernels_off(module):
+            forward, variables = make(x)
+
+        def forward_tf_ops():
+            with _kernels_off(module):
+                return forward()
+
+        return forward_tf_ops, variables
+
+    return wrapped
+
+
 def _clear_our_caches() -> None:
     from rnn.ops.gru import sequence as gru  # pylint: disable=import-outside-toplevel
     from rnn.ops.lstm import sequence  # pylint: disable=import-outside-toplevel
@@ -123,6 +152,7 @@ def _vanilla_contenders() -> list[_Contender]:
     import sonnet as snt  # pylint: disable=import-outside-toplevel
 
     import rnn  # pylint: disable=import-outside-toplevel
+    from rnn.ops import vanilla as fused_vanilla  # pylint: disable=import-outside-toplevel
 
     def ours(x):
         core = rnn.VanillaRNN(HIDDEN)
@@ -153,8 +183,11 @@ def _vanilla_contenders() -> list[_Contender]:
 
         return forward, model.trainable_variables
 
-    return [
-        _Contender("rnn.dynamic_unroll(rnn.VanillaRNN)", False, False, ours, "vanilla"),
+    out = [_Contender("rnn.dynamic_unroll(rnn.VanillaRNN)", False, False, ours, "vanilla")]
+    if fused_vanilla.native_kernels_available():
+        without = _without_kernels(fused_vanilla, ours)
+        out.append(_Contender("rnn.VanillaRNN without kernels", False, False, without, "vanilla"))
+    return out + [
         _Contender("snt.dynamic_unroll(snt.VanillaRNN)", True, False, snt_vanilla, "vanilla"),
         _Contender("keras.layers.SimpleRNN", True, False, keras_simple_rnn, "vanilla"),
     ]
@@ -179,27 +212,6 @@ def _gru_contenders() -> list[_Contender]:
             return forward, core.trainable_variables
 
         return make
-
-    @contextlib.contextmanager
-    def kernels_off():
-        previous = fused_gru.set_native_kernels(False)
-        try:
-            yield
-        finally:
-            fused_gru.set_native_kernels(previous)
-
-    def without_kernels(make):
-        def wrapped(x):
-            with kernels_off():
-                forward, variables = make(x)
-
-            def forward_tf_ops():  # the setting is read when tracing and on eager calls
-                with kernels_off():
-                    return forward()
-
-            return forward_tf_ops, variables
-
-        return wrapped
 
     def snt_gru(x):
         core = snt.GRU(HIDDEN)
@@ -241,7 +253,7 @@ def _gru_contenders() -> list[_Contender]:
                     f"rnn.GRU({tag}) without kernels",
                     False,
                     False,
-                    without_kernels(ours(reset_after)),
+                    _without_kernels(fused_gru, ours(reset_after)),
                     family,
                 )
             )
@@ -279,27 +291,6 @@ def _lstm_contenders(layers_list: Sequence[int]) -> list[_Contender]:
             return forward, core.trainable_variables
 
         return make
-
-    @contextlib.contextmanager
-    def kernels_off():
-        previous = fused_lstm.set_native_kernels(False)
-        try:
-            yield
-        finally:
-            fused_lstm.set_native_kernels(previous)
-
-    def without_kernels(make):
-        def wrapped(x):
-            with kernels_off():
-                forward, variables = make(x)
-
-            def forward_tf_ops():  # the setting is read when tracing and on eager calls
-                with kernels_off():
-                    return forward()
-
-            return forward_tf_ops, variables
-
-        return wrapped
 
     def fused(x):
         k = tf.Variable(tf.random.uniform([INPUT, 4 * HIDDEN], -0.1, 0.1))
@@ -372,7 +363,12 @@ def _lstm_contenders(layers_list: Sequence[int]) -> list[_Contender]:
             out.append(_Contender("rnn.ops.lstm.lstm_sequence", False, deep, fused))
             if fused_lstm.native_kernels_available():
                 out.append(
-                    _Contender("rnn.LSTM without kernels", False, deep, without_kernels(ours(1)))
+                    _Contender(
+                        "rnn.LSTM without kernels",
+                        False,
+                        deep,
+                        _without_kernels(fused_lstm, ours(1)),
+                    )
                 )
         out += [
             _Contender(
