@@ -44,7 +44,6 @@ import tensorflow as tf
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from rnn.examples.repeat_copy.config import Config
-from rnn.examples.repeat_copy.model import sequence_sums
 from rnn.examples.repeat_copy.task import TRAIN
 from rnn.examples.repeat_copy.training import Run
 
@@ -58,13 +57,10 @@ def _build(jit: bool, output_dir: str) -> tuple[Run, float]:
 
 
 def _eager_step(run: Run, step: int) -> None:
-    """One training step without tf.function (the job's maths, eagerly)."""
+    """One training step without tf.function: the job's own gradient
+    computation (``Run._replica_grads``, un-jitted) and optimizer update."""
     batch = run.task.batch(run.config.seed, TRAIN, step)
-    observations, targets, mask = (tf.constant(x) for x in batch)
-    with tf.GradientTape() as tape:
-        cost, _ = sequence_sums(run.core, observations, targets, mask)
-        loss = cost / float(run.config.batch_size)
-    grads = tape.gradient(loss, run.variables)
+    grads, _, _ = run._replica_grads(*(tf.constant(x) for x in batch))
     run.optimizer.apply(grads, run.variables)
 
 
