@@ -23,6 +23,7 @@ except ModuleNotFoundError as _e:
         "it."
     ) from _e
 
+from rnn import convert
 from rnn.base import RNNCore, TrainableState
 from rnn.cores import GRU, LSTM, LSTMState, VanillaRNN, lstm_with_recurrent_dropout
 from rnn.deep import (
@@ -56,4 +57,5 @@ __all__ = [
     "DNCState",
     "kernels_available",
     "kernel_info",
+    "convert",
 ]
