@@ -16,6 +16,27 @@ tuples in a state pass through untouched (they are kept out of the
   processed from its own last valid step backwards; outputs stay in input
   time order (the output at ``t`` is the one produced when reading input
   ``t``).
+
+State leaves of rank 0 (a step counter, a setting shared by the batch) have no
+batch dimension: they are updated on every step, past any example's length too
+(as Sonnet 2 does), and never reset.
+
+``reset`` (a bool ``[T, B]`` tensor, ``[B, T]`` with ``time_major=False``)
+marks where a new segment starts (an episode or document boundary): where
+``reset[t, b]`` is true, example ``b``'s state is replaced by ``reset_state``
+(default: ``initial_state``) before the step that reads input ``t``, so a reset
+unroll gives what separate unrolls of the segments give. With ``reverse=True``
+the segments are the same (``reset`` still marks their first step in input
+time order) and each is processed backwards from its own last step. Marks at
+``t >= sequence_length[b]`` are ignored.
+
+``return_all_states=True`` adds a third result: the state after every step,
+a nest shaped like the state with ``[T, B, ...]`` leaves (``[B, T, ...]`` with
+``time_major=False``; ``[T]`` for rank-0 leaves), zeros past an example's
+length like the outputs, in input time order.
+
+Resets and state sequences are computed by stepping the core: a core's
+whole-sequence ``unroll_fast_path`` is not used for them.
 """
 
 from __future__ import annotations
@@ -50,6 +71,9 @@ class _Prepared:
         time_major: bool,
         fn_name: str,
         need_static_t: bool,
+        reset: Any = None,
+        reset_state: Any = None,
+        return_all_states: bool = False,
     ):
         self.core = core
         self.fn_name = fn_name
@@ -189,6 +213,21 @@ class _Prepared:
         if sequence_length is not None:
             self.sequence_length = self._check_lengths(sequence_length)
 
+        # Resets and state sequences.
+        if not isinstance(return_all_states, bool):
+            raise TypeError(
+                f"{fn_name}: return_all_states must be a bool, got "
+                f"{type(return_all_states).__name__}"
+            )
+        self.return_all_states = return_all_states
+        self.reset: tf.Tensor | None = None
+        self.reset_leaves: list[tf.Tensor | None] = []
+        if reset is not None:
+            self.reset = self._check_reset(reset)
+            self.reset_leaves = self._check_reset_state(reset_state)
+        elif reset_state is not None:
+            raise ValueError(f"{fn_name}: reset_state is given but reset is None")
+
     @_utils.no_autograph
     def in_path(self, path: Sequence[Any]) -> str:
         return "" if not path else nestlib.format_path(path, self.input_structure)
@@ -223,6 +262,113 @@ class _Prepared:
             return tf.identity(lengths)
 
     @_utils.no_autograph
+    def _check_reset(self, reset: Any) -> tf.Tensor:
+        """``reset`` as a time-major ``[T, B]`` bool tensor, checked."""
+        fn_name = self.fn_name
+        layout = "[T, B]" if self.time_major else "[B, T]"
+        try:
+            mask = tf.convert_to_tensor(reset)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{fn_name}: reset is not convertible to a tensor: {e}") from e
+        if mask.dtype != tf.bool:
+            raise TypeError(
+                f"{fn_name}: reset must be a bool {layout} tensor, got dtype {mask.dtype.name}"
+            )
+        if mask.shape.rank is not None and mask.shape.rank != 2:
+            raise ValueError(
+                f"{fn_name}: reset must be a bool {layout} tensor, got shape {mask.shape}"
+            )
+        given = mask.shape
+        if not self.time_major:
+            mask = tf.transpose(mask)
+        shape = mask.shape if mask.shape.rank is not None else tf.TensorShape([None, None])
+        for found, expected, what in [
+            (shape[0], self.static_t, "T"),
+            (shape[1], self.static_batch, "B"),
+        ]:
+            if found is not None and expected is not None and found != expected:
+                raise ValueError(
+                    f"{fn_name}: reset must be a bool {layout} tensor matching "
+                    f"input_sequence ({what}={expected}), got shape {given}"
+                )
+        if all(d is not None for d in shape) and None not in (self.static_t, self.static_batch):
+            return mask
+        checks = [
+            tf.debugging.assert_equal(
+                tf.shape(mask, out_type=tf.int32),
+                tf.stack([self.num_steps, tf.cast(self.batch_size, tf.int32)]),
+                message=f"{fn_name}: reset must be a bool {layout} tensor matching input_sequence",
+            )
+        ]
+        with tf.control_dependencies(checks):
+            return tf.identity(mask)
+
+    @_utils.no_autograph
+    def _check_reset_state(self, reset_state: Any) -> list[tf.Tensor | None]:
+        """The flat leaves of ``reset_state`` (default ``initial_state``), checked."""
+        if reset_state is None:
+            return list(self.state_leaves)
+        fn_name = self.fn_name
+        try:
+            flat = self.st_spec.flatten(reset_state)
+        except (TypeError, ValueError) as e:
+            raise type(e)(
+                f"{fn_name}: reset_state must have the structure of initial_state: {e}"
+            ) from e
+        leaves: list[tf.Tensor | None] = []
+        for path, init, leaf in zip(self.st_spec.paths, self.state_leaves, flat):
+            where = self.st_path(path)
+            if init is None or leaf is None:
+                if init is not leaf:
+                    raise TypeError(
+                        f"{fn_name}: reset_state{where} is "
+                        f"{'None' if leaf is None else 'a tensor'} but initial_state{where} "
+                        f"is {'None' if init is None else 'a tensor'}"
+                    )
+                leaves.append(None)
+                continue
+            try:
+                leaf = tf.convert_to_tensor(leaf, dtype_hint=init.dtype)
+            except (TypeError, ValueError) as e:
+                raise TypeError(
+                    f"{fn_name}: reset_state{where} is not convertible to a tensor: {e}"
+                ) from e
+            if leaf.dtype != init.dtype:
+                raise TypeError(
+                    f"{fn_name}: reset_state{where} has dtype {leaf.dtype.name} but "
+                    f"initial_state{where} has dtype {init.dtype.name}"
+                )
+            if not leaf.shape.is_compatible_with(init.shape):
+                raise ValueError(
+                    f"{fn_name}: reset_state{where} has shape {leaf.shape} but "
+                    f"initial_state{where} has shape {init.shape}"
+                )
+            leaves.append(leaf)
+        return leaves
+
+    @_utils.no_autograph
+    def segment_starts(self, reverse: bool) -> tf.Tensor | None:
+        """Per processed step, whether to reset first: ``[T, B]`` bool, or None.
+
+        Forwards, that is ``reset`` itself; backwards, a segment is entered at
+        its last step, which is the step before a mark (or the example's last
+        step, where its initial state is used anyway). Marks past an example's
+        length are dropped either way.
+        """
+        mask = self.reset
+        if mask is None:
+            return None
+        lengths = self.sequence_length
+        if reverse:
+            mask = tf.concat([mask[1:], tf.zeros_like(mask[:1])], axis=0)
+        if lengths is not None:
+            valid = tf.transpose(tf.sequence_mask(lengths - int(reverse), self.num_steps))
+            mask = tf.logical_and(mask, valid)
+        if reverse:
+            mask = _reverse_time(mask, lengths)
+        return mask
+
+    @_utils.no_autograph
     def inputs_structure(self, leaves: Sequence[tf.Tensor]) -> Any:
         return self.in_spec.unflatten(list(leaves))
 
@@ -246,6 +392,14 @@ def _reverse_time(x: tf.Tensor, lengths: tf.Tensor | None) -> tf.Tensor:
 
 
 @_utils.no_autograph
+def _zeros_where_invalid(valid: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
+    """``x`` with the examples past their length zeroed (rank-0 ``x`` as it is)."""
+    if x.shape.rank == 0:
+        return x
+    return tf.where(_batch_mask(valid, x), x, tf.zeros_like(x))
+
+
+@_utils.no_autograph
 def _batch_mask(valid: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
     """Reshapes a ``[B]`` bool vector to broadcast against ``like``."""
     rank = like.shape.rank
@@ -255,12 +409,14 @@ def _batch_mask(valid: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
 class _Stepper:
     """Runs one checked, masked step of a core on flat state leaves."""
 
-    def __init__(self, prep: _Prepared):
+    def __init__(self, prep: _Prepared, reverse: bool):
         self.prep = prep
         self.core = prep.core
         self.none_at = [leaf is None for leaf in prep.state_leaves]
         self.out_spec: nestlib.Spec | None = None
         self.out_none_at: list[bool] = []
+        self.starts = prep.segment_starts(reverse)
+        self.reset_dense = self.dense(prep.reset_leaves) if self.starts is not None else []
 
     @_utils.no_autograph
     def dense(self, leaves: Sequence[tf.Tensor | None]) -> list[tf.Tensor]:
@@ -280,9 +436,21 @@ class _Stepper:
         with Python control flow is converted as usual); the structure work
         around it is not converted.
         """
+        state_dense = self.reset_where_marked(t, state_dense)
         state = self.state_in(state_dense)
         output, next_state = self.core(inputs_t, state)
         return self.state_out(t, output, next_state, state_dense)
+
+    @_utils.no_autograph
+    def reset_where_marked(self, t: Any, state_dense: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+        """The state with marked examples' leaves replaced by ``reset_state``'s."""
+        if self.starts is None:
+            return list(state_dense)
+        marked = self.starts[t]
+        return [
+            tf.where(_batch_mask(marked, s), r, s) if s.shape.rank != 0 else s
+            for s, r in zip(state_dense, self.reset_dense)
+        ]
 
     @_utils.no_autograph
     def state_in(self, state_dense: Sequence[tf.Tensor]) -> Any:
@@ -312,10 +480,15 @@ class _Stepper:
         next_dense = self.dense(flat_next)
         if prep.sequence_length is not None:
             valid = t < prep.sequence_length
-            out_dense = [tf.where(_batch_mask(valid, o), o, tf.zeros_like(o)) for o in out_dense]
+            out_dense = [_zeros_where_invalid(valid, o) for o in out_dense]
             next_dense = [
-                tf.where(_batch_mask(valid, n), n, p) for n, p in zip(next_dense, state_dense)
+                tf.where(_batch_mask(valid, n), n, p) if n.shape.rank != 0 else n
+                for n, p in zip(next_dense, state_dense)
             ]
+            if prep.return_all_states:
+                out_dense += [_zeros_where_invalid(valid, n) for n in next_dense]
+        elif prep.return_all_states:
+            out_dense += next_dense
         return out_dense, next_dense
 
     @_utils.no_autograph
@@ -356,11 +529,6 @@ class _Stepper:
                     f"{who}: next_state{where} has shape {new.shape} but "
                     f"prev_state{where} has shape {prev.shape}"
                 )
-            if prep.sequence_length is not None and not new.shape.rank:
-                raise ValueError(
-                    f"{who}: state leaf {where or 'the state'} has no batch "
-                    "dimension, so it cannot be masked by sequence_length"
-                )
             result.append(new)
         return result
 
@@ -376,7 +544,7 @@ def _try_fast_path(
     prep: _Prepared, inputs: Sequence[tf.Tensor], reverse: bool
 ) -> tuple[Any, Any] | None:
     fast = getattr(prep.core, "unroll_fast_path", None)
-    if not callable(fast):
+    if not callable(fast) or prep.reset is not None or prep.return_all_states:
         return None
     result = fast(
         prep.inputs_structure(inputs), prep.state_structure, prep.sequence_length, reverse
@@ -401,11 +569,16 @@ def _check_fast_result(prep: _Prepared, result: Any) -> tuple[Any, Any]:
 
 
 @_utils.no_autograph
-def _finish(prep: _Prepared, outputs: Any, final_state: Any) -> tuple[Any, Any]:
+def _finish(
+    prep: _Prepared, outputs: Any, final_state: Any, state_sequence: Any = None
+) -> tuple[Any, ...]:
     if not prep.time_major:
-        outputs = nestlib.map_structure(
-            lambda x: None if x is None else _swap_time_batch(x), outputs
+        outputs, state_sequence = nestlib.map_structure(
+            lambda x: x if x is None or x.shape.rank == 1 else _swap_time_batch(x),
+            (outputs, state_sequence),
         )
+    if prep.return_all_states:
+        return outputs, final_state, state_sequence
     return outputs, final_state
 
 
@@ -419,15 +592,22 @@ def _prepare_inputs(prep: _Prepared, reverse: bool) -> list[tf.Tensor]:
 @_utils.no_autograph
 def _unreverse(
     prep: _Prepared, stepper: _Stepper, dense_outputs: list[tf.Tensor], reverse: bool
-) -> Any:
+) -> tuple[Any, Any]:
+    """The output sequence and the state sequence (or None) as nests, in input time order."""
     if reverse:
-        dense_outputs = [_reverse_time(x, prep.sequence_length) for x in dense_outputs]
+        dense_outputs = [
+            _reverse_time(x, prep.sequence_length if x.shape.rank != 1 else None)
+            for x in dense_outputs
+        ]
     # Both unrollers step the core at least once (zero time steps are refused),
     # and the first step sets the output Spec.
     assert stepper.out_spec is not None, "the core has not been stepped"
     it = iter(dense_outputs)
     flat = [None if none else next(it) for none in stepper.out_none_at]
-    return stepper.out_spec.unflatten(flat)
+    outputs = stepper.out_spec.unflatten(flat)
+    if not prep.return_all_states:
+        return outputs, None
+    return outputs, stepper.state_in(list(it))
 
 
 def dynamic_unroll(
@@ -439,7 +619,11 @@ def dynamic_unroll(
     time_major: bool = True,
     parallel_iterations: int = 1,
     swap_memory: bool = False,
-) -> tuple[Any, Any]:
+    *,
+    reset: Any = None,
+    reset_state: Any = None,
+    return_all_states: bool = False,
+) -> tuple[Any, ...]:
     """Unrolls ``core`` over ``input_sequence`` with a ``tf.while_loop``.
 
     The number of time steps may be unknown until run time. Returns
@@ -447,6 +631,12 @@ def dynamic_unroll(
     in the same layout as the inputs. See the module docstring for the
     ``sequence_length`` and ``reverse`` semantics. When the core has an
     ``unroll_fast_path`` that applies, it is used instead of the loop.
+
+    ``reset`` (bool ``[T, B]``, ``[B, T]`` when not time-major) restarts an
+    example's state from ``reset_state`` (default ``initial_state``) before
+    each marked step; ``return_all_states=True`` returns ``(output_sequence,
+    final_state, state_sequence)``, the states after every step (see the
+    module docstring).
 
     >>> import rnn
     >>> core = rnn.VanillaRNN(2)
@@ -457,6 +647,15 @@ def dynamic_unroll(
     [3, 4, 2]
     >>> float(tf.reduce_sum(tf.abs(out[2, 1:])))
     0.0
+
+    Two episodes per example, the second starting at step 2 for example 0:
+
+    >>> reset = tf.constant([[False] * 4, [False] * 4, [True, False, False, False]])
+    >>> out, state, states = dynamic_unroll(core, tf.ones([3, 4, 5]),
+    ...                                     core.initial_state(4), reset=reset,
+    ...                                     return_all_states=True)
+    >>> bool(tf.reduce_all(out[2, 0] == out[0, 0])), states.shape.as_list()
+    (True, [3, 4, 2])
     """
     prep = _Prepared(
         core,
@@ -466,12 +665,15 @@ def dynamic_unroll(
         time_major,
         "dynamic_unroll",
         need_static_t=False,
+        reset=reset,
+        reset_state=reset_state,
+        return_all_states=return_all_states,
     )
     fast = _try_fast_path(prep, prep.inputs, reverse)
     if fast is not None:
         return _finish(prep, *fast)
     inputs = _prepare_inputs(prep, reverse)
-    stepper = _Stepper(prep)
+    stepper = _Stepper(prep, reverse)
     state0 = stepper.dense(prep.state_leaves)
     first_inputs = prep.inputs_structure([x[0] for x in inputs])
     out0, state1 = stepper.step(tf.constant(0, tf.int32), first_inputs, state0)
@@ -525,9 +727,9 @@ def dynamic_unroll(
         stacked = ta.stack()
         stacked.set_shape(tf.TensorShape([prep.static_t]).concatenate(o.shape))
         dense_outputs.append(stacked)
-    outputs = _unreverse(prep, stepper, dense_outputs, reverse)
+    outputs, states = _unreverse(prep, stepper, dense_outputs, reverse)
     final_state = stepper.state_in(final_dense)
-    return _finish(prep, outputs, final_state)
+    return _finish(prep, outputs, final_state, states)
 
 
 def static_unroll(
@@ -539,7 +741,11 @@ def static_unroll(
     time_major: bool = True,
     parallel_iterations: int = 1,
     swap_memory: bool = False,
-) -> tuple[Any, Any]:
+    *,
+    reset: Any = None,
+    reset_state: Any = None,
+    return_all_states: bool = False,
+) -> tuple[Any, ...]:
     """Unrolls ``core`` with a Python loop; the number of steps must be static.
 
     Same arguments, results and semantics as :func:`dynamic_unroll`
@@ -564,6 +770,9 @@ def static_unroll(
         time_major,
         "static_unroll",
         need_static_t=True,
+        reset=reset,
+        reset_state=reset_state,
+        return_all_states=return_all_states,
     )
     num_steps = prep.static_t
     assert num_steps is not None, "_Prepared(need_static_t=True) refuses an unknown T"
@@ -572,7 +781,7 @@ def static_unroll(
         return _finish(prep, *fast)
     inputs = _prepare_inputs(prep, reverse)
     per_step = [tf.unstack(x, num=num_steps, axis=0) for x in inputs]
-    stepper = _Stepper(prep)
+    stepper = _Stepper(prep, reverse)
     state = stepper.dense(prep.state_leaves)
     outputs_per_step = []
     for t in range(num_steps):
@@ -580,9 +789,9 @@ def static_unroll(
         out_t, state = stepper.step(tf.constant(t, tf.int32), x_t, state)
         outputs_per_step.append(out_t)
     dense_outputs = [tf.stack(list(column), axis=0) for column in zip(*outputs_per_step)]
-    outputs = _unreverse(prep, stepper, dense_outputs, reverse)
+    outputs, states = _unreverse(prep, stepper, dense_outputs, reverse)
     final_state = stepper.state_in(state)
-    return _finish(prep, outputs, final_state)
+    return _finish(prep, outputs, final_state, states)
 
 
 def bidirectional_unroll(
@@ -595,7 +804,12 @@ def bidirectional_unroll(
     time_major: bool = True,
     parallel_iterations: int = 1,
     swap_memory: bool = False,
-) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+    *,
+    reset: Any = None,
+    forward_reset_state: Any = None,
+    backward_reset_state: Any = None,
+    return_all_states: bool = False,
+) -> tuple[tuple[Any, Any], ...]:
     """Runs ``forward_core`` forwards and ``backward_core`` backwards in time.
 
     Returns ``((forward_outputs, backward_outputs), (forward_final_state,
@@ -603,7 +817,10 @@ def bidirectional_unroll(
     so at each ``t`` the forward output has read inputs ``0..t`` and the
     backward output has read ``t..length-1``; with ``sequence_length`` both
     are zero for ``t >= length``. Concatenate them on the last axis for the
-    usual bidirectional features.
+    usual bidirectional features. ``reset`` marks segment starts for both
+    directions (each core's state is replaced by its own ``*_reset_state``,
+    default its initial state); ``return_all_states=True`` adds a third pair,
+    the two state sequences (see :func:`dynamic_unroll`).
 
     >>> import rnn
     >>> fw, bw = rnn.LSTM(2), rnn.GRU(3)
@@ -617,11 +834,23 @@ def bidirectional_unroll(
         time_major=time_major,
         parallel_iterations=parallel_iterations,
         swap_memory=swap_memory,
+        reset=reset,
+        return_all_states=return_all_states,
     )
-    out_f, final_f = dynamic_unroll(
-        forward_core, input_sequence, forward_initial_state, reverse=False, **kwargs
+    forward = dynamic_unroll(
+        forward_core,
+        input_sequence,
+        forward_initial_state,
+        reverse=False,
+        reset_state=forward_reset_state,
+        **kwargs,
     )
-    out_b, final_b = dynamic_unroll(
-        backward_core, input_sequence, backward_initial_state, reverse=True, **kwargs
+    backward = dynamic_unroll(
+        backward_core,
+        input_sequence,
+        backward_initial_state,
+        reverse=True,
+        reset_state=backward_reset_state,
+        **kwargs,
     )
-    return (out_f, out_b), (final_f, final_b)
+    return tuple(zip(forward, backward))
