@@ -10,14 +10,19 @@ combinators in this package handle every state structure through
 from __future__ import annotations
 
 import abc
+import importlib.abc
 import inspect
+import sys
+import types
+import weakref
+from collections.abc import Sequence
 from typing import Any
 
 import tensorflow as tf
 
 import nestlib
 
-__all__ = ["RNNCore", "TrainableState"]
+__all__ = ["RNNCore", "TrainableState", "is_core", "call_initial_state"]
 
 
 class RNNCore(tf.Module, metaclass=abc.ABCMeta):
@@ -50,11 +55,13 @@ class RNNCore(tf.Module, metaclass=abc.ABCMeta):
         """
 
     @abc.abstractmethod
-    def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32) -> Any:
+    def initial_state(self, batch_size: Any, dtype: Any = tf.float32) -> Any:
         """Returns the state at the start of a sequence for ``batch_size`` examples.
 
         ``batch_size`` may be a Python int or a scalar integer tensor (so it
-        also works when the batch size is only known at run time).
+        also works when the batch size is only known at run time). The cores
+        of this package take ``dtype=None`` by default: the dtype given to
+        their constructor, else float32.
         """
 
     def unroll_fast_path(
@@ -134,6 +141,183 @@ class RNNCore(tf.Module, metaclass=abc.ABCMeta):
         return cls(**config)
 
 
+def is_core(obj: Any) -> bool:
+    """True for anything the stacks, the unrollers and :class:`rnn.keras.RNN` treat as a core.
+
+    That is an :class:`RNNCore`, or any other object that is callable and has
+    a callable ``initial_state`` (a Sonnet 2 core, a core of your own that
+    does not subclass :class:`RNNCore`). Such an object is stepped as
+    ``output, next_state = obj(inputs, prev_state)``. Classes are not cores
+    (``rnn.LSTM`` itself, as opposed to ``rnn.LSTM(4)``), and plain callables
+    without ``initial_state`` (``tf.tanh``, a :class:`rnn.Linear`, a Keras
+    layer) are feed-forward layers in a :class:`rnn.DeepRNN`.
+
+    >>> import rnn
+    >>> is_core(rnn.LSTM(2)), is_core(tf.tanh), is_core(rnn.Linear(2)), is_core(rnn.LSTM)
+    (True, False, False, False)
+    >>> class Foreign:  # no RNNCore base class
+    ...     def __call__(self, inputs, prev_state):
+    ...         return inputs, prev_state
+    ...     def initial_state(self, batch_size):
+    ...         return tf.zeros([batch_size, 1])
+    >>> is_core(Foreign())
+    True
+    """
+    if isinstance(obj, RNNCore):
+        return True
+    if isinstance(obj, type) or not callable(obj):
+        return False
+    return callable(getattr(obj, "initial_state", None))
+
+
+# initial_state function -> whether it takes ``dtype``; filled on first use.
+_TAKES_DTYPE: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def _takes_dtype(initial_state: Any) -> bool:
+    """Whether ``initial_state`` names a ``dtype`` parameter (inspected once per function).
+
+    ``**kwargs`` alone does not count: Sonnet's combinators take
+    ``initial_state(batch_size, **kwargs)`` and forward the keywords to
+    Sonnet cores, whose ``initial_state(batch_size)`` takes none.
+    """
+    function = getattr(initial_state, "__func__", initial_state)
+    try:
+        return _TAKES_DTYPE[function]
+    except (KeyError, TypeError):  # TypeError: not weak-referenceable
+        pass
+    try:
+        parameters = inspect.signature(initial_state).parameters
+    except (TypeError, ValueError):  # no signature to read (a builtin, a C function)
+        takes = False
+    else:
+        dtype = parameters.get("dtype")
+        takes = dtype is not None and dtype.kind in (
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            inspect.Parameter.KEYWORD_ONLY,
+        )
+    try:
+        _TAKES_DTYPE[function] = takes
+    except TypeError:
+        pass
+    return takes
+
+
+def call_initial_state(core: Any, batch_size: Any, dtype: Any = None) -> Any:
+    """``core.initial_state(batch_size, dtype=dtype)``, passing only what the core accepts.
+
+    ``dtype`` is passed when it is not ``None`` and the core's
+    ``initial_state`` has a parameter named ``dtype`` (every core of this
+    package has one); otherwise the core is called as
+    ``core.initial_state(batch_size)`` and makes its state in its own dtype.
+    Sonnet 2 cores take no ``dtype`` there (their state has the dtype given to
+    their constructor), so a stack asked for a float64 state gets float32
+    state from a Sonnet core built with the default dtype. The signature is
+    inspected once per ``initial_state`` function. This is how the stacks,
+    the DNC and :class:`rnn.keras.RNN` ask their cores for a state.
+
+    >>> import rnn
+    >>> call_initial_state(rnn.GRU(2), 1, tf.float64).dtype.name
+    'float64'
+    >>> class Foreign:
+    ...     def __call__(self, inputs, prev_state):
+    ...         return inputs, prev_state
+    ...     def initial_state(self, batch_size):  # no dtype
+    ...         return tf.zeros([batch_size, 1])
+    >>> call_initial_state(Foreign(), 1, tf.float64).dtype.name
+    'float32'
+    """
+    initial_state = getattr(core, "initial_state", None)
+    if not callable(initial_state):
+        raise TypeError(f"expected a core with an initial_state method, got {type(core).__name__}")
+    if dtype is not None and _takes_dtype(initial_state):
+        return initial_state(batch_size, dtype=dtype)
+    return initial_state(batch_size)
+
+
+# --------------------------------------------------------------------------
+# Our cores as Sonnet 2 cores.
+#
+# Sonnet's combinators (snt.DeepRNN, the skip/residual stacks) tell cores from
+# feed-forward layers with ``isinstance(layer, snt.RNNCore)``. snt.RNNCore is
+# an abstract base class, so registering our RNNCore as a virtual subclass
+# makes every core of this package (and every subclass of RNNCore) count as
+# one. Importing Sonnet here would cost every user its import time, so:
+# * when Sonnet is already imported, we register now;
+# * otherwise a finder at the front of sys.meta_path waits for the module that
+#   defines snt.RNNCore (sonnet.src.recurrent). It lets the regular finders
+#   find it, wraps the loader so that the registration runs right after the
+#   module's code (the module itself sees its original loader), and removes
+#   itself from sys.meta_path once that is done. Other imports it leaves alone.
+# --------------------------------------------------------------------------
+
+_SONNET_RECURRENT = "sonnet.src.recurrent"
+
+
+def _register_with_sonnet(module: types.ModuleType) -> None:
+    """Registers RNNCore as a virtual subclass of ``module.RNNCore`` (when it is an ABC)."""
+    sonnet_core = getattr(module, "RNNCore", None)
+    ours: Any = RNNCore
+    if isinstance(sonnet_core, abc.ABCMeta) and not issubclass(ours, sonnet_core):
+        sonnet_core.register(ours)
+
+
+class _RegisteringLoader(importlib.abc.Loader):
+    """Runs the real loader, then registers RNNCore with the loaded module's RNNCore."""
+
+    def __init__(self, loader: Any, hook: _SonnetImportHook):
+        self._loader = loader
+        self._hook = hook
+
+    def create_module(self, spec: Any) -> types.ModuleType | None:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        # The module sees its real loader (for get_source, resources, reload).
+        module.__loader__ = self._loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self._loader
+        self._loader.exec_module(module)
+        _register_with_sonnet(module)
+        # Registered: the hook has done its job (if the module failed to
+        # load, it stays, and a later import of Sonnet registers).
+        if self._hook in sys.meta_path:
+            sys.meta_path.remove(self._hook)
+
+
+class _SonnetImportHook(importlib.abc.MetaPathFinder):
+    """Finds nothing itself; wraps the loader of ``sonnet.src.recurrent`` (see above)."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
+    ) -> Any:
+        if fullname != _SONNET_RECURRENT:
+            return None
+        for finder in list(sys.meta_path):
+            find_spec = getattr(finder, "find_spec", None)
+            if finder is self or find_spec is None:
+                continue
+            spec = find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _RegisteringLoader(spec.loader, self)
+        return spec
+
+
+def _hook_sonnet() -> None:
+    module = sys.modules.get(_SONNET_RECURRENT)
+    if module is not None:
+        _register_with_sonnet(module)
+    elif not any(isinstance(finder, _SonnetImportHook) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _SonnetImportHook())
+
+
+_hook_sonnet()
+
+
 def _batch_of(batch_size: Any) -> Any:
     if isinstance(batch_size, int):
         if batch_size < 1:
@@ -191,9 +375,13 @@ class TrainableState(tf.Module):
 
     @classmethod
     def for_core(
-        cls, core: RNNCore, mask: Any = None, name: str | None = None, dtype: tf.DType = tf.float32
+        cls, core: Any, mask: Any = None, name: str | None = None, dtype: Any = tf.float32
     ) -> TrainableState:
         """A trainable state initialised from ``core.initial_state(1, dtype)``.
+
+        ``core`` is any core (see :func:`is_core`); one whose
+        ``initial_state`` takes no ``dtype`` (a Sonnet core) is called
+        without it (see :func:`call_initial_state`).
 
         >>> import rnn
         >>> ts = TrainableState.for_core(rnn.LSTM(4))
@@ -204,7 +392,7 @@ class TrainableState(tf.Module):
             raise TypeError(
                 f"for_core needs a core with an initial_state method, got {type(core).__name__}"
             )
-        state = core.initial_state(1, dtype=dtype)
+        state = call_initial_state(core, 1, dtype)
 
         def squeeze(x: Any) -> tf.Tensor | None:
             if x is None:

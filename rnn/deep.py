@@ -14,7 +14,7 @@ import tensorflow as tf
 
 import nestlib
 from rnn import _utils
-from rnn.base import RNNCore
+from rnn.base import RNNCore, call_initial_state, is_core
 
 __all__ = [
     "DeepRNN",
@@ -23,7 +23,9 @@ __all__ = [
     "ResidualCore",
 ]
 
-Layer = RNNCore | Callable[[Any], Any]
+# A core (anything :func:`rnn.base.is_core` accepts: ours, Sonnet's, ...) or a
+# feed-forward callable.
+Layer = RNNCore | Callable[..., Any]
 
 
 @_utils.no_autograph
@@ -56,15 +58,21 @@ def _valid_mask(sequence_length: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
 
 
 class DeepRNN(RNNCore):
-    """Applies layers in sequence; each RNNCore layer keeps its own state.
+    """Applies layers in sequence; each core keeps its own state.
 
-    ``layers`` are RNNCores or plain callables (e.g. a nonlinearity or a
-    linear map applied to every step's output). The state is a tuple with one
-    entry per RNNCore layer, in order; the output is the last layer's output.
+    ``layers`` are cores or plain callables (e.g. a nonlinearity or a linear
+    map applied to every step's output). A core is anything
+    :func:`rnn.base.is_core` accepts: a core of this package, a Sonnet 2 core
+    (``snt.LSTM``, ``snt.GRU``, ...) or any object with
+    ``__call__(inputs, prev_state)`` and ``initial_state(batch_size, ...)``;
+    a callable without ``initial_state`` is a feed-forward layer. The state
+    is a tuple with one entry per core, in order; the output is the last
+    layer's output.
 
-    When every layer is an RNNCore and at least one has a whole-sequence fast
-    path, the unrollers run the stack layer by layer (each layer over the
-    whole sequence), which gives the same results as stepping it.
+    When every layer is an :class:`rnn.RNNCore` and at least one has a
+    whole-sequence fast path, the unrollers run the stack layer by layer
+    (each layer over the whole sequence), which gives the same results as
+    stepping it. A stack holding any other core (a Sonnet core) is stepped.
 
     >>> import rnn
     >>> deep = DeepRNN([rnn.LSTM(4), tf.nn.relu, rnn.GRU(3)])
@@ -83,7 +91,7 @@ class DeepRNN(RNNCore):
     def _init_layers(
         self, layers: Sequence[Layer], skip_connections: bool, concat_final_output: bool
     ) -> None:
-        if isinstance(layers, RNNCore) or not isinstance(layers, (list, tuple)):
+        if is_core(layers) or not isinstance(layers, (list, tuple)):
             raise TypeError(
                 f"{type(self).__name__} expects a list or tuple of layers, got "
                 f"{type(layers).__name__}"
@@ -92,19 +100,23 @@ class DeepRNN(RNNCore):
         if not layers:
             raise ValueError(f"{type(self).__name__} needs at least one layer")
         for i, layer in enumerate(layers):
+            if skip_connections and not is_core(layer):
+                # ValueError, as Sonnet's deep_rnn_with_skip_connections.
+                raise ValueError(
+                    "deep_rnn_with_skip_connections: every layer must be a core "
+                    "(callable with an initial_state method); "
+                    f"layer {i} is {type(layer).__name__}"
+                )
             if not callable(layer):
                 raise TypeError(
                     f"layer {i} of {type(self).__name__} is not callable: {type(layer).__name__}"
                 )
-            if skip_connections and not isinstance(layer, RNNCore):
-                raise TypeError(
-                    f"with skip connections every layer must be an RNNCore; "
-                    f"layer {i} is {type(layer).__name__}"
-                )
-        self._layers = layers
+        self._layers: list[Any] = layers
         self._skip_connections = skip_connections
         self._concat_final_output = concat_final_output
-        self._num_cores = sum(isinstance(l, RNNCore) for l in layers)
+        # Decided once: which layers are cores (they get a state entry).
+        self._is_core = tuple(is_core(l) for l in layers)
+        self._num_cores = sum(self._is_core)
 
     @property
     def layers(self) -> tuple[Layer, ...]:
@@ -143,7 +155,7 @@ class DeepRNN(RNNCore):
         outputs = []
         core_index = 0
         for i, layer in enumerate(self._layers):
-            if isinstance(layer, RNNCore):
+            if self._is_core[i]:
                 if self._skip_connections and i > 0:
                     current = _concat(inputs, current)
                 current, state = layer(current, prev_state[core_index])
@@ -156,12 +168,17 @@ class DeepRNN(RNNCore):
             current = _concat(*outputs)
         return current, tuple(next_states)
 
-    def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32) -> tuple[Any, ...]:
-        """A tuple of every core's ``initial_state(batch_size, dtype)``."""
+    def initial_state(self, batch_size: Any, dtype: Any = None) -> tuple[Any, ...]:
+        """A tuple of every core's ``initial_state(batch_size, dtype=dtype)``.
+
+        ``dtype=None`` (the default) leaves each core its own default; a core
+        whose ``initial_state`` takes no ``dtype`` (a Sonnet core) is always
+        called without it (see :func:`rnn.base.call_initial_state`).
+        """
         return tuple(
-            layer.initial_state(batch_size, dtype=dtype)
-            for layer in self._layers
-            if isinstance(layer, RNNCore)
+            call_initial_state(layer, batch_size, dtype)
+            for layer, core in zip(self._layers, self._is_core)
+            if core
         )
 
     def unroll_fast_path(
@@ -171,11 +188,13 @@ class DeepRNN(RNNCore):
         sequence_length: tf.Tensor | None,
         reverse: bool,
     ) -> tuple[Any, tuple[Any, ...]] | None:
-        """Unrolls layer by layer when all layers are cores and one has a fast path.
+        """Unrolls layer by layer when all layers are RNNCores and one has a fast path.
 
         Each layer sees the previous layer's whole output sequence, which is
         equivalent to stepping the stack because no layer reads a later
-        layer's state. Returns None otherwise.
+        layer's state. Returns None otherwise (a feed-forward layer, or a core
+        that is not an :class:`rnn.RNNCore`, such as a Sonnet core: its
+        ``unroll_fast_path``, if any, is not ours to call).
 
         >>> import rnn
         >>> deep = DeepRNN([rnn.GRU(2), tf.tanh])
@@ -209,9 +228,7 @@ class DeepRNN(RNNCore):
 class _DeepRNNWithSkips(DeepRNN):
     """A DeepRNN whose cores after the first also read the stack's input."""
 
-    def __init__(
-        self, cores: Sequence[RNNCore], concat_final_output: bool, name: str | None = None
-    ):
+    def __init__(self, cores: Sequence[Any], concat_final_output: bool, name: str | None = None):
         # RNNCore's initialiser, not DeepRNN's: the layers are checked by
         # _init_layers below with the skip-connection rules.
         super(DeepRNN, self).__init__(name=name)
@@ -227,9 +244,12 @@ class _DeepRNNWithSkips(DeepRNN):
 
 
 def deep_rnn_with_skip_connections(
-    cores: Sequence[RNNCore], concat_final_output: bool = True, name: str | None = None
+    cores: Sequence[Any], concat_final_output: bool = True, name: str | None = None
 ) -> DeepRNN:
     """A stack where each core after the first reads ``concat(input, previous output)``.
+
+    ``cores`` are cores of any kind (see :func:`rnn.base.is_core`; Sonnet
+    cores included); anything else is a ValueError, as in Sonnet.
 
     The output is the concatenation of all cores' outputs when
     ``concat_final_output`` is True, else the last core's output. Inputs and
@@ -248,6 +268,9 @@ def deep_rnn_with_skip_connections(
 class ResidualCore(RNNCore):
     """Wraps a core so its output is ``inputs + core_output`` (same state).
 
+    The core may be of any kind (see :func:`rnn.base.is_core`); anything
+    else is a TypeError.
+
     Inputs and the core's output must have the same structure and shapes.
 
     >>> import rnn
@@ -257,14 +280,18 @@ class ResidualCore(RNNCore):
     0.0
     """
 
-    def __init__(self, core: RNNCore, name: str | None = None):
+    def __init__(self, core: Any, name: str | None = None):
         super().__init__(name=name)
-        if not isinstance(core, RNNCore):
-            raise TypeError(f"ResidualCore wraps an RNNCore, got {type(core).__name__}")
+        if not is_core(core):
+            raise TypeError(
+                "ResidualCore wraps an RNNCore or another core (callable with an "
+                "initial_state method), got "
+                f"{type(core).__name__}"
+            )
         self._core = core
 
     @property
-    def core(self) -> RNNCore:
+    def core(self) -> Any:
         return self._core
 
     def get_config(self) -> dict[str, Any]:
@@ -281,9 +308,9 @@ class ResidualCore(RNNCore):
         output, next_state = self._core(inputs, prev_state)
         return _add(inputs, output), next_state
 
-    def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32) -> Any:
-        """The wrapped core's initial state."""
-        return self._core.initial_state(batch_size, dtype=dtype)
+    def initial_state(self, batch_size: Any, dtype: Any = None) -> Any:
+        """The wrapped core's initial state (see :func:`rnn.base.call_initial_state`)."""
+        return call_initial_state(self._core, batch_size, dtype)
 
     def unroll_fast_path(
         self,
@@ -304,7 +331,7 @@ class ResidualCore(RNNCore):
         ...                       None, False)[0].shape.as_list()
         [3, 1, 2]
         """
-        if not _overrides_fast_path(self._core):
+        if not isinstance(self._core, RNNCore) or not _overrides_fast_path(self._core):
             return None
         result = self._core.unroll_fast_path(
             input_sequence, initial_state, sequence_length, reverse
@@ -320,10 +347,11 @@ class ResidualCore(RNNCore):
         return summed, final_state
 
 
-def deep_rnn_with_residual_connections(
-    cores: Sequence[RNNCore], name: str | None = None
-) -> DeepRNN:
+def deep_rnn_with_residual_connections(cores: Sequence[Any], name: str | None = None) -> DeepRNN:
     """A stack of :class:`ResidualCore` s: each core's output is added to its input.
+
+    ``cores`` are cores of any kind (see :func:`rnn.base.is_core`; Sonnet
+    cores included); anything else is a ValueError, as in Sonnet.
 
     Every core's output must have the same shape as its input.
 
@@ -339,4 +367,12 @@ def deep_rnn_with_residual_connections(
             "deep_rnn_with_residual_connections expects a list or tuple of "
             f"cores, got {type(cores).__name__}"
         )
+    for i, core in enumerate(cores):
+        if not is_core(core):
+            # ValueError, as Sonnet's deep_rnn_with_residual_connections.
+            raise ValueError(
+                "deep_rnn_with_residual_connections: every layer must be a core "
+                "(callable with an initial_state method); "
+                f"layer {i} is {type(core).__name__}"
+            )
     return DeepRNN([ResidualCore(core) for core in cores], name=name)

@@ -26,7 +26,7 @@ import tensorflow as tf
 
 import nestlib
 from rnn._checks import positive_int
-from rnn.base import RNNCore
+from rnn.base import RNNCore, call_initial_state, is_core
 from rnn.dnc.access import AccessState, MemoryAccess
 from rnn.dnc.addressing import TemporalLinkageState
 from rnn.linear import Linear
@@ -81,7 +81,10 @@ class DNC(RNNCore):
 
     Args:
       output_size: size of the output vector.
-      controller: any :class:`rnn.RNNCore`; ``rnn.LSTM(64)`` when ``None``.
+      controller: any core (see :func:`rnn.base.is_core`: an
+        :class:`rnn.RNNCore`, a Sonnet 2 core, ...); ``rnn.LSTM(64)`` when
+        ``None``. A controller whose ``initial_state`` takes no ``dtype`` (a
+        Sonnet core) makes its state in its own dtype.
       memory_size: number of memory slots ``N``.
       word_size: width ``W`` of each slot.
       num_reads: read heads ``R``.
@@ -110,12 +113,11 @@ class DNC(RNNCore):
         output_size = positive_int("output_size", output_size)
         if clip_value is not None and not clip_value > 0:
             raise ValueError(f"clip_value must be positive or None, got {clip_value!r}")
-        if controller is not None and not (
-            callable(controller) and hasattr(controller, "initial_state")
-        ):
+        if controller is not None and not is_core(controller):
             raise TypeError(
-                "controller must be an RNNCore (callable with initial_state), got "
-                f"{type(controller).__name__}"
+                "controller must be an RNNCore or another core (a Sonnet core, any "
+                "object callable as controller(inputs, prev_state) with an "
+                f"initial_state method), got {type(controller).__name__}"
             )
         with self.name_scope:
             if controller is None:
@@ -173,7 +175,7 @@ class DNC(RNNCore):
         return DNCState(
             access_output=tf.zeros([batch_size, self.num_reads, self.word_size], dtype),
             access_state=self.access.initial_state(batch_size, dtype),
-            controller_state=self.controller.initial_state(batch_size, dtype=dtype),
+            controller_state=call_initial_state(self.controller, batch_size, dtype),
         )
 
     def __call__(self, inputs: Any, prev_state: DNCState) -> tuple[tf.Tensor, DNCState]:

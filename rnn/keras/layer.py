@@ -19,7 +19,8 @@ import keras
 import tensorflow as tf
 
 import nestlib
-from rnn.keras.serialization import deserialize_core, is_core, serialize_core
+from rnn.base import call_initial_state, is_core
+from rnn.keras.serialization import deserialize_core, serialize_core
 from rnn.keras.variables import keras_layers_in, wrap_variable
 from rnn.unroll import dynamic_unroll, static_unroll
 
@@ -101,9 +102,13 @@ class RNN(keras.layers.Layer):
     """A Keras 3 layer that unrolls an :mod:`rnn` core over batch-major inputs.
 
     Args:
-      core: the core (anything with ``__call__(inputs, prev_state)`` and
-        ``initial_state(batch_size, dtype)``); its variables become this
-        layer's weights when the layer is built.
+      core: the core: anything with ``__call__(inputs, prev_state)`` and
+        ``initial_state(batch_size, ...)`` (see :func:`rnn.base.is_core`), a
+        Sonnet 2 core included; its variables become this layer's weights
+        when the layer is built. ``initial_state`` is given ``dtype=`` only
+        when it takes one (:func:`rnn.base.call_initial_state`). Saving the
+        layer needs the core's class registered with
+        :func:`rnn.keras.register_core`.
       return_sequences: return the whole output sequence ``[B, T, ...]``
         (default: the output of the last valid step of each example).
       return_state: also return the final state: the layer returns
@@ -143,7 +148,7 @@ class RNN(keras.layers.Layer):
         if not is_core(core):
             raise TypeError(
                 "RNN needs a core: an object with __call__(inputs, prev_state) "
-                f"and initial_state(batch_size, dtype); got {type(core).__name__}"
+                f"and initial_state(batch_size, ...); got {type(core).__name__}"
             )
         for arg, value in (
             ("return_sequences", return_sequences),
@@ -192,7 +197,7 @@ class RNN(keras.layers.Layer):
 
         with tf.init_scope():
             inputs = _map_shapes(dummy, input_shape)
-            state = self._core.initial_state(1, dtype=dtype)
+            state = call_initial_state(self._core, 1, dtype)
             output, _ = self._core(inputs, state)
         self._num_output_leaves = len(nestlib.flatten(output))
         self._num_state_leaves = len(nestlib.flatten(state))
@@ -228,7 +233,7 @@ class RNN(keras.layers.Layer):
         batch = first.shape[0] if first.shape[0] is not None else tf.shape(first)[0]
         dtype = first.dtype if first.dtype.is_floating else tf.as_dtype(self.compute_dtype)
         if initial_state is None:
-            state = core.initial_state(batch, dtype=dtype)
+            state = call_initial_state(core, batch, dtype)
         else:
             state = self._check_initial_state(initial_state, dtype)
         lengths = None
@@ -267,7 +272,7 @@ class RNN(keras.layers.Layer):
         return tf.gather(x, tf.maximum(lengths - 1, 0), axis=1, batch_dims=1)
 
     def _check_initial_state(self, initial_state: Any, dtype: tf.DType) -> Any:
-        template = self._core.initial_state(1, dtype=dtype)
+        template = call_initial_state(self._core, 1, dtype)
         spec = nestlib.spec_of(template)
         try:
             leaves = spec.flatten(initial_state)
