@@ -167,11 +167,23 @@ def _describe_core(core: Any) -> str:
     return f"rnn.{type(core).__name__} {core.name!r}"
 
 
+def _hint(obj: Any) -> str:
+    """A pointer to the right function for an object that one of the others takes."""
+    if isinstance(getattr(obj, "core", None), _OURS) and not isinstance(obj, _OURS):
+        return " (it holds one of our cores: pass its .core)"
+    module = type(obj).__module__
+    if module.startswith("sonnet"):
+        return " (for Sonnet cores: rnn.convert.from_sonnet / load_from_sonnet)"
+    if module.startswith("keras"):
+        return " (for Keras layers: rnn.convert.from_keras / load_from_keras)"
+    return ""
+
+
 def _check_ours(function: str, core: Any) -> None:
     if not isinstance(core, _OURS):
         raise TypeError(
             f"rnn.convert.{function} takes one of our cores ({_OURS_TEXT}), "
-            f"got {type(core).__module__}.{type(core).__qualname__}"
+            f"got {type(core).__module__}.{type(core).__qualname__}{_hint(core)}"
         )
 
 
@@ -266,7 +278,9 @@ def _write_core(core: Core, weights: _Weights) -> None:
             f"build rnn.GRU(..., reset_after={weights.reset_after})"
         )
     if getattr(core, "kernel", None) is None:
-        _build_core(core, weights.input_size, weights.dtype)
+        # In the core's own dtype when it was given one, else the source's.
+        dtype = tf.as_dtype(config.get("dtype") or weights.dtype)
+        _build_core(core, weights.input_size, dtype)
     pairs = [(name, getattr(core, name), value) for name, value in weights.values.items()]
     _assign_all(where, weights.where, pairs)
 
@@ -292,6 +306,8 @@ def _keras_cell(function: str, obj: Any) -> tuple[Any, type, str]:
     found = f"{type(obj).__module__}.{type(obj).__qualname__}"
     if keras is not None and isinstance(obj, keras.layers.RNN):
         found += f" around a {type(obj.cell).__qualname__}"
+    if not type(obj).__module__.startswith("keras"):
+        found += _hint(obj)
     raise TypeError(f"rnn.convert.{function} supports {_KERAS_TEXT}; got {found}")
 
 
@@ -437,10 +453,10 @@ def _sonnet_kind(function: str, obj: Any, targets: bool = False) -> type:
             if isinstance(obj, sonnet_type):
                 return kind
     supported = _SONNET_TARGET_TEXT if targets else _SONNET_TEXT
-    raise TypeError(
-        f"rnn.convert.{function} supports {supported}; got "
-        f"{type(obj).__module__}.{type(obj).__qualname__}"
-    )
+    found = f"{type(obj).__module__}.{type(obj).__qualname__}"
+    if not type(obj).__module__.startswith("sonnet"):
+        found += _hint(obj)
+    raise TypeError(f"rnn.convert.{function} supports {supported}; got {found}")
 
 
 def _describe_sonnet(obj: Any) -> str:

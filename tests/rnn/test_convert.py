@@ -8,6 +8,7 @@ check the exception class and that the message names what is wrong.
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -169,7 +170,8 @@ def test_from_keras_keeps_the_options():
     lstm = convert.from_keras(_built_keras(keras.layers.LSTM(H)))
     assert lstm.get_config()["forget_bias"] == 1.0
     gru = convert.from_keras(_built_keras(keras.layers.GRU(H, reset_after=False)), name="mine")
-    assert gru.get_config() == {"hidden_size": H, "reset_after": False, "name": "mine"}
+    config = gru.get_config()
+    assert (config["hidden_size"], config["reset_after"], config["name"]) == (H, False, "mine")
     vanilla = convert.from_keras(_built_keras(keras.layers.SimpleRNN(H, activation="relu")))
     assert vanilla.get_config()["activation"] is tf.nn.relu
 
@@ -180,6 +182,18 @@ def test_from_keras_float64():
     core = convert.from_keras(layer)
     assert core.kernel.dtype == tf.float64
     np.testing.assert_allclose(_ours(core, x), _keras(layer, x), atol=1e-10)
+
+
+def test_load_into_an_unbuilt_core_keeps_its_dtype():
+    if "dtype" not in inspect.signature(rnn.LSTM).parameters:
+        pytest.skip("rnn.LSTM takes no dtype argument in this version")
+    layer = _built_keras(keras.layers.LSTM(H, return_sequences=True))  # float32
+    core = convert.load_from_keras(rnn.LSTM(H, dtype="float64"), layer)
+    assert core.kernel.dtype == tf.float64
+    x = _inputs()
+    np.testing.assert_allclose(
+        _ours(core, tf.cast(x, tf.float64)), _keras(layer, x), atol=ATOL, rtol=1e-5
+    )
 
 
 def test_load_from_keras_into_a_built_and_an_unbuilt_core():
@@ -320,6 +334,23 @@ def test_from_keras_rejects_other_types(make, found):
             function(make())
         assert found in str(info.value)
         assert "GRUCell" in str(info.value)
+
+
+def test_type_errors_point_to_the_right_function(snt):
+    with pytest.raises(
+        TypeError, match=r"got sonnet.*LSTM \(for Sonnet cores: rnn.convert.from_so"
+    ):
+        convert.from_keras(snt.LSTM(3))
+    with pytest.raises(TypeError, match=r"got keras.*LSTM \(for Keras layers: rnn.convert.from_ke"):
+        convert.from_sonnet(keras.layers.LSTM(3))
+    with pytest.raises(TypeError, match=r"got keras.*LSTM \(for Keras layers"):
+        convert.to_sonnet(keras.layers.LSTM(3))
+    rnn_keras = pytest.importorskip("rnn.keras")
+    wrapped = rnn_keras.RNN(rnn.LSTM(3))
+    with pytest.raises(TypeError, match=r"holds one of our cores: pass its .core"):
+        convert.from_keras(wrapped)
+    with pytest.raises(TypeError, match=r"holds one of our cores: pass its .core"):
+        convert.to_sonnet(wrapped)
 
 
 def test_from_keras_needs_a_built_layer():
