@@ -35,6 +35,7 @@ from rnn.deep import (
 from rnn.dnc import DNC, DNCState
 from rnn.linear import Linear
 from rnn.ops import kernel_info, kernels_available
+from rnn.tbptt import truncated_bptt
 from rnn.unroll import bidirectional_unroll, dynamic_unroll, static_unroll
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "static_unroll",
     "dynamic_unroll",
     "bidirectional_unroll",
+    "truncated_bptt",
     "DNC",
     "DNCState",
     "kernels_available",
