@@ -23,6 +23,11 @@ respect to every trainable variable):
   ``snt.dynamic_unroll(snt.VanillaRNN)`` and ``keras.layers.SimpleRNN``;
 * the LSTMs with a 3-layer stack (``rnn.DeepRNN``, ``snt.DeepRNN``, three
   ``snt.UnrolledLSTM``, a ``keras.Sequential`` of three LSTMs);
+* with ``--cores features`` (not in the default set): what ``reset`` (2% of
+  the steps marked) and ``return_all_states`` cost, for ``rnn.LSTM`` (which
+  steps for them instead of running its fused program), ``rnn.GRU`` (the
+  same) and the demo's DNC (always stepped); in these rows "x best" is the
+  ratio to the same core's plain unroll;
 
 inside ``tf.function`` ("graph"), eagerly, and the first call of a fresh
 ``tf.function`` (tracing + graph optimisation + one run, median over
@@ -135,6 +140,8 @@ def _clear_our_caches() -> None:
 
 
 CORES = ("lstm", "gru", "vanilla")
+# --cores values beyond the default set.
+EXTRA_CORES = ("features",)
 
 
 def _contenders(layers_list: Sequence[int], cores: Sequence[str] = CORES) -> list[_Contender]:
@@ -143,6 +150,47 @@ def _contenders(layers_list: Sequence[int], cores: Sequence[str] = CORES) -> lis
         out += _gru_contenders()
     if "vanilla" in cores:
         out += _vanilla_contenders()
+    if "features" in cores:
+        out += _feature_contenders()
+    return out
+
+
+def _feature_contenders() -> list[_Contender]:
+    """Unrolls with ``reset`` / ``return_all_states`` against the same core's plain unroll."""
+    import rnn  # pylint: disable=import-outside-toplevel
+
+    cores = {
+        "rnn.LSTM": lambda: rnn.LSTM(HIDDEN),
+        "rnn.GRU": lambda: rnn.GRU(HIDDEN),
+        "rnn.DNC (demo)": lambda: rnn.DNC(
+            8, controller=rnn.LSTM(64), memory_size=16, word_size=16, num_reads=4
+        ),
+    }
+
+    def unroll(make_core, option):
+        def make(x):
+            core = make_core()
+            rnn.dynamic_unroll(core, x[:1], core.initial_state(BATCH))  # build
+            marks = tf.random.stateless_uniform(x.shape[:2], seed=[2, 3]) < 0.02
+            kwargs = {"plain": {}, "reset": {"reset": marks}}.get(
+                option, {"return_all_states": True}
+            )
+
+            def forward():
+                return rnn.dynamic_unroll(core, x, core.initial_state(BATCH), **kwargs)[0]
+
+            return forward, core.trainable_variables
+
+        return make
+
+    out = []
+    for name, make_core in cores.items():
+        for option in ("plain", "reset", "return_all_states"):
+            label = f"{name} {option}"
+            family = f"{name} features"
+            out.append(
+                _Contender(label, option == "plain", False, unroll(make_core, option), family)
+            )
     return out
 
 
@@ -491,7 +539,7 @@ _COLD_CHILD = "--cold-child"
 def _cold_child(spec: str) -> int:
     """In a new process: times one contender's first graph call, prints ms."""
     name, which, t = spec.rsplit(",", 2)
-    contender = next(c for c in _contenders([1]) if c.name == name)
+    contender = next(c for c in _contenders([1], CORES + EXTRA_CORES) if c.name == name)
     x = _inputs(int(t))
     fwd, fb = _fns(contender, x, graph=True)
     _clear_our_caches()  # the eager build call traced our forward program
@@ -594,8 +642,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--cores",
         default=",".join(CORES),
-        help="comma-separated subset of lstm,gru,vanilla (default all; only the LSTMs "
-        "have 3-layer rows)",
+        help="comma-separated subset of lstm,gru,vanilla (the default) and features "
+        "(reset / return_all_states against plain unrolls); only the LSTMs have 3-layer rows",
     )
     p.add_argument("--no-deep", action="store_true", help="skip the 3-layer stacks")
     p.add_argument(
@@ -657,7 +705,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     cores = [c.strip() for c in args.cores.split(",") if c.strip()]
     for c in cores:
-        if c not in CORES:
+        if c not in CORES + EXTRA_CORES:
             p.error(f"unknown core {c!r}")
     for m in modes:
         if m not in ("graph", "eager"):
