@@ -20,6 +20,7 @@ import tensorflow as tf
 from rnn.dnc import DNC
 from rnn.examples.repeat_copy.config import Config
 from rnn.examples.repeat_copy.task import PLOT
+from rnn.unroll import dynamic_unroll
 
 __all__ = [
     "NO_PLOTS",
@@ -92,7 +93,10 @@ def plot_learning_curve(rows: list[dict[str, Any]], path: str, title: str) -> No
 
 
 def record_memory(core: DNC, observations: np.ndarray) -> dict[str, np.ndarray]:
-    """Steps ``core`` over one ``[T, 1, C]`` sequence, keeping its memory weightings.
+    """Unrolls ``core`` over one ``[T, 1, C]`` sequence, keeping its memory weightings.
+
+    The weightings come from the unroll's state sequence
+    (``return_all_states=True``).
 
     Returns arrays over time: ``write_weights [T, Wh, N]``, ``read_weights
     [T, R, N]``, ``usage [T, N]`` and the ``outputs`` (sigmoid) ``[T, C']``.
@@ -102,20 +106,16 @@ def record_memory(core: DNC, observations: np.ndarray) -> dict[str, np.ndarray]:
     >>> {k: v.shape for k, v in sorted(rec.items())}
     {'outputs': (4, 2), 'read_weights': (4, 2, 5), 'usage': (4, 5), 'write_weights': (4, 1, 5)}
     """
-    state = core.initial_state(1)
-    keep: dict[str, list[Any]] = {
-        "write_weights": [],
-        "read_weights": [],
-        "usage": [],
-        "outputs": [],
+    outputs, _, states = dynamic_unroll(
+        core, tf.constant(observations), core.initial_state(1), return_all_states=True
+    )
+    access = states.access_state
+    return {
+        "write_weights": access.write_weights[:, 0].numpy(),
+        "read_weights": access.read_weights[:, 0].numpy(),
+        "usage": access.usage[:, 0].numpy(),
+        "outputs": tf.sigmoid(outputs[:, 0]).numpy(),
     }
-    for t in range(observations.shape[0]):
-        output, state = core(tf.constant(observations[t]), state)
-        keep["write_weights"].append(state.access_state.write_weights[0].numpy())
-        keep["read_weights"].append(state.access_state.read_weights[0].numpy())
-        keep["usage"].append(state.access_state.usage[0].numpy())
-        keep["outputs"].append(tf.sigmoid(output[0]).numpy())
-    return {k: np.stack(v) for k, v in keep.items()}
 
 
 def plot_memory(core: DNC, config: Config, path: str) -> None:
