@@ -2,8 +2,16 @@
 
 The maths of each step lives in a pure function (``_vanilla_fn``,
 ``_lstm_fn``, ``_gru_fn``) that takes its weights as arguments; the modules
-own the variables, create them on the first call (sized from the inputs and
-in the inputs' dtype) and call the pure functions.
+own the variables, create them on the first call (sized from the inputs, in
+the ``dtype`` given to the constructor or else the inputs' dtype) and call
+the pure functions.
+
+Every constructor takes ``hidden_size`` positionally and everything else by
+keyword only (so ``LSTM(16, 4)``, which means a projection size in Sonnet,
+is a TypeError rather than a forget bias). Initializers take Keras' names
+(``kernel_initializer``, ``recurrent_initializer``, ``bias_initializer``)
+or Sonnet's (``w_i_init``, ``w_h_init``, ``b_init``); ``None`` keeps the
+defaults (Glorot uniform kernel, orthogonal recurrent kernel, zero bias).
 
 Weights use Keras' layout so that values copied from ``keras.layers.LSTM`` /
 ``keras.layers.GRU`` give identical outputs:
@@ -24,7 +32,14 @@ import tensorflow as tf
 
 import nestlib
 from rnn import _utils
-from rnn._checks import positive_int
+from rnn._checks import (
+    aliased,
+    float_dtype,
+    initial_value,
+    initializer,
+    initializer_config,
+    positive_int,
+)
 from rnn.base import RNNCore
 from rnn.ops import gru as gru_ops
 from rnn.ops import lstm as lstm_ops
@@ -177,12 +192,69 @@ def _check_state_tensor(core: str, path: str, value: Any, dtype: tf.DType, width
 
 
 class _LazyCore(RNNCore):
-    """Shared logic: variables are made on the first call, from the inputs."""
+    """Shared logic: variables are made on the first call, from the inputs.
 
-    def __init__(self, name: str | None):
+    ``dtype`` (the variables' dtype; None: the first inputs') and the
+    initializer arguments (Keras' names, Sonnet's as aliases) are resolved
+    here for every core.
+    """
+
+    def __init__(
+        self,
+        name: str | None,
+        dtype: Any,
+        kernel_initializer: Any,
+        recurrent_initializer: Any,
+        bias_initializer: Any,
+        w_i_init: Any,
+        w_h_init: Any,
+        b_init: Any,
+    ):
         super().__init__(name=name)
         self._input_size: int | None = None
-        self._dtype: tf.DType | None = None
+        self._dtype: tf.DType | None = None  # the variables' dtype, once built
+        self._dtype_arg = float_dtype("dtype", dtype)
+        self._initializer_args: dict[str, Any] = {}
+        self._initializers: dict[str, Any] = {}
+        for keras_name, keras_value, sonnet_name, sonnet_value in (
+            ("kernel_initializer", kernel_initializer, "w_i_init", w_i_init),
+            ("recurrent_initializer", recurrent_initializer, "w_h_init", w_h_init),
+            ("bias_initializer", bias_initializer, "b_init", b_init),
+        ):
+            self._add_initializer(
+                keras_name, aliased(keras_name, keras_value, sonnet_name, sonnet_value)
+            )
+
+    def _add_initializer(self, name: str, value: Any) -> None:
+        self._initializers[name] = initializer(name, value)
+        self._initializer_args[name] = value
+
+    def _common_config(self) -> dict[str, Any]:
+        """``dtype`` and the initializers, as ``get_config`` stores them.
+
+        Only those given: at their default (None) they are left out, so
+        configs (and models saved) without them stay what they were.
+        """
+        config: dict[str, Any] = {}
+        if self._dtype_arg is not None:
+            config["dtype"] = self._dtype_arg.name
+        for name, value in self._initializer_args.items():
+            if value is not None:
+                config[name] = initializer_config(value)
+        return config
+
+    def _initial(
+        self,
+        name: str,
+        shape: list[int],
+        dtype: tf.DType,
+        default: Callable[[list[int], tf.DType], tf.Tensor],
+    ) -> tf.Tensor:
+        """The initial value of a variable: the ``name`` initializer's, or ``default`` 's."""
+        init = self._initializers[name]
+        if init is None:
+            return default(shape, dtype)
+        return initial_value(name, init, shape, dtype)
 
     def _create_variables(self, input_size: int, dtype: tf.DType) -> None:
         raise NotImplementedError
@@ -197,10 +269,12 @@ class _LazyCore(RNNCore):
         name = type(self).__name__
         input_size = inputs.shape[-1]
         if self._input_size is None:
-            self._input_size = input_size
-            self._dtype = inputs.dtype
+            dtype = self._dtype_arg or inputs.dtype
+            _utils.check_same_dtype(name, dtype, "inputs", inputs, "its dtype argument")
             with self.name_scope:
-                self._create_variables(input_size, inputs.dtype)
+                self._create_variables(input_size, dtype)
+            self._input_size = input_size
+            self._dtype = dtype
             return
         if input_size != self._input_size:
             raise ValueError(
@@ -227,6 +301,8 @@ class _LazyCore(RNNCore):
 
     @_utils.no_autograph
     def _check_initial_dtype(self, dtype: Any) -> tf.DType:
+        if dtype is None:
+            return self._dtype_arg or tf.float32
         dtype = tf.as_dtype(dtype)
         if not dtype.is_floating:
             raise TypeError(
@@ -238,6 +314,15 @@ class _LazyCore(RNNCore):
 
 class VanillaRNN(_LazyCore):
     """A fully connected recurrent layer: ``h = activation(x W + h U + b)``.
+
+    Arguments after ``hidden_size`` are keyword-only: ``activation``,
+    ``dtype`` (the variables' dtype; None: the first inputs' dtype; also
+    :meth:`initial_state` 's default, else float32), and the initializers
+    ``kernel_initializer`` (W, Glorot uniform), ``recurrent_initializer``
+    (U, orthogonal) and ``bias_initializer`` (b, zeros), each a name
+    (``"ones"``), a Keras initializer or a callable ``(shape, dtype) ->
+    value``; Sonnet's names ``w_i_init``, ``w_h_init`` and ``b_init`` are
+    accepted for them (giving both names of one is a TypeError).
 
     Same layout as ``keras.layers.SimpleRNN`` (``kernel [I, H]``,
     ``recurrent_kernel [H, H]``, ``bias [H]``); the output is the new state.
@@ -253,10 +338,27 @@ class VanillaRNN(_LazyCore):
     def __init__(
         self,
         hidden_size: int,
+        *,
         activation: Callable[[tf.Tensor], tf.Tensor] = tf.tanh,
+        dtype: Any = None,
+        kernel_initializer: Any = None,
+        recurrent_initializer: Any = None,
+        bias_initializer: Any = None,
+        w_i_init: Any = None,
+        w_h_init: Any = None,
+        b_init: Any = None,
         name: str | None = None,
     ):
-        super().__init__(name=name)
+        super().__init__(
+            name,
+            dtype,
+            kernel_initializer,
+            recurrent_initializer,
+            bias_initializer,
+            w_i_init,
+            w_h_init,
+            b_init,
+        )
         self._hidden_size = positive_int("hidden_size", hidden_size)
         if not callable(activation):
             raise TypeError(f"activation must be callable, got {activation!r}")
@@ -272,15 +374,26 @@ class VanillaRNN(_LazyCore):
         >>> VanillaRNN(3, activation=tf.nn.relu).get_config()["activation"] is tf.nn.relu
         True
         """
-        return {"hidden_size": self._hidden_size, "activation": self._activation, "name": self.name}
+        return {
+            "hidden_size": self._hidden_size,
+            "activation": self._activation,
+            **self._common_config(),
+            "name": self.name,
+        }
 
     def _create_variables(self, input_size: int, dtype: tf.DType) -> None:
         h = self._hidden_size
-        self.kernel = tf.Variable(_utils.glorot_uniform([input_size, h], dtype), name="kernel")
-        self.recurrent_kernel = tf.Variable(
-            _utils.orthogonal([h, h], dtype), name="recurrent_kernel"
+        self.kernel = tf.Variable(
+            self._initial("kernel_initializer", [input_size, h], dtype, _utils.glorot_uniform),
+            name="kernel",
         )
-        self.bias = tf.Variable(tf.zeros([h], dtype), name="bias")
+        self.recurrent_kernel = tf.Variable(
+            self._initial("recurrent_initializer", [h, h], dtype, _utils.orthogonal),
+            name="recurrent_kernel",
+        )
+        self.bias = tf.Variable(
+            self._initial("bias_initializer", [h], dtype, tf.zeros), name="bias"
+        )
 
     @_utils.no_autograph
     def __call__(self, inputs: tf.Tensor, prev_state: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -295,8 +408,8 @@ class VanillaRNN(_LazyCore):
         )
 
     @_utils.no_autograph
-    def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32) -> tf.Tensor:
-        """Zeros of shape ``[batch_size, hidden_size]``."""
+    def initial_state(self, batch_size: Any, dtype: Any = None) -> tf.Tensor:
+        """Zeros ``[batch_size, hidden_size]``; ``dtype`` None: the core's dtype, else float32."""
         dtype = self._check_initial_dtype(dtype)
         return tf.zeros([batch_size, self._hidden_size], dtype)
 
@@ -343,11 +456,18 @@ class VanillaRNN(_LazyCore):
 class LSTM(_LazyCore):
     """Long short-term memory core with Keras' weight layout.
 
-    ``forget_bias`` is the initial value of the forget-gate slice of the bias
-    (like Keras' ``unit_forget_bias``); nothing is added at run time, so
-    weights copied from ``keras.layers.LSTM`` give identical outputs.
-    Optional extras: ``projection_size`` (the output and ``hidden`` state are
+    ``forget_bias`` is added to the forget-gate slice of the initial bias
+    (with the default zero bias this is Keras' ``unit_forget_bias``; Sonnet
+    adds it at run time instead); nothing is added at run time, so weights
+    copied from ``keras.layers.LSTM`` give identical outputs. Optional
+    extras: ``projection_size`` (the output and ``hidden`` state are
     projected to that size), ``use_layer_norm`` and ``cell_clip``.
+
+    Arguments after ``hidden_size`` are keyword-only (``LSTM(16, 4)`` is a
+    TypeError: in Sonnet the 4 would be a projection size). ``dtype`` and the
+    initializers work as in :class:`VanillaRNN` (kernel: Glorot uniform,
+    recurrent kernel: orthogonal, bias: zeros, projection: Glorot uniform,
+    ``projection_initializer`` alias ``projection_init``).
 
     The state is :class:`LSTMState` ``(hidden, cell)``; the output is
     ``hidden``. A plain LSTM (no extras) processes whole sequences through
@@ -357,18 +477,47 @@ class LSTM(_LazyCore):
     >>> out, state = core(tf.ones([2, 5]), core.initial_state(2))
     >>> out.shape.as_list(), state.cell.shape.as_list()
     ([2, 3], [2, 3])
+    >>> core = LSTM(2, bias_initializer="ones", dtype=tf.float64)
+    >>> _ = core(tf.ones([1, 3], tf.float64), core.initial_state(1))
+    >>> core.bias.numpy().tolist()  # input, forget (1 + forget_bias), cell, output
+    [1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 1.0, 1.0]
     """
 
     def __init__(
         self,
         hidden_size: int,
+        *,
         forget_bias: float = 1.0,
         projection_size: int | None = None,
         use_layer_norm: bool = False,
         cell_clip: float | None = None,
+        dtype: Any = None,
+        kernel_initializer: Any = None,
+        recurrent_initializer: Any = None,
+        bias_initializer: Any = None,
+        projection_initializer: Any = None,
+        w_i_init: Any = None,
+        w_h_init: Any = None,
+        b_init: Any = None,
+        projection_init: Any = None,
         name: str | None = None,
     ):
-        super().__init__(name=name)
+        super().__init__(
+            name,
+            dtype,
+            kernel_initializer,
+            recurrent_initializer,
+            bias_initializer,
+            w_i_init,
+            w_h_init,
+            b_init,
+        )
+        self._add_initializer(
+            "projection_initializer",
+            aliased(
+                "projection_initializer", projection_initializer, "projection_init", projection_init
+            ),
+        )
         self._hidden_size = positive_int("hidden_size", hidden_size)
         self._forget_bias = float(forget_bias)
         if projection_size is not None:
@@ -392,9 +541,20 @@ class LSTM(_LazyCore):
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments.
 
+        ``dtype`` and the initializers appear only when given: a name or dict
+        as given, a Keras initializer object as its Keras serialization (so
+        ``from_config`` and saved Keras models rebuild it), any other callable
+        as it is (see :func:`rnn.keras.serialize_core` for which ones can be
+        saved).
+
         >>> config = LSTM(4, projection_size=2).get_config()
         >>> config["hidden_size"], config["projection_size"], config["cell_clip"]
         (4, 2, None)
+        >>> import keras
+        >>> config = LSTM(4, w_i_init="ones", b_init=keras.initializers.Constant(0.1),
+        ...               dtype="float64").get_config()
+        >>> config["dtype"], config["kernel_initializer"], config["bias_initializer"]["config"]
+        ('float64', 'ones', {'value': 0.1})
         """
         return {
             "hidden_size": self._hidden_size,
@@ -402,22 +562,32 @@ class LSTM(_LazyCore):
             "projection_size": self._projection_size,
             "use_layer_norm": self._use_layer_norm,
             "cell_clip": self._cell_clip,
+            **self._common_config(),
             "name": self.name,
         }
 
     def _create_variables(self, input_size: int, dtype: tf.DType) -> None:
         h, p = self._hidden_size, self.output_size
-        self.kernel = tf.Variable(_utils.glorot_uniform([input_size, 4 * h], dtype), name="kernel")
+        self.kernel = tf.Variable(
+            self._initial("kernel_initializer", [input_size, 4 * h], dtype, _utils.glorot_uniform),
+            name="kernel",
+        )
         self.recurrent_kernel = tf.Variable(
-            _utils.orthogonal([p, 4 * h], dtype), name="recurrent_kernel"
+            self._initial("recurrent_initializer", [p, 4 * h], dtype, _utils.orthogonal),
+            name="recurrent_kernel",
         )
-        bias = tf.concat(
-            [tf.zeros([h]), tf.fill([h], self._forget_bias), tf.zeros([2 * h])], axis=0
-        )
-        self.bias = tf.Variable(tf.cast(bias, dtype), name="bias")
+        # forget_bias is added to the forget-gate slice of the initial bias (as
+        # Sonnet adds it to b at run time; with the default zero bias this is
+        # Keras' unit_forget_bias).
+        forget = tf.concat([tf.zeros([h]), tf.fill([h], self._forget_bias), tf.zeros([2 * h])], 0)
+        bias = self._initial("bias_initializer", [4 * h], dtype, tf.zeros)
+        self.bias = tf.Variable(bias + tf.cast(forget, dtype), name="bias")
         self.projection = None
         if self._projection_size is not None:
-            self.projection = tf.Variable(_utils.glorot_uniform([h, p], dtype), name="projection")
+            self.projection = tf.Variable(
+                self._initial("projection_initializer", [h, p], dtype, _utils.glorot_uniform),
+                name="projection",
+            )
         self.layer_norm = None
         if self._use_layer_norm:
             self.layer_norm = (
@@ -458,8 +628,8 @@ class LSTM(_LazyCore):
         )
 
     @_utils.no_autograph
-    def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32) -> LSTMState:
-        """Zeros: ``LSTMState([B, P or H], [B, H])``."""
+    def initial_state(self, batch_size: Any, dtype: Any = None) -> LSTMState:
+        """Zeros ``LSTMState([B, P or H], [B, H])``; ``dtype`` None: the core's, else float32."""
         dtype = self._check_initial_dtype(dtype)
         return LSTMState(
             hidden=tf.zeros([batch_size, self.output_size], dtype),
@@ -521,14 +691,40 @@ class GRU(_LazyCore):
     unrollers ask for it; there ``reset_after=True`` is the faster form (one
     recurrent matmul per step instead of two dependent ones).
 
+    Arguments after ``hidden_size`` are keyword-only; ``dtype`` and the
+    initializers work as in :class:`VanillaRNN` (with ``reset_after=True``
+    ``bias_initializer`` is called with the bias' ``[2, 3H]`` shape).
+
     >>> core = GRU(3, reset_after=True)
     >>> out, state = core(tf.ones([2, 4]), core.initial_state(2))
     >>> core.bias.shape.as_list()
     [2, 9]
     """
 
-    def __init__(self, hidden_size: int, reset_after: bool = False, name: str | None = None):
-        super().__init__(name=name)
+    def __init__(
+        self,
+        hidden_size: int,
+        *,
+        reset_after: bool = False,
+        dtype: Any = None,
+        kernel_initializer: Any = None,
+        recurrent_initializer: Any = None,
+        bias_initializer: Any = None,
+        w_i_init: Any = None,
+        w_h_init: Any = None,
+        b_init: Any = None,
+        name: str | None = None,
+    ):
+        super().__init__(
+            name,
+            dtype,
+            kernel_initializer,
+            recurrent_initializer,
+            bias_initializer,
+            w_i_init,
+            w_h_init,
+            b_init,
+        )
         self._hidden_size = positive_int("hidden_size", hidden_size)
         self._reset_after = bool(reset_after)
 
@@ -545,17 +741,24 @@ class GRU(_LazyCore):
         return {
             "hidden_size": self._hidden_size,
             "reset_after": self._reset_after,
+            **self._common_config(),
             "name": self.name,
         }
 
     def _create_variables(self, input_size: int, dtype: tf.DType) -> None:
         h = self._hidden_size
-        self.kernel = tf.Variable(_utils.glorot_uniform([input_size, 3 * h], dtype), name="kernel")
+        self.kernel = tf.Variable(
+            self._initial("kernel_initializer", [input_size, 3 * h], dtype, _utils.glorot_uniform),
+            name="kernel",
+        )
         self.recurrent_kernel = tf.Variable(
-            _utils.orthogonal([h, 3 * h], dtype), name="recurrent_kernel"
+            self._initial("recurrent_initializer", [h, 3 * h], dtype, _utils.orthogonal),
+            name="recurrent_kernel",
         )
         bias_shape = [2, 3 * h] if self._reset_after else [3 * h]
-        self.bias = tf.Variable(tf.zeros(bias_shape, dtype), name="bias")
+        self.bias = tf.Variable(
+            self._initial("bias_initializer", bias_shape, dtype, tf.zeros), name="bias"
+        )
 
     @_utils.no_autograph
     def __call__(self, inputs: tf.Tensor, prev_state: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -568,8 +771,8 @@ class GRU(_LazyCore):
         )
 
     @_utils.no_autograph
-    def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32) -> tf.Tensor:
-        """Zeros of shape ``[batch_size, hidden_size]``."""
+    def initial_state(self, batch_size: Any, dtype: Any = None) -> tf.Tensor:
+        """Zeros ``[batch_size, hidden_size]``; ``dtype`` None: the core's dtype, else float32."""
         dtype = self._check_initial_dtype(dtype)
         return tf.zeros([batch_size, self._hidden_size], dtype)
 
@@ -646,7 +849,7 @@ class _RecurrentDropoutWrapper(RNNCore):
         return output, (next_state, masks)
 
     @_utils.no_autograph
-    def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32) -> tuple[Any, Any]:
+    def initial_state(self, batch_size: Any, dtype: Any = None) -> tuple[Any, Any]:
         """``(core.initial_state(...), masks)`` with freshly drawn masks."""
         core_state = self._core.initial_state(batch_size, dtype=dtype)
 

@@ -14,10 +14,11 @@ interface and output projections.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import tensorflow as tf
 
-from rnn._checks import positive_int
+from rnn._checks import aliased, float_dtype, initial_value, initializer, positive_int
 
 __all__ = ["Linear"]
 
@@ -26,34 +27,68 @@ class Linear(tf.Module):
     """A dense layer ``y = x W + b`` whose input size is fixed on the first call.
 
     Weights start truncated-normal with standard deviation ``1/sqrt(fan_in)``
-    and biases at zero.
+    and biases at zero, unless ``kernel_initializer`` / ``bias_initializer``
+    (Sonnet's names ``w_init`` / ``b_init`` are accepted too) say otherwise:
+    an initializer name, a Keras initializer or any callable
+    ``(shape, dtype) -> value``. The variables have ``dtype`` (None: the
+    first inputs' dtype). Every argument after ``output_size`` is
+    keyword-only.
 
     >>> layer = Linear(3)
     >>> layer(tf.ones([2, 5])).shape.as_list()
     [2, 3]
+    >>> layer = Linear(2, w_init="ones", dtype=tf.float64)
+    >>> layer(tf.ones([1, 3], tf.float64)).numpy().tolist()
+    [[3.0, 3.0]]
     """
 
-    def __init__(self, output_size: int, with_bias: bool = True, name: str | None = None):
+    def __init__(
+        self,
+        output_size: int,
+        *,
+        with_bias: bool = True,
+        dtype: Any = None,
+        kernel_initializer: Any = None,
+        bias_initializer: Any = None,
+        w_init: Any = None,
+        b_init: Any = None,
+        name: str | None = None,
+    ):
         super().__init__(name=name)
         self.output_size = positive_int("output_size", output_size)
         self.with_bias = with_bias
+        self._dtype = float_dtype("dtype", dtype)
+        self._kernel_init = initializer(
+            "kernel_initializer",
+            aliased("kernel_initializer", kernel_initializer, "w_init", w_init),
+        )
+        self._bias_init = initializer(
+            "bias_initializer", aliased("bias_initializer", bias_initializer, "b_init", b_init)
+        )
         self.w: tf.Variable | None = None
         self.b: tf.Variable | None = None
 
     @tf.Module.with_name_scope
     def _create(self, input_size: int, dtype: tf.DType) -> tf.Variable:
         stddev = 1.0 / math.sqrt(input_size)
+        dtype = self._dtype or dtype
+        shape = [input_size, self.output_size]
         # Computed eagerly, so the first call may happen inside tf.function,
         # a while loop or an XLA cluster.
         with tf.init_scope():
-            self.w = tf.Variable(
-                tf.random.truncated_normal(
-                    [input_size, self.output_size], stddev=stddev, dtype=dtype
-                ),
-                name="w",
-            )
+            if self._kernel_init is None:
+                w = tf.random.truncated_normal(shape, stddev=stddev, dtype=dtype)
+            else:
+                w = initial_value("kernel_initializer", self._kernel_init, shape, dtype)
+            self.w = tf.Variable(w, name="w")
             if self.with_bias:
-                self.b = tf.Variable(tf.zeros([self.output_size], dtype), name="b")
+                if self._bias_init is None:
+                    b = tf.zeros([self.output_size], dtype)
+                else:
+                    b = initial_value(
+                        "bias_initializer", self._bias_init, [self.output_size], dtype
+                    )
+                self.b = tf.Variable(b, name="b")
         return self.w
 
     def __call__(self, inputs: tf.Tensor) -> tf.Tensor:

@@ -237,6 +237,10 @@ class MemoryAccess(tf.Module):
         word_size: int = 16,
         num_reads: int = 4,
         num_writes: int = 1,
+        *,
+        dtype: Any = None,
+        kernel_initializer: Any = None,
+        bias_initializer: Any = None,
         name: str | None = None,
     ):
         super().__init__(name=name)
@@ -245,8 +249,13 @@ class MemoryAccess(tf.Module):
         self.num_reads = positive_int("num_reads", num_reads)
         self.num_writes = positive_int("num_writes", num_writes)
         with self.name_scope:
+            # dtype and the initializers are the interface layer's.
             self.interface_layer = Linear(
-                interface_size(word_size, num_reads, num_writes), name="interface"
+                interface_size(word_size, num_reads, num_writes),
+                dtype=dtype,
+                kernel_initializer=kernel_initializer,
+                bias_initializer=bias_initializer,
+                name="interface",
             )
 
     def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32) -> AccessState:

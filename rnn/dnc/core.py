@@ -25,7 +25,7 @@ from typing import Any
 import tensorflow as tf
 
 import nestlib
-from rnn._checks import positive_int
+from rnn._checks import aliased, float_dtype, initializer, initializer_config, positive_int
 from rnn.base import RNNCore, call_initial_state, is_core
 from rnn.dnc.access import AccessState, MemoryAccess
 from rnn.dnc.addressing import TemporalLinkageState
@@ -90,6 +90,16 @@ class DNC(RNNCore):
       num_reads: read heads ``R``.
       num_writes: write heads ``Wh``.
       clip_value: optional bound on the output's absolute value.
+      dtype: the variables' dtype (the output and interface layers', and the
+        default controller's); None: the first inputs' dtype. Also
+        :meth:`initial_state` 's default dtype (else float32).
+      kernel_initializer, bias_initializer: initializers of the output and
+        interface layers (default: truncated normal with standard deviation
+        ``1/sqrt(fan_in)``, zeros); a name, a Keras initializer or a callable
+        ``(shape, dtype) -> value``. ``w_init`` / ``b_init`` (Sonnet's names)
+        are accepted as aliases. The controller has its own.
+
+    Every argument after ``output_size`` is keyword-only.
 
     >>> import rnn
     >>> dnc = DNC(4, controller=rnn.GRU(8), memory_size=5, word_size=3)
@@ -101,16 +111,34 @@ class DNC(RNNCore):
     def __init__(
         self,
         output_size: int,
-        controller: RNNCore | None = None,
+        *,
+        controller: Any = None,
         memory_size: int = 16,
         word_size: int = 16,
         num_reads: int = 4,
         num_writes: int = 1,
         clip_value: float | None = None,
+        dtype: Any = None,
+        kernel_initializer: Any = None,
+        bias_initializer: Any = None,
+        w_init: Any = None,
+        b_init: Any = None,
         name: str | None = None,
     ):
         super().__init__(name=name)
         output_size = positive_int("output_size", output_size)
+        self._dtype = float_dtype("dtype", dtype)
+        kernel_initializer = aliased("kernel_initializer", kernel_initializer, "w_init", w_init)
+        bias_initializer = aliased("bias_initializer", bias_initializer, "b_init", b_init)
+        initializer("kernel_initializer", kernel_initializer)  # checked here, used by Linear
+        initializer("bias_initializer", bias_initializer)
+        self._kernel_initializer = kernel_initializer
+        self._bias_initializer = bias_initializer
+        layer_args = {
+            "dtype": self._dtype,
+            "kernel_initializer": kernel_initializer,
+            "bias_initializer": bias_initializer,
+        }
         if clip_value is not None and not clip_value > 0:
             raise ValueError(f"clip_value must be positive or None, got {clip_value!r}")
         if controller is not None and not is_core(controller):
@@ -123,12 +151,12 @@ class DNC(RNNCore):
             if controller is None:
                 import rnn  # The package imports this module: import it late.
 
-                controller = rnn.LSTM(64)
+                controller = rnn.LSTM(64, dtype=self._dtype)
             self.controller = controller
             self.access = MemoryAccess(
-                memory_size, word_size, num_reads, num_writes, name="memory_access"
+                memory_size, word_size, num_reads, num_writes, name="memory_access", **layer_args
             )
-            self.output_layer = Linear(output_size, name="output")
+            self.output_layer = Linear(output_size, name="output", **layer_args)
         self.output_size = output_size
         self.clip_value = clip_value
 
@@ -147,6 +175,16 @@ class DNC(RNNCore):
             "num_reads": self.num_reads,
             "num_writes": self.num_writes,
             "clip_value": self.clip_value,
+            # dtype and the initializers only when given (see rnn.LSTM.get_config).
+            **({} if self._dtype is None else {"dtype": self._dtype.name}),
+            **{
+                key: initializer_config(value)
+                for key, value in (
+                    ("kernel_initializer", self._kernel_initializer),
+                    ("bias_initializer", self._bias_initializer),
+                )
+                if value is not None
+            },
             "name": self.name,
         }
 
@@ -170,8 +208,14 @@ class DNC(RNNCore):
         """Number of write heads ``Wh``."""
         return self.access.num_writes
 
-    def initial_state(self, batch_size: Any, dtype: tf.DType = tf.float32) -> DNCState:
-        """Zero memory and read words, and the controller's own initial state."""
+    def initial_state(self, batch_size: Any, dtype: Any = None) -> DNCState:
+        """Zero memory and read words, and the controller's own initial state.
+
+        ``dtype=None``: the constructor's ``dtype``, else float32. The
+        controller is asked for the same dtype when its ``initial_state``
+        takes one (:func:`rnn.base.call_initial_state`).
+        """
+        dtype = tf.as_dtype(dtype) if dtype is not None else (self._dtype or tf.float32)
         return DNCState(
             access_output=tf.zeros([batch_size, self.num_reads, self.word_size], dtype),
             access_state=self.access.initial_state(batch_size, dtype),
