@@ -15,7 +15,11 @@ tuples in a state pass through untouched (they are kept out of the
 * with ``reverse=True`` each example's valid prefix ``[0, length)`` is
   processed from its own last valid step backwards; outputs stay in input
   time order (the output at ``t`` is the one produced when reading input
-  ``t``).
+  ``t``);
+* ``past_length="repeat_last"`` repeats each example's last output (the one
+  produced last: at ``length - 1``, or at 0 with ``reverse``) past its length
+  instead of zeros, as Sonnet 2's ``dynamic_unroll`` does; a length of 0
+  still gives zeros. State sequences follow the same rule.
 
 State leaves of rank 0 (a step counter, a setting shared by the batch) have no
 batch dimension: they are updated on every step, past any example's length too
@@ -51,6 +55,9 @@ from rnn import _utils
 
 __all__ = ["static_unroll", "dynamic_unroll", "bidirectional_unroll"]
 
+# What the outputs (and state sequences) hold past an example's length.
+PAST_LENGTH = ("zeros", "repeat_last")
+
 
 @_utils.no_autograph
 def _core_name(core: Any) -> str:
@@ -74,6 +81,7 @@ class _Prepared:
         reset: Any = None,
         reset_state: Any = None,
         return_all_states: bool = False,
+        past_length: str = "zeros",
     ):
         self.core = core
         self.fn_name = fn_name
@@ -220,6 +228,12 @@ class _Prepared:
                 f"{type(return_all_states).__name__}"
             )
         self.return_all_states = return_all_states
+        if past_length not in PAST_LENGTH:
+            raise ValueError(
+                f"{fn_name}: past_length must be one of {', '.join(map(repr, PAST_LENGTH))}, "
+                f"got {past_length!r}"
+            )
+        self.repeat_last = past_length == "repeat_last"
         self.reset: tf.Tensor | None = None
         self.reset_leaves: list[tf.Tensor | None] = []
         if reset is not None:
@@ -570,8 +584,14 @@ def _check_fast_result(prep: _Prepared, result: Any) -> tuple[Any, Any]:
 
 @_utils.no_autograph
 def _finish(
-    prep: _Prepared, outputs: Any, final_state: Any, state_sequence: Any = None
+    prep: _Prepared, reverse: bool, outputs: Any, final_state: Any, state_sequence: Any = None
 ) -> tuple[Any, ...]:
+    lengths = prep.sequence_length
+    if prep.repeat_last and lengths is not None:
+        outputs, state_sequence = nestlib.map_structure(
+            lambda x: x if x is None else _repeat_last(x, lengths, reverse),
+            (outputs, state_sequence),
+        )
     if not prep.time_major:
         outputs, state_sequence = nestlib.map_structure(
             lambda x: x if x is None or x.shape.rank == 1 else _swap_time_batch(x),
@@ -580,6 +600,27 @@ def _finish(
     if prep.return_all_states:
         return outputs, final_state, state_sequence
     return outputs, final_state
+
+
+@_utils.no_autograph
+def _repeat_last(x: tf.Tensor, lengths: tf.Tensor, reverse: bool) -> tf.Tensor:
+    """``[T, B, ...]`` with each example's last valid entry repeated past its length.
+
+    The last valid entry is the one produced last: at ``length - 1``, or at
+    0 when reading backwards. A length of 0 keeps its zeros, as Sonnet does.
+    A ``[T]`` sequence (of a rank-0 leaf) is returned as it is.
+    """
+    if x.shape.rank == 1:
+        return x
+    last_step = tf.zeros_like(lengths) if reverse else tf.maximum(lengths - 1, 0)
+    batch = tf.range(tf.shape(lengths)[0], dtype=lengths.dtype)
+    last = tf.gather_nd(x, tf.stack([last_step, batch], axis=1))  # [B, ...]
+    past = tf.logical_and(
+        tf.logical_not(tf.transpose(tf.sequence_mask(lengths, tf.shape(x)[0]))),
+        (lengths > 0)[tf.newaxis, :],
+    )  # [T, B]
+    past = tf.reshape(past, tf.concat([tf.shape(past), tf.ones([x.shape.rank - 2], tf.int32)], 0))
+    return tf.where(past, last[tf.newaxis], x)
 
 
 @_utils.no_autograph
@@ -623,6 +664,7 @@ def dynamic_unroll(
     reset: Any = None,
     reset_state: Any = None,
     return_all_states: bool = False,
+    past_length: str = "zeros",
 ) -> tuple[Any, ...]:
     """Unrolls ``core`` over ``input_sequence`` with a ``tf.while_loop``.
 
@@ -636,7 +678,9 @@ def dynamic_unroll(
     example's state from ``reset_state`` (default ``initial_state``) before
     each marked step; ``return_all_states=True`` returns ``(output_sequence,
     final_state, state_sequence)``, the states after every step (see the
-    module docstring).
+    module docstring). ``past_length="repeat_last"`` fills the outputs past
+    each example's length with its last output instead of zeros (Sonnet 2's
+    behaviour).
 
     >>> import rnn
     >>> core = rnn.VanillaRNN(2)
@@ -668,10 +712,11 @@ def dynamic_unroll(
         reset=reset,
         reset_state=reset_state,
         return_all_states=return_all_states,
+        past_length=past_length,
     )
     fast = _try_fast_path(prep, prep.inputs, reverse)
     if fast is not None:
-        return _finish(prep, *fast)
+        return _finish(prep, reverse, *fast)
     inputs = _prepare_inputs(prep, reverse)
     stepper = _Stepper(prep, reverse)
     state0 = stepper.dense(prep.state_leaves)
@@ -729,7 +774,7 @@ def dynamic_unroll(
         dense_outputs.append(stacked)
     outputs, states = _unreverse(prep, stepper, dense_outputs, reverse)
     final_state = stepper.state_in(final_dense)
-    return _finish(prep, outputs, final_state, states)
+    return _finish(prep, reverse, outputs, final_state, states)
 
 
 def static_unroll(
@@ -745,6 +790,7 @@ def static_unroll(
     reset: Any = None,
     reset_state: Any = None,
     return_all_states: bool = False,
+    past_length: str = "zeros",
 ) -> tuple[Any, ...]:
     """Unrolls ``core`` with a Python loop; the number of steps must be static.
 
@@ -773,12 +819,13 @@ def static_unroll(
         reset=reset,
         reset_state=reset_state,
         return_all_states=return_all_states,
+        past_length=past_length,
     )
     num_steps = prep.static_t
     assert num_steps is not None, "_Prepared(need_static_t=True) refuses an unknown T"
     fast = _try_fast_path(prep, prep.inputs, reverse)
     if fast is not None:
-        return _finish(prep, *fast)
+        return _finish(prep, reverse, *fast)
     inputs = _prepare_inputs(prep, reverse)
     per_step = [tf.unstack(x, num=num_steps, axis=0) for x in inputs]
     stepper = _Stepper(prep, reverse)
@@ -791,7 +838,7 @@ def static_unroll(
     dense_outputs = [tf.stack(list(column), axis=0) for column in zip(*outputs_per_step)]
     outputs, states = _unreverse(prep, stepper, dense_outputs, reverse)
     final_state = stepper.state_in(state)
-    return _finish(prep, outputs, final_state, states)
+    return _finish(prep, reverse, outputs, final_state, states)
 
 
 def bidirectional_unroll(
@@ -809,6 +856,7 @@ def bidirectional_unroll(
     forward_reset_state: Any = None,
     backward_reset_state: Any = None,
     return_all_states: bool = False,
+    past_length: str = "zeros",
 ) -> tuple[tuple[Any, Any], ...]:
     """Runs ``forward_core`` forwards and ``backward_core`` backwards in time.
 
@@ -836,6 +884,7 @@ def bidirectional_unroll(
         swap_memory=swap_memory,
         reset=reset,
         return_all_states=return_all_states,
+        past_length=past_length,
     )
     forward = dynamic_unroll(
         forward_core,

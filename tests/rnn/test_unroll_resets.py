@@ -364,3 +364,63 @@ def test_bad_resets_and_state_sequence_flags_get_clear_errors(unroll):
         )
     with pytest.raises(TypeError, match="return_all_states must be a bool, got str"):
         unroll(core, x, state, return_all_states="yes")
+
+
+@pytest.mark.parametrize("unroll", UNROLLS, ids=UNROLL_IDS)
+@pytest.mark.parametrize("name", ["lstm", "deep"])  # a fused program, a stepped stack
+def test_past_length_repeat_last_gives_sonnets_outputs(rng, unroll, name):
+    snt = pytest.importorskip("sonnet")
+    core = _core(name)
+    x = tf.constant(rng.normal(size=[T, B, I]), tf.float32)
+    lengths = tf.constant(LENGTHS)
+    ours, final = unroll(
+        core, x, core.initial_state(B), sequence_length=lengths, past_length="repeat_last"
+    )
+    theirs, their_final = snt.dynamic_unroll(
+        core, x, core.initial_state(B), sequence_length=lengths
+    )
+    _close(ours, theirs)
+    _close(final, their_final)
+    zeros, _ = unroll(core, x, core.initial_state(B), sequence_length=lengths)
+    assert np.abs(zeros[-1, 1]).max() == 0 and np.abs(ours[-1, 1]).max() > 0
+
+
+@pytest.mark.parametrize("unroll", UNROLLS, ids=UNROLL_IDS)
+def test_past_length_repeat_last_backwards_batch_major_and_state_sequences(rng, unroll):
+    core = Counting()
+    x = tf.constant(rng.normal(size=[B, T, 2]), tf.float32)
+    out, _, states = unroll(
+        core,
+        x,
+        core.initial_state(B),
+        sequence_length=LENGTHS,
+        reverse=True,
+        time_major=False,
+        return_all_states=True,
+        past_length="repeat_last",
+    )
+    plain, _, plain_states = unroll(
+        core,
+        x,
+        core.initial_state(B),
+        sequence_length=LENGTHS,
+        reverse=True,
+        time_major=False,
+        return_all_states=True,
+    )
+    for b, length in enumerate(LENGTHS):
+        # Read backwards, the last output produced is the one at input step 0.
+        want = np.concatenate([plain[b, :length], np.repeat(plain[b, :1], T - length, 0)])
+        if length == 0:
+            want = np.zeros([T, 2])
+        np.testing.assert_allclose(out[b], want, atol=1e-6)
+        np.testing.assert_allclose(states.total[b], want, atol=1e-6)
+    np.testing.assert_array_equal(states.steps, plain_states.steps)  # rank 0: as it is
+
+
+def test_past_length_must_be_a_known_mode():
+    core = rnn.GRU(2)
+    with pytest.raises(
+        ValueError, match="past_length must be one of 'zeros', 'repeat_last', got 'last'"
+    ):
+        rnn.dynamic_unroll(core, tf.zeros([T, B, I]), core.initial_state(B), past_length="last")
