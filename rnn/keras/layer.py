@@ -93,6 +93,40 @@ def _restructure(template: Any, given: Any) -> Any | None:
 
 
 # --------------------------------------------------------------------------
+# The kept state of a stateful layer.
+# --------------------------------------------------------------------------
+
+
+class _KeptState:
+    """The variables a stateful layer keeps its state in, one per state leaf.
+
+    A plain holder, so that neither Keras nor TensorFlow tracks the variables:
+    like ``keras.layers.RNN(stateful=True)`` 's ``states``, they are not the
+    layer's weights (weights move between a stateful layer and a stateless
+    one, or one of another batch size) and are not saved.
+    """
+
+    def __init__(
+        self,
+        spec: nestlib.Spec,
+        variables: list[keras.Variable | None],
+        dtypes: list[tf.DType | None],
+        batch_size: int,
+        dtype: tf.DType,
+    ):
+        self.spec = spec
+        self.variables = variables
+        self.dtypes = dtypes  # each leaf's dtype as the core makes it
+        self.batch_size = batch_size
+        self.dtype = dtype  # the dtype the core's initial_state was asked for
+
+
+def _state_variable_name(path: tuple[Any, ...]) -> str:
+    """``state_hidden`` for the leaf at ``("hidden",)``, ``state_0_cell`` for ``(0, "cell")``."""
+    return "_".join(["state"] + [str(p) for p in path])
+
+
+# --------------------------------------------------------------------------
 # The layer.
 # --------------------------------------------------------------------------
 
@@ -118,6 +152,11 @@ class RNN(keras.layers.Layer):
       unroll: ``"dynamic"`` (:func:`rnn.dynamic_unroll`, any number of time
         steps) or ``"static"`` (:func:`rnn.static_unroll`, needs a static
         number of time steps).
+      stateful: keep each example's final state as the initial state of the
+        same example in the next batch (as ``keras.layers.RNN``); needs a
+        fixed batch size (``keras.Input(..., batch_size=B)``). The kept state
+        is :attr:`states`; :meth:`reset_state` resets it, for all examples
+        or some.
       **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``,
         ``trainable``).
 
@@ -142,6 +181,7 @@ class RNN(keras.layers.Layer):
         return_state: bool = False,
         go_backwards: bool = False,
         unroll: str = "dynamic",
+        stateful: bool = False,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -154,6 +194,7 @@ class RNN(keras.layers.Layer):
             ("return_sequences", return_sequences),
             ("return_state", return_state),
             ("go_backwards", go_backwards),
+            ("stateful", stateful),
         ):
             if not isinstance(value, bool):
                 raise TypeError(f"RNN: {arg} must be a bool, got {value!r}")
@@ -164,7 +205,8 @@ class RNN(keras.layers.Layer):
         self.return_state = return_state
         self.go_backwards = go_backwards
         self.unroll = unroll
-        self.stateful = False  # read by keras.layers.Bidirectional
+        self.stateful = stateful  # also read by keras.layers.Bidirectional
+        self._kept: _KeptState | None = None
         self.supports_masking = True
         self._build_input_shape: Any = None
         self._num_output_leaves = 1
@@ -174,6 +216,26 @@ class RNN(keras.layers.Layer):
     def core(self) -> Any:
         """The wrapped core (its variables are this layer's weights)."""
         return self._core
+
+    @property
+    def states(self) -> Any:
+        """A stateful layer's kept state: ``keras.Variable`` s in the core's state structure.
+
+        ``None`` until a stateful layer is built, and always ``None`` for a
+        layer that is not stateful. Like ``keras.layers.RNN`` 's ``states``,
+        the variables are not among the layer's weights: ``get_weights`` /
+        ``set_weights`` and saving leave them out.
+
+        >>> import numpy as np, rnn, rnn.keras
+        >>> layer = rnn.keras.RNN(rnn.LSTM(3), stateful=True)
+        >>> _ = layer(np.ones((2, 4, 5), "float32"))
+        >>> type(layer.states).__name__, tuple(layer.states.hidden.shape)
+        ('LSTMState', (2, 3))
+        """
+        kept = self._kept
+        if kept is None:
+            return None
+        return kept.spec.unflatten(list(kept.variables))
 
     # ----------------------------------------------------------------- build
     def build(self, input_shape: Any) -> None:
@@ -210,6 +272,49 @@ class RNN(keras.layers.Layer):
         # themselves, so their weights are trained and saved as well.
         self._core_layers = keras_layers_in(self._core)
         self._build_input_shape = _plain_shapes(input_shape)
+        if self.stateful:
+            shapes = nestlib.flatten(_map_shapes(lambda s: s, input_shape), is_leaf=_is_shape)
+            batch_size = shapes[0][0]
+            if batch_size is None:
+                raise ValueError(
+                    f"RNN layer {self.name!r}: stateful=True needs a fixed batch "
+                    "size (the state of example b is kept for example b of the "
+                    "next batch); pass batch_size=... (or batch_shape=...) to "
+                    f"keras.Input, got inputs of shape {tuple(shapes[0])}"
+                )
+            self._create_kept_state(int(batch_size), dtype)
+
+    def _create_kept_state(self, batch_size: int, dtype: tf.DType) -> None:
+        """One non-trainable, untracked variable per state leaf, holding the initial state."""
+        with tf.init_scope():
+            state = call_initial_state(self._core, batch_size, dtype)
+            spec = nestlib.spec_of(state)
+            variables: list[keras.Variable | None] = []
+            dtypes: list[tf.DType | None] = []
+            for path, leaf in zip(spec.paths, spec.flatten(state)):
+                if leaf is None:
+                    variables.append(None)
+                    dtypes.append(None)
+                    continue
+                leaf = tf.convert_to_tensor(leaf)
+                # As keras.layers.RNN: a state computed in a mixed-precision
+                # compute dtype is kept in the variable dtype.
+                store = leaf.dtype
+                if leaf.dtype == tf.as_dtype(self.compute_dtype) and leaf.dtype.is_floating:
+                    variable_dtype = tf.as_dtype(self.variable_dtype)
+                    if variable_dtype.is_floating:
+                        store = variable_dtype
+                variables.append(
+                    keras.Variable(
+                        tf.cast(leaf, store),
+                        dtype=store.name,
+                        trainable=False,
+                        autocast=False,
+                        name=_state_variable_name(path),
+                    )
+                )
+                dtypes.append(leaf.dtype)
+        self._kept = _KeptState(spec, variables, dtypes, batch_size, dtype)
 
     def get_build_config(self) -> dict[str, Any] | None:
         """The input shape the layer was built with (used when loading)."""
@@ -232,10 +337,15 @@ class RNN(keras.layers.Layer):
         first = tf.convert_to_tensor(leaves[0])
         batch = first.shape[0] if first.shape[0] is not None else tf.shape(first)[0]
         dtype = first.dtype if first.dtype.is_floating else tf.as_dtype(self.compute_dtype)
-        if initial_state is None:
-            state = call_initial_state(core, batch, dtype)
-        else:
+        kept = self._kept if self.stateful else None
+        if initial_state is not None:
             state = self._check_initial_state(initial_state, dtype)
+        elif kept is not None:
+            state = self._read_kept_state(kept)
+        else:
+            state = call_initial_state(core, batch, dtype)
+        if kept is not None:
+            state = self._check_stateful_batch(kept, first, state)
         lengths = None
         if mask is not None:
             lengths = self._lengths_from_mask(mask)
@@ -257,9 +367,201 @@ class RNN(keras.layers.Layer):
             outputs = nestlib.map_structure(
                 lambda x: None if x is None else self._last(x, lengths), outputs
             )
+        if kept is not None:
+            self._keep(kept, final_state)
         if self.return_state:
             return outputs, final_state
         return outputs
+
+    # -------------------------------------------------------------- stateful
+    def _read_kept_state(self, kept: _KeptState) -> Any:
+        """The kept state as tensors in the core's dtypes and structure."""
+        leaves = [
+            None if v is None else tf.cast(v.value, dt)
+            for v, dt in zip(kept.variables, kept.dtypes)
+        ]
+        return kept.spec.unflatten(leaves)
+
+    def _check_stateful_batch(self, kept: _KeptState, first: tf.Tensor, state: Any) -> Any:
+        """Checks the inputs' batch size against the kept state's; returns ``state``.
+
+        A static mismatch is a ValueError; an unknown static batch size (a
+        ``tf.function`` traced with a relaxed shape, as ``model.predict``
+        does for a last, smaller batch) gets an assertion that the state
+        depends on.
+        """
+        expected = kept.batch_size
+        problem = (
+            f"RNN layer {self.name!r} is stateful with batch size {expected}: "
+            "every batch must have that size (with model.fit/predict, make the "
+            "number of examples a multiple of the batch size)"
+        )
+        found = first.shape[0]
+        if found is not None:
+            if found != expected:
+                raise ValueError(f"{problem}; got inputs of shape {tuple(first.shape)}")
+            return state
+        check = tf.debugging.assert_equal(tf.shape(first)[0], expected, message=problem)
+        with tf.control_dependencies([check]):
+            return nestlib.map_structure(lambda x: None if x is None else tf.identity(x), state)
+
+    def _keep(self, kept: _KeptState, final_state: Any) -> None:
+        """Stores ``final_state`` in the kept state's variables."""
+        try:
+            leaves = kept.spec.flatten(final_state)
+        except (TypeError, ValueError) as e:
+            raise type(e)(
+                f"RNN layer {self.name!r}: the core's final state does not have "
+                f"the structure of its initial state, so it cannot be kept: {e}"
+            ) from e
+        for variable, leaf in zip(kept.variables, leaves):
+            if variable is not None and leaf is not None:
+                variable.assign(tf.cast(leaf, variable.dtype))
+
+    def reset_state(self, mask: Any = None, *, indices: Any = None) -> None:
+        """Resets a stateful layer's kept state to the core's initial state.
+
+        With no argument every example is reset (Keras' ``reset_state()``;
+        the initial state of this package's cores is zeros, as Keras resets
+        to). To reset some examples only (an episode or a document that
+        ended), pass ``mask``, a bool ``[batch_size]`` array, True for each
+        example to reset, or ``indices=``, the examples' indices (negative
+        ones count from the end, as in NumPy). Leaves of the state without a
+        batch dimension (rank 0) are reset only when every example is.
+        Works eagerly and inside a ``tf.function``. Before a stateful layer
+        is built there is no state yet, and nothing to reset.
+
+        Raises:
+          AttributeError: the layer is not stateful (as
+            ``keras.layers.Bidirectional.reset_state``).
+          TypeError: ``mask`` is not bool, or ``indices`` not integers.
+          ValueError: ``mask`` is not ``[batch_size]``, an index is out of
+            range, or both ``mask`` and ``indices`` are given.
+
+        >>> import numpy as np, rnn, rnn.keras
+        >>> layer = rnn.keras.RNN(rnn.GRU(2), stateful=True)
+        >>> _ = layer(np.ones((3, 4, 5), "float32"))
+        >>> layer.reset_state(np.array([True, False, False]))
+        >>> (layer.states.numpy() == 0).all(axis=1).tolist()
+        [True, False, False]
+        >>> layer.reset_state(indices=[-1])
+        >>> (layer.states.numpy() == 0).all(axis=1).tolist()
+        [True, False, True]
+        >>> layer.reset_state()
+        >>> (layer.states.numpy() == 0).all()
+        np.True_
+        >>> layer.reset_state(np.array([1, 0, 0]))
+        Traceback (most recent call last):
+          ...
+        TypeError: RNN layer 'rnn...': reset_state's mask must be a bool array of shape [3] ...
+        """
+        if not self.stateful:
+            raise AttributeError(
+                f"RNN layer {self.name!r} is not stateful, so it keeps no state "
+                "to reset; create it with stateful=True"
+            )
+        if mask is not None and indices is not None:
+            raise ValueError(
+                f"RNN layer {self.name!r}: reset_state takes a mask or indices=, not both"
+            )
+        kept = self._kept
+        if kept is None:
+            return
+        which = self._reset_mask(kept, mask, indices)
+        initial = kept.spec.flatten(call_initial_state(self._core, kept.batch_size, kept.dtype))
+        for variable, leaf in zip(kept.variables, initial):
+            if variable is None or leaf is None:
+                continue
+            value = tf.cast(tf.broadcast_to(leaf, variable.shape), variable.dtype)
+            if which is not None:
+                rank = len(variable.shape)
+                if rank == 0:
+                    continue  # no batch dimension: reset only with every example
+                where = tf.reshape(which, [kept.batch_size] + [1] * (rank - 1))
+                value = tf.where(where, value, variable.value)
+            variable.assign(value)
+
+    def reset_states(self) -> None:
+        """Resets every example's kept state (alias of :meth:`reset_state`, as in Keras)."""
+        self.reset_state()
+
+    def _reset_mask(self, kept: _KeptState, mask: Any, indices: Any) -> tf.Tensor | None:
+        """``reset_state`` 's ``mask`` or ``indices`` as a checked bool ``[batch_size]`` tensor."""
+        size = kept.batch_size
+        if mask is not None:
+            expected = f"a bool array of shape [{size}] (True resets that example)"
+            try:
+                which = tf.convert_to_tensor(mask)
+            except (TypeError, ValueError) as e:
+                raise TypeError(
+                    f"RNN layer {self.name!r}: reset_state's mask must be {expected}, "
+                    f"got {type(mask).__name__}: {e}"
+                ) from e
+            if which.dtype != tf.bool:
+                raise TypeError(
+                    f"RNN layer {self.name!r}: reset_state's mask must be {expected}, "
+                    f"got dtype {which.dtype.name}; pass example indices as indices="
+                )
+            shape = which.shape
+            if shape.rank is not None and (
+                shape.rank != 1 or (shape[0] is not None and shape[0] != size)
+            ):
+                raise ValueError(
+                    f"RNN layer {self.name!r}: reset_state's mask must be {expected}, "
+                    f"got shape {shape}"
+                )
+            if shape.rank is None or shape[0] is None:
+                check = tf.debugging.assert_equal(
+                    tf.shape(which),
+                    [size],
+                    message=f"RNN layer {self.name!r}: reset_state's mask must be {expected}",
+                )
+                with tf.control_dependencies([check]):
+                    which = tf.identity(which)
+            return which
+        if indices is None:
+            return None
+        try:
+            if isinstance(indices, (list, tuple)) and not indices:
+                chosen = tf.zeros([0], tf.int64)
+            else:
+                chosen = tf.convert_to_tensor(indices)
+        except (TypeError, ValueError) as e:
+            raise TypeError(
+                f"RNN layer {self.name!r}: reset_state's indices must be integers, "
+                f"got {type(indices).__name__}: {e}"
+            ) from e
+        if not chosen.dtype.is_integer:
+            raise TypeError(
+                f"RNN layer {self.name!r}: reset_state's indices must be integers, "
+                f"got dtype {chosen.dtype.name}; pass a bool mask as the first argument"
+            )
+        if chosen.shape.rank is not None and chosen.shape.rank > 1:
+            raise ValueError(
+                f"RNN layer {self.name!r}: reset_state's indices must be a scalar "
+                f"or a vector of example indices, got shape {chosen.shape}"
+            )
+        chosen = tf.reshape(tf.cast(chosen, tf.int64), [-1])
+        in_range = f"in [-{size}, {size}) (the layer's batch size is {size})"
+        if tf.executing_eagerly():
+            bad = [int(i) for i in chosen.numpy() if not -size <= i < size]
+            if bad:
+                raise ValueError(
+                    f"RNN layer {self.name!r}: reset_state's indices must be {in_range}, got {bad}"
+                )
+        else:
+            checks = [
+                tf.debugging.assert_greater_equal(
+                    chosen, tf.constant(-size, tf.int64), message=f"indices must be {in_range}"
+                ),
+                tf.debugging.assert_less(
+                    chosen, tf.constant(size, tf.int64), message=f"indices must be {in_range}"
+                ),
+            ]
+            with tf.control_dependencies(checks):
+                chosen = tf.identity(chosen)
+        chosen = tf.math.floormod(chosen, size)
+        return tf.reduce_any(tf.equal(tf.range(size, dtype=tf.int64)[:, None], chosen[None, :]), 1)
 
     def _last(self, x: tf.Tensor, lengths: tf.Tensor | None) -> tf.Tensor:
         """Each example's output at its last processed step."""
@@ -391,6 +693,7 @@ class RNN(keras.layers.Layer):
                 "return_state": self.return_state,
                 "go_backwards": self.go_backwards,
                 "unroll": self.unroll,
+                "stateful": self.stateful,
             }
         )
         return config

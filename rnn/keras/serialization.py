@@ -31,9 +31,11 @@ import tensorflow as tf
 
 from rnn import cores as _cores
 from rnn import deep as _deep
-from rnn.base import RNNCore
+from rnn.base import RNNCore, is_core
 from rnn.dnc import core as _dnc_core
 
+# is_core is rnn.base's rule (one definition for the stacks, the unrollers and
+# this codec), re-exported here for code that imported it from this module.
 __all__ = ["register_core", "serialize_core", "deserialize_core", "is_core"]
 
 
@@ -46,16 +48,6 @@ class _Entry(NamedTuple):
 
 _BY_TYPE: dict[type, _Entry] = {}
 _BY_NAME: dict[str, _Entry] = {}
-
-
-def is_core(obj: Any) -> bool:
-    """True for anything with ``__call__`` and ``initial_state`` (what a layer can unroll).
-
-    >>> import rnn
-    >>> is_core(rnn.LSTM(2)), is_core(len)
-    (True, False)
-    """
-    return callable(obj) and callable(getattr(obj, "initial_state", None))
 
 
 def register_core(

@@ -287,3 +287,14 @@ def _without_ids(config):
     if isinstance(config, list):
         return [_without_ids(v) for v in config]
     return config
+
+
+def test_the_codec_uses_rnn_bases_is_core_rule():
+    # One definition of what a core is: a class is not one (its initial_state
+    # is a function), so it is not encoded as a core.
+    import rnn.base
+    import rnn.keras.serialization as serialization
+
+    assert serialization.is_core is rnn.base.is_core
+    with pytest.raises(TypeError, match=r"cannot serialize config\['cls'\]: <class"):
+        serialization._encode({"cls": rnn.LSTM}, "config")
