@@ -35,6 +35,12 @@ How the pieces fit:
   the outputs come back in reversed time order (``outputs[:, k]`` was
   produced when reading input ``T - 1 - k``), so it composes with
   ``keras.layers.Bidirectional`` like Keras' own RNN layers.
+* **Stateful layers.** ``RNN(core, stateful=True)`` keeps each example's
+  final state (after its last valid step) for the same example of the next
+  batch, as ``keras.layers.RNN(stateful=True)``: a fixed batch size is
+  required, the kept state is :attr:`RNN.states` (variables in the core's
+  state structure, not weights, not saved) and :meth:`RNN.reset_state`
+  resets every example, or some (a bool mask or ``indices=``).
 * **Saving.** :meth:`RNN.get_config` stores the core's class and its
   ``get_config()`` (the constructor arguments; every core of this package
   defines it) through a small registry (:func:`register_core`,
