@@ -45,6 +45,72 @@ def check_same_dtype(
         )
 
 
+# Lower-precision compute dtypes that float32 variables may be cast to on each
+# call (Keras' mixed precision: variables stay float32, the maths runs in the
+# inputs' dtype).
+HALF_DTYPES = (tf.float16, tf.bfloat16)
+
+
+def compute_dtype(
+    core_name: str, variables_dtype: tf.DType, what: str, value: tf.Tensor, reference: str
+) -> tf.DType:
+    """The dtype a core computes in: ``value.dtype``, when its variables may be used there.
+
+    That is when ``value`` (the inputs) has the variables' dtype, or when the
+    variables are float32 and ``value`` is float16 or bfloat16 (mixed
+    precision: the variables are cast to ``value.dtype`` on each call, as
+    Keras' autocasting does). Any other pair is a TypeError naming ``what``
+    and ``reference`` (float64 inputs into float32 variables included: an
+    upcast would silently compute in a precision the weights do not have).
+
+    >>> compute_dtype("LSTM", tf.float32, "inputs", tf.ones([1], tf.float16), "the kernel")
+    tf.float16
+    >>> compute_dtype("LSTM", tf.float32, "inputs", tf.ones([1], tf.float64), "the kernel")
+    Traceback (most recent call last):
+      ...
+    TypeError: LSTM: inputs has dtype float64 but the kernel is float32; ...
+    """
+    dtype = value.dtype
+    if dtype == variables_dtype or (variables_dtype == tf.float32 and dtype in HALF_DTYPES):
+        return dtype
+    raise TypeError(
+        f"{core_name}: {what} has dtype {dtype.name} but {reference} is "
+        f"{variables_dtype.name}; cast them to one dtype (or, for mixed precision, use "
+        "float16 or bfloat16 inputs with float32 variables)"
+    )
+
+
+def cast_variables(dtype: tf.DType, values: Sequence[Any]) -> list[Any]:
+    """Each of ``values`` (variables, ``None``) cast to ``dtype`` where its dtype differs.
+
+    Values already in ``dtype`` (and ``None``) are passed on as they are, so a
+    core without mixed precision reads its variables exactly as before.
+
+    >>> v = tf.Variable([1.5])
+    >>> [x.dtype.name for x in cast_variables(tf.bfloat16, [v, None]) if x is not None]
+    ['bfloat16']
+    >>> cast_variables(tf.float32, [v])[0] is v
+    True
+    """
+    return [v if v is None or v.dtype == dtype else tf.cast(v, dtype) for v in values]
+
+
+def at_least_float32(x: tf.Tensor) -> tf.Tensor:
+    """``x`` in float32 where it is float16 or bfloat16, else unchanged.
+
+    For the numerically sensitive parts of a computation (layer norm's
+    moments, a softmax over many entries, long cumulative products) that
+    run in float32 under mixed precision and are cast back afterwards, as
+    Keras' normalization layers do.
+
+    >>> at_least_float32(tf.ones([1], tf.bfloat16)).dtype.name
+    'float32'
+    >>> at_least_float32(tf.ones([1], tf.float64)).dtype.name
+    'float64'
+    """
+    return tf.cast(x, tf.float32) if x.dtype in HALF_DTYPES else x
+
+
 def sequence_lengths(fn_name: str, sequence_length: Any, batch_size: Any) -> tf.Tensor:
     """``sequence_length`` as a ``[B]`` int32 tensor, checked where static.
 

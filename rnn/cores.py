@@ -6,6 +6,13 @@ own the variables, create them on the first call (sized from the inputs, in
 the ``dtype`` given to the constructor or else the inputs' dtype) and call
 the pure functions.
 
+**Mixed precision** (as Keras' ``mixed_float16`` / ``mixed_bfloat16``): a
+core whose variables are float32 (``dtype=tf.float32``, or built from
+float32 inputs) also takes float16 or bfloat16 inputs and state; the
+variables stay float32 (and their gradients are float32) and are cast to
+the inputs' dtype on each call. The layer norm is computed in float32 and
+cast back. Any other dtype mismatch is a TypeError.
+
 Every constructor takes ``hidden_size`` positionally and everything else by
 keyword only (so ``LSTM(16, 4)``, which means a projection size in Sonnet,
 is a TypeError rather than a forget bias). Initializers take Keras' names
@@ -77,9 +84,20 @@ def _vanilla_fn(
 
 @_utils.no_autograph
 def _layer_norm(x: tf.Tensor, scale: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
-    mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
-    eps = tf.cast(_LN_EPSILON, x.dtype)
-    return (x - mean) * tf.math.rsqrt(variance + eps) * scale + offset
+    """Normalises the last axis of ``x``, then ``* scale + offset``.
+
+    A float16 or bfloat16 ``x`` is normalised in float32 (its moments, the
+    epsilon and ``scale``/``offset``, which may be float32 variables) and the
+    result cast back, as Keras' ``LayerNormalization`` does under mixed
+    precision: float16's squares overflow above 256 and its epsilon is
+    subnormal.
+    """
+    work = _utils.at_least_float32(x)
+    mean, variance = tf.nn.moments(work, axes=[-1], keepdims=True)
+    eps = tf.cast(_LN_EPSILON, work.dtype)
+    scale, offset = _utils.cast_variables(work.dtype, [scale, offset])
+    normed = (work - mean) * tf.math.rsqrt(variance + eps) * scale + offset
+    return tf.cast(normed, x.dtype) if normed.dtype != x.dtype else normed
 
 
 class LSTMState(NamedTuple):
@@ -183,7 +201,12 @@ def _check_state_tensor(core: str, path: str, value: Any, dtype: tf.DType, width
     if value is None:
         raise TypeError(f"{core}: prev_state{path} is None; expected a tensor")
     value = tf.convert_to_tensor(value)
-    _utils.check_same_dtype(core, dtype, f"prev_state{path}", value, "the inputs")
+    if value.dtype != dtype:
+        raise TypeError(
+            f"{core}: prev_state{path} has dtype {value.dtype.name} but the inputs have dtype "
+            f"{dtype.name}; the state must have the inputs' dtype (make it with "
+            f"initial_state(batch_size, dtype={dtype.name}))"
+        )
     if value.shape.rank != 2 or (value.shape[-1] is not None and value.shape[-1] != width):
         raise ValueError(
             f"{core}: prev_state{path} must have shape [batch, {width}], got {value.shape}"
@@ -196,7 +219,9 @@ class _LazyCore(RNNCore):
 
     ``dtype`` (the variables' dtype; None: the first inputs') and the
     initializer arguments (Keras' names, Sonnet's as aliases) are resolved
-    here for every core.
+    here for every core. The compute dtype is the inputs' (and the state's):
+    the variables' own, or float16/bfloat16 with float32 variables (mixed
+    precision), which :meth:`_weights` casts to it on each call.
     """
 
     def __init__(
@@ -260,27 +285,37 @@ class _LazyCore(RNNCore):
         raise NotImplementedError
 
     @_utils.no_autograph
-    def _build(self, inputs: tf.Tensor) -> None:
+    def _build(self, inputs: tf.Tensor) -> tf.DType:
         """Creates the variables on first use; later checks size and dtype.
 
         Only ``inputs.shape[-1]`` and ``inputs.dtype`` are read, so a whole
-        ``[T, B, I]`` sequence works as well as one ``[B, I]`` step.
+        ``[T, B, I]`` sequence works as well as one ``[B, I]`` step. Returns
+        the compute dtype (the inputs'): the variables' dtype, or float16 /
+        bfloat16 with float32 variables; any other pair is a TypeError.
         """
         name = type(self).__name__
         input_size = inputs.shape[-1]
         if self._input_size is None:
             dtype = self._dtype_arg or inputs.dtype
-            _utils.check_same_dtype(name, dtype, "inputs", inputs, "its dtype argument")
+            compute = _utils.compute_dtype(name, dtype, "inputs", inputs, "its dtype argument")
             with self.name_scope:
                 self._create_variables(input_size, dtype)
             self._input_size = input_size
             self._dtype = dtype
-            return
+            return compute
         if input_size != self._input_size:
             raise ValueError(
                 f"{name} was built for inputs with {self._input_size} features, got {input_size}"
             )
-        _utils.check_same_dtype(name, self._dtype, "inputs", inputs, "its variables")
+        assert self._dtype is not None
+        return _utils.compute_dtype(name, self._dtype, "inputs", inputs, "its variables' dtype")
+
+    @staticmethod
+    def _weights(dtype: tf.DType, *variables: Any) -> list[Any]:
+        """The variables as the step reads them: cast to the compute ``dtype``
+        under mixed precision (the cast's gradient is float32 again), else the
+        variables themselves."""
+        return _utils.cast_variables(dtype, variables)
 
     def _whole_sequence_state(
         self, name: str, input_sequence: Any, initial_state: Any
@@ -296,7 +331,7 @@ class _LazyCore(RNNCore):
             return None
         if not input_sequence.dtype.is_floating:
             return None
-        self._build(input_sequence)  # uses only the feature size and dtype
+        self._build(input_sequence)  # uses only the feature size and dtype (and checks it)
         return _check_state_tensor(name, "", initial_state, input_sequence.dtype, self._hidden_size)
 
     @_utils.no_autograph
@@ -317,7 +352,9 @@ class VanillaRNN(_LazyCore):
 
     Arguments after ``hidden_size`` are keyword-only: ``activation``,
     ``dtype`` (the variables' dtype; None: the first inputs' dtype; also
-    :meth:`initial_state` 's default, else float32), and the initializers
+    :meth:`initial_state` 's default, else float32; float32 variables also
+    run float16 or bfloat16 inputs and state, cast to that dtype on each
+    call: mixed precision), and the initializers
     ``kernel_initializer`` (W, Glorot uniform), ``recurrent_initializer``
     (U, orthogonal) and ``bias_initializer`` (b, zeros), each a name
     (``"ones"``), a Keras initializer or a callable ``(shape, dtype) ->
@@ -399,13 +436,14 @@ class VanillaRNN(_LazyCore):
     def __call__(self, inputs: tf.Tensor, prev_state: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """One step; ``prev_state`` is a ``[B, H]`` tensor."""
         inputs = _utils.check_rank2("VanillaRNN", inputs)
-        self._build(inputs)
+        dtype = self._build(inputs)
         prev_state = _check_state_tensor(
             "VanillaRNN", "", prev_state, inputs.dtype, self._hidden_size
         )
-        return _vanilla_fn(
-            inputs, prev_state, self.kernel, self.recurrent_kernel, self.bias, self._activation
+        kernel, recurrent_kernel, bias = self._weights(
+            dtype, self.kernel, self.recurrent_kernel, self.bias
         )
+        return _vanilla_fn(inputs, prev_state, kernel, recurrent_kernel, bias, self._activation)
 
     @_utils.no_autograph
     def initial_state(self, batch_size: Any, dtype: Any = None) -> tf.Tensor:
@@ -445,9 +483,7 @@ class VanillaRNN(_LazyCore):
         return vanilla_ops.vanilla_sequence(
             input_sequence,
             state,
-            self.kernel,
-            self.recurrent_kernel,
-            self.bias,
+            *self._weights(input_sequence.dtype, self.kernel, self.recurrent_kernel, self.bias),
             sequence_length=sequence_length,
             reverse=reverse,
         )
@@ -614,15 +650,20 @@ class LSTM(_LazyCore):
     def __call__(self, inputs: tf.Tensor, prev_state: LSTMState) -> tuple[tf.Tensor, LSTMState]:
         """One step; returns ``(hidden, LSTMState(hidden, cell))``."""
         inputs = _utils.check_rank2("LSTM", inputs)
-        self._build(inputs)
+        dtype = self._build(inputs)
         prev_state = self._check_state(prev_state, inputs.dtype)
+        kernel, recurrent_kernel, bias, projection = self._weights(
+            dtype, self.kernel, self.recurrent_kernel, self.bias, self.projection
+        )
+        # The layer norm's scales and offsets go in uncast: it normalises a
+        # float16/bfloat16 input in float32 (see _layer_norm).
         return _lstm_fn(
             inputs,
             prev_state,
-            self.kernel,
-            self.recurrent_kernel,
-            self.bias,
-            projection=self.projection,
+            kernel,
+            recurrent_kernel,
+            bias,
+            projection=projection,
             layer_norm=self.layer_norm,
             cell_clip=self._cell_clip,
         )
@@ -665,15 +706,13 @@ class LSTM(_LazyCore):
             return None
         if not input_sequence.dtype.is_floating:
             return None
-        self._build(input_sequence)  # uses only the feature size and dtype
+        dtype = self._build(input_sequence)  # uses only the feature size and dtype
         state = self._check_state(initial_state, input_sequence.dtype)
         outputs, h_t, c_t = lstm_ops.lstm_sequence(
             input_sequence,
             state.hidden,
             state.cell,
-            self.kernel,
-            self.recurrent_kernel,
-            self.bias,
+            *self._weights(dtype, self.kernel, self.recurrent_kernel, self.bias),
             sequence_length=sequence_length,
             reverse=reverse,
         )
@@ -764,11 +803,12 @@ class GRU(_LazyCore):
     def __call__(self, inputs: tf.Tensor, prev_state: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """One step; ``prev_state`` is a ``[B, H]`` tensor."""
         inputs = _utils.check_rank2("GRU", inputs)
-        self._build(inputs)
+        dtype = self._build(inputs)
         prev_state = _check_state_tensor("GRU", "", prev_state, inputs.dtype, self._hidden_size)
-        return _gru_fn(
-            inputs, prev_state, self.kernel, self.recurrent_kernel, self.bias, self._reset_after
+        kernel, recurrent_kernel, bias = self._weights(
+            dtype, self.kernel, self.recurrent_kernel, self.bias
         )
+        return _gru_fn(inputs, prev_state, kernel, recurrent_kernel, bias, self._reset_after)
 
     @_utils.no_autograph
     def initial_state(self, batch_size: Any, dtype: Any = None) -> tf.Tensor:
@@ -807,9 +847,7 @@ class GRU(_LazyCore):
         return gru_ops.gru_sequence(
             input_sequence,
             state,
-            self.kernel,
-            self.recurrent_kernel,
-            self.bias,
+            *self._weights(input_sequence.dtype, self.kernel, self.recurrent_kernel, self.bias),
             sequence_length=sequence_length,
             reverse=reverse,
             reset_after=self._reset_after,

@@ -18,6 +18,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from rnn import _utils
 from rnn._checks import aliased, float_dtype, initial_value, initializer, positive_int
 
 __all__ = ["Linear"]
@@ -34,12 +35,20 @@ class Linear(tf.Module):
     first inputs' dtype). Every argument after ``output_size`` is
     keyword-only.
 
+    Mixed precision: float32 weights also take float16 or bfloat16 inputs;
+    they stay float32 and are cast to the inputs' dtype on each call (the
+    output has the inputs' dtype). Other mismatches are a TypeError.
+
     >>> layer = Linear(3)
     >>> layer(tf.ones([2, 5])).shape.as_list()
     [2, 3]
     >>> layer = Linear(2, w_init="ones", dtype=tf.float64)
     >>> layer(tf.ones([1, 3], tf.float64)).numpy().tolist()
     [[3.0, 3.0]]
+    >>> layer = Linear(2, w_init="ones", dtype=tf.float32)
+    >>> y = layer(tf.ones([1, 3], tf.bfloat16))
+    >>> y.dtype.name, layer.w.dtype.name
+    ('bfloat16', 'float32')
     """
 
     def __init__(
@@ -99,16 +108,24 @@ class Linear(tf.Module):
                 f"{self.name}: inputs must be [batch, features] with a static "
                 f"feature size, got shape {inputs.shape}"
             )
+        weights_dtype = self.w.dtype if self.w is not None else self._dtype or inputs.dtype
+        if inputs.dtype != weights_dtype and not (
+            weights_dtype == tf.float32 and inputs.dtype in _utils.HALF_DTYPES
+        ):
+            raise TypeError(
+                f"{self.name}: inputs have dtype {inputs.dtype.name}, the weights "
+                f"{tf.as_dtype(weights_dtype).name}; cast them to one dtype (or, for mixed "
+                "precision, use float16 or bfloat16 inputs with float32 weights)"
+            )
         w = self.w if self.w is not None else self._create(int(inputs.shape[-1]), inputs.dtype)
         if inputs.shape[-1] != w.shape[0]:
             raise ValueError(
                 f"{self.name}: expected {w.shape[0]} input features, got {inputs.shape[-1]}"
             )
-        if inputs.dtype != w.dtype:
-            raise TypeError(
-                f"{self.name}: inputs have dtype {inputs.dtype.name}, the weights {w.dtype.name}"
-            )
+        # Under mixed precision the float32 weights are cast to the inputs'
+        # dtype (their gradients come back float32 through the cast).
+        w, b = _utils.cast_variables(inputs.dtype, [w, self.b])
         outputs = tf.linalg.matmul(inputs, w)
-        if self.b is not None:
-            outputs = outputs + self.b
+        if b is not None:
+            outputs = outputs + b
         return outputs
