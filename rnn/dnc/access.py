@@ -21,6 +21,7 @@ from typing import Any
 import tensorflow as tf
 
 from rnn._checks import positive_int
+from rnn._utils import at_least_float32
 from rnn.dnc import addressing
 from rnn.dnc.addressing import TemporalLinkageState
 from rnn.linear import Linear
@@ -149,7 +150,12 @@ def parse_interface(
         free_gates=tf.sigmoid(free_gates),
         allocation_gates=tf.sigmoid(allocation_gates),
         write_gates=tf.sigmoid(write_gates),
-        read_modes=tf.nn.softmax(tf.reshape(read_modes, [batch, r, 2 * h + 1]), axis=-1),
+        # The read modes' softmax in float32 under mixed precision, as every
+        # softmax here (see rnn.dnc.addressing), then cast back.
+        read_modes=tf.cast(
+            tf.nn.softmax(at_least_float32(tf.reshape(read_modes, [batch, r, 2 * h + 1])), axis=-1),
+            interface.dtype,
+        ),
     )
 
 

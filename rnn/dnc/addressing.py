@@ -10,6 +10,15 @@ Shapes use ``B`` batch, ``N`` memory slots (``memory_size``), ``W`` word size,
 ``R`` read heads and ``Wh`` write heads. The paper has a single write head; the
 multi-head generalisations used here are described in ``docs/dnc.md``.
 
+Under mixed precision (float16 or bfloat16 tensors) the numerically
+sensitive steps run in float32 and their results are cast back to the
+inputs' dtype: the cosine similarity (float16 squares overflow above 256,
+and ``EPSILON`` is subnormal there), the softmax over the memory slots (what
+Keras' mixed-precision guide keeps in float32 too) and the allocation's
+cumulative product over ``N`` usages (it underflows float16's range within a
+few slots, taking the gradients with it). The rest (gates, erase/add, links)
+are products and sums of values in ``[0, 1]`` and stay in the inputs' dtype.
+
 Example (a whole write-then-read step on a 2-slot memory):
 
 >>> import tensorflow as tf
@@ -27,6 +36,7 @@ import collections
 import tensorflow as tf
 
 from rnn._checks import positive_int
+from rnn._utils import at_least_float32
 
 __all__ = [
     "TemporalLinkageState",
@@ -84,6 +94,19 @@ def _check_rank(name: str, x: tf.Tensor, rank: int) -> None:
         raise ValueError(f"{name} must have rank {rank}, got shape {x.shape}")
 
 
+def _cast_back(x: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+    return x if x.dtype == dtype else tf.cast(x, dtype)
+
+
+def _similarity(memory: tf.Tensor, keys: tf.Tensor, epsilon: float) -> tf.Tensor:
+    """Cosine similarity in float32 (or wider) for float16/bfloat16 arguments."""
+    memory, keys = at_least_float32(memory), at_least_float32(keys)
+    dot = tf.linalg.matmul(keys, memory, transpose_b=True)  # [B, H, N]
+    memory_norm = tf.sqrt(tf.reduce_sum(tf.square(memory), axis=2) + epsilon)
+    key_norm = tf.sqrt(tf.reduce_sum(tf.square(keys), axis=2) + epsilon)
+    return dot / (key_norm[:, :, tf.newaxis] * memory_norm[:, tf.newaxis, :])
+
+
 def cosine_similarity(memory: tf.Tensor, keys: tf.Tensor, epsilon: float = EPSILON) -> tf.Tensor:
     """Cosine similarity ``D(k, M[i])`` of every key with every memory row.
 
@@ -93,19 +116,21 @@ def cosine_similarity(memory: tf.Tensor, keys: tf.Tensor, epsilon: float = EPSIL
       epsilon: added to squared norms so all-zero rows give 0, not NaN.
 
     Returns:
-      ``[B, H, N]``.
+      ``[B, H, N]``, in the arguments' dtype (computed in float32 for
+      float16 and bfloat16: the squared norms overflow float16 above 256).
 
     >>> m = tf.constant([[[3., 4.], [0., 0.]]])
     >>> k = tf.constant([[[3., 4.]]])
     >>> [round(float(x), 4) for x in cosine_similarity(m, k)[0, 0]]
     [1.0, 0.0]
+    >>> big = tf.fill([1, 1, 4], tf.constant(300.0, tf.float16))  # 4 * 300**2 > float16 max
+    >>> similarity = cosine_similarity(big, big)
+    >>> similarity.dtype.name, float(similarity[0, 0, 0])
+    ('float16', 1.0)
     """
     _check_rank("memory", memory, 3)
     _check_rank("keys", keys, 3)
-    dot = tf.linalg.matmul(keys, memory, transpose_b=True)  # [B, H, N]
-    memory_norm = tf.sqrt(tf.reduce_sum(tf.square(memory), axis=2) + epsilon)
-    key_norm = tf.sqrt(tf.reduce_sum(tf.square(keys), axis=2) + epsilon)
-    return dot / (key_norm[:, :, tf.newaxis] * memory_norm[:, tf.newaxis, :])
+    return _cast_back(_similarity(memory, keys, epsilon), memory.dtype)
 
 
 def content_weights(memory: tf.Tensor, keys: tf.Tensor, strengths: tf.Tensor) -> tf.Tensor:
@@ -117,16 +142,26 @@ def content_weights(memory: tf.Tensor, keys: tf.Tensor, strengths: tf.Tensor) ->
       strengths: ``[B, H]``, the key strengths ``beta >= 1`` (see :func:`oneplus`).
 
     Returns:
-      ``[B, H, N]`` weightings, each summing to 1 over ``N``.
+      ``[B, H, N]`` weightings, each summing to 1 over ``N``, in the
+      memory's dtype (similarity and softmax computed in float32 for float16
+      and bfloat16 memories, then cast back).
 
     >>> m = tf.constant([[[1., 0.], [0., 1.]]])
     >>> w = content_weights(m, tf.constant([[[1., 1.]]]), tf.constant([[1.]]))
     >>> [round(float(x), 3) for x in w[0, 0]]
     [0.5, 0.5]
+    >>> w = content_weights(tf.cast(m, tf.float16), tf.constant([[[1., 1.]]], tf.float16),
+    ...                     tf.constant([[1.]], tf.float16))
+    >>> w.dtype.name, [round(float(x), 3) for x in w[0, 0]]
+    ('float16', [0.5, 0.5])
     """
+    _check_rank("memory", memory, 3)
+    _check_rank("keys", keys, 3)
     _check_rank("strengths", strengths, 2)
-    similarity = cosine_similarity(memory, keys)
-    return tf.nn.softmax(similarity * strengths[:, :, tf.newaxis], axis=-1)
+    similarity = _similarity(memory, keys, EPSILON)
+    strengths = tf.cast(strengths, similarity.dtype)
+    weights = tf.nn.softmax(similarity * strengths[:, :, tf.newaxis], axis=-1)
+    return _cast_back(weights, memory.dtype)
 
 
 def _combine_write_heads(write_weights: tf.Tensor) -> tf.Tensor:
@@ -207,7 +242,9 @@ def allocation_weights(usage: tf.Tensor, epsilon: float = EPSILON) -> tf.Tensor:
       usage: ``[B, N]`` in ``[0, 1]``.
 
     Returns:
-      ``[B, N]``.
+      ``[B, N]`` in the usage's dtype (computed in float32 for float16 and
+      bfloat16 usages: the cumulative product underflows float16 within a
+      few slots of small usages).
 
     >>> a = allocation_weights(tf.constant([[1.0, 0.0, 0.5]]), epsilon=0.0)
     >>> a.numpy().tolist()
@@ -217,6 +254,8 @@ def allocation_weights(usage: tf.Tensor, epsilon: float = EPSILON) -> tf.Tensor:
     [[0.0, 0.5, 0.25]]
     """
     _check_rank("usage", usage, 2)
+    dtype = usage.dtype
+    usage = at_least_float32(usage)
     usage = epsilon + (1.0 - epsilon) * usage
     memory_size = usage.shape[-1]
     if memory_size is None:
@@ -228,7 +267,7 @@ def allocation_weights(usage: tf.Tensor, epsilon: float = EPSILON) -> tf.Tensor:
     sorted_allocation = (1.0 - sorted_usage) * prod_before
     # Scatter back to slot order: a[order[j]] = sorted_allocation[j].
     permutation = tf.one_hot(order, memory_size, dtype=usage.dtype)  # [B, j, n]
-    return tf.einsum("bj,bjn->bn", sorted_allocation, permutation)
+    return _cast_back(tf.einsum("bj,bjn->bn", sorted_allocation, permutation), dtype)
 
 
 def write_allocation_weights(
@@ -252,6 +291,12 @@ def write_allocation_weights(
     """
     num_writes = positive_int("num_writes", num_writes)
     _check_rank("write_gates", write_gates, 2)
+    # In float32 under mixed precision, the provisional usages included: a
+    # later head allocates the least used slot, and after an earlier head's
+    # write the other slots differ only by powers of EPSILON, which float16
+    # rounds to ties (so the head would pick another slot than in float32).
+    dtype = usage.dtype
+    usage, write_gates = at_least_float32(usage), at_least_float32(write_gates)
     heads = []
     for h in range(num_writes):
         allocation = allocation_weights(usage)
@@ -259,7 +304,7 @@ def write_allocation_weights(
         if h + 1 < num_writes:
             written = write_gates[:, h : h + 1] * allocation
             usage = usage + (1.0 - usage) * written
-    return tf.stack(heads, axis=1)
+    return _cast_back(tf.stack(heads, axis=1), dtype)
 
 
 def write_weights(

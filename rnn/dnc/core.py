@@ -92,7 +92,12 @@ class DNC(RNNCore):
       clip_value: optional bound on the output's absolute value.
       dtype: the variables' dtype (the output and interface layers', and the
         default controller's); None: the first inputs' dtype. Also
-        :meth:`initial_state` 's default dtype (else float32).
+        :meth:`initial_state` 's default dtype (else float32). With float32
+        variables the DNC also runs float16 or bfloat16 inputs and state
+        (``initial_state(batch_size, dtype=tf.float16)``), casting the
+        variables on each call (mixed precision; give a controller of your
+        own ``dtype=tf.float32`` as well); the memory's similarity, softmaxes
+        and allocation are computed in float32 (see :mod:`rnn.dnc.addressing`).
       kernel_initializer, bias_initializer: initializers of the output and
         interface layers (default: truncated normal with standard deviation
         ``1/sqrt(fan_in)``, zeros); a name, a Keras initializer or a callable
@@ -215,7 +220,7 @@ class DNC(RNNCore):
         controller is asked for the same dtype when its ``initial_state``
         takes one (:func:`rnn.base.call_initial_state`).
         """
-        dtype = tf.as_dtype(dtype) if dtype is not None else (self._dtype or tf.float32)
+        dtype = float_dtype("dtype", dtype) or self._dtype or tf.float32
         return DNCState(
             access_output=tf.zeros([batch_size, self.num_reads, self.word_size], dtype),
             access_state=self.access.initial_state(batch_size, dtype),
