@@ -408,14 +408,31 @@ class TrainableState(tf.Module):
         return cls(nestlib.map_structure(squeeze, state), mask=mask, name=name)
 
     @tf.autograph.experimental.do_not_convert
-    def __call__(self, batch_size: Any) -> Any:
-        """Returns the state tiled to ``[batch_size, ...]`` for every leaf."""
+    def __call__(self, batch_size: Any, dtype: Any = None) -> Any:
+        """Returns the state tiled to ``[batch_size, ...]`` for every leaf.
+
+        ``dtype`` (None: the variables' own) casts the floating-point leaves,
+        e.g. to float16 for a core run in mixed precision; the variables stay
+        as they are and their gradients come back in their dtype.
+
+        >>> ts = TrainableState(tf.zeros([3]))
+        >>> ts(2, dtype=tf.float16).dtype.name, ts.variables[0].dtype.name
+        ('float16', 'float32')
+        """
         batch_size = _batch_of(batch_size)
+        if dtype is not None:
+            dtype = tf.as_dtype(dtype)
+            if not dtype.is_floating:
+                raise TypeError(
+                    f"TrainableState: dtype must be a floating-point dtype, got {dtype.name}"
+                )
 
         def tile(v: tf.Variable | None) -> tf.Tensor | None:
             if v is None:
                 return None
             x = tf.convert_to_tensor(v)
+            if dtype is not None and x.dtype.is_floating and x.dtype != dtype:
+                x = tf.cast(x, dtype)
             multiples = tf.concat(
                 [tf.reshape(tf.cast(batch_size, tf.int32), [1]), tf.ones([x.shape.rank], tf.int32)],
                 axis=0,

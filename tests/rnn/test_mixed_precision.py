@@ -388,3 +388,17 @@ def test_dnc_sensitive_parts_in_float32():
     np.testing.assert_allclose(
         tf.cast(weights, tf.float32).numpy(), np.full([1, 1, 3], 1 / 3), rtol=1e-3
     )
+
+
+def test_trainable_state_in_the_compute_dtype():
+    core = rnn.GRU(3, dtype=tf.float32)
+    learned = rnn.TrainableState.for_core(core)
+    x = tf.ones([4, 2, 2], tf.bfloat16)
+    with tf.GradientTape() as tape:
+        out, _ = rnn.dynamic_unroll(core, x, learned(2, dtype=tf.bfloat16))
+        loss = tf.reduce_sum(tf.cast(out, tf.float32))
+    grads = tape.gradient(loss, learned.trainable_variables)
+    assert out.dtype == tf.bfloat16
+    assert [g.dtype for g in grads] == [tf.float32]
+    with pytest.raises(TypeError, match="dtype must be a floating-point dtype, got int32"):
+        learned(2, dtype=tf.int32)
