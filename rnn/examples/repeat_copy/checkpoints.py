@@ -16,9 +16,11 @@ all a resumed run needs to end as the uninterrupted run would have.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,7 +49,7 @@ class Progress(tf.Module):
         self.window = tf.Variable([0.0, 0.0, 0.0], dtype=tf.float64, trainable=False)
 
 
-def prepare_output_dir(config: Config, explicit: set[str]) -> dict[str, Any]:
+def prepare_output_dir(config: Config, explicit: set[str], writer: bool = True) -> dict[str, Any]:
     """Writes config.json (fresh run) or checks it against the flags (``--resume``).
 
     A fresh run removes what an earlier run left in ``--output_dir`` (its
@@ -56,7 +58,9 @@ def prepare_output_dir(config: Config, explicit: set[str]) -> dict[str, Any]:
     run's saved values, in place in ``config``; an explicit flag that would
     change the run's maths (not in ``RESUMABLE``) and differs is a
     :class:`~rnn.examples.repeat_copy.config.ConfigError`, and so is a
-    directory with nothing to resume. Returns the run's saved flags.
+    directory with nothing to resume. Returns the run's saved flags. Only the
+    ``writer`` (the chief of a multi-worker run) removes or writes files; the
+    other workers only read.
 
     >>> import tempfile
     >>> out = tempfile.mkdtemp()
@@ -69,7 +73,7 @@ def prepare_output_dir(config: Config, explicit: set[str]) -> dict[str, Any]:
     config_path = os.path.join(out, "config.json")
     ckpt_dir = os.path.join(out, "checkpoints")
     if config.resume:
-        if not tf.train.latest_checkpoint(ckpt_dir) or not os.path.exists(config_path):
+        if not glob.glob(os.path.join(ckpt_dir, "*.index")) or not os.path.exists(config_path):
             raise ConfigError(f"--resume: no checkpoint to resume from in {ckpt_dir!r}")
         with open(config_path) as f:
             saved = json.load(f)
@@ -84,6 +88,9 @@ def prepare_output_dir(config: Config, explicit: set[str]) -> dict[str, Any]:
                     f"run being resumed ({value!r}); leave it out to keep the run's value"
                 )
         return saved
+    saved = {k: v for k, v in dataclasses.asdict(config).items() if k != "resume"}
+    if not writer:
+        return saved
     os.makedirs(out, exist_ok=True)
     # A fresh run replaces what an earlier run left here (only our own files).
     if os.path.isdir(ckpt_dir):
@@ -92,7 +99,6 @@ def prepare_output_dir(config: Config, explicit: set[str]) -> dict[str, Any]:
         path = os.path.join(out, name)
         if os.path.exists(path):
             os.remove(path)
-    saved = {k: v for k, v in dataclasses.asdict(config).items() if k != "resume"}
     with open(config_path, "w") as f:
         json.dump(saved, f, indent=2, sort_keys=True)
     return saved
@@ -103,7 +109,8 @@ class Checkpoints:
 
     The chief saves to ``<output_dir>/checkpoints``; the other workers of a
     multi-worker run (checkpointing is collective) to a scratch folder,
-    ``worker_scratch_<task index>``.
+    ``worker_scratch_<task index>``. Every worker restores from the chief's
+    folder, so all resume from the same step.
 
     >>> import tempfile
     >>> module = tf.Module()
@@ -121,27 +128,67 @@ class Checkpoints:
         self.checkpoint = tf.train.Checkpoint(
             core=core, optimizer=optimizer, progress=self.progress
         )
+        self.directory = os.path.join(output_dir, "checkpoints")
+        self.writer = worker is None
         name = "checkpoints" if worker is None else f"worker_scratch_{worker}"
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(output_dir, name), max_to_keep=2
-        )
+        self._save_dir = os.path.join(output_dir, name)
+        self._manager: tf.train.CheckpointManager | None = None
+
+    @property
+    def manager(self) -> tf.train.CheckpointManager:
+        """The manager that saves, made on first use (it reads the folder's index
+        file, which :meth:`restore` may first have to repair)."""
+        if self._manager is None:
+            self._manager = tf.train.CheckpointManager(
+                self.checkpoint, self._save_dir, max_to_keep=2
+            )
+        return self._manager
 
     def restore(self) -> None:
-        """Restores the latest checkpoint; every saved value must find its variable."""
-        path = self.manager.latest_checkpoint
-        if path is None:
-            raise ConfigError(
-                f"--resume: no checkpoint to resume from in {self.manager.directory!r}"
-            )
-        status = self.checkpoint.restore(path)
-        try:
-            status.assert_consumed()
-        except AssertionError as e:
-            raise ConfigError(
-                f"--resume: checkpoint {path!r} does not match the model and optimizer "
-                f"of this run (was it written by another version of the job?): "
-                f"{str(e)[:300]}"
-            ) from e
+        """Restores the newest complete checkpoint; every saved value must find its variable.
+
+        A damaged checkpoint (a file cut short by a kill or a full disk,
+        garbage, a missing piece) is skipped with a warning naming it, and the
+        previous one is used; the chief moves the damaged files aside (to
+        ``*.damaged``) so that later saves do not mix with them. When no
+        checkpoint can be read, the
+        :class:`~rnn.examples.repeat_copy.config.ConfigError` names each and
+        what is wrong with it: a run never silently starts again from step 0.
+        """
+        paths, index_ok = _checkpoints_newest_first(self.directory)
+        if not paths:
+            raise ConfigError(f"--resume: no checkpoint to resume from in {self.directory!r}")
+        damaged: list[tuple[str, str]] = []
+        for path in paths:
+            problem = _damage(path)
+            if problem is not None:
+                damaged.append((path, problem))
+                continue
+            status = self.checkpoint.restore(path)
+            try:
+                status.assert_consumed()
+            except AssertionError as e:
+                raise ConfigError(
+                    f"--resume: checkpoint {path!r} does not match the model and optimizer "
+                    f"of this run (was it written by another version of the job?): "
+                    f"{str(e)[:300]}"
+                ) from e
+            if damaged:
+                names = "; ".join(f"{p!r} ({why})" for p, why in damaged)
+                warnings.warn(
+                    f"--resume: skipped damaged checkpoint(s) {names}; resuming from {path!r}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            if self.writer and (damaged or not index_ok):
+                _set_aside(self.directory, [p for p, _ in damaged], path, paths)
+                self._manager = None
+            return
+        names = "; ".join(f"{p!r}: {why}" for p, why in damaged)
+        raise ConfigError(
+            f"--resume: no checkpoint in {self.directory!r} can be read: {names}. Start a "
+            "fresh run (without --resume), or restore the folder from a backup"
+        )
 
     def save(self, step: int, elapsed_s: float, window: Sequence[float]) -> None:
         """Saves the model, the optimizer and the run's progress as checkpoint ``step``."""
@@ -149,3 +196,63 @@ class Checkpoints:
         self.progress.elapsed_s.assign(elapsed_s)
         self.progress.window.assign(list(window))
         self.manager.save(checkpoint_number=step)
+
+
+def _checkpoints_newest_first(directory: str) -> tuple[list[str], bool]:
+    """The checkpoint prefixes in ``directory``, newest first, and whether the index is sound.
+
+    From the ``checkpoint`` index file; if that is unreadable, from the
+    ``*.index`` files themselves (ordered by their step numbers).
+    """
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+        if state is not None:
+            paths = list(reversed(state.all_model_checkpoint_paths))
+            return paths or [state.model_checkpoint_path], True
+    # A garbage index file fails in TensorFlow's text parser or its UTF-8
+    # decoding, whichever comes first: both mean damaged.
+    except Exception as e:
+        warnings.warn(
+            f"--resume: the checkpoint index {os.path.join(directory, 'checkpoint')!r} is "
+            f"damaged ({type(e).__name__}); looking for checkpoint files instead",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    if not os.path.isdir(directory):
+        return [], False
+    found = []
+    for name in os.listdir(directory):
+        stem, _, number = name[: -len(".index")].rpartition("-")
+        if name.endswith(".index") and stem and number.isdigit():
+            found.append((int(number), os.path.join(directory, name[: -len(".index")])))
+    return [path for _, path in sorted(found, reverse=True)], False
+
+
+def _damage(path: str) -> str | None:
+    """What is wrong with checkpoint ``path`` (None when every saved value reads back)."""
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for key in reader.get_variable_to_shape_map():
+            reader.get_tensor(key)
+    # TensorFlow's reader fails in many ways on a damaged file (IndexError on a
+    # short read, DataLossError, NotFoundError, ValueError...): all mean damaged.
+    except Exception as e:
+        first_line = (str(e).strip().splitlines() or [""])[0][:200]
+        return f"{type(e).__name__}: {first_line}"
+    return None
+
+
+def _set_aside(directory: str, damaged: Sequence[str], restored: str, paths: Sequence[str]) -> None:
+    """Renames the damaged checkpoints' files to ``*.damaged`` and rewrites the index."""
+    for prefix in damaged:
+        folder, stem = os.path.split(prefix)
+        for name in os.listdir(folder or "."):
+            if name.startswith(stem + ".") and not name.endswith(".damaged"):
+                full = os.path.join(folder, name)
+                os.replace(full, full + ".damaged")
+    kept = [p for p in reversed(paths) if p not in damaged]
+    kept = kept[: kept.index(restored) + 1]
+    # (No TF2 name for it: CheckpointManager writes the same file the same way.)
+    tf.compat.v1.train.update_checkpoint_state(
+        directory, model_checkpoint_path=restored, all_model_checkpoint_paths=kept
+    )

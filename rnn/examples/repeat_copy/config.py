@@ -33,7 +33,15 @@ __all__ = [
 CORES = ("dnc", "lstm", "gru", "deep")
 DISTRIBUTE = ("none", "mirrored", "multi_worker")
 # Flags that may change when a run is resumed (they do not change its maths).
-RESUMABLE = ("steps", "progress", "checkpoint_every", "distribute", "cpu_devices")
+RESUMABLE = (
+    "steps",
+    "progress",
+    "checkpoint_every",
+    "distribute",
+    "cpu_devices",
+    "local_workers",
+    "collective_timeout_s",
+)
 
 
 class ConfigError(ValueError):
@@ -74,6 +82,8 @@ class Config:
     jit: bool = True
     distribute: str = "none"
     cpu_devices: int = 0
+    local_workers: int = 0
+    collective_timeout_s: float = 120.0
     progress: bool = True
 
     def validate(self) -> None:
@@ -127,6 +137,17 @@ class Config:
             raise ConfigError(f"--lr_half_life must be >= 0, got {self.lr_half_life}")
         if self.cpu_devices < 0:
             raise ConfigError(f"--cpu_devices must be >= 0, got {self.cpu_devices}")
+        if self.local_workers < 0:
+            raise ConfigError(f"--local_workers must be >= 0, got {self.local_workers}")
+        if self.local_workers and self.distribute not in ("none", "multi_worker"):
+            raise ConfigError(
+                f"--local_workers runs a multi_worker cluster; it cannot be combined with "
+                f"--distribute {self.distribute}"
+            )
+        if not (self.collective_timeout_s > 0 and math.isfinite(self.collective_timeout_s)):
+            raise ConfigError(
+                f"--collective_timeout_s must be a positive number, got {self.collective_timeout_s}"
+            )
 
     def task(self, batch_size: int | None = None) -> RepeatCopyTask:
         """The :class:`~rnn.examples.repeat_copy.task.RepeatCopyTask` these flags describe.
@@ -174,6 +195,10 @@ _HELP = {
     "else the logical CPUs); multi_worker "
     "(MultiWorkerMirroredStrategy, configured by TF_CONFIG)",
     "cpu_devices": "split the CPU into this many logical devices (0: leave as is)",
+    "local_workers": "start this many multi_worker processes on this machine (TF_CONFIG "
+    "set for each, free localhost ports; 0: none)",
+    "collective_timeout_s": "multi_worker: a collective (one step's gradient sum) that takes "
+    "longer than this fails, so a worker whose peer vanished stops instead of waiting",
     "progress": "show a progress bar on stderr",
 }
 

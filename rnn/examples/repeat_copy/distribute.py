@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from rnn.examples.local_cluster import chief_rule
 from rnn.examples.repeat_copy.config import Config, ConfigError
 from rnn.examples.repeat_copy.task import Batch
 
@@ -66,7 +67,12 @@ def make_strategy(config: Config) -> tf.distribute.Strategy:
             devices = [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
     if config.distribute == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        # Bounded collectives: a peer that vanishes without closing its
+        # connections makes the next gradient sum fail instead of hang.
+        options = tf.distribute.experimental.CommunicationOptions(
+            timeout_seconds=config.collective_timeout_s
+        )
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     return tf.distribute.get_strategy()
 
 
@@ -79,10 +85,7 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.cluster_spec().as_dict():
         return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    return task_type == "chief" or (
-        task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().jobs
-    )
+    return chief_rule(resolver.task_type, resolver.task_id, resolver.cluster_spec().jobs)
 
 
 def pad_batch(batch: Batch, time_steps: int) -> Batch:

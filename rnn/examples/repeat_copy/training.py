@@ -31,6 +31,13 @@ import keras
 import tensorflow as tf
 
 from rnn.dnc import DNC
+from rnn.examples.local_cluster import (
+    error_summary,
+    is_chief_task,
+    peer_lost,
+    run_local_workers,
+    task_of,
+)
 from rnn.examples.repeat_copy.checkpoints import Checkpoints, prepare_output_dir
 from rnn.examples.repeat_copy.config import Config, ConfigError, build_parser, parse_config
 from rnn.examples.repeat_copy.distribute import (
@@ -51,7 +58,17 @@ from rnn.examples.repeat_copy.plots import (
 from rnn.examples.repeat_copy.progress import progress_bar
 from rnn.examples.repeat_copy.task import EVAL, PLOT, TRAIN, Batch
 
-__all__ = ["build_optimizer", "Run", "train", "main"]
+__all__ = ["build_optimizer", "Run", "train", "main", "PeerLostError", "PEER_LOST_STATUS"]
+
+# The exit status of a worker that stopped because a peer worker was lost.
+PEER_LOST_STATUS = 3
+
+
+class PeerLostError(RuntimeError):
+    """A multi-worker run stopped because another worker disappeared.
+
+    Its message names the last checkpoint and says how to resume.
+    """
 
 
 def build_optimizer(config: Config) -> keras.optimizers.Adam:
@@ -106,6 +123,11 @@ class Run:
                 f"{self.replicas} replicas of --distribute {config.distribute}"
             )
         self.chief = is_chief(self.strategy)
+        resolver = getattr(self.strategy, "cluster_resolver", None)
+        cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
+        self.task_id = int(resolver.task_id or 0) if resolver is not None and cluster else 0
+        # Processes (workers) of the run: more than one only under multi_worker.
+        self.workers = sum(len(tasks) for tasks in cluster.values()) or 1
         self.time_steps = self.task.max_time if config.jit else None
         tf.random.set_seed(config.seed)
         with self.strategy.scope():
@@ -116,7 +138,7 @@ class Run:
             self.variables = list(self.core.trainable_variables)
             self.optimizer = build_optimizer(config)
             self.optimizer.build(self.variables)
-        worker = None if self.chief else self.strategy.cluster_resolver.task_id
+        worker = None if self.chief else self.task_id
         self.checkpoints = Checkpoints(config.output_dir, self.core, self.optimizer, worker)
         self._compile()
 
@@ -330,29 +352,47 @@ def train(config: Config) -> dict[str, Any]:
     if not plots:
         warnings.warn(NO_PLOTS, RuntimeWarning, stacklevel=2)
     explicit = getattr(config, "_explicit", set(dataclasses.asdict(config)))
-    prepare_output_dir(config, explicit)  # (On --resume, fills in the run's flags.)
+    # (On --resume, fills in the run's flags; only the chief writes.)
+    prepare_output_dir(config, explicit, writer=is_chief_task())
     config.validate()
     setup_devices(config)
     run = Run(config)
     loop = _start(run)
     bar = progress_bar(config.steps, loop.step, enabled=config.progress and run.chief)
-    while loop.step < config.steps:
-        _train_one_step(run, loop)
-        cost, errors, count = loop.window
-        bar.set_postfix_str(
-            f"loss {cost / count:.3f} bit errors {errors / count:.3f}", refresh=False
-        )
-        bar.update(1)
-        if loop.step % config.eval_every == 0 or loop.step == config.steps:
-            _evaluate_and_log(run, loop)
-        if loop.step % config.checkpoint_every == 0 or loop.step == config.steps:
-            run.checkpoints.save(loop.step, loop.elapsed_s(), loop.window)
-    bar.close()
+    saved_step = loop.step
+    try:
+        while loop.step < config.steps:
+            _train_one_step(run, loop)
+            cost, errors, count = loop.window
+            bar.set_postfix_str(
+                f"loss {cost / count:.3f} bit errors {errors / count:.3f}", refresh=False
+            )
+            bar.update(1)
+            if loop.step % config.eval_every == 0 or loop.step == config.steps:
+                _evaluate_and_log(run, loop)
+            if loop.step % config.checkpoint_every == 0 or loop.step == config.steps:
+                run.checkpoints.save(loop.step, loop.elapsed_s(), loop.window)
+                saved_step = loop.step
+    except tf.errors.OpError as e:
+        if run.workers == 1 or not peer_lost(e):
+            raise
+        raise PeerLostError(
+            f"repeat_copy: worker {run.task_id} lost a peer worker at step {loop.step} "
+            f"(a collective failed: {error_summary(e)}). "
+            f"The last checkpoint is step {saved_step} in "
+            f"{os.path.join(config.output_dir, 'checkpoints')}; start every worker again "
+            "with the same flags and --resume to continue from it (with --local_workers, "
+            "rerun the same command with --resume)"
+        ) from e
+    finally:
+        bar.close()
     if loop.step == loop.start_step:  # Nothing left to train: report the model as it is.
         loop.eval_cost, loop.eval_errors = run.evaluate()
     summary = _summary(run, loop)
     if run.chief and plots:
         _draw(run, loop.rows)
+    if not run.chief:
+        return summary
     print(
         f"repeat_copy: core={config.core} step={loop.step} "
         f"eval cost={loop.eval_cost:.4f} nats/seq, bit errors={loop.eval_errors:.4f}/seq; "
@@ -376,8 +416,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     config = parse_config(argv)
+    if config.local_workers and task_of() is None:
+        try:
+            config.validate()
+        except ConfigError as e:
+            build_parser().error(str(e))
+        return _launch_local_workers(config, argv)
     try:
         train(config)
     except ConfigError as e:
         build_parser().error(str(e))
+    except PeerLostError as e:
+        print(e, file=sys.stderr, flush=True)
+        return PEER_LOST_STATUS
     return 0
+
+
+def _launch_local_workers(config: Config, argv: list[str]) -> int:
+    """``--local_workers N``: the same command as N workers of a localhost cluster."""
+    status = run_local_workers(
+        "rnn.examples.repeat_copy",
+        [*argv, "--distribute", "multi_worker", "--local_workers", "0"],
+        config.local_workers,
+        output_dir=config.output_dir,
+        grace_s=config.collective_timeout_s + 30.0,
+    )
+    if status:
+        print(
+            f"repeat_copy: the {config.local_workers} local workers stopped (status {status}); "
+            f"run the same command with --resume to continue from the last checkpoint in "
+            f"{os.path.join(config.output_dir, 'checkpoints')}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return status
