@@ -41,6 +41,10 @@ How the pieces fit:
   required, the kept state is :attr:`RNN.states` (variables in the core's
   state structure, not weights, not saved) and :meth:`RNN.reset_state`
   resets every example, or some (a bool mask or ``indices=``).
+* **Mixed precision.** Under Keras' ``"mixed_float16"`` /
+  ``"mixed_bfloat16"`` policies the core is built in the variable dtype
+  (float32 variables) and runs in the compute dtype; ``model.fit`` trains
+  with Keras' loss scaling.
 * **Saving.** :meth:`RNN.get_config` stores the core's class and its
   ``get_config()`` (the constructor arguments; every core of this package
   defines it) through a small registry (:func:`register_core`,

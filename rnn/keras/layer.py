@@ -239,10 +239,19 @@ class RNN(keras.layers.Layer):
 
     # ----------------------------------------------------------------- build
     def build(self, input_shape: Any) -> None:
-        """Creates the core's variables (one eager step on a dummy batch) and tracks them."""
+        """Creates the core's variables (one eager step on a dummy batch) and tracks them.
+
+        The dummy step runs in the policy's variable dtype, so under a
+        mixed-precision policy (``"mixed_float16"``, ``"mixed_bfloat16"``) the
+        core's variables are float32 while :meth:`call` computes in float16
+        or bfloat16 (Keras casts the inputs to the compute dtype).
+        """
         dtype = tf.as_dtype(self.compute_dtype)
         if not dtype.is_floating:
             dtype = tf.float32
+        variable_dtype = tf.as_dtype(self.variable_dtype)
+        if not variable_dtype.is_floating:
+            variable_dtype = dtype
 
         def dummy(shape: tuple[int | None, ...]) -> tf.Tensor:
             if len(shape) < 3:
@@ -255,11 +264,11 @@ class RNN(keras.layers.Layer):
                     f"RNN layer {self.name!r}: the feature dimensions of the "
                     f"inputs must be known, got shape {shape}"
                 )
-            return tf.zeros([1] + list(shape[2:]), dtype)
+            return tf.zeros([1] + list(shape[2:]), variable_dtype)
 
         with tf.init_scope():
             inputs = _map_shapes(dummy, input_shape)
-            state = call_initial_state(self._core, 1, dtype)
+            state = call_initial_state(self._core, 1, variable_dtype)
             output, _ = self._core(inputs, state)
         self._num_output_leaves = len(nestlib.flatten(output))
         self._num_state_leaves = len(nestlib.flatten(state))
