@@ -37,11 +37,20 @@ def check_rank2(core_name: str, inputs: Any) -> tf.Tensor:
 def check_same_dtype(
     core_name: str, expected: tf.DType, what: str, value: tf.Tensor, reference: str
 ) -> None:
-    """Raises TypeError when ``value.dtype`` differs from ``expected``."""
+    """Raises TypeError when ``value.dtype`` differs from ``expected``.
+
+    The message has Sonnet's wording (``inputs must have dtype tf.float32, got
+    tf.float64``) and says where the expected dtype comes from.
+
+    >>> check_same_dtype("LSTM", tf.float32, "inputs", tf.ones([1], tf.float64), "the kernel")
+    Traceback (most recent call last):
+      ...
+    TypeError: LSTM: inputs must have dtype tf.float32, got tf.float64 (the kernel has ...); ...
+    """
     if value.dtype != expected:
         raise TypeError(
-            f"{core_name}: {what} has dtype {value.dtype.name} but {reference} "
-            f"has dtype {expected.name}; cast them to one dtype"
+            f"{core_name}: {what} must have dtype {expected!r}, got {value.dtype!r} "
+            f"({reference} has dtype {expected.name}); cast them to one dtype"
         )
 
 
@@ -61,22 +70,23 @@ def compute_dtype(
     precision: the variables are cast to ``value.dtype`` on each call, as
     Keras' autocasting does). Any other pair is a TypeError naming ``what``
     and ``reference`` (float64 inputs into float32 variables included: an
-    upcast would silently compute in a precision the weights do not have).
+    upcast would silently compute in a precision the weights do not have),
+    worded as Sonnet's (``inputs must have dtype tf.float32, got tf.float64``).
 
     >>> compute_dtype("LSTM", tf.float32, "inputs", tf.ones([1], tf.float16), "the kernel")
     tf.float16
     >>> compute_dtype("LSTM", tf.float32, "inputs", tf.ones([1], tf.float64), "the kernel")
     Traceback (most recent call last):
       ...
-    TypeError: LSTM: inputs has dtype float64 but the kernel is float32; ...
+    TypeError: LSTM: inputs must have dtype tf.float32, got tf.float64 (the kernel is float32); ...
     """
     dtype = value.dtype
     if dtype == variables_dtype or (variables_dtype == tf.float32 and dtype in HALF_DTYPES):
         return dtype
     raise TypeError(
-        f"{core_name}: {what} has dtype {dtype.name} but {reference} is "
-        f"{variables_dtype.name}; cast them to one dtype (or, for mixed precision, use "
-        "float16 or bfloat16 inputs with float32 variables)"
+        f"{core_name}: {what} must have dtype {variables_dtype!r}, got {dtype!r} "
+        f"({reference} is {variables_dtype.name}); cast them to one dtype (or, for mixed "
+        "precision, use float16 or bfloat16 inputs with float32 variables)"
     )
 
 

@@ -921,7 +921,9 @@ def lstm_with_recurrent_dropout(
     """
     dropout = float(dropout)
     if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        raise ValueError(
+            f"lstm_with_recurrent_dropout: dropout must be in the range [0, 1), got {dropout}"
+        )
     lstm = LSTM(hidden_size, **lstm_kwargs)
     rates = LSTMState(hidden=dropout, cell=None)
     train = _RecurrentDropoutWrapper(lstm, rates, seed, name="lstm_with_recurrent_dropout")

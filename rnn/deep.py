@@ -103,8 +103,8 @@ class DeepRNN(RNNCore):
             if skip_connections and not is_core(layer):
                 # ValueError, as Sonnet's deep_rnn_with_skip_connections.
                 raise ValueError(
-                    "deep_rnn_with_skip_connections: every layer must be a core "
-                    "(callable with an initial_state method); "
+                    "deep_rnn_with_skip_connections requires all layers to be instances "
+                    "of RNNCore (or other cores: callables with an initial_state method); "
                     f"layer {i} is {type(layer).__name__}"
                 )
             if not callable(layer):
@@ -371,8 +371,8 @@ def deep_rnn_with_residual_connections(cores: Sequence[Any], name: str | None = 
         if not is_core(core):
             # ValueError, as Sonnet's deep_rnn_with_residual_connections.
             raise ValueError(
-                "deep_rnn_with_residual_connections: every layer must be a core "
-                "(callable with an initial_state method); "
+                "deep_rnn_with_residual_connections requires all layers to be instances "
+                "of RNNCore (or other cores: callables with an initial_state method); "
                 f"layer {i} is {type(core).__name__}"
             )
     return DeepRNN([ResidualCore(core) for core in cores], name=name)

@@ -125,21 +125,21 @@ class _Prepared:
         for p, n in known[1:]:
             if n != known[0][1]:
                 raise ValueError(
-                    f"{fn_name}: inconsistent number of time steps (dim "
-                    f"{time_axis}): input_sequence{self.in_path(known[0][0])} "
+                    f"{fn_name}: input_sequence tensors must have consistent number of "
+                    f"time steps (dim {time_axis}): input_sequence{self.in_path(known[0][0])} "
                     f"has {known[0][1]} but input_sequence{self.in_path(p)} "
                     f"has {n}"
                 )
         self.static_t: int | None = known[0][1] if known else None
         if self.static_t == 0:
             raise ValueError(
-                f"{fn_name}: input_sequence has zero time steps (dim "
-                f"{time_axis} is 0); at least one step is needed"
+                f"{fn_name}: input_sequence must have at least a single time step, got "
+                f"zero time steps (dim {time_axis} is 0)"
             )
         if need_static_t and self.static_t is None:
             raise ValueError(
-                f"{fn_name} needs a statically known number of time steps "
-                f"(dim {time_axis} of input_sequence); use dynamic_unroll"
+                f"{fn_name}: input_sequence must have a statically known number of time "
+                f"steps (dim {time_axis}); use dynamic_unroll"
             )
         if self.static_t is not None:
             self.num_steps = tf.constant(self.static_t, tf.int32)
@@ -147,7 +147,9 @@ class _Prepared:
             ts = [tf.shape(t, out_type=tf.int32)[0] for t in tensors]
             checks = [
                 tf.debugging.assert_positive(
-                    ts[0], message=f"{fn_name}: input_sequence has zero time steps"
+                    ts[0],
+                    message=f"{fn_name}: input_sequence must have at least a single time "
+                    "step, got zero time steps",
                 )
             ]
             for t in ts[1:]:
@@ -155,8 +157,8 @@ class _Prepared:
                     tf.debugging.assert_equal(
                         t,
                         ts[0],
-                        message=f"{fn_name}: inconsistent number of "
-                        "time steps across input_sequence",
+                        message=f"{fn_name}: input_sequence tensors must have consistent "
+                        "number of time steps",
                     )
                 )
             with tf.control_dependencies(checks):

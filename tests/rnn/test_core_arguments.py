@@ -159,7 +159,10 @@ def test_dtype_float64(name):
     out, _ = core(tf.ones([2, I], tf.float64), state)
     assert out.dtype == tf.float64
     assert {v.dtype for v in core.variables} == {tf.float64}
-    with pytest.raises(TypeError, match="inputs has dtype float32 but its dtype argument"):
+    with pytest.raises(
+        TypeError,
+        match=r"inputs must have dtype tf.float64, got tf.float32 \(its dtype argument is",
+    ):
         cls(H, dtype="float64")(tf.ones([1, I]), core.initial_state(1))
     with pytest.raises(TypeError, match="dtype must be a floating-point dtype"):
         cls(H, dtype=tf.int32)

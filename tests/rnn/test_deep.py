@@ -60,7 +60,7 @@ def test_skip_connections(rng):
     last, _ = flat(x, state)
     _close(last, out_c)
     assert b.kernel.shape[0] == I + 3 and c.kernel.shape[0] == I + 2
-    with pytest.raises(ValueError, match="layer 1 is function"):
+    with pytest.raises(ValueError, match="to be instances of RNNCore.*layer 1 is function"):
         rnn.deep_rnn_with_skip_connections([a, tf.tanh])
 
 

@@ -314,7 +314,10 @@ def test_variables_from_half_inputs_without_dtype_stay_half():
     core = rnn.GRU(3)
     core(tf.ones([1, 2], tf.float16), core.initial_state(1, dtype=tf.float16))
     assert {v.dtype for v in core.variables} == {tf.float16}
-    with pytest.raises(TypeError, match="inputs has dtype float32 but its variables' dtype is"):
+    with pytest.raises(
+        TypeError,
+        match=r"inputs must have dtype tf.float16, got tf.float32 \(its variables' dtype is",
+    ):
         core(tf.ones([1, 2]), core.initial_state(1))
 
 
@@ -335,11 +338,16 @@ def test_dtype_errors(name):
     # lowers the compute precision (an upcast would compute in a precision
     # the weights do not have).
     with pytest.raises(
-        TypeError, match=r"inputs has dtype float64 but its dtype argument is float32.*bfloat16"
+        TypeError,
+        match=r"inputs must have dtype tf.float32, got tf.float64 \(its dtype argument is "
+        r"float32\).*bfloat16",
     ):
         core(tf.ones([1, 2], tf.float64), core.initial_state(1, dtype=tf.float64))
     core(tf.ones([1, 2]), state)  # built in float32
-    with pytest.raises(TypeError, match="inputs has dtype float64 but its variables' dtype is"):
+    with pytest.raises(
+        TypeError,
+        match=r"inputs must have dtype tf.float32, got tf.float64 \(its variables' dtype is",
+    ):
         core(tf.ones([1, 2], tf.float64), core.initial_state(1, dtype=tf.float64))
     # Half inputs need a half state.
     with pytest.raises(TypeError, match=r"prev_state.* has dtype float32 but the inputs.*float16"):
@@ -348,7 +356,10 @@ def test_dtype_errors(name):
         rnn.dynamic_unroll(core, tf.ones([3, 1, 2], tf.float16), state)
     # float16 variables take no float32 (or bfloat16) inputs.
     half = type(core)(3, dtype=tf.float16)
-    with pytest.raises(TypeError, match="inputs has dtype bfloat16 but its dtype argument is"):
+    with pytest.raises(
+        TypeError,
+        match=r"inputs must have dtype tf.float16, got tf.bfloat16 \(its dtype argument is",
+    ):
         half(tf.ones([1, 2], tf.bfloat16), half.initial_state(1, dtype=tf.bfloat16))
     with pytest.raises(TypeError, match="initial_state needs a floating point dtype"):
         core.initial_state(1, dtype=tf.int32)

@@ -29,10 +29,11 @@ docs/migrating.md, "Known differences"); the cores themselves are rnn's:
 What cannot be bridged is an expected failure (``xfail(strict=True,
 raises=AssertionError)``, so it must keep failing, and by an assertion), with
 its reason in ``XFAILS``: either a documented difference, or ``gap: ...`` for
-a difference rnn does not document. The cases that fail only on Sonnet's
-error wording are run a second time in *class-only* mode
-(``test_sonnet_case_class_only``): ``assertRaisesRegex`` checks only the
-exception class there, and those runs must pass. Test classes of Sonnet
+a difference rnn does not document. Sonnet's ``assertRaisesRegex`` checks
+run as written: rnn raises the same exception classes, and its messages
+contain Sonnet's wording (``inputs must have dtype tf.bfloat16, got
+tf.float32``, ``must have at least a single time step``, ...) next to rnn's
+own details (the argument's path, expected and found). Test classes of Sonnet
 cores rnn has no counterpart of are skipped, each with its reason
 (``NO_COUNTERPART``); nothing else is left out.
 """
@@ -191,66 +192,28 @@ ZEROS_PAST_LENGTH = (
     "docs/unrolling.md): past an example's length rnn writes zeros, like Keras and tf.nn, "
     "where Sonnet repeats the last valid output"
 )
-WORDING = "gap: Sonnet's error wording, which rnn does not match (the exception class matches"
-WORDING_END = "; test_sonnet_case_class_only checks it)"
 
 #: Expected failures. Keys are ``Class.method`` without absl's parameter
-#: index (``UnrollTest.testZeroSteps`` covers testZeroSteps0 .. 3).
+#: index (``UnrollTest.testVariableLengthRange`` covers its parameters 0 .. 3).
 XFAILS: dict[str, str] = {
     "UnrollTest.testVariableLengthRange": ZEROS_PAST_LENGTH,
-    "VanillaRNNTest.testDtypeMismatch": f"{WORDING}, TypeError): Sonnet 'inputs must have "
-    "dtype tf.bfloat16, got tf.float32', rnn 'VanillaRNN: inputs has dtype float32 but its "
-    f"dtype argument is bfloat16; cast them to one dtype ...'{WORDING_END}",
-    "LSTMTest.testDtypeMismatch": f"{WORDING}, TypeError): Sonnet 'inputs must have dtype "
-    "tf.bfloat16, got tf.float32', rnn 'LSTM: inputs has dtype float32 but its dtype "
-    f"argument is bfloat16; ...'{WORDING_END}",
-    "GRUTest.testDtypeMismatch": f"{WORDING}, TypeError): Sonnet 'inputs must have dtype "
-    "tf.bfloat16, got tf.float32', rnn 'GRU: inputs has dtype float32 but its dtype "
-    f"argument is bfloat16; ...'{WORDING_END}",
-    "DeepRNNTest.testWithConnectionsValidation": f"{WORDING}, ValueError): Sonnet "
-    "'... to be instances of RNNCore', rnn 'deep_rnn_with_skip_connections: every layer "
-    f"must be a core (callable with an initial_state method); layer 0 is function'{WORDING_END}",
-    "LSTMTest.testRecurrentDropoutInvalid": f"{WORDING}, ValueError): Sonnet 'dropout must "
-    f"be in the range [0, 1) ...', rnn 'dropout must be in [0, 1), got -1.0'{WORDING_END}",
-    "UnrollTest.testZeroSteps": f"{WORDING}, ValueError): Sonnet '... must have at least a "
-    "single time step', rnn '<unroll>: input_sequence has zero time steps (dim 0 is 0); at "
-    f"least one step is needed'{WORDING_END}",
-    "UnrollTest.testInconsistentSteps": f"{WORDING}, ValueError): Sonnet '... must have "
-    "consistent number of time steps', rnn '<unroll>: inconsistent number of time steps "
-    f"(dim 0): input_sequence[0] has 1 but input_sequence[1] has 2'{WORDING_END}",
-    "UnknownStepsUnrollTest.testStaticUnroll": f"{WORDING}, ValueError): Sonnet '... must "
-    "have a statically known number of time steps', rnn 'static_unroll needs a statically "
-    f"known number of time steps (dim 0 of input_sequence); use dynamic_unroll'{WORDING_END}",
 }
-
-#: Cases re-run with ``assertRaisesRegex`` checking the exception class only.
-CLASS_ONLY = tuple(key for key, reason in XFAILS.items() if reason.startswith(WORDING))
-
 
 # --------------------------------------------------------------------------
 # Loading and running Sonnet's cases.
 # --------------------------------------------------------------------------
 
-
-def _class_only_asserts(case_cls: type) -> None:
-    def assertRaisesRegex(self, expected, _regex, *args, **kwargs):
-        return self.assertRaises(expected, *args, **kwargs)
-
-    case_cls.assertRaisesRegex = assertRaisesRegex
+_modules: dict[str, dict[str, unittest.TestCase]] = {}
 
 
-_modules: dict[bool, dict[str, unittest.TestCase]] = {}
-
-
-def _cases(class_only: bool = False) -> dict[str, unittest.TestCase]:
+def _cases() -> dict[str, unittest.TestCase]:
     """``Class.method`` -> test case, from recurrent_test.py executed against rnn."""
-    if class_only not in _modules:
+    if "cases" not in _modules:
         source = TEST_FILE.read_text()
         assert source.count(IMPORT_LINE) == 1, f"{TEST_FILE} no longer has {IMPORT_LINE!r}"
         # One line for one line, so tracebacks point at the right lines of TEST_FILE.
         source = source.replace(IMPORT_LINE, "recurrent = __rnn_shim__\n")
-        suffix = "_class_only" if class_only else ""
-        module = types.ModuleType(f"sonnet_recurrent_test_on_rnn{suffix}")
+        module = types.ModuleType("sonnet_recurrent_test_on_rnn")
         module.__file__ = str(TEST_FILE)
         module.__rnn_shim__ = _shim()
         sys.modules[module.__name__] = module
@@ -262,14 +225,12 @@ def _cases(class_only: bool = False) -> dict[str, unittest.TestCase]:
                 and issubclass(value, unittest.TestCase)
                 and value.__module__ == module.__name__
             ):
-                if class_only:
-                    _class_only_asserts(value)
                 for name in unittest.defaultTestLoader.getTestCaseNames(value):
                     if name == "test_session":  # tf.test.TestCase's, not a test
                         continue
                     cases[f"{value.__name__}.{name}"] = value(name)
-        _modules[class_only] = cases
-    return _modules[class_only]
+        _modules["cases"] = cases
+    return _modules["cases"]
 
 
 def _base(case_name: str) -> str:
@@ -315,14 +276,6 @@ def _params() -> list:
 @pytest.mark.parametrize("case_name", _params())
 def test_sonnet_case(case_name):
     _run(_cases()[case_name])
-
-
-@pytest.mark.parametrize(
-    "case_name", [n for n in sorted(_cases(class_only=True)) if _base(n) in CLASS_ONLY]
-)
-def test_sonnet_case_class_only(case_name):
-    """A case xfailed for Sonnet's wording, with the exception class checked only."""
-    _run(_cases(class_only=True)[case_name])
 
 
 def test_tables_name_existing_cases():

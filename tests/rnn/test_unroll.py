@@ -403,7 +403,7 @@ def test_errors_name_the_problem_and_path(unroll):
     core = BadCore("")
     with pytest.raises(ValueError, match="zero time steps"):
         unroll(core, tf.zeros([0, B, 2]), core.initial_state(B))
-    with pytest.raises(ValueError, match=r"inconsistent number of time steps.*\['b'\] has 4"):
+    with pytest.raises(ValueError, match=r"must have consistent number of time steps.*'b'\] has 4"):
         unroll(core, {"a": x, "b": tf.zeros([4, B, 2])}, core.initial_state(B))
     with pytest.raises(ValueError, match="time_major=False"):
         unroll(core, tf.zeros([B + 1, T, 2]), core.initial_state(B + 1))
@@ -432,5 +432,5 @@ def test_static_unroll_needs_static_time():
     def run(x):
         return rnn.static_unroll(core, x, core.initial_state(B))
 
-    with pytest.raises(ValueError, match="statically known number of time steps"):
+    with pytest.raises(ValueError, match="input_sequence must have a statically known number of"):
         run.get_concrete_function()
