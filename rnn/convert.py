@@ -163,8 +163,20 @@ def _describe_activation(fn: Any) -> str:
 # --------------------------------------------------------------------------
 
 
+def _kind(core: Any) -> type:
+    """The class of ours that ``core`` is an instance of (``rnn.GRU`` for a subclass of it)."""
+    for kind in _OURS:
+        if isinstance(core, kind):
+            return kind
+    raise AssertionError(f"not one of our cores: {type(core).__qualname__}")
+
+
 def _describe_core(core: Any) -> str:
-    return f"rnn.{type(core).__name__} {core.name!r}"
+    kind, name = _kind(core), core.name
+    if type(core) is kind:
+        return f"rnn.{kind.__name__} {name!r}"
+    # A subclass: its own name, and what it converts as.
+    return f"{type(core).__qualname__} (an rnn.{kind.__name__}) {name!r}"
 
 
 def _hint(obj: Any) -> str:
@@ -198,7 +210,8 @@ def _read_core(function: str, core: Any) -> _Weights:
         "bias": tf.convert_to_tensor(core.bias),
     }
     config = core.get_config()
-    weights = _Weights(kind=type(core), where=where, hidden_size=core.hidden_size, values=values)
+    # A subclass of one of ours converts as that core (same variables, same maths).
+    weights = _Weights(kind=_kind(core), where=where, hidden_size=core.hidden_size, values=values)
     if isinstance(core, VanillaRNN):
         weights.activation = config["activation"]
     elif isinstance(core, LSTM):

@@ -446,6 +446,75 @@ def test_copy_to_keras_errors():
 
 
 # --------------------------------------------------------------------------
+# Subclasses of our cores convert as the core they extend.
+# --------------------------------------------------------------------------
+
+
+class MyVanillaRNN(rnn.VanillaRNN):
+    pass
+
+
+class MyLSTM(rnn.LSTM):
+    pass
+
+
+class MyGRU(rnn.GRU):
+    pass
+
+
+SUBCLASSES = {
+    "VanillaRNN": (MyVanillaRNN, rnn.VanillaRNN, "SimpleRNN"),
+    "LSTM": (MyLSTM, rnn.LSTM, "LSTM"),
+    "GRU": (MyGRU, rnn.GRU, "GRU"),
+}
+
+
+def _subclass_core(name, subclass=True):
+    """An unbuilt subclass of one of ours (or, with subclass=False, the core it extends)."""
+    cls = SUBCLASSES[name][0 if subclass else 1]
+    return cls(H, reset_after=False) if name == "GRU" else cls(H)  # Sonnet's GRU form
+
+
+@pytest.mark.parametrize("name", list(SUBCLASSES))
+def test_subclasses_to_keras_and_copy_to_keras(name):
+    core = _built_core(_subclass_core(name))
+    x = _inputs()
+    layer = convert.to_keras(core, return_sequences=True)
+    assert type(layer).__name__ == SUBCLASSES[name][2]
+    np.testing.assert_allclose(_keras(layer, x), _ours(core, x), atol=ATOL)
+    cell = convert.to_keras(core, cell=True)
+    np.testing.assert_allclose(_keras(cell, x), _ours(core, x), atol=ATOL)
+    target = convert.to_keras(
+        _built_core(_subclass_core(name, False), seed=3), return_sequences=True
+    )
+    assert convert.copy_to_keras(core, target) is target
+    np.testing.assert_allclose(_keras(target, x), _ours(core, x), atol=ATOL)
+
+
+@pytest.mark.parametrize("name", list(SUBCLASSES))
+def test_subclasses_load_from_keras(name):
+    source = convert.to_keras(_built_core(_subclass_core(name, False)))
+    x = _inputs()
+    for core in (_subclass_core(name), _built_core(_subclass_core(name), seed=5)):
+        assert convert.load_from_keras(core, source) is core
+        assert type(core) is SUBCLASSES[name][0]
+        back = convert.from_keras(source)
+        np.testing.assert_allclose(_ours(core, x), _ours(back, x), atol=ATOL)
+
+
+def test_subclass_errors_name_the_subclass_and_its_kind():
+    core = _built_core(MyGRU(H, reset_after=True))
+    with pytest.raises(
+        ValueError, match=r"MyGRU \(an rnn.GRU\) 'my_gru'.*reset_after=True, the target"
+    ):
+        convert.copy_to_keras(core, keras.layers.GRU(H, reset_after=False))
+    with pytest.raises(TypeError, match=r"into MyLSTM \(an rnn.LSTM\) 'my_lstm'.*rnn.GRU"):
+        convert.load_from_keras(MyLSTM(H), convert.to_keras(core))
+    with pytest.raises(ValueError, match=r"MyLSTM \(an rnn.LSTM\) 'my_lstm' has no weights yet"):
+        convert.to_keras(MyLSTM(H))
+
+
+# --------------------------------------------------------------------------
 # Sonnet -> ours and back.
 # --------------------------------------------------------------------------
 
@@ -645,6 +714,22 @@ def test_sonnet_errors(snt):
         convert.copy_to_sonnet(
             _built_core(rnn.VanillaRNN(H)), snt.VanillaRNN(H, activation=tf.nn.relu)
         )
+
+
+@pytest.mark.parametrize("name", list(SUBCLASSES))
+def test_subclasses_to_sonnet_copy_to_sonnet_and_load_from_sonnet(snt, name):
+    core = _built_core(_subclass_core(name))
+    x = _inputs()
+    theirs = convert.to_sonnet(core)
+    assert type(theirs) is getattr(snt, name)
+    np.testing.assert_allclose(_sonnet(snt, theirs, x), _ours(core, x), atol=ATOL)
+    target = getattr(snt, name)(H)
+    assert convert.copy_to_sonnet(core, target) is target
+    np.testing.assert_allclose(_sonnet(snt, target, x), _ours(core, x), atol=ATOL)
+    for into in (_subclass_core(name), _built_core(_subclass_core(name), seed=7)):
+        assert convert.load_from_sonnet(into, theirs) is into
+        assert type(into) is SUBCLASSES[name][0]
+        np.testing.assert_allclose(_ours(into, x), _ours(core, x), atol=ATOL)
 
 
 def test_to_sonnet_without_sonnet_says_how_to_install(monkeypatch):

@@ -107,40 +107,29 @@ class LSTM(rnn.LSTM):
         return self.bias
 
 
-class GRU(rnn.RNNCore):
-    """An ``rnn.GRU`` whose Sonnet-named weights are ``rnn.convert.to_sonnet`` 's.
+class GRU(rnn.GRU):
+    """``rnn.GRU`` whose Sonnet-named weights are ``rnn.convert.to_sonnet`` 's.
 
-    Steps and initial states are the wrapped ``rnn.GRU`` 's; ``variables``
-    are its variables. ``input_to_hidden``, ``hidden_to_hidden`` and ``b``
-    are the weights of the Sonnet GRU that ``rnn.convert.to_sonnet`` makes
-    from it (the update gate's columns negated), so Sonnet's reference,
-    written with Sonnet's update-gate convention, applies to our GRU.
-
-    (A wrapper rather than a subclass: ``rnn.convert`` rejects subclasses of
-    our cores, see ``test_gap_convert_takes_subclasses``.)
+    Steps, initial states and variables are ``rnn.GRU`` 's.
+    ``input_to_hidden``, ``hidden_to_hidden`` and ``b`` are the weights of
+    the Sonnet GRU that ``rnn.convert.to_sonnet`` makes from it (the update
+    gate's columns negated), so Sonnet's reference, written with Sonnet's
+    update-gate convention, applies to our GRU. (``rnn.convert`` takes a
+    subclass of one of our cores as that core:
+    ``test_convert_takes_subclasses``.)
     """
-
-    def __init__(self, hidden_size: int, name: str | None = None, **kwargs):
-        super().__init__(name=name)
-        self.core = rnn.GRU(hidden_size, **kwargs)
-
-    def __call__(self, inputs, prev_state):
-        return self.core(inputs, prev_state)
-
-    def initial_state(self, batch_size, dtype=None):
-        return self.core.initial_state(batch_size, dtype)
 
     @property
     def input_to_hidden(self) -> tf.Variable:
-        return rnn.convert.to_sonnet(self.core).input_to_hidden
+        return rnn.convert.to_sonnet(self).input_to_hidden
 
     @property
     def hidden_to_hidden(self) -> tf.Variable:
-        return rnn.convert.to_sonnet(self.core).hidden_to_hidden
+        return rnn.convert.to_sonnet(self).hidden_to_hidden
 
     @property
     def b(self) -> tf.Variable:
-        return rnn.convert.to_sonnet(self.core).b
+        return rnn.convert.to_sonnet(self).b
 
 
 class _NoCounterpart:
@@ -288,22 +277,26 @@ def test_tables_name_existing_cases():
 
 
 # --------------------------------------------------------------------------
-# Gaps found while building the shim (not Sonnet cases).
+# Found while building the shim (not Sonnet cases).
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="gap: rnn.convert reads a core's kind as type(core) (rnn/convert.py _read_core: "
-    "_Weights(kind=type(core), ...)), so a subclass of rnn.GRU / LSTM / VanillaRNN passes "
-    "_check_ours but to_sonnet / to_keras then fail with KeyError: <class ...>",
-)
-def test_gap_convert_takes_subclasses():
+def test_convert_takes_subclasses():
+    """A subclass of rnn.GRU / LSTM / VanillaRNN converts as the core it extends
+    (it was a KeyError: rnn.convert read the kind as type(core))."""
+
+    import sonnet as snt
+
     class MyGRU(rnn.GRU):
         pass
 
     core = MyGRU(3)
-    core(tf.zeros([1, 2]), core.initial_state(1))
+    x = tf.random.normal([4, 2, 2])
+    ours, _ = rnn.dynamic_unroll(core, x, core.initial_state(2))
     theirs = rnn.convert.to_sonnet(core)
     assert type(theirs).__name__ == "GRU"
+    snt_out, _ = snt.dynamic_unroll(theirs, x, theirs.initial_state(2))
+    tf.debugging.assert_near(snt_out, ours, atol=1e-5)
+    assert type(rnn.convert.to_keras(core)).__name__ == "GRU"
+    # The shim's GRU is such a subclass.
+    assert isinstance(GRU(3), rnn.GRU)
