@@ -41,6 +41,7 @@ from typing import Any, TypeAlias
 
 import tensorflow as tf
 
+from rnn._checks import positive_int
 from rnn.cores import GRU, LSTM, VanillaRNN
 
 __all__ = [
@@ -407,7 +408,9 @@ def _keras_options(weights: _Weights, where: str) -> dict[str, Any]:
     return {"reset_after": weights.reset_after}
 
 
-def _write_keras(function: str, obj: Any, weights: _Weights) -> None:
+def _write_keras(function: str, obj: Any, weights: _Weights, batch_size: int | None = None) -> None:
+    """Copies ``weights`` into a Keras layer or cell; an unbuilt layer is built
+    for ``batch_size`` (None: any batch size)."""
     cell, kind, where = _keras_cell(function, obj)
     if kind is not weights.kind:
         raise TypeError(
@@ -440,9 +443,17 @@ def _write_keras(function: str, obj: Any, weights: _Weights) -> None:
         del values["bias"]
     if not _keras_built(cell, where):
         if cell is obj:
-            obj.build((None, weights.input_size))
+            obj.build((batch_size, weights.input_size))
+        elif getattr(obj, "stateful", False) and batch_size is None:
+            raise ValueError(
+                f"cannot copy {weights.where} into {where}: the target is stateful=True "
+                "and not built yet, so its batch size is unknown (Keras keeps one state "
+                "row per example); build it first, e.g. "
+                f"layer.build((batch_size, None, {weights.input_size})), or use "
+                "rnn.convert.to_keras(core, stateful=True, batch_size=...)"
+            )
         else:
-            obj.build((None, None, weights.input_size))
+            obj.build((batch_size, None, weights.input_size))
     pairs = [(name, getattr(cell, name), value) for name, value in values.items()]
     _assign_all(where, weights.where, pairs)
 
@@ -644,7 +655,9 @@ def load_from_keras(core: Core, layer: Any) -> Core:
     return core
 
 
-def to_keras(core: Core, *, cell: bool = False, **kwargs: Any) -> Any:
+def to_keras(
+    core: Core, *, cell: bool = False, batch_size: int | None = None, **kwargs: Any
+) -> Any:
     """A new, built ``keras.layers.SimpleRNN``, ``LSTM`` or ``GRU`` (or with
     ``cell=True`` the matching cell) with the weights of one of our cores.
 
@@ -658,6 +671,11 @@ def to_keras(core: Core, *, cell: bool = False, **kwargs: Any) -> Any:
     projection converts to Sonnet). The core must have its variables (call
     it once first).
 
+    ``batch_size`` builds the layer for that batch size (default: any). A
+    ``stateful=True`` layer needs it, since Keras keeps one state row per
+    example: ValueError naming ``batch_size`` when it is missing. A cell
+    (``cell=True``) keeps no state and takes no ``batch_size``.
+
     >>> import numpy as np, tensorflow as tf, keras, rnn
     >>> core = rnn.VanillaRNN(3, activation=tf.nn.relu)
     >>> x = tf.random.normal([2, 4, 5])
@@ -667,9 +685,35 @@ def to_keras(core: Core, *, cell: bool = False, **kwargs: Any) -> Any:
     ('SimpleRNN', 'relu')
     >>> np.allclose(layer(x), ours, atol=1e-5)
     True
+
+    A stateful layer carries its state from one call to the next, as
+    ``final_state`` fed back as the next ``initial_state`` does for ours:
+
+    >>> stateful = rnn.convert.to_keras(core, stateful=True, batch_size=2)
+    >>> first, second = stateful(x[:, :2]), stateful(x[:, 2:])
+    >>> np.allclose(second, ours[:, -1], atol=1e-5)
+    True
+    >>> rnn.convert.to_keras(core, stateful=True)
+    Traceback (most recent call last):
+      ...
+    ValueError: rnn.convert.to_keras: stateful=True needs batch_size= (the number of ...
     """
     weights = _read_core("to_keras", core)
     options = _keras_options(weights, weights.where)
+    if batch_size is not None:
+        if cell:
+            raise ValueError(
+                "rnn.convert.to_keras: batch_size is for a layer; with cell=True it makes "
+                f"a cell, which keeps no state and takes any batch size (got batch_size="
+                f"{batch_size!r})"
+            )
+        batch_size = positive_int("rnn.convert.to_keras: batch_size", batch_size)
+    elif kwargs.get("stateful") and not cell:
+        raise ValueError(
+            "rnn.convert.to_keras: stateful=True needs batch_size= (the number of "
+            "sequences in each batch): a stateful Keras layer keeps one state row per "
+            "example, so it is built for a fixed batch size; got batch_size=None"
+        )
     import keras
 
     kinds: dict[type, str] = {VanillaRNN: "SimpleRNN", LSTM: "LSTM", GRU: "GRU"}
@@ -677,7 +721,7 @@ def to_keras(core: Core, *, cell: bool = False, **kwargs: Any) -> Any:
     options.update(kwargs)
     options.setdefault("dtype", weights.dtype.name)
     layer = getattr(keras.layers, class_name)(weights.hidden_size, **options)
-    _write_keras("to_keras", layer, weights)
+    _write_keras("to_keras", layer, weights, batch_size)
     return layer
 
 

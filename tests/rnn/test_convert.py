@@ -446,6 +446,64 @@ def test_copy_to_keras_errors():
 
 
 # --------------------------------------------------------------------------
+# Stateful Keras layers.
+# --------------------------------------------------------------------------
+
+STATEFUL_CORES = {
+    "SimpleRNN": (lambda: rnn.VanillaRNN(H), lambda **kw: keras.layers.SimpleRNN(H, **kw)),
+    "LSTM": (lambda: rnn.LSTM(H), lambda **kw: keras.layers.LSTM(H, **kw)),
+    "GRU": (lambda: rnn.GRU(H, reset_after=True), lambda **kw: keras.layers.GRU(H, **kw)),
+}
+
+
+@pytest.mark.parametrize("name", list(STATEFUL_CORES))
+def test_to_keras_stateful_carries_the_state_across_batches(name):
+    make_core, make_layer = STATEFUL_CORES[name]
+    core = _built_core(make_core())
+    x = _inputs()
+    first, second = x[:, : T // 2], x[:, T // 2 :]
+    layer = convert.to_keras(core, stateful=True, batch_size=B, return_sequences=True)
+    assert layer.stateful
+    # A stateful Keras layer of the same kind with the same weights, built by hand.
+    reference = make_layer(stateful=True, return_sequences=True)
+    reference.build((B, None, I))
+    convert.copy_to_keras(core, reference)
+    outputs = [np.asarray(layer(first)), np.asarray(layer(second))]
+    expected = [np.asarray(reference(first)), np.asarray(reference(second))]
+    np.testing.assert_allclose(outputs[0], expected[0], atol=ATOL)
+    np.testing.assert_allclose(outputs[1], expected[1], atol=ATOL)
+    # The second batch continues from the first one's final state, as ours does
+    # over the whole sequence (a fresh start would give other outputs).
+    ours = _ours(core, x)
+    np.testing.assert_allclose(np.concatenate(outputs, 1), ours, atol=ATOL)
+    assert not np.allclose(outputs[1], _ours(core, second), atol=1e-3)
+    layer.reset_state()
+    np.testing.assert_allclose(np.asarray(layer(second)), _ours(core, second), atol=ATOL)
+
+
+def test_to_keras_batch_size_without_stateful_builds_for_that_batch():
+    core = _built_core(rnn.GRU(H))
+    layer = convert.to_keras(core, batch_size=B, return_sequences=True)
+    x = _inputs()
+    np.testing.assert_allclose(np.asarray(layer(x)), _ours(core, x), atol=ATOL)
+
+
+def test_to_keras_stateful_errors():
+    core = _built_core(rnn.LSTM(H))
+    with pytest.raises(ValueError, match=r"to_keras: stateful=True needs batch_size=.*got "):
+        convert.to_keras(core, stateful=True)
+    with pytest.raises(ValueError, match=r"to_keras: batch_size must be a positive int, got 0"):
+        convert.to_keras(core, stateful=True, batch_size=0)
+    with pytest.raises(ValueError, match=r"batch_size is for a layer; with cell=True.*got .*3"):
+        convert.to_keras(core, cell=True, batch_size=3)
+    unbuilt = keras.layers.LSTM(H, stateful=True, name="unbuilt")
+    with pytest.raises(
+        ValueError, match=r"'unbuilt': the target is stateful=True and not built yet.*build"
+    ):
+        convert.copy_to_keras(core, unbuilt)
+
+
+# --------------------------------------------------------------------------
 # Subclasses of our cores convert as the core they extend.
 # --------------------------------------------------------------------------
 
