@@ -6,6 +6,14 @@ section "Controller network" / "Memory addressing". They take and return plain
 tensors (plus :class:`TemporalLinkageState`), own no variables and work
 eagerly, inside ``tf.function`` and under XLA (``jit_compile=True``).
 
+Three optional improvements of Csordás & Schmidhuber, "Improving
+Differentiable Neural Computers Through Memory Masking, De-allocation, and
+Link Distribution Sharpness Control", ICLR 2019, are arguments of these
+functions, each off by default: ``masks`` of :func:`content_weights`
+(masked content-based addressing), ``retention`` of :func:`erase_and_write`
+(de-allocation: freed slots are wiped, with :func:`retention`) and
+:func:`sharpen` (sharpness of the temporal link distributions).
+
 Shapes use ``B`` batch, ``N`` memory slots (``memory_size``), ``W`` word size,
 ``R`` read heads and ``Wh`` write heads. The paper has a single write head; the
 multi-head generalisations used here are described in ``docs/dnc.md``.
@@ -44,6 +52,7 @@ __all__ = [
     "cosine_similarity",
     "content_weights",
     "usage_after_write",
+    "retention",
     "usage_after_read",
     "update_usage",
     "allocation_weights",
@@ -54,6 +63,7 @@ __all__ = [
     "update_link",
     "update_linkage",
     "directional_read_weights",
+    "sharpen",
     "read_weights",
     "read_words",
 ]
@@ -98,22 +108,59 @@ def _cast_back(x: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
     return x if x.dtype == dtype else tf.cast(x, dtype)
 
 
-def _similarity(memory: tf.Tensor, keys: tf.Tensor, epsilon: float) -> tf.Tensor:
-    """Cosine similarity in float32 (or wider) for float16/bfloat16 arguments."""
+def _similarity(
+    memory: tf.Tensor, keys: tf.Tensor, epsilon: float, masks: tf.Tensor | None = None
+) -> tf.Tensor:
+    """Cosine similarity in float32 (or wider) for float16/bfloat16 arguments.
+
+    With ``masks`` ``[B, H, W]``: ``D(k ⊙ m, M[i] ⊙ m)``, computed without a
+    ``[B, H, N, W]`` masked memory: ``sum_w k m^2 M[i]`` over
+    ``sqrt(|k ⊙ m|^2 + eps) sqrt(sum_w m^2 M[i]^2 + eps)``.
+    """
     memory, keys = at_least_float32(memory), at_least_float32(keys)
-    dot = tf.linalg.matmul(keys, memory, transpose_b=True)  # [B, H, N]
-    memory_norm = tf.sqrt(tf.reduce_sum(tf.square(memory), axis=2) + epsilon)
-    key_norm = tf.sqrt(tf.reduce_sum(tf.square(keys), axis=2) + epsilon)
-    return dot / (key_norm[:, :, tf.newaxis] * memory_norm[:, tf.newaxis, :])
+    if masks is None:
+        dot = tf.linalg.matmul(keys, memory, transpose_b=True)  # [B, H, N]
+        memory_norm = tf.sqrt(tf.reduce_sum(tf.square(memory), axis=2) + epsilon)
+        key_norm = tf.sqrt(tf.reduce_sum(tf.square(keys), axis=2) + epsilon)
+        return dot / (key_norm[:, :, tf.newaxis] * memory_norm[:, tf.newaxis, :])
+    masks = tf.cast(masks, memory.dtype)
+    masked_keys = keys * masks
+    dot = tf.linalg.matmul(masked_keys * masks, memory, transpose_b=True)  # [B, H, N]
+    squared_masks = tf.square(masks)
+    memory_norm = tf.sqrt(
+        tf.linalg.matmul(squared_masks, tf.square(memory), transpose_b=True) + epsilon
+    )  # [B, H, N]
+    key_norm = tf.sqrt(tf.reduce_sum(tf.square(masked_keys), axis=2) + epsilon)
+    return dot / (key_norm[:, :, tf.newaxis] * memory_norm)
 
 
-def cosine_similarity(memory: tf.Tensor, keys: tf.Tensor, epsilon: float = EPSILON) -> tf.Tensor:
+def _check_masks(masks: tf.Tensor | None, keys: tf.Tensor) -> None:
+    """Masks must have the keys' shape ``[B, H, W]`` (where both are known)."""
+    if masks is None:
+        return
+    _check_rank("masks", masks, 3)
+    if keys.shape.rank is not None and not masks.shape.is_compatible_with(keys.shape):
+        raise ValueError(
+            f"masks must have the keys' shape {keys.shape} (one mask per head), got {masks.shape}"
+        )
+
+
+def cosine_similarity(
+    memory: tf.Tensor,
+    keys: tf.Tensor,
+    epsilon: float = EPSILON,
+    *,
+    masks: tf.Tensor | None = None,
+) -> tf.Tensor:
     """Cosine similarity ``D(k, M[i])`` of every key with every memory row.
 
     Args:
       memory: ``[B, N, W]``.
       keys: ``[B, H, W]``, one key per head.
       epsilon: added to squared norms so all-zero rows give 0, not NaN.
+      masks: optional ``[B, H, W]`` in ``[0, 1]``, one per key: the masked
+        similarity ``D(k ⊙ m, M[i] ⊙ m)`` of Csordás & Schmidhuber (2019),
+        which compares only the parts of the words the mask selects.
 
     Returns:
       ``[B, H, N]``, in the arguments' dtype (computed in float32 for
@@ -127,19 +174,35 @@ def cosine_similarity(memory: tf.Tensor, keys: tf.Tensor, epsilon: float = EPSIL
     >>> similarity = cosine_similarity(big, big)
     >>> similarity.dtype.name, float(similarity[0, 0, 0])
     ('float16', 1.0)
+    >>> m = tf.constant([[[1., 5.], [1., -5.]]])            # the rows agree on part 1 only
+    >>> k, part_1 = tf.constant([[[1., 0.]]]), tf.constant([[[1., 0.]]])
+    >>> [round(float(x), 3) for x in cosine_similarity(m, k)[0, 0]]
+    [0.196, 0.196]
+    >>> [round(float(x), 3) for x in cosine_similarity(m, k, masks=part_1)[0, 0]]
+    [1.0, 1.0]
     """
     _check_rank("memory", memory, 3)
     _check_rank("keys", keys, 3)
-    return _cast_back(_similarity(memory, keys, epsilon), memory.dtype)
+    _check_masks(masks, keys)
+    return _cast_back(_similarity(memory, keys, epsilon, masks), memory.dtype)
 
 
-def content_weights(memory: tf.Tensor, keys: tf.Tensor, strengths: tf.Tensor) -> tf.Tensor:
+def content_weights(
+    memory: tf.Tensor,
+    keys: tf.Tensor,
+    strengths: tf.Tensor,
+    *,
+    masks: tf.Tensor | None = None,
+) -> tf.Tensor:
     """Content-based addressing ``C(M, k, beta)``: softmax over slots of ``beta * D(k, M[i])``.
 
     Args:
       memory: ``[B, N, W]``.
       keys: ``[B, H, W]``.
       strengths: ``[B, H]``, the key strengths ``beta >= 1`` (see :func:`oneplus`).
+      masks: optional ``[B, H, W]`` in ``[0, 1]``: masked content-based
+        addressing (Csordás & Schmidhuber, 2019), the softmax of
+        ``beta * D(k ⊙ m, M[i] ⊙ m)`` (see :func:`cosine_similarity`).
 
     Returns:
       ``[B, H, N]`` weightings, each summing to 1 over ``N``, in the
@@ -154,11 +217,16 @@ def content_weights(memory: tf.Tensor, keys: tf.Tensor, strengths: tf.Tensor) ->
     ...                     tf.constant([[1.]], tf.float16))
     >>> w.dtype.name, [round(float(x), 3) for x in w[0, 0]]
     ('float16', [0.5, 0.5])
+    >>> w = content_weights(m, tf.constant([[[1., 1.]]]), tf.constant([[5.]]),
+    ...                     masks=tf.constant([[[0., 1.]]]))   # compare part 2 only
+    >>> [round(float(x), 3) for x in w[0, 0]]
+    [0.007, 0.993]
     """
     _check_rank("memory", memory, 3)
     _check_rank("keys", keys, 3)
     _check_rank("strengths", strengths, 2)
-    similarity = _similarity(memory, keys, EPSILON)
+    _check_masks(masks, keys)
+    similarity = _similarity(memory, keys, EPSILON, masks)
     strengths = tf.cast(strengths, similarity.dtype)
     weights = tf.nn.softmax(similarity * strengths[:, :, tf.newaxis], axis=-1)
     return _cast_back(weights, memory.dtype)
@@ -187,10 +255,29 @@ def usage_after_write(prev_usage: tf.Tensor, write_weights: tf.Tensor) -> tf.Ten
     return prev_usage + written - prev_usage * written
 
 
+def retention(free_gates: tf.Tensor, prev_read_weights: tf.Tensor) -> tf.Tensor:
+    """The retention vector ``psi_t = prod_r (1 - f_r * w^r_{t-1, r})``, ``[B, N]``.
+
+    How much of each slot the free gates keep: 0 where a read head read a
+    slot at the previous step and its free gate is 1.
+
+    Args:
+      free_gates: ``[B, R]`` in ``[0, 1]``.
+      prev_read_weights: ``[B, R, N]``.
+
+    >>> retention(tf.constant([[1.0, 0.5]]),
+    ...           tf.constant([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])).numpy().tolist()
+    [[0.0, 0.5, 1.0]]
+    """
+    _check_rank("free_gates", free_gates, 2)
+    _check_rank("prev_read_weights", prev_read_weights, 3)
+    return tf.reduce_prod(1.0 - free_gates[:, :, tf.newaxis] * prev_read_weights, axis=1)
+
+
 def usage_after_read(
     usage: tf.Tensor, free_gates: tf.Tensor, prev_read_weights: tf.Tensor
 ) -> tf.Tensor:
-    """``u * psi`` with the retention ``psi = prod_r (1 - f_r * w_r)``.
+    """``u * psi`` with the retention ``psi = prod_r (1 - f_r * w_r)`` (:func:`retention`).
 
     Args:
       usage: ``[B, N]``.
@@ -202,10 +289,7 @@ def usage_after_read(
     >>> u.numpy().tolist()
     [[0.0, 1.0]]
     """
-    _check_rank("free_gates", free_gates, 2)
-    _check_rank("prev_read_weights", prev_read_weights, 3)
-    retention = tf.reduce_prod(1.0 - free_gates[:, :, tf.newaxis] * prev_read_weights, axis=1)
-    return usage * retention
+    return usage * retention(free_gates, prev_read_weights)
 
 
 def update_usage(
@@ -334,20 +418,37 @@ def write_weights(
 
 
 def erase_and_write(
-    memory: tf.Tensor, write_weights: tf.Tensor, erase_vectors: tf.Tensor, write_vectors: tf.Tensor
+    memory: tf.Tensor,
+    write_weights: tf.Tensor,
+    erase_vectors: tf.Tensor,
+    write_vectors: tf.Tensor,
+    *,
+    retention: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """``M_t = M_{t-1} * prod_h (1 - w_h e_h^T) + sum_h w_h v_h^T``.
+
+    With ``retention`` (de-allocation, Csordás & Schmidhuber, 2019), the
+    slots the free gates released are wiped as well:
+    ``M_t = M_{t-1} * (psi_t 1^T) * prod_h (1 - w_h e_h^T) + sum_h w_h v_h^T``,
+    so a freed slot no longer answers content lookups.
 
     Args:
       memory: ``[B, N, W]``.
       write_weights: ``[B, Wh, N]``.
       erase_vectors: ``[B, Wh, W]`` in ``[0, 1]``.
       write_vectors: ``[B, Wh, W]``.
+      retention: optional ``[B, N]`` in ``[0, 1]``, the retention vector
+        ``psi_t`` of this step (see :func:`retention`).
 
     >>> m = erase_and_write(tf.ones([1, 2, 2]), tf.constant([[[1.0, 0.0]]]),
     ...                     tf.constant([[[1.0, 0.5]]]), tf.constant([[[2.0, 3.0]]]))
     >>> m.numpy().tolist()
     [[[2.0, 3.5], [1.0, 1.0]]]
+    >>> m = erase_and_write(tf.ones([1, 2, 2]), tf.constant([[[1.0, 0.0]]]),
+    ...                     tf.constant([[[1.0, 0.5]]]), tf.constant([[[2.0, 3.0]]]),
+    ...                     retention=tf.constant([[1.0, 0.25]]))   # slot 1 mostly freed
+    >>> m.numpy().tolist()
+    [[[2.0, 3.5], [0.25, 0.25]]]
     """
     _check_rank("memory", memory, 3)
     _check_rank("write_weights", write_weights, 3)
@@ -356,6 +457,9 @@ def erase_and_write(
     # [B, Wh, N, 1] * [B, Wh, 1, W] -> [B, Wh, N, W]
     erase = write_weights[:, :, :, tf.newaxis] * erase_vectors[:, :, tf.newaxis, :]
     keep = tf.reduce_prod(1.0 - erase, axis=1)
+    if retention is not None:
+        _check_rank("retention", retention, 2)
+        keep = keep * retention[:, :, tf.newaxis]
     add = tf.linalg.matmul(write_weights, write_vectors, transpose_a=True)
     return memory * keep + add
 
@@ -448,6 +552,48 @@ def directional_read_weights(
         return tf.einsum("bhij,brj->brhi", link, prev_read_weights)
     # b[b, r, h, j] = sum_i L[b, h, i, j] w[b, r, i]
     return tf.einsum("bhij,bri->brhj", link, prev_read_weights)
+
+
+def sharpen(weights: tf.Tensor, sharpness: tf.Tensor, epsilon: float = EPSILON) -> tf.Tensor:
+    """Sharpness enhancement ``S(d, s)_i = d_i^s / sum_j d_j^s`` over the last axis.
+
+    Csordás & Schmidhuber (2019) apply it to the temporal link
+    distributions, ``f = S(L w^r_{t-1}, s_f)`` and ``b = S(L^T w^r_{t-1}, s_b)``,
+    with exponents ``s >= 1`` (:func:`oneplus` of interface outputs): blurred
+    link distributions (which get blurrier at each step of a traversal)
+    are sharpened back towards the slot they mostly point at.
+
+    ``d + epsilon`` is used in place of ``d`` (so an all-zero distribution
+    becomes uniform rather than ``0 / 0``), and ``d`` is divided by its
+    maximum before the power (``S`` does not change when ``d`` is scaled), so
+    that ``d^s`` does not underflow. The result sums to 1 over the last axis.
+    Computed in float32 for float16 and bfloat16 arguments, and cast back.
+
+    Args:
+      weights: ``[..., N]``, non-negative.
+      sharpness: ``weights.shape[:-1]``, the exponents ``s``.
+      epsilon: added to ``weights``.
+
+    >>> d = tf.constant([[0.5, 0.25, 0.25]])
+    >>> [round(float(x), 3) for x in sharpen(d, tf.constant([1.0]))[0]]
+    [0.5, 0.25, 0.25]
+    >>> [round(float(x), 3) for x in sharpen(d, tf.constant([2.0]))[0]]
+    [0.667, 0.167, 0.167]
+    """
+    if weights.shape.rank is not None and sharpness.shape.rank is not None:
+        if sharpness.shape.rank != weights.shape.rank - 1:
+            raise ValueError(
+                f"sharpness must have shape weights.shape[:-1] = {weights.shape[:-1]}, "
+                f"got {sharpness.shape}"
+            )
+    dtype = weights.dtype
+    weights = at_least_float32(weights) + epsilon
+    sharpness = tf.cast(sharpness, weights.dtype)
+    # S is invariant to scaling d: dividing by the (constant) maximum changes
+    # nothing but keeps d^s away from underflow, and no gradient flows there.
+    weights = weights / tf.stop_gradient(tf.reduce_max(weights, axis=-1, keepdims=True))
+    powered = tf.pow(weights, sharpness[..., tf.newaxis])
+    return _cast_back(powered / tf.reduce_sum(powered, axis=-1, keepdims=True), dtype)
 
 
 def read_weights(
