@@ -90,6 +90,22 @@ class DNC(RNNCore):
       num_reads: read heads ``R``.
       num_writes: write heads ``Wh``.
       clip_value: optional bound on the output's absolute value.
+      masked_content: masked content-based addressing (Csordás &
+        Schmidhuber, "Improving Differentiable Neural Computers Through
+        Memory Masking, De-allocation, and Link Distribution Sharpness
+        Control", ICLR 2019): every read and write head also emits a mask
+        ``m`` in ``[0, 1]^W`` (a sigmoid) and looks up ``D(k ⊙ m, M[i] ⊙ m)``,
+        so a key can match on part of a word (the interface grows by
+        ``(R + Wh) W``).
+      deallocate: de-allocation (same paper): the memory is multiplied by
+        the retention vector ``psi_t`` before each write, so the slots the
+        free gates release are wiped and no longer match content lookups.
+      sharpen_links: sharpness enhancement of the temporal link
+        distributions (same paper): the forward and backward weightings
+        become ``S(L w, s)_i = (L w)_i^s / sum_j (L w)_j^s`` with a learned
+        exponent ``s >= 1`` per read head, write head and direction (the
+        interface grows by ``2 R Wh``). All three are off by default and
+        leave the state's structure unchanged; see ``docs/dnc.md``.
       dtype: the variables' dtype (the output and interface layers', and the
         default controller's); None: the first inputs' dtype. Also
         :meth:`initial_state` 's default dtype (else float32). With float32
@@ -123,6 +139,9 @@ class DNC(RNNCore):
         num_reads: int = 4,
         num_writes: int = 1,
         clip_value: float | None = None,
+        masked_content: bool = False,
+        deallocate: bool = False,
+        sharpen_links: bool = False,
         dtype: Any = None,
         kernel_initializer: Any = None,
         bias_initializer: Any = None,
@@ -159,7 +178,15 @@ class DNC(RNNCore):
                 controller = rnn.LSTM(64, dtype=self._dtype)
             self.controller = controller
             self.access = MemoryAccess(
-                memory_size, word_size, num_reads, num_writes, name="memory_access", **layer_args
+                memory_size,
+                word_size,
+                num_reads,
+                num_writes,
+                masked_content=masked_content,
+                deallocate=deallocate,
+                sharpen_links=sharpen_links,
+                name="memory_access",
+                **layer_args,
             )
             self.output_layer = Linear(output_size, name="output", **layer_args)
         self.output_size = output_size
@@ -171,6 +198,12 @@ class DNC(RNNCore):
         >>> config = DNC(2, memory_size=4, word_size=3).get_config()
         >>> config["memory_size"], type(config["controller"]).__name__
         (4, 'LSTM')
+
+        The options of Csordás & Schmidhuber (2019) appear only when on, so
+        the configs of DNCs without them are what they were before:
+
+        >>> "deallocate" in config, DNC(2, deallocate=True).get_config()["deallocate"]
+        (False, True)
         """
         return {
             "output_size": self.output_size,
@@ -180,6 +213,12 @@ class DNC(RNNCore):
             "num_reads": self.num_reads,
             "num_writes": self.num_writes,
             "clip_value": self.clip_value,
+            # The options only when on (configs without them are unchanged).
+            **{
+                key: True
+                for key in ("masked_content", "deallocate", "sharpen_links")
+                if getattr(self.access, key)
+            },
             # dtype and the initializers only when given (see rnn.LSTM.get_config).
             **({} if self._dtype is None else {"dtype": self._dtype.name}),
             **{
@@ -212,6 +251,21 @@ class DNC(RNNCore):
     def num_writes(self) -> int:
         """Number of write heads ``Wh``."""
         return self.access.num_writes
+
+    @property
+    def masked_content(self) -> bool:
+        """Whether the content lookups are masked (Csordás & Schmidhuber, 2019)."""
+        return self.access.masked_content
+
+    @property
+    def deallocate(self) -> bool:
+        """Whether freed slots are wiped (Csordás & Schmidhuber, 2019)."""
+        return self.access.deallocate
+
+    @property
+    def sharpen_links(self) -> bool:
+        """Whether the link distributions are sharpened (Csordás & Schmidhuber, 2019)."""
+        return self.access.sharpen_links
 
     def initial_state(self, batch_size: Any, dtype: Any = None) -> DNCState:
         """Zero memory and read words, and the controller's own initial state.
