@@ -31,7 +31,13 @@ from rnn.examples.repeat_copy.config import RESUMABLE, Config, ConfigError
 __all__ = ["OUTPUT_FILES", "Progress", "prepare_output_dir", "Checkpoints"]
 
 # What a fresh run replaces in its output directory (besides checkpoints/).
-OUTPUT_FILES = ("metrics.csv", "learning_curve.png", "memory.png")
+OUTPUT_FILES = (
+    "metrics.csv",
+    "learning_curve.png",
+    "memory.png",
+    "generalisation.csv",
+    "generalisation.png",
+)
 
 
 class Progress(tf.Module):
@@ -47,6 +53,8 @@ class Progress(tf.Module):
         self.elapsed_s = tf.Variable(0.0, dtype=tf.float64, trainable=False)
         # Sums since the last CSV row, so a resumed run writes the same rows.
         self.window = tf.Variable([0.0, 0.0, 0.0], dtype=tf.float64, trainable=False)
+        # The longest training pattern now (a length curriculum raises it).
+        self.max_length = tf.Variable(0, dtype=tf.int64, trainable=False)
 
 
 def prepare_output_dir(config: Config, explicit: set[str], writer: bool = True) -> dict[str, Any]:
@@ -190,8 +198,11 @@ class Checkpoints:
             "fresh run (without --resume), or restore the folder from a backup"
         )
 
-    def save(self, step: int, elapsed_s: float, window: Sequence[float]) -> None:
+    def save(
+        self, step: int, elapsed_s: float, window: Sequence[float], max_length: int = 0
+    ) -> None:
         """Saves the model, the optimizer and the run's progress as checkpoint ``step``."""
+        self.progress.max_length.assign(max_length)
         self.progress.step.assign(step)
         self.progress.elapsed_s.assign(elapsed_s)
         self.progress.window.assign(list(window))

@@ -24,6 +24,7 @@ __all__ = [
     "CORES",
     "DISTRIBUTE",
     "RESUMABLE",
+    "int_list",
     "Config",
     "ConfigError",
     "build_parser",
@@ -41,11 +42,29 @@ RESUMABLE = (
     "cpu_devices",
     "local_workers",
     "collective_timeout_s",
+    "eval_lengths",
+    "eval_memory_sizes",
+    "max_seconds",
 )
 
 
 class ConfigError(ValueError):
     """A flag value, or a combination of flags, that cannot work."""
+
+
+def int_list(flag: str, text: str) -> list[int]:
+    """A comma-separated list of positive integers (the value of ``--flag``).
+
+    >>> int_list("eval_lengths", "6, 9,12"), int_list("eval_lengths", "")
+    ([6, 9, 12], [])
+    """
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = [0]
+    if any(v < 1 for v in values):
+        raise ConfigError(f"--{flag} must be comma-separated positive integers, got {text!r}")
+    return values
 
 
 @dataclasses.dataclass
@@ -74,8 +93,16 @@ class Config:
     num_reads: int = 4
     num_writes: int = 1
     clip_value: float = 20.0
+    masked_content: bool = False
+    deallocate: bool = False
+    sharpen_links: bool = False
     eval_every: int = 100
     eval_batches: int = 4
+    eval_lengths: str = ""
+    eval_memory_sizes: str = ""
+    curriculum_threshold: float = 0.0
+    curriculum_max_length: int = 0
+    max_seconds: float = 0.0
     checkpoint_every: int = 500
     output_dir: str = os.path.join("runs", "repeat_copy")
     resume: bool = False
@@ -137,6 +164,20 @@ class Config:
             raise ConfigError(f"--lr_half_life must be >= 0, got {self.lr_half_life}")
         if self.cpu_devices < 0:
             raise ConfigError(f"--cpu_devices must be >= 0, got {self.cpu_devices}")
+        for name in ("eval_lengths", "eval_memory_sizes"):
+            int_list(name, getattr(self, name))
+        if not (self.max_seconds >= 0 and math.isfinite(self.max_seconds)):
+            raise ConfigError(f"--max_seconds must be >= 0 (0: no limit), got {self.max_seconds}")
+        if not (self.curriculum_threshold >= 0 and math.isfinite(self.curriculum_threshold)):
+            raise ConfigError(
+                f"--curriculum_threshold must be >= 0 (0: no curriculum), got "
+                f"{self.curriculum_threshold}"
+            )
+        if self.curriculum_threshold and self.curriculum_max_length <= self.max_length:
+            raise ConfigError(
+                f"--curriculum_threshold needs --curriculum_max_length above --max_length "
+                f"({self.max_length}), got {self.curriculum_max_length}"
+            )
         if self.local_workers < 0:
             raise ConfigError(f"--local_workers must be >= 0, got {self.local_workers}")
         if self.local_workers and self.distribute not in ("none", "multi_worker"):
@@ -184,8 +225,20 @@ _HELP = {
     "num_reads": "DNC read heads",
     "num_writes": "DNC write heads",
     "clip_value": "DNC output clipping (0: none)",
+    "masked_content": "DNC: masked content addressing (Csordas & Schmidhuber 2019)",
+    "deallocate": "DNC: erase memory where it is de-allocated (Csordas & Schmidhuber 2019)",
+    "sharpen_links": "DNC: sharpen the temporal link distributions (Csordas & Schmidhuber 2019)",
     "eval_every": "evaluate on held-out batches and write a CSV row every N steps",
     "eval_batches": "held-out batches per evaluation",
+    "eval_lengths": "after training, evaluate at these comma-separated pattern lengths into "
+    "generalisation.csv/png (default: 1 .. twice the longest trained)",
+    "eval_memory_sizes": "DNC: evaluate the trained weights with these comma-separated "
+    "memory sizes too (default: the trained one)",
+    "curriculum_threshold": "raise the longest training pattern by one whenever the held-out "
+    "bit errors per sequence fall to this or below (0: no curriculum)",
+    "curriculum_max_length": "the curriculum stops at this pattern length",
+    "max_seconds": "stop training after this much wall time (0: no limit; a resumed run "
+    "counts the time before too)",
     "checkpoint_every": "save a checkpoint every N steps (and at the end)",
     "output_dir": "where metrics, plots, checkpoints and config.json go",
     "resume": "continue the run in --output_dir from its latest checkpoint",

@@ -19,13 +19,29 @@ from typing import Any
 
 __all__ = ["CSV_FIELDS", "metrics_row", "read_rows", "write_rows"]
 
-CSV_FIELDS = ("step", "elapsed_s", "train_cost", "train_bit_errors", "eval_cost", "eval_bit_errors")
+CSV_FIELDS = (
+    "step",
+    "elapsed_s",
+    "train_cost",
+    "train_bit_errors",
+    "eval_cost",
+    "eval_bit_errors",
+    "max_length",
+)
 
 
 def metrics_row(
-    step: int, elapsed_s: float, window: Sequence[float], eval_cost: float, eval_errors: float
+    step: int,
+    elapsed_s: float,
+    window: Sequence[float],
+    eval_cost: float,
+    eval_errors: float,
+    max_length: int | str = "",
 ) -> dict[str, Any]:
     """The CSV row of ``step``; ``window`` is ``[cost sum, bit error sum, steps]``.
+
+    ``max_length`` is the longest pattern trained on at that step (raised by
+    a length curriculum); held-out batches are drawn from the same range.
 
     >>> metrics_row(2, 0.123, [1.0, 3.0, 2.0], 0.5, 1.0)["elapsed_s"]
     '0.12'
@@ -38,6 +54,7 @@ def metrics_row(
         "train_bit_errors": f"{error_sum / count:.6f}",
         "eval_cost": f"{eval_cost:.6f}",
         "eval_bit_errors": f"{eval_errors:.6f}",
+        "max_length": max_length,
     }
 
 
@@ -71,7 +88,7 @@ def write_rows(path: str, rows: Sequence[dict[str, Any]]) -> None:
     >>> path = os.path.join(tempfile.mkdtemp(), "metrics.csv")
     >>> write_rows(path, [metrics_row(1, 0.5, [1.0, 0.0, 1.0], 2.0, 0.0)])
     >>> open(path).readline().strip()
-    'step,elapsed_s,train_cost,train_bit_errors,eval_cost,eval_bit_errors'
+    'step,elapsed_s,train_cost,train_bit_errors,eval_cost,eval_bit_errors,max_length'
     """
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)

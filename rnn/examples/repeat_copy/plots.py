@@ -25,6 +25,7 @@ from rnn.unroll import dynamic_unroll
 __all__ = [
     "NO_PLOTS",
     "plots_available",
+    "pyplot",
     "plot_learning_curve",
     "record_memory",
     "plot_memory",
@@ -45,12 +46,13 @@ def plots_available() -> bool:
 
 NO_PLOTS = (
     "matplotlib is not installed, so this run writes metrics.csv and checkpoints "
-    "but not learning_curve.png or memory.png; pip install matplotlib (or the "
+    "but not learning_curve.png, memory.png or generalisation.png; pip install matplotlib (or the "
     "project's test extra) to get them"
 )
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot with the non-interactive Agg backend (imported only to draw)."""
     import matplotlib  # pylint: disable=import-outside-toplevel
 
     matplotlib.use("Agg")
@@ -72,7 +74,7 @@ def plot_learning_curve(rows: list[dict[str, Any]], path: str, title: str) -> No
     ...     plot_learning_curve(rows, path, "lstm")
     ...     assert os.path.getsize(path) > 1000
     """
-    plt = _pyplot()
+    plt = pyplot()
     steps = [int(r["step"]) for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, key, label in (
@@ -136,7 +138,7 @@ def plot_memory(core: DNC, config: Config, path: str) -> None:
     examples = [task.batch(config.seed, PLOT, i, batch_size=1) for i in range(16)]
     example = max(examples, key=lambda b: b.observations.shape[0])
     rec = record_memory(core, example.observations)
-    plt = _pyplot()
+    plt = pyplot()
     panels = [
         ("input", example.observations[:, 0].T),
         ("target", (example.targets[:, 0] * example.mask[:, :1]).T),

@@ -36,11 +36,12 @@ import numpy as np
 
 from rnn._checks import positive_int
 
-__all__ = ["Batch", "RepeatCopyTask", "TRAIN", "EVAL", "PLOT"]
+__all__ = ["Batch", "RepeatCopyTask", "TRAIN", "EVAL", "PLOT", "GENERALISATION"]
 
 TRAIN = 0
 EVAL = 1
 PLOT = 2
+GENERALISATION = 3  # held-out batches at chosen pattern lengths (see generalisation.py)
 
 
 class Batch(NamedTuple):

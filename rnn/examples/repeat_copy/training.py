@@ -47,6 +47,11 @@ from rnn.examples.repeat_copy.distribute import (
     pad_batch,
     setup_devices,
 )
+from rnn.examples.repeat_copy.generalisation import (
+    evaluate_lengths,
+    plot_generalisation,
+    write_generalisation,
+)
 from rnn.examples.repeat_copy.metrics import metrics_row, read_rows, write_rows
 from rnn.examples.repeat_copy.model import build_core, sequence_sums
 from rnn.examples.repeat_copy.plots import (
@@ -56,7 +61,7 @@ from rnn.examples.repeat_copy.plots import (
     plots_available,
 )
 from rnn.examples.repeat_copy.progress import progress_bar
-from rnn.examples.repeat_copy.task import EVAL, PLOT, TRAIN, Batch
+from rnn.examples.repeat_copy.task import EVAL, PLOT, TRAIN, Batch, RepeatCopyTask
 
 __all__ = ["build_optimizer", "Run", "train", "main", "PeerLostError", "PEER_LOST_STATUS"]
 
@@ -115,6 +120,8 @@ class Run:
     def __init__(self, config: Config):
         self.config = config
         self.task = config.task()
+        # The longest training pattern: --max_length, raised by the curriculum.
+        self.max_length = config.max_length
         self.strategy = make_strategy(config)
         self.replicas = self.strategy.num_replicas_in_sync
         if config.batch_size % self.replicas:
@@ -128,7 +135,12 @@ class Run:
         self.task_id = int(resolver.task_id or 0) if resolver is not None and cluster else 0
         # Processes (workers) of the run: more than one only under multi_worker.
         self.workers = sum(len(tasks) for tasks in cluster.values()) or 1
-        self.time_steps = self.task.max_time if config.jit else None
+        # Under --jit batches are padded to the longest possible sequence (of the
+        # curriculum's last length too), so the step compiles once.
+        longest = dataclasses.replace(
+            self.task, max_length=max(config.max_length, config.curriculum_max_length)
+        )
+        self.time_steps = longest.max_time if config.jit else None
         tf.random.set_seed(config.seed)
         with self.strategy.scope():
             self.core = build_core(config)
@@ -214,9 +226,15 @@ class Run:
             batch = pad_batch(batch, self.time_steps)
         return distribute_batch(self.strategy, batch)
 
+    def current_task(self) -> RepeatCopyTask:
+        """The task trained on now: patterns up to :attr:`max_length` steps long."""
+        if self.max_length == self.task.max_length:
+            return self.task
+        return dataclasses.replace(self.task, max_length=self.max_length)
+
     def train_step(self, step: int) -> tuple[float, float]:
         """Trains on the batch of ``step``; returns its cost and bit errors per sequence."""
-        batch = self.task.batch(self.config.seed, TRAIN, step)
+        batch = self.current_task().batch(self.config.seed, TRAIN, step)
         cost, errors = self._train_step(*self._inputs(batch))
         n = float(self.config.batch_size)
         return float(cost) / n, float(errors) / n
@@ -225,7 +243,7 @@ class Run:
         """Cost and bit errors per sequence over the held-out batches."""
         cost = errors = 0.0
         for i in range(self.config.eval_batches):
-            batch = self.task.batch(self.config.seed, EVAL, i)
+            batch = self.current_task().batch(self.config.seed, EVAL, i)
             c, e = self._eval_step(*self._inputs(batch))
             cost, errors = cost + float(c), errors + float(e)
         n = float(self.config.eval_batches * self.config.batch_size)
@@ -271,6 +289,8 @@ def _start(run: Run) -> _Loop:
             config.eval_every,
         )
     progress = run.checkpoints.progress
+    if config.resume and int(progress.max_length.numpy()):
+        run.max_length = int(progress.max_length.numpy())
     return _Loop(
         step=int(progress.step.numpy()),
         window=[float(x) for x in progress.window.numpy()],
@@ -299,15 +319,59 @@ def _evaluate_and_log(run: Run, loop: _Loop) -> None:
     if not loop.evaluated:
         loop.compile_s += time.monotonic() - eval_start
         loop.evaluated = True
+    config = run.config
     loop.rows.append(
-        metrics_row(loop.step, loop.elapsed_s(), loop.window, loop.eval_cost, loop.eval_errors)
+        metrics_row(
+            loop.step,
+            loop.elapsed_s(),
+            loop.window,
+            loop.eval_cost,
+            loop.eval_errors,
+            run.max_length,
+        )
     )
-    if loop.step % run.config.eval_every == 0:
+    if loop.step % config.eval_every == 0:
         # (A last row off the eval_every grid keeps the window, so a later
         # --resume with more steps writes the same rows.)
         loop.window = [0.0, 0.0, 0.0]
+        if (
+            config.curriculum_threshold
+            and loop.eval_errors <= config.curriculum_threshold
+            and run.max_length < config.curriculum_max_length
+        ):
+            run.max_length += 1  # (takes effect from the next step)
     if run.chief:
-        write_rows(os.path.join(run.config.output_dir, "metrics.csv"), loop.rows)
+        write_rows(os.path.join(config.output_dir, "metrics.csv"), loop.rows)
+
+
+def _out_of_time(config: Config, loop: _Loop) -> bool:
+    """Whether ``--max_seconds`` of wall time (this run's, before a resume too) are spent."""
+    return bool(config.max_seconds) and loop.elapsed_s() >= config.max_seconds
+
+
+def _generalisation(run: Run, plots: bool) -> list[dict[str, Any]]:
+    """Scores the trained core beyond the training lengths into generalisation.csv/png."""
+    config = run.config
+    rows = evaluate_lengths(run.core, config, run.max_length)
+    write_generalisation(os.path.join(config.output_dir, "generalisation.csv"), rows)
+    if plots:
+        plot_generalisation(
+            rows, os.path.join(config.output_dir, "generalisation.png"), config.core
+        )
+    # The longest trained length and the longest evaluated one, at every memory size.
+    trained = [r["pattern_length"] for r in rows if r["trained"]]
+    lengths = {max(trained, default=0), max(r["pattern_length"] for r in rows)}
+    shown = ", ".join(
+        f"{r['bit_error_rate']:.1%} at {r['pattern_length']}"
+        + ("" if r["memory_size"] in ("", config.memory_size) else f" ({r['memory_size']} slots)")
+        for r in rows
+        if r["pattern_length"] in lengths
+    )
+    print(
+        f"repeat_copy: bit error rate beyond the training lengths (trained up to "
+        f"{run.max_length}): {shown}; generalisation.csv in {config.output_dir}"
+    )
+    return rows
 
 
 def _summary(run: Run, loop: _Loop) -> dict[str, Any]:
@@ -361,17 +425,18 @@ def train(config: Config) -> dict[str, Any]:
     bar = progress_bar(config.steps, loop.step, enabled=config.progress and run.chief)
     saved_step = loop.step
     try:
-        while loop.step < config.steps:
+        while loop.step < config.steps and not _out_of_time(config, loop):
             _train_one_step(run, loop)
             cost, errors, count = loop.window
             bar.set_postfix_str(
                 f"loss {cost / count:.3f} bit errors {errors / count:.3f}", refresh=False
             )
             bar.update(1)
-            if loop.step % config.eval_every == 0 or loop.step == config.steps:
+            last = loop.step == config.steps or _out_of_time(config, loop)
+            if loop.step % config.eval_every == 0 or last:
                 _evaluate_and_log(run, loop)
-            if loop.step % config.checkpoint_every == 0 or loop.step == config.steps:
-                run.checkpoints.save(loop.step, loop.elapsed_s(), loop.window)
+            if loop.step % config.checkpoint_every == 0 or last:
+                run.checkpoints.save(loop.step, loop.elapsed_s(), loop.window, run.max_length)
                 saved_step = loop.step
     except tf.errors.OpError as e:
         if run.workers == 1 or not peer_lost(e):
@@ -389,10 +454,10 @@ def train(config: Config) -> dict[str, Any]:
     if loop.step == loop.start_step:  # Nothing left to train: report the model as it is.
         loop.eval_cost, loop.eval_errors = run.evaluate()
     summary = _summary(run, loop)
-    if run.chief and plots:
-        _draw(run, loop.rows)
     if not run.chief:
         return summary
+    if plots:
+        _draw(run, loop.rows)
     print(
         f"repeat_copy: core={config.core} step={loop.step} "
         f"eval cost={loop.eval_cost:.4f} nats/seq, bit errors={loop.eval_errors:.4f}/seq; "
@@ -401,6 +466,7 @@ def train(config: Config) -> dict[str, Any]:
         f"steps/s); "
         f"outputs in {config.output_dir}"
     )
+    summary["generalisation"] = _generalisation(run, plots)
     return summary
 
 
