@@ -41,7 +41,20 @@ __all__ = [
     "peer_lost",
     "error_summary",
     "PIDS_FILE",
+    "PEER_LOST_STATUS",
+    "PeerLostError",
 ]
+
+# The exit status of a worker that stopped because a peer worker was lost.
+PEER_LOST_STATUS = 3
+
+
+class PeerLostError(RuntimeError):
+    """A multi-worker run stopped because another worker disappeared.
+
+    Its message names the last checkpoint and says how to resume.
+    """
+
 
 # Written by run_local_workers into the run's output directory: the workers'
 # process ids, in task order (so a test, or a person, can signal one).

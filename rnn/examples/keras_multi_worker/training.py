@@ -35,12 +35,18 @@ import tensorflow as tf
 
 import rnn
 import rnn.keras
-from rnn.examples.local_cluster import error_summary, is_chief_task, run_local_workers, task_of
+from rnn.examples.local_cluster import (
+    PEER_LOST_STATUS,
+    PeerLostError,
+    error_summary,
+    is_chief_task,
+    run_local_workers,
+    task_of,
+)
 from rnn.examples.local_cluster import peer_lost as _peer_lost
 from rnn.examples.repeat_copy.checkpoints import Checkpoints
 from rnn.examples.repeat_copy.config import ConfigError
 from rnn.examples.repeat_copy.distribute import is_chief
-from rnn.examples.repeat_copy.training import PEER_LOST_STATUS, PeerLostError
 
 __all__ = [
     "Config",
@@ -371,7 +377,7 @@ def train(config: Config) -> dict[str, Any]:
     :class:`~rnn.examples.repeat_copy.config.ConfigError` for a run that
     cannot start (nothing to resume, a damaged checkpoint folder, flags that
     differ from the resumed run's) and
-    :class:`~rnn.examples.repeat_copy.training.PeerLostError` when another
+    :class:`~rnn.examples.local_cluster.PeerLostError` when another
     worker disappears.
     """
     config.validate()

@@ -32,6 +32,8 @@ import tensorflow as tf
 
 from rnn.dnc import DNC
 from rnn.examples.local_cluster import (
+    PEER_LOST_STATUS,
+    PeerLostError,
     error_summary,
     is_chief_task,
     peer_lost,
@@ -64,16 +66,6 @@ from rnn.examples.repeat_copy.progress import progress_bar
 from rnn.examples.repeat_copy.task import EVAL, PLOT, TRAIN, Batch, RepeatCopyTask
 
 __all__ = ["build_optimizer", "Run", "train", "main", "PeerLostError", "PEER_LOST_STATUS"]
-
-# The exit status of a worker that stopped because a peer worker was lost.
-PEER_LOST_STATUS = 3
-
-
-class PeerLostError(RuntimeError):
-    """A multi-worker run stopped because another worker disappeared.
-
-    Its message names the last checkpoint and says how to resume.
-    """
 
 
 def build_optimizer(config: Config) -> keras.optimizers.Adam:

@@ -22,8 +22,8 @@ import tensorflow as tf
 
 import rnn.examples.keras_multi_worker as kmw
 from rnn.examples.keras_multi_worker.fit_check import KNOWN_ERRORS
+from rnn.examples.local_cluster import PEER_LOST_STATUS as REPEAT_COPY_PEER_LOST
 from rnn.examples.local_cluster import PIDS_FILE
-from rnn.examples.repeat_copy.training import PEER_LOST_STATUS as REPEAT_COPY_PEER_LOST
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TINY = ["--batch_size", "8", "--time_steps", "5", "--hidden_size", "8"]
