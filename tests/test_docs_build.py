@@ -33,6 +33,8 @@ GUIDES = {
     "swapping_cores": "Swapping LSTM, GRU and DNC without code changes",
     "unrolling": "Unrolling: dynamic vs static, sequence lengths, reverse, bidirectional",
     "performance": "Performance",
+    "migrating": "Migrating from Keras / Sonnet",
+    "scaling_out": "Scaling out",
 }
 API_PAGES = {
     "api/nestlib": ["nestlib.flatten", "nestlib.map_structure", "nestlib.spec_of", "nestlib.Spec"],
