@@ -40,6 +40,7 @@ __all__ = [
     "run_local_workers",
     "peer_lost",
     "error_summary",
+    "peer_lost_error",
     "PIDS_FILE",
     "PEER_LOST_STATUS",
     "PeerLostError",
@@ -173,6 +174,25 @@ def peer_lost(error: BaseException) -> bool:
             for word in ("connection", "peer", "socket", "collective", "unavailable", "deadline")
         )
     return False
+
+
+def peer_lost_error(
+    job: str, task_id: int, step: int, saved_step: int, checkpoints: str, error: BaseException
+) -> PeerLostError:
+    """The error a worker stops with when a collective says a peer is gone.
+
+    >>> import tensorflow as tf
+    >>> str(peer_lost_error("job", 0, 12, 10, "out/checkpoints",
+    ...                     tf.errors.UnavailableError(None, None, "socket closed")))[:62]
+    'job: worker 0 lost a peer worker at step 12 (a collective fail'
+    """
+    return PeerLostError(
+        f"{job}: worker {task_id} lost a peer worker at step {step} "
+        f"(a collective failed: {error_summary(error)}). "
+        f"The last checkpoint is step {saved_step} in {checkpoints}; start every worker "
+        "again with the same flags and --resume to continue from it (with --local_workers, "
+        "rerun the same command with --resume)"
+    )
 
 
 def error_summary(error: BaseException) -> str:

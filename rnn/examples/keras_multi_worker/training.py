@@ -38,8 +38,8 @@ import rnn.keras
 from rnn.examples.local_cluster import (
     PEER_LOST_STATUS,
     PeerLostError,
-    error_summary,
     is_chief_task,
+    peer_lost_error,
     run_local_workers,
     task_of,
 )
@@ -416,13 +416,13 @@ def train(config: Config) -> dict[str, Any]:
     except tf.errors.OpError as e:
         if trainer.workers == 1 or not _peer_lost(e):
             raise
-        raise PeerLostError(
-            f"keras_multi_worker: worker {trainer.task_id} lost a peer worker at step {step} "
-            f"(a collective failed: {error_summary(e)}). "
-            f"The last checkpoint is step {saved_step} in "
-            f"{os.path.join(config.output_dir, 'checkpoints')}; start every worker again "
-            "with the same flags and --resume to continue from it (with --local_workers, "
-            "rerun the same command with --resume)"
+        raise peer_lost_error(
+            "keras_multi_worker",
+            trainer.task_id,
+            step,
+            saved_step,
+            os.path.join(config.output_dir, "checkpoints"),
+            e,
         ) from e
     finally:
         if csv_file is not None:

@@ -34,9 +34,9 @@ from rnn.dnc import DNC
 from rnn.examples.local_cluster import (
     PEER_LOST_STATUS,
     PeerLostError,
-    error_summary,
     is_chief_task,
     peer_lost,
+    peer_lost_error,
     run_local_workers,
     task_of,
 )
@@ -433,13 +433,13 @@ def train(config: Config) -> dict[str, Any]:
     except tf.errors.OpError as e:
         if run.workers == 1 or not peer_lost(e):
             raise
-        raise PeerLostError(
-            f"repeat_copy: worker {run.task_id} lost a peer worker at step {loop.step} "
-            f"(a collective failed: {error_summary(e)}). "
-            f"The last checkpoint is step {saved_step} in "
-            f"{os.path.join(config.output_dir, 'checkpoints')}; start every worker again "
-            "with the same flags and --resume to continue from it (with --local_workers, "
-            "rerun the same command with --resume)"
+        raise peer_lost_error(
+            "repeat_copy",
+            run.task_id,
+            loop.step,
+            saved_step,
+            os.path.join(config.output_dir, "checkpoints"),
+            e,
         ) from e
     finally:
         bar.close()
