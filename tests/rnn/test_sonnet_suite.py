@@ -24,7 +24,10 @@ docs/migrating.md, "Known differences"); the cores themselves are rnn's:
   NumPy reference checks that our GRU computes what the Sonnet GRU with the
   converted weights computes;
 * ``forget_bias`` folded into the initial bias: nothing to bridge, Sonnet
-  does the same when it builds (its reference reads ``b``).
+  does the same when it builds (its reference reads ``b``);
+* outputs past an example's length (Sonnet repeats the last valid one, rnn
+  writes zeros by default): the shim's unrollers are rnn's with
+  ``past_length="repeat_last"``, the documented option for Sonnet's behaviour.
 
 What cannot be bridged is an expected failure (``xfail(strict=True,
 raises=AssertionError)``, so it must keep failing, and by an assertion), with
@@ -40,6 +43,7 @@ cores rnn has no counterpart of are skipped, each with its reason
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import pathlib
@@ -154,8 +158,12 @@ def _shim() -> types.ModuleType:
     shim.DeepRNN = rnn.DeepRNN
     shim.deep_rnn_with_skip_connections = rnn.deep_rnn_with_skip_connections
     shim.deep_rnn_with_residual_connections = rnn.deep_rnn_with_residual_connections
-    shim.static_unroll = rnn.static_unroll
-    shim.dynamic_unroll = rnn.dynamic_unroll
+    # Sonnet repeats the last valid output past an example's length where rnn
+    # writes zeros (docs/migrating.md); past_length="repeat_last" is the
+    # documented option that gives Sonnet's behaviour, so Sonnet's unrollers
+    # are ours with it (test_unroll_resets.py checks the default's zeros).
+    shim.static_unroll = functools.partial(rnn.static_unroll, past_length="repeat_last")
+    shim.dynamic_unroll = functools.partial(rnn.dynamic_unroll, past_length="repeat_last")
     # Named at class-definition time by the test classes skipped below.
     for name in ("UnrolledLSTM", "Conv1DLSTM", "Conv2DLSTM", "Conv3DLSTM", "CuDNNGRU"):
         setattr(shim, name, _NoCounterpart(name))
@@ -176,17 +184,9 @@ NO_COUNTERPART: dict[str, str] = {
     "the cuDNN form of the GRU, through rnn's own whole-sequence op)",
 }
 
-ZEROS_PAST_LENGTH = (
-    "documented difference (docs/migrating.md, 'Outputs past an example's length'; "
-    "docs/unrolling.md): past an example's length rnn writes zeros, like Keras and tf.nn, "
-    "where Sonnet repeats the last valid output"
-)
-
 #: Expected failures. Keys are ``Class.method`` without absl's parameter
 #: index (``UnrollTest.testVariableLengthRange`` covers its parameters 0 .. 3).
-XFAILS: dict[str, str] = {
-    "UnrollTest.testVariableLengthRange": ZEROS_PAST_LENGTH,
-}
+XFAILS: dict[str, str] = {}
 
 # --------------------------------------------------------------------------
 # Loading and running Sonnet's cases.
