@@ -8,48 +8,22 @@ child has a timeout and the launcher kills its workers when it ends.
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
 import rnn.examples.repeat_copy as rc
 from rnn.examples.local_cluster import PIDS_FILE
+from tests.rnn.examples.local_workers import kill_worker_when, run_module
 from tests.rnn.examples.tiny_runs import TINY, assert_same_run, read_rows
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 FLAGS = TINY + ["--core", "lstm", "--no-jit"]
 
 pytestmark = pytest.mark.xdist_group("multi_worker")  # (two workers each: one test at a time)
 
 
-def _env():
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("TF_CONFIG", None)
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    return env
-
-
 def _job(*flags, timeout=240):
-    return subprocess.run(
-        [sys.executable, "-m", "rnn.examples.repeat_copy", *flags],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def _wait_for(path, proc, timeout=180):
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        assert proc.poll() is None, f"the run ended before {path} appeared"
-        assert time.monotonic() < deadline, f"{path} did not appear within {timeout} s"
-        time.sleep(0.05)
+    return run_module("rnn.examples.repeat_copy", *flags, timeout=timeout)
 
 
 def test_two_local_workers_train_as_one_process_with_the_same_global_batch(tmp_path):
@@ -77,26 +51,10 @@ def test_a_killed_worker_stops_its_peer_with_a_message_and_resume_loses_no_step(
     proc = _job(*flags, "--output_dir", whole, "--local_workers", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
 
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "rnn.examples.repeat_copy", *flags]
-        + ["--output_dir", cut, "--local_workers", "2"],
-        cwd=ROOT,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    status, err, worker_1, stopped_after = kill_worker_when(
+        "rnn.examples.repeat_copy", flags, cut, os.path.join(cut, "checkpoints", "ckpt-40.index")
     )
-    try:
-        _wait_for(os.path.join(cut, "checkpoints", "ckpt-40.index"), launcher)
-        with open(os.path.join(cut, PIDS_FILE)) as f:
-            worker_1 = json.load(f)["pids"][1]
-        killed_at = time.monotonic()
-        os.kill(worker_1, signal.SIGKILL)
-        _, err = launcher.communicate(timeout=120)
-        stopped_after = time.monotonic() - killed_at
-    finally:
-        launcher.kill()
-    assert launcher.returncode != 0
+    assert status != 0
     assert f"worker 1 (pid {worker_1}) was killed by SIGKILL" in err
     assert "repeat_copy: worker 0 lost a peer worker at step" in err
     assert "--resume to continue" in err

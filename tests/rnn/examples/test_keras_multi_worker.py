@@ -11,10 +11,6 @@ process has a timeout, and the launcher kills its workers when it ends.
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -24,8 +20,8 @@ import rnn.examples.keras_multi_worker as kmw
 from rnn.examples.keras_multi_worker.fit_check import KNOWN_ERRORS
 from rnn.examples.local_cluster import PEER_LOST_STATUS as REPEAT_COPY_PEER_LOST
 from rnn.examples.local_cluster import PIDS_FILE
+from tests.rnn.examples.local_workers import kill_worker_when, run_module
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TINY = ["--batch_size", "8", "--time_steps", "5", "--hidden_size", "8"]
 # Two workers sum the two halves' gradients where one process sums the whole
 # batch's: the same maths, float sums in another order. Measured: weights
@@ -35,22 +31,8 @@ RTOL, ATOL = 1e-5, 1e-6
 pytestmark = pytest.mark.xdist_group("multi_worker")  # (two workers each: one test at a time)
 
 
-def _env():
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("TF_CONFIG", None)
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    return env
-
-
 def _run(module, *flags, timeout=240):
-    return subprocess.run(
-        [sys.executable, "-m", module, *flags],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_module(module, *flags, timeout=timeout)
 
 
 def _job(*flags, timeout=240):
@@ -82,14 +64,6 @@ def _max_difference(a, b):
     la, lb = np.array([x for _, x in rows_a]), np.array([x for _, x in rows_b])
     np.testing.assert_allclose(la, lb, rtol=RTOL, atol=ATOL)
     return max(worst, float(np.max(np.abs(la - lb))))
-
-
-def _wait_for(path, proc, timeout=180):
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        assert proc.poll() is None, f"the run ended before {path} appeared"
-        assert time.monotonic() < deadline, f"{path} did not appear within {timeout} s"
-        time.sleep(0.05)
 
 
 @pytest.mark.xfail(
@@ -164,26 +138,13 @@ def test_a_killed_worker_stops_its_peer_with_a_message_and_resume_loses_no_step(
     proc = _job(*flags, "--output_dir", whole, "--local_workers", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
 
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "rnn.examples.keras_multi_worker", *flags]
-        + ["--output_dir", cut, "--local_workers", "2"],
-        cwd=ROOT,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    status, err, worker_1, stopped_after = kill_worker_when(
+        "rnn.examples.keras_multi_worker",
+        flags,
+        cut,
+        os.path.join(cut, "checkpoints", "ckpt-40.index"),
     )
-    try:
-        _wait_for(os.path.join(cut, "checkpoints", "ckpt-40.index"), launcher)
-        with open(os.path.join(cut, PIDS_FILE)) as f:
-            worker_1 = json.load(f)["pids"][1]
-        killed_at = time.monotonic()
-        os.kill(worker_1, signal.SIGKILL)
-        _, err = launcher.communicate(timeout=120)
-        stopped_after = time.monotonic() - killed_at
-    finally:
-        launcher.kill()
-    assert launcher.returncode != 0
+    assert status != 0
     assert f"worker 1 (pid {worker_1}) was killed by SIGKILL" in err
     assert "keras_multi_worker: worker 0 lost a peer worker at step" in err
     assert f"worker 0 (pid {json.load(open(os.path.join(cut, PIDS_FILE)))['pids'][0]}) " in err
