@@ -333,33 +333,11 @@ class _Prepared:
             ) from e
         leaves: list[tf.Tensor | None] = []
         for path, init, leaf in zip(self.st_spec.paths, self.state_leaves, flat):
-            where = self.st_path(path)
-            if init is None or leaf is None:
-                if init is not leaf:
-                    raise TypeError(
-                        f"{fn_name}: reset_state{where} is "
-                        f"{'None' if leaf is None else 'a tensor'} but initial_state{where} "
-                        f"is {'None' if init is None else 'a tensor'}"
-                    )
-                leaves.append(None)
-                continue
-            try:
-                leaf = tf.convert_to_tensor(leaf, dtype_hint=init.dtype)
-            except (TypeError, ValueError) as e:
-                raise TypeError(
-                    f"{fn_name}: reset_state{where} is not convertible to a tensor: {e}"
-                ) from e
-            if leaf.dtype != init.dtype:
-                raise TypeError(
-                    f"{fn_name}: reset_state{where} has dtype {leaf.dtype.name} but "
-                    f"initial_state{where} has dtype {init.dtype.name}"
+            leaves.append(
+                _leaf_like(
+                    fn_name, "reset_state", "initial_state", self.st_path(path), init, leaf, True
                 )
-            if not leaf.shape.is_compatible_with(init.shape):
-                raise ValueError(
-                    f"{fn_name}: reset_state{where} has shape {leaf.shape} but "
-                    f"initial_state{where} has shape {init.shape}"
-                )
-            leaves.append(leaf)
+            )
         return leaves
 
     @_utils.no_autograph
@@ -522,31 +500,49 @@ class _Stepper:
         prev_full = self.full(state_dense)
         result: list[tf.Tensor | None] = []
         for path, prev, new in zip(prep.st_spec.paths, prev_full, flat_next):
-            where = prep.st_path(path)
-            if prev is None or new is None:
-                if prev is not new:
-                    raise TypeError(
-                        f"{who}: next_state{where} is "
-                        f"{'None' if new is None else 'a tensor'} but "
-                        f"prev_state{where} is "
-                        f"{'None' if prev is None else 'a tensor'}; None "
-                        "state leaves must stay None"
-                    )
-                result.append(None)
-                continue
-            new = tf.convert_to_tensor(new)
-            if new.dtype != prev.dtype:
-                raise TypeError(
-                    f"{who}: next_state{where} has dtype {new.dtype.name} but "
-                    f"prev_state{where} has dtype {prev.dtype.name}"
-                )
-            if not new.shape.is_compatible_with(prev.shape):
-                raise ValueError(
-                    f"{who}: next_state{where} has shape {new.shape} but "
-                    f"prev_state{where} has shape {prev.shape}"
-                )
-            result.append(new)
+            result.append(
+                _leaf_like(who, "next_state", "prev_state", prep.st_path(path), prev, new, False)
+            )
         return result
+
+
+@_utils.no_autograph
+def _leaf_like(
+    who: str, name: str, ref_name: str, where: str, ref: Any, leaf: Any, given: bool
+) -> tf.Tensor | None:
+    """``leaf`` (of ``name``) as a tensor, checked against ``ref`` (of ``ref_name``).
+
+    Both None, or a tensor of ``ref``'s dtype and a compatible shape. A state
+    the user ``given`` is converted with ``ref``'s dtype as a hint (a Python
+    number becomes that dtype); a core's next state is converted as it is.
+    """
+    if ref is None or leaf is None:
+        if ref is not leaf:
+            kind = "None" if leaf is None else "a tensor"
+            ref_kind = "None" if ref is None else "a tensor"
+            rule = "" if given else "; None state leaves must stay None"
+            raise TypeError(
+                f"{who}: {name}{where} is {kind} but {ref_name}{where} is {ref_kind}{rule}"
+            )
+        return None
+    if given:
+        try:
+            leaf = tf.convert_to_tensor(leaf, dtype_hint=ref.dtype)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{who}: {name}{where} is not convertible to a tensor: {e}") from e
+    else:
+        leaf = tf.convert_to_tensor(leaf)
+    if leaf.dtype != ref.dtype:
+        raise TypeError(
+            f"{who}: {name}{where} has dtype {leaf.dtype.name} but "
+            f"{ref_name}{where} has dtype {ref.dtype.name}"
+        )
+    if not leaf.shape.is_compatible_with(ref.shape):
+        raise ValueError(
+            f"{who}: {name}{where} has shape {leaf.shape} but "
+            f"{ref_name}{where} has shape {ref.shape}"
+        )
+    return leaf
 
 
 @_utils.no_autograph
