@@ -46,7 +46,7 @@ from rnn.examples.local_cluster import (
 from rnn.examples.local_cluster import peer_lost as _peer_lost
 from rnn.examples.repeat_copy.checkpoints import Checkpoints
 from rnn.examples.repeat_copy.config import ConfigError
-from rnn.examples.repeat_copy.distribute import is_chief
+from rnn.examples.repeat_copy.distribute import cluster_place, is_chief
 
 __all__ = [
     "Config",
@@ -263,10 +263,7 @@ class Trainer:
                 f"{self.replicas} replicas"
             )
         self.chief = is_chief(self.strategy)
-        resolver = getattr(self.strategy, "cluster_resolver", None)
-        cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
-        self.task_id = int(resolver.task_id or 0) if resolver is not None and cluster else 0
-        self.workers = sum(len(tasks) for tasks in cluster.values()) or 1
+        self.task_id, self.workers = cluster_place(self.strategy)
         # The same initial weights in every process (under MultiWorkerMirroredStrategy
         # worker 0's are also broadcast to the others).
         keras.utils.set_random_seed(config.seed)

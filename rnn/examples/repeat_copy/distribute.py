@@ -24,7 +24,14 @@ from rnn.examples.local_cluster import chief_rule
 from rnn.examples.repeat_copy.config import Config, ConfigError
 from rnn.examples.repeat_copy.task import Batch
 
-__all__ = ["setup_devices", "make_strategy", "is_chief", "pad_batch", "distribute_batch"]
+__all__ = [
+    "setup_devices",
+    "make_strategy",
+    "is_chief",
+    "cluster_place",
+    "pad_batch",
+    "distribute_batch",
+]
 
 
 def setup_devices(config: Config) -> None:
@@ -86,6 +93,22 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     if resolver is None or not resolver.cluster_spec().as_dict():
         return True
     return chief_rule(resolver.task_type, resolver.task_id, resolver.cluster_spec().jobs)
+
+
+def cluster_place(strategy: tf.distribute.Strategy) -> tuple[int, int]:
+    """``(this process's task index, the number of processes)`` of the strategy's cluster.
+
+    ``(0, 1)`` without a cluster (one process: the default strategy, mirrored,
+    or multi_worker without ``TF_CONFIG``).
+
+    >>> cluster_place(tf.distribute.get_strategy())
+    (0, 1)
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return 0, 1
+    cluster = resolver.cluster_spec().as_dict()
+    return int(resolver.task_id or 0), sum(len(tasks) for tasks in cluster.values())
 
 
 def pad_batch(batch: Batch, time_steps: int) -> Batch:

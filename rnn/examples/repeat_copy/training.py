@@ -43,6 +43,7 @@ from rnn.examples.local_cluster import (
 from rnn.examples.repeat_copy.checkpoints import Checkpoints, prepare_output_dir
 from rnn.examples.repeat_copy.config import Config, ConfigError, build_parser, parse_config
 from rnn.examples.repeat_copy.distribute import (
+    cluster_place,
     distribute_batch,
     is_chief,
     make_strategy,
@@ -122,11 +123,8 @@ class Run:
                 f"{self.replicas} replicas of --distribute {config.distribute}"
             )
         self.chief = is_chief(self.strategy)
-        resolver = getattr(self.strategy, "cluster_resolver", None)
-        cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
-        self.task_id = int(resolver.task_id or 0) if resolver is not None and cluster else 0
         # Processes (workers) of the run: more than one only under multi_worker.
-        self.workers = sum(len(tasks) for tasks in cluster.values()) or 1
+        self.task_id, self.workers = cluster_place(self.strategy)
         # Under --jit batches are padded to the longest possible sequence (of the
         # curriculum's last length too), so the step compiles once.
         longest = dataclasses.replace(
