@@ -150,6 +150,35 @@ def sequence_lengths(fn_name: str, sequence_length: Any, batch_size: Any) -> tf.
     return tf.cast(lengths, tf.int32)
 
 
+def reset_before_steps(
+    reset: tf.Tensor, lengths: tf.Tensor | None, num_steps: Any, reverse: bool
+) -> tf.Tensor:
+    """Where the state is replaced before processing each input: ``[T, B]`` bool, input order.
+
+    ``reset`` marks segment starts (time-major ``[T, B]``, the unrollers'
+    ``reset`` argument). Forwards a segment is entered at its mark;
+    backwards at its last step, the step before the next mark (an example's
+    last valid step needs none: it starts from the initial state anyway).
+    Marks past an example's length are dropped. The one rule behind the
+    stepping unrollers and the cores' whole-sequence programs.
+
+    >>> marks = tf.constant([[False], [False], [True], [False]])
+    >>> reset_before_steps(marks, None, 4, reverse=False)[:, 0].numpy().tolist()
+    [False, False, True, False]
+    >>> reset_before_steps(marks, None, 4, reverse=True)[:, 0].numpy().tolist()
+    [False, True, False, False]
+    >>> reset_before_steps(marks, tf.constant([2]), 4, reverse=False)[:, 0].numpy().tolist()
+    [False, False, False, False]
+    """
+    mask = reset
+    if reverse:
+        mask = tf.concat([mask[1:], tf.zeros_like(mask[:1])], axis=0)
+    if lengths is not None:
+        valid = tf.transpose(tf.sequence_mask(lengths - int(reverse), num_steps))
+        mask = tf.logical_and(mask, valid)
+    return mask
+
+
 def glorot_uniform(shape: Sequence[int], dtype: tf.DType) -> tf.Tensor:
     """Glorot/Xavier uniform initial values (computed in float32, then cast)."""
     fan_in, fan_out = shape[0], shape[-1]

@@ -349,15 +349,10 @@ class _Prepared:
         step, where its initial state is used anyway). Marks past an example's
         length are dropped either way.
         """
-        mask = self.reset
-        if mask is None:
+        if self.reset is None:
             return None
         lengths = self.sequence_length
-        if reverse:
-            mask = tf.concat([mask[1:], tf.zeros_like(mask[:1])], axis=0)
-        if lengths is not None:
-            valid = tf.transpose(tf.sequence_mask(lengths - int(reverse), self.num_steps))
-            mask = tf.logical_and(mask, valid)
+        mask = _utils.reset_before_steps(self.reset, lengths, self.num_steps, reverse)
         if reverse:
             mask = _reverse_time(mask, lengths)
         return mask

@@ -24,6 +24,7 @@ __all__ = [
     "first_order_only",
     "output_gradients",
     "outputs",
+    "reset_mask",
     "sequence_inputs",
     "static_dim",
     "time_mask",
@@ -68,6 +69,21 @@ def sequence_inputs(
         mask = time_mask(lengths, n, reverse)
         xa = tf.where(mask, xa, tf.zeros([], xa.dtype))
     return n, xa, mask
+
+
+def reset_mask(reset: tf.Tensor, mask: tf.Tensor | None, reverse: bool) -> tf.Tensor:
+    """``[T, 1, B]`` bool in processing order: replace the state before this step.
+
+    ``reset`` is the programs' ``[T, B]`` argument in input order (see
+    :func:`rnn._utils.reset_before_steps`); marks on steps past an example's
+    length (``mask`` False) are dropped, so a reset step is always a valid one.
+    """
+    if reverse:
+        reset = tf.reverse(reset, axis=[0])
+    reset = reset[:, tf.newaxis, :]
+    if mask is not None:
+        reset = tf.logical_and(reset, mask)
+    return reset
 
 
 def outputs(hs: tf.Tensor, mask: tf.Tensor | None, reverse: bool) -> tf.Tensor:
