@@ -31,7 +31,9 @@ class RNNCore(tf.Module, metaclass=abc.ABCMeta):
     Subclasses implement :meth:`__call__` (one time step) and
     :meth:`initial_state`. They may also override :meth:`unroll_fast_path`
     to process a whole sequence at once; the unrollers call it first and fall
-    back to stepping the core when it returns ``None``.
+    back to stepping the core when it returns ``None``. A fast path that also
+    honours the unrollers' ``reset`` / ``return_all_states`` names them in
+    :attr:`unroll_fast_path_options`.
 
     Example:
 
@@ -64,13 +66,19 @@ class RNNCore(tf.Module, metaclass=abc.ABCMeta):
         their constructor, else float32.
         """
 
+    #: Which of the unrollers' ``"reset"`` and ``"return_all_states"`` this
+    #: core's :meth:`unroll_fast_path` honours (none by default: the
+    #: unrollers then step the core when they are used).
+    unroll_fast_path_options: frozenset[str] = frozenset()
+
     def unroll_fast_path(
         self,
         input_sequence: Any,
         initial_state: Any,
         sequence_length: tf.Tensor | None,
         reverse: bool,
-    ) -> tuple[Any, Any] | None:
+        **options: Any,
+    ) -> tuple[Any, ...] | None:
         """Optionally processes a whole time-major sequence in one call.
 
         Called by :func:`rnn.dynamic_unroll` and :func:`rnn.static_unroll`
@@ -82,6 +90,13 @@ class RNNCore(tf.Module, metaclass=abc.ABCMeta):
         example's valid prefix backwards with outputs in input time order),
         or ``None`` when no fast path applies. The default returns ``None``.
 
+        ``options`` are given only when in use and only if named in
+        :attr:`unroll_fast_path_options`: ``reset`` (the unroller's
+        segment-start marks, time-major ``[T, B]`` bool, checked) with
+        ``reset_state`` (a nest like ``initial_state``), and
+        ``return_all_states=True``, for which a third result, the state
+        sequence, is returned (see :func:`rnn.dynamic_unroll`).
+
         >>> class Echo(RNNCore):
         ...     def __call__(self, inputs, prev_state):
         ...         return inputs, prev_state
@@ -90,7 +105,7 @@ class RNNCore(tf.Module, metaclass=abc.ABCMeta):
         >>> Echo().unroll_fast_path(tf.zeros([3, 2, 1]), (), None, False) is None
         True
         """
-        del input_sequence, initial_state, sequence_length, reverse
+        del input_sequence, initial_state, sequence_length, reverse, options
         return None
 
     def get_config(self) -> dict[str, Any]:

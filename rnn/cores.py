@@ -334,6 +334,23 @@ class _LazyCore(RNNCore):
         self._build(input_sequence)  # uses only the feature size and dtype (and checks it)
         return _check_state_tensor(name, "", initial_state, input_sequence.dtype, self._hidden_size)
 
+    @staticmethod
+    @_utils.no_autograph
+    def _reset_arguments(
+        input_sequence: tf.Tensor,
+        sequence_length: tf.Tensor | None,
+        reverse: bool,
+        reset: tf.Tensor | None,
+        reset_state: Any,
+    ) -> dict[str, Any]:
+        """The whole-sequence programs' ``reset`` / ``reset_state`` from the
+        unrollers' segment marks (empty without resets)."""
+        if reset is None:
+            return {}
+        steps = tf.shape(input_sequence)[0]
+        before = _utils.reset_before_steps(reset, sequence_length, steps, reverse)
+        return {"reset": before, "reset_state": reset_state}
+
     @_utils.no_autograph
     def _check_initial_dtype(self, dtype: Any) -> tf.DType:
         if dtype is None:
@@ -451,6 +468,8 @@ class VanillaRNN(_LazyCore):
         dtype = self._check_initial_dtype(dtype)
         return tf.zeros([batch_size, self._hidden_size], dtype)
 
+    unroll_fast_path_options = frozenset({"return_all_states"})
+
     @_utils.no_autograph
     def unroll_fast_path(
         self,
@@ -458,13 +477,16 @@ class VanillaRNN(_LazyCore):
         initial_state: Any,
         sequence_length: tf.Tensor | None,
         reverse: bool,
-    ) -> tuple[tf.Tensor, tf.Tensor] | None:
+        *,
+        return_all_states: bool = False,
+    ) -> tuple[tf.Tensor, ...] | None:
         """Runs the core over a whole ``[T, B, I]`` sequence at once.
 
         Applies when the activation is ``tanh``, the inputs are one
         floating-point ``[T, B, I]`` tensor with a known feature size and
         the state one tensor; :func:`rnn.ops.vanilla.vanilla_sequence` does
         the work. Returns None otherwise (the unroller then steps the core).
+        The state after every step is the output.
 
         >>> core = VanillaRNN(2)
         >>> out, h = core.unroll_fast_path(tf.ones([3, 1, 2]), core.initial_state(1),
@@ -480,13 +502,14 @@ class VanillaRNN(_LazyCore):
         state = self._whole_sequence_state("VanillaRNN", input_sequence, initial_state)
         if state is None:
             return None
-        return vanilla_ops.vanilla_sequence(
+        out, h = vanilla_ops.vanilla_sequence(
             input_sequence,
             state,
             *self._weights(input_sequence.dtype, self.kernel, self.recurrent_kernel, self.bias),
             sequence_length=sequence_length,
             reverse=reverse,
         )
+        return (out, h, out) if return_all_states else (out, h)
 
 
 class LSTM(_LazyCore):
@@ -677,6 +700,8 @@ class LSTM(_LazyCore):
             cell=tf.zeros([batch_size, self._hidden_size], dtype),
         )
 
+    unroll_fast_path_options = frozenset({"reset", "return_all_states"})
+
     @_utils.no_autograph
     def unroll_fast_path(
         self,
@@ -684,14 +709,19 @@ class LSTM(_LazyCore):
         initial_state: Any,
         sequence_length: tf.Tensor | None,
         reverse: bool,
-    ) -> tuple[tf.Tensor, LSTMState] | None:
+        *,
+        reset: tf.Tensor | None = None,
+        reset_state: Any = None,
+        return_all_states: bool = False,
+    ) -> tuple[Any, ...] | None:
         """Runs a plain LSTM over a whole ``[T, B, I]`` sequence at once.
 
         Applies when the LSTM has no projection, layer norm or cell clip and
         the inputs are one floating-point ``[T, B, I]`` tensor with a known
         feature size; the work is done by :func:`rnn.ops.lstm.lstm_sequence`
-        (with ``sequence_length`` and ``reverse`` passed through). Returns
-        None otherwise (the unroller then steps the core).
+        (with ``sequence_length``, ``reverse``, resets and state sequences
+        passed through). Returns None otherwise (the unroller then steps the
+        core).
 
         >>> core = LSTM(2, use_layer_norm=True)
         >>> core.unroll_fast_path(tf.ones([3, 1, 2]), core.initial_state(1),
@@ -708,15 +738,25 @@ class LSTM(_LazyCore):
             return None
         dtype = self._build(input_sequence)  # uses only the feature size and dtype
         state = self._check_state(initial_state, input_sequence.dtype)
-        outputs, h_t, c_t = lstm_ops.lstm_sequence(
+        resets = self._reset_arguments(input_sequence, sequence_length, reverse, reset, reset_state)
+        if resets:
+            r = self._check_state(resets["reset_state"], input_sequence.dtype)
+            resets["reset_state"] = (r.hidden, r.cell)
+        results = lstm_ops.lstm_sequence(
             input_sequence,
             state.hidden,
             state.cell,
             *self._weights(dtype, self.kernel, self.recurrent_kernel, self.bias),
             sequence_length=sequence_length,
             reverse=reverse,
+            return_all_states=return_all_states,
+            **resets,
         )
-        return outputs, LSTMState(hidden=h_t, cell=c_t)
+        outputs, h_t, c_t = results[:3]
+        final = LSTMState(hidden=h_t, cell=c_t)
+        if return_all_states:
+            return outputs, final, LSTMState(hidden=outputs, cell=results[3])
+        return outputs, final
 
 
 class GRU(_LazyCore):
@@ -816,6 +856,8 @@ class GRU(_LazyCore):
         dtype = self._check_initial_dtype(dtype)
         return tf.zeros([batch_size, self._hidden_size], dtype)
 
+    unroll_fast_path_options = frozenset({"return_all_states"})
+
     @_utils.no_autograph
     def unroll_fast_path(
         self,
@@ -823,14 +865,17 @@ class GRU(_LazyCore):
         initial_state: Any,
         sequence_length: tf.Tensor | None,
         reverse: bool,
-    ) -> tuple[tf.Tensor, tf.Tensor] | None:
+        *,
+        return_all_states: bool = False,
+    ) -> tuple[tf.Tensor, ...] | None:
         """Runs the GRU over a whole ``[T, B, I]`` sequence at once.
 
         Applies (in both forms) when the inputs are one floating-point
         ``[T, B, I]`` tensor with a known feature size and the state one
         tensor; the work is done by :func:`rnn.ops.gru.gru_sequence` (with
         ``sequence_length`` and ``reverse`` passed through). Returns None
-        otherwise (the unroller then steps the core).
+        otherwise (the unroller then steps the core). The state after every
+        step is the output.
 
         >>> core = GRU(2)
         >>> out, h = core.unroll_fast_path(tf.ones([3, 1, 2]), core.initial_state(1),
@@ -844,7 +889,7 @@ class GRU(_LazyCore):
         state = self._whole_sequence_state("GRU", input_sequence, initial_state)
         if state is None:
             return None
-        return gru_ops.gru_sequence(
+        out, h = gru_ops.gru_sequence(
             input_sequence,
             state,
             *self._weights(input_sequence.dtype, self.kernel, self.recurrent_kernel, self.bias),
@@ -852,6 +897,7 @@ class GRU(_LazyCore):
             reverse=reverse,
             reset_after=self._reset_after,
         )
+        return (out, h, out) if return_all_states else (out, h)
 
 
 class _RecurrentDropoutWrapper(RNNCore):

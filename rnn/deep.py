@@ -181,19 +181,27 @@ class DeepRNN(RNNCore):
             if core
         )
 
+    # Layer by layer, resets and state sequences are each layer's own.
+    unroll_fast_path_options = frozenset({"reset", "return_all_states"})
+
     def unroll_fast_path(
         self,
         input_sequence: Any,
         initial_state: Any,
         sequence_length: tf.Tensor | None,
         reverse: bool,
-    ) -> tuple[Any, tuple[Any, ...]] | None:
+        *,
+        reset: tf.Tensor | None = None,
+        reset_state: Any = None,
+        return_all_states: bool = False,
+    ) -> tuple[Any, ...] | None:
         """Unrolls layer by layer when all layers are RNNCores and one has a fast path.
 
         Each layer sees the previous layer's whole output sequence, which is
         equivalent to stepping the stack because no layer reads a later
-        layer's state. Returns None otherwise (a feed-forward layer, or a core
-        that is not an :class:`rnn.RNNCore`, such as a Sonnet core: its
+        layer's state (and a reset replaces every layer's state at the same
+        steps). Returns None otherwise (a feed-forward layer, or a core that
+        is not an :class:`rnn.RNNCore`, such as a Sonnet core: its
         ``unroll_fast_path``, if any, is not ours to call).
 
         >>> import rnn
@@ -209,19 +217,31 @@ class DeepRNN(RNNCore):
         from rnn.unroll import dynamic_unroll  # pylint: disable=import-outside-toplevel
 
         prev_state = self._check_state(initial_state)
+        reset_states = self._check_state(reset_state) if reset is not None else prev_state
         current = input_sequence
         outputs = []
         finals = []
+        sequences = []
         for i, layer in enumerate(self._layers):
             if self._skip_connections and i > 0:
                 current = _concat(input_sequence, current)
-            current, final = dynamic_unroll(
-                layer, current, prev_state[i], sequence_length=sequence_length, reverse=reverse
+            current, final, *sequence = dynamic_unroll(
+                layer,
+                current,
+                prev_state[i],
+                sequence_length=sequence_length,
+                reverse=reverse,
+                reset=reset,
+                reset_state=reset_states[i] if reset is not None else None,
+                return_all_states=return_all_states,
             )
             outputs.append(current)
             finals.append(final)
+            sequences += sequence
         if self._skip_connections and self._concat_final_output:
             current = _concat(*outputs)
+        if return_all_states:
+            return current, tuple(finals), tuple(sequences)
         return current, tuple(finals)
 
 
@@ -312,13 +332,21 @@ class ResidualCore(RNNCore):
         """The wrapped core's initial state (see :func:`rnn.base.call_initial_state`)."""
         return call_initial_state(self._core, batch_size, dtype)
 
+    @property
+    def unroll_fast_path_options(self) -> frozenset[str]:  # type: ignore[override]
+        """The wrapped core's (none for a core that is not an RNNCore)."""
+        if not isinstance(self._core, RNNCore):
+            return frozenset()
+        return self._core.unroll_fast_path_options
+
     def unroll_fast_path(
         self,
         input_sequence: Any,
         initial_state: Any,
         sequence_length: tf.Tensor | None,
         reverse: bool,
-    ) -> tuple[Any, Any] | None:
+        **options: Any,
+    ) -> tuple[Any, ...] | None:
         """Uses the wrapped core's fast path when it has one (else None).
 
         >>> import rnn
@@ -334,17 +362,17 @@ class ResidualCore(RNNCore):
         if not isinstance(self._core, RNNCore) or not _overrides_fast_path(self._core):
             return None
         result = self._core.unroll_fast_path(
-            input_sequence, initial_state, sequence_length, reverse
+            input_sequence, initial_state, sequence_length, reverse, **options
         )
         if result is None:
             return None
-        outputs, final_state = result
+        outputs, *states = result
         summed = nestlib.map_structure(tf.add, input_sequence, outputs)
         if sequence_length is not None:
             summed = nestlib.map_structure(
                 lambda x: tf.where(_valid_mask(sequence_length, x), x, tf.zeros_like(x)), summed
             )
-        return summed, final_state
+        return (summed, *states)
 
 
 def deep_rnn_with_residual_connections(cores: Sequence[Any], name: str | None = None) -> DeepRNN:

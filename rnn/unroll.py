@@ -39,8 +39,9 @@ a nest shaped like the state with ``[T, B, ...]`` leaves (``[B, T, ...]`` with
 ``time_major=False``; ``[T]`` for rank-0 leaves), zeros past an example's
 length like the outputs, in input time order.
 
-Resets and state sequences are computed by stepping the core: a core's
-whole-sequence ``unroll_fast_path`` is not used for them.
+Resets and state sequences use a core's whole-sequence ``unroll_fast_path``
+where the core says it honours them (``unroll_fast_path_options``: rnn's
+VanillaRNN, LSTM, GRU and the stacks of them do); other cores are stepped.
 """
 
 from __future__ import annotations
@@ -551,10 +552,25 @@ def _try_fast_path(
     prep: _Prepared, inputs: Sequence[tf.Tensor], reverse: bool
 ) -> tuple[Any, Any] | None:
     fast = getattr(prep.core, "unroll_fast_path", None)
-    if not callable(fast) or prep.reset is not None or prep.return_all_states:
+    if not callable(fast):
         return None
+    supported = getattr(prep.core, "unroll_fast_path_options", frozenset())
+    options: dict[str, Any] = {}
+    if prep.reset is not None:
+        if "reset" not in supported:
+            return None
+        options["reset"] = prep.reset
+        options["reset_state"] = prep.st_spec.unflatten(prep.reset_leaves)
+    if prep.return_all_states:
+        if "return_all_states" not in supported:
+            return None
+        options["return_all_states"] = True
     result = fast(
-        prep.inputs_structure(inputs), prep.state_structure, prep.sequence_length, reverse
+        prep.inputs_structure(inputs),
+        prep.state_structure,
+        prep.sequence_length,
+        reverse,
+        **options,
     )
     if result is None:
         return None
@@ -562,17 +578,21 @@ def _try_fast_path(
 
 
 @_utils.no_autograph
-def _check_fast_result(prep: _Prepared, result: Any) -> tuple[Any, Any]:
-    outputs, final_state = result
-    try:
-        prep.st_spec.flatten(final_state)
-    except (TypeError, ValueError) as e:
-        raise type(e)(
-            f"{prep.fn_name}: {_core_name(prep.core)}.unroll_fast_path "
-            f"returned a final state whose structure differs from "
-            f"initial_state: {e}"
-        ) from e
-    return outputs, final_state
+def _check_fast_result(prep: _Prepared, result: Any) -> tuple[Any, ...]:
+    who = f"{prep.fn_name}: {_core_name(prep.core)}.unroll_fast_path"
+    if len(result) != 2 + prep.return_all_states:
+        raise ValueError(
+            f"{who} returned {len(result)} results; expected "
+            + ("3 (outputs, final state, state sequence)" if prep.return_all_states else "2")
+        )
+    for name, state in zip(("a final state", "a state sequence"), result[1:]):
+        try:
+            prep.st_spec.flatten(state)
+        except (TypeError, ValueError) as e:
+            raise type(e)(
+                f"{who} returned {name} whose structure differs from initial_state: {e}"
+            ) from e
+    return tuple(result)
 
 
 @_utils.no_autograph

@@ -19,6 +19,8 @@ import tensorflow as tf
 __all__ = [
     "call_with_gradient",
     "check_dim",
+    "check_reset",
+    "check_reset_state",
     "columns",
     "convert_arguments",
     "first_order_only",
@@ -186,6 +188,56 @@ def convert_arguments(
     return tensors
 
 
+def check_reset(fn_name: str, reset: Any, n: int | None, batch: int | None) -> tf.Tensor:
+    """The ``reset`` argument as a ``[T, B]`` bool tensor, checked where known."""
+    try:
+        reset = tf.convert_to_tensor(reset)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{fn_name}: reset is not convertible to a tensor: {e}") from e
+    if reset.dtype != tf.bool:
+        raise TypeError(f"{fn_name}: reset must be a bool [T, B] tensor, got {reset.dtype.name}")
+    if reset.shape.rank is not None and reset.shape.rank != 2:
+        raise ValueError(f"{fn_name}: reset must be a bool [T, B] tensor, got shape {reset.shape}")
+    check_dim(fn_name, "reset.shape[0]", static_dim(reset.shape, 0), n, "time steps of inputs")
+    check_dim(fn_name, "reset.shape[1]", static_dim(reset.shape, 1), batch, "batch size")
+    return reset
+
+
+def check_reset_state(
+    fn_name: str,
+    reset_state: Any,
+    names: Sequence[str],
+    dtype: tf.DType,
+    batch: int | None,
+    hidden: int | None,
+) -> list[tf.Tensor]:
+    """``reset_state`` (one ``[B, H]`` tensor per name in ``names``; a
+    tensor, not a sequence, for one name) as tensors of ``dtype``, checked."""
+    if reset_state is None:
+        raise ValueError(f"{fn_name}: reset is given but reset_state is None")
+    parts = [reset_state] if len(names) == 1 else reset_state
+    if len(names) > 1 and (not isinstance(parts, (tuple, list)) or len(parts) != len(names)):
+        raise TypeError(
+            f"{fn_name}: reset_state must be a pair ({', '.join(names)}), got "
+            f"{type(reset_state).__name__}"
+        )
+    tensors = []
+    for name, part in zip(names, parts):
+        what = "reset_state" if len(names) == 1 else f"reset_state.{name}"
+        got = getattr(part, "dtype", None)
+        if isinstance(part, (tf.Tensor, tf.Variable)) and got != dtype:
+            raise TypeError(
+                f"{fn_name}: {what} has dtype {tf.as_dtype(got).name} but inputs have {dtype.name}"
+            )
+        t = tf.convert_to_tensor(part, dtype)
+        if t.shape.rank is not None and t.shape.rank != 2:
+            raise ValueError(f"{fn_name}: {what} must have rank 2 ([B, H]), got shape {t.shape}")
+        check_dim(fn_name, f"{what}.shape[0]", static_dim(t.shape, 0), batch, "batch size")
+        check_dim(fn_name, f"{what}.shape[1]", static_dim(t.shape, 1), hidden, "hidden size")
+        tensors.append(t)
+    return tensors
+
+
 def call_with_gradient(
     fn_name: str,
     forward: Any,
@@ -195,6 +247,7 @@ def call_with_gradient(
     extra: Sequence[tf.Tensor],
     num_results: int,
     weights: Sequence[int],
+    optional_results: int = 0,
 ) -> list[tf.Tensor]:
     """Runs a forward program with its hand-written backward program as gradient.
 
@@ -208,6 +261,11 @@ def call_with_gradient(
     part, large matmuls, stays in the caller's graph, so TensorFlow drops
     the gradients nobody uses, typically the inputs'; the kernel programs
     are function calls it cannot look into.) Gradients are first order only.
+
+    The last ``optional_results`` results are ones whose gradients are
+    often not asked for (the state sequences): ``backward`` is then called
+    with one bool, whether any of them has a gradient; where none has, they
+    are left out of the backward call.
     """
     refuse = first_order_only(fn_name)
 
@@ -219,7 +277,14 @@ def call_with_gradient(
 
         def grad(*d_values: Any) -> Any:
             d = [tf.zeros_like(v) if g is None else g for g, v in zip(d_values, values)]
-            recurrence = backward()(*d, *(args[i] for i in weights), *saved, *extra)
+            if optional_results:
+                required = num_results - optional_results
+                given = any(g is not None for g in d_values[required:])
+                program = backward(given)
+                d = d if given else d[:required]
+            else:
+                program = backward()
+            recurrence = program(*d, *(args[i] for i in weights), *saved, *extra)
             grads = refuse(*finish(recurrence, args, saved))
             if not tf.executing_eagerly():
                 for g, t in zip(grads, tensors):

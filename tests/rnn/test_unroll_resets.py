@@ -157,29 +157,66 @@ def test_reset_under_xla_and_inside_tf_function_with_unknown_shapes(rng):
         unknown(x, reset[:, :2])
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru"])
-def test_fused_programs_step_instead_when_resetting_and_gradients_match(rng, name, monkeypatch):
-    core = _core(name)
+FUSED = {
+    "lstm": lambda: rnn.LSTM(5),
+    "gru": lambda: rnn.GRU(5),
+    "gru_reset_after": lambda: rnn.GRU(5, reset_after=True),
+    "vanilla": lambda: rnn.VanillaRNN(5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FUSED))
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["full", "lengths"])
+@pytest.mark.parametrize(
+    "options",
+    [{"reset": True}, {"return_all_states": True}, {"reset": True, "return_all_states": True}],
+    ids=["reset", "all_states", "both"],
+)
+def test_fused_programs_run_resets_and_state_sequences_as_stepping_does(
+    rng, name, reverse, lengths, options, monkeypatch
+):
+    core = FUSED[name]()
     x = tf.constant(rng.normal(size=[T, B, I]), tf.float32)
-    initial = core.initial_state(B)
+    initial = _random_state(core, rng)
     core(x[0], initial)
-    stepwise = rnn.DeepRNN([core, tf.identity])
+    assert set(options) <= type(core).unroll_fast_path_options, "add the option to the core"
+    reset_state = _random_state(core, rng)
+    kwargs = {}
+    if "reset" in options:
+        kwargs = dict(reset=tf.constant(RESET), reset_state=reset_state)
+    all_states = "return_all_states" in options
+    stepwise = rnn.DeepRNN([core, tf.identity])  # a plain callable: the stack is stepped
+    watched = [x, *nestlib.flatten((initial, reset_state))]
 
-    def loss(c, state):
+    def run(c, wrap):
         with tf.GradientTape() as tape:
-            tape.watch(x)
-            out, _ = rnn.dynamic_unroll(
-                c, x, state, reset=tf.constant(RESET), sequence_length=LENGTHS
+            tape.watch(watched)
+            results = rnn.dynamic_unroll(
+                c,
+                x,
+                wrap(initial),
+                sequence_length=lengths,
+                reverse=reverse,
+                return_all_states=all_states,
+                **{k: wrap(v) if k == "reset_state" else v for k, v in kwargs.items()},
             )
-            value = tf.reduce_sum(out**2)
-        return value, tape.gradient(value, [x, *core.trainable_variables])
+            results = nestlib.flatten(results)
+            value = sum(tf.reduce_sum(r * (0.5 + k)) for k, r in enumerate(results))
+        variables = [*watched, *core.trainable_variables]
+        grads = tape.gradient(value, variables)
+        return results, [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
 
-    want = loss(stepwise, (initial,))
+    want = run(stepwise, lambda s: (s,))
     calls = []
     original = type(core).unroll_fast_path
-    monkeypatch.setattr(type(core), "unroll_fast_path", lambda *a: calls.append(1) or original(*a))
-    got = loss(core, initial)
-    assert calls == [], "a fused program was asked to run a reset unroll"
+    monkeypatch.setattr(
+        type(core),
+        "unroll_fast_path",
+        lambda *a, **k: calls.append(sorted(k)) or original(*a, **k),
+    )
+    got = run(core, lambda s: s)
+    assert calls, "the unroller stepped a core whose fast path honours the options"
     _close(got, want, atol=1e-4)
 
 

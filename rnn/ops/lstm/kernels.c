@@ -210,6 +210,37 @@ forward_cell(int64_t B, const float *restrict z, int64_t zs, const float *restri
     }
 }
 
+/* forward_cell where steps may start from the reset state: r marks them
+ * (their c_prev is cr), next_r (NULL after the last step) the next step's,
+ * whose h operand is then hr. A separate function keeps forward_cell's loop
+ * as it is for the runs without resets. */
+__attribute__((noinline)) static void
+forward_cell_reset(int64_t B, const float *restrict z, int64_t zs, const float *restrict x,
+                   int64_t xs, const unsigned char *restrict keep, const float *restrict c_prev,
+                   const float *restrict h_prev, float *restrict s, int64_t ss,
+                   float *restrict c_new, float *restrict h_new, float *restrict h_operand,
+                   const unsigned char *restrict r, const unsigned char *restrict next_r,
+                   const float *restrict hr, const float *restrict cr)
+{
+    for (int64_t b = 0; b < B; b++) {
+        const float i = sigmoid_f(z[b] + x[b]);
+        const float f = sigmoid_f(z[zs + b] + x[xs + b]);
+        const float g = tanh_f(z[2 * zs + b] + x[2 * xs + b]);
+        const float o = sigmoid_f(z[3 * zs + b] + x[3 * xs + b]);
+        const float cp = r[b] ? cr[b] : c_prev[b];
+        const float c = f * cp + i * g;
+        const float h = o * tanh_f(c);
+        const bool valid = keep[b] != 0; /* (a reset step is always valid) */
+        s[b] = i;
+        s[ss + b] = f;
+        s[2 * ss + b] = 0.5f * g + 0.5f;
+        s[3 * ss + b] = o;
+        c_new[b] = valid ? c : c_prev[b];
+        h_new[b] = valid ? h : h_prev[b];
+        h_operand[b] = next_r && next_r[b] ? hr[b] : h_new[b];
+    }
+}
+
 /* One hidden unit's backward step over the batch: reads its gate rows s
  * (stride ss), carries dh (replaced by what passes through a step past the
  * length; the product adds rk dz later) and dc, and writes dz both to the
@@ -245,6 +276,45 @@ backward_cell(int64_t B, const float *restrict s, int64_t ss, const float *restr
     }
     /* (A separate copy: storing to both in the loop above stops GCC from
      * vectorising it.) */
+    for (int q = 0; q < 4; q++)
+        memcpy(v + q * vs, dz + q * zs, B * sizeof(float));
+}
+
+/* backward_cell with what only some runs have: steps that started from the
+ * reset state (r, NULL for none: their c_prev was cr, and the cell-state
+ * gradient they pass back goes to d_cr instead) and gradients of the cell
+ * state after every step (d_cs, NULL for none). */
+__attribute__((noinline)) static void
+backward_cell_ext(int64_t B, const float *restrict s, int64_t ss, const float *restrict c_prev,
+                  const float *restrict c_cur, const float *restrict d_out,
+                  const unsigned char *restrict keep, float *restrict dh, float *restrict dc,
+                  float *restrict dz, int64_t zs, float *restrict v, int64_t vs,
+                  const unsigned char *restrict r, const float *restrict cr,
+                  float *restrict d_cr, const float *restrict d_cs)
+{
+    for (int64_t b = 0; b < B; b++) {
+        const float i = s[b], f = s[ss + b], g = 2.0f * s[2 * ss + b] - 1.0f;
+        const float o = s[3 * ss + b];
+        const float tc = tanh_f(c_cur[b]);
+        const bool valid = keep[b] != 0, reset = r && r[b];
+        const float cp = reset ? cr[b] : c_prev[b];
+        const float a = valid ? o * (1.0f - tc * tc) : 0.0f;
+        const float pi = valid ? g * i * (1.0f - i) : 0.0f;
+        const float pf = valid ? cp * f * (1.0f - f) : 0.0f;
+        const float pg = valid ? i * (1.0f - g * g) : 0.0f;
+        const float po = valid ? tc * o * (1.0f - o) : 0.0f;
+        const float dht = dh[b] + d_out[b];
+        const float dct = dc[b] + (d_cs ? d_cs[b] : 0.0f) + dht * a;
+        dz[b] = dct * pi;
+        dz[zs + b] = dct * pf;
+        dz[2 * zs + b] = dct * pg;
+        dz[3 * zs + b] = dht * po;
+        const float dcp = dct * (valid ? f : 1.0f);
+        if (reset)
+            d_cr[b] += dcp;
+        dc[b] = reset ? 0.0f : dcp;
+        dh[b] = valid ? 0.0f : dht; /* the product adds rk dz to it */
+    }
     for (int q = 0; q < 4; q++)
         memcpy(v + q * vs, dz + q * zs, B * sizeof(float));
 }
@@ -465,6 +535,12 @@ struct job {
     /* backward */
     const float *ss, *d_out;
     float *dz, *dc0, *dh0;
+    /* resets (reset NULL: none): the state entering step t is the reset
+     * state where reset[t, b] */
+    const unsigned char *reset; /* [T, B] processing order */
+    const float *hr, *cr;       /* [H, B] reset state (fwd: both, bwd: cr) */
+    float *d_hr, *d_cr;         /* [H, B] its gradients (bwd) */
+    const float *d_cs;          /* [T, H, B] cell-state gradients, or NULL (bwd) */
 };
 
 static void
@@ -540,9 +616,15 @@ forward_work(job_t *j, int index)
     int64_t u0, u1;
     unit_range(j, index, &u0, &u1);
     pack_forward(j, u0, u1);
-    /* The initial hidden state into the first operand buffer (own rows). */
-    for (int64_t u = u0; u < u1 && u < H; u++)
-        memcpy(j->vbuf[0] + u * Bp, j->hs + u * B, B * sizeof(float));
+    /* The hidden state entering step 0 into the first operand buffer (own rows). */
+    for (int64_t u = u0; u < u1 && u < H; u++) {
+        float *row = j->vbuf[0] + u * Bp;
+        memcpy(row, j->hs + u * B, B * sizeof(float));
+        if (j->reset)
+            for (int64_t b = 0; b < B; b++)
+                if (j->reset[b])
+                    row[b] = j->hr[u * B + b];
+    }
     barrier_wait(&j->barrier);
     for (int64_t t = 0; t < T; t++) {
         if (leave_if_single(j, index, &u0, &u1))
@@ -554,11 +636,23 @@ forward_work(job_t *j, int index)
         const float *c_prev = j->cs + t * HB, *h_prev = j->hs + t * HB;
         float *c_new = j->cs + (t + 1) * HB, *h_new = j->hs + (t + 1) * HB;
         float *s = j->s + t * 4 * HB;
-        for (int64_t u = u0; u < u1 && u < H; u++) {
-            const float *x = j->zx + u * T * B + t * B;
-            forward_cell(B, j->zbuf + 4 * u * Bp, Bp, x, H * T * B, m, c_prev + u * B,
-                         h_prev + u * B, s + u * B, HB, c_new + u * B, h_new + u * B,
-                         hnext + u * Bp);
+        if (j->reset) {
+            const unsigned char *r = j->reset + t * B;
+            const unsigned char *next_r = t + 1 < T ? r + B : NULL;
+            for (int64_t u = u0; u < u1 && u < H; u++) {
+                const float *x = j->zx + u * T * B + t * B;
+                forward_cell_reset(B, j->zbuf + 4 * u * Bp, Bp, x, H * T * B, m, c_prev + u * B,
+                                   h_prev + u * B, s + u * B, HB, c_new + u * B, h_new + u * B,
+                                   hnext + u * Bp, r, next_r, j->hr + u * B, j->cr + u * B);
+            }
+        }
+        else {
+            for (int64_t u = u0; u < u1 && u < H; u++) {
+                const float *x = j->zx + u * T * B + t * B;
+                forward_cell(B, j->zbuf + 4 * u * Bp, Bp, x, H * T * B, m, c_prev + u * B,
+                             h_prev + u * B, s + u * B, HB, c_new + u * B, h_new + u * B,
+                             hnext + u * Bp);
+            }
         }
         barrier_wait(&j->barrier);
     }
@@ -582,10 +676,21 @@ backward_work(job_t *j, int index)
         const float *c_prev = j->cs + t * HB, *c_cur = j->cs + (t + 1) * HB;
         const float *dout = j->d_out + t * HB;
         float *dz = j->dz + t * B; /* [4H, T, B]: unit u at + u T B */
-        for (int64_t u = u0; u < u1 && u < H; u++)
-            backward_cell(B, s + u * B, HB, c_prev + u * B, c_cur + u * B, dout + u * B, m,
-                          j->dh + u * Bp, j->dc + u * B, dz + u * T * B, H * T * B,
-                          dzv + 4 * u * Bp, Bp);
+        const unsigned char *r = j->reset ? j->reset + t * B : NULL;
+        if (r || j->d_cs) {
+            const float *dcs = j->d_cs ? j->d_cs + t * HB : NULL;
+            for (int64_t u = u0; u < u1 && u < H; u++)
+                backward_cell_ext(B, s + u * B, HB, c_prev + u * B, c_cur + u * B, dout + u * B,
+                                  m, j->dh + u * Bp, j->dc + u * B, dz + u * T * B, H * T * B,
+                                  dzv + 4 * u * Bp, Bp, r, r ? j->cr + u * B : NULL,
+                                  r ? j->d_cr + u * B : NULL, dcs ? dcs + u * B : NULL);
+        }
+        else {
+            for (int64_t u = u0; u < u1 && u < H; u++)
+                backward_cell(B, s + u * B, HB, c_prev + u * B, c_cur + u * B, dout + u * B, m,
+                              j->dh + u * Bp, j->dc + u * B, dz + u * T * B, H * T * B,
+                              dzv + 4 * u * Bp, Bp);
+        }
         barrier_wait(&j->barrier);
         if (leave_if_single(j, index, &u0, &u1))
             return;
@@ -601,6 +706,14 @@ backward_work(job_t *j, int index)
                 }
             }
         }
+        /* What entered a reset step came from the reset state. */
+        if (r)
+            for (int64_t u = u0; u < u1 && u < H; u++)
+                for (int64_t b = 0; b < B; b++)
+                    if (r[b]) {
+                        j->d_hr[u * B + b] += j->dh[u * Bp + b];
+                        j->dh[u * Bp + b] = 0.0f;
+                    }
     }
 }
 
@@ -651,6 +764,20 @@ check_mask(TF_OpKernelContext *ctx, TF_Status *st, const char *op, TF_Tensor *ma
         return true;
     const int64_t want[2] = {T, B};
     return check_dims(ctx, st, op, "mask", mask, 2, want);
+}
+
+/* An optional argument: shape [0] (not given, false) or `want`. */
+static bool
+given(TF_Tensor *t)
+{
+    return !(TF_NumDims(t) == 1 && TF_Dim(t, 0) == 0);
+}
+
+static bool
+check_optional(TF_OpKernelContext *ctx, TF_Status *st, const char *op, const char *name,
+               TF_Tensor *t, int rank, const int64_t *want)
+{
+    return !given(t) || check_dims(ctx, st, op, name, t, rank, want);
 }
 
 static TF_Tensor *
@@ -746,10 +873,10 @@ CAT(rnn_lstm_forward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
     (void)kernel;
     static const char *op = "RnnLstmForward";
     TF_Status *st = TF_NewStatus();
-    TF_Tensor *in[5] = {0}, *out[3] = {0};
+    TF_Tensor *in[8] = {0}, *out[3] = {0};
     job_t j;
     memset(&j, 0, sizeof j);
-    if (!get_inputs(ctx, st, in, 5))
+    if (!get_inputs(ctx, st, in, 8))
         goto done;
     if (TF_NumDims(in[0]) != 3) {
         fail(ctx, st, TF_INVALID_ARGUMENT, "RnnLstmForward: zx must be [4H, T, B]");
@@ -763,6 +890,12 @@ CAT(rnn_lstm_forward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
         !check_dims(ctx, st, op, "h0", in[2], 2, state) ||
         !check_dims(ctx, st, op, "c0", in[3], 2, state) || !check_mask(ctx, st, op, in[4], T, B))
         goto done;
+    const int64_t reset_dims[2] = {T, B};
+    const bool resets = given(in[5]);
+    if (!check_optional(ctx, st, op, "reset", in[5], 2, reset_dims) ||
+        (resets && (!check_dims(ctx, st, op, "h_reset", in[6], 2, state) ||
+                    !check_dims(ctx, st, op, "c_reset", in[7], 2, state))))
+        goto done;
     const int64_t s_dims[3] = {T, 4 * H, B}, c_dims[3] = {T + 1, H, B};
     if (!(out[0] = output(ctx, st, 0, s_dims, 3)) || !(out[1] = output(ctx, st, 1, c_dims, 3)) ||
         !(out[2] = output(ctx, st, 2, c_dims, 3)))
@@ -770,6 +903,11 @@ CAT(rnn_lstm_forward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
     init_job(&j, T, B, H, 8.0 * H * H * B);
     j.zx = TF_TensorData(in[0]);
     j.rk = TF_TensorData(in[1]);
+    if (resets) {
+        j.reset = TF_TensorData(in[5]);
+        j.hr = TF_TensorData(in[6]);
+        j.cr = TF_TensorData(in[7]);
+    }
     if (!set_mask(&j, in[4])) {
         fail(ctx, st, TF_RESOURCE_EXHAUSTED, "RnnLstmForward: out of memory");
         goto done;
@@ -794,7 +932,7 @@ CAT(rnn_lstm_forward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
         run_threads(&j, j.nthreads, forward_work);
     }
 done:
-    end_call(&j, in, 5, out, 3, st);
+    end_call(&j, in, 8, out, 3, st);
 }
 
 void
@@ -803,10 +941,10 @@ CAT(rnn_lstm_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
     (void)kernel;
     static const char *op = "RnnLstmBackward";
     TF_Status *st = TF_NewStatus();
-    TF_Tensor *in[7] = {0}, *out[3] = {0};
+    TF_Tensor *in[10] = {0}, *out[5] = {0};
     job_t j;
     memset(&j, 0, sizeof j);
-    if (!get_inputs(ctx, st, in, 7))
+    if (!get_inputs(ctx, st, in, 10))
         goto done;
     if (TF_NumDims(in[0]) != 3) {
         fail(ctx, st, TF_INVALID_ARGUMENT, "RnnLstmBackward: s must be [T, 4H, B]");
@@ -824,9 +962,17 @@ CAT(rnn_lstm_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
         !check_dims(ctx, st, op, "recurrent_kernel", in[5], 2, rk_dims) ||
         !check_mask(ctx, st, op, in[6], T, B))
         goto done;
-    const int64_t dz_dims[3] = {4 * H, T, B};
+    const int64_t reset_dims[2] = {T, B};
+    const bool resets = given(in[7]);
+    if (!check_optional(ctx, st, op, "reset", in[7], 2, reset_dims) ||
+        (resets && !check_dims(ctx, st, op, "c_reset", in[8], 2, state)) ||
+        !check_optional(ctx, st, op, "d_cs", in[9], 3, o_dims))
+        goto done;
+    const int64_t dz_dims[3] = {4 * H, T, B}, none[1] = {0};
     if (!(out[0] = output(ctx, st, 0, dz_dims, 3)) || !(out[1] = output(ctx, st, 1, state, 2)) ||
-        !(out[2] = output(ctx, st, 2, state, 2)))
+        !(out[2] = output(ctx, st, 2, state, 2)) ||
+        !(out[3] = output(ctx, st, 3, resets ? state : none, resets ? 2 : 1)) ||
+        !(out[4] = output(ctx, st, 4, resets ? state : none, resets ? 2 : 1)))
         goto done;
     init_job(&j, T, B, H, 8.0 * H * H * B);
     j.ss = TF_TensorData(in[0]);
@@ -840,6 +986,16 @@ CAT(rnn_lstm_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
     j.dz = TF_TensorData(out[0]);
     j.dh0 = TF_TensorData(out[1]);
     j.dc0 = TF_TensorData(out[2]);
+    if (resets) {
+        j.reset = TF_TensorData(in[7]);
+        j.cr = TF_TensorData(in[8]);
+        j.d_hr = TF_TensorData(out[3]);
+        j.d_cr = TF_TensorData(out[4]);
+        memset(j.d_hr, 0, H * B * sizeof(float));
+        memset(j.d_cr, 0, H * B * sizeof(float));
+    }
+    if (given(in[9]))
+        j.d_cs = TF_TensorData(in[9]);
     if (T == 0 || H == 0 || B == 0) {
         if (H * B > 0) {
             memcpy(j.dh0, TF_TensorData(in[3]), H * B * sizeof(float));
@@ -865,7 +1021,7 @@ CAT(rnn_lstm_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
             memcpy(j.dh0 + u * B, j.dh + u * j.Bp, B * sizeof(float));
     }
 done:
-    end_call(&j, in, 7, out, 3, st);
+    end_call(&j, in, 10, out, 5, st);
 }
 
 #endif /* RNN_KERNEL_ISA */
@@ -1012,15 +1168,19 @@ register_op(const char *name, const char *const *inputs, int n_in, const char *c
 __attribute__((constructor)) static void
 register_lstm_ops(void)
 {
-    static const char *const fwd_in[] = {"zx: float", "recurrent_kernel: float", "h0: float",
-                                         "c0: float", "mask: bool"};
+    static const char *const fwd_in[] = {"zx: float",    "recurrent_kernel: float",
+                                         "h0: float",    "c0: float",
+                                         "mask: bool",   "reset: bool",
+                                         "h_reset: float", "c_reset: float"};
     static const char *const fwd_out[] = {"s: float", "cs: float", "hs: float"};
     static const char *const bwd_in[] = {"s: float",  "cs: float", "d_out: float",
                                          "dh: float", "dc: float", "recurrent_kernel: float",
-                                         "mask: bool"};
-    static const char *const bwd_out[] = {"dz: float", "dh0: float", "dc0: float"};
+                                         "mask: bool", "reset: bool", "c_reset: float",
+                                         "d_cs: float"};
+    static const char *const bwd_out[] = {"dz: float", "dh0: float", "dc0: float",
+                                          "d_h_reset: float", "d_c_reset: float"};
     chosen = choose_isa();
-    register_op("RnnLstmForward", fwd_in, 5, fwd_out, 3, forward_compute);
-    register_op("RnnLstmBackward", bwd_in, 7, bwd_out, 3, backward_compute);
+    register_op("RnnLstmForward", fwd_in, 8, fwd_out, 3, forward_compute);
+    register_op("RnnLstmBackward", bwd_in, 10, bwd_out, 5, backward_compute);
 }
 #endif /* RNN_KERNEL_REGISTER */

@@ -81,6 +81,11 @@ def enabled() -> bool:
     return _enabled
 
 
+def _none(dtype: tf.DType) -> tf.Tensor:
+    """The kernels' "not given" for an optional tensor argument: shape ``[0]``."""
+    return tf.zeros([0], dtype)
+
+
 def forward(
     x: tf.Tensor,
     h0: tf.Tensor,
@@ -89,20 +94,31 @@ def forward(
     recurrent_kernel: tf.Tensor,
     bias: tf.Tensor,
     lengths: tf.Tensor | None,
+    resets: programs.Resets | None = None,
     *,
     masked: bool,
     reverse: bool,
+    all_states: bool = False,
 ) -> tuple[tf.Tensor, ...]:
     """:func:`rnn.ops.lstm.programs.forward` with the recurrence as one compiled op."""
     n, xa, mask = programs.inputs(x, lengths, masked=masked, reverse=reverse)
     # The input projection of every step as one matmul, [4H, T, B].
     wx = tf.transpose(tf.concat([kernel, bias[tf.newaxis]], axis=0))
     zx = tf.reshape(tf.matmul(wx, _programs.columns(xa)), [-1, n, tf.shape(xa)[2]])
+    r = None
+    reset_args = [_none(tf.bool), _none(x.dtype), _none(x.dtype)]
+    if resets is not None:
+        r = _programs.reset_mask(resets.reset, mask, reverse)
+        reset_args = [r[:, 0, :], tf.transpose(resets.h), tf.transpose(resets.c)]
     ss, cs, hs = LIBRARY.load().rnn_lstm_forward(
-        zx, recurrent_kernel, tf.transpose(h0), tf.transpose(c0), _native.kernel_mask(mask)
+        zx,
+        recurrent_kernel,
+        tf.transpose(h0),
+        tf.transpose(c0),
+        _native.kernel_mask(mask),
+        *reset_args,
     )
-    out = _programs.outputs(hs, mask, reverse)
-    return (out, tf.transpose(hs[-1]), tf.transpose(cs[-1]), xa, hs, ss, cs)
+    return programs.finish_forward(hs, ss, cs, xa, mask, r, reverse, all_states)
 
 
 def backward(
@@ -116,14 +132,24 @@ def backward(
     hs: tf.Tensor,
     ss: tf.Tensor,
     cs: tf.Tensor,
+    d_cs: tf.Tensor | None = None,
+    r: tf.Tensor | None = None,
+    c_reset: tf.Tensor | None = None,
     *,
     masked: bool,
     reverse: bool,
 ) -> tuple[tf.Tensor, ...]:
     """:func:`rnn.ops.lstm.programs.backward` with the reverse recurrence as one compiled op."""
     n = tf.shape(xa)[0]
+    dtype = xa.dtype
     d_out, mask = _programs.output_gradients(d_out, lengths, n, masked=masked, reverse=reverse)
-    dz, dh0, dc0 = LIBRARY.load().rnn_lstm_backward(
+    d_cs_arg = _none(dtype)
+    if d_cs is not None:
+        d_cs_arg = _programs.output_gradients(d_cs, lengths, n, masked=masked, reverse=reverse)[0]
+    reset_args = [_none(tf.bool), _none(dtype)]
+    if r is not None:
+        reset_args = [r[:, 0, :], tf.transpose(c_reset)]
+    dz, dh0, dc0, d_hr, d_cr = LIBRARY.load().rnn_lstm_backward(
         ss,
         cs,
         d_out,
@@ -131,6 +157,10 @@ def backward(
         tf.transpose(d_c),
         recurrent_kernel,
         _native.kernel_mask(mask),
+        *reset_args,
+        d_cs_arg,
     )  # dz: [4H, T, B], no transpose
     dz = tf.reshape(dz, [tf.shape(dz)[0], -1])
-    return (dz, dh0, dc0)
+    if r is None:
+        return (dz, dh0, dc0)
+    return (dz, dh0, dc0, d_hr, d_cr)

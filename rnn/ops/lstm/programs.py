@@ -34,15 +34,26 @@ faster here.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import tensorflow as tf
 
-from rnn.ops._programs import columns, output_gradients, outputs, sequence_inputs
+from rnn.ops._programs import columns, output_gradients, outputs, reset_mask, sequence_inputs
 
 # Steps of the forward/backward loops that may run concurrently (only work
 # that does not depend on the recurrence can actually overlap).
 _PARALLEL_ITERATIONS = 10
+
+
+class Resets(NamedTuple):
+    """The forward programs' reset arguments: the ``[T, B]`` bool mask in
+    input order (see :func:`rnn.ops._programs.reset_mask`) and the ``[B, H]``
+    state put in where it is true."""
+
+    reset: tf.Tensor
+    h: tf.Tensor
+    c: tf.Tensor
 
 
 def inputs(
@@ -61,21 +72,27 @@ def forward(
     recurrent_kernel: tf.Tensor,
     bias: tf.Tensor,
     lengths: tf.Tensor | None,
+    resets: Resets | None = None,
     *,
     masked: bool,
     reverse: bool,
+    all_states: bool = False,
 ) -> tuple[tf.Tensor, ...]:
     """The forward program: outputs, final state and what backward needs.
 
     Returns ``(outputs [T, B, H], h [B, H], c [B, H], xa, hs, ss, cs)``
     where, in processing order, ``xa`` is ``[T, I+1, B]`` (inputs with a row
-    of ones), ``hs`` and ``cs`` are ``[T + 1, H, B]`` (the hidden and cell
-    state before every step and after the last) and ``ss`` is
-    ``[T, 4H, B]``, each step's gate sigmoids.
+    of ones), ``hs`` and ``cs`` are ``[T + 1, H, B]`` (the initial hidden and
+    cell state and the states after every step) and ``ss`` is ``[T, 4H, B]``,
+    each step's gate sigmoids. With ``all_states`` the cell states after
+    every step ``[T, B, H]`` (input order, zeros past the length) follow the
+    final state; with ``resets`` the ``[T, 1, B]`` processing-order reset
+    mask comes last.
     """
     dtype = x.dtype
     hidden = tf.shape(recurrent_kernel)[0]
     n, xa, mask = inputs(x, lengths, masked=masked, reverse=reverse)
+    r = None if resets is None else reset_mask(resets.reset, mask, reverse)
     # One tanh covers all four gates: sigmoid(z) = (1 + tanh(z / 2)) / 2, so
     # the sigmoid gates' weights are halved once per call.
     half = tf.constant(0.5, dtype)
@@ -88,7 +105,13 @@ def forward(
     c_acc = tf.TensorArray(dtype, size=n + 1).write(0, c0t)
     h_acc = tf.TensorArray(dtype, size=n + 1).write(0, h0t)
 
+    if resets is not None:
+        hr, cr = tf.transpose(resets.h), tf.transpose(resets.c)
+
     def body(k: tf.Tensor, h: tf.Tensor, c: tf.Tensor, s_acc: Any, c_acc: Any, h_acc: Any) -> Any:
+        if r is not None:  # (resets) the state entering step k
+            h = tf.where(r[k], hr, h)
+            c = tf.where(r[k], cr, c)
         # wx @ xa[k] (the input projection and bias, [4H, I+1] x [I+1, B])
         # only depends on k, so it runs ahead of the recurrence.
         u = tf.tanh(tf.matmul(wx, xa[k]) + tf.matmul(wh, h))
@@ -116,11 +139,30 @@ def forward(
         (tf.constant(0), h0t, c0t, s_acc, c_acc, h_acc),
         parallel_iterations=_PARALLEL_ITERATIONS,
     )
-    hs = h_acc.stack()  # [T+1, H, B]
-    out = outputs(hs, mask, reverse)
+    hs, cs = h_acc.stack(), c_acc.stack()  # [T+1, H, B]
     # Stacked (not TensorList handles) so that the gradient function only
     # captures plain tensors, which SavedModel can serialise.
-    return (out, tf.transpose(h), tf.transpose(c), xa, hs, s_acc.stack(), c_acc.stack())
+    return finish_forward(hs, s_acc.stack(), cs, xa, mask, r, reverse, all_states)
+
+
+def finish_forward(
+    hs: tf.Tensor,
+    ss: tf.Tensor,
+    cs: tf.Tensor,
+    xa: tf.Tensor,
+    mask: tf.Tensor | None,
+    r: tf.Tensor | None,
+    reverse: bool,
+    all_states: bool,
+) -> tuple[tf.Tensor, ...]:
+    """The forward program's results from the recurrence's (both forms)."""
+    results = [outputs(hs, mask, reverse), tf.transpose(hs[-1]), tf.transpose(cs[-1])]
+    if all_states:
+        results.append(outputs(cs, mask, reverse))
+    results += [xa, hs, ss, cs]
+    if r is not None:
+        results.append(r)
+    return tuple(results)
 
 
 def backward(
@@ -134,12 +176,21 @@ def backward(
     hs: tf.Tensor,
     ss: tf.Tensor,
     cs: tf.Tensor,
+    d_cs: tf.Tensor | None = None,
+    r: tf.Tensor | None = None,
+    c_reset: tf.Tensor | None = None,
     *,
     masked: bool,
     reverse: bool,
 ) -> tuple[tf.Tensor, ...]:
     """The backward program: the reverse recurrence, ``(dz [4H, T * B], dh0, dc0)``
-    (:func:`gradients` makes the six gradients of them)."""
+    (:func:`gradients` makes the six gradients of them).
+
+    ``d_cs`` (``[T, B, H]``, input order) are the gradients of the cell
+    states after every step (``all_states``); with the processing-order
+    reset mask ``r`` and the ``[B, H]`` cell state ``c_reset`` the
+    gradients of the reset state ``(d_h_reset, d_c_reset)`` follow.
+    """
     dtype = xa.dtype
     n = tf.shape(xa)[0]
     unit = tf.constant(1, dtype)
@@ -147,13 +198,22 @@ def backward(
     four = tf.constant(4, dtype)
     zero = tf.zeros([], dtype)
     d_out, mask = output_gradients(d_out, lengths, n, masked=masked, reverse=reverse)
+    if d_cs is not None:
+        d_cs = output_gradients(d_cs, lengths, n, masked=masked, reverse=reverse)[0]
     dz_acc = tf.TensorArray(dtype, size=n)
+    if r is not None:
+        cr = tf.transpose(c_reset)
+        d_hr = d_cr = tf.zeros_like(cr)
+    else:
+        d_hr = d_cr = tf.zeros([], dtype)
 
-    def body(k: tf.Tensor, dh: tf.Tensor, dc: tf.Tensor, dz_acc: Any) -> Any:
+    def body(
+        k: tf.Tensor, dh: tf.Tensor, dc: tf.Tensor, dz_acc: Any, d_hr: tf.Tensor, d_cr: tf.Tensor
+    ) -> Any:
         k = k - 1
         # Factors that do not depend on the reverse recurrence.
         s = ss[k]
-        c_prev = cs[k]
+        c_prev = cs[k] if r is None else tf.where(r[k], cr, cs[k])
         tc = tf.tanh(cs[k + 1])
         i, f, g, o = tf.split(s, 4, axis=0)
         g = g * two - unit  # s holds (1 + g) / 2 in the candidate rows
@@ -168,43 +228,64 @@ def backward(
             p = tf.where(m, p, zero)
             f = tf.where(m, f, unit)
         dh = dh + d_out[k]
+        if d_cs is not None:  # (all_states)
+            dc = dc + d_cs[k]
         dc = dc + dh * a
         dz = tf.concat([dc, dc, dc, dh], axis=0) * p
         dh_prev = tf.matmul(recurrent_kernel, dz)
         if masked:
             dh_prev = dh_prev + tf.where(m, zero, dh)
-        return k, dh_prev, dc * f, dz_acc.write(k, dz)
+        dc_prev = dc * f
+        if r is not None:  # (resets) what entered step k came from the reset state
+            d_hr = d_hr + tf.where(r[k], dh_prev, zero)
+            d_cr = d_cr + tf.where(r[k], dc_prev, zero)
+            dh_prev = tf.where(r[k], zero, dh_prev)
+            dc_prev = tf.where(r[k], zero, dc_prev)
+        return k, dh_prev, dc_prev, dz_acc.write(k, dz), d_hr, d_cr
 
-    _, dh0, dc0, dz_acc = tf.while_loop(
+    _, dh0, dc0, dz_acc, d_hr, d_cr = tf.while_loop(
         lambda k, *_: k > 0,
         body,
-        (n, tf.transpose(d_h), tf.transpose(d_c), dz_acc),
+        (n, tf.transpose(d_h), tf.transpose(d_c), dz_acc, d_hr, d_cr),
         parallel_iterations=_PARALLEL_ITERATIONS,
     )
-    return (columns(dz_acc.stack()), dh0, dc0)  # gradients() turns these into the six
+    # gradients() turns these into the six (eight with resets)
+    results = (columns(dz_acc.stack()), dh0, dc0)
+    if r is not None:
+        results += (d_hr, d_cr)
+    return results
 
 
 def gradients(
-    dz: tf.Tensor,
-    dh0: tf.Tensor,
-    dc0: tf.Tensor,
+    recurrence: Sequence[tf.Tensor],
     kernel: tf.Tensor,
     xa: tf.Tensor,
     hs: tf.Tensor,
+    r: tf.Tensor | None,
+    h_reset: tf.Tensor | None,
     *,
     reverse: bool,
 ) -> tuple[tf.Tensor, ...]:
-    """The six gradients from the gate gradients ``dz [4H, T * B]`` of all
-    steps (column ``t * B + b``: step ``t`` of example ``b``).
+    """The six gradients (eight with resets) from the backward program's
+    results: the gate gradients ``dz [4H, T * B]`` of all steps (column
+    ``t * B + b``: step ``t`` of example ``b``), ``dh0``, ``dc0`` and, with
+    resets (mask ``r``, hidden reset state ``h_reset [B, H]``), the reset
+    state's two gradients.
 
     The weight gradients are two large matmuls over all ``T * B`` columns at
     once, the input gradient one more.
     """
+    dz, dh0, dc0 = recurrence[:3]
     n, batch = tf.shape(xa)[0], tf.shape(xa)[2]
+    h_in = hs[:-1]  # the hidden state entering each step
+    if r is not None:
+        h_in = tf.where(r, tf.transpose(h_reset)[tf.newaxis], h_in)
     d_kernel_bias = tf.matmul(columns(xa), dz, transpose_b=True)  # [I+1, 4H]
-    d_rk = tf.matmul(columns(hs[:-1]), dz, transpose_b=True)  # [H, 4H]
+    d_rk = tf.matmul(columns(h_in), dz, transpose_b=True)  # [H, 4H]
     d_x = tf.matmul(kernel, dz)  # [I, TB]
     d_x = tf.transpose(tf.reshape(d_x, [-1, n, batch]), [1, 2, 0])  # [T, B, I]
     if reverse:
         d_x = tf.reverse(d_x, axis=[0])
-    return (d_x, tf.transpose(dh0), tf.transpose(dc0), d_kernel_bias[:-1], d_rk, d_kernel_bias[-1])
+    grads = [d_x, tf.transpose(dh0), tf.transpose(dc0), d_kernel_bias[:-1], d_rk, d_kernel_bias[-1]]
+    grads += [tf.transpose(g) for g in recurrence[3:]]
+    return tuple(grads)

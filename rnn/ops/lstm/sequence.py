@@ -15,6 +15,7 @@ TensorFlow-ops programs; on CPU the runtime swaps in the compiled ones
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import tensorflow as tf
@@ -29,38 +30,56 @@ __all__ = ["lstm_sequence"]
 
 
 def _trace(variant: tuple[Any, ...], which: str, native: bool) -> tuple[Any, list[Any]]:
-    """One program of one variant (``(dtype, masked, reverse)``) and its signature."""
-    dtype, masked, reverse = variant
+    """One program of one variant and its signature.
+
+    ``variant`` is ``(dtype, masked, reverse, resets, all_states)``; for the
+    backward program ``all_states`` means "with the cell states' gradients".
+    The arguments are the tensors (with resets the reset state's ``h`` and
+    ``c`` after the weights), then the saved ones (backward), then the
+    lengths (masked) and the reset mask (resets).
+    """
+    dtype, masked, reverse, resets, all_states = variant
     t3 = tf.TensorSpec([None, None, None], dtype)
     t2 = tf.TensorSpec([None, None], dtype)
     t1 = tf.TensorSpec([None], dtype)
-    lens = [tf.TensorSpec([None], tf.int32)] if masked else []
+    tail = [tf.TensorSpec([None], tf.int32)] if masked else []
+    if resets:
+        tail.append(tf.TensorSpec([None, None], tf.bool))
     flags: dict[str, bool] = dict(masked=masked, reverse=reverse)
+
+    def split_tail(args: Sequence[Any]) -> tuple[Any, Any]:
+        args = list(args)
+        return (args.pop(0) if masked else None), (args.pop(0) if resets else None)
+
     if which == "fwd":
 
-        def fwd(x: Any, h0: Any, c0: Any, kernel: Any, rk: Any, bias: Any, *lengths: Any) -> Any:
+        def fwd(x: Any, h0: Any, c0: Any, kernel: Any, rk: Any, bias: Any, *rest: Any) -> Any:
             program = native_ops.forward if native else programs.forward
-            return program(x, h0, c0, kernel, rk, bias, lengths[0] if masked else None, **flags)
+            reset_state, rest = rest[: 2 * resets], rest[2 * resets :]
+            lengths, reset = split_tail(rest)
+            r = None if reset is None else programs.Resets(reset, *reset_state)
+            return program(x, h0, c0, kernel, rk, bias, lengths, r, all_states=all_states, **flags)
 
-        return fwd, [t3, t2, t2, t2, t2, t1, *lens]
+        return fwd, [t3, t2, t2, t2, t2, t1, *[t2] * (2 * resets), *tail]
 
-    def bwd(
-        d_out: Any,
-        d_h: Any,
-        d_c: Any,
-        kernel: Any,
-        rk: Any,
-        xa: Any,
-        hs: Any,
-        s: Any,
-        c: Any,
-        *lengths: Any,
-    ) -> Any:
+    saved = [t3, t3, t3, t3]  # xa, hs, ss, cs
+    if resets:
+        saved.append(tf.TensorSpec([None, 1, None], tf.bool))  # r
+
+    def bwd(d_out: Any, d_h: Any, d_c: Any, *rest: Any) -> Any:
         program = native_ops.backward if native else programs.backward
-        length = lengths[0] if masked else None
-        return program(d_out, d_h, d_c, kernel, rk, length, xa, hs, s, c, **flags)
+        d_cs, rest = (rest[0], rest[1:]) if all_states else (None, rest)
+        kernel, rk, rest = rest[0], rest[1], rest[2:]
+        c_reset, rest = (rest[0], rest[1:]) if resets else (None, rest)
+        xa, hs, s, c, rest = *rest[:4], rest[4:]
+        r, rest = (rest[0], rest[1:]) if resets else (None, rest)
+        lengths, _ = split_tail(rest)
+        return program(
+            d_out, d_h, d_c, kernel, rk, lengths, xa, hs, s, c, d_cs, r, c_reset, **flags
+        )
 
-    return bwd, [t3, t2, t2, t2, t2, t3, t3, t3, t3, *lens]
+    grads = [t3, t2, t2] + [t3] * all_states
+    return bwd, [*grads, t2, t2, *[t2] * resets, *saved, *tail]
 
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -86,7 +105,10 @@ def lstm_sequence(
     bias: tf.Tensor,
     sequence_length: tf.Tensor | None = None,
     reverse: bool = False,
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    reset: tf.Tensor | None = None,
+    reset_state: tuple[tf.Tensor, tf.Tensor] | None = None,
+    return_all_states: bool = False,
+) -> tuple[tf.Tensor, ...]:
     """Runs an LSTM over a whole time-major sequence; returns outputs and state.
 
     The cell is Keras' ``LSTM`` cell with sigmoid gates and ``tanh``
@@ -111,10 +133,18 @@ def lstm_sequence(
         lengths of 0 or less leave the initial state unchanged.
       reverse: process each example's valid steps from its last one back to
         ``t = 0``; outputs stay in input time order.
+      reset: optional ``[T, B]`` bool, in input time order: where
+        ``reset[t, b]``, example ``b``'s state is replaced by ``reset_state``
+        right before the step that reads input ``t`` (marks past the
+        example's length are ignored). Gradients reach ``reset_state``.
+      reset_state: ``(h, c)``, each ``[B, H]``; required with ``reset``.
+      return_all_states: also return the cell state after every step.
 
     Returns:
       ``(outputs, h, c)``: ``[T, B, H]`` hidden states per step and the
-      ``[B, H]`` final hidden and cell state.
+      ``[B, H]`` final hidden and cell state; with ``return_all_states`` a
+      fourth result, the ``[T, B, H]`` cell states after every step (zeros
+      past the length, input time order; the hidden states are ``outputs``).
 
     Gradients (``tf.GradientTape``, ``tf.gradients``) flow to all six tensor
     arguments and work eagerly, in ``tf.function`` and with
@@ -173,24 +203,46 @@ def lstm_sequence(
         _check_dim(f"{name}.shape[0]", static_dim(t.shape, 0), b, "batch size of inputs")
         _check_dim(f"{name}.shape[1]", static_dim(t.shape, 1), hidden, "hidden size")
 
+    tensors = [x, h0, c0, kernel, recurrent_kernel, bias]
     extra = []
     if sequence_length is not None:
         extra.append(_utils.sequence_lengths("lstm_sequence", sequence_length, b))
-    variant = (x.dtype, bool(extra), bool(reverse))
-    out, h, c = _programs.call_with_gradient(
+    resets = reset is not None
+    if resets:
+        extra.append(_programs.check_reset("lstm_sequence", reset, n, b))
+        tensors += _programs.check_reset_state(
+            "lstm_sequence", reset_state, ("h", "c"), x.dtype, b, hidden
+        )
+    elif reset_state is not None:
+        raise ValueError("lstm_sequence: reset_state is given but reset is None")
+    variant = (x.dtype, sequence_length is not None, bool(reverse), resets)
+    results = _programs.call_with_gradient(
         "lstm_sequence",
-        PROGRAMS.select(variant, "fwd", native_ops.enabled()),
-        lambda: PROGRAMS.select(variant, "bwd", native_ops.enabled()),
+        PROGRAMS.select((*variant, bool(return_all_states)), "fwd", native_ops.enabled()),
+        lambda d_cs=False: PROGRAMS.select((*variant, d_cs), "bwd", native_ops.enabled()),
         lambda r, a, saved: programs.gradients(
-            r[0], r[1], r[2], a[3], saved[0], saved[1], reverse=bool(reverse)
+            r,
+            a[3],
+            saved[0],
+            saved[1],
+            saved[4] if resets else None,
+            a[6] if resets else None,
+            reverse=bool(reverse),
         ),
-        [x, h0, c0, kernel, recurrent_kernel, bias],
+        tensors,
         extra,
-        num_results=3,
-        weights=(3, 4),
+        num_results=4 if return_all_states else 3,
+        weights=(3, 4, 7) if resets else (3, 4),
+        optional_results=int(bool(return_all_states)),
     )
+    out, h, c = results[:3]
     if not tf.executing_eagerly():
         out.set_shape([n, b, hidden])
         h.set_shape([b, hidden])
         c.set_shape([b, hidden])
+    if return_all_states:
+        c_seq = results[3]
+        if not tf.executing_eagerly():
+            c_seq.set_shape([n, b, hidden])
+        return out, h, c, c_seq
     return out, h, c

@@ -163,30 +163,39 @@ def test_graphs_hold_tf_ops_and_run_the_kernels_where_they_apply():
 
 @needs_kernels
 @pytest.mark.parametrize("masked", [False, True], ids=["full", "lengths"])
-def test_each_program_takes_the_other_forms_saved_tensors(masked):
+@pytest.mark.parametrize("resets", [False, True], ids=["", "resets"])
+@pytest.mark.parametrize("all_states", [False, True], ids=["", "all_states"])
+def test_each_program_takes_the_other_forms_saved_tensors(masked, resets, all_states):
     """The runtime picks the forward and the backward program separately
     (a graph loaded where only one has been traced, devices of different
     types), so the compiled and the TF-ops forms must save the same tensors:
     either backward program on either forward program's output gives the
-    same gradients."""
+    same gradients (with resets and cell-state gradients too)."""
     from rnn.ops.lstm import sequence
 
     x, h0, c0, k, rk, b = _problem(4, 5, 3, 4, 6)
-    lengths = [tf.constant([5, 0, 3])] if masked else []
-    variant = (tf.float32, masked, False)
+    tail = [tf.constant([5, 0, 3])] if masked else []
+    reset_state = []
+    if resets:
+        tail.append(tf.constant([[1, 0, 0], [0, 0, 1], [0, 1, 0], [1, 0, 1], [0, 0, 0]]) > 0)
+        reset_state = [tf.sin(h0 + 2.0), tf.cos(c0 + 1.0)]
+    variant = (tf.float32, masked, False, resets, all_states)
     d_out = tf.cos(tf.reshape(tf.range(5 * 3 * 6, dtype=tf.float32), [5, 3, 6]))
     d_h, d_c = tf.sin(h0 + 1.0), tf.cos(c0)
+    d_cs = [tf.sin(d_out * 3.0)] if all_states else []
     results = {}
     for fwd_form in ("native", "tf"):
-        out, h, c, *saved = sequence.PROGRAMS.get(variant, "fwd", fwd_form)(
-            x, h0, c0, k, rk, b, *lengths
+        values = sequence.PROGRAMS.get(variant, "fwd", fwd_form)(
+            x, h0, c0, k, rk, b, *reset_state, *tail
         )
+        values, saved = values[: 3 + all_states], values[3 + all_states :]
         for bwd_form in ("native", "tf"):
             grads = sequence.PROGRAMS.get(variant, "bwd", bwd_form)(
-                d_out, d_h, d_c, k, rk, *saved, *lengths
+                d_out, d_h, d_c, *d_cs, k, rk, *reset_state[1:], *saved, *tail
             )
-            results[fwd_form, bwd_form] = [out, h, c, *grads]
+            results[fwd_form, bwd_form] = [*values, *grads]
     want = results["tf", "tf"]
+    assert len(want) == 3 + all_states + 3 + 2 * resets
     for key, got in results.items():
         for g, w in zip(got, want):
             np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-4, atol=1e-5, err_msg=key)
@@ -246,25 +255,40 @@ def test_kernels_refuse_malformed_inputs():
     ops = native.LIBRARY.load()
     zx = tf.zeros([8, 3, 2])  # H = 2, T = 3, B = 2
     rk, state, none = tf.zeros([2, 8]), tf.zeros([2, 2]), tf.zeros([0], tf.bool)
-    s, cs, hs = ops.rnn_lstm_forward(zx, rk, state, state, none)
+    nof = tf.zeros([0])
+    s, cs, hs = ops.rnn_lstm_forward(zx, rk, state, state, none, none, nof, nof)
     assert s.shape == (3, 8, 2) and cs.shape == (4, 2, 2)
     with pytest.raises(
         tf.errors.InvalidArgumentError,
         match="recurrent_kernel has dimension 1 of size 6, expected 8",
     ):
-        ops.rnn_lstm_forward(zx, tf.zeros([2, 6]), state, state, none)
+        ops.rnn_lstm_forward(zx, tf.zeros([2, 6]), state, state, none, none, nof, nof)
     with pytest.raises(tf.errors.InvalidArgumentError, match="c0 has dimension 1"):
-        ops.rnn_lstm_forward(zx, rk, state, tf.zeros([2, 3]), none)
+        ops.rnn_lstm_forward(zx, rk, state, tf.zeros([2, 3]), none, none, nof, nof)
     with pytest.raises(tf.errors.InvalidArgumentError, match="mask has dimension 0"):
-        ops.rnn_lstm_forward(zx, rk, state, state, tf.zeros([2, 2], tf.bool))
+        ops.rnn_lstm_forward(zx, rk, state, state, tf.zeros([2, 2], tf.bool), none, nof, nof)
     with pytest.raises(tf.errors.InvalidArgumentError, match="zx must be"):
-        ops.rnn_lstm_forward(tf.zeros([8, 3]), rk, state, state, none)
-    dz, dh0, dc0 = ops.rnn_lstm_backward(s, cs, hs[1:], state, state, rk, none)
+        ops.rnn_lstm_forward(tf.zeros([8, 3]), rk, state, state, none, none, nof, nof)
+    reset = tf.zeros([3, 2], tf.bool)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="reset has dimension 0"):
+        ops.rnn_lstm_forward(zx, rk, state, state, none, reset[:2], state, state)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="c_reset must have rank 2"):
+        ops.rnn_lstm_forward(zx, rk, state, state, none, reset, state, nof)
+    dz, dh0, dc0, d_hr, d_cr = ops.rnn_lstm_backward(
+        s, cs, hs[1:], state, state, rk, none, none, nof, nof
+    )
     assert dz.shape == (8, 3, 2) and dh0.shape == (2, 2)  # dz: [4H, T, B]
+    assert d_hr.shape == d_cr.shape == (0,)  # no resets: no reset-state gradients
     with pytest.raises(tf.errors.InvalidArgumentError, match="d_out has dimension 0"):
-        ops.rnn_lstm_backward(s, cs, tf.zeros([2, 2, 2]), state, state, rk, none)
+        ops.rnn_lstm_backward(s, cs, tf.zeros([2, 2, 2]), state, state, rk, none, none, nof, nof)
     with pytest.raises(tf.errors.InvalidArgumentError, match="cs must have rank 3"):
-        ops.rnn_lstm_backward(s, state, hs[1:], state, state, rk, none)
+        ops.rnn_lstm_backward(s, state, hs[1:], state, state, rk, none, none, nof, nof)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="d_cs has dimension 0"):
+        ops.rnn_lstm_backward(s, cs, hs[1:], state, state, rk, none, none, nof, hs)
+    _, _, _, d_hr, _ = ops.rnn_lstm_backward(
+        s, cs, hs[1:], state, state, rk, none, reset, state, nof
+    )
+    assert d_hr.shape == (2, 2)
 
 
 # A child process that loads a SavedModel (or a frozen GraphDef) without
