@@ -24,10 +24,11 @@ respect to every trainable variable):
 * the LSTMs with a 3-layer stack (``rnn.DeepRNN``, ``snt.DeepRNN``, three
   ``snt.UnrolledLSTM``, a ``keras.Sequential`` of three LSTMs);
 * with ``--cores features`` (not in the default set): what ``reset`` (2% of
-  the steps marked) and ``return_all_states`` cost, for ``rnn.LSTM`` (which
-  steps for them instead of running its fused program), ``rnn.GRU`` (the
-  same) and the demo's DNC (always stepped); in these rows "x best" is the
-  ratio to the same core's plain unroll;
+  the steps marked) and ``return_all_states`` (the loss reading every state
+  too) cost, for ``rnn.LSTM``, both ``rnn.GRU`` forms and ``rnn.VanillaRNN``
+  (their whole-sequence programs take both) and the demo's DNC (always
+  stepped); in these rows "x best" is the ratio to the same core's plain
+  unroll;
 
 inside ``tf.function`` ("graph"), eagerly, and the first call of a fresh
 ``tf.function`` (tracing + graph optimisation + one run, median over
@@ -162,6 +163,8 @@ def _feature_contenders() -> list[_Contender]:
     cores = {
         "rnn.LSTM": lambda: rnn.LSTM(HIDDEN),
         "rnn.GRU": lambda: rnn.GRU(HIDDEN),
+        "rnn.GRU reset_after": lambda: rnn.GRU(HIDDEN, reset_after=True),
+        "rnn.VanillaRNN": lambda: rnn.VanillaRNN(HIDDEN),
         "rnn.DNC (demo)": lambda: rnn.DNC(
             8, controller=rnn.LSTM(64), memory_size=16, word_size=16, num_reads=4
         ),
@@ -177,7 +180,11 @@ def _feature_contenders() -> list[_Contender]:
             )
 
             def forward():
-                return rnn.dynamic_unroll(core, x, core.initial_state(BATCH), **kwargs)[0]
+                results = rnn.dynamic_unroll(core, x, core.initial_state(BATCH), **kwargs)
+                if option != "return_all_states":
+                    return results[0]
+                # The loss reads the state sequences too (their gradients flow back).
+                return tf.add_n([tf.reduce_sum(leaf) for leaf in tf.nest.flatten(results)])
 
             return forward, core.trainable_variables
 
