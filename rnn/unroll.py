@@ -548,13 +548,29 @@ def _relaxed(a: tf.TensorShape, b: tf.TensorShape) -> tf.TensorShape:
     return tf.TensorShape([x if x == y else None for x, y in zip(a.as_list(), b.as_list())])
 
 
+def _fast_path_options(core: Any) -> frozenset[str]:
+    """The options ``core.unroll_fast_path`` honours.
+
+    Declared by ``unroll_fast_path_options`` where the class that declares
+    them also defines (or inherits) that ``unroll_fast_path``: a subclass
+    that overrides the method of a core with options, without declaring its
+    own, gets none (its method may not take them).
+    """
+    mro = type(core).__mro__
+    owner = next((c for c in mro if "unroll_fast_path" in vars(c)), None)
+    declarer = next((c for c in mro if "unroll_fast_path_options" in vars(c)), None)
+    if owner is None or declarer is None or not issubclass(declarer, owner):
+        return frozenset()
+    return frozenset(getattr(core, "unroll_fast_path_options", ()))
+
+
 def _try_fast_path(
     prep: _Prepared, inputs: Sequence[tf.Tensor], reverse: bool
 ) -> tuple[Any, Any] | None:
     fast = getattr(prep.core, "unroll_fast_path", None)
     if not callable(fast):
         return None
-    supported = getattr(prep.core, "unroll_fast_path_options", frozenset())
+    supported = _fast_path_options(prep.core)
     options: dict[str, Any] = {}
     if prep.reset is not None:
         if "reset" not in supported:

@@ -461,3 +461,25 @@ def test_past_length_must_be_a_known_mode():
         ValueError, match="past_length must be one of 'zeros', 'repeat_last', got 'last'"
     ):
         rnn.dynamic_unroll(core, tf.zeros([T, B, I]), core.initial_state(B), past_length="last")
+
+
+def test_a_subclass_overriding_the_fast_path_gets_no_options_it_did_not_declare(rng):
+    class OldStyle(rnn.LSTM):  # a fast path written for the four arguments
+        calls = 0
+
+        def unroll_fast_path(self, input_sequence, initial_state, sequence_length, reverse):
+            OldStyle.calls += 1
+            return super().unroll_fast_path(input_sequence, initial_state, sequence_length, reverse)
+
+    core = OldStyle(4)
+    x = tf.constant(rng.normal(size=[T, B, I]), tf.float32)
+    reset = tf.constant(RESET)
+    out, final = rnn.dynamic_unroll(core, x, core.initial_state(B), reset=reset)
+    assert OldStyle.calls == 0  # stepped: the options are rnn.LSTM's, not OldStyle's
+    plain = rnn.LSTM(4)
+    plain(x[0], plain.initial_state(B))
+    for v, w in zip(plain.trainable_variables, core.trainable_variables):
+        v.assign(w)
+    _close((out, final), rnn.dynamic_unroll(plain, x, plain.initial_state(B), reset=reset))
+    rnn.dynamic_unroll(core, x, core.initial_state(B))
+    assert OldStyle.calls == 1  # without options its fast path runs as before
