@@ -3,10 +3,12 @@
  * Two TensorFlow ops, registered through TensorFlow's stable C API when
  * tf.load_op_library loads the library:
  *
- *   RnnGruForward(zx, recurrent_kernel, bn, h0, mask) -> (s, hs)
- *   RnnGruBackward(s, hs, d_out, dh, recurrent_kernel, mask) -> (da, dh0)
- *   RnnVanillaForward(zx, recurrent_kernel, h0, mask) -> hs
- *   RnnVanillaBackward(hs, d_out, dh, recurrent_kernel, mask) -> (da, dh0)
+ *   RnnGruForward(zx, recurrent_kernel, bn, h0, mask, reset, hr) -> (s, hs)
+ *   RnnGruBackward(s, hs, d_out, dh, recurrent_kernel, mask, reset, hr)
+ *       -> (da, dh0, d_hr)
+ *   RnnVanillaForward(zx, recurrent_kernel, h0, mask, reset, hr) -> hs
+ *   RnnVanillaBackward(hs, d_out, dh, recurrent_kernel, mask, reset)
+ *       -> (da, dh0, d_hr)
  *
  * They run the recurrences that the pure-TensorFlow programs in
  * programs.py run as tf.while_loops, with the same inputs and outputs
@@ -20,13 +22,26 @@
  *                      reset_after form, [0] Cho's form
  *   h0    [H, B]       initial state
  *   mask  [T, B] bool  valid steps in processing order, or [0]: all valid
+ *   reset [T, B] bool  where the state is replaced by hr right before the
+ *                      step (processing order), or [0]: no resets
+ *   hr    [H, B]       the state reset examples take (read only with reset)
  *   s     [T, G, B]    gates: G = 3H rows z, r, n (Cho) or G = 4H rows
  *                      z, r, n, h U_n + bn (reset_after)
- *   hs    [T+1, H, B]  states before every step and after the last
+ *   hs    [T+1, H, B]  the initial state and the states after every step
+ *                      (without resets also the states entering the steps)
  *   d_out [T, H, B]    gradient of the outputs (zero where masked)
  *   da    [G, T, B]    pre-activation gradients, rows as programs.backward
  *                      writes them (the columns layout the weight-gradient
  *                      matmuls take)
+ *   d_hr  [H, B]       gradient of hr (with reset; [0] without)
+ *
+ * Resets: the state operand of a step (the one the products read, where
+ * the previous step's cell wrote it) takes hr in the reset columns, and
+ * the cells read the state entering the step from that operand (hs holds
+ * the states after the steps). Backward, the cells read the entering state
+ * rebuilt from hs and hr, and after each step's product the gradient of a
+ * reset column goes to d_hr instead of on to the step before. All of it
+ * runs only where reset is given: without it the work is what it was.
  *
  * The vanilla RNN (rnn.ops.vanilla, h = tanh(x W + h U + b)) is the GRU's
  * degenerate third form, update gate closed and reset gate open: zx is
@@ -578,6 +593,11 @@ struct job {
     /* backward */
     const float *ss, *hs_in, *d_out;
     float *da, *dh0;
+    /* resets (NULL: none) */
+    const unsigned char *reset; /* [T, B] bools */
+    const float *hr;            /* [H, B] */
+    float *d_hr;                /* [H, B] (bwd) */
+    float *hpbuf;               /* [Hp, Bp]: entering states (bwd), Cho's second state buffer */
 };
 
 static void
@@ -666,6 +686,56 @@ add_product(const float *packed, int64_t K, int64_t u0, int64_t u1, const float 
     }
 }
 
+/* Resets before step t: rows [u0, u1) of the state operand buf (stride
+ * Bp) take hr where the step resets. */
+static void
+reset_rows(const job_t *j, int64_t t, int64_t u0, int64_t u1, float *buf)
+{
+    const int64_t B = j->B;
+    const unsigned char *restrict r = j->reset + t * B;
+    for (int64_t u = u0; u < u1 && u < j->H; u++) {
+        float *restrict row = buf + u * j->Bp;
+        const float *restrict hr = j->hr + u * B;
+        for (int64_t b = 0; b < B; b++)
+            row[b] = r[b] != 0 ? hr[b] : row[b];
+    }
+}
+
+/* Backward with resets: rows [u0, u1) of the state entering step t into
+ * j->hpbuf (stride Bp), hr where the step resets, else the state after the
+ * step before. */
+static void
+entering_rows(const job_t *j, int64_t t, int64_t u0, int64_t u1)
+{
+    const int64_t B = j->B;
+    const unsigned char *restrict r = j->reset + t * B;
+    for (int64_t u = u0; u < u1 && u < j->H; u++) {
+        float *restrict row = j->hpbuf + u * j->Bp;
+        const float *restrict h = j->hs_in + (t * j->H + u) * B, *restrict hr = j->hr + u * B;
+        for (int64_t b = 0; b < B; b++)
+            row[b] = r[b] != 0 ? hr[b] : h[b];
+    }
+}
+
+/* Backward with resets, after step t's product: rows [u0, u1) of the
+ * carried gradient (of the state entering the step) go to d_hr where the
+ * step resets, and stop there. */
+static void
+divert_rows(const job_t *j, int64_t t, int64_t u0, int64_t u1)
+{
+    const int64_t B = j->B;
+    const unsigned char *restrict r = j->reset + t * B;
+    for (int64_t u = u0; u < u1 && u < j->H; u++) {
+        float *restrict dh = j->dh + u * j->Bp, *restrict d = j->d_hr + u * B;
+        for (int64_t b = 0; b < B; b++) {
+            const float g = dh[b];
+            const bool reset = r[b] != 0;
+            d[b] += reset ? g : 0.0f;
+            dh[b] = reset ? 0.0f : g;
+        }
+    }
+}
+
 static void
 forward_work_ra(job_t *j, int index)
 {
@@ -676,6 +746,8 @@ forward_work_ra(job_t *j, int index)
     /* The initial state into the first operand buffer (own rows). */
     for (int64_t u = u0; u < u1 && u < H; u++)
         memcpy(j->vbuf[0] + u * Bp, j->hs + u * B, B * sizeof(float));
+    if (j->reset)
+        reset_rows(j, 0, u0, u1, j->vbuf[0]);
     barrier_wait(&j->barrier);
     for (int64_t t = 0; t < T; t++) {
         if (leave_if_single(j, index, &u0, &u1))
@@ -684,18 +756,24 @@ forward_work_ra(job_t *j, int index)
         float *hnext = j->vbuf[(t + 1) & 1];
         panel_product(j->packed, H, u0 * 3 / MR, u1 * 3 / MR, hcur, Bp, j->pbuf, j->nr);
         const unsigned char *m = j->mask + t * j->mask_stride;
-        const float *h_prev = j->hs + t * HB;
+        /* The state entering the step (with resets: the operand, stride hps). */
+        const float *h_prev = j->reset ? hcur : j->hs + t * HB;
+        const int64_t hps = j->reset ? Bp : B;
         float *h_new = j->hs + (t + 1) * HB, *s = j->s + t * 4 * HB;
         for (int64_t u = u0; u < u1 && u < H; u++)
             forward_cell_ra(B, j->pbuf + 3 * u * Bp, Bp, j->zx + u * T * B + t * B, XS, j->bn[u], m,
-                            h_prev + u * B, s + u * B, HB, h_new + u * B, hnext + u * Bp);
+                            h_prev + u * hps, s + u * B, HB, h_new + u * B, hnext + u * Bp);
+        if (j->reset && t + 1 < T)
+            reset_rows(j, t + 1, u0, u1, hnext);
         barrier_wait(&j->barrier);
     }
 }
 
 /* Cho's form: two barriers per step, so single operand buffers suffice (a
  * buffer is written only after every thread has passed the barrier that
- * follows its last read). */
+ * follows its last read). With resets the cells read the state entering
+ * the step from the state operand, so the candidate cannot write it in
+ * place: the state operand alternates between two buffers. */
 static void
 forward_work_cho(job_t *j, int index)
 {
@@ -704,19 +782,23 @@ forward_work_cho(job_t *j, int index)
     unit_range(j, index, &u0, &u1);
     pack_forward(j, j->packed, 2, 0, u0, u1);
     pack_forward(j, j->packed2, 1, 2, u0, u1);
-    float *hbuf = j->vbuf[0], *qbuf = j->vbuf[1];
+    float *hbufs[2] = {j->vbuf[0], j->reset ? j->hpbuf : j->vbuf[0]}, *qbuf = j->vbuf[1];
+    const int64_t hps = j->reset ? Bp : B; /* row stride of h_prev */
     for (int64_t u = u0; u < u1 && u < H; u++)
-        memcpy(hbuf + u * Bp, j->hs + u * B, B * sizeof(float));
+        memcpy(hbufs[0] + u * Bp, j->hs + u * B, B * sizeof(float));
+    if (j->reset)
+        reset_rows(j, 0, u0, u1, hbufs[0]);
     barrier_wait(&j->barrier);
     for (int64_t t = 0; t < T; t++) {
         if (leave_if_single(j, index, &u0, &u1))
             return;
-        const float *h_prev = j->hs + t * HB;
+        float *hbuf = hbufs[t & 1], *hnext = hbufs[(t + 1) & 1];
+        const float *h_prev = j->reset ? hbuf : j->hs + t * HB;
         float *h_new = j->hs + (t + 1) * HB, *s = j->s + t * 3 * HB;
         panel_product(j->packed, H, u0 * 2 / MR, u1 * 2 / MR, hbuf, Bp, j->pbuf, j->nr);
         for (int64_t u = u0; u < u1 && u < H; u++)
             forward_gates_cho(B, j->pbuf + 2 * u * Bp, Bp, j->zx + u * T * B + t * B, XS,
-                              h_prev + u * B, s + u * B, HB, qbuf + u * Bp);
+                              h_prev + u * hps, s + u * B, HB, qbuf + u * Bp);
         barrier_wait(&j->barrier);
         if (leave_if_single(j, index, &u0, &u1))
             return;
@@ -724,8 +806,10 @@ forward_work_cho(job_t *j, int index)
         const unsigned char *m = j->mask + t * j->mask_stride;
         for (int64_t u = u0; u < u1 && u < H; u++)
             forward_candidate_cho(B, j->pbuf2 + u * Bp, j->zx + (2 * H + u) * T * B + t * B, m,
-                                  h_prev + u * B, s + u * B, s + 2 * HB + u * B, h_new + u * B,
-                                  hbuf + u * Bp);
+                                  h_prev + u * hps, s + u * B, s + 2 * HB + u * B, h_new + u * B,
+                                  hnext + u * Bp);
+        if (j->reset && t + 1 < T)
+            reset_rows(j, t + 1, u0, u1, hnext);
         barrier_wait(&j->barrier);
     }
 }
@@ -745,15 +829,23 @@ backward_work_ra(job_t *j, int index)
         float *v = j->vbuf[t & 1];
         const unsigned char *m = j->mask + t * j->mask_stride;
         const float *s = j->ss + t * 4 * HB, *h_prev = j->hs_in + t * HB;
+        int64_t hps = B; /* row stride of h_prev */
+        if (j->reset) {
+            entering_rows(j, t, u0, u1);
+            h_prev = j->hpbuf;
+            hps = Bp;
+        }
         const float *dout = j->d_out + t * HB;
         float *da = j->da + t * B; /* [4H, T, B]: unit u at + u T B */
         for (int64_t u = u0; u < u1 && u < H; u++)
-            backward_cell_ra(B, s + u * B, HB, h_prev + u * B, dout + u * B, m, j->dh + u * Bp,
+            backward_cell_ra(B, s + u * B, HB, h_prev + u * hps, dout + u * B, m, j->dh + u * Bp,
                              da + u * T * B, DS, v + 3 * u * Bp, Bp);
         barrier_wait(&j->barrier);
         if (leave_if_single(j, index, &u0, &u1))
             return;
         add_product(j->packed, K, u0, u1, v, Bp, nr, j->dh);
+        if (j->reset)
+            divert_rows(j, t, u0, u1);
     }
 }
 
@@ -773,10 +865,16 @@ backward_work_cho(job_t *j, int index)
             return;
         const unsigned char *m = j->mask + t * j->mask_stride;
         const float *s = j->ss + t * 3 * HB, *h_prev = j->hs_in + t * HB;
+        int64_t hps = B; /* row stride of h_prev */
+        if (j->reset) {
+            entering_rows(j, t, u0, u1);
+            h_prev = j->hpbuf;
+            hps = Bp;
+        }
         const float *dout = j->d_out + t * HB;
         float *da = j->da + t * B; /* [3H, T, B] */
         for (int64_t u = u0; u < u1 && u < H; u++)
-            backward_candidate_cho(B, s + u * B, HB, h_prev + u * B, dout + u * B, m,
+            backward_candidate_cho(B, s + u * B, HB, h_prev + u * hps, dout + u * B, m,
                                    j->dh + u * Bp, da + u * TB, da + (2 * H + u) * TB,
                                    nbuf + u * Bp);
         barrier_wait(&j->barrier);
@@ -784,13 +882,15 @@ backward_work_cho(job_t *j, int index)
             return;
         panel_product(j->packed, Hp, u0 / MR, u1 / MR, nbuf, Bp, j->pbuf, nr); /* U_n dan */
         for (int64_t u = u0; u < u1 && u < H; u++)
-            backward_reset_cho(B, s + u * B, HB, h_prev + u * B, m, j->pbuf + u * Bp,
+            backward_reset_cho(B, s + u * B, HB, h_prev + u * hps, m, j->pbuf + u * Bp,
                                j->dh + u * Bp, da + u * TB, da + (H + u) * TB, zrbuf + 2 * u * Bp,
                                Bp);
         barrier_wait(&j->barrier);
         if (leave_if_single(j, index, &u0, &u1))
             return;
         add_product(j->packed2, 2 * Hp, u0, u1, zrbuf, Bp, nr, j->dh);
+        if (j->reset)
+            divert_rows(j, t, u0, u1);
     }
 }
 
@@ -803,6 +903,8 @@ forward_work_vanilla(job_t *j, int index)
     pack_forward(j, j->packed, 1, 0, u0, u1);
     for (int64_t u = u0; u < u1 && u < H; u++)
         memcpy(j->vbuf[0] + u * Bp, j->hs + u * B, B * sizeof(float));
+    if (j->reset)
+        reset_rows(j, 0, u0, u1, j->vbuf[0]);
     barrier_wait(&j->barrier);
     for (int64_t t = 0; t < T; t++) {
         if (leave_if_single(j, index, &u0, &u1))
@@ -811,11 +913,15 @@ forward_work_vanilla(job_t *j, int index)
         float *hnext = j->vbuf[(t + 1) & 1];
         panel_product(j->packed, H, u0 / MR, u1 / MR, hcur, Bp, j->pbuf, j->nr);
         const unsigned char *m = j->mask + t * j->mask_stride;
-        const float *h_prev = j->hs + t * HB;
+        /* The state entering the step (with resets: the operand, stride hps). */
+        const float *h_prev = j->reset ? hcur : j->hs + t * HB;
+        const int64_t hps = j->reset ? Bp : B;
         float *h_new = j->hs + (t + 1) * HB;
         for (int64_t u = u0; u < u1 && u < H; u++)
-            forward_cell_vanilla(B, j->pbuf + u * Bp, j->zx + u * T * B + t * B, m, h_prev + u * B,
-                                 h_new + u * B, hnext + u * Bp);
+            forward_cell_vanilla(B, j->pbuf + u * Bp, j->zx + u * T * B + t * B, m,
+                                 h_prev + u * hps, h_new + u * B, hnext + u * Bp);
+        if (j->reset && t + 1 < T)
+            reset_rows(j, t + 1, u0, u1, hnext);
         barrier_wait(&j->barrier);
     }
 }
@@ -842,6 +948,8 @@ backward_work_vanilla(job_t *j, int index)
         if (leave_if_single(j, index, &u0, &u1))
             return;
         add_product(j->packed, j->Hp, u0, u1, v, Bp, nr, j->dh);
+        if (j->reset)
+            divert_rows(j, t, u0, u1);
     }
 }
 
@@ -856,6 +964,7 @@ finish_job(job_t *j)
     free(j->vbuf[0]);
     free(j->vbuf[1]);
     free(j->dh);
+    free(j->hpbuf);
 }
 
 /* ----------------------------------------------------------- op plumbing */
@@ -920,6 +1029,45 @@ output(TF_OpKernelContext *ctx, TF_Status *st, int index, const int64_t *dims, i
         return NULL;
     }
     return t;
+}
+
+/* The reset inputs: reset [T, B] with hr [H, B] (hr NULL: not an input),
+ * or reset [0] (no resets; hr is not read). */
+static bool
+check_reset(TF_OpKernelContext *ctx, TF_Status *st, const char *op, TF_Tensor *reset, TF_Tensor *hr,
+            int64_t T, int64_t B, int64_t H)
+{
+    if (TF_NumDims(reset) == 1 && TF_Dim(reset, 0) == 0)
+        return true;
+    const int64_t want[2] = {T, B}, state[2] = {H, B};
+    return check_dims(ctx, st, op, "reset", reset, 2, want) &&
+           (hr == NULL || check_dims(ctx, st, op, "hr", hr, 2, state));
+}
+
+/* Points the job at the (checked) reset inputs; leaves j->reset NULL
+ * without resets or with nothing to step. */
+static void
+set_reset(job_t *j, TF_Tensor *reset, TF_Tensor *hr)
+{
+    if (TF_NumDims(reset) != 2 || j->T * j->B == 0)
+        return;
+    j->reset = TF_TensorData(reset);
+    j->hr = hr ? TF_TensorData(hr) : NULL;
+}
+
+/* The backward ops' d_hr output (index 2): [H, B] zeros with resets, else [0]. */
+static bool
+reset_gradient(TF_OpKernelContext *ctx, TF_Status *st, job_t *j, TF_Tensor *reset, TF_Tensor **out)
+{
+    const bool resets = TF_NumDims(reset) == 2;
+    const int64_t dims[2] = {resets ? j->H : 0, j->B};
+    if (!(*out = output(ctx, st, 2, dims, resets ? 2 : 1)))
+        return false;
+    if (resets && j->H * j->B > 0) {
+        j->d_hr = TF_TensorData(*out);
+        memset(j->d_hr, 0, j->H * j->B * sizeof(float));
+    }
+    return true;
 }
 
 static void
@@ -1001,10 +1149,10 @@ CAT(rnn_gru_forward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
     (void)kernel;
     static const char *op = "RnnGruForward";
     TF_Status *st = TF_NewStatus();
-    TF_Tensor *in[5] = {0}, *out[2] = {0};
+    TF_Tensor *in[7] = {0}, *out[2] = {0};
     job_t j;
     memset(&j, 0, sizeof j);
-    if (!get_inputs(ctx, st, in, 5))
+    if (!get_inputs(ctx, st, in, 7))
         goto done;
     if (TF_NumDims(in[0]) != 3) {
         fail(ctx, st, TF_INVALID_ARGUMENT, "RnnGruForward: zx must be [3H, T, B]");
@@ -1020,7 +1168,8 @@ CAT(rnn_gru_forward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
         goto done;
     }
     const bool reset_after = TF_Dim(in[2], 0) == H && H > 0;
-    if (!check_dims(ctx, st, op, "h0", in[3], 2, state) || !check_mask(ctx, st, op, in[4], T, B))
+    if (!check_dims(ctx, st, op, "h0", in[3], 2, state) || !check_mask(ctx, st, op, in[4], T, B) ||
+        !check_reset(ctx, st, op, in[5], in[6], T, B, H))
         goto done;
     const int64_t s_dims[3] = {T, (reset_after ? 4 : 3) * H, B}, h_dims[3] = {T + 1, H, B};
     if (!(out[0] = output(ctx, st, 0, s_dims, 3)) || !(out[1] = output(ctx, st, 1, h_dims, 3)))
@@ -1035,6 +1184,7 @@ CAT(rnn_gru_forward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
         fail(ctx, st, TF_RESOURCE_EXHAUSTED, "RnnGruForward: out of memory");
         goto done;
     }
+    set_reset(&j, in[5], in[6]);
     j.s = TF_TensorData(out[0]);
     j.hs = TF_TensorData(out[1]);
     if (H * B > 0)
@@ -1047,15 +1197,17 @@ CAT(rnn_gru_forward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
     j.pbuf2 = reset_after ? NULL : alloc_floats(j.Hp * j.Bp);
     j.vbuf[0] = alloc_floats(j.Hp * j.Bp);
     j.vbuf[1] = alloc_floats(j.Hp * j.Bp);
+    const bool cho_reset = !reset_after && j.reset; /* Cho's second state buffer */
+    j.hpbuf = cho_reset ? alloc_floats(j.Hp * j.Bp) : NULL;
     if (!j.packed || !j.pbuf || !j.vbuf[0] || !j.vbuf[1] ||
-        (!reset_after && (!j.packed2 || !j.pbuf2))) {
+        (!reset_after && (!j.packed2 || !j.pbuf2)) || (cho_reset && !j.hpbuf)) {
         fail(ctx, st, TF_RESOURCE_EXHAUSTED, "RnnGruForward: out of memory");
     }
     else {
         run_threads(&j, j.nthreads, reset_after ? forward_work_ra : forward_work_cho);
     }
 done:
-    end_call(&j, in, 5, out, 2, st);
+    end_call(&j, in, 7, out, 2, st);
 }
 
 void
@@ -1064,10 +1216,10 @@ CAT(rnn_gru_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
     (void)kernel;
     static const char *op = "RnnGruBackward";
     TF_Status *st = TF_NewStatus();
-    TF_Tensor *in[6] = {0}, *out[2] = {0};
+    TF_Tensor *in[8] = {0}, *out[3] = {0};
     job_t j;
     memset(&j, 0, sizeof j);
-    if (!get_inputs(ctx, st, in, 6))
+    if (!get_inputs(ctx, st, in, 8))
         goto done;
     if (TF_NumDims(in[0]) != 3 || TF_NumDims(in[1]) != 3) {
         fail(ctx, st, TF_INVALID_ARGUMENT, "RnnGruBackward: s and hs must have rank 3");
@@ -1088,12 +1240,14 @@ CAT(rnn_gru_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
         !check_dims(ctx, st, op, "d_out", in[2], 3, o_dims) ||
         !check_dims(ctx, st, op, "dh", in[3], 2, state) ||
         !check_dims(ctx, st, op, "recurrent_kernel", in[4], 2, rk_dims) ||
-        !check_mask(ctx, st, op, in[5], T, B))
+        !check_mask(ctx, st, op, in[5], T, B) || !check_reset(ctx, st, op, in[6], in[7], T, B, H))
         goto done;
     const int64_t da_dims[3] = {G, T, B};
     if (!(out[0] = output(ctx, st, 0, da_dims, 3)) || !(out[1] = output(ctx, st, 1, state, 2)))
         goto done;
     init_job(&j, T, B, H, 6.0 * H * H * B);
+    if (!reset_gradient(ctx, st, &j, in[6], &out[2]))
+        goto done;
     j.reset_after = reset_after;
     j.G = 3 * H;
     j.ss = TF_TensorData(in[0]);
@@ -1104,6 +1258,7 @@ CAT(rnn_gru_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
         fail(ctx, st, TF_RESOURCE_EXHAUSTED, "RnnGruBackward: out of memory");
         goto done;
     }
+    set_reset(&j, in[6], in[7]);
     j.da = TF_TensorData(out[0]);
     j.dh0 = TF_TensorData(out[1]);
     if (T == 0 || H == 0 || B == 0) {
@@ -1124,15 +1279,16 @@ CAT(rnn_gru_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
         j.vbuf[1] = alloc_floats(2 * j.Hp * j.Bp);
     }
     j.dh = alloc_floats(j.Hp * j.Bp);
+    j.hpbuf = j.reset ? alloc_floats(j.Hp * j.Bp) : NULL; /* entering states */
     if (!j.packed || !j.vbuf[0] || !j.vbuf[1] || !j.dh ||
-        (!reset_after && (!j.packed2 || !j.pbuf))) {
+        (!reset_after && (!j.packed2 || !j.pbuf)) || (j.reset && !j.hpbuf)) {
         fail(ctx, st, TF_RESOURCE_EXHAUSTED, "RnnGruBackward: out of memory");
     }
     else {
         run_backward(&j, TF_TensorData(in[3]), reset_after ? backward_work_ra : backward_work_cho);
     }
 done:
-    end_call(&j, in, 6, out, 2, st);
+    end_call(&j, in, 8, out, 3, st);
 }
 
 void
@@ -1141,10 +1297,10 @@ CAT(rnn_vanilla_forward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
     (void)kernel;
     static const char *op = "RnnVanillaForward";
     TF_Status *st = TF_NewStatus();
-    TF_Tensor *in[4] = {0}, *out[1] = {0};
+    TF_Tensor *in[6] = {0}, *out[1] = {0};
     job_t j;
     memset(&j, 0, sizeof j);
-    if (!get_inputs(ctx, st, in, 4))
+    if (!get_inputs(ctx, st, in, 6))
         goto done;
     if (TF_NumDims(in[0]) != 3) {
         fail(ctx, st, TF_INVALID_ARGUMENT, "RnnVanillaForward: zx must be [H, T, B]");
@@ -1153,7 +1309,8 @@ CAT(rnn_vanilla_forward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
     const int64_t H = TF_Dim(in[0], 0), T = TF_Dim(in[0], 1), B = TF_Dim(in[0], 2);
     const int64_t rk_dims[2] = {H, H}, state[2] = {H, B}, h_dims[3] = {T + 1, H, B};
     if (!check_dims(ctx, st, op, "recurrent_kernel", in[1], 2, rk_dims) ||
-        !check_dims(ctx, st, op, "h0", in[2], 2, state) || !check_mask(ctx, st, op, in[3], T, B))
+        !check_dims(ctx, st, op, "h0", in[2], 2, state) || !check_mask(ctx, st, op, in[3], T, B) ||
+        !check_reset(ctx, st, op, in[4], in[5], T, B, H))
         goto done;
     if (!(out[0] = output(ctx, st, 0, h_dims, 3)))
         goto done;
@@ -1165,6 +1322,7 @@ CAT(rnn_vanilla_forward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
         fail(ctx, st, TF_RESOURCE_EXHAUSTED, "RnnVanillaForward: out of memory");
         goto done;
     }
+    set_reset(&j, in[4], in[5]);
     j.hs = TF_TensorData(out[0]);
     if (H * B > 0)
         memcpy(j.hs, TF_TensorData(in[2]), H * B * sizeof(float));
@@ -1179,7 +1337,7 @@ CAT(rnn_vanilla_forward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
     else
         run_threads(&j, j.nthreads, forward_work_vanilla);
 done:
-    end_call(&j, in, 4, out, 1, st);
+    end_call(&j, in, 6, out, 1, st);
 }
 
 void
@@ -1188,10 +1346,10 @@ CAT(rnn_vanilla_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
     (void)kernel;
     static const char *op = "RnnVanillaBackward";
     TF_Status *st = TF_NewStatus();
-    TF_Tensor *in[5] = {0}, *out[2] = {0};
+    TF_Tensor *in[6] = {0}, *out[3] = {0};
     job_t j;
     memset(&j, 0, sizeof j);
-    if (!get_inputs(ctx, st, in, 5))
+    if (!get_inputs(ctx, st, in, 6))
         goto done;
     if (TF_NumDims(in[0]) != 3) {
         fail(ctx, st, TF_INVALID_ARGUMENT, "RnnVanillaBackward: hs must be [T + 1, H, B]");
@@ -1206,12 +1364,14 @@ CAT(rnn_vanilla_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
     if (!check_dims(ctx, st, op, "d_out", in[1], 3, o_dims) ||
         !check_dims(ctx, st, op, "dh", in[2], 2, state) ||
         !check_dims(ctx, st, op, "recurrent_kernel", in[3], 2, rk_dims) ||
-        !check_mask(ctx, st, op, in[4], T, B))
+        !check_mask(ctx, st, op, in[4], T, B) || !check_reset(ctx, st, op, in[5], NULL, T, B, H))
         goto done;
     const int64_t da_dims[3] = {H, T, B};
     if (!(out[0] = output(ctx, st, 0, da_dims, 3)) || !(out[1] = output(ctx, st, 1, state, 2)))
         goto done;
     init_job(&j, T, B, H, 2.0 * H * H * B);
+    if (!reset_gradient(ctx, st, &j, in[5], &out[2]))
+        goto done;
     j.G = H;
     j.hs_in = TF_TensorData(in[0]);
     j.d_out = TF_TensorData(in[1]);
@@ -1220,6 +1380,7 @@ CAT(rnn_vanilla_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
         fail(ctx, st, TF_RESOURCE_EXHAUSTED, "RnnVanillaBackward: out of memory");
         goto done;
     }
+    set_reset(&j, in[5], NULL);
     j.da = TF_TensorData(out[0]);
     j.dh0 = TF_TensorData(out[1]);
     if (T == 0 || H == 0 || B == 0) {
@@ -1238,7 +1399,7 @@ CAT(rnn_vanilla_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
         run_backward(&j, TF_TensorData(in[2]), backward_work_vanilla);
     }
 done:
-    end_call(&j, in, 5, out, 2, st);
+    end_call(&j, in, 6, out, 3, st);
 }
 
 #endif /* RNN_KERNEL_ISA */
@@ -1389,22 +1550,26 @@ register_op(const char *name, const char *const *inputs, int n_in, const char *c
 __attribute__((constructor)) static void
 register_gru_ops(void)
 {
-    static const char *const fwd_in[] = {"zx: float", "recurrent_kernel: float", "bn: float",
-                                         "h0: float", "mask: bool"};
+    static const char *const fwd_in[] = {"zx: float",  "recurrent_kernel: float",
+                                         "bn: float",  "h0: float",
+                                         "mask: bool", "reset: bool",
+                                         "hr: float"};
     static const char *const fwd_out[] = {"s: float", "hs: float"};
     static const char *const bwd_in[] = {
-        "s: float",  "hs: float", "d_out: float", "dh: float", "recurrent_kernel: float",
-        "mask: bool"};
-    static const char *const bwd_out[] = {"da: float", "dh0: float"};
-    static const char *const vfwd_in[] = {"zx: float", "recurrent_kernel: float", "h0: float",
-                                          "mask: bool"};
+        "s: float",   "hs: float",   "d_out: float", "dh: float", "recurrent_kernel: float",
+        "mask: bool", "reset: bool", "hr: float"};
+    static const char *const bwd_out[] = {"da: float", "dh0: float", "d_hr: float"};
+    static const char *const vfwd_in[] = {"zx: float",   "recurrent_kernel: float",
+                                          "h0: float",   "mask: bool",
+                                          "reset: bool", "hr: float"};
     static const char *const vfwd_out[] = {"hs: float"};
-    static const char *const vbwd_in[] = {"hs: float", "d_out: float", "dh: float",
-                                          "recurrent_kernel: float", "mask: bool"};
+    static const char *const vbwd_in[] = {"hs: float",  "d_out: float",
+                                          "dh: float",  "recurrent_kernel: float",
+                                          "mask: bool", "reset: bool"};
     chosen = choose_isa();
-    register_op("RnnGruForward", fwd_in, 5, fwd_out, 2, compute_0);
-    register_op("RnnGruBackward", bwd_in, 6, bwd_out, 2, compute_1);
-    register_op("RnnVanillaForward", vfwd_in, 4, vfwd_out, 1, compute_2);
-    register_op("RnnVanillaBackward", vbwd_in, 5, bwd_out, 2, compute_3);
+    register_op("RnnGruForward", fwd_in, 7, fwd_out, 2, compute_0);
+    register_op("RnnGruBackward", bwd_in, 8, bwd_out, 3, compute_1);
+    register_op("RnnVanillaForward", vfwd_in, 6, vfwd_out, 1, compute_2);
+    register_op("RnnVanillaBackward", vbwd_in, 6, bwd_out, 3, compute_3);
 }
 #endif /* RNN_KERNEL_REGISTER */

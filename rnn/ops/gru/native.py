@@ -12,6 +12,11 @@ produce the tensors the ``while_loop`` programs do (the pre-activation
 gradients directly in the ``[G, T * B]`` columns layout the weight-gradient
 matmuls take), so the rest is shared (:mod:`rnn.ops.gru.programs`).
 
+With resets the ops take the ``[T, B]`` reset mask in processing order and
+the ``[H, B]`` reset state (:func:`kernel_resets`; two ``[0]`` tensors
+without, the variant that runs exactly as before) and the backward op
+returns the reset state's gradient too.
+
 **Exported graphs are plain TensorFlow**, exactly as for the LSTM: graphs
 hold the ``while_loop`` programs and the runtime swaps in these on CPU
 (:mod:`rnn.ops._native`).
@@ -84,6 +89,8 @@ def forward(
     recurrent_kernel: tf.Tensor,
     bias: tf.Tensor,
     lengths: tf.Tensor | None,
+    reset: tf.Tensor | None = None,
+    reset_state: tf.Tensor | None = None,
     *,
     masked: bool,
     reverse: bool,
@@ -91,16 +98,23 @@ def forward(
 ) -> tuple[tf.Tensor, ...]:
     """:func:`rnn.ops.gru.programs.forward` with the recurrence as one compiled op."""
     n, xa, mask = programs.inputs(x, lengths, masked=masked, reverse=reverse)
+    rm = None if reset is None else _programs.reset_mask(reset, mask, reverse)
     # The input projection of every step as one matmul, [3H, T, B].
     wx = programs.input_weights(kernel, bias, reset_after)
     zx = tf.reshape(tf.matmul(wx, _programs.columns(xa)), [-1, n, tf.shape(xa)[2]])
     # The candidate's recurrent bias selects the form: [H] reset_after, [0] Cho's.
     bn = programs.candidate_bias(bias)[:, 0] if reset_after else tf.zeros([0], x.dtype)
     ss, hs = LIBRARY.load().rnn_gru_forward(
-        zx, recurrent_kernel, bn, tf.transpose(h0), _native.kernel_mask(mask)
+        zx,
+        recurrent_kernel,
+        bn,
+        tf.transpose(h0),
+        _native.kernel_mask(mask),
+        *kernel_resets(rm, reset_state),
     )
     out = _programs.outputs(hs, mask, reverse)
-    return (out, tf.transpose(hs[-1]), xa, hs, ss)
+    results = (out, tf.transpose(hs[-1]), xa, hs, ss)
+    return results if rm is None else (*results, rm)
 
 
 def backward(
@@ -112,6 +126,8 @@ def backward(
     xa: tf.Tensor,
     hs: tf.Tensor,
     ss: tf.Tensor,
+    reset_state: tf.Tensor | None = None,
+    rm: tf.Tensor | None = None,
     *,
     masked: bool,
     reverse: bool,
@@ -120,8 +136,25 @@ def backward(
     """:func:`rnn.ops.gru.programs.backward` with the reverse recurrence as one compiled op."""
     n = tf.shape(xa)[0]
     d_out, mask = _programs.output_gradients(d_out, lengths, n, masked=masked, reverse=reverse)
-    da, dh0 = LIBRARY.load().rnn_gru_backward(
-        ss, hs, d_out, tf.transpose(d_h), recurrent_kernel, _native.kernel_mask(mask)
+    da, dh0, d_hr = LIBRARY.load().rnn_gru_backward(
+        ss,
+        hs,
+        d_out,
+        tf.transpose(d_h),
+        recurrent_kernel,
+        _native.kernel_mask(mask),
+        *kernel_resets(rm, reset_state),
     )  # da: [G, T, B], no transpose
     da = tf.reshape(da, [tf.shape(da)[0], -1])
-    return (da, dh0)
+    return (da, dh0) if rm is None else (da, dh0, d_hr)
+
+
+def kernel_resets(
+    rm: tf.Tensor | None, reset_state: tf.Tensor | None
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The kernels' ``reset`` and ``hr`` arguments: the ``[T, B]`` reset mask
+    in processing order and the ``[H, B]`` reset state, or two ``[0]``
+    (no resets; the GRU's and the vanilla RNN's kernels alike)."""
+    if rm is None:
+        return tf.zeros([0], tf.bool), tf.zeros([0], tf.float32)
+    return rm[:, 0, :], tf.transpose(reset_state)

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from rnn.ops import _native, _programs
 from rnn.ops._library import LIBRARIES
+from rnn.ops.gru import native as gru_native
 
 __all__ = ["enabled", "native_kernels_available", "set_native_kernels"]
 
@@ -63,6 +64,8 @@ def forward(
     recurrent_kernel: tf.Tensor,
     bias: tf.Tensor,
     lengths: tf.Tensor | None,
+    reset: tf.Tensor | None = None,
+    reset_state: tf.Tensor | None = None,
     *,
     masked: bool,
     reverse: bool,
@@ -71,12 +74,18 @@ def forward(
     n, xa, mask = _programs.sequence_inputs(
         "vanilla_sequence", x, lengths, masked=masked, reverse=reverse
     )
+    rm = None if reset is None else _programs.reset_mask(reset, mask, reverse)
     wx = tf.transpose(tf.concat([kernel, bias[tf.newaxis]], axis=0))  # [H, I+1]
     zx = tf.reshape(tf.matmul(wx, _programs.columns(xa)), [-1, n, tf.shape(xa)[2]])
     hs = LIBRARY.load().rnn_vanilla_forward(
-        zx, recurrent_kernel, tf.transpose(h0), _native.kernel_mask(mask)
+        zx,
+        recurrent_kernel,
+        tf.transpose(h0),
+        _native.kernel_mask(mask),
+        *gru_native.kernel_resets(rm, reset_state),
     )
-    return (_programs.outputs(hs, mask, reverse), tf.transpose(hs[-1]), xa, hs)
+    results = (_programs.outputs(hs, mask, reverse), tf.transpose(hs[-1]), xa, hs)
+    return results if rm is None else (*results, rm)
 
 
 def backward(
@@ -87,6 +96,7 @@ def backward(
     lengths: tf.Tensor | None,
     xa: tf.Tensor,
     hs: tf.Tensor,
+    rm: tf.Tensor | None = None,
     *,
     masked: bool,
     reverse: bool,
@@ -94,8 +104,9 @@ def backward(
     """:func:`rnn.ops.vanilla.programs.backward` with the reverse recurrence as one compiled op."""
     n = tf.shape(xa)[0]
     d_out, mask = _programs.output_gradients(d_out, lengths, n, masked=masked, reverse=reverse)
-    da, dh0 = LIBRARY.load().rnn_vanilla_backward(
-        hs, d_out, tf.transpose(d_h), recurrent_kernel, _native.kernel_mask(mask)
+    reset = tf.zeros([0], tf.bool) if rm is None else rm[:, 0, :]
+    da, dh0, d_hr = LIBRARY.load().rnn_vanilla_backward(
+        hs, d_out, tf.transpose(d_h), recurrent_kernel, _native.kernel_mask(mask), reset
     )  # da: [H, T, B]
     da = tf.reshape(da, [tf.shape(da)[0], -1])
-    return (da, dh0)
+    return (da, dh0) if rm is None else (da, dh0, d_hr)

@@ -220,31 +220,40 @@ def test_kernels_refuse_malformed_inputs():
     zx = tf.zeros([6, 3, 2])  # H = 2, T = 3, B = 2
     rk, state, none = tf.zeros([2, 6]), tf.zeros([2, 2]), tf.zeros([0], tf.bool)
     cho, after = tf.zeros([0]), tf.zeros([2])
-    s, hs = ops.rnn_gru_forward(zx, rk, cho, state, none)
+    no_resets = (none, tf.zeros([0]))
+    s, hs = ops.rnn_gru_forward(zx, rk, cho, state, none, *no_resets)
     assert s.shape == (3, 6, 2) and hs.shape == (4, 2, 2)
-    s4, hs4 = ops.rnn_gru_forward(zx, rk, after, state, none)
+    s4, hs4 = ops.rnn_gru_forward(zx, rk, after, state, none, *no_resets)
     assert s4.shape == (3, 8, 2)
     with pytest.raises(
         tf.errors.InvalidArgumentError,
         match="recurrent_kernel has dimension 1 of size 4, expected 6",
     ):
-        ops.rnn_gru_forward(zx, tf.zeros([2, 4]), cho, state, none)
+        ops.rnn_gru_forward(zx, tf.zeros([2, 4]), cho, state, none, *no_resets)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"bn must be \[H\] or \[0\]"):
-        ops.rnn_gru_forward(zx, rk, tf.zeros([3]), state, none)
+        ops.rnn_gru_forward(zx, rk, tf.zeros([3]), state, none, *no_resets)
     with pytest.raises(tf.errors.InvalidArgumentError, match="h0 has dimension 1"):
-        ops.rnn_gru_forward(zx, rk, cho, tf.zeros([2, 3]), none)
+        ops.rnn_gru_forward(zx, rk, cho, tf.zeros([2, 3]), none, *no_resets)
     with pytest.raises(tf.errors.InvalidArgumentError, match="mask has dimension 0"):
-        ops.rnn_gru_forward(zx, rk, cho, state, tf.zeros([2, 2], tf.bool))
+        ops.rnn_gru_forward(zx, rk, cho, state, tf.zeros([2, 2], tf.bool), *no_resets)
     with pytest.raises(tf.errors.InvalidArgumentError, match="zx must be"):
-        ops.rnn_gru_forward(tf.zeros([6, 3]), rk, cho, state, none)
-    da, dh0 = ops.rnn_gru_backward(s, hs, hs[1:], state, rk, none)
+        ops.rnn_gru_forward(tf.zeros([6, 3]), rk, cho, state, none, *no_resets)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="reset has dimension 1"):
+        ops.rnn_gru_forward(zx, rk, cho, state, none, tf.zeros([3, 1], tf.bool), state)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="hr must have rank 2"):
+        ops.rnn_gru_forward(zx, rk, cho, state, none, tf.zeros([3, 2], tf.bool), tf.zeros([2]))
+    da, dh0, d_hr = ops.rnn_gru_backward(s, hs, hs[1:], state, rk, none, *no_resets)
     assert da.shape == (6, 3, 2) and dh0.shape == (2, 2)  # da: [3H, T, B]
-    da4, _ = ops.rnn_gru_backward(s4, hs4, hs4[1:], state, rk, none)
-    assert da4.shape == (8, 3, 2)
+    assert d_hr.shape == (0,)
+    resets = (tf.zeros([3, 2], tf.bool), state)
+    da4, _, d_hr = ops.rnn_gru_backward(s4, hs4, hs4[1:], state, rk, none, *resets)
+    assert da4.shape == (8, 3, 2) and d_hr.shape == (2, 2)
     with pytest.raises(tf.errors.InvalidArgumentError, match="d_out has dimension 0"):
-        ops.rnn_gru_backward(s, hs, tf.zeros([2, 2, 2]), state, rk, none)
+        ops.rnn_gru_backward(s, hs, tf.zeros([2, 2, 2]), state, rk, none, *no_resets)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"s must be \[T, 3H, B\]"):
-        ops.rnn_gru_backward(s[:, :5], hs, hs[1:], state, rk, none)
+        ops.rnn_gru_backward(s[:, :5], hs, hs[1:], state, rk, none, *no_resets)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="hr has dimension 0"):
+        ops.rnn_gru_backward(s, hs, hs[1:], state, rk, none, resets[0], tf.zeros([3, 2]))
 
 
 _ISA_SCRIPT = textwrap.dedent("""

@@ -119,18 +119,28 @@ def test_results_do_not_depend_on_the_thread_count(threads, monkeypatch):
 def test_kernels_refuse_malformed_inputs():
     ops = native.LIBRARY.load()
     zx, rk, h0 = tf.zeros([2, 3, 2]), tf.zeros([2, 2]), tf.zeros([2, 2])
-    none = tf.zeros([0], tf.bool)
-    hs = ops.rnn_vanilla_forward(zx, rk, h0, none)
+    none, no_hr = tf.zeros([0], tf.bool), tf.zeros([0])  # (no mask, no resets)
+    hs = ops.rnn_vanilla_forward(zx, rk, h0, none, none, no_hr)
     assert hs.shape == (4, 2, 2)
     with pytest.raises(tf.errors.InvalidArgumentError, match="recurrent_kernel"):
-        ops.rnn_vanilla_forward(zx, tf.zeros([2, 3]), h0, none)
+        ops.rnn_vanilla_forward(zx, tf.zeros([2, 3]), h0, none, none, no_hr)
     with pytest.raises(tf.errors.InvalidArgumentError, match="h0"):
-        ops.rnn_vanilla_forward(zx, rk, tf.zeros([2, 3]), none)
+        ops.rnn_vanilla_forward(zx, rk, tf.zeros([2, 3]), none, none, no_hr)
     with pytest.raises(tf.errors.InvalidArgumentError, match="zx must be"):
-        ops.rnn_vanilla_forward(tf.zeros([2, 3]), rk, h0, none)
-    da, dh0 = ops.rnn_vanilla_backward(hs, tf.zeros([3, 2, 2]), h0, rk, none)
-    assert da.shape == (2, 3, 2) and dh0.shape == (2, 2)
+        ops.rnn_vanilla_forward(tf.zeros([2, 3]), rk, h0, none, none, no_hr)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="reset has dimension 0"):
+        ops.rnn_vanilla_forward(zx, rk, h0, none, tf.zeros([2, 2], tf.bool), h0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="hr has dimension 1"):
+        ops.rnn_vanilla_forward(zx, rk, h0, none, tf.zeros([3, 2], tf.bool), tf.zeros([2, 3]))
+    da, dh0, d_hr = ops.rnn_vanilla_backward(hs, tf.zeros([3, 2, 2]), h0, rk, none, none)
+    assert da.shape == (2, 3, 2) and dh0.shape == (2, 2) and d_hr.shape == (0,)
+    _, _, d_hr = ops.rnn_vanilla_backward(
+        hs, tf.zeros([3, 2, 2]), h0, rk, none, tf.zeros([3, 2], tf.bool)
+    )
+    assert d_hr.shape == (2, 2)
     with pytest.raises(tf.errors.InvalidArgumentError, match="d_out"):
-        ops.rnn_vanilla_backward(hs, tf.zeros([2, 2, 2]), h0, rk, none)
+        ops.rnn_vanilla_backward(hs, tf.zeros([2, 2, 2]), h0, rk, none, none)
     with pytest.raises(tf.errors.InvalidArgumentError, match="mask"):
-        ops.rnn_vanilla_backward(hs, tf.zeros([3, 2, 2]), h0, rk, tf.zeros([2, 2], tf.bool))
+        ops.rnn_vanilla_backward(hs, tf.zeros([3, 2, 2]), h0, rk, tf.zeros([2, 2], tf.bool), none)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="reset must have rank 2"):
+        ops.rnn_vanilla_backward(hs, tf.zeros([3, 2, 2]), h0, rk, none, tf.zeros([3], tf.bool))
