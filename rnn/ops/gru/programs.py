@@ -22,6 +22,16 @@ The two forms differ in the recurrence's critical path:
 
 Gates are in Keras' order (update ``z``, reset ``r``, candidate ``n``), and
 ``h_new = z * h + (1 - z) * n``.
+
+**Resets** (a separate variant of each program, traced only when asked
+for): with a ``[T, 1, B]`` processing-order mask ``rm`` (see
+:func:`rnn.ops._programs.reset_mask`) and the transposed reset state
+``hr [H, B]``, the state entering step ``k`` is ``where(rm[k], hr, h)``.
+``hs`` stays the state after each step (the outputs); what the backward
+pass needs of the state entering a step is recomputed from it, ``rm`` and
+``hr`` (:func:`entering_states`), one element-wise select. The gradient
+reaching a reset step's entering state goes to ``hr`` instead of back
+through the step before.
 """
 
 from __future__ import annotations
@@ -31,11 +41,18 @@ from typing import Any
 import tensorflow as tf
 
 # The helpers that do not depend on the cell are the LSTM's.
-from rnn.ops._programs import columns, output_gradients, outputs, sequence_inputs
+from rnn.ops._programs import (
+    columns,
+    output_gradients,
+    outputs,
+    reset_mask,
+    sequence_inputs,
+)
 
 __all__ = [
     "backward",
     "columns",
+    "entering_states",
     "forward",
     "gradients",
     "inputs",
@@ -78,6 +95,15 @@ def candidate_bias(bias: tf.Tensor) -> tf.Tensor:
     return bias[1, 2 * hidden :, tf.newaxis]
 
 
+def entering_states(hs: tf.Tensor, rm: tf.Tensor | None, hr: tf.Tensor | None) -> tf.Tensor:
+    """``[T, H, B]``: the state entering every step, from ``hs [T + 1, H, B]``
+    (the state after each step), the reset mask ``rm [T, 1, B]`` and the
+    reset state ``hr [B, H]``; ``hs[:-1]`` without resets."""
+    if rm is None:
+        return hs[:-1]
+    return tf.where(rm, tf.transpose(hr)[tf.newaxis], hs[:-1])
+
+
 def forward(
     x: tf.Tensor,
     h0: tf.Tensor,
@@ -85,6 +111,8 @@ def forward(
     recurrent_kernel: tf.Tensor,
     bias: tf.Tensor,
     lengths: tf.Tensor | None,
+    reset: tf.Tensor | None = None,
+    reset_state: tf.Tensor | None = None,
     *,
     masked: bool,
     reverse: bool,
@@ -94,13 +122,17 @@ def forward(
 
     Returns ``(outputs [T, B, H], h [B, H], xa, hs, ss)`` where, in
     processing order, ``xa`` is ``[T, I+1, B]``, ``hs`` is ``[T + 1, H, B]``
-    (the state before every step and after the last) and ``ss`` each step's
+    (the initial state and the state after every step) and ``ss`` each step's
     gates: ``[T, 3H, B]`` rows ``(z, r, n)``, with ``reset_after``
-    ``[T, 4H, B]`` rows ``(z, r, n, h U_n + b_n)``.
+    ``[T, 4H, B]`` rows ``(z, r, n, h U_n + b_n)``. With ``reset`` (``[T,
+    B]`` bool in input order) and ``reset_state [B, H]``, a sixth result:
+    the ``[T, 1, B]`` reset mask in processing order.
     """
     dtype = x.dtype
     hidden = tf.shape(recurrent_kernel)[0]
     n, xa, mask = inputs(x, lengths, masked=masked, reverse=reverse)
+    rm = None if reset is None else reset_mask(reset, mask, reverse)
+    hr = None if reset_state is None else tf.transpose(reset_state)
     wx = input_weights(kernel, bias, reset_after)  # [3H, I+1]
     wh = tf.transpose(recurrent_kernel)  # [3H, H]
     h0t = tf.transpose(h0)
@@ -115,6 +147,8 @@ def forward(
         wx_zr, wx_n = wx[: 2 * hidden], wx[2 * hidden :]
 
     def body(k: tf.Tensor, h: tf.Tensor, s_acc: Any, h_acc: Any) -> Any:
+        if rm is not None:  # (resets)
+            h = tf.where(rm[k], hr, h)
         # wx @ xa[k] only depends on k, so it runs ahead of the recurrence.
         if reset_after:
             x_z, x_r, x_n = tf.split(tf.matmul(wx, xa[k]), 3, axis=0)
@@ -144,7 +178,8 @@ def forward(
     out = outputs(hs, mask, reverse)
     # Stacked (not TensorList handles) so that the gradient function only
     # captures plain tensors, which SavedModel can serialise.
-    return (out, tf.transpose(h), xa, hs, s_acc.stack())
+    results = (out, tf.transpose(h), xa, hs, s_acc.stack())
+    return results if rm is None else (*results, rm)
 
 
 def backward(
@@ -156,13 +191,17 @@ def backward(
     xa: tf.Tensor,
     hs: tf.Tensor,
     ss: tf.Tensor,
+    reset_state: tf.Tensor | None = None,
+    rm: tf.Tensor | None = None,
     *,
     masked: bool,
     reverse: bool,
     reset_after: bool,
 ) -> tuple[tf.Tensor, ...]:
     """The backward program: the reverse recurrence, ``(da [3H or 4H, T * B], dh0)``
-    (:func:`gradients` makes the five gradients of them).
+    (:func:`gradients` makes the five gradients of them), and with resets
+    (``reset_state [B, H]`` and the forward's reset mask ``rm``) a third
+    result, the gradient of the reset state, ``[H, B]``.
 
     The reverse recurrence hands each step's pre-activation gradients to a
     ``TensorArray``: rows ``(z, r, n)`` for the input side, and with
@@ -177,12 +216,13 @@ def backward(
     d_out, mask = output_gradients(d_out, lengths, n, masked=masked, reverse=reverse)
     da_acc = tf.TensorArray(dtype, size=n)
     rk_zr, rk_n = recurrent_kernel[:, : 2 * hidden], recurrent_kernel[:, 2 * hidden :]
+    hr = None if rm is None else tf.transpose(reset_state)
 
-    def body(k: tf.Tensor, dh: tf.Tensor, da_acc: Any) -> Any:
+    def body(k: tf.Tensor, dh: tf.Tensor, da_acc: Any, *d_hr: tf.Tensor) -> Any:
         k = k - 1
         # Factors that do not depend on the reverse recurrence.
         s = ss[k]
-        h = hs[k]
+        h = hs[k] if rm is None else tf.where(rm[k], hr, hs[k])  # the state entering step k
         if reset_after:
             z, r, cand, hn = tf.split(s, 4, axis=0)
         else:
@@ -211,15 +251,20 @@ def backward(
             dzr = tf.concat([da_z, da_r], axis=0)
             da = tf.concat([dzr, da_n], axis=0)
             dh_prev = dh * keep + dq * r + tf.matmul(rk_zr, dzr)
-        return k, dh_prev, da_acc.write(k, da)
+        if rm is not None:  # (resets): a reset step's entering state is hr
+            r_k = rm[k]
+            d_hr = (d_hr[0] + tf.where(r_k, dh_prev, zero),)
+            dh_prev = tf.where(r_k, zero, dh_prev)
+        return (k, dh_prev, da_acc.write(k, da), *d_hr)
 
-    _, dh0, da_acc = tf.while_loop(
+    d_hr0 = () if rm is None else (tf.zeros_like(hr),)
+    _, dh0, da_acc, *d_hr = tf.while_loop(
         lambda k, *_: k > 0,
         body,
-        (n, tf.transpose(d_h), da_acc),
+        (n, tf.transpose(d_h), da_acc, *d_hr0),
         parallel_iterations=_PARALLEL_ITERATIONS,
     )
-    return (columns(da_acc.stack()), dh0)  # gradients() turns these into the five
+    return (columns(da_acc.stack()), dh0, *d_hr)  # gradients() turns these into the five
 
 
 def gradients(
@@ -229,13 +274,18 @@ def gradients(
     xa: tf.Tensor,
     hs: tf.Tensor,
     ss: tf.Tensor,
+    d_hr: tf.Tensor | None = None,
+    reset_state: tf.Tensor | None = None,
+    rm: tf.Tensor | None = None,
     *,
     reverse: bool,
     reset_after: bool,
 ) -> tuple[tf.Tensor, ...]:
     """The five gradients from the pre-activation gradients ``da`` of all
     steps, ``[3H or 4H, T * B]`` (column ``t * B + b``: step ``t`` of example
-    ``b``; rows as :func:`backward` writes them).
+    ``b``; rows as :func:`backward` writes them); with resets (the backward
+    program's ``d_hr [H, B]``, ``reset_state`` and the reset mask ``rm``)
+    the reset state's gradient sixth.
 
     The weight gradients are a few large matmuls over all ``T * B``
     columns at once, the input gradient one more.
@@ -244,14 +294,15 @@ def gradients(
     hidden = tf.shape(hs)[1]
     dx_side = da[: 3 * hidden]
     d_kernel_bias = tf.matmul(columns(xa), dx_side, transpose_b=True)  # [I+1, 3H]
-    h_prev = columns(hs[:-1])  # [H, TB]
+    entering = entering_states(hs, rm, reset_state)  # [T, H, B]
+    h_prev = columns(entering)  # [H, TB]
     if reset_after:
         dh_side = tf.concat([da[: 2 * hidden], da[3 * hidden :]], axis=0)
         d_rk = tf.matmul(h_prev, dh_side, transpose_b=True)  # [H, 3H]
         d_bias = tf.stack([d_kernel_bias[-1], tf.reduce_sum(dh_side, axis=1)])
     else:
         # The candidate's recurrent operand is q = r * h_prev.
-        q = columns(ss[:, hidden : 2 * hidden] * hs[:-1])
+        q = columns(ss[:, hidden : 2 * hidden] * entering)
         d_rk = tf.concat(
             [
                 tf.matmul(h_prev, da[: 2 * hidden], transpose_b=True),
@@ -264,4 +315,5 @@ def gradients(
     d_x = tf.transpose(tf.reshape(d_x, [-1, n, batch]), [1, 2, 0])  # [T, B, I]
     if reverse:
         d_x = tf.reverse(d_x, axis=[0])
-    return (d_x, tf.transpose(dh0), d_kernel_bias[:-1], d_rk, d_bias)
+    grads = (d_x, tf.transpose(dh0), d_kernel_bias[:-1], d_rk, d_bias)
+    return grads if d_hr is None else (*grads, tf.transpose(d_hr))

@@ -7,13 +7,15 @@ gradient one backward program: TensorFlow-ops programs
 compiled op (:mod:`rnn.ops.gru.native`, where it can). As for the LSTM
 (:mod:`rnn.ops.lstm.sequence`) the programs are ``tf.function`` s traced
 once per process for each dtype and variant (form, masked or not, reversed
-or not) with unknown ``T`` and batch size; graphs hold the TensorFlow-ops
-programs and on CPU the runtime swaps in the compiled ones.
+or not, with resets or not) with unknown ``T`` and batch size; graphs hold
+the TensorFlow-ops programs and on CPU the runtime swaps in the compiled
+ones.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import tensorflow as tf
@@ -28,30 +30,46 @@ __all__ = ["gru_sequence"]
 
 
 def _trace(variant: tuple[Any, ...], which: str, native: bool) -> tuple[Any, list[Any]]:
-    """One program of one variant (``(dtype, reset_after, masked, reverse)``)
-    and its signature."""
-    dtype, reset_after, masked, reverse = variant
+    """One program of one variant (``(dtype, reset_after, masked, reverse,
+    resets)``) and its signature.
+
+    The arguments are the tensors (with resets the reset state after the
+    weights), then the saved ones (backward; with resets the reset mask in
+    processing order last), then the lengths (masked) and the ``[T, B]``
+    reset argument (resets; only the forward program reads it).
+    """
+    dtype, reset_after, masked, reverse, resets = variant
     t3 = tf.TensorSpec([None, None, None], dtype)
     t2 = tf.TensorSpec([None, None], dtype)
     bias = tf.TensorSpec([2, None] if reset_after else [None], dtype)
-    lens = [tf.TensorSpec([None], tf.int32)] if masked else []
+    tail = [tf.TensorSpec([None], tf.int32)] if masked else []
+    if resets:
+        tail.append(tf.TensorSpec([None, None], tf.bool))
     flags: dict[str, bool] = dict(masked=masked, reverse=reverse, reset_after=reset_after)
+
+    def split_tail(rest: Sequence[Any]) -> tuple[Any, Any]:
+        return (rest[0] if masked else None), (rest[-1] if resets else None)
+
     if which == "fwd":
 
-        def fwd(x: Any, h0: Any, kernel: Any, rk: Any, b: Any, *lengths: Any) -> Any:
+        def fwd(x: Any, h0: Any, kernel: Any, rk: Any, b: Any, *rest: Any) -> Any:
             program = native_ops.forward if native else programs.forward
-            return program(x, h0, kernel, rk, b, lengths[0] if masked else None, **flags)
+            reset_state, rest = (rest[0], rest[1:]) if resets else (None, rest)
+            lengths, reset = split_tail(rest)
+            return program(x, h0, kernel, rk, b, lengths, reset, reset_state, **flags)
 
-        return fwd, [t3, t2, t2, t2, bias, *lens]
+        return fwd, [t3, t2, t2, t2, bias, *[t2] * resets, *tail]
 
-    def bwd(
-        d_out: Any, d_h: Any, kernel: Any, rk: Any, xa: Any, hs: Any, s: Any, *lengths: Any
-    ) -> Any:
+    def bwd(d_out: Any, d_h: Any, kernel: Any, rk: Any, *rest: Any) -> Any:
         program = native_ops.backward if native else programs.backward
-        length = lengths[0] if masked else None
-        return program(d_out, d_h, kernel, rk, length, xa, hs, s, **flags)
+        reset_state, rest = (rest[0], rest[1:]) if resets else (None, rest)
+        xa, hs, s, rest = *rest[:3], rest[3:]
+        rm, rest = (rest[0], rest[1:]) if resets else (None, rest)
+        lengths, _ = split_tail(rest)
+        return program(d_out, d_h, kernel, rk, lengths, xa, hs, s, reset_state, rm, **flags)
 
-    return bwd, [t3, t2, t2, t2, t3, t3, t3, *lens]
+    saved = [t3, t3, t3] + [tf.TensorSpec([None, 1, None], tf.bool)] * resets  # xa, hs, ss, rm
+    return bwd, [t3, t2, t2, t2, *[t2] * resets, *saved, *tail]
 
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -77,6 +95,8 @@ def gru_sequence(
     sequence_length: tf.Tensor | None = None,
     reverse: bool = False,
     reset_after: bool = False,
+    reset: tf.Tensor | None = None,
+    reset_state: tf.Tensor | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Runs a GRU over a whole time-major sequence; returns outputs and state.
 
@@ -110,21 +130,30 @@ def gru_sequence(
       reverse: process each example's valid steps from its last one back to
         ``t = 0``; outputs stay in input time order.
       reset_after: which form (above).
+      reset: optional ``[T, B]`` bool, in input time order: where
+        ``reset[t, b]``, example ``b``'s state is replaced by
+        ``reset_state[b]`` right before the step that reads input ``t``
+        (with ``reverse`` too; marks past the example's length are ignored).
+        Gradients reach ``reset_state`` and not what a reset cut off.
+      reset_state: ``[B, H]``, the state reset examples take; required with
+        ``reset``.
 
     Returns:
       ``(outputs, h)``: ``[T, B, H]`` states per step and the ``[B, H]``
       final state.
 
-    Gradients flow to all five tensor arguments and work eagerly, in
-    ``tf.function`` and with ``jit_compile=True``; first order only
-    (differentiating them again raises ``NotImplementedError``).
+    Gradients flow to all five tensor arguments (six with ``reset_state``)
+    and work eagerly, in ``tf.function`` and with ``jit_compile=True``;
+    first order only (differentiating them again raises
+    ``NotImplementedError``).
 
     Raises:
-      TypeError: an unsupported dtype, arguments of different dtypes, or a
-        non-integer ``sequence_length``.
-      ValueError: statically known shapes that do not fit together, or zero
+      TypeError: an unsupported dtype, arguments of different dtypes, a
+        non-integer ``sequence_length`` or a non-bool ``reset``.
+      ValueError: statically known shapes that do not fit together, zero
         time steps (``tf.errors.InvalidArgumentError`` at run time when
-        ``T`` is only known then).
+        ``T`` is only known then), or ``reset`` without ``reset_state`` (or
+        the reverse).
 
     Example:
 
@@ -173,10 +202,19 @@ def gru_sequence(
     _check_dim("h0.shape[0]", static_dim(h0.shape, 0), b, "batch size of inputs")
     _check_dim("h0.shape[1]", static_dim(h0.shape, 1), hidden, "hidden size")
 
+    tensors = [x, h0, kernel, recurrent_kernel, bias]
     extra = []
     if sequence_length is not None:
         extra.append(_utils.sequence_lengths("gru_sequence", sequence_length, b))
-    variant = (x.dtype, reset_after, bool(extra), bool(reverse))
+    resets = reset is not None
+    if resets:
+        extra.append(_programs.check_reset("gru_sequence", reset, n, b))
+        tensors += _programs.check_reset_state(
+            "gru_sequence", reset_state, ("h",), x.dtype, b, hidden
+        )
+    elif reset_state is not None:
+        raise ValueError("gru_sequence: reset_state is given but reset is None")
+    variant = (x.dtype, reset_after, sequence_length is not None, bool(reverse), resets)
     out, h = _programs.call_with_gradient(
         "gru_sequence",
         PROGRAMS.select(variant, "fwd", native_ops.enabled()),
@@ -188,13 +226,16 @@ def gru_sequence(
             saved[0],
             saved[1],
             saved[2],
+            d_hr=r[2] if resets else None,
+            reset_state=a[5] if resets else None,
+            rm=saved[3] if resets else None,
             reverse=bool(reverse),
             reset_after=reset_after,
         ),
-        [x, h0, kernel, recurrent_kernel, bias],
+        tensors,
         extra,
         num_results=2,
-        weights=(2, 3),
+        weights=(2, 3, 5) if resets else (2, 3),
     )
     if not tf.executing_eagerly():
         out.set_shape([n, b, hidden])

@@ -7,6 +7,11 @@ the input projection ``[W; b]^T [x_t; 1]`` computed ahead of the recurrence
 (off its critical path), each step's state handed to a ``TensorArray``, and
 after the reverse recurrence the weight gradients as two large matmuls over
 all ``T * B`` columns instead of ``T`` small ones inside the loop.
+
+With resets (a separate variant, as for the GRU: :mod:`rnn.ops.gru.programs`)
+the state entering step ``k`` is ``where(rm[k], hr, h)``; ``hs`` stays the
+state after each step, and the weight gradient recomputes the entering
+states from it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from rnn.ops._programs import columns, output_gradients, outputs, sequence_inputs
+from rnn.ops._programs import columns, output_gradients, outputs, reset_mask, sequence_inputs
+from rnn.ops.gru.programs import entering_states
 
 __all__ = ["backward", "forward", "gradients"]
 
@@ -31,6 +37,8 @@ def forward(
     recurrent_kernel: tf.Tensor,
     bias: tf.Tensor,
     lengths: tf.Tensor | None,
+    reset: tf.Tensor | None = None,
+    reset_state: tf.Tensor | None = None,
     *,
     masked: bool,
     reverse: bool,
@@ -38,9 +46,13 @@ def forward(
     """The forward program: ``(outputs [T, B, H], h [B, H], xa, hs)``.
 
     In processing order ``xa`` is ``[T, I+1, B]`` and ``hs`` ``[T + 1, H,
-    B]``, the state before every step and after the last.
+    B]``, the initial state and the state after every step. With ``reset``
+    (``[T, B]`` bool, input order) and ``reset_state [B, H]`` a fifth
+    result, the ``[T, 1, B]`` reset mask in processing order.
     """
     n, xa, mask = sequence_inputs("vanilla_sequence", x, lengths, masked=masked, reverse=reverse)
+    rm = None if reset is None else reset_mask(reset, mask, reverse)
+    hr = None if reset_state is None else tf.transpose(reset_state)
     wx = tf.transpose(tf.concat([kernel, bias[tf.newaxis]], axis=0))  # [H, I+1]
     wh = tf.transpose(recurrent_kernel)  # [H, H]
     h0t = tf.transpose(h0)
@@ -49,6 +61,8 @@ def forward(
     zx = tf.transpose(tf.reshape(tf.matmul(wx, columns(xa)), [-1, n, tf.shape(xa)[2]]), [1, 0, 2])
 
     def body(k: tf.Tensor, h: tf.Tensor, h_acc: Any) -> Any:
+        if rm is not None:  # (resets)
+            h = tf.where(rm[k], hr, h)
         h_new = tf.tanh(zx[k] + tf.matmul(wh, h))
         if mask is not None:  # (masked): the step leaves h unchanged
             h_new = tf.where(mask[k], h_new, h)
@@ -61,7 +75,8 @@ def forward(
         parallel_iterations=_PARALLEL_ITERATIONS,
     )
     hs = h_acc.stack()
-    return (outputs(hs, mask, reverse), tf.transpose(h), xa, hs)
+    results = (outputs(hs, mask, reverse), tf.transpose(h), xa, hs)
+    return results if rm is None else (*results, rm)
 
 
 def backward(
@@ -72,12 +87,15 @@ def backward(
     lengths: tf.Tensor | None,
     xa: tf.Tensor,
     hs: tf.Tensor,
+    rm: tf.Tensor | None = None,
     *,
     masked: bool,
     reverse: bool,
 ) -> tuple[tf.Tensor, ...]:
     """The backward program: the reverse recurrence, ``(da [H, T * B], dh0)``
-    (:func:`gradients` makes the five gradients of them)."""
+    (:func:`gradients` makes the five gradients of them); with the forward's
+    reset mask ``rm`` a third result, the ``[H, B]`` gradient of the reset
+    state."""
     dtype = xa.dtype
     n = tf.shape(xa)[0]
     unit = tf.constant(1, dtype)
@@ -86,7 +104,7 @@ def backward(
     da_acc = tf.TensorArray(dtype, size=n)
     slopes = unit - tf.square(hs[1:])  # tanh' of every step, [T, H, B]
 
-    def body(k: tf.Tensor, dh: tf.Tensor, da_acc: Any) -> Any:
+    def body(k: tf.Tensor, dh: tf.Tensor, da_acc: Any, *d_hr: tf.Tensor) -> Any:
         k = k - 1
         slope = slopes[k]
         dh = dh + d_out[k]
@@ -97,15 +115,20 @@ def backward(
         else:
             da = dh * slope
             dh_prev = tf.matmul(recurrent_kernel, da)
-        return k, dh_prev, da_acc.write(k, da)
+        if rm is not None:  # (resets): a reset step's entering state is hr
+            r_k = rm[k]
+            d_hr = (d_hr[0] + tf.where(r_k, dh_prev, zero),)
+            dh_prev = tf.where(r_k, zero, dh_prev)
+        return (k, dh_prev, da_acc.write(k, da), *d_hr)
 
-    _, dh0, da_acc = tf.while_loop(
+    d_hr0 = () if rm is None else (tf.zeros_like(tf.transpose(d_h)),)
+    _, dh0, da_acc, *d_hr = tf.while_loop(
         lambda k, *_: k > 0,
         body,
-        (n, tf.transpose(d_h), da_acc),
+        (n, tf.transpose(d_h), da_acc, *d_hr0),
         parallel_iterations=_PARALLEL_ITERATIONS,
     )
-    return (columns(da_acc.stack()), dh0)  # gradients() turns these into the five
+    return (columns(da_acc.stack()), dh0, *d_hr)  # gradients() turns these into the five
 
 
 def gradients(
@@ -114,16 +137,23 @@ def gradients(
     kernel: tf.Tensor,
     xa: tf.Tensor,
     hs: tf.Tensor,
+    d_hr: tf.Tensor | None = None,
+    reset_state: tf.Tensor | None = None,
+    rm: tf.Tensor | None = None,
     *,
     reverse: bool,
 ) -> tuple[tf.Tensor, ...]:
     """The five gradients from the pre-activation gradients ``da [H, T * B]``
-    of all steps (column ``t * B + b``: step ``t`` of example ``b``)."""
+    of all steps (column ``t * B + b``: step ``t`` of example ``b``); with
+    resets (the backward program's ``d_hr``, ``reset_state`` and the reset
+    mask ``rm``) the reset state's sixth."""
     n, batch = tf.shape(xa)[0], tf.shape(xa)[2]
     d_kernel_bias = tf.matmul(columns(xa), da, transpose_b=True)  # [I+1, H]
-    d_rk = tf.matmul(columns(hs[:-1]), da, transpose_b=True)  # [H, H]
+    h_prev = columns(entering_states(hs, rm, reset_state))  # [H, TB]
+    d_rk = tf.matmul(h_prev, da, transpose_b=True)  # [H, H]
     d_x = tf.matmul(kernel, da)  # [I, TB]
     d_x = tf.transpose(tf.reshape(d_x, [-1, n, batch]), [1, 2, 0])  # [T, B, I]
     if reverse:
         d_x = tf.reverse(d_x, axis=[0])
-    return (d_x, tf.transpose(dh0), d_kernel_bias[:-1], d_rk, d_kernel_bias[-1])
+    grads = (d_x, tf.transpose(dh0), d_kernel_bias[:-1], d_rk, d_kernel_bias[-1])
+    return grads if d_hr is None else (*grads, tf.transpose(d_hr))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import tensorflow as tf
@@ -17,27 +18,43 @@ __all__ = ["vanilla_sequence"]
 
 
 def _trace(variant: tuple[Any, ...], which: str, native: bool) -> tuple[Any, list[Any]]:
-    """One program of one variant (``(dtype, masked, reverse)``) and its signature."""
-    dtype, masked, reverse = variant
+    """One program of one variant (``(dtype, masked, reverse, resets)``) and its signature.
+
+    The arguments are the tensors (forward: with resets the reset state
+    after the weights), then the saved ones (backward; with resets the
+    reset mask in processing order last), then the lengths (masked) and the
+    ``[T, B]`` reset argument (resets; only the forward program reads it).
+    """
+    dtype, masked, reverse, resets = variant
     t3 = tf.TensorSpec([None, None, None], dtype)
     t2 = tf.TensorSpec([None, None], dtype)
     t1 = tf.TensorSpec([None], dtype)
-    lens = [tf.TensorSpec([None], tf.int32)] if masked else []
+    tail = [tf.TensorSpec([None], tf.int32)] if masked else []
+    if resets:
+        tail.append(tf.TensorSpec([None, None], tf.bool))
     flags: dict[str, bool] = dict(masked=masked, reverse=reverse)
+
+    def split_tail(rest: Sequence[Any]) -> tuple[Any, Any]:
+        return (rest[0] if masked else None), (rest[-1] if resets else None)
+
     if which == "fwd":
 
-        def fwd(x: Any, h0: Any, kernel: Any, rk: Any, bias: Any, *lengths: Any) -> Any:
+        def fwd(x: Any, h0: Any, kernel: Any, rk: Any, bias: Any, *rest: Any) -> Any:
             program = native_ops.forward if native else programs.forward
-            return program(x, h0, kernel, rk, bias, lengths[0] if masked else None, **flags)
+            reset_state, rest = (rest[0], rest[1:]) if resets else (None, rest)
+            lengths, reset = split_tail(rest)
+            return program(x, h0, kernel, rk, bias, lengths, reset, reset_state, **flags)
 
-        return fwd, [t3, t2, t2, t2, t1, *lens]
+        return fwd, [t3, t2, t2, t2, t1, *[t2] * resets, *tail]
 
-    def bwd(d_out: Any, d_h: Any, kernel: Any, rk: Any, xa: Any, hs: Any, *lengths: Any) -> Any:
-        length = lengths[0] if masked else None
+    def bwd(d_out: Any, d_h: Any, kernel: Any, rk: Any, xa: Any, hs: Any, *rest: Any) -> Any:
         program = native_ops.backward if native else programs.backward
-        return program(d_out, d_h, kernel, rk, length, xa, hs, **flags)
+        rm, rest = (rest[0], rest[1:]) if resets else (None, rest)
+        lengths, _ = split_tail(rest)
+        return program(d_out, d_h, kernel, rk, lengths, xa, hs, rm, **flags)
 
-    return bwd, [t3, t2, t2, t2, t3, t3, *lens]
+    rm_spec = [tf.TensorSpec([None, 1, None], tf.bool)] * resets
+    return bwd, [t3, t2, t2, t2, t3, t3, *rm_spec, *tail]
 
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -45,7 +62,8 @@ PROGRAMS = _native.Programs(
     "vanilla",
     native_ops.LIBRARY,
     [os.path.join(_HERE, "programs.py"), os.path.join(_HERE, "native.py")]
-    + [os.path.join(os.path.dirname(_HERE), "gru", "kernels.c")],
+    # (the kernels, and the GRU's native.py for the kernels' reset arguments)
+    + [os.path.join(os.path.dirname(_HERE), "gru", f) for f in ("kernels.c", "native.py")],
     _trace,
 )
 
@@ -59,6 +77,8 @@ def vanilla_sequence(
     bias: tf.Tensor,
     sequence_length: tf.Tensor | None = None,
     reverse: bool = False,
+    reset: tf.Tensor | None = None,
+    reset_state: tf.Tensor | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Runs a ``tanh`` vanilla RNN over a whole time-major sequence.
 
@@ -80,21 +100,30 @@ def vanilla_sequence(
         act as ``T`` and lengths of 0 or less leave the initial state.
       reverse: process each example's valid steps from its last one back to
         ``t = 0``; outputs stay in input time order.
+      reset: optional ``[T, B]`` bool, in input time order: where
+        ``reset[t, b]``, example ``b``'s state is replaced by
+        ``reset_state[b]`` right before the step that reads input ``t``
+        (with ``reverse`` too; marks past the example's length are ignored).
+        Gradients reach ``reset_state`` and not what a reset cut off.
+      reset_state: ``[B, H]``, the state reset examples take; required with
+        ``reset``.
 
     Returns:
       ``(outputs, h)``: ``[T, B, H]`` states per step and the ``[B, H]``
       final state.
 
-    Gradients flow to all five tensor arguments and work eagerly, in
-    ``tf.function`` and with ``jit_compile=True``; first order only
-    (differentiating them again raises ``NotImplementedError``).
+    Gradients flow to all five tensor arguments (six with ``reset_state``)
+    and work eagerly, in ``tf.function`` and with ``jit_compile=True``;
+    first order only (differentiating them again raises
+    ``NotImplementedError``).
 
     Raises:
-      TypeError: an unsupported dtype, arguments of different dtypes, or a
-        non-integer ``sequence_length``.
-      ValueError: statically known shapes that do not fit together, or zero
+      TypeError: an unsupported dtype, arguments of different dtypes, a
+        non-integer ``sequence_length`` or a non-bool ``reset``.
+      ValueError: statically known shapes that do not fit together, zero
         time steps (``tf.errors.InvalidArgumentError`` at run time when
-        ``T`` is only known then).
+        ``T`` is only known then), or ``reset`` without ``reset_state`` (or
+        the reverse).
 
     Example:
 
@@ -134,18 +163,33 @@ def vanilla_sequence(
     _programs.check_dim(name, "bias.shape[0]", static_dim(bias.shape, 0), hidden, "hidden size")
     _programs.check_dim(name, "h0.shape[0]", static_dim(h0.shape, 0), b, "batch size of inputs")
     _programs.check_dim(name, "h0.shape[1]", static_dim(h0.shape, 1), hidden, "hidden size")
+    tensors = [x, h0, kernel, recurrent_kernel, bias]
     extra = []
     if sequence_length is not None:
         extra.append(_utils.sequence_lengths(name, sequence_length, b))
-    variant = (x.dtype, bool(extra), bool(reverse))
+    resets = reset is not None
+    if resets:
+        extra.append(_programs.check_reset(name, reset, n, b))
+        tensors += _programs.check_reset_state(name, reset_state, ("h",), x.dtype, b, hidden)
+    elif reset_state is not None:
+        raise ValueError(f"{name}: reset_state is given but reset is None")
+    variant = (x.dtype, sequence_length is not None, bool(reverse), resets)
     out, h = _programs.call_with_gradient(
         name,
         PROGRAMS.select(variant, "fwd", native_ops.enabled()),
         lambda: PROGRAMS.select(variant, "bwd", native_ops.enabled()),
         lambda r, a, saved: programs.gradients(
-            r[0], r[1], a[2], saved[0], saved[1], reverse=bool(reverse)
+            r[0],
+            r[1],
+            a[2],
+            saved[0],
+            saved[1],
+            d_hr=r[2] if resets else None,
+            reset_state=a[5] if resets else None,
+            rm=saved[2] if resets else None,
+            reverse=bool(reverse),
         ),
-        [x, h0, kernel, recurrent_kernel, bias],
+        tensors,
         extra,
         num_results=2,
         weights=(2, 3),

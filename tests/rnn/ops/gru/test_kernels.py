@@ -155,7 +155,7 @@ def test_each_program_takes_the_other_forms_saved_tensors(masked, reset_after):
 
     x, h0, k, rk, b = _problem(reset_after, 4, 5, 3, 4, 6)
     lengths = [tf.constant([5, 0, 3])] if masked else []
-    variant = (tf.float32, reset_after, masked, False)
+    variant = (tf.float32, reset_after, masked, False, False)  # (no resets)
     d_out = tf.cos(tf.reshape(tf.range(5 * 3 * 6, dtype=tf.float32), [5, 3, 6]))
     d_h = tf.sin(h0 + 1.0)
     results = {}

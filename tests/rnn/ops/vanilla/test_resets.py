@@ -1,0 +1,198 @@
+"""vanilla_sequence's per-example state resets (``reset=``, ``reset_state=``).
+
+Against stepping rnn.VanillaRNN's step function in a Python loop with the
+reset applied before each step, differentiated by TF autodiff, on both
+programs (the compiled recurrences and the TensorFlow while_loops).
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from rnn.cores import _vanilla_fn
+from rnn.ops import portable
+from rnn.ops.vanilla import native, sequence, vanilla_sequence
+from tests.rnn.ops.kernel_runs import kernel_runs, op_types
+
+T, B, I, H = 6, 4, 3, 5
+
+# As for the GRU (tests/rnn/ops/gru/test_resets.py): a reset at t = 0 and
+# several per example, marks past a length, a length of 0, the last step.
+RESET = np.zeros([T, B], bool)
+RESET[[0, 2, 4], 0] = True
+RESET[[1, 4, 5], 1] = True
+RESET[[0, 3], 2] = True
+RESET[[3, 5], 3] = True
+LENGTHS = np.array([6, 3, 0, 5], np.int32)
+
+
+@pytest.fixture(autouse=True, params=["kernels", "tf_ops"])
+def vanilla_path(request):
+    """Every test runs on both programs."""
+    if request.param == "kernels" and not native.native_kernels_available():
+        pytest.skip("the compiled recurrences are not available here")
+    previous = native.set_native_kernels(request.param == "kernels")
+    yield request.param
+    native.set_native_kernels(previous)
+
+
+def stepped(x, h, kernel, rk, bias, hr, *, reset, sequence_length=None, reverse=False):
+    """The reference: rnn.VanillaRNN's step function, one step at a time."""
+    steps = x.shape[0]
+    outs = [None] * steps
+    for t in range(steps - 1, -1, -1) if reverse else range(steps):
+        valid = tf.ones([x.shape[1]], tf.bool)
+        if sequence_length is not None:
+            valid = t < tf.constant(sequence_length)
+        h = tf.where((reset[t] & valid)[:, tf.newaxis], hr, h)
+        h_new, _ = _vanilla_fn(x[t], h, kernel, rk, bias, tf.tanh)
+        outs[t] = tf.where(valid[:, tf.newaxis], h_new, tf.zeros_like(h_new))
+        h = tf.where(valid[:, tf.newaxis], h_new, h)
+    return tf.stack(outs), h
+
+
+def fast(x, h0, kernel, rk, bias, hr, *, reset, **kwargs):
+    return vanilla_sequence(x, h0, kernel, rk, bias, reset=reset, reset_state=hr, **kwargs)
+
+
+def _args(seed=0, dtype=np.float32, steps=T, batch=B, hidden=H):
+    rng = np.random.default_rng(seed)
+    shapes = [(steps, batch, I), (batch, hidden), (I, hidden), (hidden, hidden), (hidden,)]
+    shapes.append((batch, hidden))
+    return [tf.constant((rng.normal(size=s) * 0.7).astype(dtype)) for s in shapes]
+
+
+def _values_and_grads(fn, args, **kwargs):
+    with tf.GradientTape() as tape:
+        tape.watch(args)
+        out, h = fn(*args, **kwargs)
+        weights = tf.cos(tf.reshape(tf.range(tf.size(out), dtype=out.dtype), tf.shape(out)))
+        loss = tf.reduce_sum(out * weights) + tf.reduce_sum(tf.sin(h))
+    return [out, h, *tape.gradient(loss, args)]
+
+
+NAMES = ["out", "h", "d_x", "d_h0", "d_kernel", "d_rk", "d_bias", "d_reset_state"]
+
+
+def _assert_close(got, want, rtol=1e-4, atol=1e-5):
+    """float32 agreement (``atol`` relative to the largest magnitude)."""
+    assert len(got) == len(want)
+    for name, g, w in zip(NAMES, got, want):
+        assert g is not None, name
+        scale = max(1.0, float(tf.reduce_max(tf.abs(w))))
+        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=rtol, atol=atol * scale, err_msg=name)
+
+
+@pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["full", "lengths"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+def test_matches_stepping_the_cell(mode, reverse, lengths):
+    args = _args()
+    kwargs = dict(sequence_length=lengths, reverse=reverse)
+    want = _values_and_grads(stepped, args, reset=tf.constant(RESET), **kwargs)
+    run = lambda *a: _values_and_grads(fast, a[:-1], reset=a[-1], **kwargs)  # noqa: E731
+    if mode != "eager":
+        run = tf.function(run, jit_compile=mode == "xla")
+    _assert_close(run(*args, tf.constant(RESET)), want)
+
+
+def test_unknown_time_and_batch_in_tf_function():
+    spec = [
+        tf.TensorSpec([None, None, I]),
+        tf.TensorSpec([None, H]),
+        tf.TensorSpec([I, H]),
+        tf.TensorSpec([H, H]),
+        tf.TensorSpec([H]),
+        tf.TensorSpec([None, H]),
+        tf.TensorSpec([None, None], tf.bool),
+        tf.TensorSpec([None], tf.int32),
+    ]
+
+    @tf.function(input_signature=spec)
+    def run(*a):
+        return _values_and_grads(fast, a[:6], reset=a[6], sequence_length=a[7])
+
+    rng = np.random.default_rng(3)
+    for steps, batch in [(2, 1), (7, 5)]:
+        args = _args(seed=steps, steps=steps, batch=batch)
+        reset = rng.random([steps, batch]) < 0.3
+        lengths = rng.integers(0, steps + 1, size=batch).astype(np.int32)
+        want = _values_and_grads(stepped, args, reset=tf.constant(reset), sequence_length=lengths)
+        _assert_close(run(*args, tf.constant(reset), tf.constant(lengths)), want)
+
+
+def test_a_reset_cuts_the_initial_state_off():
+    args = _args(seed=4)
+    reset = np.zeros([T, B], bool)
+    reset[0] = True
+    got = _values_and_grads(fast, args, reset=reset)
+    assert not np.any(got[3].numpy())  # d_h0
+    out, h = vanilla_sequence(args[0], args[5], *args[2:5])
+    np.testing.assert_allclose(got[0].numpy(), out.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got[1].numpy(), h.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_float16():
+    args = _args(seed=6)
+    kwargs = dict(reset=RESET, sequence_length=LENGTHS, reverse=True)
+    want = _values_and_grads(fast, args, **kwargs)
+    got = _values_and_grads(fast, [tf.cast(a, tf.float16) for a in args], **kwargs)
+    for name, g, w in zip(NAMES, got, want):
+        assert g.dtype == tf.float16, name
+        scale = max(1.0, float(tf.reduce_max(tf.abs(w))))
+        np.testing.assert_allclose(
+            tf.cast(g, tf.float32).numpy() / scale, w.numpy() / scale, atol=0.05, err_msg=name
+        )
+
+
+@pytest.mark.parametrize("threads", ["2", "3"])
+def test_kernels_do_not_depend_on_the_thread_count(threads, monkeypatch, vanilla_path):
+    if vanilla_path != "kernels":
+        pytest.skip("the thread count is the kernels'")
+    args = _args(seed=8, steps=5, batch=20, hidden=40)
+    reset = np.random.default_rng(8).random([5, 20]) < 0.3
+    kwargs = dict(reset=reset, sequence_length=[5, 0, 2, 4] * 5, reverse=True)
+    monkeypatch.setenv("RNN_GRU_THREADS", "1")
+    want = _values_and_grads(fast, args, **kwargs)
+    monkeypatch.setenv("RNN_GRU_THREADS", threads)
+    for g, w in zip(_values_and_grads(fast, args, **kwargs), want):
+        np.testing.assert_array_equal(g.numpy(), w.numpy())
+    with portable():
+        _assert_close(_values_and_grads(fast, args, **kwargs), want)
+
+
+def test_graphs_hold_tf_ops_and_the_kernels_run(vanilla_path):
+    args = _args(seed=9)
+    step = tf.function(lambda *a: _values_and_grads(fast, a, reset=RESET))
+    assert not any(t.startswith("Rnn") for t in op_types(step.get_concrete_function(*args)))
+    ops = ("RnnVanillaForward", "RnnVanillaBackward")
+    _, runs = kernel_runs(native.LIBRARY, ops, step, *args)
+    assert runs == ((1, 1) if vanilla_path == "kernels" else (0, 0))
+
+
+def test_the_program_without_resets_is_untouched():
+    for resets in (False, True):
+        variant = (tf.float32, False, False, resets)
+        for which in ("fwd", "bwd"):
+            concrete = sequence.PROGRAMS.get(variant, which, "tf")
+            bools = [s for s in concrete.structured_input_signature[0] if s.dtype == tf.bool]
+            assert bool(bools) == resets, which
+            if not resets:
+                assert not {"Select", "SelectV2"} & op_types(concrete), which
+
+
+def test_bad_reset_arguments_raise_clear_errors():
+    x, h0, kernel, rk, bias, hr = _args()
+    name = "vanilla_sequence"
+    with pytest.raises(ValueError, match=f"{name}: reset is given but reset_state is None"):
+        vanilla_sequence(x, h0, kernel, rk, bias, reset=RESET)
+    with pytest.raises(ValueError, match=f"{name}: reset_state is given but reset is None"):
+        vanilla_sequence(x, h0, kernel, rk, bias, reset_state=hr)
+    with pytest.raises(TypeError, match=f"{name}: reset must be a bool"):
+        vanilla_sequence(x, h0, kernel, rk, bias, reset=RESET.astype(np.float32), reset_state=hr)
+    with pytest.raises(ValueError, match=rf"{name}: reset.shape\[0\] should be 6"):
+        vanilla_sequence(x, h0, kernel, rk, bias, reset=RESET[:2], reset_state=hr)
+    with pytest.raises(TypeError, match=f"{name}: reset_state has dtype float64"):
+        vanilla_sequence(x, h0, kernel, rk, bias, reset=RESET, reset_state=tf.cast(hr, tf.float64))
+    with pytest.raises(ValueError, match=rf"{name}: reset_state.shape\[1\] should be 5"):
+        vanilla_sequence(x, h0, kernel, rk, bias, reset=RESET, reset_state=hr[:, :4])
