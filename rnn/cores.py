@@ -352,6 +352,24 @@ class _LazyCore(RNNCore):
         return {"reset": before, "reset_state": reset_state}
 
     @_utils.no_autograph
+    def _one_tensor_resets(
+        self,
+        name: str,
+        input_sequence: tf.Tensor,
+        sequence_length: tf.Tensor | None,
+        reverse: bool,
+        reset: tf.Tensor | None,
+        reset_state: Any,
+    ) -> dict[str, Any]:
+        """:meth:`_reset_arguments` with a one-tensor reset state, checked."""
+        resets = self._reset_arguments(input_sequence, sequence_length, reverse, reset, reset_state)
+        if resets:
+            resets["reset_state"] = _check_state_tensor(
+                name, "", reset_state, input_sequence.dtype, self._hidden_size
+            )
+        return resets
+
+    @_utils.no_autograph
     def _check_initial_dtype(self, dtype: Any) -> tf.DType:
         if dtype is None:
             return self._dtype_arg or tf.float32
@@ -468,7 +486,7 @@ class VanillaRNN(_LazyCore):
         dtype = self._check_initial_dtype(dtype)
         return tf.zeros([batch_size, self._hidden_size], dtype)
 
-    unroll_fast_path_options = frozenset({"return_all_states"})
+    unroll_fast_path_options = frozenset({"reset", "return_all_states"})
 
     @_utils.no_autograph
     def unroll_fast_path(
@@ -478,6 +496,8 @@ class VanillaRNN(_LazyCore):
         sequence_length: tf.Tensor | None,
         reverse: bool,
         *,
+        reset: tf.Tensor | None = None,
+        reset_state: Any = None,
         return_all_states: bool = False,
     ) -> tuple[tf.Tensor, ...] | None:
         """Runs the core over a whole ``[T, B, I]`` sequence at once.
@@ -508,6 +528,9 @@ class VanillaRNN(_LazyCore):
             *self._weights(input_sequence.dtype, self.kernel, self.recurrent_kernel, self.bias),
             sequence_length=sequence_length,
             reverse=reverse,
+            **self._one_tensor_resets(
+                "VanillaRNN", input_sequence, sequence_length, reverse, reset, reset_state
+            ),
         )
         return (out, h, out) if return_all_states else (out, h)
 
@@ -856,7 +879,7 @@ class GRU(_LazyCore):
         dtype = self._check_initial_dtype(dtype)
         return tf.zeros([batch_size, self._hidden_size], dtype)
 
-    unroll_fast_path_options = frozenset({"return_all_states"})
+    unroll_fast_path_options = frozenset({"reset", "return_all_states"})
 
     @_utils.no_autograph
     def unroll_fast_path(
@@ -866,6 +889,8 @@ class GRU(_LazyCore):
         sequence_length: tf.Tensor | None,
         reverse: bool,
         *,
+        reset: tf.Tensor | None = None,
+        reset_state: Any = None,
         return_all_states: bool = False,
     ) -> tuple[tf.Tensor, ...] | None:
         """Runs the GRU over a whole ``[T, B, I]`` sequence at once.
@@ -896,6 +921,9 @@ class GRU(_LazyCore):
             sequence_length=sequence_length,
             reverse=reverse,
             reset_after=self._reset_after,
+            **self._one_tensor_resets(
+                "GRU", input_sequence, sequence_length, reverse, reset, reset_state
+            ),
         )
         return (out, h, out) if return_all_states else (out, h)
 

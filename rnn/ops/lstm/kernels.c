@@ -280,43 +280,44 @@ backward_cell(int64_t B, const float *restrict s, int64_t ss, const float *restr
         memcpy(v + q * vs, dz + q * zs, B * sizeof(float));
 }
 
-/* backward_cell with what only some runs have: steps that started from the
- * reset state (r, NULL for none: their c_prev was cr, and the cell-state
- * gradient they pass back goes to d_cr instead) and gradients of the cell
- * state after every step (d_cs, NULL for none). */
-__attribute__((noinline)) static void
-backward_cell_ext(int64_t B, const float *restrict s, int64_t ss, const float *restrict c_prev,
-                  const float *restrict c_cur, const float *restrict d_out,
-                  const unsigned char *restrict keep, float *restrict dh, float *restrict dc,
-                  float *restrict dz, int64_t zs, float *restrict v, int64_t vs,
-                  const unsigned char *restrict r, const float *restrict cr,
-                  float *restrict d_cr, const float *restrict d_cs)
+/* Around backward_cell, for what only some runs have (each loop vectorises;
+ * backward_cell itself stays as it is): the cell-state gradients of a step
+ * (d_cs, added to the carried dc first) and resets (r: the steps' c_prev
+ * was cr, and the cell-state gradient they pass back goes to d_cr). */
+static void
+add_row(int64_t B, float *restrict dst, const float *restrict src)
+{
+    for (int64_t b = 0; b < B; b++)
+        dst[b] += src[b];
+}
+
+static void
+entering_row(int64_t B, const unsigned char *restrict r, const float *restrict cr,
+             const float *restrict c_prev, float *restrict out)
+{
+    for (int64_t b = 0; b < B; b++)
+        out[b] = r[b] ? cr[b] : c_prev[b];
+}
+
+/* Moves the marked columns of a carried gradient row into the reset state's. */
+static void
+divert_row(int64_t B, const unsigned char *restrict r, float *restrict carried,
+           float *restrict d_reset)
 {
     for (int64_t b = 0; b < B; b++) {
-        const float i = s[b], f = s[ss + b], g = 2.0f * s[2 * ss + b] - 1.0f;
-        const float o = s[3 * ss + b];
-        const float tc = tanh_f(c_cur[b]);
-        const bool valid = keep[b] != 0, reset = r && r[b];
-        const float cp = reset ? cr[b] : c_prev[b];
-        const float a = valid ? o * (1.0f - tc * tc) : 0.0f;
-        const float pi = valid ? g * i * (1.0f - i) : 0.0f;
-        const float pf = valid ? cp * f * (1.0f - f) : 0.0f;
-        const float pg = valid ? i * (1.0f - g * g) : 0.0f;
-        const float po = valid ? tc * o * (1.0f - o) : 0.0f;
-        const float dht = dh[b] + d_out[b];
-        const float dct = dc[b] + (d_cs ? d_cs[b] : 0.0f) + dht * a;
-        dz[b] = dct * pi;
-        dz[zs + b] = dct * pf;
-        dz[2 * zs + b] = dct * pg;
-        dz[3 * zs + b] = dht * po;
-        const float dcp = dct * (valid ? f : 1.0f);
-        if (reset)
-            d_cr[b] += dcp;
-        dc[b] = reset ? 0.0f : dcp;
-        dh[b] = valid ? 0.0f : dht; /* the product adds rk dz to it */
+        const float g = carried[b];
+        d_reset[b] += r[b] ? g : 0.0f;
+        carried[b] = r[b] ? 0.0f : g;
     }
-    for (int q = 0; q < 4; q++)
-        memcpy(v + q * vs, dz + q * zs, B * sizeof(float));
+}
+
+static bool
+any_set(int64_t B, const unsigned char *r)
+{
+    for (int64_t b = 0; b < B; b++)
+        if (r[b])
+            return true;
+    return false;
 }
 
 /* --------------------------------------------------------------- threads */
@@ -529,6 +530,7 @@ struct job {
     float *vbuf[2];            /* double-buffered [., Bp] product operand */
     float *dh;                 /* [Hp, Bp] (bwd) */
     float *dc;                 /* [H, B] (bwd) */
+    float *cbuf;               /* [H, B] entering cell states of a reset step (bwd) */
     /* forward */
     const float *zx; /* [4H, T, B] */
     float *s, *cs, *hs;
@@ -677,19 +679,22 @@ backward_work(job_t *j, int index)
         const float *dout = j->d_out + t * HB;
         float *dz = j->dz + t * B; /* [4H, T, B]: unit u at + u T B */
         const unsigned char *r = j->reset ? j->reset + t * B : NULL;
-        if (r || j->d_cs) {
-            const float *dcs = j->d_cs ? j->d_cs + t * HB : NULL;
-            for (int64_t u = u0; u < u1 && u < H; u++)
-                backward_cell_ext(B, s + u * B, HB, c_prev + u * B, c_cur + u * B, dout + u * B,
-                                  m, j->dh + u * Bp, j->dc + u * B, dz + u * T * B, H * T * B,
-                                  dzv + 4 * u * Bp, Bp, r, r ? j->cr + u * B : NULL,
-                                  r ? j->d_cr + u * B : NULL, dcs ? dcs + u * B : NULL);
-        }
-        else {
-            for (int64_t u = u0; u < u1 && u < H; u++)
-                backward_cell(B, s + u * B, HB, c_prev + u * B, c_cur + u * B, dout + u * B, m,
-                              j->dh + u * Bp, j->dc + u * B, dz + u * T * B, H * T * B,
-                              dzv + 4 * u * Bp, Bp);
+        if (r && !any_set(B, r))
+            r = NULL; /* most steps reset nobody */
+        for (int64_t u = u0; u < u1 && u < H; u++) {
+            const float *cp = c_prev + u * B;
+            float *dcu = j->dc + u * B;
+            if (j->d_cs)
+                add_row(B, dcu, j->d_cs + t * HB + u * B);
+            if (r) {
+                float *row = j->cbuf + u * B;
+                entering_row(B, r, j->cr + u * B, cp, row);
+                cp = row;
+            }
+            backward_cell(B, s + u * B, HB, cp, c_cur + u * B, dout + u * B, m, j->dh + u * Bp, dcu,
+                          dz + u * T * B, H * T * B, dzv + 4 * u * Bp, Bp);
+            if (r)
+                divert_row(B, r, dcu, j->d_cr + u * B);
         }
         barrier_wait(&j->barrier);
         if (leave_if_single(j, index, &u0, &u1))
@@ -709,11 +714,7 @@ backward_work(job_t *j, int index)
         /* What entered a reset step came from the reset state. */
         if (r)
             for (int64_t u = u0; u < u1 && u < H; u++)
-                for (int64_t b = 0; b < B; b++)
-                    if (r[b]) {
-                        j->d_hr[u * B + b] += j->dh[u * Bp + b];
-                        j->dh[u * Bp + b] = 0.0f;
-                    }
+                divert_row(B, r, j->dh + u * Bp, j->d_hr + u * B);
     }
 }
 
@@ -836,6 +837,7 @@ finish_job(job_t *j)
     free(j->vbuf[0]);
     free(j->vbuf[1]);
     free(j->dh);
+    free(j->cbuf);
 }
 
 /* The op's n inputs into in[]; false (the op failed) if one is missing. */
@@ -1007,8 +1009,10 @@ CAT(rnn_lstm_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
     j.vbuf[0] = alloc_floats(4 * j.Hp * j.Bp);
     j.vbuf[1] = alloc_floats(4 * j.Hp * j.Bp);
     j.dh = alloc_floats(j.Hp * j.Bp);
+    if (j.reset)
+        j.cbuf = alloc_floats(H * B);
     j.dc = j.dc0; /* the cell gradient is carried in the output itself */
-    if (!j.packed || !j.vbuf[0] || !j.vbuf[1] || !j.dh) {
+    if (!j.packed || !j.vbuf[0] || !j.vbuf[1] || !j.dh || (j.reset && !j.cbuf)) {
         fail(ctx, st, TF_RESOURCE_EXHAUSTED, "RnnLstmBackward: out of memory");
     }
     else {
@@ -1168,13 +1172,12 @@ register_op(const char *name, const char *const *inputs, int n_in, const char *c
 __attribute__((constructor)) static void
 register_lstm_ops(void)
 {
-    static const char *const fwd_in[] = {"zx: float",    "recurrent_kernel: float",
-                                         "h0: float",    "c0: float",
-                                         "mask: bool",   "reset: bool",
-                                         "h_reset: float", "c_reset: float"};
+    static const char *const fwd_in[] = {
+        "zx: float",   "recurrent_kernel: float", "h0: float",     "c0: float", "mask: bool",
+        "reset: bool", "h_reset: float",          "c_reset: float"};
     static const char *const fwd_out[] = {"s: float", "cs: float", "hs: float"};
-    static const char *const bwd_in[] = {"s: float",  "cs: float", "d_out: float",
-                                         "dh: float", "dc: float", "recurrent_kernel: float",
+    static const char *const bwd_in[] = {"s: float",   "cs: float",   "d_out: float",
+                                         "dh: float",  "dc: float",   "recurrent_kernel: float",
                                          "mask: bool", "reset: bool", "c_reset: float",
                                          "d_cs: float"};
     static const char *const bwd_out[] = {"dz: float", "dh0: float", "dc0: float",
