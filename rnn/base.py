@@ -77,7 +77,10 @@ class RNNCore(tf.Module, metaclass=abc.ABCMeta):
         initial_state: Any,
         sequence_length: tf.Tensor | None,
         reverse: bool,
-        **options: Any,
+        *,
+        reset: tf.Tensor | None = None,
+        reset_state: Any = None,
+        return_all_states: bool = False,
     ) -> tuple[Any, ...] | None:
         """Optionally processes a whole time-major sequence in one call.
 
@@ -90,8 +93,8 @@ class RNNCore(tf.Module, metaclass=abc.ABCMeta):
         example's valid prefix backwards with outputs in input time order),
         or ``None`` when no fast path applies. The default returns ``None``.
 
-        ``options`` are given only when in use and only if named in
-        :attr:`unroll_fast_path_options`: ``reset`` (the unroller's
+        The keyword arguments are given only when in use and only if named
+        in :attr:`unroll_fast_path_options`: ``reset`` (the unroller's
         segment-start marks, time-major ``[T, B]`` bool, checked) with
         ``reset_state`` (a nest like ``initial_state``), and
         ``return_all_states=True``, for which a third result, the state
@@ -105,7 +108,8 @@ class RNNCore(tf.Module, metaclass=abc.ABCMeta):
         >>> Echo().unroll_fast_path(tf.zeros([3, 2, 1]), (), None, False) is None
         True
         """
-        del input_sequence, initial_state, sequence_length, reverse, options
+        del input_sequence, initial_state, sequence_length, reverse
+        del reset, reset_state, return_all_states
         return None
 
     def get_config(self) -> dict[str, Any]:

@@ -334,22 +334,24 @@ class _LazyCore(RNNCore):
         self._build(input_sequence)  # uses only the feature size and dtype (and checks it)
         return _check_state_tensor(name, "", initial_state, input_sequence.dtype, self._hidden_size)
 
-    @staticmethod
     @_utils.no_autograph
     def _reset_arguments(
+        self,
         input_sequence: tf.Tensor,
         sequence_length: tf.Tensor | None,
         reverse: bool,
         reset: tf.Tensor | None,
         reset_state: Any,
+        program_state: Callable[[Any], Any],
     ) -> dict[str, Any]:
         """The whole-sequence programs' ``reset`` / ``reset_state`` from the
-        unrollers' segment marks (empty without resets)."""
+        unrollers' segment marks (empty without resets); ``program_state``
+        turns the core's reset state into the program's argument."""
         if reset is None:
             return {}
         steps = tf.shape(input_sequence)[0]
         before = _utils.reset_before_steps(reset, sequence_length, steps, reverse)
-        return {"reset": before, "reset_state": reset_state}
+        return {"reset": before, "reset_state": program_state(reset_state)}
 
     @_utils.no_autograph
     def _one_tensor_resets(
@@ -361,13 +363,15 @@ class _LazyCore(RNNCore):
         reset: tf.Tensor | None,
         reset_state: Any,
     ) -> dict[str, Any]:
-        """:meth:`_reset_arguments` with a one-tensor reset state, checked."""
-        resets = self._reset_arguments(input_sequence, sequence_length, reverse, reset, reset_state)
-        if resets:
-            resets["reset_state"] = _check_state_tensor(
-                name, "", reset_state, input_sequence.dtype, self._hidden_size
-            )
-        return resets
+        """:meth:`_reset_arguments` for a core whose state is one tensor."""
+        return self._reset_arguments(
+            input_sequence,
+            sequence_length,
+            reverse,
+            reset,
+            reset_state,
+            lambda r: _check_state_tensor(name, "", r, input_sequence.dtype, self._hidden_size),
+        )
 
     @_utils.no_autograph
     def _check_initial_dtype(self, dtype: Any) -> tf.DType:
@@ -761,10 +765,14 @@ class LSTM(_LazyCore):
             return None
         dtype = self._build(input_sequence)  # uses only the feature size and dtype
         state = self._check_state(initial_state, input_sequence.dtype)
-        resets = self._reset_arguments(input_sequence, sequence_length, reverse, reset, reset_state)
-        if resets:
-            r = self._check_state(resets["reset_state"], input_sequence.dtype)
-            resets["reset_state"] = (r.hidden, r.cell)
+        resets = self._reset_arguments(
+            input_sequence,
+            sequence_length,
+            reverse,
+            reset,
+            reset_state,
+            lambda r: tuple(self._check_state(r, input_sequence.dtype)),
+        )
         results = lstm_ops.lstm_sequence(
             input_sequence,
             state.hidden,

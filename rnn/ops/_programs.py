@@ -241,7 +241,7 @@ def check_reset_state(
 def call_with_gradient(
     fn_name: str,
     forward: Any,
-    backward: Callable[[], Any],
+    backward: Callable[..., Any],
     finish: Callable[..., Sequence[tf.Tensor]],
     tensors: Sequence[tf.Tensor],
     extra: Sequence[tf.Tensor],

@@ -250,7 +250,7 @@ def backward(
         parallel_iterations=_PARALLEL_ITERATIONS,
     )
     # gradients() turns these into the six (eight with resets)
-    results = (columns(dz_acc.stack()), dh0, dc0)
+    results: tuple[tf.Tensor, ...] = (columns(dz_acc.stack()), dh0, dc0)
     if r is not None:
         results += (d_hr, d_cr)
     return results

@@ -216,10 +216,14 @@ def lstm_sequence(
     elif reset_state is not None:
         raise ValueError("lstm_sequence: reset_state is given but reset is None")
     variant = (x.dtype, sequence_length is not None, bool(reverse), resets)
+
+    def backward(d_cs: bool = False) -> Any:
+        return PROGRAMS.select((*variant, d_cs), "bwd", native_ops.enabled())
+
     results = _programs.call_with_gradient(
         "lstm_sequence",
         PROGRAMS.select((*variant, bool(return_all_states)), "fwd", native_ops.enabled()),
-        lambda d_cs=False: PROGRAMS.select((*variant, d_cs), "bwd", native_ops.enabled()),
+        backward,
         lambda r, a, saved: programs.gradients(
             r,
             a[3],
