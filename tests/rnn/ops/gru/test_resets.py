@@ -20,29 +20,11 @@ import tensorflow as tf
 from rnn.cores import _gru_fn
 from rnn.ops.gru import gru_sequence, native, sequence
 from tests.rnn.ops.kernel_runs import kernel_runs, op_types
+from tests.rnn.ops.resets import LENGTHS, RESET, B, T, on_both_programs, stepped_with_resets
 
-T, B, I, H = 6, 4, 3, 5
+I, H = 3, 5
 
-# Marks (input order) that exercise the rules: example 0 resets at t = 0 and
-# twice more; example 1 has marks past its length 3 (ignored); example 2
-# has length 0 where lengths are given (every mark ignored); example 3
-# resets at its last step.
-RESET = np.zeros([T, B], bool)
-RESET[[0, 2, 4], 0] = True
-RESET[[1, 4, 5], 1] = True
-RESET[[0, 3], 2] = True
-RESET[[3, 5], 3] = True
-LENGTHS = np.array([6, 3, 0, 5], np.int32)
-
-
-@pytest.fixture(autouse=True, params=["kernels", "tf_ops"])
-def gru_path(request):
-    """Every test runs on both programs."""
-    if request.param == "kernels" and not native.native_kernels_available():
-        pytest.skip("the GRU kernels are not available here")
-    previous = native.set_native_kernels(request.param == "kernels")
-    yield request.param
-    native.set_native_kernels(previous)
+gru_path = on_both_programs(native)
 
 
 @pytest.fixture(params=[False, True], ids=["cho", "reset_after"])
@@ -50,19 +32,11 @@ def reset_after(request):
     return request.param
 
 
-def stepped(x, h, kernel, rk, bias, hr, *, reset, sequence_length=None, reverse=False, **kw):
-    """The reference: rnn.GRU's step function, one step at a time."""
-    steps = x.shape[0]
-    outs = [None] * steps
-    for t in range(steps - 1, -1, -1) if reverse else range(steps):
-        valid = tf.ones([x.shape[1]], tf.bool)
-        if sequence_length is not None:
-            valid = t < tf.constant(sequence_length)
-        h = tf.where((reset[t] & valid)[:, tf.newaxis], hr, h)
-        h_new, _ = _gru_fn(x[t], h, kernel, rk, bias, kw["reset_after"])
-        outs[t] = tf.where(valid[:, tf.newaxis], h_new, tf.zeros_like(h_new))
-        h = tf.where(valid[:, tf.newaxis], h_new, h)
-    return tf.stack(outs), h
+def stepped(x, h, kernel, rk, bias, hr, *, reset_after, **kwargs):
+    """The reference: rnn.GRU's step function with the resets applied."""
+    return stepped_with_resets(
+        lambda x_t, h: _gru_fn(x_t, h, kernel, rk, bias, reset_after)[0], x, h, hr, **kwargs
+    )
 
 
 def fast(x, h0, kernel, rk, bias, hr, *, reset, **kwargs):

@@ -13,42 +13,18 @@ from rnn.cores import _vanilla_fn
 from rnn.ops import portable
 from rnn.ops.vanilla import native, sequence, vanilla_sequence
 from tests.rnn.ops.kernel_runs import kernel_runs, op_types
+from tests.rnn.ops.resets import LENGTHS, RESET, B, T, on_both_programs, stepped_with_resets
 
-T, B, I, H = 6, 4, 3, 5
+I, H = 3, 5
 
-# As for the GRU (tests/rnn/ops/gru/test_resets.py): a reset at t = 0 and
-# several per example, marks past a length, a length of 0, the last step.
-RESET = np.zeros([T, B], bool)
-RESET[[0, 2, 4], 0] = True
-RESET[[1, 4, 5], 1] = True
-RESET[[0, 3], 2] = True
-RESET[[3, 5], 3] = True
-LENGTHS = np.array([6, 3, 0, 5], np.int32)
+vanilla_path = on_both_programs(native)
 
 
-@pytest.fixture(autouse=True, params=["kernels", "tf_ops"])
-def vanilla_path(request):
-    """Every test runs on both programs."""
-    if request.param == "kernels" and not native.native_kernels_available():
-        pytest.skip("the compiled recurrences are not available here")
-    previous = native.set_native_kernels(request.param == "kernels")
-    yield request.param
-    native.set_native_kernels(previous)
-
-
-def stepped(x, h, kernel, rk, bias, hr, *, reset, sequence_length=None, reverse=False):
-    """The reference: rnn.VanillaRNN's step function, one step at a time."""
-    steps = x.shape[0]
-    outs = [None] * steps
-    for t in range(steps - 1, -1, -1) if reverse else range(steps):
-        valid = tf.ones([x.shape[1]], tf.bool)
-        if sequence_length is not None:
-            valid = t < tf.constant(sequence_length)
-        h = tf.where((reset[t] & valid)[:, tf.newaxis], hr, h)
-        h_new, _ = _vanilla_fn(x[t], h, kernel, rk, bias, tf.tanh)
-        outs[t] = tf.where(valid[:, tf.newaxis], h_new, tf.zeros_like(h_new))
-        h = tf.where(valid[:, tf.newaxis], h_new, h)
-    return tf.stack(outs), h
+def stepped(x, h, kernel, rk, bias, hr, **kwargs):
+    """The reference: rnn.VanillaRNN's step function with the resets applied."""
+    return stepped_with_resets(
+        lambda x_t, h: _vanilla_fn(x_t, h, kernel, rk, bias, tf.tanh)[0], x, h, hr, **kwargs
+    )
 
 
 def fast(x, h0, kernel, rk, bias, hr, *, reset, **kwargs):
