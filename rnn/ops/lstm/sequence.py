@@ -172,6 +172,15 @@ def lstm_sequence(
     True
     >>> bool(tf.reduce_all(h[1] == out[1, 1]))
     True
+
+    Restarting example 0 from zeros before input 3, with the cell states:
+
+    >>> reset = tf.constant([[False, False]] * 3 + [[True, False]] * 2)
+    >>> out2, _, _, cells = lstm_sequence(x, h0, c0, kernel, recurrent_kernel, tf.zeros([16]),
+    ...                                   reset=reset, reset_state=(h0, c0),
+    ...                                   return_all_states=True)
+    >>> bool(tf.reduce_all(out2[3, 0] == out[0, 0])), cells.shape.as_list()
+    (True, [5, 2, 4])
     """
     x, h0, c0, kernel, recurrent_kernel, bias = _programs.convert_arguments(
         "lstm_sequence",
