@@ -38,6 +38,7 @@ __all__ = [
     "is_chief_task",
     "chief_rule",
     "run_local_workers",
+    "run_training_workers",
     "peer_lost",
     "error_summary",
     "peer_lost_error",
@@ -287,3 +288,33 @@ def run_local_workers(
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def run_training_workers(
+    program: str,
+    module: str,
+    argv: Sequence[str],
+    count: int,
+    output_dir: str,
+    collective_timeout_s: float,
+) -> int:
+    """``--local_workers N`` of a training job: :func:`run_local_workers` of
+    ``python -m module *argv --distribute multi_worker --local_workers 0``,
+    with the grace of one collective timeout (plus 30 s); when they failed,
+    says on stderr (as ``program``) how to resume. Returns their status."""
+    status = run_local_workers(
+        module,
+        [*argv, "--distribute", "multi_worker", "--local_workers", "0"],
+        count,
+        output_dir=output_dir,
+        grace_s=collective_timeout_s + 30.0,
+    )
+    if status:
+        print(
+            f"{program}: the {count} local workers stopped (status {status}); run the same "
+            f"command with --resume to continue from the last checkpoint in "
+            f"{os.path.join(output_dir, 'checkpoints')}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return status

@@ -40,7 +40,7 @@ from rnn.examples.local_cluster import (
     PeerLostError,
     is_chief_task,
     peer_lost_error,
-    run_local_workers,
+    run_training_workers,
     task_of,
 )
 from rnn.examples.local_cluster import peer_lost as _peer_lost
@@ -461,22 +461,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     config = parse_config(argv)
     if config.local_workers and task_of() is None:
-        status = run_local_workers(
+        return run_training_workers(
+            "keras_multi_worker",
             "rnn.examples.keras_multi_worker",
-            [*argv, "--distribute", "multi_worker", "--local_workers", "0"],
+            argv,
             config.local_workers,
-            output_dir=config.output_dir,
-            grace_s=config.collective_timeout_s + 30.0,
+            config.output_dir,
+            config.collective_timeout_s,
         )
-        if status:
-            print(
-                f"keras_multi_worker: the {config.local_workers} local workers stopped "
-                f"(status {status}); run the same command with --resume to continue from the "
-                f"last checkpoint in {os.path.join(config.output_dir, 'checkpoints')}",
-                file=sys.stderr,
-                flush=True,
-            )
-        return status
     try:
         train(config)
     except ConfigError as e:

@@ -37,7 +37,7 @@ from rnn.examples.local_cluster import (
     is_chief_task,
     peer_lost,
     peer_lost_error,
-    run_local_workers,
+    run_training_workers,
     task_of,
 )
 from rnn.examples.repeat_copy.checkpoints import Checkpoints, prepare_output_dir
@@ -477,7 +477,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             config.validate()
         except ConfigError as e:
             build_parser().error(str(e))
-        return _launch_local_workers(config, argv)
+        return run_training_workers(
+            "repeat_copy",
+            "rnn.examples.repeat_copy",
+            argv,
+            config.local_workers,
+            config.output_dir,
+            config.collective_timeout_s,
+        )
     try:
         train(config)
     except ConfigError as e:
@@ -486,23 +493,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(e, file=sys.stderr, flush=True)
         return PEER_LOST_STATUS
     return 0
-
-
-def _launch_local_workers(config: Config, argv: list[str]) -> int:
-    """``--local_workers N``: the same command as N workers of a localhost cluster."""
-    status = run_local_workers(
-        "rnn.examples.repeat_copy",
-        [*argv, "--distribute", "multi_worker", "--local_workers", "0"],
-        config.local_workers,
-        output_dir=config.output_dir,
-        grace_s=config.collective_timeout_s + 30.0,
-    )
-    if status:
-        print(
-            f"repeat_copy: the {config.local_workers} local workers stopped (status {status}); "
-            f"run the same command with --resume to continue from the last checkpoint in "
-            f"{os.path.join(config.output_dir, 'checkpoints')}",
-            file=sys.stderr,
-            flush=True,
-        )
-    return status
