@@ -201,15 +201,13 @@ def backward(
     if d_cs is not None:
         d_cs = output_gradients(d_cs, lengths, n, masked=masked, reverse=reverse)[0]
     dz_acc = tf.TensorArray(dtype, size=n)
+    # With resets the loop also carries the reset state's gradients (h, c).
+    d_reset: tuple[tf.Tensor, ...] = ()
     if r is not None:
         cr = tf.transpose(c_reset)
-        d_hr = d_cr = tf.zeros_like(cr)
-    else:
-        d_hr = d_cr = tf.zeros([], dtype)
+        d_reset = (tf.zeros_like(cr), tf.zeros_like(cr))
 
-    def body(
-        k: tf.Tensor, dh: tf.Tensor, dc: tf.Tensor, dz_acc: Any, d_hr: tf.Tensor, d_cr: tf.Tensor
-    ) -> Any:
+    def body(k: tf.Tensor, dh: tf.Tensor, dc: tf.Tensor, dz_acc: Any, *d_reset: tf.Tensor) -> Any:
         k = k - 1
         # Factors that do not depend on the reverse recurrence.
         s = ss[k]
@@ -237,23 +235,20 @@ def backward(
             dh_prev = dh_prev + tf.where(m, zero, dh)
         dc_prev = dc * f
         if r is not None:  # (resets) what entered step k came from the reset state
-            d_hr = d_hr + tf.where(r[k], dh_prev, zero)
-            d_cr = d_cr + tf.where(r[k], dc_prev, zero)
+            d_hr, d_cr = d_reset
+            d_reset = (d_hr + tf.where(r[k], dh_prev, zero), d_cr + tf.where(r[k], dc_prev, zero))
             dh_prev = tf.where(r[k], zero, dh_prev)
             dc_prev = tf.where(r[k], zero, dc_prev)
-        return k, dh_prev, dc_prev, dz_acc.write(k, dz), d_hr, d_cr
+        return (k, dh_prev, dc_prev, dz_acc.write(k, dz), *d_reset)
 
-    _, dh0, dc0, dz_acc, d_hr, d_cr = tf.while_loop(
+    _, dh0, dc0, dz_acc, *d_reset_list = tf.while_loop(
         lambda k, *_: k > 0,
         body,
-        (n, tf.transpose(d_h), tf.transpose(d_c), dz_acc, d_hr, d_cr),
+        (n, tf.transpose(d_h), tf.transpose(d_c), dz_acc, *d_reset),
         parallel_iterations=_PARALLEL_ITERATIONS,
     )
     # gradients() turns these into the six (eight with resets)
-    results: tuple[tf.Tensor, ...] = (columns(dz_acc.stack()), dh0, dc0)
-    if r is not None:
-        results += (d_hr, d_cr)
-    return results
+    return (columns(dz_acc.stack()), dh0, dc0, *d_reset_list)
 
 
 def gradients(
