@@ -141,29 +141,55 @@ def ref_read_weights(content, fwd, bwd, modes):
     return out
 
 
+class InterfaceReader:
+    """Reads consecutive fields off a raw ``[B, F]`` interface vector."""
+
+    def __init__(self, xi):
+        self.xi, self.pos = xi, 0
+
+    def take(self, n):
+        out = self.xi[:, self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def done(self):
+        assert self.pos == self.xi.shape[1]
+
+
+def ref_interface(reader, w, r, h):
+    """The paper's interface fields, in its order (what the DNC options add follows)."""
+    b, take = reader.xi.shape[0], reader.take
+    return (
+        take(r * w).reshape(b, r, w),  # read keys
+        np_oneplus(take(r)),  # read strengths
+        take(h * w).reshape(b, h, w),  # write keys
+        np_oneplus(take(h)),  # write strengths
+        np_sigmoid(take(h * w).reshape(b, h, w)),  # erase
+        take(h * w).reshape(b, h, w),  # write vectors
+        np_sigmoid(take(r)),  # free gates
+        np_sigmoid(take(h)),  # allocation gates
+        np_sigmoid(take(h)),  # write gates
+        np_softmax(take(r * (2 * h + 1)).reshape(b, r, 2 * h + 1)),  # read modes
+    )
+
+
 def ref_access_step(xi, state, word_size, num_reads, num_writes):
     """A whole step from a raw interface vector, per the paper's equations."""
     w, r, h = word_size, num_reads, num_writes
-    b = xi.shape[0]
-    pos = 0
-
-    def take(n):
-        nonlocal pos
-        out = xi[:, pos : pos + n]
-        pos += n
-        return out
-
-    read_keys = take(r * w).reshape(b, r, w)
-    read_strengths = np_oneplus(take(r))
-    write_keys = take(h * w).reshape(b, h, w)
-    write_strengths = np_oneplus(take(h))
-    erase = np_sigmoid(take(h * w).reshape(b, h, w))
-    vectors = take(h * w).reshape(b, h, w)
-    free = np_sigmoid(take(r))
-    alloc_gates = np_sigmoid(take(h))
-    write_gates = np_sigmoid(take(h))
-    modes = np_softmax(take(r * (2 * h + 1)).reshape(b, r, 2 * h + 1))
-    assert pos == xi.shape[1]
+    reader = InterfaceReader(xi)
+    (
+        read_keys,
+        read_strengths,
+        write_keys,
+        write_strengths,
+        erase,
+        vectors,
+        free,
+        alloc_gates,
+        write_gates,
+        modes,
+    ) = ref_interface(reader, w, r, h)
+    reader.done()
     memory, rw, ww, link, prec, usage = state
     usage = ref_update_usage(usage, ww, free, rw)
     wc = ref_content_weights(memory, write_keys, write_strengths)

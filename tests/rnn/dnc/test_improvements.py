@@ -24,12 +24,14 @@ import rnn
 from rnn.dnc import DNC, DNCState, access, addressing
 from tests.rnn.dnc.test_addressing import (
     EPS,
+    InterfaceReader,
     close,
     make_rng,
     np_oneplus,
     np_sigmoid,
     np_softmax,
     ref_directional,
+    ref_interface,
     ref_link,
     ref_precedence,
     ref_read_weights,
@@ -97,32 +99,27 @@ def ref_sharpen(d, s, eps=EPS):
 def ref_access_step(xi, state, w, r, h, masked_content, deallocate, sharpen_links):
     """A whole step from a raw interface vector; the options' outputs follow the base ones."""
     b = xi.shape[0]
-    pos = 0
-
-    def take(n):
-        nonlocal pos
-        out = xi[:, pos : pos + n]
-        pos += n
-        return out
-
-    read_keys = take(r * w).reshape(b, r, w)
-    read_strengths = np_oneplus(take(r))
-    write_keys = take(h * w).reshape(b, h, w)
-    write_strengths = np_oneplus(take(h))
-    erase = np_sigmoid(take(h * w).reshape(b, h, w))
-    vectors = take(h * w).reshape(b, h, w)
-    free = np_sigmoid(take(r))
-    alloc_gates = np_sigmoid(take(h))
-    write_gates = np_sigmoid(take(h))
-    modes = np_softmax(take(r * (2 * h + 1)).reshape(b, r, 2 * h + 1))
+    reader = InterfaceReader(xi)
+    (
+        read_keys,
+        read_strengths,
+        write_keys,
+        write_strengths,
+        erase,
+        vectors,
+        free,
+        alloc_gates,
+        write_gates,
+        modes,
+    ) = ref_interface(reader, w, r, h)
     read_masks = np.ones([b, r, w])
     write_masks = np.ones([b, h, w])
     if masked_content:
-        read_masks = np_sigmoid(take(r * w).reshape(b, r, w))
-        write_masks = np_sigmoid(take(h * w).reshape(b, h, w))
+        read_masks = np_sigmoid(reader.take(r * w).reshape(b, r, w))
+        write_masks = np_sigmoid(reader.take(h * w).reshape(b, h, w))
     if sharpen_links:
-        sharpness = np_oneplus(take(2 * r * h).reshape(b, r, 2 * h))
-    assert pos == xi.shape[1]
+        sharpness = np_oneplus(reader.take(2 * r * h).reshape(b, r, 2 * h))
+    reader.done()
     memory, rw, ww, link, prec, usage = state
     usage_new = ref_update_usage(usage, ww, free, rw)
     wc = ref_masked_content_weights(memory, write_keys, write_strengths, write_masks)
