@@ -19,6 +19,28 @@ RESET[[3, 5], 3] = True
 LENGTHS = np.array([6, 3, 0, 5], np.int32)
 
 
+def values_and_grads(fn, args, **kwargs):
+    """``fn(*args) -> (out, h)``, then the gradients of a loss of both wrt every arg."""
+    with tf.GradientTape() as tape:
+        tape.watch(args)
+        out, h = fn(*args, **kwargs)
+        weights = tf.cos(tf.reshape(tf.range(tf.size(out), dtype=out.dtype), tf.shape(out)))
+        loss = tf.reduce_sum(out * weights) + tf.reduce_sum(tf.sin(h))
+    return [out, h, *tape.gradient(loss, args)]
+
+
+NAMES = ["out", "h", "d_x", "d_h0", "d_kernel", "d_rk", "d_bias", "d_reset_state"]
+
+
+def assert_close(got, want, rtol=1e-4, atol=1e-5):
+    """float32 agreement (``atol`` relative to the largest magnitude)."""
+    assert len(got) == len(want)
+    for name, g, w in zip(NAMES, got, want):
+        assert g is not None, name
+        scale = max(1.0, float(tf.reduce_max(tf.abs(w))))
+        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=rtol, atol=atol * scale, err_msg=name)
+
+
 def stepped_with_resets(step, x, h, hr, *, reset, sequence_length=None, reverse=False):
     """The reference: ``step(x_t, h) -> h_new`` one step at a time, the state
     replaced by ``hr`` before each marked valid step, zeros past the length."""

@@ -20,7 +20,21 @@ import tensorflow as tf
 from rnn.cores import _gru_fn
 from rnn.ops.gru import gru_sequence, native, sequence
 from tests.rnn.ops.kernel_runs import kernel_runs, op_types
-from tests.rnn.ops.resets import LENGTHS, RESET, B, T, on_both_programs, stepped_with_resets
+from tests.rnn.ops.resets import (
+    LENGTHS,
+    NAMES,
+    RESET,
+    B,
+    T,
+    on_both_programs,
+    stepped_with_resets,
+)
+from tests.rnn.ops.resets import (
+    assert_close as _assert_close,
+)
+from tests.rnn.ops.resets import (
+    values_and_grads as _values_and_grads,
+)
 
 I, H = 3, 5
 
@@ -55,27 +69,6 @@ def _args(reset_after, seed=0, dtype=np.float32, steps=T, batch=B, hidden=H):
         (batch, hidden),
     ]
     return [tf.constant((rng.normal(size=s) * 0.7).astype(dtype)) for s in shapes]
-
-
-def _values_and_grads(fn, args, **kwargs):
-    with tf.GradientTape() as tape:
-        tape.watch(args)
-        out, h = fn(*args, **kwargs)
-        weights = tf.cos(tf.reshape(tf.range(tf.size(out), dtype=out.dtype), tf.shape(out)))
-        loss = tf.reduce_sum(out * weights) + tf.reduce_sum(tf.sin(h))
-    return [out, h, *tape.gradient(loss, args)]
-
-
-NAMES = ["out", "h", "d_x", "d_h0", "d_kernel", "d_rk", "d_bias", "d_reset_state"]
-
-
-def _assert_close(got, want, rtol=1e-4, atol=1e-5):
-    """float32 agreement (``atol`` relative to the largest magnitude)."""
-    assert len(got) == len(want)
-    for name, g, w in zip(NAMES, got, want):
-        assert g is not None, name
-        scale = max(1.0, float(tf.reduce_max(tf.abs(w))))
-        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=rtol, atol=atol * scale, err_msg=name)
 
 
 VARIANTS = [
