@@ -62,7 +62,7 @@ $(STAMP): pyproject.toml setup.py nestlib/_cnest.c
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-$(KERNELS): $(STAMP) $(wildcard rnn/ops/*/kernels.c) rnn/ops/_build.py
+$(KERNELS): $(STAMP) $(wildcard rnn/ops/*/kernels.c rnn/ops/*.h) rnn/ops/_build.py
 	$(PY) -m rnn.ops
 	touch $(KERNELS)
 
@@ -70,7 +70,7 @@ $(KERNELS): $(STAMP) $(wildcard rnn/ops/*/kernels.c) rnn/ops/_build.py
 LINT_STAMP := $(VENV)/.installed-lint
 CLANG_FORMAT := $(VENV)/bin/clang-format
 # C sources under clang-format (.clang-format).
-C_SOURCES := $(wildcard nestlib/*.c nestlib/*.h rnn/ops/*/*.c)
+C_SOURCES := $(wildcard nestlib/*.c nestlib/*.h rnn/ops/*.h rnn/ops/*/*.c)
 
 $(LINT_STAMP): pyproject.toml setup.py nestlib/_cnest.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

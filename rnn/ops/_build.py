@@ -4,12 +4,12 @@ A kernel library is compiled on first use (or ahead by ``python -m rnn.ops``,
 which ``make`` runs) against the installed TensorFlow's C API headers and
 ``libtensorflow_framework``, into a per-user cache: ``$RNN_KERNEL_CACHE``,
 else ``$XDG_CACHE_HOME/rnn``, else ``~/.cache/rnn``. The file name holds a
-hash of everything the result depends on (the source, these flags, the
-compiler, TensorFlow's version and location, the machine type), so a new
-TensorFlow or a changed source gets its own library and a stale one is
-never loaded. A lock file keeps two processes from compiling the same
-library at once; the result is written to a temporary name and renamed, so
-a reader never sees half a library.
+hash of everything the result depends on (the source and the local headers
+it includes, these flags, the compiler, TensorFlow's version and location,
+the machine type), so a new TensorFlow or a changed source gets its own
+library and a stale one is never loaded. A lock file keeps two processes
+from compiling the same library at once; the result is written to a
+temporary name and renamed, so a reader never sees half a library.
 
 Nothing here uses ``-march=native``: the compute part of a source is
 compiled once per x86-64 instruction-set level (``x86-64-v4``, i.e.
@@ -29,6 +29,7 @@ import importlib.metadata
 import importlib.util
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -109,11 +110,30 @@ def _tf_version() -> str:
     return "unknown"
 
 
+def local_headers(source: str) -> list[str]:
+    """The files ``source`` includes with ``#include "..."`` that are found
+    relative to it (rnn's shared headers; TensorFlow's come through ``-I``
+    and TensorFlow's version), which its library depends on as on itself."""
+    found = []
+    with open(source, encoding="utf-8") as f:
+        for line in f:
+            match = _LOCAL_INCLUDE.match(line)
+            if match:
+                path = os.path.normpath(os.path.join(os.path.dirname(source), match[1]))
+                if os.path.exists(path):
+                    found.append(path)
+    return found
+
+
+_LOCAL_INCLUDE = re.compile(r'\s*#\s*include\s+"([^"]+)"')
+
+
 def library_path(name: str, source: str, cc: str, tf_dir: str) -> str:
     """The cache path of ``source``'s library for this compiler and TensorFlow."""
     h = hashlib.sha256()
-    with open(source, "rb") as f:
-        h.update(f.read())
+    for path in (source, *local_headers(source)):
+        with open(path, "rb") as f:
+            h.update(f.read())
     for part in (
         BUILD_VERSION,
         repr(_COMMON_FLAGS),

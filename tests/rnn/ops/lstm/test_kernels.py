@@ -510,11 +510,15 @@ def test_without_a_compiler_one_warning_and_the_tf_ops_programs(tmp_path, monkey
 )
 def test_build_caches_one_portable_library_per_source_and_tensorflow(tmp_path, monkeypatch):
     """The build compiles into the per-user cache (RNN_KERNEL_CACHE here),
-    reuses it, never with -march=native, and a changed source gets a new
-    library."""
+    reuses it, never with -march=native, and a changed source or shared
+    header gets a new library."""
     monkeypatch.setenv("RNN_KERNEL_CACHE", str(tmp_path / "cache"))
-    source = tmp_path / "kernels.c"
+    (tmp_path / "lstm").mkdir()
+    source = tmp_path / "lstm" / "kernels.c"
     shutil.copy(native.LIBRARY.source, source)
+    header = tmp_path / "threads.h"  # what kernels.c includes as "../threads.h"
+    shutil.copy(os.path.join(os.path.dirname(native.LIBRARY.source), "..", "threads.h"), header)
+    assert _build.local_headers(str(source)) == [str(header)]
     out = _build.build("lstm", str(source))
     assert out.startswith(str(tmp_path / "cache")) and os.path.exists(out)
     assert _build.build("lstm", str(source)) == out  # cached
@@ -524,9 +528,16 @@ def test_build_caches_one_portable_library_per_source_and_tensorflow(tmp_path, m
     assert "TF_RegisterKernelBuilder" in symbols and "rnn_lstm_isa" in symbols
     strings = open(out, "rb").read()
     assert b"RnnLstmForward" in strings and b"RnnLstmBackward" in strings
+    with open(header, "a") as f:
+        f.write("\n/* changed */\n")
+    changed_header = _build.library_path("lstm", str(source), "cc", _build.tensorflow_dir())
+    assert changed_header != out
     with open(source, "a") as f:
         f.write("\n/* changed */\n")
-    assert _build.library_path("lstm", str(source), "cc", _build.tensorflow_dir()) != out
+    assert _build.library_path("lstm", str(source), "cc", _build.tensorflow_dir()) not in (
+        out,
+        changed_header,
+    )
 
 
 def test_an_unwritable_cache_is_a_warning_not_a_crash(tmp_path, monkeypatch):
