@@ -187,6 +187,31 @@ def test_results_do_not_depend_on_the_thread_count(threads, monkeypatch, reset_a
 
 
 @needs_kernels
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux CPU sets and two CPUs",
+)
+def test_the_callers_cpu_set_is_restored_after_a_threaded_call(monkeypatch):
+    """A job keeps its caller on one CPU while the workers run on the others
+    (rnn/ops/threads.h, the LSTM's kernels too); afterwards the caller may
+    run wherever it could before. An eager op runs in the calling thread."""
+    ops = native.LIBRARY.load()
+    rng = np.random.default_rng(3)
+    zx = tf.constant(rng.normal(size=(3 * 64, 5, 8)).astype(np.float32))
+    rk = tf.constant(rng.normal(size=(64, 3 * 64)).astype(np.float32) * 0.1)
+    state, none = tf.zeros([64, 8]), tf.zeros([0], tf.bool)
+    monkeypatch.setenv("RNN_GRU_THREADS", "2")
+    before = os.sched_getaffinity(0)
+    try:
+        for allowed in (before, set(sorted(before)[:2])):
+            os.sched_setaffinity(0, allowed)
+            ops.rnn_gru_forward(zx, rk, tf.zeros([0]), state, none, none, tf.zeros([0]))
+            assert os.sched_getaffinity(0) == allowed
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+@needs_kernels
 @pytest.mark.parametrize("reverse", [False, True])
 def test_saturation_and_nan_in_the_padding(reverse, reset_after):
     """Gates far into saturation agree; NaN or inf past an example's length
