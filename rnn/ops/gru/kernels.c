@@ -55,11 +55,11 @@
  * element-wise work between them, so two barriers per step.
  *
  * The products are split by hidden unit over a few threads that meet at the
- * barriers (the threading, the packed panels and the micro-kernel are the
- * LSTM's, rnn/ops/lstm/kernels.c): each thread owns all gate rows of its
- * units, so it can run the cell for them right after its share of a
- * product. Every element is computed the same way whatever the thread
- * count, so results do not depend on it.
+ * barriers (the threading is ../threads.h, shared with the LSTM; the packed
+ * panels and the micro-kernel are the LSTM's, rnn/ops/lstm/kernels.c): each
+ * thread owns all gate rows of its units, so it can run the cell for them
+ * right after its share of a product. Every element is computed the same
+ * way whatever the thread count, so results do not depend on it.
  *
  * One library for every x86-64 CPU (rnn/ops/_build.py): this file is
  * compiled once per instruction set with -DRNN_KERNEL_ISA=<name> and that

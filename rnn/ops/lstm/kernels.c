@@ -25,12 +25,12 @@
  * one [H, 4H] x [4H, B] product, then the element-wise cell, without the
  * executor's per-op and per-iteration work between them. The products are
  * split by hidden unit over a few threads that meet at one barrier per step
- * (see barrier_wait for how they wait, and give up the threads when other
- * work competes for the cores): each thread owns all four gate rows of its
- * units, so it can run the cell for them right after its share of the
- * product. The weights are packed once per call into panels of MR rows so
- * the inner kernel streams them; batch columns are padded to a multiple of
- * the tile width inside the kernel. Every element is computed the same way
+ * (../threads.h: how they wait, where they run, and how they give up the
+ * threads when other work competes for the cores): each thread owns all four
+ * gate rows of its units, so it can run the cell for them right after its
+ * share of the product. The weights are packed once per call into panels of
+ * MR rows so the inner kernel streams them; batch columns are padded to a
+ * multiple of the tile width inside the kernel. Every element is computed the same way
  * whatever the thread count, so results do not depend on it.
  *
  * One library for every x86-64 CPU (rnn/ops/_build.py): this file is
