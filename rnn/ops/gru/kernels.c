@@ -498,34 +498,21 @@ add_product(const float *packed, int64_t K, int64_t u0, int64_t u1, const float 
     }
 }
 
-/* Resets before step t: rows [u0, u1) of the state operand buf (stride
- * Bp) take hr where the step resets. */
+/* Resets at step t: rows [u0, u1) of dst (stride Bp) take hr where the step
+ * resets and the same rows of src (stride src_stride) elsewhere. Forward:
+ * src is dst, the state operand, changed in place. Backward: the state
+ * entering the step into j->hpbuf, from the state after the step before. */
 static void
-reset_rows(const job_t *j, int64_t t, int64_t u0, int64_t u1, float *buf)
+reset_rows(const job_t *j, int64_t t, int64_t u0, int64_t u1, float *dst, const float *src,
+           int64_t src_stride)
 {
     const int64_t B = j->B;
     const unsigned char *restrict r = j->reset + t * B;
     for (int64_t u = u0; u < u1 && u < j->H; u++) {
-        float *restrict row = buf + u * j->Bp;
-        const float *restrict hr = j->hr + u * B;
+        float *row = dst + u * j->Bp;
+        const float *from = src + u * src_stride, *restrict hr = j->hr + u * B;
         for (int64_t b = 0; b < B; b++)
-            row[b] = r[b] != 0 ? hr[b] : row[b];
-    }
-}
-
-/* Backward with resets: rows [u0, u1) of the state entering step t into
- * j->hpbuf (stride Bp), hr where the step resets, else the state after the
- * step before. */
-static void
-entering_rows(const job_t *j, int64_t t, int64_t u0, int64_t u1)
-{
-    const int64_t B = j->B;
-    const unsigned char *restrict r = j->reset + t * B;
-    for (int64_t u = u0; u < u1 && u < j->H; u++) {
-        float *restrict row = j->hpbuf + u * j->Bp;
-        const float *restrict h = j->hs_in + (t * j->H + u) * B, *restrict hr = j->hr + u * B;
-        for (int64_t b = 0; b < B; b++)
-            row[b] = r[b] != 0 ? hr[b] : h[b];
+            row[b] = r[b] != 0 ? hr[b] : from[b];
     }
 }
 
@@ -559,7 +546,7 @@ forward_work_ra(job_t *j, int index)
     for (int64_t u = u0; u < u1 && u < H; u++)
         memcpy(j->vbuf[0] + u * Bp, j->hs + u * B, B * sizeof(float));
     if (j->reset)
-        reset_rows(j, 0, u0, u1, j->vbuf[0]);
+        reset_rows(j, 0, u0, u1, j->vbuf[0], j->vbuf[0], j->Bp);
     barrier_wait(&j->barrier);
     for (int64_t t = 0; t < T; t++) {
         if (leave_if_single(j, index, &u0, &u1))
@@ -576,7 +563,7 @@ forward_work_ra(job_t *j, int index)
             forward_cell_ra(B, j->pbuf + 3 * u * Bp, Bp, j->zx + u * T * B + t * B, XS, j->bn[u], m,
                             h_prev + u * hps, s + u * B, HB, h_new + u * B, hnext + u * Bp);
         if (j->reset && t + 1 < T)
-            reset_rows(j, t + 1, u0, u1, hnext);
+            reset_rows(j, t + 1, u0, u1, hnext, hnext, j->Bp);
         barrier_wait(&j->barrier);
     }
 }
@@ -599,7 +586,7 @@ forward_work_cho(job_t *j, int index)
     for (int64_t u = u0; u < u1 && u < H; u++)
         memcpy(hbufs[0] + u * Bp, j->hs + u * B, B * sizeof(float));
     if (j->reset)
-        reset_rows(j, 0, u0, u1, hbufs[0]);
+        reset_rows(j, 0, u0, u1, hbufs[0], hbufs[0], j->Bp);
     barrier_wait(&j->barrier);
     for (int64_t t = 0; t < T; t++) {
         if (leave_if_single(j, index, &u0, &u1))
@@ -621,7 +608,7 @@ forward_work_cho(job_t *j, int index)
                                   h_prev + u * hps, s + u * B, s + 2 * HB + u * B, h_new + u * B,
                                   hnext + u * Bp);
         if (j->reset && t + 1 < T)
-            reset_rows(j, t + 1, u0, u1, hnext);
+            reset_rows(j, t + 1, u0, u1, hnext, hnext, j->Bp);
         barrier_wait(&j->barrier);
     }
 }
@@ -643,7 +630,7 @@ backward_work_ra(job_t *j, int index)
         const float *s = j->ss + t * 4 * HB, *h_prev = j->hs_in + t * HB;
         int64_t hps = B; /* row stride of h_prev */
         if (j->reset) {
-            entering_rows(j, t, u0, u1);
+            reset_rows(j, t, u0, u1, j->hpbuf, j->hs_in + t * j->H * j->B, j->B);
             h_prev = j->hpbuf;
             hps = Bp;
         }
@@ -679,7 +666,7 @@ backward_work_cho(job_t *j, int index)
         const float *s = j->ss + t * 3 * HB, *h_prev = j->hs_in + t * HB;
         int64_t hps = B; /* row stride of h_prev */
         if (j->reset) {
-            entering_rows(j, t, u0, u1);
+            reset_rows(j, t, u0, u1, j->hpbuf, j->hs_in + t * j->H * j->B, j->B);
             h_prev = j->hpbuf;
             hps = Bp;
         }
@@ -716,7 +703,7 @@ forward_work_vanilla(job_t *j, int index)
     for (int64_t u = u0; u < u1 && u < H; u++)
         memcpy(j->vbuf[0] + u * Bp, j->hs + u * B, B * sizeof(float));
     if (j->reset)
-        reset_rows(j, 0, u0, u1, j->vbuf[0]);
+        reset_rows(j, 0, u0, u1, j->vbuf[0], j->vbuf[0], j->Bp);
     barrier_wait(&j->barrier);
     for (int64_t t = 0; t < T; t++) {
         if (leave_if_single(j, index, &u0, &u1))
@@ -733,7 +720,7 @@ forward_work_vanilla(job_t *j, int index)
             forward_cell_vanilla(B, j->pbuf + u * Bp, j->zx + u * T * B + t * B, m,
                                  h_prev + u * hps, h_new + u * B, hnext + u * Bp);
         if (j->reset && t + 1 < T)
-            reset_rows(j, t + 1, u0, u1, hnext);
+            reset_rows(j, t + 1, u0, u1, hnext, hnext, j->Bp);
         barrier_wait(&j->barrier);
     }
 }
