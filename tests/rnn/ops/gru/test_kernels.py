@@ -21,6 +21,7 @@ import tensorflow as tf
 import rnn
 from rnn.ops._build import compiler
 from rnn.ops.gru import gru_sequence, native
+from tests.rnn.ops.exports import serve_without_rnn
 from tests.rnn.ops.kernel_runs import kernel_runs, op_types
 
 needs_kernels = pytest.mark.skipif(
@@ -339,15 +340,6 @@ def test_every_instruction_set_this_cpu_has_gives_the_same_results(tmp_path):
     assert seen["generic"] == "generic"
 
 
-_LOAD_SCRIPT = textwrap.dedent("""
-    import sys, numpy as np, tensorflow as tf
-    loaded = tf.saved_model.load(sys.argv[1])
-    run = loaded.signatures["serving_default"]
-    np.save(sys.argv[2], list(run(tf.constant(np.load(sys.argv[3]))).values())[0].numpy())
-    assert "rnn" not in sys.modules
-""")
-
-
 @needs_kernels
 def test_saved_model_loads_without_rnn(tmp_path, reset_after):
     """A concrete function traced and run with the kernels, exported as a
@@ -370,18 +362,6 @@ def test_saved_model_loads_without_rnn(tmp_path, reset_after):
     want, runs = _runs(concrete, args[0])
     want = want.numpy()
     assert runs == (1, 0)
-    np.save(tmp_path / "x.npy", args[0].numpy())
     tf.saved_model.save(m, str(tmp_path / "module"), signatures=concrete)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    env.pop("PYTHONPATH", None)
-    done = subprocess.run(
-        [sys.executable, "-c", _LOAD_SCRIPT, str(tmp_path / "module"), str(tmp_path / "y.npy")]
-        + [str(tmp_path / "x.npy")],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=str(tmp_path),
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), want, rtol=1e-5, atol=1e-6)
+    got = serve_without_rnn(tmp_path / "module", tmp_path, x=args[0].numpy())
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

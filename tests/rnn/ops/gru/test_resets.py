@@ -8,17 +8,13 @@ the TensorFlow while_loops), forwards and reversed, with and without
 lengths, eagerly, in graphs with unknown shapes and under XLA.
 """
 
-import os
-import subprocess
-import sys
-import textwrap
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from rnn.cores import _gru_fn
 from rnn.ops.gru import gru_sequence, native, sequence
+from tests.rnn.ops.exports import serve_without_rnn
 from tests.rnn.ops.kernel_runs import kernel_runs, op_types
 from tests.rnn.ops.resets import (
     LENGTHS,
@@ -274,16 +270,6 @@ def test_bad_reset_arguments_raise_clear_errors():
         gru_sequence(x, h0, kernel, rk, bias, reset=RESET, reset_state=hr[:, :4])
 
 
-_LOAD_SCRIPT = textwrap.dedent("""
-    import sys, numpy as np, tensorflow as tf
-    loaded = tf.saved_model.load(sys.argv[1])
-    x, reset = np.load(sys.argv[3]), np.load(sys.argv[4])
-    out = loaded.signatures["serving_default"](x=tf.constant(x), reset=tf.constant(reset))
-    np.save(sys.argv[2], list(out.values())[0].numpy())
-    assert "rnn" not in sys.modules
-""")
-
-
 def test_saved_model_with_resets_loads_without_rnn(tmp_path, reset_after):
     args = _args(reset_after, seed=10)
 
@@ -305,18 +291,5 @@ def test_saved_model_with_resets_loads_without_rnn(tmp_path, reset_after):
     m = Model()
     want = m.run(args[0], RESET).numpy()
     tf.saved_model.save(m, str(tmp_path / "module"), signatures=m.run.get_concrete_function())
-    np.save(tmp_path / "x.npy", args[0].numpy())
-    np.save(tmp_path / "reset.npy", RESET)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    env.pop("PYTHONPATH", None)
-    done = subprocess.run(
-        [sys.executable, "-c", _LOAD_SCRIPT, str(tmp_path / "module"), str(tmp_path / "y.npy")]
-        + [str(tmp_path / "x.npy"), str(tmp_path / "reset.npy")],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=str(tmp_path),
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), want, rtol=1e-5, atol=1e-6)
+    got = serve_without_rnn(tmp_path / "module", tmp_path, x=args[0].numpy(), reset=RESET)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
