@@ -1,9 +1,11 @@
 """Pieces of the whole-sequence programs that do not depend on the cell.
 
-Masks in processing order, outputs back in input order, output gradients
-into processing order, and the ``[F, T, B] -> [F, T*B]`` columns the
-weight-gradient matmuls take: shared by the LSTM's and the GRU's programs
-(:mod:`rnn.ops.lstm.programs`, :mod:`rnn.ops.gru.programs`); and what their
+Masks in processing order, the inputs' projection and gradients, outputs
+back in input order, output gradients into processing order, and the
+``[F, T, B] -> [F, T*B]`` columns the weight-gradient matmuls take: shared
+by the LSTM's, the GRU's and the vanilla RNN's programs
+(:mod:`rnn.ops.lstm.programs`, :mod:`rnn.ops.gru.programs`,
+:mod:`rnn.ops.vanilla.programs`); and what their
 public functions (``lstm_sequence``, ``gru_sequence``) share: the static
 shape checks and the refusal of second-order gradients.
 """
@@ -24,8 +26,10 @@ __all__ = [
     "columns",
     "convert_arguments",
     "first_order_only",
+    "input_gradients",
     "output_gradients",
     "outputs",
+    "project",
     "reset_mask",
     "sequence_inputs",
     "static_dim",
@@ -48,11 +52,13 @@ def sequence_inputs(
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
     """The start of every forward program: ``(T, xa, mask)``.
 
-    ``xa`` is ``[T, I+1, B]`` in processing order (inputs with a row of ones)
-    and ``mask`` the ``[T, 1, B]`` valid steps (None when not masked). The
-    steps past each example's length are zeroed in ``xa``: nothing there
-    reaches an output, but the weight gradients multiply all of ``xa`` (a
-    zero gradient times a NaN or inf in the padding is NaN).
+    ``xa`` is ``[T, B, I+1]`` in processing order (the inputs in their own
+    layout with a column of ones; the matmuls that read it transpose it on
+    the fly, where a separate transpose of these small tensors cost more
+    than the matmuls) and ``mask`` the ``[T, 1, B]`` valid steps (None when
+    not masked). The steps past each example's length are zeroed in ``xa``:
+    nothing there reaches an output, but the weight gradients multiply all
+    of ``xa`` (a zero gradient times a NaN or inf in the padding is NaN).
     """
     n, batch = tf.shape(x)[0], tf.shape(x)[1]
     with tf.control_dependencies(
@@ -65,12 +71,38 @@ def sequence_inputs(
         n = tf.identity(n)
     if reverse:
         x = tf.reverse(x, axis=[0])
-    xa = tf.concat([tf.transpose(x, [0, 2, 1]), tf.ones([n, 1, batch], x.dtype)], axis=1)
+    xa = tf.concat([x, tf.ones([n, batch, 1], x.dtype)], axis=2)
     mask = None
     if masked:
         mask = time_mask(lengths, n, reverse)
-        xa = tf.where(mask, xa, tf.zeros([], xa.dtype))
+        xa = tf.where(tf.transpose(mask, [0, 2, 1]), xa, tf.zeros([], xa.dtype))
     return n, xa, mask
+
+
+def project(wx: tf.Tensor, xa: tf.Tensor) -> tf.Tensor:
+    """``[G, T, B]``: the ``[G, I+1]`` input weights (bias last) times every
+    step's ``[x; 1]`` from ``xa [T, B, I+1]``, as one matmul."""
+    shape = tf.shape(xa)
+    rows = tf.reshape(xa, [-1, shape[2]])  # [T*B, I+1]
+    return tf.reshape(tf.matmul(wx, rows, transpose_b=True), [-1, shape[0], shape[1]])
+
+
+def input_gradients(
+    d: tf.Tensor, kernel: tf.Tensor, xa: tf.Tensor, reverse: bool
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(d_x [T, B, I] in input order, d_kernel_bias [I+1, G])`` from the
+    input-side pre-activation gradients ``d [G, T * B]`` (column ``t * B +
+    b``), the ``[I, G]`` kernel and ``xa [T, B, I+1]``: two matmuls over
+    all steps, their operands transposed on the fly."""
+    shape = tf.shape(xa)
+    rows = tf.reshape(xa, [-1, shape[2]])  # [T*B, I+1]
+    d_kernel_bias = tf.matmul(rows, d, transpose_a=True, transpose_b=True)
+    d_x = tf.reshape(
+        tf.matmul(d, kernel, transpose_a=True, transpose_b=True), [shape[0], shape[1], -1]
+    )
+    if reverse:
+        d_x = tf.reverse(d_x, axis=[0])
+    return d_x, d_kernel_bias
 
 
 def reset_mask(reset: tf.Tensor, mask: tf.Tensor | None, reverse: bool) -> tf.Tensor:

@@ -97,11 +97,11 @@ def forward(
     reset_after: bool,
 ) -> tuple[tf.Tensor, ...]:
     """:func:`rnn.ops.gru.programs.forward` with the recurrence as one compiled op."""
-    n, xa, mask = programs.inputs(x, lengths, masked=masked, reverse=reverse)
+    _, xa, mask = programs.inputs(x, lengths, masked=masked, reverse=reverse)
     rm = None if reset is None else _programs.reset_mask(reset, mask, reverse)
     # The input projection of every step as one matmul, [3H, T, B].
     wx = programs.input_weights(kernel, bias, reset_after)
-    zx = tf.reshape(tf.matmul(wx, _programs.columns(xa)), [-1, n, tf.shape(xa)[2]])
+    zx = _programs.project(wx, xa)
     # The candidate's recurrent bias selects the form: [H] reset_after, [0] Cho's.
     bn = programs.candidate_bias(bias)[:, 0] if reset_after else tf.zeros([0], x.dtype)
     ss, hs = LIBRARY.load().rnn_gru_forward(

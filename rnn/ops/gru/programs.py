@@ -43,6 +43,7 @@ import tensorflow as tf
 # The helpers that do not depend on the cell are the LSTM's.
 from rnn.ops._programs import (
     columns,
+    input_gradients,
     output_gradients,
     outputs,
     reset_mask,
@@ -121,7 +122,7 @@ def forward(
     """The forward program: outputs, final state and what backward needs.
 
     Returns ``(outputs [T, B, H], h [B, H], xa, hs, ss)`` where, in
-    processing order, ``xa`` is ``[T, I+1, B]``, ``hs`` is ``[T + 1, H, B]``
+    processing order, ``xa`` is ``[T, B, I+1]``, ``hs`` is ``[T + 1, H, B]``
     (the initial state and the state after every step) and ``ss`` each step's
     gates: ``[T, 3H, B]`` rows ``(z, r, n)``, with ``reset_after``
     ``[T, 4H, B]`` rows ``(z, r, n, h U_n + b_n)``. With ``reset`` (``[T,
@@ -149,9 +150,9 @@ def forward(
     def body(k: tf.Tensor, h: tf.Tensor, s_acc: Any, h_acc: Any) -> Any:
         if rm is not None:  # (resets)
             h = tf.where(rm[k], hr, h)
-        # wx @ xa[k] only depends on k, so it runs ahead of the recurrence.
+        # wx @ xa[k]^T only depends on k, so it runs ahead of the recurrence.
         if reset_after:
-            x_z, x_r, x_n = tf.split(tf.matmul(wx, xa[k]), 3, axis=0)
+            x_z, x_r, x_n = tf.split(tf.matmul(wx, xa[k], transpose_b=True), 3, axis=0)
             h_z, h_r, hn = tf.split(tf.matmul(wh, h), 3, axis=0)
             z = tf.sigmoid(x_z + h_z)
             r = tf.sigmoid(x_r + h_r)
@@ -159,7 +160,8 @@ def forward(
             cand = tf.tanh(x_n + r * hn)
             s = tf.concat([z, r, cand, hn], axis=0)
         else:
-            x_zr, x_n = tf.matmul(wx_zr, xa[k]), tf.matmul(wx_n, xa[k])
+            x_zr = tf.matmul(wx_zr, xa[k], transpose_b=True)
+            x_n = tf.matmul(wx_n, xa[k], transpose_b=True)
             z, r = tf.split(tf.sigmoid(x_zr + tf.matmul(wh_zr, h)), 2, axis=0)
             cand = tf.tanh(x_n + tf.matmul(wh_n, r * h))
             s = tf.concat([z, r, cand], axis=0)
@@ -290,10 +292,9 @@ def gradients(
     The weight gradients are a few large matmuls over all ``T * B``
     columns at once, the input gradient one more.
     """
-    n, batch = tf.shape(xa)[0], tf.shape(xa)[2]
     hidden = tf.shape(hs)[1]
     dx_side = da[: 3 * hidden]
-    d_kernel_bias = tf.matmul(columns(xa), dx_side, transpose_b=True)  # [I+1, 3H]
+    d_x, d_kernel_bias = input_gradients(dx_side, kernel, xa, reverse)  # [T, B, I], [I+1, 3H]
     entering = entering_states(hs, rm, reset_state)  # [T, H, B]
     h_prev = columns(entering)  # [H, TB]
     if reset_after:
@@ -311,9 +312,5 @@ def gradients(
             axis=1,
         )
         d_bias = d_kernel_bias[-1]
-    d_x = tf.matmul(kernel, dx_side)  # [I, TB]
-    d_x = tf.transpose(tf.reshape(d_x, [-1, n, batch]), [1, 2, 0])  # [T, B, I]
-    if reverse:
-        d_x = tf.reverse(d_x, axis=[0])
     grads = (d_x, tf.transpose(dh0), d_kernel_bias[:-1], d_rk, d_bias)
     return grads if d_hr is None else (*grads, tf.transpose(d_hr))

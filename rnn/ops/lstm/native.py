@@ -101,10 +101,10 @@ def forward(
     all_states: bool = False,
 ) -> tuple[tf.Tensor, ...]:
     """:func:`rnn.ops.lstm.programs.forward` with the recurrence as one compiled op."""
-    n, xa, mask = programs.inputs(x, lengths, masked=masked, reverse=reverse)
+    _, xa, mask = programs.inputs(x, lengths, masked=masked, reverse=reverse)
     # The input projection of every step as one matmul, [4H, T, B].
     wx = tf.transpose(tf.concat([kernel, bias[tf.newaxis]], axis=0))
-    zx = tf.reshape(tf.matmul(wx, _programs.columns(xa)), [-1, n, tf.shape(xa)[2]])
+    zx = _programs.project(wx, xa)
     r = None
     reset_args = [_none(tf.bool), _none(x.dtype), _none(x.dtype)]
     if resets is not None:

@@ -39,7 +39,14 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
-from rnn.ops._programs import columns, output_gradients, outputs, reset_mask, sequence_inputs
+from rnn.ops._programs import (
+    columns,
+    input_gradients,
+    output_gradients,
+    outputs,
+    reset_mask,
+    sequence_inputs,
+)
 
 # Steps of the forward/backward loops that may run concurrently (only work
 # that does not depend on the recurrence can actually overlap).
@@ -81,7 +88,7 @@ def forward(
     """The forward program: outputs, final state and what backward needs.
 
     Returns ``(outputs [T, B, H], h [B, H], c [B, H], xa, hs, ss, cs)``
-    where, in processing order, ``xa`` is ``[T, I+1, B]`` (inputs with a row
+    where, in processing order, ``xa`` is ``[T, B, I+1]`` (inputs with a row
     of ones), ``hs`` and ``cs`` are ``[T + 1, H, B]`` (the initial hidden and
     cell state and the states after every step) and ``ss`` is ``[T, 4H, B]``,
     each step's gate sigmoids. With ``all_states`` the cell states after
@@ -112,9 +119,9 @@ def forward(
         if r is not None:  # (resets) the state entering step k
             h = tf.where(r[k], hr, h)
             c = tf.where(r[k], cr, c)
-        # wx @ xa[k] (the input projection and bias, [4H, I+1] x [I+1, B])
+        # wx @ xa[k]^T (the input projection and bias, [4H, I+1] x [I+1, B])
         # only depends on k, so it runs ahead of the recurrence.
-        u = tf.tanh(tf.matmul(wx, xa[k]) + tf.matmul(wh, h))
+        u = tf.tanh(tf.matmul(wx, xa[k], transpose_b=True) + tf.matmul(wh, h))
         s = u * half + half  # gate sigmoids; rows 2H:3H hold (1 + g) / 2
         i, f, _, o = tf.split(s, 4, axis=0)
         g = tf.split(u, 4, axis=0)[2]
@@ -271,16 +278,11 @@ def gradients(
     once, the input gradient one more.
     """
     dz, dh0, dc0 = recurrence[:3]
-    n, batch = tf.shape(xa)[0], tf.shape(xa)[2]
     h_in = hs[:-1]  # the hidden state entering each step
     if r is not None:
         h_in = tf.where(r, tf.transpose(h_reset)[tf.newaxis], h_in)
-    d_kernel_bias = tf.matmul(columns(xa), dz, transpose_b=True)  # [I+1, 4H]
+    d_x, d_kernel_bias = input_gradients(dz, kernel, xa, reverse)  # [T, B, I], [I+1, 4H]
     d_rk = tf.matmul(columns(h_in), dz, transpose_b=True)  # [H, 4H]
-    d_x = tf.matmul(kernel, dz)  # [I, TB]
-    d_x = tf.transpose(tf.reshape(d_x, [-1, n, batch]), [1, 2, 0])  # [T, B, I]
-    if reverse:
-        d_x = tf.reverse(d_x, axis=[0])
     grads = [d_x, tf.transpose(dh0), tf.transpose(dc0), d_kernel_bias[:-1], d_rk, d_kernel_bias[-1]]
     grads += [tf.transpose(g) for g in recurrence[3:]]
     return tuple(grads)

@@ -71,12 +71,12 @@ def forward(
     reverse: bool,
 ) -> tuple[tf.Tensor, ...]:
     """:func:`rnn.ops.vanilla.programs.forward` with the recurrence as one compiled op."""
-    n, xa, mask = _programs.sequence_inputs(
+    _, xa, mask = _programs.sequence_inputs(
         "vanilla_sequence", x, lengths, masked=masked, reverse=reverse
     )
     rm = None if reset is None else _programs.reset_mask(reset, mask, reverse)
     wx = tf.transpose(tf.concat([kernel, bias[tf.newaxis]], axis=0))  # [H, I+1]
-    zx = tf.reshape(tf.matmul(wx, _programs.columns(xa)), [-1, n, tf.shape(xa)[2]])
+    zx = _programs.project(wx, xa)
     hs = LIBRARY.load().rnn_vanilla_forward(
         zx,
         recurrent_kernel,

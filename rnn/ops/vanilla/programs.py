@@ -20,7 +20,15 @@ from typing import Any
 
 import tensorflow as tf
 
-from rnn.ops._programs import columns, output_gradients, outputs, reset_mask, sequence_inputs
+from rnn.ops._programs import (
+    columns,
+    input_gradients,
+    output_gradients,
+    outputs,
+    project,
+    reset_mask,
+    sequence_inputs,
+)
 from rnn.ops.gru.programs import entering_states
 
 __all__ = ["backward", "forward", "gradients"]
@@ -45,7 +53,7 @@ def forward(
 ) -> tuple[tf.Tensor, ...]:
     """The forward program: ``(outputs [T, B, H], h [B, H], xa, hs)``.
 
-    In processing order ``xa`` is ``[T, I+1, B]`` and ``hs`` ``[T + 1, H,
+    In processing order ``xa`` is ``[T, B, I+1]`` and ``hs`` ``[T + 1, H,
     B]``, the initial state and the state after every step. With ``reset``
     (``[T, B]`` bool, input order) and ``reset_state [B, H]`` a fifth
     result, the ``[T, 1, B]`` reset mask in processing order.
@@ -58,7 +66,7 @@ def forward(
     h0t = tf.transpose(h0)
     h_acc = tf.TensorArray(x.dtype, size=n + 1).write(0, h0t)
     # The input projection of every step as one matmul: [T, H, B].
-    zx = tf.transpose(tf.reshape(tf.matmul(wx, columns(xa)), [-1, n, tf.shape(xa)[2]]), [1, 0, 2])
+    zx = tf.transpose(project(wx, xa), [1, 0, 2])
 
     def body(k: tf.Tensor, h: tf.Tensor, h_acc: Any) -> Any:
         if rm is not None:  # (resets)
@@ -147,13 +155,8 @@ def gradients(
     of all steps (column ``t * B + b``: step ``t`` of example ``b``); with
     resets (the backward program's ``d_hr``, ``reset_state`` and the reset
     mask ``rm``) the reset state's sixth."""
-    n, batch = tf.shape(xa)[0], tf.shape(xa)[2]
-    d_kernel_bias = tf.matmul(columns(xa), da, transpose_b=True)  # [I+1, H]
+    d_x, d_kernel_bias = input_gradients(da, kernel, xa, reverse)  # [T, B, I], [I+1, H]
     h_prev = columns(entering_states(hs, rm, reset_state))  # [H, TB]
     d_rk = tf.matmul(h_prev, da, transpose_b=True)  # [H, H]
-    d_x = tf.matmul(kernel, da)  # [I, TB]
-    d_x = tf.transpose(tf.reshape(d_x, [-1, n, batch]), [1, 2, 0])  # [T, B, I]
-    if reverse:
-        d_x = tf.reverse(d_x, axis=[0])
     grads = (d_x, tf.transpose(dh0), d_kernel_bias[:-1], d_rk, d_kernel_bias[-1])
     return grads if d_hr is None else (*grads, tf.transpose(d_hr))
