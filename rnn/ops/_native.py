@@ -83,7 +83,7 @@ def use_native(library: KernelLibrary | None, enabled: bool, dtype: tf.DType) ->
 
 def kernel_mask(mask: tf.Tensor | None) -> tf.Tensor:
     """The kernels' mask argument: ``[T, B]`` in processing order or ``[0]``."""
-    return tf.zeros([0], tf.bool) if mask is None else mask[:, 0, :]
+    return tf.zeros([0], tf.bool) if mask is None else tf.squeeze(mask, axis=1)
 
 
 # The programs' source, hashed into the interface names: a graph traced by

@@ -44,7 +44,7 @@ def time_mask(lengths: tf.Tensor, n: tf.Tensor, reverse: bool) -> tf.Tensor:
     t = tf.range(n)
     if reverse:
         t = n - 1 - t
-    return t[:, tf.newaxis, tf.newaxis] < lengths[tf.newaxis, tf.newaxis, :]
+    return tf.reshape(t, [-1, 1, 1]) < tf.reshape(lengths, [1, 1, -1])
 
 
 def sequence_inputs(
@@ -60,14 +60,11 @@ def sequence_inputs(
     nothing there reaches an output, but the weight gradients multiply all
     of ``xa`` (a zero gradient times a NaN or inf in the padding is NaN).
     """
-    n, batch = tf.shape(x)[0], tf.shape(x)[1]
-    with tf.control_dependencies(
-        [
-            tf.debugging.assert_positive(
-                n, message=f"{fn_name}: the input sequence has zero time steps"
-            )
-        ]
-    ):
+    # (Fewer ops than slicing and tf.debugging.assert_positive: every
+    # program is traced in two forms, on the first call.)
+    n, batch, _ = tf.unstack(tf.shape(x), num=3)
+    check = tf.debugging.Assert(n > 0, [f"{fn_name}: the input sequence has zero time steps"])
+    with tf.control_dependencies([check]):
         n = tf.identity(n)
     if reverse:
         x = tf.reverse(x, axis=[0])
@@ -82,9 +79,9 @@ def sequence_inputs(
 def project(wx: tf.Tensor, xa: tf.Tensor) -> tf.Tensor:
     """``[G, T, B]``: the ``[G, I+1]`` input weights (bias last) times every
     step's ``[x; 1]`` from ``xa [T, B, I+1]``, as one matmul."""
-    shape = tf.shape(xa)
-    rows = tf.reshape(xa, [-1, shape[2]])  # [T*B, I+1]
-    return tf.reshape(tf.matmul(wx, rows, transpose_b=True), [-1, shape[0], shape[1]])
+    n, batch, width = tf.unstack(tf.shape(xa), num=3)
+    rows = tf.reshape(xa, [-1, width])  # [T*B, I+1]
+    return tf.reshape(tf.matmul(wx, rows, transpose_b=True), [-1, n, batch])
 
 
 def input_gradients(
@@ -94,12 +91,10 @@ def input_gradients(
     input-side pre-activation gradients ``d [G, T * B]`` (column ``t * B +
     b``), the ``[I, G]`` kernel and ``xa [T, B, I+1]``: two matmuls over
     all steps, their operands transposed on the fly."""
-    shape = tf.shape(xa)
-    rows = tf.reshape(xa, [-1, shape[2]])  # [T*B, I+1]
+    n, batch, width = tf.unstack(tf.shape(xa), num=3)
+    rows = tf.reshape(xa, [-1, width])  # [T*B, I+1]
     d_kernel_bias = tf.matmul(rows, d, transpose_a=True, transpose_b=True)
-    d_x = tf.reshape(
-        tf.matmul(d, kernel, transpose_a=True, transpose_b=True), [shape[0], shape[1], -1]
-    )
+    d_x = tf.reshape(tf.matmul(d, kernel, transpose_a=True, transpose_b=True), [n, batch, -1])
     if reverse:
         d_x = tf.reverse(d_x, axis=[0])
     return d_x, d_kernel_bias
@@ -114,7 +109,7 @@ def reset_mask(reset: tf.Tensor, mask: tf.Tensor | None, reverse: bool) -> tf.Te
     """
     if reverse:
         reset = tf.reverse(reset, axis=[0])
-    reset = reset[:, tf.newaxis, :]
+    reset = tf.expand_dims(reset, 1)
     if mask is not None:
         reset = tf.logical_and(reset, mask)
     return reset
@@ -147,8 +142,8 @@ def output_gradients(
 
 def columns(stacked: tf.Tensor) -> tf.Tensor:
     """``[T, F, B] -> [F, T * B]``."""
-    shape = tf.shape(stacked)
-    return tf.reshape(tf.transpose(stacked, [1, 0, 2]), [-1, shape[0] * shape[2]])
+    n, _, batch = tf.unstack(tf.shape(stacked), num=3)
+    return tf.reshape(tf.transpose(stacked, [1, 0, 2]), [-1, n * batch])
 
 
 def static_dim(shape: tf.TensorShape, axis: int) -> int | None:

@@ -113,7 +113,7 @@ def forward(
         *kernel_resets(rm, reset_state),
     )
     out = _programs.outputs(hs, mask, reverse)
-    results = (out, tf.transpose(hs[-1]), xa, hs, ss)
+    results = (out, tf.transpose(hs[-1], [1, 0]), xa, hs, ss)
     return results if rm is None else (*results, rm)
 
 
@@ -157,4 +157,4 @@ def kernel_resets(
     (no resets; the GRU's and the vanilla RNN's kernels alike)."""
     if rm is None:
         return tf.zeros([0], tf.bool), tf.zeros([0], tf.float32)
-    return rm[:, 0, :], tf.transpose(reset_state)
+    return tf.squeeze(rm, axis=1), tf.transpose(reset_state, [1, 0])

@@ -81,19 +81,19 @@ def input_weights(kernel: tf.Tensor, bias: tf.Tensor, reset_after: bool) -> tf.T
     it (those pre-activations just sum both); the candidate's recurrent bias
     stays inside ``r * (...)`` (:func:`candidate_bias`).
     """
+    # (Splits and expand_dims rather than slices: fewer ops to trace.)
     if reset_after:
-        hidden = tf.shape(kernel)[1] // 3
-        b1 = bias[1]
-        folded = bias[0] + tf.concat([b1[: 2 * hidden], tf.zeros_like(b1[2 * hidden :])], axis=0)
+        b0, b1 = tf.unstack(bias, num=2)
+        b1_z, b1_r, b1_n = tf.split(b1, 3)
+        folded = b0 + tf.concat([b1_z, b1_r, tf.zeros_like(b1_n)], axis=0)
     else:
         folded = bias
-    return tf.transpose(tf.concat([kernel, folded[tf.newaxis]], axis=0))
+    return tf.transpose(tf.concat([kernel, tf.expand_dims(folded, 0)], axis=0), [1, 0])
 
 
 def candidate_bias(bias: tf.Tensor) -> tf.Tensor:
     """``[H, 1]``: the recurrent bias of the candidate (``reset_after`` only)."""
-    hidden = tf.shape(bias)[1] // 3
-    return bias[1, 2 * hidden :, tf.newaxis]
+    return tf.expand_dims(tf.split(tf.unstack(bias, num=2)[1], 3)[2], 1)
 
 
 def entering_states(hs: tf.Tensor, rm: tf.Tensor | None, hr: tf.Tensor | None) -> tf.Tensor:
@@ -149,10 +149,10 @@ def forward(
 
     def body(k: tf.Tensor, h: tf.Tensor, s_acc: Any, h_acc: Any) -> Any:
         if rm is not None:  # (resets)
-            h = tf.where(rm[k], hr, h)
+            h = tf.where(tf.gather(rm, k), hr, h)
         # wx @ xa[k]^T only depends on k, so it runs ahead of the recurrence.
         if reset_after:
-            x_z, x_r, x_n = tf.split(tf.matmul(wx, xa[k], transpose_b=True), 3, axis=0)
+            x_z, x_r, x_n = tf.split(tf.matmul(wx, tf.gather(xa, k), transpose_b=True), 3, axis=0)
             h_z, h_r, hn = tf.split(tf.matmul(wh, h), 3, axis=0)
             z = tf.sigmoid(x_z + h_z)
             r = tf.sigmoid(x_r + h_r)
@@ -160,14 +160,14 @@ def forward(
             cand = tf.tanh(x_n + r * hn)
             s = tf.concat([z, r, cand, hn], axis=0)
         else:
-            x_zr = tf.matmul(wx_zr, xa[k], transpose_b=True)
-            x_n = tf.matmul(wx_n, xa[k], transpose_b=True)
+            x_zr = tf.matmul(wx_zr, tf.gather(xa, k), transpose_b=True)
+            x_n = tf.matmul(wx_n, tf.gather(xa, k), transpose_b=True)
             z, r = tf.split(tf.sigmoid(x_zr + tf.matmul(wh_zr, h)), 2, axis=0)
             cand = tf.tanh(x_n + tf.matmul(wh_n, r * h))
             s = tf.concat([z, r, cand], axis=0)
         h_new = cand + z * (h - cand)
         if mask is not None:  # (masked)
-            h_new = tf.where(mask[k], h_new, h)
+            h_new = tf.where(tf.gather(mask, k), h_new, h)
         return k + 1, h_new, s_acc.write(k, s), h_acc.write(k + 1, h_new)
 
     _, h, s_acc, h_acc = tf.while_loop(
@@ -212,19 +212,22 @@ def backward(
     """
     dtype = xa.dtype
     n = tf.shape(xa)[0]
-    hidden = tf.shape(recurrent_kernel)[0]
     unit = tf.constant(1, dtype)
     zero = tf.zeros([], dtype)
     d_out, mask = output_gradients(d_out, lengths, n, masked=masked, reverse=reverse)
     da_acc = tf.TensorArray(dtype, size=n)
-    rk_zr, rk_n = recurrent_kernel[:, : 2 * hidden], recurrent_kernel[:, 2 * hidden :]
+    if not reset_after:
+        rk_z, rk_r, rk_n = tf.split(recurrent_kernel, 3, axis=1)
+        rk_zr = tf.concat([rk_z, rk_r], axis=1)
     hr = None if rm is None else tf.transpose(reset_state)
 
     def body(k: tf.Tensor, dh: tf.Tensor, da_acc: Any, *d_hr: tf.Tensor) -> Any:
         k = k - 1
         # Factors that do not depend on the reverse recurrence.
-        s = ss[k]
-        h = hs[k] if rm is None else tf.where(rm[k], hr, hs[k])  # the state entering step k
+        s = tf.gather(ss, k)
+        h = (
+            tf.gather(hs, k) if rm is None else tf.where(tf.gather(rm, k), hr, tf.gather(hs, k))
+        )  # the state entering step k
         if reset_after:
             z, r, cand, hn = tf.split(s, 4, axis=0)
         else:
@@ -235,11 +238,11 @@ def backward(
         p_r = r * (unit - r)
         keep = z
         if mask is not None:  # (masked): the step leaves h unchanged
-            m = mask[k]
+            m = tf.gather(mask, k)
             p_n = tf.where(m, p_n, zero)
             p_z = tf.where(m, p_z, zero)
             keep = tf.where(m, z, unit)
-        dh = dh + d_out[k]
+        dh = dh + tf.gather(d_out, k)
         da_n = dh * p_n
         da_z = dh * p_z
         if reset_after:
@@ -254,7 +257,7 @@ def backward(
             da = tf.concat([dzr, da_n], axis=0)
             dh_prev = dh * keep + dq * r + tf.matmul(rk_zr, dzr)
         if rm is not None:  # (resets): a reset step's entering state is hr
-            r_k = rm[k]
+            r_k = tf.gather(rm, k)
             d_hr = (d_hr[0] + tf.where(r_k, dh_prev, zero),)
             dh_prev = tf.where(r_k, zero, dh_prev)
         return (k, dh_prev, da_acc.write(k, da), *d_hr)

@@ -117,18 +117,18 @@ def forward(
 
     def body(k: tf.Tensor, h: tf.Tensor, c: tf.Tensor, s_acc: Any, c_acc: Any, h_acc: Any) -> Any:
         if r is not None:  # (resets) the state entering step k
-            h = tf.where(r[k], hr, h)
-            c = tf.where(r[k], cr, c)
+            h = tf.where(tf.gather(r, k), hr, h)
+            c = tf.where(tf.gather(r, k), cr, c)
         # wx @ xa[k]^T (the input projection and bias, [4H, I+1] x [I+1, B])
         # only depends on k, so it runs ahead of the recurrence.
-        u = tf.tanh(tf.matmul(wx, xa[k], transpose_b=True) + tf.matmul(wh, h))
+        u = tf.tanh(tf.matmul(wx, tf.gather(xa, k), transpose_b=True) + tf.matmul(wh, h))
         s = u * half + half  # gate sigmoids; rows 2H:3H hold (1 + g) / 2
         i, f, _, o = tf.split(s, 4, axis=0)
         g = tf.split(u, 4, axis=0)[2]
         c_new = f * c + i * g
         h_new = o * tf.tanh(c_new)
         if mask is not None:  # (masked)
-            m = mask[k]
+            m = tf.gather(mask, k)
             c_new = tf.where(m, c_new, c)
             h_new = tf.where(m, h_new, h)
         return (
@@ -217,8 +217,8 @@ def backward(
     def body(k: tf.Tensor, dh: tf.Tensor, dc: tf.Tensor, dz_acc: Any, *d_reset: tf.Tensor) -> Any:
         k = k - 1
         # Factors that do not depend on the reverse recurrence.
-        s = ss[k]
-        c_prev = cs[k] if r is None else tf.where(r[k], cr, cs[k])
+        s = tf.gather(ss, k)
+        c_prev = tf.gather(cs, k) if r is None else tf.where(tf.gather(r, k), cr, tf.gather(cs, k))
         tc = tf.tanh(cs[k + 1])
         i, f, g, o = tf.split(s, 4, axis=0)
         g = g * two - unit  # s holds (1 + g) / 2 in the candidate rows
@@ -228,13 +228,13 @@ def backward(
         a = o * (unit - tc * tc)
         p = s * (unit - s) * tf.concat([g, c_prev, four * i, tc], axis=0)
         if mask is not None:  # (masked)
-            m = mask[k]
+            m = tf.gather(mask, k)
             a = tf.where(m, a, zero)
             p = tf.where(m, p, zero)
             f = tf.where(m, f, unit)
-        dh = dh + d_out[k]
+        dh = dh + tf.gather(d_out, k)
         if d_cs is not None:  # (all_states)
-            dc = dc + d_cs[k]
+            dc = dc + tf.gather(d_cs, k)
         dc = dc + dh * a
         dz = tf.concat([dc, dc, dc, dh], axis=0) * p
         dh_prev = tf.matmul(recurrent_kernel, dz)
@@ -243,9 +243,12 @@ def backward(
         dc_prev = dc * f
         if r is not None:  # (resets) what entered step k came from the reset state
             d_hr, d_cr = d_reset
-            d_reset = (d_hr + tf.where(r[k], dh_prev, zero), d_cr + tf.where(r[k], dc_prev, zero))
-            dh_prev = tf.where(r[k], zero, dh_prev)
-            dc_prev = tf.where(r[k], zero, dc_prev)
+            d_reset = (
+                d_hr + tf.where(tf.gather(r, k), dh_prev, zero),
+                d_cr + tf.where(tf.gather(r, k), dc_prev, zero),
+            )
+            dh_prev = tf.where(tf.gather(r, k), zero, dh_prev)
+            dc_prev = tf.where(tf.gather(r, k), zero, dc_prev)
         return (k, dh_prev, dc_prev, dz_acc.write(k, dz), *d_reset)
 
     _, dh0, dc0, dz_acc, *d_reset_list = tf.while_loop(

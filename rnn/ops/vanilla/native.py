@@ -84,7 +84,7 @@ def forward(
         _native.kernel_mask(mask),
         *gru_native.kernel_resets(rm, reset_state),
     )
-    results = (_programs.outputs(hs, mask, reverse), tf.transpose(hs[-1]), xa, hs)
+    results = (_programs.outputs(hs, mask, reverse), tf.transpose(hs[-1], [1, 0]), xa, hs)
     return results if rm is None else (*results, rm)
 
 

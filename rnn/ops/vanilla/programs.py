@@ -70,10 +70,10 @@ def forward(
 
     def body(k: tf.Tensor, h: tf.Tensor, h_acc: Any) -> Any:
         if rm is not None:  # (resets)
-            h = tf.where(rm[k], hr, h)
-        h_new = tf.tanh(zx[k] + tf.matmul(wh, h))
+            h = tf.where(tf.gather(rm, k), hr, h)
+        h_new = tf.tanh(tf.gather(zx, k) + tf.matmul(wh, h))
         if mask is not None:  # (masked): the step leaves h unchanged
-            h_new = tf.where(mask[k], h_new, h)
+            h_new = tf.where(tf.gather(mask, k), h_new, h)
         return k + 1, h_new, h_acc.write(k + 1, h_new)
 
     _, h, h_acc = tf.while_loop(
@@ -114,17 +114,17 @@ def backward(
 
     def body(k: tf.Tensor, dh: tf.Tensor, da_acc: Any, *d_hr: tf.Tensor) -> Any:
         k = k - 1
-        slope = slopes[k]
-        dh = dh + d_out[k]
+        slope = tf.gather(slopes, k)
+        dh = dh + tf.gather(d_out, k)
         if mask is not None:  # (masked): the step passed h through
-            m = mask[k]
+            m = tf.gather(mask, k)
             da = tf.where(m, dh * slope, zero)
             dh_prev = tf.where(m, zero, dh) + tf.matmul(recurrent_kernel, da)
         else:
             da = dh * slope
             dh_prev = tf.matmul(recurrent_kernel, da)
         if rm is not None:  # (resets): a reset step's entering state is hr
-            r_k = rm[k]
+            r_k = tf.gather(rm, k)
             d_hr = (d_hr[0] + tf.where(r_k, dh_prev, zero),)
             dh_prev = tf.where(r_k, zero, dh_prev)
         return (k, dh_prev, da_acc.write(k, da), *d_hr)
