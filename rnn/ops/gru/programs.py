@@ -130,7 +130,6 @@ def forward(
     the ``[T, 1, B]`` reset mask in processing order.
     """
     dtype = x.dtype
-    hidden = tf.shape(recurrent_kernel)[0]
     n, xa, mask = inputs(x, lengths, masked=masked, reverse=reverse)
     rm = None if reset is None else reset_mask(reset, mask, reverse)
     hr = None if reset_state is None else tf.transpose(reset_state)
@@ -144,8 +143,9 @@ def forward(
     if reset_after:
         bn = candidate_bias(bias)
     else:
-        wh_zr, wh_n = wh[: 2 * hidden], wh[2 * hidden :]
-        wx_zr, wx_n = wx[: 2 * hidden], wx[2 * hidden :]
+        wh_z, wh_r, wh_n = tf.split(wh, 3)
+        wx_z, wx_r, wx_n = tf.split(wx, 3)
+        wh_zr, wx_zr = tf.concat([wh_z, wh_r], axis=0), tf.concat([wx_z, wx_r], axis=0)
 
     def body(k: tf.Tensor, h: tf.Tensor, s_acc: Any, h_acc: Any) -> Any:
         if rm is not None:  # (resets)
