@@ -82,7 +82,7 @@ class Config:
     min_repeats: int = 1
     max_repeats: int = 3
     batch_size: int = 32
-    steps: int = 3000
+    steps: int = 4000
     learning_rate: float = 3e-3
     lr_half_life: int = 3000
     max_grad_norm: float = 10.0
