@@ -54,11 +54,11 @@ def sequence_inputs(
 
     ``xa`` is ``[T, B, I+1]`` in processing order (the inputs in their own
     layout with a column of ones; the matmuls that read it transpose it on
-    the fly, where a separate transpose of these small tensors cost more
-    than the matmuls) and ``mask`` the ``[T, 1, B]`` valid steps (None when
-    not masked). The steps past each example's length are zeroed in ``xa``:
-    nothing there reaches an output, but the weight gradients multiply all
-    of ``xa`` (a zero gradient times a NaN or inf in the padding is NaN).
+    the fly, so no separate transpose op runs) and ``mask`` the ``[T, 1,
+    B]`` valid steps (None when not masked). The steps past each example's
+    length are zeroed in ``xa``: nothing there reaches an output, but the
+    weight gradients multiply all of ``xa`` (a zero gradient times a NaN or
+    inf in the padding is NaN).
     """
     # (Fewer ops than slicing and tf.debugging.assert_positive: every
     # program is traced in two forms, on the first call.)
