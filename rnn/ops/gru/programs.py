@@ -225,9 +225,10 @@ def backward(
         k = k - 1
         # Factors that do not depend on the reverse recurrence.
         s = tf.gather(ss, k)
-        h = (
-            tf.gather(hs, k) if rm is None else tf.where(tf.gather(rm, k), hr, tf.gather(hs, k))
-        )  # the state entering step k
+        h = tf.gather(hs, k)  # the state entering step k
+        if rm is not None:  # (resets)
+            r_k = tf.gather(rm, k)
+            h = tf.where(r_k, hr, h)
         if reset_after:
             z, r, cand, hn = tf.split(s, 4, axis=0)
         else:
@@ -257,7 +258,6 @@ def backward(
             da = tf.concat([dzr, da_n], axis=0)
             dh_prev = dh * keep + dq * r + tf.matmul(rk_zr, dzr)
         if rm is not None:  # (resets): a reset step's entering state is hr
-            r_k = tf.gather(rm, k)
             d_hr = (d_hr[0] + tf.where(r_k, dh_prev, zero),)
             dh_prev = tf.where(r_k, zero, dh_prev)
         return (k, dh_prev, da_acc.write(k, da), *d_hr)

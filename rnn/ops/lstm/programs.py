@@ -117,8 +117,9 @@ def forward(
 
     def body(k: tf.Tensor, h: tf.Tensor, c: tf.Tensor, s_acc: Any, c_acc: Any, h_acc: Any) -> Any:
         if r is not None:  # (resets) the state entering step k
-            h = tf.where(tf.gather(r, k), hr, h)
-            c = tf.where(tf.gather(r, k), cr, c)
+            r_k = tf.gather(r, k)
+            h = tf.where(r_k, hr, h)
+            c = tf.where(r_k, cr, c)
         # wx @ xa[k]^T (the input projection and bias, [4H, I+1] x [I+1, B])
         # only depends on k, so it runs ahead of the recurrence.
         u = tf.tanh(tf.matmul(wx, tf.gather(xa, k), transpose_b=True) + tf.matmul(wh, h))
@@ -218,7 +219,10 @@ def backward(
         k = k - 1
         # Factors that do not depend on the reverse recurrence.
         s = tf.gather(ss, k)
-        c_prev = tf.gather(cs, k) if r is None else tf.where(tf.gather(r, k), cr, tf.gather(cs, k))
+        c_prev = tf.gather(cs, k)
+        if r is not None:  # (resets) step k was entered from the reset state
+            r_k = tf.gather(r, k)
+            c_prev = tf.where(r_k, cr, c_prev)
         tc = tf.tanh(cs[k + 1])
         i, f, g, o = tf.split(s, 4, axis=0)
         g = g * two - unit  # s holds (1 + g) / 2 in the candidate rows
@@ -243,12 +247,9 @@ def backward(
         dc_prev = dc * f
         if r is not None:  # (resets) what entered step k came from the reset state
             d_hr, d_cr = d_reset
-            d_reset = (
-                d_hr + tf.where(tf.gather(r, k), dh_prev, zero),
-                d_cr + tf.where(tf.gather(r, k), dc_prev, zero),
-            )
-            dh_prev = tf.where(tf.gather(r, k), zero, dh_prev)
-            dc_prev = tf.where(tf.gather(r, k), zero, dc_prev)
+            d_reset = (d_hr + tf.where(r_k, dh_prev, zero), d_cr + tf.where(r_k, dc_prev, zero))
+            dh_prev = tf.where(r_k, zero, dh_prev)
+            dc_prev = tf.where(r_k, zero, dc_prev)
         return (k, dh_prev, dc_prev, dz_acc.write(k, dz), *d_reset)
 
     _, dh0, dc0, dz_acc, *d_reset_list = tf.while_loop(
