@@ -30,6 +30,7 @@ __all__ = [
     "output_gradients",
     "outputs",
     "project",
+    "projection_weights",
     "reset_mask",
     "sequence_inputs",
     "static_dim",
@@ -74,6 +75,12 @@ def sequence_inputs(
         mask = time_mask(lengths, n, reverse)
         xa = tf.where(tf.transpose(mask, [0, 2, 1]), xa, tf.zeros([], xa.dtype))
     return n, xa, mask
+
+
+def projection_weights(kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
+    """``[G, I+1]``: the ``[I, G]`` kernel transposed, with the ``[G]`` bias
+    as its last column (what :func:`project` multiplies ``[x; 1]`` by)."""
+    return tf.transpose(tf.concat([kernel, tf.expand_dims(bias, 0)], axis=0), [1, 0])
 
 
 def project(wx: tf.Tensor, xa: tf.Tensor) -> tf.Tensor:

@@ -46,6 +46,7 @@ from rnn.ops._programs import (
     input_gradients,
     output_gradients,
     outputs,
+    projection_weights,
     reset_mask,
     sequence_inputs,
 )
@@ -81,14 +82,14 @@ def input_weights(kernel: tf.Tensor, bias: tf.Tensor, reset_after: bool) -> tf.T
     it (those pre-activations just sum both); the candidate's recurrent bias
     stays inside ``r * (...)`` (:func:`candidate_bias`).
     """
-    # (Splits and expand_dims rather than slices: fewer ops to trace.)
+    # (Splits rather than slices: fewer ops to trace.)
     if reset_after:
         b0, b1 = tf.unstack(bias, num=2)
         b1_z, b1_r, b1_n = tf.split(b1, 3)
         folded = b0 + tf.concat([b1_z, b1_r, tf.zeros_like(b1_n)], axis=0)
     else:
         folded = bias
-    return tf.transpose(tf.concat([kernel, tf.expand_dims(folded, 0)], axis=0), [1, 0])
+    return projection_weights(kernel, folded)
 
 
 def candidate_bias(bias: tf.Tensor) -> tf.Tensor:

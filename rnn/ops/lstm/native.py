@@ -103,8 +103,7 @@ def forward(
     """:func:`rnn.ops.lstm.programs.forward` with the recurrence as one compiled op."""
     _, xa, mask = programs.inputs(x, lengths, masked=masked, reverse=reverse)
     # The input projection of every step as one matmul, [4H, T, B].
-    wx = tf.transpose(tf.concat([kernel, bias[tf.newaxis]], axis=0))
-    zx = _programs.project(wx, xa)
+    zx = _programs.project(_programs.projection_weights(kernel, bias), xa)
     r = None
     reset_args = [_none(tf.bool), _none(x.dtype), _none(x.dtype)]
     if resets is not None:

@@ -44,6 +44,7 @@ from rnn.ops._programs import (
     input_gradients,
     output_gradients,
     outputs,
+    projection_weights,
     reset_mask,
     sequence_inputs,
 )
@@ -105,7 +106,7 @@ def forward(
     half = tf.constant(0.5, dtype)
     halves = tf.fill([hidden], half)
     scale = tf.concat([halves, halves, halves + halves, halves], axis=0)
-    wx = tf.transpose(tf.concat([kernel, bias[tf.newaxis]], axis=0) * scale)
+    wx = projection_weights(kernel * scale, bias * scale)  # [4H, I+1]
     wh = tf.transpose(recurrent_kernel * scale)  # [4H, H]
     h0t, c0t = tf.transpose(h0), tf.transpose(c0)
     s_acc = tf.TensorArray(dtype, size=n)

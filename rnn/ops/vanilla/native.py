@@ -75,8 +75,7 @@ def forward(
         "vanilla_sequence", x, lengths, masked=masked, reverse=reverse
     )
     rm = None if reset is None else _programs.reset_mask(reset, mask, reverse)
-    wx = tf.transpose(tf.concat([kernel, bias[tf.newaxis]], axis=0))  # [H, I+1]
-    zx = _programs.project(wx, xa)
+    zx = _programs.project(_programs.projection_weights(kernel, bias), xa)
     hs = LIBRARY.load().rnn_vanilla_forward(
         zx,
         recurrent_kernel,

@@ -26,6 +26,7 @@ from rnn.ops._programs import (
     output_gradients,
     outputs,
     project,
+    projection_weights,
     reset_mask,
     sequence_inputs,
 )
@@ -61,7 +62,7 @@ def forward(
     n, xa, mask = sequence_inputs("vanilla_sequence", x, lengths, masked=masked, reverse=reverse)
     rm = None if reset is None else reset_mask(reset, mask, reverse)
     hr = None if reset_state is None else tf.transpose(reset_state)
-    wx = tf.transpose(tf.concat([kernel, bias[tf.newaxis]], axis=0))  # [H, I+1]
+    wx = projection_weights(kernel, bias)  # [H, I+1]
     wh = tf.transpose(recurrent_kernel)  # [H, H]
     h0t = tf.transpose(h0)
     h_acc = tf.TensorArray(x.dtype, size=n + 1).write(0, h0t)
