@@ -6,8 +6,10 @@ live in :mod:`rnn._checks`.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import tensorflow as tf
@@ -102,7 +104,55 @@ def cast_variables(dtype: tf.DType, values: Sequence[Any]) -> list[Any]:
     >>> cast_variables(tf.float32, [v])[0] is v
     True
     """
+    reads = getattr(_READ_ONCE, "reads", None)
+    if reads:
+        values = [_read_once(reads, v) for v in values]
     return [v if v is None or v.dtype == dtype else tf.cast(v, dtype) for v in values]
+
+
+# The variables' values read once for a whole unroll (see read_once).
+_READ_ONCE = threading.local()
+
+
+def _read_once(reads: dict[Any, tf.Tensor], value: Any) -> Any:
+    """``value``'s read from :func:`read_once`'s scope, where it is a variable read there."""
+    if isinstance(value, tf.Variable):
+        return reads.get(value.ref(), value)
+    return value
+
+
+@contextlib.contextmanager
+def read_once(variables: Sequence[Any]) -> Iterator[None]:
+    """Within the scope, the cores read ``variables`` from one read made on entry.
+
+    :func:`cast_variables` (where every core of this package reads its
+    variables) returns these reads instead of reading the variables again.
+    The unrolls enter it around the loop body: the variables do not change
+    during an unroll, and a variable read inside a ``tf.while_loop`` body is
+    a new tensor at every step, which the gradient keeps one copy of per
+    step (a ``[T, ...]`` stack of each weight matrix, written in the forward
+    loop and read back in the backward one). A read made before the loop is
+    a loop invariant, which the gradient captures once. Scopes nest; the
+    inner one's reads are added to the outer one's.
+
+    >>> v = tf.Variable([1.0, 2.0])
+    >>> with read_once([v]):
+    ...     first = cast_variables(tf.float32, [v])[0]
+    ...     _ = v.assign([3.0, 4.0])   # (an unroll never does this: shows the one read)
+    ...     second = cast_variables(tf.float32, [v])[0]
+    >>> second.numpy().tolist(), cast_variables(tf.float32, [v])[0] is v
+    ([1.0, 2.0], True)
+    """
+    outer = getattr(_READ_ONCE, "reads", None)
+    reads = dict(outer or {})
+    for v in variables:
+        if isinstance(v, tf.Variable) and v.ref() not in reads:
+            reads[v.ref()] = tf.convert_to_tensor(v)
+    _READ_ONCE.reads = reads
+    try:
+        yield
+    finally:
+        _READ_ONCE.reads = outer
 
 
 def at_least_float32(x: tf.Tensor) -> tf.Tensor:

@@ -46,6 +46,7 @@ VanillaRNN, LSTM, GRU and the stacks of them do); other cores are stepped.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -653,6 +654,16 @@ def _repeat_last(x: tf.Tensor, lengths: tf.Tensor, reverse: bool) -> tf.Tensor:
 
 
 @_utils.no_autograph
+def _module_variables(core: Any) -> Sequence[Any]:
+    """The variables of ``core`` and its submodules where it is a ``tf.Module``.
+
+    The unrolls read them once for all the steps after the first (see
+    :func:`rnn._utils.read_once`; cores that are not ours read theirs as
+    they always do).
+    """
+    return core.variables if isinstance(core, tf.Module) else ()
+
+
 def _prepare_inputs(prep: _Prepared, reverse: bool) -> list[tf.Tensor]:
     if not reverse:
         return list(prep.inputs)
@@ -783,19 +794,20 @@ def dynamic_unroll(
     if prep.static_t == 1:
         final_dense, tas = state1, output_tas
     else:
-        _, tas, final_dense = tf.while_loop(
-            cond,
-            body,
-            (tf.constant(1, tf.int32), output_tas, state1),
-            shape_invariants=(
-                tf.TensorShape([]),
-                [tf.TensorShape(None)] * len(output_tas),
-                invariants,
-            ),
-            parallel_iterations=parallel_iterations,
-            swap_memory=swap_memory,
-            maximum_iterations=num_steps,
-        )
+        with _utils.read_once(_module_variables(core)):  # (the first step built them)
+            _, tas, final_dense = tf.while_loop(
+                cond,
+                body,
+                (tf.constant(1, tf.int32), output_tas, state1),
+                shape_invariants=(
+                    tf.TensorShape([]),
+                    [tf.TensorShape(None)] * len(output_tas),
+                    invariants,
+                ),
+                parallel_iterations=parallel_iterations,
+                swap_memory=swap_memory,
+                maximum_iterations=num_steps,
+            )
     dense_outputs = []
     for ta, o in zip(tas, out0):
         stacked = ta.stack()
@@ -860,10 +872,13 @@ def static_unroll(
     stepper = _Stepper(prep, reverse)
     state = stepper.dense(prep.state_leaves)
     outputs_per_step = []
-    for t in range(num_steps):
-        x_t = prep.inputs_structure([steps[t] for steps in per_step])
-        out_t, state = stepper.step(tf.constant(t, tf.int32), x_t, state)
-        outputs_per_step.append(out_t)
+    with contextlib.ExitStack() as scope:
+        for t in range(num_steps):
+            x_t = prep.inputs_structure([steps[t] for steps in per_step])
+            out_t, state = stepper.step(tf.constant(t, tf.int32), x_t, state)
+            outputs_per_step.append(out_t)
+            if t == 0:  # (the first step built the variables)
+                scope.enter_context(_utils.read_once(_module_variables(core)))
     dense_outputs = [tf.stack(list(column), axis=0) for column in zip(*outputs_per_step)]
     outputs, states = _unreverse(prep, stepper, dense_outputs, reverse)
     final_state = stepper.state_in(state)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import collections
 
+import numpy as np
 import tensorflow as tf
 
 from rnn._checks import positive_int
@@ -502,11 +503,13 @@ def update_link(
     p_j = prev_precedence[:, :, tf.newaxis, :]
     link = (1.0 - w_i - w_j) * prev_link + w_i * p_j
     # Zero the diagonal with a mask (its gradient is a product, which XLA
-    # compiles even for a batch size known only at run time).
+    # compiles even for a batch size known only at run time). A constant
+    # where the size is static: inside an unroll's loop, a mask computed by
+    # ops would be a new tensor at every step, kept per step for the gradient.
     memory_size = link.shape[-1]
     if memory_size is None:
-        memory_size = tf.shape(link)[-1]
-    return link * (1.0 - tf.eye(memory_size, dtype=link.dtype))
+        return link * (1.0 - tf.eye(tf.shape(link)[-1], dtype=link.dtype))
+    return link * tf.constant(1.0 - np.eye(memory_size), dtype=link.dtype)
 
 
 def update_linkage(

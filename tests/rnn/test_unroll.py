@@ -434,3 +434,60 @@ def test_static_unroll_needs_static_time():
 
     with pytest.raises(ValueError, match="input_sequence must have a statically known number of"):
         run.get_concrete_function()
+
+
+def _while_stacks(hlo, steps, shapes):
+    """The shapes of ``shapes`` that ``hlo`` holds a ``[steps, ...]`` copy of."""
+    found = []
+    for shape in shapes:
+        text = "f32[%s]" % ",".join(str(d) for d in [steps] + list(shape))
+        if text in hlo:
+            found.append(tuple(shape))
+    return found
+
+
+def test_dynamic_unroll_reads_the_variables_once_for_its_loop():
+    # A variable read inside the loop body is a new tensor at every step, and
+    # the gradient keeps a [T, ...] copy of every one the backward pass needs
+    # (each weight matrix, written in the forward loop and read back in the
+    # backward one). Read before the loop, it is a loop invariant.
+    core = rnn.DNC(3, memory_size=5, word_size=4, num_reads=2)
+    x = tf.ones([7, 2, 3])
+    core(x[0], core.initial_state(2))
+
+    @tf.function(jit_compile=True)
+    def grads(x):
+        with tf.GradientTape() as tape:
+            out, _ = rnn.dynamic_unroll(core, x, core.initial_state(2))
+            loss = tf.reduce_sum(out)
+        return tape.gradient(loss, core.trainable_variables)
+
+    hlo = grads.experimental_get_compiler_ir(x)(stage="hlo")
+    matrices = [v.shape.as_list() for v in core.trainable_variables if v.shape.rank == 2]
+    assert len(matrices) == 4  # the controller's two kernels, the interface's, the output's
+    # (the first step is taken before the loop, which runs the other 6)
+    assert _while_stacks(hlo, 6, matrices) == []
+    assert _while_stacks(hlo, 7, matrices) == []
+    # and the results are those of stepping the core
+    with tf.GradientTape() as tape:
+        state, outs = core.initial_state(2), []
+        for t in range(7):
+            out, state = core(x[t], state)
+            outs.append(out)
+        loss = tf.reduce_sum(tf.stack(outs))
+    stepped = tape.gradient(loss, core.trainable_variables)
+    for got, want in zip(grads(x), stepped):
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
+
+
+def test_static_unroll_reads_each_variable_once_after_the_first_step():
+    core = rnn.DNC(3, memory_size=4, word_size=2, num_reads=1)  # (stepped: no fast path)
+    core(tf.zeros([2, 3]), core.initial_state(2))
+
+    def reads(steps):
+        fn = tf.function(lambda x: rnn.static_unroll(core, x, core.initial_state(2))[0])
+        graph = fn.get_concrete_function(tf.TensorSpec([steps, 2, 3])).graph
+        return sum(op.type == "ReadVariableOp" for op in graph.get_operations())
+
+    # The first step and one read for all later steps, whatever their number.
+    assert reads(3) == reads(9) == 2 * len(core.variables)
