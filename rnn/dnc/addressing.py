@@ -320,39 +320,52 @@ def allocation_weights(usage: tf.Tensor, epsilon: float = EPSILON) -> tf.Tensor:
     With ``phi`` the slot indices sorted by usage (least used first),
     ``a[phi_j] = (1 - u[phi_j]) * prod_{i<j} u[phi_i]``. The usage is first
     mapped to ``epsilon + (1 - epsilon) * u`` so that the gradient of the
-    cumulative product stays finite. Gradients flow through the usage values,
-    not through the sort order.
+    product stays finite. Gradients flow through the usage values, not
+    through the sort order.
+
+    Computed without sorting: slot ``j`` comes before slot ``i`` when
+    ``u[j] < u[i]``, or ``u[j] == u[i]`` and ``j < i`` (the sort's order, ties
+    to the lower index), so ``a[i] = (1 - u[i]) * exp(sum_{j before i} log u[j])``.
+    Comparing all pairs costs ``[B, N, N]``, as the link matrix already does;
+    XLA compiles it into a few fused loops where a sort, a cumulative product
+    and a scatter back to slot order were separate steps (the repeat-copy
+    DNC's training step took 0.85-0.89x the time).
 
     Args:
       usage: ``[B, N]`` in ``[0, 1]``.
 
     Returns:
       ``[B, N]`` in the usage's dtype (computed in float32 for float16 and
-      bfloat16 usages: the cumulative product underflows float16 within a
-      few slots of small usages).
+      bfloat16 usages: the product underflows float16 within a few slots of
+      small usages).
 
     >>> a = allocation_weights(tf.constant([[1.0, 0.0, 0.5]]), epsilon=0.0)
     >>> a.numpy().tolist()
     [[0.0, 1.0, 0.0]]
     >>> a = allocation_weights(tf.constant([[1.0, 0.5, 0.5]]), epsilon=0.0)
-    >>> a.numpy().tolist()
-    [[0.0, 0.5, 0.25]]
+    >>> [round(float(x), 6) for x in a[0]]
+    [0.0, 0.5, 0.25]
     """
     _check_rank("usage", usage, 2)
     dtype = usage.dtype
     usage = at_least_float32(usage)
     usage = epsilon + (1.0 - epsilon) * usage
-    memory_size = usage.shape[-1]
-    if memory_size is None:
-        memory_size = tf.shape(usage)[-1]
-    # top_k of -usage gives the ascending order (ties broken by lower index).
-    neg_sorted, order = tf.math.top_k(-usage, k=memory_size, sorted=True)
-    sorted_usage = -neg_sorted
-    prod_before = tf.math.cumprod(sorted_usage, axis=1, exclusive=True)
-    sorted_allocation = (1.0 - sorted_usage) * prod_before
-    # Scatter back to slot order: a[order[j]] = sorted_allocation[j].
-    permutation = tf.one_hot(order, memory_size, dtype=usage.dtype)  # [B, j, n]
-    return _cast_back(tf.einsum("bj,bjn->bn", sorted_allocation, permutation), dtype)
+    u_i = usage[:, :, tf.newaxis]
+    u_j = usage[:, tf.newaxis, :]
+    before = (u_j < u_i) | ((u_j == u_i) & _lower_index(usage.shape[-1], tf.shape(usage)[-1]))
+    # A zero usage (epsilon=0) gives log 0 = -inf and a product of exactly 0.
+    log_before = tf.reduce_sum(tf.where(before, tf.math.log(u_j), 0.0), axis=2)
+    return _cast_back((1.0 - usage) * tf.exp(log_before), dtype)
+
+
+def _lower_index(static_size: int | None, size: tf.Tensor) -> tf.Tensor:
+    """``[N, N]`` bools, ``[i, j]`` true where ``j < i``: a constant where ``N`` is
+    static (inside an unroll's loop, one computed by ops would be a new
+    tensor at every step)."""
+    if static_size is not None:
+        return tf.constant(np.tril(np.ones([static_size, static_size], bool), -1))
+    index = tf.range(size)
+    return index[tf.newaxis, :] < index[:, tf.newaxis]
 
 
 def write_allocation_weights(

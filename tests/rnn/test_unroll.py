@@ -440,7 +440,8 @@ def _while_stacks(hlo, steps, shapes):
     """The shapes of ``shapes`` that ``hlo`` holds a ``[steps, ...]`` copy of."""
     found = []
     for shape in shapes:
-        text = "f32[%s]" % ",".join(str(d) for d in [steps] + list(shape))
+        dims = ",".join(str(d) for d in [steps, *shape])
+        text = f"f32[{dims}]"
         if text in hlo:
             found.append(tuple(shape))
     return found

@@ -8,6 +8,8 @@ vectorised TensorFlow code.
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rnn.dnc import access, addressing
 
@@ -302,6 +304,54 @@ def test_allocation_without_epsilon_is_the_papers_formula():
     expected[3] = 0.4 * 0.1 * 0.3
     expected[1] = 0.1 * 0.1 * 0.3 * 0.6
     np.testing.assert_allclose(got[0], expected, rtol=1e-12)
+
+
+def ref_allocation_gradient(usage, cotangent, eps=EPS):
+    """d sum(cotangent * allocation) / d usage, differentiating the sorted product."""
+    out = np.zeros_like(usage)
+    for b in range(usage.shape[0]):
+        u = eps + (1.0 - eps) * usage[b]
+        order = np.argsort(u, kind="stable")
+        for position, i in enumerate(order):
+            before = order[:position]
+            out[b, i] -= cotangent[b, i] * np.prod(u[before])
+            for k in before:
+                others = before[before != k]
+                out[b, k] += cotangent[b, i] * (1.0 - u[i]) * np.prod(u[others])
+    return out * (1.0 - eps)
+
+
+_USAGE_LEVELS = st.sampled_from([0.0, 0.25, 0.5, 1.0]) | st.floats(0.0, 1.0)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_allocation_and_its_gradient_match_the_sorted_reference(data):
+    # Drawn from a few levels too, so that ties (the sort's order: lower slot
+    # first) and empty and full slots are common.
+    n = data.draw(st.integers(1, 7), label="memory_size")
+    b = data.draw(st.integers(1, 3), label="batch")
+    rows = st.lists(_USAGE_LEVELS, min_size=n, max_size=n)
+    usage = np.array(data.draw(st.lists(rows, min_size=b, max_size=b), label="usage"))
+    cotangent = make_rng(n * 10 + b).normal(size=usage.shape)
+    u = tf.constant(usage)
+    with tf.GradientTape() as tape:
+        tape.watch(u)
+        got = addressing.allocation_weights(u)
+        loss = tf.reduce_sum(got * cotangent)
+    np.testing.assert_allclose(got, ref_allocation(usage), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        tape.gradient(loss, u), ref_allocation_gradient(usage, cotangent), rtol=1e-7, atol=1e-9
+    )
+
+
+def test_allocation_with_a_memory_size_known_only_at_run_time():
+    usage = make_rng(5).uniform(size=[3, N])
+    usage[0, :3] = 0.5  # a tie
+    unknown = tf.function(
+        addressing.allocation_weights, input_signature=[tf.TensorSpec([None, None], tf.float64)]
+    )
+    close(unknown(tf.constant(usage)), ref_allocation(usage))
 
 
 @pytest.mark.parametrize("num_writes", [1, 3])
