@@ -474,7 +474,9 @@ def erase_and_write(
     if retention is not None:
         _check_rank("retention", retention, 2)
         keep = keep * retention[:, :, tf.newaxis]
-    add = tf.linalg.matmul(write_weights, write_vectors, transpose_a=True)
+    # The outer products w_h v_h^T as the erase's are (a broadcast product),
+    # not a batched matmul with one term per sum: XLA fuses them with the rest.
+    add = tf.reduce_sum(write_weights[:, :, :, tf.newaxis] * write_vectors[:, :, tf.newaxis, :], 1)
     return memory * keep + add
 
 
