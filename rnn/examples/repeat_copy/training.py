@@ -158,6 +158,17 @@ class Run:
         self._train_step = tf.function(
             self._train_step_fn, autograph=False, input_signature=signature, reduce_retracing=True
         )
+        if self.config.jit and self.replicas == 1:
+            # One replica: the optimizer's update is in the XLA program too (it
+            # was a graph of ~100 small ops run op by op: 0.6-0.8 ms of a 7.4 ms
+            # step of the default DNC on the 2-core machine).
+            self._train_step = tf.function(
+                self._fused_train_step,
+                autograph=False,
+                input_signature=signature,
+                reduce_retracing=True,
+                jit_compile=True,
+            )
         self._eval_step = tf.function(
             self._eval_step_fn, autograph=False, input_signature=signature, reduce_retracing=True
         )
@@ -193,6 +204,13 @@ class Run:
         results = self.strategy.run(replica, args=(observations, targets, mask))
         grads, cost, errors = self.strategy.experimental_local_results(results)[0]
         # (Summed over the replicas: the gradients of the global batch.)
+        self.optimizer.apply(grads, self.variables)
+        return cost, errors
+
+    def _fused_train_step(
+        self, observations: tf.Tensor, targets: tf.Tensor, mask: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        grads, cost, errors = self._replica_grads(observations, targets, mask)
         self.optimizer.apply(grads, self.variables)
         return cost, errors
 

@@ -130,3 +130,24 @@ def test_gradients_are_clipped_to_the_global_norm():
     # Adam's first step is lr * g / |g| per element whatever the scale, so look at the moments.
     m = [v.numpy() for v in opt.variables if v.name.endswith("_momentum")]
     np.testing.assert_allclose(np.concatenate(m), [0.1 * 0.3, 0.1 * 0.4], rtol=1e-6)
+
+
+def test_the_xla_step_with_its_optimizer_update_trains_as_the_graph_step(tmp_path):
+    # Under --jit with one replica the whole training step, the optimizer's
+    # update included, is one XLA program; without it the update runs as a graph.
+    from rnn.examples.repeat_copy.training import Run
+
+    runs = []
+    for jit in (True, False):
+        config = rc.parse_config(
+            TINY + ["--core", "lstm", "--output_dir", str(tmp_path / str(jit))]
+        )
+        config.jit = jit
+        run = Run(config)
+        costs = [run.train_step(step) for step in range(3)]
+        runs.append((costs, [v.numpy() for v in run.variables], int(run.optimizer.iterations)))
+    (xla_costs, xla_vars, xla_steps), (graph_costs, graph_vars, graph_steps) = runs
+    assert xla_steps == graph_steps == 3
+    np.testing.assert_allclose(xla_costs, graph_costs, rtol=1e-4, atol=1e-6)
+    for a, b in zip(xla_vars, graph_vars):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
