@@ -25,6 +25,7 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import keras
@@ -143,6 +144,9 @@ class Run:
         worker = None if self.chief else self.task_id
         self.checkpoints = Checkpoints(config.output_dir, self.core, self.optimizer, worker)
         self._compile()
+        # The next training batch, made while a step runs (see train_step).
+        self._batch_maker: ThreadPoolExecutor | None = None
+        self._next_batch: tuple[tuple[int, int], Future[Batch]] | None = None
 
     def _compile(self) -> None:
         signature = None
@@ -229,21 +233,45 @@ class Run:
         return self.strategy.experimental_local_results(results)[0]
 
     # -- steps ---------------------------------------------------------------
+    def _padded(self, batch: Batch) -> Batch:
+        return batch if self.time_steps is None else pad_batch(batch, self.time_steps)
+
     def _inputs(self, batch: Batch) -> tuple[Any, ...]:
-        if self.time_steps is not None:
-            batch = pad_batch(batch, self.time_steps)
-        return distribute_batch(self.strategy, batch)
+        return distribute_batch(self.strategy, self._padded(batch))
+
+    def _task(self, max_length: int) -> RepeatCopyTask:
+        if max_length == self.task.max_length:
+            return self.task
+        return dataclasses.replace(self.task, max_length=max_length)
 
     def current_task(self) -> RepeatCopyTask:
         """The task trained on now: patterns up to :attr:`max_length` steps long."""
-        if self.max_length == self.task.max_length:
-            return self.task
-        return dataclasses.replace(self.task, max_length=self.max_length)
+        return self._task(self.max_length)
+
+    def _train_batch(self, step: int, max_length: int) -> Batch:
+        """The padded training batch of ``step`` with patterns up to ``max_length``."""
+        return self._padded(self._task(max_length).batch(self.config.seed, TRAIN, step))
 
     def train_step(self, step: int) -> tuple[float, float]:
-        """Trains on the batch of ``step``; returns its cost and bit errors per sequence."""
-        batch = self.current_task().batch(self.config.seed, TRAIN, step)
-        cost, errors = self._train_step(*self._inputs(batch))
+        """Trains on the batch of ``step``; returns its cost and bit errors per sequence.
+
+        The next step's batch is made on a worker thread while this step
+        trains (it is NumPy work, and TensorFlow releases the GIL while the
+        step runs): the default DNC's loop took 0.89-0.95x the time. A batch
+        depends only on its step and the pattern length, so when the
+        curriculum lengthens the patterns the prepared one is not used.
+        (Not tf.data's prefetch: the length can change after any step.)
+        """
+        key = (step, self.max_length)
+        if self._next_batch is not None and self._next_batch[0] == key:
+            batch = self._next_batch[1].result()
+        else:
+            batch = self._train_batch(*key)
+        if self._batch_maker is None:
+            self._batch_maker = ThreadPoolExecutor(1, thread_name_prefix="repeat_copy_batches")
+        following = (step + 1, self.max_length)
+        self._next_batch = (following, self._batch_maker.submit(self._train_batch, *following))
+        cost, errors = self._train_step(*distribute_batch(self.strategy, batch))
         n = float(self.config.batch_size)
         return float(cost) / n, float(errors) / n
 

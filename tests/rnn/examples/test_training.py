@@ -151,3 +151,29 @@ def test_the_xla_step_with_its_optimizer_update_trains_as_the_graph_step(tmp_pat
     np.testing.assert_allclose(xla_costs, graph_costs, rtol=1e-4, atol=1e-6)
     for a, b in zip(xla_vars, graph_vars):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_each_step_trains_on_its_own_batch_while_the_next_is_prepared(tmp_path):
+    # train_step prepares the following step's batch on a worker thread; a
+    # step at another length (the curriculum) or out of order makes its own.
+    import dataclasses
+
+    from rnn.examples.repeat_copy.task import TRAIN
+    from rnn.examples.repeat_copy.training import Run
+
+    config = rc.parse_config(TINY + ["--core", "lstm", "--no-jit", "--output_dir", str(tmp_path)])
+    run = Run(config)
+    seen = []
+
+    def spy(*inputs):
+        seen.append([x.numpy() for x in inputs])
+        return tf.constant(0.0), tf.constant(0.0)
+
+    run._train_step = spy
+    for step, length in [(0, 2), (1, 2), (2, 3), (3, 3), (5, 3), (6, 2)]:
+        run.max_length = length
+        run.train_step(step)
+        want = dataclasses.replace(run.task, max_length=length).batch(config.seed, TRAIN, step)
+        for got, expected in zip(seen[-1], want):
+            np.testing.assert_array_equal(got, expected)
+    assert len(seen) == 6
