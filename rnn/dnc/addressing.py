@@ -23,7 +23,7 @@ sensitive steps run in float32 and their results are cast back to the
 inputs' dtype: the cosine similarity (float16 squares overflow above 256,
 and ``EPSILON`` is subnormal there), the softmax over the memory slots (what
 Keras' mixed-precision guide keeps in float32 too) and the allocation's
-cumulative product over ``N`` usages (it underflows float16's range within a
+products of up to ``N`` usages (they underflow float16's range within a
 few slots, taking the gradients with it). The rest (gates, erase/add, links)
 are products and sums of values in ``[0, 1]`` and stay in the inputs' dtype.
 
@@ -70,7 +70,7 @@ __all__ = [
 ]
 
 # Added under square roots and to usages so that gradients stay finite (a
-# cosine of an all-zero memory row, the cumulative product in the allocation).
+# cosine of an all-zero memory row, the logarithms of the usages in the allocation).
 EPSILON = 1e-6
 
 
