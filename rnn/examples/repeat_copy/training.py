@@ -162,10 +162,12 @@ class Run:
         self._train_step = tf.function(
             self._train_step_fn, autograph=False, input_signature=signature, reduce_retracing=True
         )
-        if self.config.jit and self.replicas == 1:
-            # One replica: the optimizer's update is in the XLA program too (it
+        if self.config.jit and self.config.distribute == "none":
+            # No strategy: the optimizer's update is in the XLA program too (it
             # was a graph of ~100 small ops run op by op: 0.6-0.8 ms of a 7.4 ms
-            # step of the default DNC on the 2-core machine).
+            # step of the default DNC on the 2-core machine). Under a strategy
+            # (one replica too) the update stays in the graph, where the
+            # strategy's distributed variables are updated.
             self._train_step = tf.function(
                 self._fused_train_step,
                 autograph=False,
