@@ -653,7 +653,6 @@ def _repeat_last(x: tf.Tensor, lengths: tf.Tensor, reverse: bool) -> tf.Tensor:
     return tf.where(past, last[tf.newaxis], x)
 
 
-@_utils.no_autograph
 def _module_variables(core: Any) -> Sequence[Any]:
     """The variables of ``core`` and its submodules where it is a ``tf.Module``.
 
@@ -664,6 +663,7 @@ def _module_variables(core: Any) -> Sequence[Any]:
     return core.variables if isinstance(core, tf.Module) else ()
 
 
+@_utils.no_autograph
 def _prepare_inputs(prep: _Prepared, reverse: bool) -> list[tf.Tensor]:
     if not reverse:
         return list(prep.inputs)
