@@ -1,5 +1,6 @@
 """The training loop of the repeat-copy job (rnn.examples.repeat_copy.training)."""
 
+import dataclasses
 import json
 import os
 import re
@@ -11,7 +12,8 @@ import tensorflow as tf
 import rnn.examples.repeat_copy as rc
 from rnn.examples.repeat_copy.config import Config
 from rnn.examples.repeat_copy.metrics import CSV_FIELDS
-from rnn.examples.repeat_copy.training import build_optimizer
+from rnn.examples.repeat_copy.task import TRAIN
+from rnn.examples.repeat_copy.training import Run, build_optimizer
 from tests.rnn.examples.tiny_runs import TINY, read_rows
 
 
@@ -133,10 +135,8 @@ def test_gradients_are_clipped_to_the_global_norm():
 
 
 def test_the_xla_step_with_its_optimizer_update_trains_as_the_graph_step(tmp_path):
-    # Under --jit with one replica the whole training step, the optimizer's
-    # update included, is one XLA program; without it the update runs as a graph.
-    from rnn.examples.repeat_copy.training import Run
-
+    # Under --jit without a strategy the whole training step, the optimizer's
+    # update included, is one XLA program; without XLA the update runs as a graph.
     runs = []
     for jit in (True, False):
         config = rc.parse_config(
@@ -156,11 +156,6 @@ def test_the_xla_step_with_its_optimizer_update_trains_as_the_graph_step(tmp_pat
 def test_each_step_trains_on_its_own_batch_while_the_next_is_prepared(tmp_path):
     # train_step prepares the following step's batch on a worker thread; a
     # step at another length (the curriculum) or out of order makes its own.
-    import dataclasses
-
-    from rnn.examples.repeat_copy.task import TRAIN
-    from rnn.examples.repeat_copy.training import Run
-
     config = rc.parse_config(TINY + ["--core", "lstm", "--no-jit", "--output_dir", str(tmp_path)])
     run = Run(config)
     seen = []
