@@ -352,19 +352,20 @@ def allocation_weights(usage: tf.Tensor, epsilon: float = EPSILON) -> tf.Tensor:
     usage = epsilon + (1.0 - epsilon) * usage
     u_i = usage[:, :, tf.newaxis]
     u_j = usage[:, tf.newaxis, :]
-    before = (u_j < u_i) | ((u_j == u_i) & _lower_index(usage.shape[-1], tf.shape(usage)[-1]))
+    before = (u_j < u_i) | ((u_j == u_i) & _lower_index(usage))
     # A zero usage (epsilon=0) gives log 0 = -inf and a product of exactly 0.
     log_before = tf.reduce_sum(tf.where(before, tf.math.log(u_j), 0.0), axis=2)
     return _cast_back((1.0 - usage) * tf.exp(log_before), dtype)
 
 
-def _lower_index(static_size: int | None, size: tf.Tensor) -> tf.Tensor:
-    """``[N, N]`` bools, ``[i, j]`` true where ``j < i``: a constant where ``N`` is
-    static (inside an unroll's loop, one computed by ops would be a new
-    tensor at every step)."""
-    if static_size is not None:
-        return tf.constant(np.tril(np.ones([static_size, static_size], bool), -1))
-    index = tf.range(size)
+def _lower_index(usage: tf.Tensor) -> tf.Tensor:
+    """``[N, N]`` bools for ``usage [B, N]``, ``[i, j]`` true where ``j < i``: a
+    constant where ``N`` is static (inside an unroll's loop, one computed by
+    ops would be a new tensor at every step)."""
+    size = usage.shape[-1]
+    if size is not None:
+        return tf.constant(np.tril(np.ones([size, size], bool), -1))
+    index = tf.range(tf.shape(usage)[-1])
     return index[tf.newaxis, :] < index[:, tf.newaxis]
 
 
