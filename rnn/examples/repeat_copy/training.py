@@ -159,9 +159,6 @@ class Run:
                 tf.TensorSpec([self.time_steps, b, self.task.target_size]),
                 tf.TensorSpec([self.time_steps, b]),
             ]
-        self._train_step = tf.function(
-            self._train_step_fn, autograph=False, input_signature=signature, reduce_retracing=True
-        )
         if self.config.jit and self.config.distribute == "none":
             # No strategy: the optimizer's update is in the XLA program too (it
             # was a graph of ~100 small ops run op by op: 0.6-0.8 ms of a 7.4 ms
@@ -174,6 +171,13 @@ class Run:
                 input_signature=signature,
                 reduce_retracing=True,
                 jit_compile=True,
+            )
+        else:
+            self._train_step = tf.function(
+                self._train_step_fn,
+                autograph=False,
+                input_signature=signature,
+                reduce_retracing=True,
             )
         self._eval_step = tf.function(
             self._eval_step_fn, autograph=False, input_signature=signature, reduce_retracing=True
