@@ -165,6 +165,9 @@ class _Prepared:
                 )
             with tf.control_dependencies(checks):
                 self.num_steps = tf.identity(ts[0])
+                # The unrolls slice step 0 before their loops; gated on the checks, that
+                # slice cannot run first and fail with an out-of-bounds error instead.
+                self.inputs = [tf.identity(t) for t in self.inputs]
 
         # Batch size of the inputs.
         batch_axis = 1 if time_major else 0

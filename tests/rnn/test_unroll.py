@@ -327,6 +327,27 @@ def test_unknown_time_and_batch_inside_tf_function(rng):
         run(tf.constant(x), tf.constant([T + 1] * B))
 
 
+def test_zero_time_steps_check_runs_before_the_first_step_reads_the_inputs():
+    # The unrolls slice step 0 before their loops. Without an ordering, that slice could run
+    # before the run-time check and fail with "slice index 0 ... out of bounds" instead of
+    # the check's message (seen once in CI). Every read of the input must follow the check.
+    core = rnn.VanillaRNN(3)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2, I])])
+    def run(x):
+        return rnn.dynamic_unroll(core, x, core.initial_state(2))
+
+    graph = run.get_concrete_function().graph
+    (x,) = graph.inputs[:1]
+    readers = [op for op in x.consumers() if op.type != "Shape"]
+    assert readers, "the input is not read"
+    for op in readers:
+        assert op.type == "Identity", f"{op.name} ({op.type}) reads the input unchecked"
+        assert "Assert" in [c.type for c in op.control_inputs], f"{op.name} skips the check"
+    with pytest.raises(tf.errors.InvalidArgumentError, match="zero time steps"):
+        run(tf.zeros([0, 2, I]))
+
+
 class FastPathCore(rnn.RNNCore):
     """Doubles its inputs; its fast path is marked so a test can tell it ran."""
 
