@@ -106,19 +106,34 @@ def cast_variables(dtype: tf.DType, values: Sequence[Any]) -> list[Any]:
     """
     reads = getattr(_READ_ONCE, "reads", None)
     if reads:
-        values = [_read_once(reads, v) for v in values]
+        values = [_read_once(reads, v, dtype) for v in values]
     return [v if v is None or v.dtype == dtype else tf.cast(v, dtype) for v in values]
 
 
-# The variables' values read once for a whole unroll (see read_once).
+# The variables' values read once for a whole unroll (see read_once), keyed by
+# the variable's ref, and their casts by (ref, dtype).
 _READ_ONCE = threading.local()
 
 
-def _read_once(reads: dict[Any, tf.Tensor], value: Any) -> Any:
-    """``value``'s read from :func:`read_once`'s scope, where it is a variable read there."""
-    if isinstance(value, tf.Variable):
-        return reads.get(value.ref(), value)
-    return value
+def _read_once(reads: dict[Any, tf.Tensor], value: Any, dtype: tf.DType) -> Any:
+    """``value`` in ``dtype`` from :func:`read_once`'s scope, where it is a variable read there.
+
+    The cast (mixed precision) is made once, in the graph of the read, so that
+    it is a loop invariant too rather than a new tensor at every step.
+    """
+    if not isinstance(value, tf.Variable):
+        return value
+    read = reads.get(value.ref())
+    if read is None or read.dtype == dtype:
+        return value if read is None else read
+    key = (value.ref(), dtype)
+    if key not in reads:
+        if tf.is_symbolic_tensor(read):
+            with read.graph.as_default():
+                reads[key] = tf.cast(read, dtype)
+        else:
+            reads[key] = tf.cast(read, dtype)
+    return reads[key]
 
 
 @contextlib.contextmanager
@@ -132,8 +147,10 @@ def read_once(variables: Sequence[Any]) -> Iterator[None]:
     a new tensor at every step, which the gradient keeps one copy of per
     step (a ``[T, ...]`` stack of each weight matrix, written in the forward
     loop and read back in the backward one). A read made before the loop is
-    a loop invariant, which the gradient captures once. Scopes nest; the
-    inner one's reads are added to the outer one's.
+    a loop invariant, which the gradient captures once. A cast to another
+    dtype (mixed precision: float32 variables, float16 inputs) is made once
+    too, beside the read. Scopes nest; the inner one's reads are added to the
+    outer one's.
 
     >>> v = tf.Variable([1.0, 2.0])
     >>> with read_once([v]):

@@ -457,12 +457,12 @@ def test_static_unroll_needs_static_time():
         run.get_concrete_function()
 
 
-def _while_stacks(hlo, steps, shapes):
-    """The shapes of ``shapes`` that ``hlo`` holds a ``[steps, ...]`` copy of."""
+def _while_stacks(hlo, steps, shapes, dtype="f32"):
+    """The shapes of ``shapes`` that ``hlo`` holds a ``[steps, ...]`` ``dtype`` copy of."""
     found = []
     for shape in shapes:
         dims = ",".join(str(d) for d in [steps, *shape])
-        text = f"f32[{dims}]"
+        text = f"{dtype}[{dims}]"
         if text in hlo:
             found.append(tuple(shape))
     return found
@@ -500,6 +500,70 @@ def test_dynamic_unroll_reads_the_variables_once_for_its_loop():
     stepped = tape.gradient(loss, core.trainable_variables)
     for got, want in zip(grads(x), stepped):
         np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
+
+
+def test_mixed_precision_unroll_casts_the_variables_once_for_its_loop():
+    # float32 variables, float16 inputs: the cores cast each weight matrix on
+    # every read. Cast inside the loop body, the cast is a new tensor at every
+    # step and the gradient keeps a [T, ...] float16 copy of it.
+    core = rnn.DNC(
+        3,
+        memory_size=5,
+        word_size=4,
+        num_reads=2,
+        dtype=tf.float32,
+        controller=rnn.LSTM(64, dtype=tf.float32),
+    )
+    x = tf.ones([7, 2, 3], tf.float16)
+    core(x[0], core.initial_state(2, dtype=tf.float16))
+
+    @tf.function(jit_compile=True)
+    def grads(x):
+        with tf.GradientTape() as tape:
+            out, _ = rnn.dynamic_unroll(core, x, core.initial_state(2, dtype=tf.float16))
+            loss = tf.reduce_sum(tf.cast(out, tf.float32))
+        return tape.gradient(loss, core.trainable_variables)
+
+    hlo = grads.experimental_get_compiler_ir(x)(stage="hlo")
+    matrices = [v.shape.as_list() for v in core.trainable_variables if v.shape.rank == 2]
+    assert len(matrices) == 4
+    assert all(v.dtype == tf.float32 for v in core.variables)
+    for steps in (6, 7):
+        assert _while_stacks(hlo, steps, matrices, "f16") == []
+        assert _while_stacks(hlo, steps, matrices, "f32") == []
+    with tf.GradientTape() as tape:
+        state, outs = core.initial_state(2, dtype=tf.float16), []
+        for t in range(7):
+            out, state = core(x[t], state)
+            outs.append(out)
+        loss = tf.reduce_sum(tf.cast(tf.stack(outs), tf.float32))
+    stepped = tape.gradient(loss, core.trainable_variables)
+    for got, want in zip(grads(x), stepped):
+        np.testing.assert_allclose(got, want, rtol=2e-2, atol=2e-2)
+
+
+def test_mixed_precision_static_unroll_casts_each_variable_once_after_the_first_step():
+    core = rnn.DNC(  # (stepped: no fast path)
+        3,
+        memory_size=4,
+        word_size=2,
+        num_reads=1,
+        dtype=tf.float32,
+        controller=rnn.LSTM(8, dtype=tf.float32),
+    )
+
+    def casts(steps):
+        fn = tf.function(
+            lambda x: rnn.static_unroll(core, x, core.initial_state(2, dtype=tf.float16))[0]
+        )
+        graph = fn.get_concrete_function(tf.TensorSpec([steps, 2, 3], tf.float16)).graph
+        return sum(
+            op.type == "Cast" and op.inputs[0].op.type == "ReadVariableOp"
+            for op in graph.get_operations()
+        )
+
+    # The first step's casts and one for all later steps, whatever their number.
+    assert casts(3) == casts(9) == 2 * len(core.variables)
 
 
 def test_static_unroll_reads_each_variable_once_after_the_first_step():
