@@ -146,7 +146,7 @@ class Run:
         self._compile()
         # The next training batch, made while a step runs (see train_step).
         self._batch_maker: ThreadPoolExecutor | None = None
-        self._next_batch: tuple[tuple[int, int], Future[Batch]] | None = None
+        self._next_batch: tuple[tuple[int, int], Future[Batch | tuple[Any, ...]]] | None = None
 
     def _compile(self) -> None:
         signature = None
@@ -258,26 +258,41 @@ class Run:
         """The padded training batch of ``step`` with patterns up to ``max_length``."""
         return self._padded(self._task(max_length).batch(self.config.seed, TRAIN, step))
 
+    def _train_inputs(self, step: int, max_length: int) -> Batch | tuple[Any, ...]:
+        """The training step's inputs: its tensors where there is one replica, else its Batch.
+
+        On the worker thread the copy into tensors (~0.4 ms a step) leaves
+        the step's path too; values spread over several replicas are made
+        on the step's own thread, beside the strategy.
+        """
+        batch = self._train_batch(step, max_length)
+        if self.strategy.num_replicas_in_sync == 1:
+            return distribute_batch(self.strategy, batch)
+        return batch
+
     def train_step(self, step: int) -> tuple[float, float]:
         """Trains on the batch of ``step``; returns its cost and bit errors per sequence.
 
         The next step's batch is made on a worker thread while this step
         trains (it is NumPy work, and TensorFlow releases the GIL while the
-        step runs): the default DNC's loop took 0.89-0.95x the time. A batch
+        step runs): the default DNC's loop took 0.89-0.95x the time. With one
+        replica the worker also makes its tensors (:meth:`_train_inputs`). A batch
         depends only on its step and the pattern length, so when the
         curriculum lengthens the patterns the prepared one is not used.
         (Not tf.data's prefetch: the length can change after any step.)
         """
         key = (step, self.max_length)
         if self._next_batch is not None and self._next_batch[0] == key:
-            batch = self._next_batch[1].result()
+            inputs = self._next_batch[1].result()
         else:
-            batch = self._train_batch(*key)
+            inputs = self._train_inputs(*key)
         if self._batch_maker is None:
             self._batch_maker = ThreadPoolExecutor(1, thread_name_prefix="repeat_copy_batches")
         following = (step + 1, self.max_length)
-        self._next_batch = (following, self._batch_maker.submit(self._train_batch, *following))
-        cost, errors = self._train_step(*distribute_batch(self.strategy, batch))
+        self._next_batch = (following, self._batch_maker.submit(self._train_inputs, *following))
+        if isinstance(inputs, Batch):
+            inputs = distribute_batch(self.strategy, inputs)
+        cost, errors = self._train_step(*inputs)
         n = float(self.config.batch_size)
         return float(cost) / n, float(errors) / n
 

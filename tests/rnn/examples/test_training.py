@@ -12,7 +12,7 @@ import tensorflow as tf
 import rnn.examples.repeat_copy as rc
 from rnn.examples.repeat_copy.config import Config
 from rnn.examples.repeat_copy.metrics import CSV_FIELDS
-from rnn.examples.repeat_copy.task import TRAIN
+from rnn.examples.repeat_copy.task import TRAIN, Batch
 from rnn.examples.repeat_copy.training import Run, build_optimizer
 from tests.rnn.examples.tiny_runs import TINY, read_rows
 
@@ -172,3 +172,19 @@ def test_each_step_trains_on_its_own_batch_while_the_next_is_prepared(tmp_path):
         for got, expected in zip(seen[-1], want):
             np.testing.assert_array_equal(got, expected)
     assert len(seen) == 6
+
+
+def test_the_worker_makes_the_tensors_with_one_replica_only(tmp_path):
+    config = rc.parse_config(TINY + ["--core", "lstm", "--no-jit", "--output_dir", str(tmp_path)])
+    run = Run(config)
+    one = run._train_inputs(0, 2)
+    assert not isinstance(one, Batch) and all(isinstance(x, tf.Tensor) for x in one)
+    want = dataclasses.replace(run.task, max_length=2).batch(config.seed, TRAIN, 0)
+    for got, expected in zip(one, want):
+        np.testing.assert_array_equal(got.numpy(), expected)
+
+    class TwoReplicas:
+        num_replicas_in_sync = 2
+
+    run.strategy = TwoReplicas()
+    assert isinstance(run._train_inputs(0, 2), Batch)  # (spread over the replicas later)
