@@ -124,14 +124,16 @@ def _read_once(reads: dict[Any, tf.Tensor], value: Any, dtype: tf.DType) -> Any:
     if not isinstance(value, tf.Variable):
         return value
     read = reads.get(value.ref())
-    if read is None or read.dtype == dtype:
-        return value if read is None else read
+    if read is None:
+        return value
+    if read.dtype == dtype:
+        return read
     key = (value.ref(), dtype)
     if key not in reads:
-        if tf.is_symbolic_tensor(read):
-            with read.graph.as_default():
-                reads[key] = tf.cast(read, dtype)
-        else:
+        beside_read = (
+            read.graph.as_default() if tf.is_symbolic_tensor(read) else contextlib.nullcontext()
+        )
+        with beside_read:
             reads[key] = tf.cast(read, dtype)
     return reads[key]
 
