@@ -468,44 +468,13 @@ def _while_stacks(hlo, steps, shapes, dtype="f32"):
     return found
 
 
-def test_dynamic_unroll_reads_the_variables_once_for_its_loop():
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float16])
+def test_dynamic_unroll_reads_the_variables_once_for_its_loop(dtype):
     # A variable read inside the loop body is a new tensor at every step, and
     # the gradient keeps a [T, ...] copy of every one the backward pass needs
     # (each weight matrix, written in the forward loop and read back in the
-    # backward one). Read before the loop, it is a loop invariant.
-    core = rnn.DNC(3, memory_size=5, word_size=4, num_reads=2)
-    x = tf.ones([7, 2, 3])
-    core(x[0], core.initial_state(2))
-
-    @tf.function(jit_compile=True)
-    def grads(x):
-        with tf.GradientTape() as tape:
-            out, _ = rnn.dynamic_unroll(core, x, core.initial_state(2))
-            loss = tf.reduce_sum(out)
-        return tape.gradient(loss, core.trainable_variables)
-
-    hlo = grads.experimental_get_compiler_ir(x)(stage="hlo")
-    matrices = [v.shape.as_list() for v in core.trainable_variables if v.shape.rank == 2]
-    assert len(matrices) == 4  # the controller's two kernels, the interface's, the output's
-    # (the first step is taken before the loop, which runs the other 6)
-    assert _while_stacks(hlo, 6, matrices) == []
-    assert _while_stacks(hlo, 7, matrices) == []
-    # and the results are those of stepping the core
-    with tf.GradientTape() as tape:
-        state, outs = core.initial_state(2), []
-        for t in range(7):
-            out, state = core(x[t], state)
-            outs.append(out)
-        loss = tf.reduce_sum(tf.stack(outs))
-    stepped = tape.gradient(loss, core.trainable_variables)
-    for got, want in zip(grads(x), stepped):
-        np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
-
-
-def test_mixed_precision_unroll_casts_the_variables_once_for_its_loop():
-    # float32 variables, float16 inputs: the cores cast each weight matrix on
-    # every read. Cast inside the loop body, the cast is a new tensor at every
-    # step and the gradient keeps a [T, ...] float16 copy of it.
+    # backward one). Read before the loop, it is a loop invariant. With float16
+    # inputs (mixed precision: float32 variables) the same holds for the casts.
     core = rnn.DNC(
         3,
         memory_size=5,
@@ -514,32 +483,35 @@ def test_mixed_precision_unroll_casts_the_variables_once_for_its_loop():
         dtype=tf.float32,
         controller=rnn.LSTM(64, dtype=tf.float32),
     )
-    x = tf.ones([7, 2, 3], tf.float16)
-    core(x[0], core.initial_state(2, dtype=tf.float16))
+    x = tf.ones([7, 2, 3], dtype)
+    core(x[0], core.initial_state(2, dtype=dtype))
 
     @tf.function(jit_compile=True)
     def grads(x):
         with tf.GradientTape() as tape:
-            out, _ = rnn.dynamic_unroll(core, x, core.initial_state(2, dtype=tf.float16))
+            out, _ = rnn.dynamic_unroll(core, x, core.initial_state(2, dtype=dtype))
             loss = tf.reduce_sum(tf.cast(out, tf.float32))
         return tape.gradient(loss, core.trainable_variables)
 
     hlo = grads.experimental_get_compiler_ir(x)(stage="hlo")
     matrices = [v.shape.as_list() for v in core.trainable_variables if v.shape.rank == 2]
-    assert len(matrices) == 4
+    assert len(matrices) == 4  # the controller's two kernels, the interface's, the output's
     assert all(v.dtype == tf.float32 for v in core.variables)
+    # (the first step is taken before the loop, which runs the other 6)
     for steps in (6, 7):
-        assert _while_stacks(hlo, steps, matrices, "f16") == []
         assert _while_stacks(hlo, steps, matrices, "f32") == []
+        assert _while_stacks(hlo, steps, matrices, "f16") == []
+    # and the results are those of stepping the core
     with tf.GradientTape() as tape:
-        state, outs = core.initial_state(2, dtype=tf.float16), []
+        state, outs = core.initial_state(2, dtype=dtype), []
         for t in range(7):
             out, state = core(x[t], state)
             outs.append(out)
         loss = tf.reduce_sum(tf.cast(tf.stack(outs), tf.float32))
     stepped = tape.gradient(loss, core.trainable_variables)
+    tolerance = {tf.float32: (2e-4, 2e-5), tf.float16: (2e-2, 2e-2)}[dtype]
     for got, want in zip(grads(x), stepped):
-        np.testing.assert_allclose(got, want, rtol=2e-2, atol=2e-2)
+        np.testing.assert_allclose(got, want, rtol=tolerance[0], atol=tolerance[1])
 
 
 def test_mixed_precision_static_unroll_casts_each_variable_once_after_the_first_step():
