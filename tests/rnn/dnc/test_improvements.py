@@ -609,8 +609,14 @@ def slot_order_free_difference(got, expected):
     such a run holds the other's state with those slots relabelled, to that
     rounding; the outputs and the gradients are the same.
     """
-    slot_axes = {"memory": (0,), "usage": (0,), "read_weights": (1,), "write_weights": (1,)}
-    slot_axes.update(link=(1, 2), precedence_weights=(1,))
+    slot_axes = dict(
+        memory=(0,),
+        usage=(0,),
+        read_weights=(1,),
+        write_weights=(1,),
+        link=(1, 2),
+        precedence_weights=(1,),
+    )  # (in a batch row of each leaf)
     pairs = [
         (path[-1], np.asarray(a), np.asarray(b))
         for (path, a), b in zip(nestlib.flatten_with_path(got), nestlib.flatten(expected))
