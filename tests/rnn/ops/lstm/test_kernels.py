@@ -516,9 +516,12 @@ def test_build_caches_one_portable_library_per_source_and_tensorflow(tmp_path, m
     (tmp_path / "lstm").mkdir()
     source = tmp_path / "lstm" / "kernels.c"
     shutil.copy(native.LIBRARY.source, source)
-    header = tmp_path / "threads.h"  # what kernels.c includes as "../threads.h"
-    shutil.copy(os.path.join(os.path.dirname(native.LIBRARY.source), "..", "threads.h"), header)
-    assert _build.local_headers(str(source)) == [str(header)]
+    shared = os.path.join(os.path.dirname(native.LIBRARY.source), "..")
+    math_header = tmp_path / "fastmath.h"  # what kernels.c includes as "../fastmath.h"
+    shutil.copy(os.path.join(shared, "fastmath.h"), math_header)
+    header = tmp_path / "threads.h"  # and as "../threads.h"
+    shutil.copy(os.path.join(shared, "threads.h"), header)
+    assert _build.local_headers(str(source)) == [str(math_header), str(header)]
     out = _build.build("lstm", str(source))
     assert out.startswith(str(tmp_path / "cache")) and os.path.exists(out)
     assert _build.build("lstm", str(source)) == out  # cached
