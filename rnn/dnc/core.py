@@ -26,6 +26,7 @@ import tensorflow as tf
 
 import nestlib
 from rnn._checks import aliased, float_dtype, initializer, initializer_config, positive_int
+from rnn._utils import cast_variables
 from rnn.base import RNNCore, call_initial_state, is_core
 from rnn.dnc.access import AccessState, MemoryAccess
 from rnn.dnc.addressing import TemporalLinkageState
@@ -316,4 +317,134 @@ class DNC(RNNCore):
             output = tf.clip_by_value(output, -self.clip_value, self.clip_value)
         return output, DNCState(
             access_output=read_words, access_state=access_state, controller_state=controller_state
+        )
+
+    def _kernel_weights(self, input_sequence: Any, initial_state: Any) -> list[Any] | None:
+        """The variables :func:`rnn.ops.dnc.dnc_sequence` takes, where it applies
+        and would run its compiled kernels (see :meth:`unroll_fast_path`), else None."""
+        import rnn  # (rnn imports this module)
+        from rnn.ops.dnc import sequence
+
+        controller = self.controller
+        if (
+            type(controller) is not rnn.LSTM
+            or controller.get_config()["projection_size"] is not None
+            or controller.get_config()["use_layer_norm"]
+            or controller.get_config()["cell_clip"] is not None
+            or self.num_writes != 1
+            or self.masked_content
+            or self.deallocate
+            or self.sharpen_links
+            or not isinstance(input_sequence, tf.Tensor)
+            or input_sequence.dtype != tf.float32
+            or input_sequence.shape.rank != 3
+            or input_sequence.shape[-1] is None
+            or not isinstance(initial_state, DNCState)
+            or not isinstance(initial_state.controller_state, rnn.LSTMState)
+            or not sequence.kernels_apply(tf.float32)
+        ):
+            return None
+        if getattr(controller, "kernel", None) is None or self.output_layer.w is None:
+            # Builds the variables (a step on an empty batch).
+            self(tf.zeros([0, input_sequence.shape[-1]]), self.initial_state(0))
+        layer = self.access.interface_layer
+        variables = [
+            controller.kernel,
+            controller.recurrent_kernel,
+            controller.bias,
+            layer.w,
+            layer.b,
+            self.output_layer.w,
+            self.output_layer.b,
+        ]
+        if any(v is None or v.dtype != tf.float32 for v in variables):
+            return None
+        return cast_variables(tf.float32, variables)
+
+    def unroll_fast_path(
+        self,
+        input_sequence: Any,
+        initial_state: Any,
+        sequence_length: tf.Tensor | None,
+        reverse: bool,
+        *,
+        reset: tf.Tensor | None = None,
+        reset_state: Any = None,
+        return_all_states: bool = False,
+    ) -> tuple[Any, ...] | None:
+        """Runs the DNC over a whole ``[T, B, I]`` sequence with the compiled kernels.
+
+        Applies where :func:`rnn.ops.dnc.dnc_sequence` would run its compiled
+        kernels (float32, a CPU without a visible GPU, not under XLA, the
+        kernels loaded and on: :func:`rnn.ops.dnc.set_native_kernels`) and
+        covers this DNC: an :class:`rnn.LSTM` controller without projection,
+        layer norm or cell clip, one write head, none of the options of
+        Csordás & Schmidhuber, float32 throughout, the inputs one tensor.
+        Then the recurrence is two compiled ops (forward, backward) and the
+        output layer one matmul over all steps; the results are those of
+        stepping the core, to float32 rounding. Returns None otherwise (the
+        unroller steps the core, as it does under XLA, where the step's
+        small ops are fused).
+
+        >>> import rnn
+        >>> dnc = DNC(3, memory_size=4, word_size=2, num_reads=1, deallocate=True)
+        >>> dnc.unroll_fast_path(tf.ones([5, 2, 4]), dnc.initial_state(2), None, False) is None
+        True
+        """
+        from rnn.ops.dnc import dnc_sequence
+
+        if reset is not None or return_all_states:  # (not declared: the unrollers step then)
+            return None
+        weights = self._kernel_weights(input_sequence, initial_state)
+        if weights is None:
+            return None
+        kernel, recurrent_kernel, bias, interface_kernel, interface_bias, w_out, b_out = weights
+        access = initial_state.access_state
+        controller = initial_state.controller_state
+        state = [
+            controller.hidden,
+            controller.cell,
+            initial_state.access_output,
+            access.memory,
+            access.read_weights,
+            access.write_weights,
+            access.linkage.link,
+            access.linkage.precedence_weights,
+            access.usage,
+        ]
+        hs, rs, final = dnc_sequence(
+            input_sequence,
+            state,
+            kernel,
+            recurrent_kernel,
+            bias,
+            interface_kernel,
+            interface_bias,
+            sequence_length=sequence_length,
+            reverse=reverse,
+        )
+        n_steps, batch = tf.shape(hs)[0], tf.shape(hs)[1]
+        reads = self.num_reads * self.word_size
+        features = tf.concat([hs, tf.reshape(rs, [n_steps, batch, reads])], axis=2)
+        flat = tf.matmul(tf.reshape(features, [-1, features.shape[-1]]), w_out)
+        if b_out is not None:
+            flat = flat + b_out
+        output = tf.reshape(flat, [n_steps, batch, self.output_size])
+        if self.clip_value is not None:
+            output = tf.clip_by_value(output, -self.clip_value, self.clip_value)
+        if sequence_length is not None:
+            valid = tf.sequence_mask(sequence_length, n_steps)  # [B, T]
+            valid = tf.transpose(valid)[:, :, tf.newaxis]
+            output = tf.where(valid, output, tf.zeros([], output.dtype))
+        h, c, r, memory, read_weights, write_weights, link, precedence, usage = final
+        return output, DNCState(
+            access_output=r,
+            access_state=AccessState(
+                memory=memory,
+                read_weights=read_weights,
+                write_weights=write_weights,
+                linkage=TemporalLinkageState(link=link, precedence_weights=precedence),
+                usage=usage,
+            ),
+            controller_state=type(controller)(hidden=h, cell=c),
         )

@@ -1,10 +1,11 @@
 """rnn's compiled recurrences: whole-sequence programs and their kernels.
 
-Each subpackage (:mod:`rnn.ops.lstm`, :mod:`rnn.ops.gru`) holds one core's whole-sequence
-programs (TensorFlow ops), the C source of its compiled kernels and their
-use. The kernels are compiled on first use into a per-user cache for the
-installed TensorFlow (``python -m rnn.ops`` compiles them ahead) and loaded
-lazily; exported graphs never contain them (see :mod:`rnn.ops.lstm`).
+Each subpackage (:mod:`rnn.ops.lstm`, :mod:`rnn.ops.gru`, :mod:`rnn.ops.dnc`)
+holds one core's whole-sequence programs (TensorFlow ops), the C source of
+its compiled kernels and their use. The kernels are compiled on first use
+into a per-user cache for the installed TensorFlow (``python -m rnn.ops``
+compiles them ahead) and loaded lazily; exported graphs never contain them
+(see :mod:`rnn.ops.lstm`).
 
 >>> import rnn
 >>> isinstance(rnn.kernels_available(), bool)
@@ -20,7 +21,7 @@ __all__ = ["KernelStatus", "kernel_info", "kernels_available", "portable"]
 
 
 def kernels_available(name: str = "lstm") -> bool:
-    """Whether the compiled kernels ``name`` (``"lstm"``, ``"gru"``) are loaded and usable.
+    """Whether the compiled kernels ``name`` (``"lstm"``, ``"gru"``, ``"dnc"``) are loaded.
 
     Compiles (once per user and TensorFlow version) and loads them if that
     was not tried yet in this process; False, with one ``RuntimeWarning``
@@ -31,6 +32,8 @@ def kernels_available(name: str = "lstm") -> bool:
     >>> isinstance(rnn.kernels_available("lstm"), bool)
     True
     >>> isinstance(rnn.kernels_available("gru"), bool)
+    True
+    >>> isinstance(rnn.kernels_available("dnc"), bool)
     True
     """
     return _get(name).load() is not None

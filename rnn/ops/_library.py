@@ -135,4 +135,7 @@ LIBRARIES: dict[str, KernelLibrary] = {
         os.path.join(_HERE, "gru", "kernels.c"),
         ("RnnGruForward", "RnnGruBackward", "RnnVanillaForward", "RnnVanillaBackward"),
     ),
+    "dnc": KernelLibrary(
+        "dnc", os.path.join(_HERE, "dnc", "kernels.c"), ("RnnDncForward", "RnnDncBackward")
+    ),
 }

@@ -539,7 +539,8 @@ def test_mixed_precision_static_unroll_casts_each_variable_once_after_the_first_
 
 
 def test_static_unroll_reads_each_variable_once_after_the_first_step():
-    core = rnn.DNC(3, memory_size=4, word_size=2, num_reads=1)  # (stepped: no fast path)
+    # (De-allocation is not in the compiled DNC kernels: the core is stepped.)
+    core = rnn.DNC(3, memory_size=4, word_size=2, num_reads=1, deallocate=True)
     core(tf.zeros([2, 3]), core.initial_state(2))
 
     def reads(steps):
