@@ -8,9 +8,10 @@ each step, as the job runs it:
 
 * ``jit`` (the job's default): the unroll and its gradient XLA-compiled,
   the optimizer step in the same ``tf.function``;
-* ``graph``: the same ``tf.function`` without XLA (``--no-jit``);
+* ``graph``: the same ``tf.function`` without XLA (``--no-jit``), where the
+  DNC's recurrence runs as two compiled ops on a CPU (:mod:`rnn.ops.dnc`);
 * ``eager``: the step without ``tf.function`` (what a user debugging the
-  model pays).
+  model pays; the compiled ops too).
 
 The first step (tracing and compiling) is reported separately; the rest are
 blocks of ``--block`` steps, the blocks of the compiled variants
