@@ -326,11 +326,12 @@ class DNC(RNNCore):
         from rnn.ops.dnc import sequence
 
         controller = self.controller
+        config = controller.get_config() if type(controller) is rnn.LSTM else None
         if (
-            type(controller) is not rnn.LSTM
-            or controller.get_config()["projection_size"] is not None
-            or controller.get_config()["use_layer_norm"]
-            or controller.get_config()["cell_clip"] is not None
+            config is None
+            or config["projection_size"] is not None
+            or config["use_layer_norm"]
+            or config["cell_clip"] is not None
             or self.num_writes != 1
             or self.masked_content
             or self.deallocate
