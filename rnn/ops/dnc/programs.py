@@ -121,11 +121,11 @@ def backward(
     zx, state = args[0], list(args[5:])
     shape = tf.shape(zx)
     probe = tf.zeros(tf.stack([shape[0], shape[1], args[3].shape[1]]), zx.dtype)
-    with tf.GradientTape() as tape:
-        tape.watch([zx, probe, *state])
+    with tf.GradientTape() as recorder:  # (not the ``tape`` argument)
+        recorder.watch([zx, probe, *state])
         results = _run(args, mask, probe)
     return tuple(
-        tape.gradient(
+        recorder.gradient(
             results,
             [zx, probe, *state],
             output_gradients=list(grads),
