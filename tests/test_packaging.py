@@ -81,7 +81,15 @@ SCRIPT = textwrap.dedent("""
 def test_wheel_in_a_fresh_virtualenv_uses_the_kernels(wheel, tmp_path):
     with __import__("zipfile").ZipFile(wheel) as z:
         names = set(z.namelist())
-    sources = ("lstm/kernels.c", "gru/kernels.c", "dnc/kernels.c", "threads.h", "fastmath.h")
+    sources = (
+        "lstm/kernels.c",
+        "gru/kernels.c",
+        "dnc/kernels.c",
+        "threads.h",
+        "fastmath.h",
+        "tfc.h",
+        "register.h",
+    )
     for source in (f"rnn/ops/{name}" for name in sources):
         assert source in names, sorted(n for n in names if n.startswith("rnn/"))
     assert any(n.startswith("nestlib/_cnest") and n.endswith(".so") for n in names)

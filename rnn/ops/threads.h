@@ -1,9 +1,10 @@
 /* The threads of rnn's kernels and the barrier at which they meet: shared by
- * the LSTM's and the GRU's kernels.c, which include it in their compute part
- * (once per instruction set) after defining RNN_THREADS_ENV (the environment
- * variable that fixes the thread count), UNIT_ALIGN and CPU_RELAX. A job
- * (struct job, defined by the includer after this) embeds a barrier_t; the
- * includer defines set_threads(). Part of both libraries' build key. */
+ * the LSTM's, the GRU's and the DNC's kernels.c, which include it in their
+ * compute part (once per instruction set) after defining RNN_THREADS_ENV (the
+ * environment variable that fixes the thread count), UNIT_ALIGN and
+ * CPU_RELAX. A job (struct job, defined by the includer after this) embeds a
+ * barrier_t; the includer defines set_threads(). Part of each library's build
+ * key. */
 
 /* The barrier's counters sit on their own cache line, apart from the job's
  * read-mostly fields. */

@@ -155,6 +155,7 @@ set_threads(job_t *j, int n)
 /* ------------------------------------------------------------------ math */
 
 #include "../fastmath.h" /* tanh_f, sigmoid_f */
+#include "../tfc.h"      /* fail, check_dims, output, get_inputs, ... */
 
 /* TensorFlow's softplus: log(1 + exp(x)), with its large and small branches. */
 static inline float
@@ -947,61 +948,6 @@ backward_work(job_t *j, int index)
 
 /* ------------------------------------------------------------ the ops */
 
-static bool
-fail(TF_OpKernelContext *ctx, TF_Status *st, TF_Code code, const char *msg)
-{
-    TF_SetStatus(st, code, msg);
-    TF_OpKernelContext_Failure(ctx, st);
-    return false;
-}
-
-static bool
-check_dims(TF_OpKernelContext *ctx, TF_Status *st, const char *op, const char *name, TF_Tensor *t,
-           int rank, const int64_t *want)
-{
-    char msg[256];
-    if (TF_NumDims(t) != rank) {
-        snprintf(msg, sizeof msg, "%s: %s must have rank %d, got %d", op, name, rank,
-                 TF_NumDims(t));
-        return fail(ctx, st, TF_INVALID_ARGUMENT, msg);
-    }
-    for (int d = 0; d < rank; d++)
-        if (want[d] >= 0 && TF_Dim(t, d) != want[d]) {
-            snprintf(msg, sizeof msg, "%s: %s has dimension %d of size %lld, expected %lld", op,
-                     name, d, (long long)TF_Dim(t, d), (long long)want[d]);
-            return fail(ctx, st, TF_INVALID_ARGUMENT, msg);
-        }
-    return true;
-}
-
-static TF_Tensor *
-output(TF_OpKernelContext *ctx, TF_Status *st, int index, const int64_t *dims, int rank)
-{
-    int64_t n = 1;
-    for (int d = 0; d < rank; d++)
-        n *= dims[d];
-    TF_Tensor *t =
-        TF_AllocateOutput(ctx, index, TF_FLOAT, dims, rank, (size_t)n * sizeof(float), st);
-    if (TF_GetCode(st) != TF_OK) {
-        TF_OpKernelContext_Failure(ctx, st);
-        return NULL;
-    }
-    return t;
-}
-
-static bool
-get_inputs(TF_OpKernelContext *ctx, TF_Status *st, TF_Tensor **in, int n)
-{
-    for (int i = 0; i < n; i++) {
-        TF_GetInput(ctx, i, &in[i], st);
-        if (TF_GetCode(st) != TF_OK) {
-            TF_OpKernelContext_Failure(ctx, st);
-            return false;
-        }
-    }
-    return true;
-}
-
 static const char *const STATE_NAMES[N_STATE] = {
     "h", "c", "r", "memory", "read_weights", "write_weights", "link", "precedence", "usage"};
 
@@ -1102,10 +1048,9 @@ setup(job_t *j, TF_OpKernelContext *ctx, TF_Status *st, const char *op, TF_Tenso
         memcpy(sdims[k], dims[k], sizeof dims[k]);
     }
     TF_Tensor *mask = in[14];
-    if (!(TF_NumDims(mask) == 1 && TF_Dim(mask, 0) == 0)) {
-        const int64_t want[2] = {T, B};
-        if (!check_dims(ctx, st, op, "mask", mask, 2, want))
-            return false;
+    if (!check_mask(ctx, st, op, mask, T, B))
+        return false;
+    if (given(mask)) {
         j->mask = TF_TensorData(mask);
         j->mask_stride = B;
     }
@@ -1237,12 +1182,10 @@ CAT(rnn_dnc_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
     const int64_t hs[3] = {j.T, j.B, j.H}, rs[4] = {j.T, j.B, j.R, j.W};
     /* The forward op's tape, or [0]: the forward pass is run again. */
     const int64_t tape[1] = {j.B * ((j.T + 1) * j.SS + j.T * j.XS)};
-    TF_Tensor *given = in[N_FWD_IN];
-    if (!(TF_NumDims(given) == 1 && TF_Dim(given, 0) == 0)) {
-        if (!check_dims(ctx, st, op, "tape", given, 1, tape))
-            goto done;
-        j.tape_in = TF_TensorData(given);
-    }
+    if (!check_optional(ctx, st, op, "tape", in[N_FWD_IN], 1, tape))
+        goto done;
+    if (given(in[N_FWD_IN]))
+        j.tape_in = TF_TensorData(in[N_FWD_IN]);
     if (!check_dims(ctx, st, op, "d_hs", in[N_FWD_IN + 1], 3, hs) ||
         !check_dims(ctx, st, op, "d_rs", in[N_FWD_IN + 2], 4, rs))
         goto done;
@@ -1282,121 +1225,9 @@ done:
 #ifdef RNN_KERNEL_REGISTER
 /* ===================================== op registration and ISA dispatch */
 
-typedef void (*compute_fn)(void *, TF_OpKernelContext *);
-typedef struct {
-    const char *name;
-    compute_fn forward, backward;
-    bool (*supported)(void);
-} isa_t;
-
-#define DECLARE(isa)                                          \
-    void rnn_dnc_forward_##isa(void *, TF_OpKernelContext *); \
-    void rnn_dnc_backward_##isa(void *, TF_OpKernelContext *);
-#define ENTRY(isa) {#isa, rnn_dnc_forward_##isa, rnn_dnc_backward_##isa, supports_##isa}
-
-static bool
-supports_generic(void)
-{
-    return true;
-}
-DECLARE(generic)
-#if defined(__x86_64__)
-static bool
-supports_avx512(void)
-{
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("bmi2");
-}
-static bool
-supports_avx2(void)
-{
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
-           __builtin_cpu_supports("f16c");
-}
-DECLARE(avx512)
-DECLARE(avx2)
-static const isa_t ISAS[] = {ENTRY(avx512), ENTRY(avx2), ENTRY(generic)};
-#else
-static const isa_t ISAS[] = {ENTRY(generic)};
-#endif
-#define N_ISAS ((int)(sizeof ISAS / sizeof ISAS[0]))
-
-static const isa_t *chosen;
-
-const char *
-rnn_dnc_isa(void)
-{
-    return chosen ? chosen->name : "";
-}
-
-static atomic_llong calls[2];
-
-long long
-rnn_dnc_calls(int op)
-{
-    return op == 0 || op == 1 ? atomic_load(&calls[op]) : -1;
-}
-
-static const isa_t *
-choose_isa(void)
-{
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-#endif
-    const char *want = getenv("RNN_KERNEL_ISA");
-    if (want && *want)
-        for (int i = 0; i < N_ISAS; i++)
-            if (strcmp(ISAS[i].name, want) == 0 && ISAS[i].supported())
-                return &ISAS[i];
-    for (int i = 0; i < N_ISAS; i++)
-        if (ISAS[i].supported())
-            return &ISAS[i];
-    return &ISAS[N_ISAS - 1];
-}
-
-static void
-forward_compute(void *kernel, TF_OpKernelContext *ctx)
-{
-    atomic_fetch_add_explicit(&calls[0], 1, memory_order_relaxed);
-    chosen->forward(kernel, ctx);
-}
-
-static void
-backward_compute(void *kernel, TF_OpKernelContext *ctx)
-{
-    atomic_fetch_add_explicit(&calls[1], 1, memory_order_relaxed);
-    chosen->backward(kernel, ctx);
-}
-
-static void
-unknown_shapes(TF_ShapeInferenceContext *ctx, TF_Status *st)
-{
-    TF_ShapeInferenceContextSetUnknownShape(ctx, st);
-}
-
-static void
-register_op(const char *name, const char *const *inputs, int n_in, const char *const *outputs,
-            int n_out, void (*compute)(void *, TF_OpKernelContext *))
-{
-    TF_Status *st = TF_NewStatus();
-    TF_OpDefinitionBuilder *b = TF_NewOpDefinitionBuilder(name);
-    for (int i = 0; i < n_in; i++)
-        TF_OpDefinitionBuilderAddInput(b, inputs[i]);
-    for (int i = 0; i < n_out; i++)
-        TF_OpDefinitionBuilderAddOutput(b, outputs[i]);
-    TF_OpDefinitionBuilderSetShapeInferenceFunction(b, unknown_shapes);
-    TF_RegisterOpDefinition(b, st);
-    if (TF_GetCode(st) == TF_OK) {
-        TF_KernelBuilder *k = TF_NewKernelBuilder(name, "CPU", NULL, compute, NULL);
-        TF_RegisterKernelBuilder(name, k, st);
-    }
-    if (TF_GetCode(st) != TF_OK)
-        fprintf(stderr, "rnn: registering %s failed: %s\n", name, TF_Message(st));
-    TF_DeleteStatus(st);
-}
+#define RNN_LIBRARY     dnc
+#define RNN_OPS(X, isa) X(dnc_forward, isa) X(dnc_backward, isa)
+#include "../register.h"
 
 __attribute__((constructor)) static void
 register_dnc_ops(void)
@@ -1467,7 +1298,7 @@ register_dnc_ops(void)
                                           "d_precedence0: float",
                                           "d_usage0: float"};
     chosen = choose_isa();
-    register_op("RnnDncForward", fwd_in, 15, fwd_out, 12, forward_compute);
-    register_op("RnnDncBackward", bwd_in, 27, bwd_out, 11, backward_compute);
+    register_op(0, "RnnDncForward", fwd_in, 15, fwd_out, 12);
+    register_op(1, "RnnDncBackward", bwd_in, 27, bwd_out, 11);
 }
 #endif /* RNN_KERNEL_REGISTER */

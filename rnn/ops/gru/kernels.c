@@ -129,6 +129,7 @@ typedef float vf __attribute__((vector_size(VW * sizeof(float)), aligned(4)));
 /* ------------------------------------------------------------------ math */
 
 #include "../fastmath.h" /* tanh_f, sigmoid_f */
+#include "../tfc.h"      /* fail, check_dims, output, get_inputs, ... */
 
 /* c[MR x nv*VW] = sum_k a[k][0:MR] (x) b[k][0:nv*VW]: a is one packed
  * panel, b has row stride ldb, c row stride ldc. Always inlined with a
@@ -751,58 +752,6 @@ alloc_floats(int64_t n)
     return p;
 }
 
-static bool
-fail(TF_OpKernelContext *ctx, TF_Status *st, TF_Code code, const char *msg)
-{
-    TF_SetStatus(st, code, msg);
-    TF_OpKernelContext_Failure(ctx, st);
-    return false;
-}
-
-static bool
-check_dims(TF_OpKernelContext *ctx, TF_Status *st, const char *op, const char *name, TF_Tensor *t,
-           int rank, const int64_t *want)
-{
-    char msg[256];
-    if (TF_NumDims(t) != rank) {
-        snprintf(msg, sizeof msg, "%s: %s must have rank %d, got %d", op, name, rank,
-                 TF_NumDims(t));
-        return fail(ctx, st, TF_INVALID_ARGUMENT, msg);
-    }
-    for (int d = 0; d < rank; d++)
-        if (want[d] >= 0 && TF_Dim(t, d) != want[d]) {
-            snprintf(msg, sizeof msg, "%s: %s has dimension %d of size %lld, expected %lld", op,
-                     name, d, (long long)TF_Dim(t, d), (long long)want[d]);
-            return fail(ctx, st, TF_INVALID_ARGUMENT, msg);
-        }
-    return true;
-}
-
-static bool
-check_mask(TF_OpKernelContext *ctx, TF_Status *st, const char *op, TF_Tensor *mask, int64_t T,
-           int64_t B)
-{
-    if (TF_NumDims(mask) == 1 && TF_Dim(mask, 0) == 0)
-        return true;
-    const int64_t want[2] = {T, B};
-    return check_dims(ctx, st, op, "mask", mask, 2, want);
-}
-
-static TF_Tensor *
-output(TF_OpKernelContext *ctx, TF_Status *st, int index, const int64_t *dims, int rank)
-{
-    int64_t n = 1;
-    for (int d = 0; d < rank; d++)
-        n *= dims[d];
-    TF_Tensor *t =
-        TF_AllocateOutput(ctx, index, TF_FLOAT, dims, rank, (size_t)n * sizeof(float), st);
-    if (TF_GetCode(st) != TF_OK) {
-        TF_OpKernelContext_Failure(ctx, st);
-        return NULL;
-    }
-    return t;
-}
-
 /* The reset inputs: reset [T, B] with hr [H, B] (hr NULL: not an input),
  * or reset [0] (no resets; hr is not read). */
 static bool
@@ -871,19 +820,6 @@ set_mask(job_t *j, TF_Tensor *mask)
     memset(ones, 1, j->B > 0 ? j->B : 1);
     j->mask = j->ones = ones;
     j->mask_stride = 0;
-    return true;
-}
-
-static bool
-get_inputs(TF_OpKernelContext *ctx, TF_Status *st, TF_Tensor **in, int n)
-{
-    for (int i = 0; i < n; i++) {
-        TF_GetInput(ctx, i, &in[i], st);
-        if (TF_GetCode(st) != TF_OK) {
-            TF_OpKernelContext_Failure(ctx, st);
-            return false;
-        }
-    }
     return true;
 }
 
@@ -1179,145 +1115,10 @@ done:
 #ifdef RNN_KERNEL_REGISTER
 /* ===================================== op registration and ISA dispatch */
 
-typedef void (*compute_fn)(void *, TF_OpKernelContext *);
-typedef struct {
-    const char *name;
-    compute_fn ops[4]; /* in the order of calls[] and of registration */
-    bool (*supported)(void);
-} isa_t;
-
-#define DECLARE(isa)                                              \
-    void rnn_gru_forward_##isa(void *, TF_OpKernelContext *);     \
-    void rnn_gru_backward_##isa(void *, TF_OpKernelContext *);    \
-    void rnn_vanilla_forward_##isa(void *, TF_OpKernelContext *); \
-    void rnn_vanilla_backward_##isa(void *, TF_OpKernelContext *);
-#define ENTRY(isa)                                                              \
-    {#isa,                                                                      \
-     {rnn_gru_forward_##isa, rnn_gru_backward_##isa, rnn_vanilla_forward_##isa, \
-      rnn_vanilla_backward_##isa},                                              \
-     supports_##isa}
-
-static bool
-supports_generic(void)
-{
-    return true;
-}
-DECLARE(generic)
-#if defined(__x86_64__)
-/* x86-64-v4 and v3, as the -march levels these sets are compiled with.
- * __builtin_cpu_supports also checks that the OS saves the registers. */
-static bool
-supports_avx512(void)
-{
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("bmi2");
-}
-static bool
-supports_avx2(void)
-{
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
-           __builtin_cpu_supports("f16c");
-}
-DECLARE(avx512)
-DECLARE(avx2)
-static const isa_t ISAS[] = {ENTRY(avx512), ENTRY(avx2), ENTRY(generic)};
-#else
-static const isa_t ISAS[] = {ENTRY(generic)};
-#endif
-#define N_ISAS ((int)(sizeof ISAS / sizeof ISAS[0]))
-
-static const isa_t *chosen;
-
-/* The instruction set in use (for rnn.ops.kernel_info through ctypes). */
-const char *
-rnn_gru_isa(void)
-{
-    return chosen ? chosen->name : "";
-}
-
-/* How many times each op (in the order registered below) has run in this
-   process (for rnn.ops.kernel_info through ctypes: the graphs hold
-   TensorFlow ops and the runtime picks these, so counting is how one sees
-   that they ran). */
-static atomic_llong calls[4];
-
-long long
-rnn_gru_calls(int op)
-{
-    return op >= 0 && op < 4 ? atomic_load(&calls[op]) : -1;
-}
-
-/* The widest supported set, or the one RNN_KERNEL_ISA names if supported. */
-static const isa_t *
-choose_isa(void)
-{
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-#endif
-    const char *want = getenv("RNN_KERNEL_ISA");
-    if (want && *want) {
-        for (int i = 0; i < N_ISAS; i++) {
-            if (strcmp(ISAS[i].name, want) != 0)
-                continue;
-            if (ISAS[i].supported())
-                return &ISAS[i];
-            fprintf(stderr, "rnn: RNN_KERNEL_ISA=%s: this CPU does not support it; ignored\n",
-                    want);
-            want = NULL;
-            break;
-        }
-        if (want)
-            fprintf(stderr,
-                    "rnn: RNN_KERNEL_ISA=%s: not an instruction set of this build; "
-                    "ignored\n",
-                    want);
-    }
-    for (int i = 0; i < N_ISAS; i++)
-        if (ISAS[i].supported())
-            return &ISAS[i];
-    return &ISAS[N_ISAS - 1];
-}
-
-#define COMPUTE(i)                                                     \
-    static void compute_##i(void *kernel, TF_OpKernelContext *ctx)     \
-    {                                                                  \
-        atomic_fetch_add_explicit(&calls[i], 1, memory_order_relaxed); \
-        chosen->ops[i](kernel, ctx);                                   \
-    }
-COMPUTE(0)
-COMPUTE(1)
-COMPUTE(2)
-COMPUTE(3)
-
-static void
-unknown_shapes(TF_ShapeInferenceContext *ctx, TF_Status *st)
-{
-    TF_ShapeInferenceContextSetUnknownShape(ctx, st);
-}
-
-static void
-register_op(const char *name, const char *const *inputs, int n_in, const char *const *outputs,
-            int n_out, void (*compute)(void *, TF_OpKernelContext *))
-{
-    TF_Status *st = TF_NewStatus();
-    TF_OpDefinitionBuilder *b = TF_NewOpDefinitionBuilder(name);
-    for (int i = 0; i < n_in; i++)
-        TF_OpDefinitionBuilderAddInput(b, inputs[i]);
-    for (int i = 0; i < n_out; i++)
-        TF_OpDefinitionBuilderAddOutput(b, outputs[i]);
-    TF_OpDefinitionBuilderSetShapeInferenceFunction(b, unknown_shapes);
-    TF_RegisterOpDefinition(b, st);
-    if (TF_GetCode(st) == TF_OK) {
-        TF_KernelBuilder *k = TF_NewKernelBuilder(name, "CPU", NULL, compute, NULL);
-        TF_RegisterKernelBuilder(name, k, st);
-    }
-    if (TF_GetCode(st) != TF_OK)
-        fprintf(stderr, "rnn: registering %s failed: %s\n", name, TF_Message(st));
-    TF_DeleteStatus(st);
-}
+#define RNN_LIBRARY gru
+#define RNN_OPS(X, isa) \
+    X(gru_forward, isa) X(gru_backward, isa) X(vanilla_forward, isa) X(vanilla_backward, isa)
+#include "../register.h"
 
 __attribute__((constructor)) static void
 register_gru_ops(void)
@@ -1339,9 +1140,9 @@ register_gru_ops(void)
                                           "dh: float",  "recurrent_kernel: float",
                                           "mask: bool", "reset: bool"};
     chosen = choose_isa();
-    register_op("RnnGruForward", fwd_in, 7, fwd_out, 2, compute_0);
-    register_op("RnnGruBackward", bwd_in, 8, bwd_out, 3, compute_1);
-    register_op("RnnVanillaForward", vfwd_in, 6, vfwd_out, 1, compute_2);
-    register_op("RnnVanillaBackward", vbwd_in, 6, bwd_out, 3, compute_3);
+    register_op(0, "RnnGruForward", fwd_in, 7, fwd_out, 2);
+    register_op(1, "RnnGruBackward", bwd_in, 8, bwd_out, 3);
+    register_op(2, "RnnVanillaForward", vfwd_in, 6, vfwd_out, 1);
+    register_op(3, "RnnVanillaBackward", vbwd_in, 6, bwd_out, 3);
 }
 #endif /* RNN_KERNEL_REGISTER */

@@ -101,6 +101,7 @@ typedef float vf __attribute__((vector_size(VW * sizeof(float)), aligned(4)));
 /* ------------------------------------------------------------------ math */
 
 #include "../fastmath.h" /* tanh_f, sigmoid_f */
+#include "../tfc.h"      /* fail, check_dims, output, get_inputs, ... */
 
 /* c[MR x nv*VW] = sum_k a[k][0:MR] (x) b[k][0:nv*VW]: a is one packed
  * panel, b has row stride ldb, c row stride ldc. Always inlined with a
@@ -515,72 +516,6 @@ alloc_floats(int64_t n)
     return p;
 }
 
-static bool
-fail(TF_OpKernelContext *ctx, TF_Status *st, TF_Code code, const char *msg)
-{
-    TF_SetStatus(st, code, msg);
-    TF_OpKernelContext_Failure(ctx, st);
-    return false;
-}
-
-static bool
-check_dims(TF_OpKernelContext *ctx, TF_Status *st, const char *op, const char *name, TF_Tensor *t,
-           int rank, const int64_t *want)
-{
-    char msg[256];
-    if (TF_NumDims(t) != rank) {
-        snprintf(msg, sizeof msg, "%s: %s must have rank %d, got %d", op, name, rank,
-                 TF_NumDims(t));
-        return fail(ctx, st, TF_INVALID_ARGUMENT, msg);
-    }
-    for (int d = 0; d < rank; d++)
-        if (want[d] >= 0 && TF_Dim(t, d) != want[d]) {
-            snprintf(msg, sizeof msg, "%s: %s has dimension %d of size %lld, expected %lld", op,
-                     name, d, (long long)TF_Dim(t, d), (long long)want[d]);
-            return fail(ctx, st, TF_INVALID_ARGUMENT, msg);
-        }
-    return true;
-}
-
-static bool
-check_mask(TF_OpKernelContext *ctx, TF_Status *st, const char *op, TF_Tensor *mask, int64_t T,
-           int64_t B)
-{
-    if (TF_NumDims(mask) == 1 && TF_Dim(mask, 0) == 0)
-        return true;
-    const int64_t want[2] = {T, B};
-    return check_dims(ctx, st, op, "mask", mask, 2, want);
-}
-
-/* An optional argument: shape [0] (not given, false) or `want`. */
-static bool
-given(TF_Tensor *t)
-{
-    return !(TF_NumDims(t) == 1 && TF_Dim(t, 0) == 0);
-}
-
-static bool
-check_optional(TF_OpKernelContext *ctx, TF_Status *st, const char *op, const char *name,
-               TF_Tensor *t, int rank, const int64_t *want)
-{
-    return !given(t) || check_dims(ctx, st, op, name, t, rank, want);
-}
-
-static TF_Tensor *
-output(TF_OpKernelContext *ctx, TF_Status *st, int index, const int64_t *dims, int rank)
-{
-    int64_t n = 1;
-    for (int d = 0; d < rank; d++)
-        n *= dims[d];
-    TF_Tensor *t =
-        TF_AllocateOutput(ctx, index, TF_FLOAT, dims, rank, (size_t)n * sizeof(float), st);
-    if (TF_GetCode(st) != TF_OK) {
-        TF_OpKernelContext_Failure(ctx, st);
-        return NULL;
-    }
-    return t;
-}
-
 static void
 init_job(job_t *j, int64_t T, int64_t B, int64_t H, double flops)
 {
@@ -623,20 +558,6 @@ finish_job(job_t *j)
     free(j->vbuf[1]);
     free(j->dh);
     free(j->cbuf);
-}
-
-/* The op's n inputs into in[]; false (the op failed) if one is missing. */
-static bool
-get_inputs(TF_OpKernelContext *ctx, TF_Status *st, TF_Tensor **in, int n)
-{
-    for (int i = 0; i < n; i++) {
-        TF_GetInput(ctx, i, &in[i], st);
-        if (TF_GetCode(st) != TF_OK) {
-            TF_OpKernelContext_Failure(ctx, st);
-            return false;
-        }
-    }
-    return true;
 }
 
 /* The end of every call, on every path: frees the job's buffers, the
@@ -818,141 +739,9 @@ done:
 #ifdef RNN_KERNEL_REGISTER
 /* ===================================== op registration and ISA dispatch */
 
-typedef void (*compute_fn)(void *, TF_OpKernelContext *);
-typedef struct {
-    const char *name;
-    compute_fn forward, backward;
-    bool (*supported)(void);
-} isa_t;
-
-#define DECLARE(isa)                                           \
-    void rnn_lstm_forward_##isa(void *, TF_OpKernelContext *); \
-    void rnn_lstm_backward_##isa(void *, TF_OpKernelContext *);
-#define ENTRY(isa) {#isa, rnn_lstm_forward_##isa, rnn_lstm_backward_##isa, supports_##isa}
-
-static bool
-supports_generic(void)
-{
-    return true;
-}
-DECLARE(generic)
-#if defined(__x86_64__)
-/* x86-64-v4 and v3, as the -march levels these sets are compiled with.
- * __builtin_cpu_supports also checks that the OS saves the registers. */
-static bool
-supports_avx512(void)
-{
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("bmi2");
-}
-static bool
-supports_avx2(void)
-{
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
-           __builtin_cpu_supports("f16c");
-}
-DECLARE(avx512)
-DECLARE(avx2)
-static const isa_t ISAS[] = {ENTRY(avx512), ENTRY(avx2), ENTRY(generic)};
-#else
-static const isa_t ISAS[] = {ENTRY(generic)};
-#endif
-#define N_ISAS ((int)(sizeof ISAS / sizeof ISAS[0]))
-
-static const isa_t *chosen;
-
-/* The instruction set in use (for rnn.ops.kernel_info through ctypes). */
-const char *
-rnn_lstm_isa(void)
-{
-    return chosen ? chosen->name : "";
-}
-
-/* How many times each op (0: forward, 1: backward) has run in this process
-   (for rnn.ops.kernel_info through ctypes: the graphs hold TensorFlow ops and
-   the runtime picks these, so counting is how one sees that they ran). */
-static atomic_llong calls[2];
-
-long long
-rnn_lstm_calls(int op)
-{
-    return op == 0 || op == 1 ? atomic_load(&calls[op]) : -1;
-}
-
-/* The widest supported set, or the one RNN_KERNEL_ISA names if supported. */
-static const isa_t *
-choose_isa(void)
-{
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-#endif
-    const char *want = getenv("RNN_KERNEL_ISA");
-    if (want && *want) {
-        for (int i = 0; i < N_ISAS; i++) {
-            if (strcmp(ISAS[i].name, want) != 0)
-                continue;
-            if (ISAS[i].supported())
-                return &ISAS[i];
-            fprintf(stderr, "rnn: RNN_KERNEL_ISA=%s: this CPU does not support it; ignored\n",
-                    want);
-            want = NULL;
-            break;
-        }
-        if (want)
-            fprintf(stderr,
-                    "rnn: RNN_KERNEL_ISA=%s: not an instruction set of this build; "
-                    "ignored\n",
-                    want);
-    }
-    for (int i = 0; i < N_ISAS; i++)
-        if (ISAS[i].supported())
-            return &ISAS[i];
-    return &ISAS[N_ISAS - 1];
-}
-
-static void
-forward_compute(void *kernel, TF_OpKernelContext *ctx)
-{
-    atomic_fetch_add_explicit(&calls[0], 1, memory_order_relaxed);
-    chosen->forward(kernel, ctx);
-}
-
-static void
-backward_compute(void *kernel, TF_OpKernelContext *ctx)
-{
-    atomic_fetch_add_explicit(&calls[1], 1, memory_order_relaxed);
-    chosen->backward(kernel, ctx);
-}
-
-static void
-unknown_shapes(TF_ShapeInferenceContext *ctx, TF_Status *st)
-{
-    TF_ShapeInferenceContextSetUnknownShape(ctx, st);
-}
-
-static void
-register_op(const char *name, const char *const *inputs, int n_in, const char *const *outputs,
-            int n_out, void (*compute)(void *, TF_OpKernelContext *))
-{
-    TF_Status *st = TF_NewStatus();
-    TF_OpDefinitionBuilder *b = TF_NewOpDefinitionBuilder(name);
-    for (int i = 0; i < n_in; i++)
-        TF_OpDefinitionBuilderAddInput(b, inputs[i]);
-    for (int i = 0; i < n_out; i++)
-        TF_OpDefinitionBuilderAddOutput(b, outputs[i]);
-    TF_OpDefinitionBuilderSetShapeInferenceFunction(b, unknown_shapes);
-    TF_RegisterOpDefinition(b, st);
-    if (TF_GetCode(st) == TF_OK) {
-        TF_KernelBuilder *k = TF_NewKernelBuilder(name, "CPU", NULL, compute, NULL);
-        TF_RegisterKernelBuilder(name, k, st);
-    }
-    if (TF_GetCode(st) != TF_OK)
-        fprintf(stderr, "rnn: registering %s failed: %s\n", name, TF_Message(st));
-    TF_DeleteStatus(st);
-}
+#define RNN_LIBRARY     lstm
+#define RNN_OPS(X, isa) X(lstm_forward, isa) X(lstm_backward, isa)
+#include "../register.h"
 
 __attribute__((constructor)) static void
 register_lstm_ops(void)
@@ -968,7 +757,7 @@ register_lstm_ops(void)
     static const char *const bwd_out[] = {"dz: float", "dh0: float", "dc0: float",
                                           "d_h_reset: float", "d_c_reset: float"};
     chosen = choose_isa();
-    register_op("RnnLstmForward", fwd_in, 8, fwd_out, 3, forward_compute);
-    register_op("RnnLstmBackward", bwd_in, 10, bwd_out, 5, backward_compute);
+    register_op(0, "RnnLstmForward", fwd_in, 8, fwd_out, 3);
+    register_op(1, "RnnLstmBackward", bwd_in, 10, bwd_out, 5);
 }
 #endif /* RNN_KERNEL_REGISTER */

@@ -517,11 +517,12 @@ def test_build_caches_one_portable_library_per_source_and_tensorflow(tmp_path, m
     source = tmp_path / "lstm" / "kernels.c"
     shutil.copy(native.LIBRARY.source, source)
     shared = os.path.join(os.path.dirname(native.LIBRARY.source), "..")
-    math_header = tmp_path / "fastmath.h"  # what kernels.c includes as "../fastmath.h"
-    shutil.copy(os.path.join(shared, "fastmath.h"), math_header)
-    header = tmp_path / "threads.h"  # and as "../threads.h"
-    shutil.copy(os.path.join(shared, "threads.h"), header)
-    assert _build.local_headers(str(source)) == [str(math_header), str(header)]
+    # What kernels.c includes as "../threads.h", "../fastmath.h", ...
+    headers = ("threads.h", "fastmath.h", "tfc.h", "register.h")
+    for name in headers:
+        shutil.copy(os.path.join(shared, name), tmp_path / name)
+    assert sorted(_build.local_headers(str(source))) == sorted(str(tmp_path / h) for h in headers)
+    header = tmp_path / "threads.h"
     out = _build.build("lstm", str(source))
     assert out.startswith(str(tmp_path / "cache")) and os.path.exists(out)
     assert _build.build("lstm", str(source)) == out  # cached
