@@ -31,7 +31,7 @@ from tensorflow.python.ops import control_flow_util
 
 from rnn.ops._library import KernelLibrary
 
-__all__ = ["Programs", "kernel_mask", "portable", "use_native"]
+__all__ = ["KernelSwitch", "Programs", "kernel_mask", "portable", "use_native"]
 
 _portable = threading.local()  # .depth: nesting of portable() in this thread
 _gpu_present: bool | None = None
@@ -62,6 +62,24 @@ def portable() -> Iterator[None]:
         yield
     finally:
         _portable.depth -= 1
+
+
+class KernelSwitch:
+    """One core's ``set_native_kernels`` setting: on until turned off.
+
+    >>> switch = KernelSwitch()
+    >>> switch.set(False), switch.enabled
+    (True, False)
+    """
+
+    def __init__(self) -> None:
+        self.enabled = True
+
+    def set(self, enabled: bool) -> bool:
+        """Sets it (for functions traced afterwards and eager calls, in every
+        thread) and returns the previous setting."""
+        previous, self.enabled = self.enabled, bool(enabled)
+        return previous
 
 
 def _in_xla_context() -> bool:

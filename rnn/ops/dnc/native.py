@@ -22,12 +22,12 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from rnn.ops._library import LIBRARIES
-from rnn.ops._native import portable
+from rnn.ops._native import KernelSwitch, portable
 
 __all__ = ["native_kernels_available", "portable", "set_native_kernels"]
 
 LIBRARY = LIBRARIES["dnc"]
-_enabled = True
+SWITCH = KernelSwitch()
 
 
 def native_kernels_available() -> bool:
@@ -55,14 +55,7 @@ def set_native_kernels(enabled: bool) -> bool:
     >>> set_native_kernels(previous)
     False
     """
-    global _enabled
-    previous, _enabled = _enabled, bool(enabled)
-    return previous
-
-
-def enabled() -> bool:
-    """The :func:`set_native_kernels` setting."""
-    return _enabled
+    return SWITCH.set(enabled)
 
 
 def _mask(mask: tf.Tensor | None) -> tf.Tensor:

@@ -81,7 +81,7 @@ def kernels_apply(dtype: tf.DType) -> bool:
     """Whether :func:`dnc_sequence` traced (or run eagerly) now would use the
     compiled kernels: float32, no visible GPU, not under XLA, kernels on and
     loaded."""
-    return _native.use_native(native_ops.LIBRARY, native_ops.enabled(), dtype)
+    return _native.use_native(native_ops.LIBRARY, native_ops.SWITCH.enabled, dtype)
 
 
 def _finish(
@@ -209,8 +209,8 @@ def dnc_sequence(
     variant = (x.dtype, mask is not None, h, r, w, n)
     results = _programs.call_with_gradient(
         "dnc_sequence",
-        PROGRAMS.select(variant, "fwd", native_ops.enabled()),
-        lambda: PROGRAMS.select(variant, "bwd", native_ops.enabled()),
+        PROGRAMS.select(variant, "fwd", native_ops.SWITCH.enabled),
+        lambda: PROGRAMS.select(variant, "bwd", native_ops.SWITCH.enabled),
         _finish,
         [zx, kernel[features:], recurrent_kernel, interface_kernel, interface_bias, *state],
         extra,

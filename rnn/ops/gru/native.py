@@ -28,13 +28,13 @@ import tensorflow as tf
 
 from rnn.ops import _native, _programs
 from rnn.ops._library import LIBRARIES
-from rnn.ops._native import portable
+from rnn.ops._native import KernelSwitch, portable
 from rnn.ops.gru import programs
 
 __all__ = ["native_kernels_available", "portable", "set_native_kernels"]
 
 LIBRARY = LIBRARIES["gru"]
-_enabled = True
+SWITCH = KernelSwitch()
 
 
 def native_kernels_available() -> bool:
@@ -72,14 +72,7 @@ def set_native_kernels(enabled: bool) -> bool:
     >>> float(h[0, 0])      # z = 0.5, n = 0: 0.5 * 0 + 0.5 * 0
     0.0
     """
-    global _enabled
-    previous, _enabled = _enabled, bool(enabled)
-    return previous
-
-
-def enabled() -> bool:
-    """The :func:`set_native_kernels` setting."""
-    return _enabled
+    return SWITCH.set(enabled)
 
 
 def forward(

@@ -217,8 +217,8 @@ def gru_sequence(
     variant = (x.dtype, reset_after, sequence_length is not None, bool(reverse), resets)
     out, h = _programs.call_with_gradient(
         "gru_sequence",
-        PROGRAMS.select(variant, "fwd", native_ops.enabled()),
-        lambda: PROGRAMS.select(variant, "bwd", native_ops.enabled()),
+        PROGRAMS.select(variant, "fwd", native_ops.SWITCH.enabled),
+        lambda: PROGRAMS.select(variant, "bwd", native_ops.SWITCH.enabled),
         lambda r, a, saved: programs.gradients(
             r[0],
             r[1],

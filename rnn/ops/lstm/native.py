@@ -26,13 +26,13 @@ import tensorflow as tf
 
 from rnn.ops import _native, _programs
 from rnn.ops._library import LIBRARIES
-from rnn.ops._native import portable
+from rnn.ops._native import KernelSwitch, portable
 from rnn.ops.lstm import programs
 
 __all__ = ["native_kernels_available", "portable", "set_native_kernels"]
 
 LIBRARY = LIBRARIES["lstm"]
-_enabled = True
+SWITCH = KernelSwitch()
 
 
 def native_kernels_available() -> bool:
@@ -71,14 +71,7 @@ def set_native_kernels(enabled: bool) -> bool:
     >>> float(h[0, 0])      # sigmoid(0) * tanh(c), c = 0.5 * 0 + 0.5 * 0
     0.0
     """
-    global _enabled
-    previous, _enabled = _enabled, bool(enabled)
-    return previous
-
-
-def enabled() -> bool:
-    """The :func:`set_native_kernels` setting."""
-    return _enabled
+    return SWITCH.set(enabled)
 
 
 def _none(dtype: tf.DType) -> tf.Tensor:

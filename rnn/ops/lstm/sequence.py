@@ -227,11 +227,11 @@ def lstm_sequence(
     variant = (x.dtype, sequence_length is not None, bool(reverse), resets)
 
     def backward(d_cs: bool = False) -> Any:
-        return PROGRAMS.select((*variant, d_cs), "bwd", native_ops.enabled())
+        return PROGRAMS.select((*variant, d_cs), "bwd", native_ops.SWITCH.enabled)
 
     results = _programs.call_with_gradient(
         "lstm_sequence",
-        PROGRAMS.select((*variant, bool(return_all_states)), "fwd", native_ops.enabled()),
+        PROGRAMS.select((*variant, bool(return_all_states)), "fwd", native_ops.SWITCH.enabled),
         backward,
         lambda r, a, saved: programs.gradients(
             r,

@@ -22,12 +22,13 @@ import tensorflow as tf
 
 from rnn.ops import _native, _programs
 from rnn.ops._library import LIBRARIES
+from rnn.ops._native import KernelSwitch
 from rnn.ops.gru import native as gru_native
 
-__all__ = ["enabled", "native_kernels_available", "set_native_kernels"]
+__all__ = ["native_kernels_available", "set_native_kernels"]
 
 LIBRARY = LIBRARIES["gru"]
-_enabled = True
+SWITCH = KernelSwitch()
 
 
 def native_kernels_available() -> bool:
@@ -47,14 +48,7 @@ def set_native_kernels(enabled: bool) -> bool:
     >>> set_native_kernels(previous)
     False
     """
-    global _enabled
-    previous, _enabled = _enabled, bool(enabled)
-    return previous
-
-
-def enabled() -> bool:
-    """The :func:`set_native_kernels` setting."""
-    return _enabled
+    return SWITCH.set(enabled)
 
 
 def forward(

@@ -176,8 +176,8 @@ def vanilla_sequence(
     variant = (x.dtype, sequence_length is not None, bool(reverse), resets)
     out, h = _programs.call_with_gradient(
         name,
-        PROGRAMS.select(variant, "fwd", native_ops.enabled()),
-        lambda: PROGRAMS.select(variant, "bwd", native_ops.enabled()),
+        PROGRAMS.select(variant, "fwd", native_ops.SWITCH.enabled),
+        lambda: PROGRAMS.select(variant, "bwd", native_ops.SWITCH.enabled),
         lambda r, a, saved: programs.gradients(
             r[0],
             r[1],
