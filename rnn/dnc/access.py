@@ -28,6 +28,7 @@ the interface vector but leave the state as it is:
 from __future__ import annotations
 
 import collections
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,34 @@ class AccessState(
     """
 
     __slots__ = ()
+
+    def as_tensors(self) -> list[Any]:
+        """Its six tensors in the order of the DNC's compiled kernels
+        (:mod:`rnn.ops.dnc`): memory, read weights, write weights, link,
+        precedence weights, usage.
+
+        >>> state = MemoryAccess(4, 2).initial_state(1)
+        >>> [t.shape.as_list() for t in state.as_tensors()][3:]
+        [[1, 1, 4, 4], [1, 1, 4], [1, 4]]
+        >>> AccessState.from_tensors(state.as_tensors()).linkage.link.shape.as_list()
+        [1, 1, 4, 4]
+        """
+        return [
+            self.memory,
+            self.read_weights,
+            self.write_weights,
+            self.linkage.link,
+            self.linkage.precedence_weights,
+            self.usage,
+        ]
+
+    @classmethod
+    def from_tensors(cls, tensors: Sequence[Any]) -> AccessState:
+        """The state of six tensors in :meth:`as_tensors`' order."""
+        memory, read_weights, write_weights, link, precedence, usage = tensors
+        return cls(
+            memory, read_weights, write_weights, TemporalLinkageState(link, precedence), usage
+        )
 
 
 class Interface(

@@ -400,18 +400,12 @@ class DNC(RNNCore):
         if weights is None:
             return None
         kernel, recurrent_kernel, bias, interface_kernel, interface_bias, w_out, b_out = weights
-        access = initial_state.access_state
         controller = initial_state.controller_state
         state = [
             controller.hidden,
             controller.cell,
             initial_state.access_output,
-            access.memory,
-            access.read_weights,
-            access.write_weights,
-            access.linkage.link,
-            access.linkage.precedence_weights,
-            access.usage,
+            *initial_state.access_state.as_tensors(),
         ]
         hs, rs, final = dnc_sequence(
             input_sequence,
@@ -437,15 +431,8 @@ class DNC(RNNCore):
             valid = tf.sequence_mask(sequence_length, n_steps)  # [B, T]
             valid = tf.transpose(valid)[:, :, tf.newaxis]
             output = tf.where(valid, output, tf.zeros([], output.dtype))
-        h, c, r, memory, read_weights, write_weights, link, precedence, usage = final
         return output, DNCState(
-            access_output=r,
-            access_state=AccessState(
-                memory=memory,
-                read_weights=read_weights,
-                write_weights=write_weights,
-                linkage=TemporalLinkageState(link=link, precedence_weights=precedence),
-                usage=usage,
-            ),
-            controller_state=type(controller)(hidden=h, cell=c),
+            access_output=final[2],
+            access_state=AccessState.from_tensors(final[3:]),
+            controller_state=type(controller)(hidden=final[0], cell=final[1]),
         )

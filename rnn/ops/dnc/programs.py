@@ -27,7 +27,6 @@ from typing import Any
 import tensorflow as tf
 
 from rnn.dnc.access import AccessState, access_step, parse_interface
-from rnn.dnc.addressing import TemporalLinkageState
 
 __all__ = ["backward", "forward"]
 
@@ -44,7 +43,7 @@ def _step(
     from rnn.cores import LSTMState, _lstm_fn
 
     read_kernel, recurrent_kernel, interface_kernel, interface_bias = weights
-    h, c, r, memory, read_weights, write_weights, link, precedence, usage = state
+    h, c, r = state[:3]
     num_reads, word_size = r.shape[1], r.shape[2]
     reads = tf.reshape(r, [-1, num_reads * word_size])
     # zx_t (the input projection and the bias) goes in as _lstm_fn's bias.
@@ -53,22 +52,9 @@ def _step(
     if probe_t is not None:
         xi = xi + probe_t
     words, access = access_step(
-        parse_interface(xi, word_size, num_reads, 1),
-        AccessState(
-            memory, read_weights, write_weights, TemporalLinkageState(link, precedence), usage
-        ),
+        parse_interface(xi, word_size, num_reads, 1), AccessState.from_tensors(state[3:])
     )
-    return [
-        hidden,
-        cell.cell,
-        words,
-        access.memory,
-        access.read_weights,
-        access.write_weights,
-        access.linkage.link,
-        access.linkage.precedence_weights,
-        access.usage,
-    ]
+    return [hidden, cell.cell, words, *access.as_tensors()]
 
 
 def _run(
