@@ -36,20 +36,25 @@
  *                      squashings (the weight gradients are matmuls over
  *                      all steps after the op, programs.py)
  *
- *   tape  [B ((T+1) SS + T XS)]  every step's state and intermediates,
- *                      per row (layout(): SS and XS floats), for the
- *                      backward op; given [0] instead (the TensorFlow
- *                      forward program's), the backward op runs the
- *                      forward pass again into a tape of its own
+ *   tape  [ceil(B / LANES) ((T+1) SS + T XS) LANES]  every step's state
+ *                      and intermediates, per block of LANES rows
+ *                      (layout(): SS and XS vectors), for the backward
+ *                      op; given [0] instead (the TensorFlow forward
+ *                      program's), the backward op runs the forward pass
+ *                      again into a tape of its own. (LANES depends on the
+ *                      instruction set: the tape is for the backward op of
+ *                      the same process, nothing else.)
  *
- * Batch rows are independent: the threads take blocks of ROWS rows as
- * they finish them (rows_next), and a block goes through the whole
- * sequence, its rows in step with each other so that the controller's
- * and the interface's products are small matrix products over them
- * (gemm_rows); the rest of a step (the memory access, about a thousand
- * small loops over the slots) is per row. A masked step carries the state
- * (and its gradient) through unchanged. Every row is computed the same way
- * whatever the thread count.
+ * Batch rows are independent, and a block of LANES of them (8 with AVX2)
+ * goes through the whole sequence side by side: every float of a row's
+ * state and of its step is a vector of the block's rows, so the memory
+ * access (about a thousand small loops over the slots) and the cells are
+ * vector operations without shuffles or sums across a vector, and the
+ * controller's and the interface's products broadcast the weights over
+ * the rows (gemm_lanes). The threads take blocks as they finish them
+ * (block_next). A masked step carries a row's state (and its gradient)
+ * through unchanged. Every row is computed the same way whatever the
+ * thread count.
  *
  * One library for every x86-64 CPU (rnn/ops/_build.py): the compute part is
  * compiled once per instruction set with -DRNN_KERNEL_ISA=<name> (entry
@@ -91,25 +96,42 @@ enum { ST_H, ST_C, ST_R, ST_M, ST_RW, ST_WW, ST_L, ST_P, ST_U };
 #ifdef RNN_KERNEL_ISA
 /* ============================================== the compute part, per ISA */
 
-/* Most loops here are sums (dot products of 16 to 256 terms): without
- * reassociation the compiler keeps them in order, one dependent add after
- * another, and the backward op ran 4-6x slower. (The sums then round
- * differently from TensorFlow's, within float32's tolerance either way.) */
+/* The loops here run over the slots of one row's memory (16 at the demo's
+ * sizes) with every operation on a vector of LANES batch rows, so most of
+ * them are sums: without reassociation the compiler keeps them in order,
+ * one dependent add after another. (The sums then round differently from
+ * TensorFlow's, within float32's tolerance either way.) */
 #if defined(__clang__)
 #pragma clang fp reassociate(on)
 #elif defined(__GNUC__)
 #pragma GCC optimize("associative-math", "no-signed-zeros")
 #endif
 
+/* Batch rows side by side in one vector: a block of LANES rows goes through
+ * the sequence together, each of its floats (a row's h[3], its memory's
+ * slot 5 word 2, ...) one vector of the rows' values ("lanes"), so every
+ * operation of the step is a vector operation with no sums across a vector
+ * and no shuffles: the memory access's loops are tiny (16 slots of 16) and
+ * per row they ran at a fraction of the vector units' speed. */
+#if defined(__AVX512F__)
+#define LANES 16
+#elif defined(__AVX2__) || defined(__AVX__)
+#define LANES 8
+#else
+#define LANES 4
+#endif
+typedef float vf __attribute__((vector_size(LANES * sizeof(float))));
+typedef int32_t vi __attribute__((vector_size(LANES * sizeof(int32_t))));
+
 #if defined(__x86_64__) || defined(__i386__)
 #define CPU_RELAX() __builtin_ia32_pause()
 #else
 #define CPU_RELAX() ((void)0)
 #endif
-#define UNIT_ALIGN      4 /* batch rows per thread, at least */
+#define UNIT_ALIGN      LANES /* batch rows per thread, at least */
 #define RNN_THREADS_ENV "RNN_DNC_THREADS"
 #include "../threads.h"
-/* (The rows never meet at threads.h's barrier: this keeps -Wall quiet.) */
+/* (The blocks never meet at threads.h's barrier: this keeps -Wall quiet.) */
 static void (*const unused_barrier)(barrier_t *) __attribute__((unused)) = barrier_wait;
 
 /* Added under square roots and to usages: rnn.dnc.addressing.EPSILON. */
@@ -117,15 +139,16 @@ static void (*const unused_barrier)(barrier_t *) __attribute__((unused)) = barri
 
 struct job {
     int nthreads;
-    barrier_t barrier; /* (threads.h's; these rows never wait for each other) */
+    barrier_t barrier; /* (threads.h's; these blocks never wait for each other) */
     int64_t T, B, H, G, K, R, W, N, RW;
-    /* Offsets in a row's state vector (SS floats) ... */
+    /* Offsets in a block's state (SS vectors) ... */
     int64_t s_off[N_STATE], s_len[N_STATE], SS;
-    /* ... in a step's intermediates (XS floats) ... */
-    int64_t x_gate, x_tc, x_raw, x_par, x_psi, x_uaw, x_simw, x_cw, x_us, x_prod, x_logs, x_a,
-        x_simr, x_rc, x_fwd, x_bwd, x_mnp, x_mn, x_knr, x_knw, XS;
-    /* ... and in the interface vector (K floats). */
+    /* ... in a step's intermediates (XS vectors) ... */
+    int64_t x_gate, x_tc, x_raw, x_par, x_psi, x_uaw, x_simw, x_cw, x_us, x_prod, x_a, x_simr, x_rc,
+        x_fwd, x_bwd, x_mnp, x_mn, x_knr, x_knw, XS;
+    /* ... and in the interface vector (K). */
     int64_t i_kr, i_br, i_kw, i_bw, i_e, i_v, i_fg, i_ga, i_gw, i_pi;
+    int64_t BLOCK; /* vectors of one block's tape: (T + 1) SS + T XS */
     const float *zx, *wkr, *wr, *wi, *bi;
     float *wcat;  /* [R W + H, 4H]: read_kernel over recurrent_kernel */
     float *wcatT; /* [4H, R W + H]: its transpose (backward) */
@@ -142,7 +165,7 @@ struct job {
     const float *d_hs, *d_rs, *d_fin[N_STATE];
     float *d_zx, *d_xi, *d_init[N_STATE];
     atomic_int out_of_memory;
-    atomic_int next_block; /* the next block of ROWS rows to take (rows_next) */
+    atomic_int next_block; /* the next block of LANES rows to take (block_next) */
 };
 
 static void
@@ -157,6 +180,66 @@ set_threads(job_t *j, int n)
 #include "../fastmath.h" /* tanh_f, sigmoid_f */
 #include "../tfc.h"      /* fail, check_dims, output, get_inputs, ... */
 
+static inline vf
+vsel(vi m, vf a, vf b) /* a where m, else b */
+{
+    return (vf)((m & (vi)a) | (~m & (vi)b));
+}
+
+static inline vf
+vmax(vf a, vf b)
+{
+    return vsel(a > b, a, b);
+}
+
+static inline vf
+vsqrt(vf x)
+{
+    vf r;
+    for (int l = 0; l < LANES; l++)
+        r[l] = sqrtf(x[l]);
+    return r;
+}
+
+static inline vf
+vtanh(vf x)
+{
+    vf r;
+    for (int l = 0; l < LANES; l++)
+        r[l] = tanh_f(x[l]);
+    return r;
+}
+
+static inline vf
+vsigmoid(vf x)
+{
+    return 0.5f * vtanh(0.5f * x) + 0.5f;
+}
+
+/* exp(x), 2^n e^r with |r| <= log(2)/2 and Cephes' polynomial for e^r: a
+ * relative error within 3e-7 (0 below -87.3; above 88 it gives exp(88);
+ * the softmaxes' x - max is <= 0). */
+static inline vf
+vexp(vf x)
+{
+    const vi low = x < -87.3365447f;
+    x = vmax(x, (vf){0} - 87.3365447f);
+    x = vsel(x > 88.0f, (vf){0} + 88.0f, x);
+    const vf y = x * 1.44269504088896341f + 0.5f;
+    vi n = __builtin_convertvector(y, vi);
+    n += __builtin_convertvector(n, vf) > y; /* floor (true is -1) */
+    const vf fn = __builtin_convertvector(n, vf);
+    const vf r = (x - fn * 0.693359375f) + fn * 2.12194440e-4f;
+    vf p = 1.9875691500e-4f * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    const vf e = p * r * r + r + 1.0f;
+    const vf scale = (vf)((n + 127) << 23);
+    return vsel(low, (vf){0}, e * scale);
+}
+
 /* TensorFlow's softplus: log(1 + exp(x)), with its large and small branches. */
 static inline float
 softplus_f(float x)
@@ -169,34 +252,44 @@ softplus_f(float x)
     return log1pf(expf(x));
 }
 
+static inline vf
+vsoftplus(vf x)
+{
+    vf r;
+    for (int l = 0; l < LANES; l++)
+        r[l] = softplus_f(x[l]);
+    return r;
+}
+
 /* out[n] = softmax over n of beta * sim[n]. */
 static inline __attribute__((always_inline)) void
-softmax_scaled(const float *sim, float beta, int64_t n, float *out)
+softmax_scaled(const vf *sim, vf beta, int64_t n, vf *out)
 {
-    float top = -INFINITY;
-    for (int64_t i = 0; i < n; i++)
-        top = (beta * sim[i] > top ? beta * sim[i] : top);
-    float sum = 0.0f;
+    vf top = beta * sim[0];
+    for (int64_t i = 1; i < n; i++)
+        top = vmax(top, beta * sim[i]);
+    vf sum = {0};
     for (int64_t i = 0; i < n; i++) {
-        out[i] = expf(beta * sim[i] - top);
+        out[i] = vexp(beta * sim[i] - top);
         sum += out[i];
     }
+    const vf inv = 1.0f / sum;
     for (int64_t i = 0; i < n; i++)
-        out[i] /= sum;
+        out[i] *= inv;
 }
 
 /* Content weights of one key on memory [N, W] with the rows' norms `mn`:
  * sim[n] = key . M[n] / (|key|_eps |M[n]|_eps), w = softmax(beta sim). */
-static inline __attribute__((always_inline)) float
-content(const float *memory, const float *mn, const float *key, float beta, int64_t N, int64_t W,
-        float *sim, float *w)
+static inline __attribute__((always_inline)) vf
+content(const vf *memory, const vf *mn, const vf *key, vf beta, int64_t N, int64_t W, vf *sim,
+        vf *w)
 {
-    float kk = 0.0f;
+    vf kk = {0};
     for (int64_t i = 0; i < W; i++)
         kk += key[i] * key[i];
-    const float kn = sqrtf(kk + EPS);
+    const vf kn = vsqrt(kk + EPS);
     for (int64_t n = 0; n < N; n++) {
-        float dot = 0.0f;
+        vf dot = {0};
         for (int64_t i = 0; i < W; i++)
             dot += key[i] * memory[n * W + i];
         sim[n] = dot / (kn * mn[n]);
@@ -206,34 +299,34 @@ content(const float *memory, const float *mn, const float *key, float beta, int6
 }
 
 static inline __attribute__((always_inline)) void
-row_norms(const float *memory, int64_t N, int64_t W, float *mn)
+row_norms(const vf *memory, int64_t N, int64_t W, vf *mn)
 {
     for (int64_t n = 0; n < N; n++) {
-        float s = 0.0f;
+        vf s = {0};
         for (int64_t i = 0; i < W; i++)
             s += memory[n * W + i] * memory[n * W + i];
-        mn[n] = sqrtf(s + EPS);
+        mn[n] = vsqrt(s + EPS);
     }
 }
 
 /* The gradient of content(): given dw (of the weights), adds to d_key,
  * d_memory (except through the norms: d_mn, added to by the caller's
  * rows) and returns d_beta. */
-static inline __attribute__((always_inline)) float
-content_backward(const float *memory, const float *mn, const float *key, float kn, float beta,
-                 const float *sim, const float *w, const float *dw, int64_t N, int64_t W,
-                 float *d_key, float *d_memory, float *d_mn)
+static inline __attribute__((always_inline)) vf
+content_backward(const vf *memory, const vf *mn, const vf *key, vf kn, vf beta, const vf *sim,
+                 const vf *w, const vf *dw, int64_t N, int64_t W, vf *d_key, vf *d_memory, vf *d_mn)
 {
-    float s = 0.0f;
+    vf s = {0};
     for (int64_t n = 0; n < N; n++)
         s += w[n] * dw[n];
-    float d_beta = 0.0f, d_kn = 0.0f;
+    vf d_beta = {0}, d_kn = {0};
+    const vf inv_kn = 1.0f / kn;
     for (int64_t n = 0; n < N; n++) {
-        const float ds = w[n] * (dw[n] - s); /* of beta * sim[n] */
+        const vf ds = w[n] * (dw[n] - s); /* of beta * sim[n] */
         d_beta += ds * sim[n];
-        const float d_sim = beta * ds;
-        const float d_dot = d_sim / (kn * mn[n]);
-        d_kn -= d_sim * sim[n] / kn;
+        const vf d_sim = beta * ds;
+        const vf d_dot = d_sim * inv_kn / mn[n];
+        d_kn -= d_sim * sim[n] * inv_kn;
         d_mn[n] -= d_sim * sim[n] / mn[n];
         for (int64_t i = 0; i < W; i++)
             d_key[i] += d_dot * memory[n * W + i];
@@ -241,99 +334,103 @@ content_backward(const float *memory, const float *mn, const float *key, float k
             d_memory[n * W + i] += d_dot * key[i];
     }
     for (int64_t i = 0; i < W; i++)
-        d_key[i] += d_kn * key[i] / kn;
+        d_key[i] += d_kn * key[i] * inv_kn;
     return d_beta;
 }
 
 /* ------------------------------------------------------------- one step */
 
 /* A step's controller cell, its pre-activations already in x's gates
- * (gemm_rows): state sp -> sn's h and c. */
+ * (gemm_lanes): state sp -> sn's h and c. */
 static void
-cell_forward(const job_t *j, const float *sp, float *sn, float *x)
+cell_forward(const job_t *j, const vf *sp, vf *sn, vf *x)
 {
-    const int64_t H = j->H, G = j->G;
-    const float *cp = sp + j->s_off[ST_C];
-    float *h = sn + j->s_off[ST_H], *c = sn + j->s_off[ST_C];
-    float *gate = x + j->x_gate, *tc = x + j->x_tc;
-    for (int64_t i = 0; i < G; i++)
-        gate[i] = i >= 2 * H && i < 3 * H ? tanh_f(gate[i]) : sigmoid_f(gate[i]);
+    const int64_t H = j->H;
+    const vf *cp = sp + j->s_off[ST_C];
+    vf *h = sn + j->s_off[ST_H], *c = sn + j->s_off[ST_C];
+    vf *gate = x + j->x_gate, *tc = x + j->x_tc;
+    for (int64_t i = 0; i < 2 * H; i++)
+        gate[i] = vsigmoid(gate[i]);
+    for (int64_t i = 2 * H; i < 3 * H; i++)
+        gate[i] = vtanh(gate[i]);
+    for (int64_t i = 3 * H; i < 4 * H; i++)
+        gate[i] = vsigmoid(gate[i]);
     for (int64_t i = 0; i < H; i++) {
         c[i] = gate[H + i] * cp[i] + gate[i] * gate[2 * H + i];
-        tc[i] = tanh_f(c[i]);
+        tc[i] = vtanh(c[i]);
         h[i] = gate[3 * H + i] * tc[i];
     }
 }
 
-/* The rest of a step, its interface vector already in x (gemm_rows):
+/* The rest of a step, its interface vector already in x (gemm_lanes):
  * the squashings, then the memory access; state sp -> sn. */
 static inline __attribute__((always_inline)) void
-access_forward(const job_t *j, const float *sp, float *sn, float *x, const int64_t R,
-               const int64_t W, const int64_t N)
+access_forward(const job_t *j, const vf *sp, vf *sn, vf *x, const int64_t R, const int64_t W,
+               const int64_t N)
 {
     const int64_t K = j->K;
-    const float *Mp = sp + j->s_off[ST_M], *rwp = sp + j->s_off[ST_RW];
-    const float *wwp = sp + j->s_off[ST_WW], *Lp = sp + j->s_off[ST_L];
-    const float *pp = sp + j->s_off[ST_P], *up = sp + j->s_off[ST_U];
-    float *r = sn + j->s_off[ST_R];
-    float *M = sn + j->s_off[ST_M], *rw = sn + j->s_off[ST_RW], *ww = sn + j->s_off[ST_WW];
-    float *L = sn + j->s_off[ST_L], *p = sn + j->s_off[ST_P], *u = sn + j->s_off[ST_U];
-    const float *raw = x + j->x_raw;
-    float *par = x + j->x_par;
+    const vf *Mp = sp + j->s_off[ST_M], *rwp = sp + j->s_off[ST_RW];
+    const vf *wwp = sp + j->s_off[ST_WW], *Lp = sp + j->s_off[ST_L];
+    const vf *pp = sp + j->s_off[ST_P], *up = sp + j->s_off[ST_U];
+    vf *r = sn + j->s_off[ST_R];
+    vf *M = sn + j->s_off[ST_M], *rw = sn + j->s_off[ST_RW], *ww = sn + j->s_off[ST_WW];
+    vf *L = sn + j->s_off[ST_L], *p = sn + j->s_off[ST_P], *u = sn + j->s_off[ST_U];
+    const vf *raw = x + j->x_raw;
+    vf *par = x + j->x_par;
 
     /* The squashings (rnn.dnc.access.parse_interface). */
     for (int64_t k = 0; k < K; k++)
         par[k] = raw[k];
     for (int64_t k = 0; k < R; k++)
-        par[j->i_br + k] = 1.0f + softplus_f(raw[j->i_br + k]);
-    par[j->i_bw] = 1.0f + softplus_f(raw[j->i_bw]);
+        par[j->i_br + k] = 1.0f + vsoftplus(raw[j->i_br + k]);
+    par[j->i_bw] = 1.0f + vsoftplus(raw[j->i_bw]);
     for (int64_t k = 0; k < W; k++)
-        par[j->i_e + k] = sigmoid_f(raw[j->i_e + k]);
+        par[j->i_e + k] = vsigmoid(raw[j->i_e + k]);
     for (int64_t k = 0; k < R; k++)
-        par[j->i_fg + k] = sigmoid_f(raw[j->i_fg + k]);
-    par[j->i_ga] = sigmoid_f(raw[j->i_ga]);
-    par[j->i_gw] = sigmoid_f(raw[j->i_gw]);
+        par[j->i_fg + k] = vsigmoid(raw[j->i_fg + k]);
+    par[j->i_ga] = vsigmoid(raw[j->i_ga]);
+    par[j->i_gw] = vsigmoid(raw[j->i_gw]);
     for (int64_t k = 0; k < R; k++) {
-        const float *m = raw + j->i_pi + 3 * k;
-        const float top01 = m[0] > m[1] ? m[0] : m[1];
-        const float top = top01 > m[2] ? top01 : m[2];
-        const float e0 = expf(m[0] - top), e1 = expf(m[1] - top), e2 = expf(m[2] - top);
-        const float s = e0 + e1 + e2;
-        par[j->i_pi + 3 * k] = e0 / s;
-        par[j->i_pi + 3 * k + 1] = e1 / s;
-        par[j->i_pi + 3 * k + 2] = e2 / s;
+        const vf *m = raw + j->i_pi + 3 * k;
+        const vf top = vmax(vmax(m[0], m[1]), m[2]);
+        const vf e0 = vexp(m[0] - top), e1 = vexp(m[1] - top), e2 = vexp(m[2] - top);
+        const vf inv = 1.0f / (e0 + e1 + e2);
+        par[j->i_pi + 3 * k] = e0 * inv;
+        par[j->i_pi + 3 * k + 1] = e1 * inv;
+        par[j->i_pi + 3 * k + 2] = e2 * inv;
     }
-    const float *kr = par + j->i_kr, *br = par + j->i_br, *kw = par + j->i_kw;
-    const float bw = par[j->i_bw], *e = par + j->i_e, *v = par + j->i_v, *fr = par + j->i_fg;
-    const float ga = par[j->i_ga], gw = par[j->i_gw], *pi = par + j->i_pi;
+    const vf *kr = par + j->i_kr, *br = par + j->i_br, *kw = par + j->i_kw;
+    const vf bw = par[j->i_bw], *e = par + j->i_e, *v = par + j->i_v, *fr = par + j->i_fg;
+    const vf ga = par[j->i_ga], gw = par[j->i_gw], *pi = par + j->i_pi;
 
     /* Usage: (u + w - u w) psi, psi = prod_r (1 - f_r rw_r). */
-    float *psi = x + j->x_psi, *uaw = x + j->x_uaw;
+    vf *psi = x + j->x_psi, *uaw = x + j->x_uaw;
     for (int64_t n = 0; n < N; n++) {
-        float q = 1.0f;
-        for (int64_t k = 0; k < R; k++)
+        vf q = 1.0f - fr[0] * rwp[n];
+        for (int64_t k = 1; k < R; k++)
             q *= 1.0f - fr[k] * rwp[k * N + n];
         psi[n] = q;
         uaw[n] = up[n] + wwp[n] - up[n] * wwp[n];
         u[n] = uaw[n] * psi[n];
     }
     /* Write weights: content on the old memory, mixed with allocation. */
-    float *mnp = x + j->x_mnp, *simw = x + j->x_simw, *cw = x + j->x_cw;
+    vf *mnp = x + j->x_mnp, *simw = x + j->x_simw, *cw = x + j->x_cw;
     row_norms(Mp, N, W, mnp);
     x[j->x_knw] = content(Mp, mnp, kw, bw, N, W, simw, cw);
-    float *us = x + j->x_us, *prod = x + j->x_prod, *a = x + j->x_a;
+    vf *us = x + j->x_us, *prod = x + j->x_prod, *a = x + j->x_a;
     for (int64_t n = 0; n < N; n++)
         us[n] = EPS + (1.0f - EPS) * u[n];
-    float *logs = x + j->x_logs;
-    for (int64_t n = 0; n < N; n++)
-        logs[n] = logf(us[n]);
+    const vf one = (vf){0} + 1.0f;
     for (int64_t i = 0; i < N; i++) {
-        /* Slot k comes before slot i when us[k] < us[i], ties to the lower index. */
-        float s = 0.0f;
-        for (int64_t k = 0; k < N; k++)
-            s += us[k] < us[i] || (us[k] == us[i] && k < i) ? logs[k] : 0.0f;
-        prod[i] = expf(s);
-        a[i] = (1.0f - us[i]) * prod[i];
+        /* The product of the usages of the slots before slot i in the
+         * ascending sort (us[k] < us[i], ties to the lower index). */
+        vf q = one;
+        for (int64_t k = 0; k < i; k++)
+            q *= vsel(us[k] <= us[i], us[k], one);
+        for (int64_t k = i + 1; k < N; k++)
+            q *= vsel(us[k] < us[i], us[k], one);
+        prod[i] = q;
+        a[i] = (1.0f - us[i]) * q;
     }
     for (int64_t n = 0; n < N; n++)
         ww[n] = gw * (ga * a[n] + (1.0f - ga) * cw[n]);
@@ -342,111 +439,112 @@ access_forward(const job_t *j, const float *sp, float *sn, float *x, const int64
         for (int64_t i = 0; i < W; i++)
             M[n * W + i] = Mp[n * W + i] * (1.0f - ww[n] * e[i]) + ww[n] * v[i];
     /* Linkage: the link from the previous precedence, then the precedence. */
-    float total = 0.0f;
+    vf total = {0};
     for (int64_t n = 0; n < N; n++)
         total += ww[n];
     for (int64_t i = 0; i < N; i++)
         for (int64_t k = 0; k < N; k++)
-            L[i * N + k] = i == k ? 0.0f : (1.0f - ww[i] - ww[k]) * Lp[i * N + k] + ww[i] * pp[k];
+            L[i * N + k] =
+                i == k ? (vf){0} : (1.0f - ww[i] - ww[k]) * Lp[i * N + k] + ww[i] * pp[k];
     for (int64_t n = 0; n < N; n++)
         p[n] = (1.0f - total) * pp[n] + ww[n];
     /* Read weights: content on the new memory, and the link traversals. */
-    float *mn = x + j->x_mn, *simr = x + j->x_simr, *rc = x + j->x_rc;
-    float *fw = x + j->x_fwd, *bk = x + j->x_bwd, *knr = x + j->x_knr;
+    vf *mn = x + j->x_mn, *simr = x + j->x_simr, *rc = x + j->x_rc;
+    vf *fw = x + j->x_fwd, *bk = x + j->x_bwd, *knr = x + j->x_knr;
     row_norms(M, N, W, mn);
     for (int64_t k = 0; k < R; k++)
         knr[k] = content(M, mn, kr + k * W, br[k], N, W, simr + k * N, rc + k * N);
     for (int64_t k = 0; k < R; k++) {
-        const float *wp = rwp + k * N;
+        const vf *wp = rwp + k * N;
         for (int64_t i = 0; i < N; i++) {
-            float s = 0.0f;
+            vf s = {0};
             for (int64_t m = 0; m < N; m++)
                 s += L[i * N + m] * wp[m];
             fw[k * N + i] = s;
         }
-        for (int64_t m = 0; m < N; m++)
-            bk[k * N + m] = 0.0f;
-        for (int64_t i = 0; i < N; i++)
-            for (int64_t m = 0; m < N; m++)
-                bk[k * N + m] += L[i * N + m] * wp[i];
+        for (int64_t m = 0; m < N; m++) {
+            vf s = {0};
+            for (int64_t i = 0; i < N; i++)
+                s += L[i * N + m] * wp[i];
+            bk[k * N + m] = s;
+        }
         for (int64_t n = 0; n < N; n++)
             rw[k * N + n] = pi[3 * k] * bk[k * N + n] + pi[3 * k + 1] * fw[k * N + n] +
                             pi[3 * k + 2] * rc[k * N + n];
     }
     /* Read. */
-    for (int64_t k = 0; k < R * W; k++)
-        r[k] = 0.0f;
     for (int64_t k = 0; k < R; k++)
-        for (int64_t n = 0; n < N; n++)
-            for (int64_t i = 0; i < W; i++)
-                r[k * W + i] += rw[k * N + n] * M[n * W + i];
+        for (int64_t i = 0; i < W; i++) {
+            vf s = {0};
+            for (int64_t n = 0; n < N; n++)
+                s += rw[k * N + n] * M[n * W + i];
+            r[k * W + i] = s;
+        }
 }
 
 /* Scratch for one step's backward pass. */
 typedef struct {
-    float *drw, *dM, *dL, *dww, *dus, *dmn, *dpar, *dz, *dcw, *drc, *dfw, *dbk, *dpsi;
+    vf *dww, *dus, *dmn, *dpar, *dcw, *drc, *dfw, *dbk, *dpsi;
 } scratch_t;
 
 /* The gradient of a step's memory access: dn (of the state after it, the
  * outputs' gradients included) -> dp (of the state before it; all but h,
- * c and r, which cell_backward and gemm_rows give) and d_xi, the gradient
+ * c and r, which cell_backward and gemm_lanes give) and d_xi, the gradient
  * of the raw interface vector. dn is used as scratch. */
 static inline __attribute__((always_inline)) void
-access_backward(const job_t *j, const float *sp, const float *sn, const float *x, float *dn,
-                float *dp, float *d_xi, scratch_t *s, const int64_t R, const int64_t W,
-                const int64_t N)
+access_backward(const job_t *j, const vf *sp, const vf *sn, const vf *x, vf *dn, vf *dp, vf *d_xi,
+                scratch_t *s, const int64_t R, const int64_t W, const int64_t N)
 {
     const int64_t K = j->K;
-    const float *Mp = sp + j->s_off[ST_M], *rwp = sp + j->s_off[ST_RW];
-    const float *wwp = sp + j->s_off[ST_WW], *Lp = sp + j->s_off[ST_L];
-    const float *pp = sp + j->s_off[ST_P];
-    const float *M = sn + j->s_off[ST_M], *rw = sn + j->s_off[ST_RW], *ww = sn + j->s_off[ST_WW];
-    const float *L = sn + j->s_off[ST_L];
-    const float *raw = x + j->x_raw;
-    const float *par = x + j->x_par;
-    const float *kr = par + j->i_kr, *br = par + j->i_br, *kw = par + j->i_kw;
-    const float bw = par[j->i_bw], *e = par + j->i_e, *v = par + j->i_v, *fr = par + j->i_fg;
-    const float ga = par[j->i_ga], gw = par[j->i_gw], *pi = par + j->i_pi;
-    const float *psi = x + j->x_psi, *uaw = x + j->x_uaw, *simw = x + j->x_simw;
-    const float *cw = x + j->x_cw, *us = x + j->x_us, *prod = x + j->x_prod, *a = x + j->x_a;
-    const float *simr = x + j->x_simr, *rc = x + j->x_rc, *fw = x + j->x_fwd;
-    const float *bk = x + j->x_bwd, *mnp = x + j->x_mnp, *mn = x + j->x_mn;
-    const float *knr = x + j->x_knr, knw = x[j->x_knw];
-    const float *dr_n = dn + j->s_off[ST_R];
-    float *dM = dn + j->s_off[ST_M]; /* of the new memory, accumulated in place */
-    float *drw = dn + j->s_off[ST_RW], *dL = dn + j->s_off[ST_L];
-    const float *dww_n = dn + j->s_off[ST_WW], *dp_n = dn + j->s_off[ST_P];
-    const float *du_n = dn + j->s_off[ST_U];
-    float *dMp = dp + j->s_off[ST_M], *drwp = dp + j->s_off[ST_RW];
-    float *dwwp = dp + j->s_off[ST_WW], *dLp = dp + j->s_off[ST_L];
-    float *dpp = dp + j->s_off[ST_P], *dup = dp + j->s_off[ST_U];
-    float *dpar = s->dpar, *dww = s->dww, *dmn = s->dmn;
-    memset(dpar, 0, K * sizeof(float));
-    memset(drwp, 0, R * N * sizeof(float));
-    memset(dwwp, 0, N * sizeof(float)); /* the usage stops the write weights' gradient */
+    const vf *Mp = sp + j->s_off[ST_M], *rwp = sp + j->s_off[ST_RW];
+    const vf *wwp = sp + j->s_off[ST_WW], *Lp = sp + j->s_off[ST_L];
+    const vf *pp = sp + j->s_off[ST_P];
+    const vf *M = sn + j->s_off[ST_M], *rw = sn + j->s_off[ST_RW], *ww = sn + j->s_off[ST_WW];
+    const vf *L = sn + j->s_off[ST_L];
+    const vf *raw = x + j->x_raw;
+    const vf *par = x + j->x_par;
+    const vf *kr = par + j->i_kr, *br = par + j->i_br, *kw = par + j->i_kw;
+    const vf bw = par[j->i_bw], *e = par + j->i_e, *v = par + j->i_v, *fr = par + j->i_fg;
+    const vf ga = par[j->i_ga], gw = par[j->i_gw], *pi = par + j->i_pi;
+    const vf *psi = x + j->x_psi, *uaw = x + j->x_uaw, *simw = x + j->x_simw;
+    const vf *cw = x + j->x_cw, *us = x + j->x_us, *prod = x + j->x_prod, *a = x + j->x_a;
+    const vf *simr = x + j->x_simr, *rc = x + j->x_rc, *fw = x + j->x_fwd;
+    const vf *bk = x + j->x_bwd, *mnp = x + j->x_mnp, *mn = x + j->x_mn;
+    const vf *knr = x + j->x_knr, knw = x[j->x_knw];
+    const vf *dr_n = dn + j->s_off[ST_R];
+    vf *dM = dn + j->s_off[ST_M]; /* of the new memory, accumulated in place */
+    vf *drw = dn + j->s_off[ST_RW], *dL = dn + j->s_off[ST_L];
+    const vf *dww_n = dn + j->s_off[ST_WW], *dp_n = dn + j->s_off[ST_P];
+    const vf *du_n = dn + j->s_off[ST_U];
+    vf *dMp = dp + j->s_off[ST_M], *drwp = dp + j->s_off[ST_RW];
+    vf *dwwp = dp + j->s_off[ST_WW], *dLp = dp + j->s_off[ST_L];
+    vf *dpp = dp + j->s_off[ST_P], *dup = dp + j->s_off[ST_U];
+    vf *dpar = s->dpar, *dww = s->dww, *dmn = s->dmn;
+    memset(dpar, 0, K * sizeof(vf));
+    memset(drwp, 0, R * N * sizeof(vf));
+    memset(dwwp, 0, N * sizeof(vf)); /* the usage stops the write weights' gradient */
 
     /* Read: r = rw M. */
-    /* (Sums and updates in separate loops, here and below: a loop that does
-     * both, on arrays that may overlap, is not vectorised.) */
     for (int64_t k = 0; k < R; k++)
         for (int64_t n = 0; n < N; n++) {
-            float t = 0.0f;
+            vf t = {0};
             for (int64_t i = 0; i < W; i++)
                 t += dr_n[k * W + i] * M[n * W + i];
             drw[k * N + n] += t;
         }
-    for (int64_t k = 0; k < R; k++)
-        for (int64_t n = 0; n < N; n++) {
-            const float g = rw[k * N + n];
-            for (int64_t i = 0; i < W; i++)
-                dM[n * W + i] += g * dr_n[k * W + i];
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t i = 0; i < W; i++) {
+            vf t = dM[n * W + i];
+            for (int64_t k = 0; k < R; k++)
+                t += rw[k * N + n] * dr_n[k * W + i];
+            dM[n * W + i] = t;
         }
     /* Read weights: the modes, the link traversals, the content lookups. */
-    float *dfw = s->dfw, *dbk = s->dbk, *drc = s->drc;
+    vf *dfw = s->dfw, *dbk = s->dbk, *drc = s->drc;
     for (int64_t k = 0; k < R; k++) {
-        float d0 = 0.0f, d1 = 0.0f, d2 = 0.0f;
+        vf d0 = {0}, d1 = {0}, d2 = {0};
         for (int64_t n = 0; n < N; n++) {
-            const float g = drw[k * N + n];
+            const vf g = drw[k * N + n];
             d0 += g * bk[k * N + n];
             d1 += g * fw[k * N + n];
             d2 += g * rc[k * N + n];
@@ -454,84 +552,97 @@ access_backward(const job_t *j, const float *sp, const float *sn, const float *x
             dfw[k * N + n] = pi[3 * k + 1] * g;
             drc[k * N + n] = pi[3 * k + 2] * g;
         }
-        float *dm = dpar + j->i_pi + 3 * k;
+        vf *dm = dpar + j->i_pi + 3 * k;
         dm[0] = d0;
         dm[1] = d1;
         dm[2] = d2;
     }
+    /* f[i] = sum_m L[i, m] wp[m];  b[m] = sum_i L[i, m] wp[i]. */
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t m = 0; m < N; m++) {
+            vf t = dL[i * N + m];
+            for (int64_t k = 0; k < R; k++)
+                t += dfw[k * N + i] * rwp[k * N + m] + dbk[k * N + m] * rwp[k * N + i];
+            dL[i * N + m] = t;
+        }
     for (int64_t k = 0; k < R; k++) {
-        const float *wp = rwp + k * N, *df = dfw + k * N, *db = dbk + k * N;
-        float *dwp = drwp + k * N;
-        /* f[i] = sum_m L[i, m] wp[m];  b[m] = sum_i L[i, m] wp[i]. */
-        for (int64_t i = 0; i < N; i++)
-            for (int64_t m = 0; m < N; m++)
-                dL[i * N + m] += df[i] * wp[m] + db[m] * wp[i];
-        for (int64_t i = 0; i < N; i++)
-            for (int64_t m = 0; m < N; m++)
-                dwp[m] += L[i * N + m] * df[i];
+        const vf *df = dfw + k * N, *db = dbk + k * N;
+        vf *dwp = drwp + k * N;
+        for (int64_t m = 0; m < N; m++) {
+            vf t = {0};
+            for (int64_t i = 0; i < N; i++)
+                t += L[i * N + m] * df[i];
+            dwp[m] += t;
+        }
         for (int64_t i = 0; i < N; i++) {
-            float t = 0.0f;
+            vf t = {0};
             for (int64_t m = 0; m < N; m++)
                 t += L[i * N + m] * db[m];
             dwp[i] += t;
         }
     }
-    memset(dmn, 0, N * sizeof(float));
+    memset(dmn, 0, N * sizeof(vf));
     for (int64_t k = 0; k < R; k++)
         dpar[j->i_br + k] =
             content_backward(M, mn, kr + k * W, knr[k], br[k], simr + k * N, rc + k * N,
                              drc + k * N, N, W, dpar + j->i_kr + k * W, dM, dmn);
     for (int64_t n = 0; n < N; n++) {
-        const float f = dmn[n] / mn[n];
+        const vf f = dmn[n] / mn[n];
         for (int64_t i = 0; i < W; i++)
             dM[n * W + i] += f * M[n * W + i];
     }
     /* Linkage. */
-    for (int64_t n = 0; n < N; n++)
-        dww[n] = dww_n[n];
-    float total = 0.0f, q = 0.0f;
+    vf total = {0}, q = {0};
     for (int64_t n = 0; n < N; n++) {
         total += ww[n];
         q += dp_n[n] * pp[n];
     }
     for (int64_t n = 0; n < N; n++) {
-        dww[n] += dp_n[n] - q;
+        dww[n] = dww_n[n] + dp_n[n] - q;
         dpp[n] = (1.0f - total) * dp_n[n];
     }
     for (int64_t i = 0; i < N; i++)
-        dL[i * N + i] = 0.0f; /* (the diagonal is zero whatever the inputs) */
+        dL[i * N + i] = (vf){0}; /* (the diagonal is zero whatever the inputs) */
     for (int64_t i = 0; i < N; i++)
         for (int64_t m = 0; m < N; m++)
             dLp[i * N + m] = dL[i * N + m] * (1.0f - ww[i] - ww[m]);
     for (int64_t i = 0; i < N; i++) {
-        float t = 0.0f;
+        vf t = {0};
         for (int64_t m = 0; m < N; m++)
             t += dL[i * N + m] * (pp[m] - Lp[i * N + m]);
         dww[i] += t;
     }
-    for (int64_t i = 0; i < N; i++)
-        for (int64_t m = 0; m < N; m++) {
-            dww[m] -= dL[i * N + m] * Lp[i * N + m];
-            dpp[m] += dL[i * N + m] * ww[i];
+    for (int64_t m = 0; m < N; m++) {
+        vf t = dww[m], t2 = dpp[m];
+        for (int64_t i = 0; i < N; i++) {
+            t -= dL[i * N + m] * Lp[i * N + m];
+            t2 += dL[i * N + m] * ww[i];
         }
+        dww[m] = t;
+        dpp[m] = t2;
+    }
     /* Erase and write. */
-    float *de = dpar + j->i_e, *dv = dpar + j->i_v;
+    vf *de = dpar + j->i_e, *dv = dpar + j->i_v;
     for (int64_t n = 0; n < N; n++) {
-        float t = 0.0f;
+        vf t = {0};
         for (int64_t i = 0; i < W; i++)
             t += dM[n * W + i] * (v[i] - Mp[n * W + i] * e[i]);
         dww[n] += t;
     }
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t i = 0; i < W; i++) {
-            const float g = dM[n * W + i];
+    for (int64_t i = 0; i < W; i++) {
+        vf te = {0}, tv = {0};
+        for (int64_t n = 0; n < N; n++) {
+            const vf g = dM[n * W + i];
             dMp[n * W + i] = g * (1.0f - ww[n] * e[i]);
-            de[i] -= g * Mp[n * W + i] * ww[n];
-            dv[i] += g * ww[n];
+            te -= g * Mp[n * W + i] * ww[n];
+            tv += g * ww[n];
         }
+        de[i] += te;
+        dv[i] += tv;
+    }
     /* Write weights = gw (ga a + (1 - ga) cw). */
-    float dgw = 0.0f, dga = 0.0f;
-    float *dcw = s->dcw, *dus = s->dus;
+    vf dgw = {0}, dga = {0};
+    vf *dcw = s->dcw, *dus = s->dus;
     for (int64_t n = 0; n < N; n++) {
         dgw += dww[n] * (ga * a[n] + (1.0f - ga) * cw[n]);
         dga += gw * dww[n] * (a[n] - cw[n]);
@@ -540,40 +651,42 @@ access_backward(const job_t *j, const float *sp, const float *sn, const float *x
     dpar[j->i_gw] = dgw;
     dpar[j->i_ga] = dga;
     /* Allocation: a[i] = (1 - us[i]) prod[i], prod[i] = prod_{k before i} us[k]. */
-    for (int64_t i = 0; i < N; i++)
-        dus[i] = -gw * ga * dww[i] * prod[i];
-    float *inv = s->dpsi; /* (free until the usage's gradient below) */
+    vf *inv = s->dpsi; /* (free until the usage's gradient below) */
     for (int64_t k = 0; k < N; k++)
         inv[k] = 1.0f / us[k];
+    for (int64_t k = 0; k < N; k++)
+        dus[k] = -gw * ga * dww[k] * prod[k];
     for (int64_t i = 0; i < N; i++) {
-        const float ci = gw * ga * dww[i] * a[i];
-        for (int64_t k = 0; k < N; k++)
-            dus[k] += us[k] < us[i] || (us[k] == us[i] && k < i) ? ci * inv[k] : 0.0f;
+        const vf ci = gw * ga * dww[i] * a[i];
+        for (int64_t k = 0; k < i; k++)
+            dus[k] += vsel(us[k] <= us[i], ci * inv[k], (vf){0});
+        for (int64_t k = i + 1; k < N; k++)
+            dus[k] += vsel(us[k] < us[i], ci * inv[k], (vf){0});
     }
     /* Write content (on the old memory). */
-    memset(dmn, 0, N * sizeof(float));
+    memset(dmn, 0, N * sizeof(vf));
     dpar[j->i_bw] =
         content_backward(Mp, mnp, kw, knw, bw, simw, cw, dcw, N, W, dpar + j->i_kw, dMp, dmn);
     for (int64_t n = 0; n < N; n++) {
-        const float f = dmn[n] / mnp[n];
+        const vf f = dmn[n] / mnp[n];
         for (int64_t i = 0; i < W; i++)
             dMp[n * W + i] += f * Mp[n * W + i];
     }
     /* Usage: u = uaw psi, uaw = up + wwp - up wwp (wwp: no gradient). */
-    float *dpsi = s->dpsi;
+    vf *dpsi = s->dpsi;
     for (int64_t n = 0; n < N; n++) {
-        const float du = du_n[n] + (1.0f - EPS) * dus[n];
+        const vf du = du_n[n] + (1.0f - EPS) * dus[n];
         dup[n] = du * psi[n] * (1.0f - wwp[n]);
         dpsi[n] = du * uaw[n];
     }
     for (int64_t k = 0; k < R; k++) {
-        float df = 0.0f;
+        vf df = {0};
         for (int64_t n = 0; n < N; n++) {
-            float others = 1.0f;
+            vf others = (vf){0} + 1.0f;
             for (int64_t o = 0; o < R; o++)
                 if (o != k)
                     others *= 1.0f - fr[o] * rwp[o * N + n];
-            const float dq = dpsi[n] * others; /* of 1 - f_k rw_k[n] */
+            const vf dq = dpsi[n] * others; /* of 1 - f_k rw_k[n] */
             df -= dq * rwp[k * N + n];
             drwp[k * N + n] -= dq * fr[k];
         }
@@ -583,8 +696,8 @@ access_backward(const job_t *j, const float *sp, const float *sn, const float *x
     for (int64_t k = 0; k < K; k++)
         d_xi[k] = dpar[k];
     for (int64_t k = 0; k < R; k++)
-        d_xi[j->i_br + k] = dpar[j->i_br + k] * sigmoid_f(raw[j->i_br + k]);
-    d_xi[j->i_bw] = dpar[j->i_bw] * sigmoid_f(raw[j->i_bw]);
+        d_xi[j->i_br + k] = dpar[j->i_br + k] * vsigmoid(raw[j->i_br + k]);
+    d_xi[j->i_bw] = dpar[j->i_bw] * vsigmoid(raw[j->i_bw]);
     for (int64_t k = 0; k < W; k++)
         d_xi[j->i_e + k] = dpar[j->i_e + k] * e[k] * (1.0f - e[k]);
     for (int64_t k = 0; k < R; k++)
@@ -592,8 +705,8 @@ access_backward(const job_t *j, const float *sp, const float *sn, const float *x
     d_xi[j->i_ga] = dpar[j->i_ga] * ga * (1.0f - ga);
     d_xi[j->i_gw] = dpar[j->i_gw] * gw * (1.0f - gw);
     for (int64_t k = 0; k < R; k++) {
-        const float *m = pi + 3 * k, *dm = dpar + j->i_pi + 3 * k;
-        const float t = m[0] * dm[0] + m[1] * dm[1] + m[2] * dm[2];
+        const vf *m = pi + 3 * k, *dm = dpar + j->i_pi + 3 * k;
+        const vf t = m[0] * dm[0] + m[1] * dm[1] + m[2] * dm[2];
         for (int o = 0; o < 3; o++)
             d_xi[j->i_pi + 3 * k + o] = m[o] * (dm[o] - t);
     }
@@ -601,19 +714,19 @@ access_backward(const job_t *j, const float *sp, const float *sn, const float *x
 
 /* The gradient of a step's controller cell: dz (of the pre-activations)
  * and dp's c, from dn's h and c and dht, the hidden state's gradient
- * through the interface (gemm_rows). */
+ * through the interface (gemm_lanes). */
 static void
-cell_backward(const job_t *j, const float *sp, const float *x, const float *dn, float *dp,
-              const float *dht, float *dz)
+cell_backward(const job_t *j, const vf *sp, const vf *x, const vf *dn, vf *dp, const vf *dht,
+              vf *dz)
 {
     const int64_t H = j->H;
-    const float *cp = sp + j->s_off[ST_C], *gate = x + j->x_gate, *tc = x + j->x_tc;
-    const float *dh_n = dn + j->s_off[ST_H], *dc_n = dn + j->s_off[ST_C];
-    float *dcp = dp + j->s_off[ST_C];
+    const vf *cp = sp + j->s_off[ST_C], *gate = x + j->x_gate, *tc = x + j->x_tc;
+    const vf *dh_n = dn + j->s_off[ST_H], *dc_n = dn + j->s_off[ST_C];
+    vf *dcp = dp + j->s_off[ST_C];
     for (int64_t i = 0; i < H; i++) {
-        const float t = dh_n[i] + dht[i];
-        const float ig = gate[i], fg = gate[H + i], gg = gate[2 * H + i], og = gate[3 * H + i];
-        const float dct = dc_n[i] + t * og * (1.0f - tc[i] * tc[i]);
+        const vf t = dh_n[i] + dht[i];
+        const vf ig = gate[i], fg = gate[H + i], gg = gate[2 * H + i], og = gate[3 * H + i];
+        const vf dct = dc_n[i] + t * og * (1.0f - tc[i] * tc[i]);
         dz[i] = dct * gg * ig * (1.0f - ig);
         dz[H + i] = dct * cp[i] * fg * (1.0f - fg);
         dz[2 * H + i] = dct * ig * (1.0f - gg * gg);
@@ -623,10 +736,10 @@ cell_backward(const job_t *j, const float *sp, const float *x, const float *dn, 
 }
 
 /* The memory access of a step, compiled for the demo's sizes (4 read
- * heads, 16 slots of 16: every loop's bounds known, so unrolled and
- * vectorised without run-time checks) and for any others. */
+ * heads, 16 slots of 16: every loop's bounds known, so unrolled without
+ * run-time checks) and for any others. */
 static void
-access_forward_step(const job_t *j, const float *sp, float *sn, float *x)
+access_forward_step(const job_t *j, const vf *sp, vf *sn, vf *x)
 {
     if (j->R == 4 && j->W == 16 && j->N == 16)
         access_forward(j, sp, sn, x, 4, 16, 16);
@@ -635,8 +748,8 @@ access_forward_step(const job_t *j, const float *sp, float *sn, float *x)
 }
 
 static void
-access_backward_step(const job_t *j, const float *sp, const float *sn, const float *x, float *dn,
-                     float *dp, float *d_xi, scratch_t *s)
+access_backward_step(const job_t *j, const vf *sp, const vf *sn, const vf *x, vf *dn, vf *dp,
+                     vf *d_xi, scratch_t *s)
 {
     if (j->R == 4 && j->W == 16 && j->N == 16)
         access_backward(j, sp, sn, x, dn, dp, d_xi, s, 4, 16, 16);
@@ -646,191 +759,190 @@ access_backward_step(const job_t *j, const float *sp, const float *sn, const flo
 
 /* ------------------------------------------------------------ products */
 
-/* c[r][0:n] = init[r][0:n] (zeros where init is NULL) + a[r][0:kd] @ b,
- * b [kd, n] row-major, for the m rows r. Blocks of GR rows x GC columns
- * keep their sums in registers while b's rows stream past. */
-#define GR 4
-#define GC 32
+/* c[0:n] = init[0:n] (zeros where init is NULL) + sum_k a[k] b[k][0:n] for
+ * the block's lanes, b [kd, n] row-major: JB outputs at a time kept in
+ * registers while a's vectors stream past, each term one of b's floats
+ * broadcast over the lanes. */
+#define JB 8
 static void
-gemm_rows(int64_t m, const float *const *a, int64_t kd, const float *b, int64_t n, float *const *c,
-          const float *const *init)
+gemm_lanes(const vf *a, int64_t kd, const float *b, int64_t n, vf *c, const vf *init)
 {
-    for (int64_t r0 = 0; r0 < m; r0 += GR) {
-        const int64_t rows = m - r0 < GR ? m - r0 : GR;
-        for (int64_t j0 = 0; j0 < n; j0 += GC) {
-            const int64_t w = n - j0 < GC ? n - j0 : GC;
-            float acc[GR][GC];
-            memset(acc, 0, sizeof acc);
-            if (init)
-                for (int64_t rr = 0; rr < rows; rr++)
-                    memcpy(acc[rr], init[r0 + rr] + j0, w * sizeof(float));
-            if (rows == GR && w == GC) {
-                const float *a0 = a[r0], *a1 = a[r0 + 1], *a2 = a[r0 + 2], *a3 = a[r0 + 3];
-                for (int64_t k = 0; k < kd; k++) {
-                    const float *bk = b + k * n + j0;
-                    const float v0 = a0[k], v1 = a1[k], v2 = a2[k], v3 = a3[k];
-                    for (int q = 0; q < GC; q++) {
-                        acc[0][q] += v0 * bk[q];
-                        acc[1][q] += v1 * bk[q];
-                        acc[2][q] += v2 * bk[q];
-                        acc[3][q] += v3 * bk[q];
-                    }
-                }
-            }
-            else {
-                for (int64_t k = 0; k < kd; k++)
-                    for (int64_t rr = 0; rr < rows; rr++) {
-                        const float v = a[r0 + rr][k];
-                        for (int64_t q = 0; q < w; q++)
-                            acc[rr][q] += v * b[k * n + j0 + q];
-                    }
-            }
-            for (int64_t rr = 0; rr < rows; rr++)
-                memcpy(c[r0 + rr] + j0, acc[rr], w * sizeof(float));
+    int64_t j0 = 0;
+    for (; j0 + JB <= n; j0 += JB) {
+        vf acc[JB];
+        for (int q = 0; q < JB; q++)
+            acc[q] = init ? init[j0 + q] : (vf){0};
+        for (int64_t k = 0; k < kd; k++) {
+            const vf av = a[k];
+            const float *bk = b + k * n + j0;
+            for (int q = 0; q < JB; q++)
+                acc[q] += bk[q] * av;
         }
+        for (int q = 0; q < JB; q++)
+            c[j0 + q] = acc[q];
+    }
+    for (; j0 < n; j0++) {
+        vf acc = init ? init[j0] : (vf){0};
+        for (int64_t k = 0; k < kd; k++)
+            acc += b[k * n + j0] * a[k];
+        c[j0] = acc;
     }
 }
 
-/* ------------------------------------------------------- a thread's rows */
+/* ------------------------------------------------------ a thread's blocks */
+
+static vi
+valid_lanes(const job_t *j, int64_t t, int64_t b0, int64_t m)
+{
+    vi v;
+    for (int l = 0; l < LANES; l++)
+        v[l] = l < m && j->mask[t * j->mask_stride + b0 + l] ? -1 : 0;
+    return v;
+}
 
 static bool
-valid(const job_t *j, int64_t t, int64_t b)
+all_valid(vi v, int64_t m)
 {
-    return j->mask[t * j->mask_stride + b] != 0;
+    for (int l = 0; l < m; l++)
+        if (!v[l])
+            return false;
+    return true;
 }
 
+/* dst[f] (lane l) = src[(b0 + l) * stride + f] for f < n: rows b0 .. b0 + m
+ * of a row-major tensor into lanes (the lanes past m repeat row b0). */
 static void
-load_state(const job_t *j, int64_t b, const float *const *from, float *s)
+gather(vf *dst, const float *src, int64_t b0, int64_t m, int64_t stride, int64_t n)
 {
-    for (int k = 0; k < N_STATE; k++)
-        memcpy(s + j->s_off[k], from[k] + b * j->s_len[k], j->s_len[k] * sizeof(float));
+    for (int l = 0; l < LANES; l++) {
+        const float *row = src + (b0 + (l < m ? l : 0)) * stride;
+        for (int64_t f = 0; f < n; f++)
+            dst[f][l] = row[f];
+    }
 }
 
+/* The inverse for the m real lanes: dst[(b0 + l) * stride + f] = src[f][l]. */
 static void
-store_state(const job_t *j, int64_t b, const float *s, float *const *to)
+scatter(float *dst, const vf *src, int64_t b0, int64_t m, int64_t stride, int64_t n)
 {
-    for (int k = 0; k < N_STATE; k++)
-        memcpy(to[k] + b * j->s_len[k], s + j->s_off[k], j->s_len[k] * sizeof(float));
+    for (int l = 0; l < m; l++) {
+        float *row = dst + (b0 + l) * stride;
+        for (int64_t f = 0; f < n; f++)
+            row[f] = src[f][l];
+    }
 }
 
-/* A block of m rows [b0, b0 + m) and a thread's buffers: with a tape (the
- * backward op, and the forward op that makes it) each row's states
- * [T+1, SS] and intermediates [T, XS]; without (the forward op without a
- * tape, the harness) two states that alternate and one step's
- * intermediates. The rows go through the steps together, so that the
- * controller's and the interface's products are gemm_rows over them. */
+/* A block of m <= LANES rows [b0, b0 + m) and its tape: the states
+ * [T + 1, SS] and the intermediates [T, XS], vectors of the rows' lanes
+ * (the tape tensor's, or the thread's own where there is none), and the
+ * backward pass's buffers. */
 typedef struct {
     int64_t b0, m;
-    bool tape, own; /* own: states and inter are this thread's, not the tape tensor */
-    float *states, *inter, *dn, *dp, *dht, *buf;
-    const float **pa, **pi;
-    float **pc;
-} rows_t;
+    bool own;
+    vf *tape, *dn, *dp, *dht, *dz, *buf;
+} block_t;
 
-static float *
-state_at(const job_t *j, const rows_t *w, int64_t r, int64_t t)
+static vf *
+state_at(const job_t *j, const block_t *w, int64_t t)
 {
-    return w->tape ? w->states + (r * (j->T + 1) + t) * j->SS
-                   : w->states + (r * 2 + (t & 1)) * j->SS;
+    return w->tape + t * j->SS;
 }
 
-static float *
-inter_at(const job_t *j, const rows_t *w, int64_t r, int64_t t)
+static vf *
+inter_at(const job_t *j, const block_t *w, int64_t t)
 {
-    return w->inter + (w->tape ? r * j->T + t : r) * j->XS;
+    return w->tape + (j->T + 1) * j->SS + t * j->XS;
 }
 
 static void
-rows_forward(const job_t *j, rows_t *w)
+block_forward(const job_t *j, block_t *w)
 {
-    const int64_t T = j->T, B = j->B, m = w->m, b0 = w->b0;
-    for (int64_t r = 0; r < m; r++)
-        load_state(j, b0 + r, j->init, state_at(j, w, r, 0));
+    const int64_t T = j->T, B = j->B, m = w->m, b0 = w->b0, SS = j->SS;
+    vf *s0 = state_at(j, w, 0);
+    for (int k = 0; k < N_STATE; k++)
+        gather(s0 + j->s_off[k], j->init[k], b0, m, j->s_len[k], j->s_len[k]);
     for (int64_t t = 0; t < T; t++) {
+        const vf *sp = state_at(j, w, t);
+        vf *sn = state_at(j, w, t + 1), *x = inter_at(j, w, t);
         /* z = zx + [r_prev, h_prev] @ [read_kernel; recurrent_kernel] */
-        for (int64_t r = 0; r < m; r++) {
-            w->pa[r] = state_at(j, w, r, t) + j->s_off[ST_R];
-            w->pc[r] = inter_at(j, w, r, t) + j->x_gate;
-            w->pi[r] = j->zx + (t * B + b0 + r) * j->G;
-        }
-        gemm_rows(m, w->pa, j->RW + j->H, j->wcat, j->G, w->pc, w->pi);
-        for (int64_t r = 0; r < m; r++) {
-            cell_forward(j, state_at(j, w, r, t), state_at(j, w, r, t + 1), inter_at(j, w, r, t));
-            w->pa[r] = state_at(j, w, r, t + 1) + j->s_off[ST_H];
-            w->pc[r] = inter_at(j, w, r, t) + j->x_raw;
-            w->pi[r] = j->bi;
-        }
-        gemm_rows(m, w->pa, j->H, j->wi, j->K, w->pc, w->pi);
-        for (int64_t r = 0; r < m; r++) {
-            const float *sp = state_at(j, w, r, t);
-            float *sn = state_at(j, w, r, t + 1);
-            access_forward_step(j, sp, sn, inter_at(j, w, r, t));
-            if (!valid(j, t, b0 + r))
-                memcpy(sn, sp, j->SS * sizeof(float));
-            if (j->hs) { /* (the state's: the caller zeroes the masked steps') */
-                memcpy(j->hs + (t * B + b0 + r) * j->H, sn + j->s_off[ST_H], j->H * sizeof(float));
-                memcpy(j->rs + (t * B + b0 + r) * j->RW, sn + j->s_off[ST_R],
-                       j->RW * sizeof(float));
-            }
+        gather(x + j->x_gate, j->zx + t * B * j->G, b0, m, j->G, j->G);
+        gemm_lanes(sp + j->s_off[ST_R], j->RW + j->H, j->wcat, j->G, x + j->x_gate, x + j->x_gate);
+        cell_forward(j, sp, sn, x);
+        for (int64_t k = 0; k < j->K; k++)
+            x[j->x_raw + k] = (vf){0} + j->bi[k];
+        gemm_lanes(sn + j->s_off[ST_H], j->H, j->wi, j->K, x + j->x_raw, x + j->x_raw);
+        access_forward_step(j, sp, sn, x);
+        const vi valid = valid_lanes(j, t, b0, m);
+        if (!all_valid(valid, m)) /* a masked row's state passes */
+            for (int64_t f = 0; f < SS; f++)
+                sn[f] = vsel(valid, sn[f], sp[f]);
+        if (j->hs) { /* (the state's: the caller zeroes the masked steps') */
+            scatter(j->hs + t * B * j->H, sn + j->s_off[ST_H], b0, m, j->H, j->H);
+            scatter(j->rs + t * B * j->RW, sn + j->s_off[ST_R], b0, m, j->RW, j->RW);
         }
     }
     if (j->fin[0])
-        for (int64_t r = 0; r < m; r++)
-            store_state(j, b0 + r, state_at(j, w, r, T), j->fin);
+        for (int k = 0; k < N_STATE; k++)
+            scatter(j->fin[k], state_at(j, w, T) + j->s_off[k], b0, m, j->s_len[k], j->s_len[k]);
 }
 
 static void
-rows_backward(const job_t *j, rows_t *w, scratch_t *s)
+block_backward(const job_t *j, block_t *w, scratch_t *s)
 {
-    const int64_t T = j->T, B = j->B, m = w->m, b0 = w->b0, SS = j->SS;
-    float *dn = w->dn, *dp = w->dp;
-    for (int64_t r = 0; r < m; r++)
-        load_state(j, b0 + r, j->d_fin, dn + r * SS);
+    const int64_t T = j->T, B = j->B, m = w->m, b0 = w->b0, SS = j->SS, H = j->H;
+    const int64_t G = j->G, K = j->K, RW = j->RW;
+    vf *dn = w->dn, *dp = w->dp, *dz = w->dz, *dht = w->dht;
+    vf *d_xi = s->dpar + K; /* (scratch after dpar) */
+    for (int k = 0; k < N_STATE; k++)
+        gather(dn + j->s_off[k], j->d_fin[k], b0, m, j->s_len[k], j->s_len[k]);
+    vf *dtmp = w->buf;
     for (int64_t t = T - 1; t >= 0; t--) {
-        for (int64_t r = 0; r < m; r++) {
-            const int64_t b = b0 + r;
-            float *d_xi = j->d_xi + (t * B + b) * j->K;
-            w->pa[r] = d_xi;
-            w->pc[r] = w->dht + r * j->H;
-            /* hs[t] and rs[t] are the state's h and r after step t (carried
-             * through a masked step): their gradients join the state's. */
-            float *d = dn + r * SS;
-            const float *dh = j->d_hs + (t * B + b) * j->H, *dr = j->d_rs + (t * B + b) * j->RW;
-            for (int64_t i = 0; i < j->H; i++)
-                d[j->s_off[ST_H] + i] += dh[i];
-            for (int64_t i = 0; i < j->RW; i++)
-                d[j->s_off[ST_R] + i] += dr[i];
-            if (!valid(j, t, b)) {
-                memset(d_xi, 0, j->K * sizeof(float));
-                continue;
-            }
-            access_backward_step(j, state_at(j, w, r, t), state_at(j, w, r, t + 1),
-                                 inter_at(j, w, r, t), d, dp + r * SS, d_xi, s);
+        const vf *sp = state_at(j, w, t), *sn = state_at(j, w, t + 1), *x = inter_at(j, w, t);
+        /* hs[t] and rs[t] are the state's h and r after step t (carried
+         * through a masked step): their gradients join the state's. */
+        gather(dtmp, j->d_hs + t * B * H, b0, m, H, H);
+        for (int64_t i = 0; i < H; i++)
+            dn[j->s_off[ST_H] + i] += dtmp[i];
+        gather(dtmp, j->d_rs + t * B * RW, b0, m, RW, RW);
+        for (int64_t i = 0; i < RW; i++)
+            dn[j->s_off[ST_R] + i] += dtmp[i];
+        const vi valid = valid_lanes(j, t, b0, m);
+        const bool all = all_valid(valid, m);
+        vf *keep = NULL;
+        if (!all) { /* dn is scratch below: keep it for the masked lanes */
+            keep = dtmp;
+            memcpy(keep, dn, SS * sizeof(vf));
         }
+        access_backward_step(j, sp, sn, x, dn, dp, d_xi, s);
+        if (!all)
+            for (int64_t k = 0; k < K; k++)
+                d_xi[k] = vsel(valid, d_xi[k], (vf){0});
+        scatter(j->d_xi + t * B * K, d_xi, b0, m, K, K);
         /* The hidden state's gradient through the interface layer. */
-        gemm_rows(m, w->pa, j->K, j->wiT, j->H, w->pc, NULL);
-        for (int64_t r = 0; r < m; r++) {
-            const int64_t b = b0 + r;
-            float *dz = j->d_zx + (t * B + b) * j->G;
-            w->pa[r] = dz;
-            w->pc[r] = dp + r * SS + j->s_off[ST_R];
-            if (valid(j, t, b))
-                cell_backward(j, state_at(j, w, r, t), inter_at(j, w, r, t), dn + r * SS,
-                              dp + r * SS, w->dht + r * j->H, dz);
-            else
-                memset(dz, 0, j->G * sizeof(float));
-        }
+        gemm_lanes(d_xi, K, j->wiT, H, dht, NULL);
+        cell_backward(j, sp, x, dn, dp, dht, dz); /* (access_backward left h and c) */
+        if (!all)
+            for (int64_t g = 0; g < G; g++)
+                dz[g] = vsel(valid, dz[g], (vf){0});
+        scatter(j->d_zx + t * B * G, dz, b0, m, G, G);
         /* [d r_prev, d h_prev] = dz @ [read_kernel; recurrent_kernel]^T */
-        gemm_rows(m, w->pa, j->G, j->wcatT, j->RW + j->H, w->pc, NULL);
-        for (int64_t r = 0; r < m; r++)
-            if (!valid(j, t, b0 + r)) /* the state, and its gradient, pass */
-                memcpy(dp + r * SS, dn + r * SS, SS * sizeof(float));
-        float *swap = dn;
+        gemm_lanes(dz, G, j->wcatT, RW + H, dp + j->s_off[ST_R], NULL);
+        if (!all) /* the state, and its gradient, pass the masked lanes */
+            for (int64_t f = 0; f < SS; f++)
+                dp[f] = vsel(valid, dp[f], keep[f]);
+        vf *swap = dn;
         dn = dp;
         dp = swap;
     }
-    for (int64_t r = 0; r < m; r++)
-        store_state(j, b0 + r, dn + r * SS, j->d_init);
+    for (int k = 0; k < N_STATE; k++)
+        scatter(j->d_init[k], dn + j->s_off[k], b0, m, j->s_len[k], j->s_len[k]);
+}
+
+static vf *
+alloc_vectors(int64_t n)
+{
+    size_t bytes = ((size_t)(n > 0 ? n : 1) * sizeof(vf) + 63) / 64 * 64;
+    return aligned_alloc(64, bytes);
 }
 
 static float *
@@ -840,65 +952,54 @@ alloc_floats(int64_t n)
     return aligned_alloc(64, bytes);
 }
 
-/* A thread's buffers for up to ROWS rows (its own states and
- * intermediates where there is no tape tensor). */
-#define ROWS UNIT_ALIGN
+/* A thread's buffers: its own block tape where there is no tape tensor
+ * (the backward op given none), and with `backward` the gradients'. */
 static bool
-rows_init(const job_t *j, bool tape, rows_t *w)
+block_init(const job_t *j, bool backward, block_t *w)
 {
     memset(w, 0, sizeof *w);
-    w->tape = tape;
-    const int64_t N = j->N, R = j->R, T = j->T;
-    w->own = !tape || (!j->tape_out && !j->tape_in);
-    if (w->own) {
-        w->states = alloc_floats(ROWS * (tape ? T + 1 : 2) * j->SS);
-        w->inter = alloc_floats(ROWS * (tape ? T : 1) * j->XS);
+    w->own = !j->tape_out && !j->tape_in;
+    if (w->own)
+        w->tape = alloc_vectors(j->BLOCK);
+    if (backward) {
+        const int64_t N = j->N, R = j->R;
+        w->dn = alloc_vectors(j->SS);
+        w->dp = alloc_vectors(j->SS);
+        w->dht = alloc_vectors(j->H);
+        w->dz = alloc_vectors(j->G);
+        w->buf = alloc_vectors(j->SS + 5 * N + 2 * j->K + 3 * R * N);
     }
-    w->pa = malloc(ROWS * sizeof(float *));
-    w->pi = malloc(ROWS * sizeof(float *));
-    w->pc = malloc(ROWS * sizeof(float *));
-    if (tape) {
-        w->dn = alloc_floats(ROWS * j->SS);
-        w->dp = alloc_floats(ROWS * j->SS);
-        w->dht = alloc_floats(ROWS * j->H);
-        w->buf = alloc_floats(6 * N + j->K + 4 * R * N);
-    }
-    return (!w->own || (w->states && w->inter)) && w->pa && w->pi && w->pc &&
-           (!tape || (w->dn && w->dp && w->dht && w->buf));
+    return (!w->own || w->tape) && (!backward || (w->dn && w->dp && w->dht && w->dz && w->buf));
 }
 
-/* The next block of rows for this thread (false: none left): the threads
- * take blocks as they finish them, so one that loses its core to other
- * work takes fewer. */
+/* The next block for this thread (false: none left): the threads take
+ * blocks as they finish them, so one that loses its core to other work
+ * takes fewer. */
 static bool
-rows_next(job_t *j, rows_t *w)
+block_next(job_t *j, block_t *w)
 {
-    const int64_t b0 = (int64_t)atomic_fetch_add(&j->next_block, 1) * ROWS;
+    const int64_t index = atomic_fetch_add(&j->next_block, 1);
+    const int64_t b0 = index * LANES;
     if (b0 >= j->B)
         return false;
     w->b0 = b0;
-    w->m = j->B - b0 < ROWS ? j->B - b0 : ROWS;
-    if (!w->own) { /* [B, T+1, SS] states, then [B, T, XS] intermediates */
+    w->m = j->B - b0 < LANES ? j->B - b0 : LANES;
+    if (!w->own) {
         float *tape = j->tape_out ? j->tape_out : (float *)j->tape_in;
-        w->states = tape + b0 * (j->T + 1) * j->SS;
-        w->inter = tape + j->B * (j->T + 1) * j->SS + b0 * j->T * j->XS;
+        w->tape = (vf *)tape + index * j->BLOCK;
     }
     return true;
 }
 
 static void
-rows_free(rows_t *w)
+block_free(block_t *w)
 {
-    if (w->own) {
-        free(w->states);
-        free(w->inter);
-    }
-    free(w->pa);
-    free(w->pi);
-    free(w->pc);
+    if (w->own)
+        free(w->tape);
     free(w->dn);
     free(w->dp);
     free(w->dht);
+    free(w->dz);
     free(w->buf);
 }
 
@@ -906,44 +1007,43 @@ static void
 forward_work(job_t *j, int index)
 {
     (void)index;
-    rows_t w;
-    if (rows_init(j, j->tape_out != NULL, &w))
-        while (rows_next(j, &w))
-            rows_forward(j, &w);
+    block_t w;
+    if (block_init(j, false, &w))
+        while (block_next(j, &w))
+            block_forward(j, &w);
     else
         atomic_store(&j->out_of_memory, 1);
-    rows_free(&w);
+    block_free(&w);
 }
 
 static void
 backward_work(job_t *j, int index)
 {
     (void)index;
-    rows_t w;
-    if (rows_init(j, true, &w)) {
+    block_t w;
+    if (block_init(j, true, &w)) {
         const int64_t N = j->N, R = j->R;
         scratch_t s;
-        float *q = w.buf;
+        vf *q = w.buf + j->SS; /* (w.buf's first SS: block_backward's) */
         s.dww = q, q += N;
         s.dus = q, q += N;
         s.dmn = q, q += N;
         s.dcw = q, q += N;
         s.dpsi = q, q += N;
-        q += N;
-        s.dpar = q, q += j->K;
+        s.dpar = q, q += 2 * j->K; /* dpar, then block_backward's d_xi */
         s.drc = q, q += R * N;
         s.dfw = q, q += R * N;
         s.dbk = q, q += R * N;
-        while (rows_next(j, &w)) {
+        while (block_next(j, &w)) {
             if (!j->tape_in)
-                rows_forward(j, &w);
-            rows_backward(j, &w, &s);
+                block_forward(j, &w);
+            block_backward(j, &w, &s);
         }
     }
     else {
         atomic_store(&j->out_of_memory, 1);
     }
-    rows_free(&w);
+    block_free(&w);
 }
 
 /* ------------------------------------------------------------ the ops */
@@ -951,20 +1051,20 @@ backward_work(job_t *j, int index)
 static const char *const STATE_NAMES[N_STATE] = {
     "h", "c", "r", "memory", "read_weights", "write_weights", "link", "precedence", "usage"};
 
-/* The sizes' consequences: where everything is in a row's state, in a
- * step's intermediates and in the interface vector (s_len already set). */
+/* The sizes' consequences: where everything is in a block's state, in a
+ * step's intermediates and in the interface vector (s_len already set),
+ * in vectors of the block's lanes. */
 static void
 layout(job_t *j)
 {
     const int64_t R = j->R, W = j->W, N = j->N, G = j->G, H = j->H, K = j->K;
-    /* A row's state: r then h with nothing between (the controller's
-     * product reads them as one vector), the rest 16-float aligned. */
+    /* A block's state: r then h (the controller's product reads them as
+     * one vector), then the rest. */
     static const int order[N_STATE] = {ST_R, ST_H, ST_C, ST_M, ST_RW, ST_WW, ST_L, ST_P, ST_U};
     int64_t off = 0;
     for (int i = 0; i < N_STATE; i++) {
-        const int k = order[i];
-        j->s_off[k] = off;
-        off += k == ST_R ? j->s_len[k] : (j->s_len[k] + 15) / 16 * 16;
+        j->s_off[order[i]] = off;
+        off += j->s_len[order[i]];
     }
     j->SS = off;
     /* The interface layout (rnn.dnc.access.parse_interface, one write head). */
@@ -981,7 +1081,7 @@ layout(job_t *j)
     j->i_pi = o;
     /* A step's intermediates. */
     o = 0;
-#define TAKE(field, n) (j->field = o, o += ((n) + 15) / 16 * 16)
+#define TAKE(field, n) (j->field = o, o += (n))
     TAKE(x_gate, G);
     TAKE(x_tc, H);
     TAKE(x_raw, K);
@@ -992,7 +1092,6 @@ layout(job_t *j)
     TAKE(x_cw, N);
     TAKE(x_us, N);
     TAKE(x_prod, N);
-    TAKE(x_logs, N);
     TAKE(x_a, N);
     TAKE(x_simr, R * N);
     TAKE(x_rc, R * N);
@@ -1004,6 +1103,14 @@ layout(job_t *j)
     TAKE(x_knw, 1);
 #undef TAKE
     j->XS = o;
+    j->BLOCK = (j->T + 1) * j->SS + j->T * j->XS;
+}
+
+/* The tape's length in floats: each block's states and intermediates. */
+static int64_t
+tape_floats(const job_t *j)
+{
+    return (j->B + LANES - 1) / LANES * j->BLOCK * LANES;
 }
 
 /* The sizes from the forward's 15 inputs (both ops start with them), the
@@ -1147,12 +1254,16 @@ CAT(rnn_dnc_forward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
             goto done;
         j.fin[k] = TF_TensorData(out[2 + k]);
     }
-    const int64_t tape[1] = {j.B * ((j.T + 1) * j.SS + j.T * j.XS)};
+    const int64_t tape[1] = {tape_floats(&j)};
     if (!(out[11] = output(ctx, st, 11, tape, 1)))
         goto done;
     j.hs = TF_TensorData(out[0]);
     j.rs = TF_TensorData(out[1]);
     j.tape_out = TF_TensorData(out[11]);
+    if ((uintptr_t)j.tape_out % sizeof(vf) != 0) { /* (TensorFlow aligns to 64 bytes) */
+        fail(ctx, st, TF_INTERNAL, "RnnDncForward: the tape output is not aligned");
+        goto done;
+    }
     if (j.B == 0)
         goto done;
     if (!pack_weights(&j, false)) {
@@ -1181,11 +1292,11 @@ CAT(rnn_dnc_backward, RNN_KERNEL_ISA)(void *kernel, TF_OpKernelContext *ctx)
         goto done;
     const int64_t hs[3] = {j.T, j.B, j.H}, rs[4] = {j.T, j.B, j.R, j.W};
     /* The forward op's tape, or [0]: the forward pass is run again. */
-    const int64_t tape[1] = {j.B * ((j.T + 1) * j.SS + j.T * j.XS)};
+    const int64_t tape[1] = {tape_floats(&j)};
     if (!check_optional(ctx, st, op, "tape", in[N_FWD_IN], 1, tape))
         goto done;
-    if (given(in[N_FWD_IN]))
-        j.tape_in = TF_TensorData(in[N_FWD_IN]);
+    if (given(in[N_FWD_IN]) && (uintptr_t)TF_TensorData(in[N_FWD_IN]) % sizeof(vf) == 0)
+        j.tape_in = TF_TensorData(in[N_FWD_IN]); /* (else the forward pass runs again) */
     if (!check_dims(ctx, st, op, "d_hs", in[N_FWD_IN + 1], 3, hs) ||
         !check_dims(ctx, st, op, "d_rs", in[N_FWD_IN + 2], 4, rs))
         goto done;
