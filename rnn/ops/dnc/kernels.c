@@ -192,23 +192,17 @@ vmax(vf a, vf b)
     return vsel(a > b, a, b);
 }
 
-static inline vf
-vsqrt(vf x)
-{
-    vf r;
-    for (int l = 0; l < LANES; l++)
-        r[l] = sqrtf(x[l]);
-    return r;
-}
-
-static inline vf
-vtanh(vf x)
-{
-    vf r;
-    for (int l = 0; l < LANES; l++)
-        r[l] = tanh_f(x[l]);
-    return r;
-}
+/* name(x): fn on each lane (the compiler vectorises the branch-free ones). */
+#define LANEWISE(name, fn)              \
+    static inline vf name(vf x)         \
+    {                                   \
+        vf r;                           \
+        for (int l = 0; l < LANES; l++) \
+            r[l] = fn(x[l]);            \
+        return r;                       \
+    }
+LANEWISE(vsqrt, sqrtf)
+LANEWISE(vtanh, tanh_f)
 
 static inline vf
 vsigmoid(vf x)
@@ -252,14 +246,7 @@ softplus_f(float x)
     return log1pf(expf(x));
 }
 
-static inline vf
-vsoftplus(vf x)
-{
-    vf r;
-    for (int l = 0; l < LANES; l++)
-        r[l] = softplus_f(x[l]);
-    return r;
-}
+LANEWISE(vsoftplus, softplus_f)
 
 /* out[n] = softmax over n of beta * sim[n]. */
 static inline __attribute__((always_inline)) void

@@ -234,9 +234,9 @@ def test_each_program_takes_the_other_forms_results(masked):
 @needs_kernels
 @pytest.mark.parametrize("threads", ["1", "2", "3"])
 def test_results_do_not_depend_on_the_thread_count(threads, monkeypatch):
-    dnc, state = _dnc(batch=10)  # blocks of 4 rows: two, and one of 2
-    x = _inputs(batch=10)
-    lengths = tf.constant([7, 2, 0, 5, 7, 1, 3, 7, 6, 4])
+    dnc, state = _dnc(batch=20)  # blocks of 8 rows (AVX2): two, and one of 4
+    x = _inputs(batch=20)
+    lengths = tf.constant([7, 2, 0, 5, 7, 1, 3, 7, 6, 4, 7, 7, 3, 0, 1, 6, 7, 2, 5, 7])
     monkeypatch.setenv("RNN_DNC_THREADS", "1")
     want = _unroll_and_grads(dnc, x, state, sequence_length=lengths)
     monkeypatch.setenv("RNN_DNC_THREADS", threads)
