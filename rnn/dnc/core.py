@@ -319,15 +319,23 @@ class DNC(RNNCore):
             access_output=read_words, access_state=access_state, controller_state=controller_state
         )
 
-    def _kernel_weights(self, input_sequence: Any, initial_state: Any) -> list[Any] | None:
-        """The variables :func:`rnn.ops.dnc.dnc_sequence` takes, where it applies
-        and would run its compiled kernels (see :meth:`unroll_fast_path`), else None."""
+    def kernels_apply(self) -> bool:
+        """Whether float32 unrolls of this DNC traced now run rnn's compiled
+        kernels (:meth:`unroll_fast_path`): its configuration is one they
+        cover, and they would run here (a CPU without a visible GPU, outside
+        XLA, the kernels built and on). A job can ask it to choose between
+        them and XLA, which cannot hold them.
+
+        >>> import rnn
+        >>> DNC(3, memory_size=4, word_size=2, num_reads=1, deallocate=True).kernels_apply()
+        False
+        """
         import rnn  # (rnn imports this module)
         from rnn.ops.dnc import sequence
 
         controller = self.controller
         config = controller.get_config() if type(controller) is rnn.LSTM else None
-        if (
+        return not (
             config is None
             or config["projection_size"] is not None
             or config["use_layer_norm"]
@@ -336,15 +344,25 @@ class DNC(RNNCore):
             or self.masked_content
             or self.deallocate
             or self.sharpen_links
-            or not isinstance(input_sequence, tf.Tensor)
+            or not sequence.kernels_apply(tf.float32)
+        )
+
+    def _kernel_weights(self, input_sequence: Any, initial_state: Any) -> list[Any] | None:
+        """The variables :func:`rnn.ops.dnc.dnc_sequence` takes, where it applies
+        and would run its compiled kernels (see :meth:`unroll_fast_path`), else None."""
+        import rnn  # (rnn imports this module)
+
+        if (
+            not isinstance(input_sequence, tf.Tensor)
             or input_sequence.dtype != tf.float32
             or input_sequence.shape.rank != 3
             or input_sequence.shape[-1] is None
             or not isinstance(initial_state, DNCState)
             or not isinstance(initial_state.controller_state, rnn.LSTMState)
-            or not sequence.kernels_apply(tf.float32)
+            or not self.kernels_apply()
         ):
             return None
+        controller = self.controller
         if getattr(controller, "kernel", None) is None or self.output_layer.w is None:
             # Builds the variables (a step on an empty batch).
             self(tf.zeros([0, input_sequence.shape[-1]]), self.initial_state(0))

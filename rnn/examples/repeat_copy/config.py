@@ -106,7 +106,7 @@ class Config:
     checkpoint_every: int = 500
     output_dir: str = os.path.join("runs", "repeat_copy")
     resume: bool = False
-    jit: bool = True
+    jit: bool | None = None  # None: XLA unless the compiled kernels run the core
     distribute: str = "none"
     cpu_devices: int = 0
     local_workers: int = 0
@@ -243,7 +243,8 @@ _HELP = {
     "output_dir": "where metrics, plots, checkpoints and config.json go",
     "resume": "continue the run in --output_dir from its latest checkpoint",
     "jit": "compile the training step with XLA (batches padded to the longest "
-    "possible sequence so it compiles once)",
+    "possible sequence so it compiles once) (default: XLA except for a DNC that "
+    "rnn's compiled CPU kernels run: XLA cannot hold them, and they are faster)%(default).0s",
     "distribute": "none; mirrored (tf.distribute.MirroredStrategy over the GPUs, "
     "else the logical CPUs); multi_worker "
     "(MultiWorkerMirroredStrategy, configured by TF_CONFIG)",
@@ -278,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument(flag, choices=DISTRIBUTE, default=default, help=help_text)
         elif field.name == "resume":
             parser.add_argument(flag, action="store_true", help=help_text)
-        elif isinstance(default, bool):
+        elif isinstance(default, bool) or field.name == "jit":
             parser.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=default, help=help_text
             )

@@ -188,3 +188,25 @@ def test_the_worker_makes_the_tensors_with_one_replica_only(tmp_path):
 
     run.strategy = TwoReplicas()
     assert isinstance(run._train_inputs(0, 2), Batch)  # (spread over the replicas later)
+
+
+def test_by_default_a_dnc_trains_on_its_compiled_kernels_and_other_cores_under_xla(tmp_path):
+    """No --jit/--no-jit: XLA, except for a DNC that rnn's compiled kernels
+    run (XLA cannot hold them); the flags override either way."""
+    import rnn
+    from rnn.ops.dnc import native_kernels_available
+
+    def run(*flags: str) -> Run:
+        out = str(tmp_path / str(len(os.listdir(tmp_path))))
+        return Run(rc.parse_config(TINY + ["--output_dir", out, *flags]))
+
+    dnc = run()
+    assert dnc.config.jit is None and dnc.jit is not dnc.core.kernels_apply()
+    if native_kernels_available():
+        assert not dnc.jit and dnc.time_steps is None  # no padding for XLA either
+        before = rnn.kernel_info()["dnc"].calls["RnnDncBackward"]
+        dnc.train_step(0)
+        assert rnn.kernel_info()["dnc"].calls["RnnDncBackward"] > before
+    assert run("--core", "lstm").jit is True
+    assert run("--jit").jit is True and run("--no-jit").jit is False
+    assert run("--deallocate").jit is True  # a DNC the kernels do not cover
