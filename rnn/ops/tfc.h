@@ -1,9 +1,31 @@
-/* The kernels' side of TensorFlow's C API: taking an op's inputs, checking
- * their shapes with errors that name the op, the argument and the
+/* TensorFlow's C API as rnn's kernels use it: its headers, with the two
+ * workarounds C needs, and the kernels' side of it: taking an op's inputs,
+ * checking their shapes with errors that name the op, the argument and the
  * dimension, and allocating float outputs. Shared by the LSTM's, the GRU's
- * and the DNC's kernels.c, which include it in their compute part (once per
- * instruction set) after TensorFlow's C headers. Part of each library's
- * build key. */
+ * and the DNC's kernels.c, which include it first (after the system
+ * headers), in both their compute part (once per instruction set) and
+ * their registration part. Part of each library's build key. */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* kernels.h defines a constant with external linkage (fine in C++, a
+ * duplicate symbol in C once per compiled instruction set): renamed in all
+ * but the registration unit. */
+#define CAT_(a, b) a##_##b
+#define CAT(a, b)  CAT_(a, b)
+#ifdef RNN_KERNEL_ISA
+#define TF_InputRange_Args_STRUCT_SIZE CAT(TF_InputRange_Args_STRUCT_SIZE, RNN_KERNEL_ISA)
+#endif
+/* ops.h declares these as C++ structs without typedefs. */
+typedef struct TF_DimensionHandle TF_DimensionHandle;
+typedef struct TF_OpDefinitionBuilder TF_OpDefinitionBuilder;
+typedef struct TF_ShapeHandle TF_ShapeHandle;
+typedef struct TF_ShapeInferenceContext TF_ShapeInferenceContext;
+#include "tensorflow/c/kernels.h"
+#include "tensorflow/c/ops.h"
+#include "tensorflow/c/tf_status.h"
+#include "tensorflow/c/tf_tensor.h"
 
 /* Fails the op with `code` and `msg`; always false (for `return fail(...)`). */
 static inline bool

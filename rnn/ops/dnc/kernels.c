@@ -75,19 +75,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CAT_(a, b) a##_##b
-#define CAT(a, b)  CAT_(a, b)
-#ifdef RNN_KERNEL_ISA
-#define TF_InputRange_Args_STRUCT_SIZE CAT(TF_InputRange_Args_STRUCT_SIZE, RNN_KERNEL_ISA)
-#endif
-typedef struct TF_DimensionHandle TF_DimensionHandle;
-typedef struct TF_OpDefinitionBuilder TF_OpDefinitionBuilder;
-typedef struct TF_ShapeHandle TF_ShapeHandle;
-typedef struct TF_ShapeInferenceContext TF_ShapeInferenceContext;
-#include "tensorflow/c/kernels.h"
-#include "tensorflow/c/ops.h"
-#include "tensorflow/c/tf_status.h"
-#include "tensorflow/c/tf_tensor.h"
+#include "../tfc.h" /* TensorFlow's C API, and fail, check_dims, output, ... */
 
 /* The state's nine tensors, in the ops' order. */
 #define N_STATE 9
@@ -178,7 +166,6 @@ set_threads(job_t *j, int n)
 /* ------------------------------------------------------------------ math */
 
 #include "../fastmath.h" /* tanh_f, sigmoid_f */
-#include "../tfc.h"      /* fail, check_dims, output, get_inputs, ... */
 
 static inline vf
 vsel(vi m, vf a, vf b) /* a where m, else b */

@@ -53,23 +53,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* kernels.h defines a constant with external linkage (fine in C++, a
- * duplicate symbol in C once per compiled instruction set): renamed in all
- * but the registration unit. */
-#define CAT_(a, b) a##_##b
-#define CAT(a, b)  CAT_(a, b)
-#ifdef RNN_KERNEL_ISA
-#define TF_InputRange_Args_STRUCT_SIZE CAT(TF_InputRange_Args_STRUCT_SIZE, RNN_KERNEL_ISA)
-#endif
-/* ops.h declares these as C++ structs without typedefs. */
-typedef struct TF_DimensionHandle TF_DimensionHandle;
-typedef struct TF_OpDefinitionBuilder TF_OpDefinitionBuilder;
-typedef struct TF_ShapeHandle TF_ShapeHandle;
-typedef struct TF_ShapeInferenceContext TF_ShapeInferenceContext;
-#include "tensorflow/c/kernels.h"
-#include "tensorflow/c/ops.h"
-#include "tensorflow/c/tf_status.h"
-#include "tensorflow/c/tf_tensor.h"
+#include "../tfc.h" /* TensorFlow's C API, and fail, check_dims, output, ... */
 
 #ifdef RNN_KERNEL_ISA
 /* ============================================== the compute part, per ISA */
@@ -101,7 +85,6 @@ typedef float vf __attribute__((vector_size(VW * sizeof(float)), aligned(4)));
 /* ------------------------------------------------------------------ math */
 
 #include "../fastmath.h" /* tanh_f, sigmoid_f */
-#include "../tfc.h"      /* fail, check_dims, output, get_inputs, ... */
 
 /* c[MR x nv*VW] = sum_k a[k][0:MR] (x) b[k][0:nv*VW]: a is one packed
  * panel, b has row stride ldb, c row stride ldc. Always inlined with a
