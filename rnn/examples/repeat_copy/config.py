@@ -242,6 +242,7 @@ _HELP = {
     "checkpoint_every": "save a checkpoint every N steps (and at the end)",
     "output_dir": "where metrics, plots, checkpoints and config.json go",
     "resume": "continue the run in --output_dir from its latest checkpoint",
+    # ("%(default).0s" prints nothing: without it argparse would add "(default: None)".)
     "jit": "compile the training step with XLA (batches padded to the longest "
     "possible sequence so it compiles once) (default: XLA except for a DNC that "
     "rnn's compiled CPU kernels run: XLA cannot hold them, and they are faster)%(default).0s",
