@@ -1,10 +1,11 @@
 /* TensorFlow's C API as rnn's kernels use it: its headers, with the two
  * workarounds C needs, and the kernels' side of it: taking an op's inputs,
  * checking their shapes with errors that name the op, the argument and the
- * dimension, and allocating float outputs. Shared by the LSTM's, the GRU's
- * and the DNC's kernels.c, which include it first (after the system
- * headers), in both their compute part (once per instruction set) and
- * their registration part. Part of each library's build key. */
+ * dimension, allocating float outputs and releasing it all at the end.
+ * Shared by the LSTM's, the GRU's and the DNC's kernels.c, which include it
+ * first (after the system headers), in both their compute part (once per
+ * instruction set) and their registration part. Part of each library's
+ * build key. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -110,4 +111,18 @@ get_inputs(TF_OpKernelContext *ctx, TF_Status *st, TF_Tensor **in, int n)
         }
     }
     return true;
+}
+
+/* The end of every op call, on every path: the tensor handles (NULL where
+ * never obtained) and the status are released. */
+static inline void
+release_call(TF_Tensor **in, int n_in, TF_Tensor **out, int n_out, TF_Status *st)
+{
+    for (int i = 0; i < n_in; i++)
+        if (in[i])
+            TF_DeleteTensor(in[i]);
+    for (int i = 0; i < n_out; i++)
+        if (out[i])
+            TF_DeleteTensor(out[i]);
+    TF_DeleteStatus(st);
 }

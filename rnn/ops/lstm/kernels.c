@@ -549,13 +549,7 @@ static void
 end_call(job_t *j, TF_Tensor **in, int n_in, TF_Tensor **out, int n_out, TF_Status *st)
 {
     finish_job(j);
-    for (int i = 0; i < n_in; i++)
-        if (in[i])
-            TF_DeleteTensor(in[i]);
-    for (int i = 0; i < n_out; i++)
-        if (out[i])
-            TF_DeleteTensor(out[i]);
-    TF_DeleteStatus(st);
+    release_call(in, n_in, out, n_out, st);
 }
 
 void
